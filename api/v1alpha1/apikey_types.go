@@ -1,0 +1,191 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// APIKeySpec is what a user asks for: a key, optionally named, optionally
+// expiring, and whether it has been revoked.
+//
+// Expiry and ownership are fixed at creation. The CEL rules below are
+// enforced by the API server, so no client (console, CLI, kubectl) can get
+// around them.
+//
+// +kubebuilder:validation:XValidation:rule="!(has(self.expiresAt) && has(self.ttl))",message="set either expiresAt or ttl, not both"
+// +kubebuilder:validation:XValidation:rule="has(self.owner) == has(oldSelf.owner) && (!has(self.owner) || self.owner == oldSelf.owner)",message="owner is immutable once set"
+// +kubebuilder:validation:XValidation:rule="has(self.expiresAt) == has(oldSelf.expiresAt) && (!has(self.expiresAt) || self.expiresAt == oldSelf.expiresAt)",message="expiresAt is immutable: create a new key instead"
+// +kubebuilder:validation:XValidation:rule="has(self.ttl) == has(oldSelf.ttl) && (!has(self.ttl) || self.ttl == oldSelf.ttl)",message="ttl is immutable: create a new key instead"
+// +kubebuilder:validation:XValidation:rule="!(has(oldSelf.revoked) && oldSelf.revoked) || (has(self.revoked) && self.revoked)",message="revocation cannot be undone: create a new key instead"
+type APIKeySpec struct {
+	// displayName is a human-friendly label shown in the console and in
+	// `kubectl get apikeys -o wide`. The console shows metadata.name when it
+	// is empty.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	DisplayName string `json:"displayName,omitempty"`
+
+	// owner is the user the key belongs to. An admission policy defaults it
+	// to the creating user and only members of the admin group (or the
+	// gateway's console) may set someone else. Immutable once set.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Owner string `json:"owner,omitempty"`
+
+	// expiresAt is the absolute time after which the key stops working.
+	// Mutually exclusive with ttl. A time already in the past at creation
+	// makes the key Expired at once: no key is ever generated for it.
+	// +optional
+	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+
+	// ttl is the lifetime of the key counted from the APIKey's creation,
+	// e.g. "720h". Mutually exclusive with expiresAt.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	TTL *metav1.Duration `json:"ttl,omitempty"`
+
+	// revoked, once true, makes every later gateway request with this key
+	// fail with 401. It cannot be set back to false.
+	// +optional
+	Revoked bool `json:"revoked,omitempty"`
+}
+
+// Phase is where an APIKey is in its life.
+// +kubebuilder:validation:Enum=Pending;Active;Revoked;Expired;Failed
+type Phase string
+
+const (
+	// PhasePending: the controller has not generated the key yet.
+	PhasePending Phase = "Pending"
+	// PhaseActive: the key authenticates gateway requests.
+	PhaseActive Phase = "Active"
+	// PhaseRevoked: spec.revoked was set; the hash is gone. Final.
+	PhaseRevoked Phase = "Revoked"
+	// PhaseExpired: the expiry passed; the hash is gone. Final.
+	PhaseExpired Phase = "Expired"
+	// PhaseFailed: the key cannot be served (for example its hash Secret
+	// was deleted by hand); see the Ready condition. Create a new key.
+	PhaseFailed Phase = "Failed"
+)
+
+// RevealState tells whether the one-time copy of the key is still waiting
+// to be read.
+// +kubebuilder:validation:Enum=Pending;Consumed;Expired
+type RevealState string
+
+const (
+	// RevealPending: the reveal Secret exists and can be consumed once.
+	RevealPending RevealState = "Pending"
+	// RevealConsumed: someone read the key; nobody can read it again.
+	RevealConsumed RevealState = "Consumed"
+	// RevealExpired: nobody read the key within the reveal window (or the
+	// key stopped being usable first) and the controller deleted it.
+	RevealExpired RevealState = "Expired"
+)
+
+// SecretReference names a Secret in a given namespace.
+type SecretReference struct {
+	// namespace of the Secret.
+	Namespace string `json:"namespace"`
+	// name of the Secret.
+	Name string `json:"name"`
+}
+
+// RevealStatus describes the one-shot Secret that carries the plaintext key.
+type RevealStatus struct {
+	// secretName is the reveal Secret in the APIKey's own namespace.
+	SecretName string `json:"secretName"`
+	// expiresAt is when the controller deletes the reveal Secret if nobody
+	// has consumed it.
+	// +optional
+	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+	// state is Pending, Consumed or Expired.
+	State RevealState `json:"state"`
+}
+
+// APIKeyStatus is what the controller (and, for lastUsedAt, the gateway)
+// observed.
+type APIKeyStatus struct {
+	// phase is Pending, Active, Revoked, Expired or Failed.
+	// +optional
+	Phase Phase `json:"phase,omitempty"`
+
+	// prefix is the first 12 characters of the key ("cvk_" and the key ID):
+	// enough to recognise a key, useless to authenticate with.
+	// +optional
+	Prefix string `json:"prefix,omitempty"`
+
+	// expiresAt is the resolved absolute expiry (from spec.expiresAt or
+	// creation time + spec.ttl).
+	// +optional
+	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+
+	// revokedAt is when the controller saw spec.revoked become true.
+	// +optional
+	RevokedAt *metav1.Time `json:"revokedAt,omitempty"`
+
+	// lastUsedAt is when a gateway last authenticated a request with this
+	// key. Written by the gateways at most once per key per flush interval,
+	// so it is accurate to that interval.
+	// +optional
+	LastUsedAt *metav1.Time `json:"lastUsedAt,omitempty"`
+
+	// hashSecretRef points at the Secret that holds the argon2id hash of
+	// the key, in the system namespace.
+	// +optional
+	HashSecretRef *SecretReference `json:"hashSecretRef,omitempty"`
+
+	// reveal tracks the one-shot Secret that carries the plaintext key.
+	// +optional
+	Reveal *RevealStatus `json:"reveal,omitempty"`
+
+	// conditions: Ready is True while the key authenticates requests.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// observedGeneration is the metadata.generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+}
+
+// APIKey is a per-user key for the CodeVector gateway. The controller
+// generates the key, stores only its argon2id hash and reveals the plaintext
+// once through a one-shot Secret.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 239",message="name must be at most 239 characters (its reveal Secret adds a suffix)"
+// +kubebuilder:resource:shortName=ak,categories=codevector
+// +kubebuilder:selectablefield:JSONPath=`.spec.owner`
+// +kubebuilder:printcolumn:name="Prefix",type=string,JSONPath=`.status.prefix`
+// +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Last Used",type=date,JSONPath=`.status.lastUsedAt`
+// +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.status.expiresAt`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Owner",type=string,JSONPath=`.spec.owner`,priority=1
+// +kubebuilder:printcolumn:name="Display Name",type=string,JSONPath=`.spec.displayName`,priority=1
+type APIKey struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is what the user asks for.
+	Spec APIKeySpec `json:"spec,omitempty"`
+	// status is what the controller observed.
+	Status APIKeyStatus `json:"status,omitempty"`
+}
+
+// APIKeyList is a list of APIKeys.
+//
+// +kubebuilder:object:root=true
+type APIKeyList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []APIKey `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&APIKey{}, &APIKeyList{})
+}

@@ -1,0 +1,53 @@
+package v1alpha1
+
+// Names shared by the controller, the gateway and the CLI. They are part of
+// the contract between components, so they live next to the types.
+const (
+	// RevealSecretType marks the one-shot Secret that carries the plaintext
+	// key in the APIKey's namespace.
+	RevealSecretType = "gateway.codevector.io/apikey-reveal"
+	// RevealSecretKey is the data key of the plaintext in a reveal Secret.
+	RevealSecretKey = "apiKey"
+
+	// HashSecretType marks the Secret in the system namespace that holds
+	// the argon2id hash of a key.
+	HashSecretType = "gateway.codevector.io/apikey-hash"
+	// HashSecretKey is the data key of the PHC string in a hash Secret.
+	HashSecretKey = "hash"
+
+	// LabelManagedBy is set on every Secret the controller writes, so that
+	// caches can select exactly those Secrets.
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	// ManagedByValue is the value of LabelManagedBy.
+	ManagedByValue = "codevector"
+	// LabelKeyID carries the key ID on a hash Secret (for uniqueness checks
+	// and the gateway's index).
+	LabelKeyID = "gateway.codevector.io/key-id"
+	// LabelAPIKeyNamespace and LabelAPIKeyName name the APIKey a hash
+	// Secret belongs to (owner references cannot cross namespaces).
+	LabelAPIKeyNamespace = "gateway.codevector.io/apikey-namespace"
+	LabelAPIKeyName      = "gateway.codevector.io/apikey-name"
+	// LabelAPIKeyUID ties a hash Secret to one incarnation of the APIKey.
+	LabelAPIKeyUID = "gateway.codevector.io/apikey-uid"
+
+	// Finalizer lets the controller delete the hash Secret in the system
+	// namespace before the APIKey goes away.
+	Finalizer = "gateway.codevector.io/hash-secret"
+
+	// ConditionReady is True while the key authenticates requests.
+	ConditionReady = "Ready"
+
+	// DefaultSystemNamespace holds hash Secrets and console-created keys.
+	DefaultSystemNamespace = "codevector-system"
+	// DefaultAdminGroup may create keys for other owners and sees everyone's
+	// key metadata in the console.
+	DefaultAdminGroup = "codevector:admins"
+)
+
+// RevealSecretName is the name of the reveal Secret of the APIKey `name`.
+func RevealSecretName(apiKeyName string) string { return apiKeyName + "-apikey-reveal" }
+
+// HashSecretName is the name of the hash Secret of the APIKey with that UID.
+// The UID (not the name) makes a re-created APIKey of the same name a
+// different key with a different Secret.
+func HashSecretName(apiKeyUID string) string { return "ak-" + apiKeyUID }

@@ -1,0 +1,405 @@
+// Package controllers holds the APIKey reconciler: it turns each APIKey into
+// an argon2id hash Secret in the system namespace and a one-shot reveal
+// Secret in the key's own namespace (DESIGN.md section 6).
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/internal/keys"
+)
+
+// APIKeyReconciler reconciles APIKey objects.
+type APIKeyReconciler struct {
+	// Client reads from the manager's cache (APIKeys, and only the Secrets
+	// this controller labels) and writes to the API server.
+	Client client.Client
+	// APIReader reads straight from the API server. It is used where a stale
+	// cache would be wrong: finding a half-issued key after a crash, and
+	// confirming that a reveal or hash Secret is really gone.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Clock     clock.PassiveClock
+
+	// SystemNamespace holds the hash Secrets.
+	SystemNamespace string
+	// RevealWindow is how long a reveal Secret waits to be consumed.
+	RevealWindow time.Duration
+	// Hasher hashes new keys with bounded concurrency.
+	Hasher *Hasher
+	// MaxConcurrentReconciles lets API round trips of one key overlap with
+	// another key's hashing.
+	MaxConcurrentReconciles int
+}
+
+// +kubebuilder:rbac:groups=gateway.codevector.io,resources=apikeys,verbs=get;list;watch;patch;update
+// +kubebuilder:rbac:groups=gateway.codevector.io,resources=apikeys/status,verbs=get;patch;update
+// +kubebuilder:rbac:groups=gateway.codevector.io,resources=apikeys/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile runs one pass of DESIGN.md section 6 for one APIKey.
+func (r *APIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	key := &gatewayv1alpha1.APIKey{}
+	if err := r.Client.Get(ctx, req.NamespacedName, key); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !key.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.finalize(ctx, key)
+	}
+	if !controllerutil.ContainsFinalizer(key, gatewayv1alpha1.Finalizer) {
+		// The finalizer goes on before any Secret exists, so no hash Secret
+		// can outlive its APIKey.
+		base := key.DeepCopy()
+		controllerutil.AddFinalizer(key, gatewayv1alpha1.Finalizer)
+		if err := r.Client.Patch(ctx, key, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
+		}
+	}
+
+	now := r.Clock.Now()
+	before := key.Status.DeepCopy()
+	key.Status.ExpiresAt = resolvedExpiry(key)
+	key.Status.ObservedGeneration = key.Generation
+
+	s := nextStep(key, now)
+	pending := &eventLog{}
+	var err error
+	switch s {
+	case stepIssue:
+		err = r.issue(ctx, key, pending)
+	case stepMaintain:
+		err = r.maintain(ctx, key, now, pending)
+	case stepRevoke:
+		err = r.retire(ctx, key, gatewayv1alpha1.PhaseRevoked, now, pending)
+	case stepExpire:
+		err = r.retire(ctx, key, gatewayv1alpha1.PhaseExpired, now, pending)
+	case stepSettled:
+		err = r.settle(ctx, key)
+	}
+	if errors.Is(err, errStaleCache) {
+		// Not a failure: the next pass sees the newer object.
+		return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil
+	}
+	if err != nil {
+		// A step that failed half-way still patches what it established,
+		// e.g. a revocation whose Secret deletes must be retried.
+		logf.FromContext(ctx).Error(err, "Failed to reconcile APIKey", "step", s.String())
+	}
+
+	if !equality.Semantic.DeepEqual(before, &key.Status) {
+		if perr := r.patchStatus(ctx, key, before); perr != nil {
+			return ctrl.Result{}, perr
+		}
+		phaseTransitions.WithLabelValues(string(key.Status.Phase)).Inc()
+	}
+	// Events go out after the status write, so nobody reads an event about
+	// a state the API does not show yet.
+	pending.flush(r.Recorder, key)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{RequeueAfter: nextDeadline(key, r.Clock.Now())}, nil
+}
+
+// patchStatus writes the status as a merge patch of what changed, so it
+// never conflicts with a gateway writing lastUsedAt at the same time.
+func (r *APIKeyReconciler) patchStatus(ctx context.Context, key *gatewayv1alpha1.APIKey, before *gatewayv1alpha1.APIKeyStatus) error {
+	base := key.DeepCopy()
+	base.Status = *before
+	if err := r.Client.Status().Patch(ctx, key, client.MergeFrom(base)); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("patching status of APIKey %s/%s: %w", key.Namespace, key.Name, err)
+	}
+	return nil
+}
+
+// issue generates the key and stores it: reveal Secret first, then the hash
+// Secret, then status Active. If the process died between two of those
+// writes, the next pass finds the reveal Secret and completes the same key;
+// a key is never generated twice for one APIKey.
+func (r *APIKeyReconciler) issue(ctx context.Context, key *gatewayv1alpha1.APIKey, ev *eventLog) error {
+	// The cache can lag behind our own status write. Issuing from a stale
+	// copy could discard a key that is already Active and revealed, so the
+	// one pass per key that issues confirms the phase with the API server.
+	live := &gatewayv1alpha1.APIKey{}
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(key), live); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if live.UID != key.UID || live.Status.Phase == gatewayv1alpha1.PhaseActive {
+		return errStaleCache
+	}
+	reveal, k, err := r.findIssuedKey(ctx, key)
+	if err != nil {
+		return err
+	}
+	hash, err := r.getLive(ctx, r.SystemNamespace, gatewayv1alpha1.HashSecretName(string(key.UID)))
+	if err != nil {
+		return err
+	}
+
+	if reveal == nil {
+		if hash != nil {
+			// A hash with no reveal Secret and no Active status: its
+			// plaintext is lost, so it can never be handed to anyone.
+			if err := r.deleteSecret(ctx, hash); err != nil {
+				return fmt.Errorf("discarding orphaned hash Secret: %w", err)
+			}
+			hash = nil
+			ev.warning("DiscardedOrphanHash", "Discarded a hash Secret whose key was never revealed; generating a new key")
+		}
+		if k, err = r.generateUniqueKey(ctx); err != nil {
+			return err
+		}
+		if reveal, err = r.createRevealSecret(ctx, key, k); err != nil {
+			return err
+		}
+	} else {
+		ev.normal("Resumed", "Completed a key issued by an earlier, interrupted pass")
+	}
+
+	if hash != nil {
+		ok, verr := keys.Verify(k, string(hash.Data[gatewayv1alpha1.HashSecretKey]))
+		if verr != nil || !ok {
+			// Hash Secrets are immutable, so a wrong one is replaced.
+			if err := r.deleteSecret(ctx, hash); err != nil {
+				return fmt.Errorf("replacing mismatched hash Secret: %w", err)
+			}
+			hash = nil
+		}
+	}
+	if hash == nil {
+		if err := r.createHashSecret(ctx, key, k); err != nil {
+			return err
+		}
+	}
+
+	revealExpires := metav1.NewTime(reveal.CreationTimestamp.Add(r.RevealWindow))
+	key.Status.Phase = gatewayv1alpha1.PhaseActive
+	key.Status.Prefix = k.DisplayPrefix()
+	key.Status.HashSecretRef = &gatewayv1alpha1.SecretReference{Namespace: r.SystemNamespace, Name: gatewayv1alpha1.HashSecretName(string(key.UID))}
+	key.Status.Reveal = &gatewayv1alpha1.RevealStatus{SecretName: reveal.Name, ExpiresAt: &revealExpires, State: gatewayv1alpha1.RevealPending}
+	r.setReady(key, metav1.ConditionTrue, "KeyActive", "The key authenticates gateway requests")
+	keysIssued.Inc()
+	ev.normal("Issued", "Issued key %s; it can be revealed once until %s", k.DisplayPrefix(), revealExpires.UTC().Format(time.RFC3339))
+	return nil
+}
+
+// findIssuedKey looks for a reveal Secret this APIKey already wrote. It
+// reads the API server, not the cache: a stale cache here would mean
+// generating a second key.
+func (r *APIKeyReconciler) findIssuedKey(ctx context.Context, key *gatewayv1alpha1.APIKey) (*corev1.Secret, keys.Key, error) {
+	reveal, err := r.getLive(ctx, key.Namespace, gatewayv1alpha1.RevealSecretName(key.Name))
+	if err != nil || reveal == nil {
+		return nil, keys.Key{}, err
+	}
+	if !metav1.IsControlledBy(reveal, key) {
+		return nil, keys.Key{}, fmt.Errorf("secret %s/%s exists and does not belong to this APIKey; delete or rename it", reveal.Namespace, reveal.Name)
+	}
+	k, err := keys.Parse(string(reveal.Data[gatewayv1alpha1.RevealSecretKey]))
+	if err != nil {
+		// Unusable (tampered with): drop it and issue afresh.
+		if derr := r.deleteSecret(ctx, reveal); derr != nil {
+			return nil, keys.Key{}, derr
+		}
+		return nil, keys.Key{}, nil
+	}
+	return reveal, k, nil
+}
+
+// generateUniqueKey draws keys until one has a key ID no hash Secret uses.
+// With 62^8 IDs a second draw is already rare; the bound only stops a
+// broken random source from looping forever.
+func (r *APIKeyReconciler) generateUniqueKey(ctx context.Context) (keys.Key, error) {
+	for range 5 {
+		k, err := keys.Generate()
+		if err != nil {
+			return keys.Key{}, fmt.Errorf("generating key: %w", err)
+		}
+		var same corev1.SecretList
+		if err := r.Client.List(ctx, &same, client.InNamespace(r.SystemNamespace), client.MatchingFields{keyIDField: k.ID()}); err != nil {
+			return keys.Key{}, fmt.Errorf("checking key ID uniqueness: %w", err)
+		}
+		if len(same.Items) == 0 {
+			return k, nil
+		}
+		keyIDCollisions.Inc()
+	}
+	return keys.Key{}, fmt.Errorf("could not draw a unique key ID in 5 attempts")
+}
+
+// maintain keeps an Active key in order: ends the reveal window, notices a
+// consumed reveal, and makes sure the hash Secret is still there.
+func (r *APIKeyReconciler) maintain(ctx context.Context, key *gatewayv1alpha1.APIKey, now time.Time, ev *eventLog) error {
+	revealName := gatewayv1alpha1.RevealSecretName(key.Name)
+	if rs := key.Status.Reveal; rs != nil && rs.State == gatewayv1alpha1.RevealPending {
+		switch present, err := r.exists(ctx, key.Namespace, revealName); {
+		case err != nil:
+			return err
+		case !present:
+			rs.State = gatewayv1alpha1.RevealConsumed
+			reveals.WithLabelValues("consumed").Inc()
+			ev.normal("Revealed", "The key was revealed; it cannot be revealed again")
+		case rs.ExpiresAt != nil && !now.Before(rs.ExpiresAt.Time):
+			if err := r.deleteByName(ctx, key.Namespace, revealName); err != nil {
+				return err
+			}
+			rs.State = gatewayv1alpha1.RevealExpired
+			reveals.WithLabelValues("expired").Inc()
+			ev.normal("RevealExpired", "Nobody revealed the key within its reveal window; it can no longer be revealed")
+		}
+	}
+
+	hashName := gatewayv1alpha1.HashSecretName(string(key.UID))
+	present, err := r.exists(ctx, r.SystemNamespace, hashName)
+	if err != nil || present {
+		if present {
+			r.setReady(key, metav1.ConditionTrue, "KeyActive", "The key authenticates gateway requests")
+		}
+		return err
+	}
+	// The hash Secret was deleted behind our back. Without the plaintext
+	// the key cannot be served again; the owner must create a new one.
+	key.Status.Phase = gatewayv1alpha1.PhaseFailed
+	r.setReady(key, metav1.ConditionFalse, "HashSecretMissing",
+		fmt.Sprintf("The hash Secret %s/%s was deleted; this key no longer works. Create a new key.", r.SystemNamespace, hashName))
+	ev.warning("HashSecretMissing", "The hash Secret was deleted; the key no longer works")
+	return nil
+}
+
+// retire ends a key for good (revoked or expired): status first records the
+// phase, then both Secrets are deleted. Once the hash is gone no gateway
+// can verify the key, even after a restart.
+func (r *APIKeyReconciler) retire(ctx context.Context, key *gatewayv1alpha1.APIKey, phase gatewayv1alpha1.Phase, now time.Time, ev *eventLog) error {
+	key.Status.Phase = phase
+	if rs := key.Status.Reveal; rs != nil && rs.State == gatewayv1alpha1.RevealPending {
+		rs.State = gatewayv1alpha1.RevealExpired
+	}
+	switch phase {
+	case gatewayv1alpha1.PhaseRevoked:
+		if key.Status.RevokedAt == nil {
+			t := metav1.NewTime(now)
+			key.Status.RevokedAt = &t
+		}
+		r.setReady(key, metav1.ConditionFalse, "Revoked", "The key was revoked; gateway requests with it are rejected")
+		ev.normal("Revoked", "Revoked key %s", key.Status.Prefix)
+	case gatewayv1alpha1.PhaseExpired:
+		r.setReady(key, metav1.ConditionFalse, "Expired", "The key expired; gateway requests with it are rejected")
+		ev.normal("Expired", "Key %s expired", key.Status.Prefix)
+	}
+	return r.settle(ctx, key)
+}
+
+// settle makes sure a key in a final phase has no Secrets left. It reads
+// the cache first so a resync of many settled keys writes nothing.
+func (r *APIKeyReconciler) settle(ctx context.Context, key *gatewayv1alpha1.APIKey) error {
+	if err := r.deleteIfPresent(ctx, r.SystemNamespace, gatewayv1alpha1.HashSecretName(string(key.UID))); err != nil {
+		return err
+	}
+	return r.deleteIfPresent(ctx, key.Namespace, gatewayv1alpha1.RevealSecretName(key.Name))
+}
+
+// finalize removes the hash Secret (which owner references cannot reach
+// across namespaces) and the reveal Secret, then lets the APIKey go.
+func (r *APIKeyReconciler) finalize(ctx context.Context, key *gatewayv1alpha1.APIKey) error {
+	if !controllerutil.ContainsFinalizer(key, gatewayv1alpha1.Finalizer) {
+		return nil
+	}
+	if err := r.deleteByName(ctx, r.SystemNamespace, gatewayv1alpha1.HashSecretName(string(key.UID))); err != nil {
+		return err
+	}
+	// The reveal Secret would go with its owner reference too, but only
+	// once a garbage collector runs; deleting it here closes that window.
+	reveal, err := r.getLive(ctx, key.Namespace, gatewayv1alpha1.RevealSecretName(key.Name))
+	if err != nil {
+		return err
+	}
+	if reveal != nil && metav1.IsControlledBy(reveal, key) {
+		if err := r.deleteSecret(ctx, reveal); err != nil {
+			return err
+		}
+	}
+	base := key.DeepCopy()
+	controllerutil.RemoveFinalizer(key, gatewayv1alpha1.Finalizer)
+	if err := r.Client.Patch(ctx, key, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	return nil
+}
+
+func (r *APIKeyReconciler) setReady(key *gatewayv1alpha1.APIKey, status metav1.ConditionStatus, reason, message string) {
+	// meta.SetStatusCondition keeps LastTransitionTime when the status did
+	// not change, so a resync does not rewrite the condition.
+	meta.SetStatusCondition(&key.Status.Conditions, metav1.Condition{
+		Type:               gatewayv1alpha1.ConditionReady,
+		Status:             status,
+		Reason:             reason,
+		Message:            message,
+		ObservedGeneration: key.Generation,
+		LastTransitionTime: metav1.NewTime(r.Clock.Now()),
+	})
+}
+
+// SetupWithManager registers the controller and the cache index it needs.
+func (r *APIKeyReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Secret{}, keyIDField, func(o client.Object) []string {
+		if id := o.GetLabels()[gatewayv1alpha1.LabelKeyID]; id != "" {
+			return []string{id}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("indexing hash Secrets by key ID: %w", err)
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		// Status-only updates (the gateways' lastUsedAt, our own status
+		// patches) do not need a pass; spec changes and deletion bump the
+		// generation.
+		For(&gatewayv1alpha1.APIKey{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// A reveal Secret deleted by a reader marks the reveal Consumed.
+		Owns(&corev1.Secret{}, builder.WithPredicates(deletesOnly{})).
+		// A hash Secret deleted by hand marks the key Failed.
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(hashSecretOwner), builder.WithPredicates(deletesOnly{})).
+		WithOptions(controller.Options{
+			MaxConcurrentReconciles: r.MaxConcurrentReconciles,
+			// Dev mode and tests run several managers in one process one
+			// after another; the name check would refuse the second.
+			SkipNameValidation: ptr.To(true),
+		}).
+		Named("apikey").
+		Complete(r)
+}
+
+// hashSecretOwner maps a hash Secret to its APIKey through its labels.
+func hashSecretOwner(_ context.Context, o client.Object) []reconcile.Request {
+	l := o.GetLabels()
+	ns, name := l[gatewayv1alpha1.LabelAPIKeyNamespace], l[gatewayv1alpha1.LabelAPIKeyName]
+	if ns == "" || name == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}}}
+}

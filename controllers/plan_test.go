@@ -1,0 +1,90 @@
+package controllers
+
+import (
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+)
+
+func TestNextStep(t *testing.T) {
+	created := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := created.Add(time.Hour)
+	past := metav1.NewTime(now.Add(-time.Second))
+	future := metav1.NewTime(now.Add(time.Hour))
+
+	cases := []struct {
+		name  string
+		spec  gatewayv1alpha1.APIKeySpec
+		phase gatewayv1alpha1.Phase
+		want  step
+	}{
+		{"new key", gatewayv1alpha1.APIKeySpec{}, "", stepIssue},
+		{"pending key", gatewayv1alpha1.APIKeySpec{}, gatewayv1alpha1.PhasePending, stepIssue},
+		{"active key", gatewayv1alpha1.APIKeySpec{}, gatewayv1alpha1.PhaseActive, stepMaintain},
+		{"active key expiring later", gatewayv1alpha1.APIKeySpec{ExpiresAt: &future}, gatewayv1alpha1.PhaseActive, stepMaintain},
+		{"active key past expiresAt", gatewayv1alpha1.APIKeySpec{ExpiresAt: &past}, gatewayv1alpha1.PhaseActive, stepExpire},
+		{"active key past ttl", gatewayv1alpha1.APIKeySpec{TTL: &metav1.Duration{Duration: time.Minute}}, gatewayv1alpha1.PhaseActive, stepExpire},
+		{"ttl not reached", gatewayv1alpha1.APIKeySpec{TTL: &metav1.Duration{Duration: 2 * time.Hour}}, gatewayv1alpha1.PhaseActive, stepMaintain},
+		{"new key already expired is never issued", gatewayv1alpha1.APIKeySpec{ExpiresAt: &past}, "", stepExpire},
+		{"revoked active key", gatewayv1alpha1.APIKeySpec{Revoked: true}, gatewayv1alpha1.PhaseActive, stepRevoke},
+		{"revoked before issue", gatewayv1alpha1.APIKeySpec{Revoked: true}, "", stepRevoke},
+		{"revocation wins over expiry", gatewayv1alpha1.APIKeySpec{Revoked: true, ExpiresAt: &past}, gatewayv1alpha1.PhaseActive, stepRevoke},
+		{"revoking an expired key records the revocation", gatewayv1alpha1.APIKeySpec{Revoked: true}, gatewayv1alpha1.PhaseExpired, stepRevoke},
+		{"revoked is final", gatewayv1alpha1.APIKeySpec{Revoked: true}, gatewayv1alpha1.PhaseRevoked, stepSettled},
+		{"expired is final", gatewayv1alpha1.APIKeySpec{ExpiresAt: &past}, gatewayv1alpha1.PhaseExpired, stepSettled},
+		{"failed is final", gatewayv1alpha1.APIKeySpec{}, gatewayv1alpha1.PhaseFailed, stepSettled},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			key := &gatewayv1alpha1.APIKey{
+				ObjectMeta: metav1.ObjectMeta{CreationTimestamp: metav1.NewTime(created)},
+				Spec:       tc.spec,
+				Status:     gatewayv1alpha1.APIKeyStatus{Phase: tc.phase},
+			}
+			if got := nextStep(key, now); got != tc.want {
+				t.Errorf("nextStep = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestNextDeadline(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) *metav1.Time { t := metav1.NewTime(now.Add(d)); return &t }
+
+	cases := []struct {
+		name string
+		key  gatewayv1alpha1.APIKey
+		want time.Duration
+	}{
+		{"not active", gatewayv1alpha1.APIKey{Spec: gatewayv1alpha1.APIKeySpec{ExpiresAt: at(time.Hour)}}, 0},
+		{"active, no deadlines", gatewayv1alpha1.APIKey{Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive}}, 0},
+		{"expiry", gatewayv1alpha1.APIKey{
+			Spec:   gatewayv1alpha1.APIKeySpec{ExpiresAt: at(time.Hour)},
+			Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive},
+		}, time.Hour},
+		{"pending reveal before expiry", gatewayv1alpha1.APIKey{
+			Spec: gatewayv1alpha1.APIKeySpec{ExpiresAt: at(time.Hour)},
+			Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive,
+				Reveal: &gatewayv1alpha1.RevealStatus{State: gatewayv1alpha1.RevealPending, ExpiresAt: at(10 * time.Minute)}},
+		}, 10 * time.Minute},
+		{"consumed reveal is no deadline", gatewayv1alpha1.APIKey{
+			Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive,
+				Reveal: &gatewayv1alpha1.RevealStatus{State: gatewayv1alpha1.RevealConsumed, ExpiresAt: at(10 * time.Minute)}},
+		}, 0},
+		{"deadline passed", gatewayv1alpha1.APIKey{
+			Spec:   gatewayv1alpha1.APIKeySpec{ExpiresAt: at(-time.Minute)},
+			Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive},
+		}, time.Millisecond},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := nextDeadline(&tc.key, now); got != tc.want {
+				t.Errorf("nextDeadline = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

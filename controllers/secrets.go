@@ -1,0 +1,125 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/internal/keys"
+)
+
+// keyIDField indexes cached hash Secrets by key ID for the uniqueness check.
+const keyIDField = "codevector.keyID"
+
+// errStaleCache means the cached APIKey is older than the API server's;
+// the pass is retried shortly instead of acting on old data.
+var errStaleCache = errors.New("cached APIKey is stale")
+
+// createRevealSecret writes the one-shot Secret carrying the plaintext key,
+// owned by the APIKey so it is collected with it.
+func (r *APIKeyReconciler) createRevealSecret(ctx context.Context, key *gatewayv1alpha1.APIKey, k keys.Key) (*corev1.Secret, error) {
+	s := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: key.Namespace,
+			Name:      gatewayv1alpha1.RevealSecretName(key.Name),
+			Labels:    map[string]string{gatewayv1alpha1.LabelManagedBy: gatewayv1alpha1.ManagedByValue},
+		},
+		Type: gatewayv1alpha1.RevealSecretType,
+		Data: map[string][]byte{gatewayv1alpha1.RevealSecretKey: []byte(k.Reveal())},
+	}
+	if err := controllerutil.SetControllerReference(key, s, r.Client.Scheme()); err != nil {
+		return nil, fmt.Errorf("owning reveal Secret: %w", err)
+	}
+	if err := r.Client.Create(ctx, s); err != nil {
+		return nil, fmt.Errorf("creating reveal Secret %s/%s: %w", s.Namespace, s.Name, err)
+	}
+	return s, nil
+}
+
+// createHashSecret hashes k and stores the PHC string, immutable, in the
+// system namespace with labels that name its APIKey and key ID.
+func (r *APIKeyReconciler) createHashSecret(ctx context.Context, key *gatewayv1alpha1.APIKey, k keys.Key) error {
+	phc, err := r.Hasher.Hash(ctx, k)
+	if err != nil {
+		return err
+	}
+	s := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: r.SystemNamespace,
+			Name:      gatewayv1alpha1.HashSecretName(string(key.UID)),
+			Labels: map[string]string{
+				gatewayv1alpha1.LabelManagedBy:       gatewayv1alpha1.ManagedByValue,
+				gatewayv1alpha1.LabelKeyID:           k.ID(),
+				gatewayv1alpha1.LabelAPIKeyNamespace: key.Namespace,
+				gatewayv1alpha1.LabelAPIKeyName:      key.Name,
+				gatewayv1alpha1.LabelAPIKeyUID:       string(key.UID),
+			},
+		},
+		Type:      gatewayv1alpha1.HashSecretType,
+		Immutable: ptr.To(true),
+		Data:      map[string][]byte{gatewayv1alpha1.HashSecretKey: []byte(phc)},
+	}
+	if err := r.Client.Create(ctx, s); err != nil {
+		return fmt.Errorf("creating hash Secret %s/%s: %w", s.Namespace, s.Name, err)
+	}
+	return nil
+}
+
+// getLive reads a Secret from the API server; a missing Secret is (nil, nil).
+func (r *APIKeyReconciler) getLive(ctx context.Context, namespace, name string) (*corev1.Secret, error) {
+	s := &corev1.Secret{}
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("reading Secret %s/%s: %w", namespace, name, err)
+	}
+	return s, nil
+}
+
+// exists answers from the cache when it can. A cache miss is confirmed with
+// the API server, because a Secret created a moment ago may not be cached
+// yet and "gone" has consequences (reveal Consumed, key Failed).
+func (r *APIKeyReconciler) exists(ctx context.Context, namespace, name string) (bool, error) {
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &corev1.Secret{})
+	switch {
+	case err == nil:
+		return true, nil
+	case !apierrors.IsNotFound(err):
+		return false, fmt.Errorf("reading Secret %s/%s: %w", namespace, name, err)
+	}
+	s, err := r.getLive(ctx, namespace, name)
+	return s != nil, err
+}
+
+// deleteIfPresent deletes a Secret only when the cache has it, so passes
+// over settled keys issue no writes.
+func (r *APIKeyReconciler) deleteIfPresent(ctx context.Context, namespace, name string) error {
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &corev1.Secret{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading Secret %s/%s: %w", namespace, name, err)
+	}
+	return r.deleteByName(ctx, namespace, name)
+}
+
+func (r *APIKeyReconciler) deleteByName(ctx context.Context, namespace, name string) error {
+	return r.deleteSecret(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}})
+}
+
+func (r *APIKeyReconciler) deleteSecret(ctx context.Context, s *corev1.Secret) error {
+	if err := r.Client.Delete(ctx, s); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting Secret %s/%s: %w", s.Namespace, s.Name, err)
+	}
+	return nil
+}

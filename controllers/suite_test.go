@@ -1,0 +1,184 @@
+package controllers_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/internal/keys"
+	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/testenv"
+)
+
+// env is one real kube-apiserver + etcd shared by the tests of this
+// package. Each test starts its own manager (tests here do not run in
+// parallel) and works in its own namespace.
+var env *testenv.Env
+
+// testArgon2 keeps tests quick where the cost of a hash is not the point;
+// tests that measure or bound hashing use keys.DefaultParams.
+var testArgon2 = keys.Params{Memory: keys.MinMemoryKiB, Time: 1, Threads: 1}
+
+func TestMain(m *testing.M) {
+	ctx := context.Background()
+	var err error
+	env, err = testenv.Start(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if err := env.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "stopping control plane:", err)
+	}
+	os.Exit(code)
+}
+
+// startManager runs the real manager, with production cache settings, until
+// the test ends.
+func startManager(t *testing.T, o operator.Options) {
+	t.Helper()
+	if o.Argon2 == (keys.Params{}) {
+		o.Argon2 = testArgon2
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	mgr, err := operator.New(ctx, env.Config, o)
+	if err != nil {
+		t.Fatalf("creating manager: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager stopped with error: %v", err)
+		}
+	})
+}
+
+// namespace creates a namespace unique to the test.
+func namespace(t *testing.T) string {
+	t.Helper()
+	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	if len(name) > 50 {
+		name = name[:50]
+	}
+	name = fmt.Sprintf("%s-%d", strings.Trim(name, "-"), time.Now().UnixNano()%100000)
+	if err := env.CreateNamespace(context.Background(), name); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+func newKey(ns, name string, mutate ...func(*gatewayv1alpha1.APIKey)) *gatewayv1alpha1.APIKey {
+	k := &gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	for _, m := range mutate {
+		m(k)
+	}
+	return k
+}
+
+func create(t *testing.T, k *gatewayv1alpha1.APIKey) *gatewayv1alpha1.APIKey {
+	t.Helper()
+	if err := env.Client.Create(context.Background(), k); err != nil {
+		t.Fatalf("creating APIKey %s/%s: %v", k.Namespace, k.Name, err)
+	}
+	return k
+}
+
+func get(t *testing.T, ns, name string) *gatewayv1alpha1.APIKey {
+	t.Helper()
+	k := &gatewayv1alpha1.APIKey{}
+	if err := env.Client.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, k); err != nil {
+		t.Fatalf("reading APIKey %s/%s: %v", ns, name, err)
+	}
+	return k
+}
+
+// waitForPhase waits until the APIKey reaches phase and returns it.
+func waitForPhase(t *testing.T, ns, name string, phase gatewayv1alpha1.Phase, timeout time.Duration) *gatewayv1alpha1.APIKey {
+	t.Helper()
+	var k *gatewayv1alpha1.APIKey
+	testenv.Eventually(t, timeout, func() error {
+		k = get(t, ns, name)
+		if k.Status.Phase != phase {
+			return fmt.Errorf("APIKey %s/%s is in phase %q, want %q", ns, name, k.Status.Phase, phase)
+		}
+		return nil
+	})
+	return k
+}
+
+func secret(t *testing.T, ns, name string) (*corev1.Secret, bool) {
+	t.Helper()
+	s := &corev1.Secret{}
+	err := env.Client.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, s)
+	if apierrors.IsNotFound(err) {
+		return nil, false
+	}
+	if err != nil {
+		t.Fatalf("reading Secret %s/%s: %v", ns, name, err)
+	}
+	return s, true
+}
+
+func hashSecretOf(t *testing.T, k *gatewayv1alpha1.APIKey) (*corev1.Secret, bool) {
+	return secret(t, gatewayv1alpha1.DefaultSystemNamespace, gatewayv1alpha1.HashSecretName(string(k.UID)))
+}
+
+func waitForSecretGone(t *testing.T, ns, name string) {
+	t.Helper()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if _, ok := secret(t, ns, name); ok {
+			return fmt.Errorf("secret %s/%s still exists", ns, name)
+		}
+		return nil
+	})
+}
+
+// revealedKey reads the plaintext from the reveal Secret without consuming it.
+func revealedKey(t *testing.T, k *gatewayv1alpha1.APIKey) keys.Key {
+	t.Helper()
+	s, ok := secret(t, k.Namespace, gatewayv1alpha1.RevealSecretName(k.Name))
+	if !ok {
+		t.Fatalf("reveal Secret of %s/%s missing", k.Namespace, k.Name)
+	}
+	key, err := keys.Parse(string(s.Data[gatewayv1alpha1.RevealSecretKey]))
+	if err != nil {
+		t.Fatalf("reveal Secret holds no valid key: %v", err)
+	}
+	return key
+}
+
+// mutateOneChar returns s with its character at i changed.
+func mutateOneChar(s string, i int) string {
+	b := []byte(s)
+	if b[i] == 'a' {
+		b[i] = 'b'
+	} else {
+		b[i] = 'a'
+	}
+	return string(b)
+}
+
+func isInvalid(err error) bool { return apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) }
+
+var errNotYet = errors.New("not yet")
+
+func patchSpec(t *testing.T, k *gatewayv1alpha1.APIKey, mutate func(*gatewayv1alpha1.APIKey)) error {
+	t.Helper()
+	base := k.DeepCopy()
+	mutate(k)
+	return env.Client.Patch(context.Background(), k, client.MergeFrom(base))
+}

@@ -1,0 +1,553 @@
+// Package proxy forwards /gateway/{provider}/{path...} to LLM providers
+// (DESIGN.md section 7.2): it picks the upstream from the URL, or from the
+// request's "model" when the provider routes models elsewhere, swaps the
+// client's key for the provider's credential and streams the response back.
+//
+// It runs after authentication and knows nothing about API keys except that
+// the client's key headers must never reach a provider.
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/codevector/codevector/gateway/httperr"
+)
+
+// Defaults for Options fields left zero.
+const (
+	DefaultMaxRequestBodyBytes   = 10 << 20
+	DefaultUpstreamHeaderTimeout = 60 * time.Second
+	DefaultDialTimeout           = 10 * time.Second
+)
+
+// StatusClientClosedRequest is the status recorded in metrics and logs when
+// the client went away before a response was written (nginx's convention).
+// It is never sent.
+const StatusClientClosedRequest = 499
+
+// Options tune a Proxy. The zero value is usable.
+type Options struct {
+	// MaxRequestBodyBytes is the largest request body accepted; larger bodies
+	// get 413. Default DefaultMaxRequestBodyBytes.
+	MaxRequestBodyBytes int64
+	// UpstreamHeaderTimeout bounds the wait for an upstream's response
+	// headers; past it the client gets 504. It does not bound a stream once
+	// headers have arrived. Non-streamed completions of reasoning models can
+	// take minutes, so deployments serving them should raise it. Default
+	// DefaultUpstreamHeaderTimeout. Ignored when Transport is set.
+	UpstreamHeaderTimeout time.Duration
+	// DialTimeout bounds connecting to an upstream. Default
+	// DefaultDialTimeout. Ignored when Transport is set.
+	DialTimeout time.Duration
+	// Transport replaces the proxy's own tuned http.Transport (tests,
+	// benchmarks). Its own timeouts then apply.
+	Transport http.RoundTripper
+	// Logger receives one Debug line per request and warnings about
+	// upstream failures. Default slog.Default().
+	Logger *slog.Logger
+	// Metrics, if set, counts requests and observes upstream latency.
+	Metrics *Metrics
+	// LogAttrs, if set, adds attributes (such as the authenticated key prefix
+	// and owner) to the per-request log line.
+	LogAttrs func(*http.Request) []slog.Attr
+}
+
+// Proxy is the http.Handler for /gateway/{provider}/{path...}. It parses the
+// path itself, so it can be mounted under any router as long as the request
+// path is left unchanged.
+type Proxy struct {
+	upstreams map[string]*upstream
+	maxBody   int64
+	log       *slog.Logger
+	metrics   *Metrics
+	logAttrs  func(*http.Request) []slog.Attr
+	// transport is the proxy's own transport, nil when Options.Transport was
+	// given.
+	transport *http.Transport
+}
+
+// upstream is a provider ready to serve: one ReverseProxy per provider so
+// that Rewrite knows its target without per-request context values.
+type upstream struct {
+	name     string
+	provider *Provider
+	routes   []route
+	rp       *httputil.ReverseProxy
+}
+
+type route struct {
+	pattern string
+	to      *upstream
+}
+
+// New builds a Proxy for the providers. Providers are fixed for the life of
+// the Proxy; a changed providers file needs a new Proxy (a restart).
+func New(ps *Providers, opts Options) *Proxy {
+	if opts.MaxRequestBodyBytes <= 0 {
+		opts.MaxRequestBodyBytes = DefaultMaxRequestBodyBytes
+	}
+	if opts.UpstreamHeaderTimeout <= 0 {
+		opts.UpstreamHeaderTimeout = DefaultUpstreamHeaderTimeout
+	}
+	if opts.DialTimeout <= 0 {
+		opts.DialTimeout = DefaultDialTimeout
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	p := &Proxy{
+		upstreams: make(map[string]*upstream, len(ps.list)),
+		maxBody:   opts.MaxRequestBodyBytes,
+		log:       opts.Logger,
+		metrics:   opts.Metrics,
+		logAttrs:  opts.LogAttrs,
+	}
+	transport := opts.Transport
+	if transport == nil {
+		p.transport = newTransport(opts)
+		transport = p.transport
+	}
+	// ReverseProxy logs upstream read errors during a body copy here; a
+	// client that went away is not among them.
+	errorLog := slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn)
+	buffers := &bufferPool{}
+
+	for _, prov := range ps.list {
+		up := &upstream{name: prov.Name, provider: prov}
+		rt := transport
+		if opts.Metrics != nil {
+			rt = &timedTransport{next: transport, latency: opts.Metrics.UpstreamLatency.WithLabelValues(prov.Name)}
+		}
+		up.rp = &httputil.ReverseProxy{
+			Rewrite:   p.rewrite(up),
+			Transport: rt,
+			// Flush every write: Server-Sent Events must reach the client
+			// as the provider sends them. (ReverseProxy also does this by
+			// itself for text/event-stream and unknown-length responses.)
+			FlushInterval:  -1,
+			BufferPool:     buffers,
+			ErrorLog:       errorLog,
+			ErrorHandler:   p.upstreamError(up),
+			ModifyResponse: modifyResponse,
+		}
+		p.upstreams[prov.Name] = up
+	}
+	for _, up := range p.upstreams {
+		for _, r := range up.provider.Models {
+			up.routes = append(up.routes, route{pattern: r.Pattern, to: p.upstreams[r.Provider]})
+		}
+	}
+	return p
+}
+
+// CloseIdleConnections closes idle upstream connections of the proxy's own
+// transport (for shutdown and tests).
+func (p *Proxy) CloseIdleConnections() {
+	if p.transport != nil {
+		p.transport.CloseIdleConnections()
+	}
+}
+
+func newTransport(opts Options) *http.Transport {
+	dialer := &net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Proxy:                  http.ProxyFromEnvironment,
+		DialContext:            dialer.DialContext,
+		ForceAttemptHTTP2:      true,
+		MaxIdleConns:           1024,
+		MaxIdleConnsPerHost:    256,
+		IdleConnTimeout:        90 * time.Second,
+		TLSHandshakeTimeout:    10 * time.Second,
+		ExpectContinueTimeout:  time.Second,
+		ResponseHeaderTimeout:  opts.UpstreamHeaderTimeout,
+		MaxResponseHeaderBytes: 1 << 20,
+		// Pass Accept-Encoding through as the client sent it instead of
+		// having the gateway ask for gzip and decompress on its CPU.
+		DisableCompression: true,
+	}
+}
+
+// requestState is what ServeHTTP learns about a request, for the log line
+// and metrics at the end.
+type requestState struct {
+	from  *upstream // named in the URL
+	to    *upstream // serving the request, after model routing
+	model string    // only read when from routes models
+}
+
+// ServeHTTP implements http.Handler.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &responseRecorder{ResponseWriter: w}
+	var st requestState
+	defer func() {
+		// ReverseProxy aborts a response that failed mid-stream by panicking
+		// with http.ErrAbortHandler, which the server handles quietly; count
+		// and log the request, then let the panic continue.
+		if v := recover(); v != nil {
+			p.finish(rec, r, &st, start, true)
+			panic(v)
+		}
+		p.finish(rec, r, &st, start, false)
+	}()
+	p.serve(rec, w, r, &st)
+}
+
+func (p *Proxy) serve(rec *responseRecorder, w http.ResponseWriter, r *http.Request, st *requestState) {
+	name, rest, ok := splitPath(r.URL.Path)
+	if !ok {
+		httperr.Write(rec, http.StatusNotFound, httperr.TypeInvalidRequest, "unknown_provider",
+			"no provider in path: use /gateway/{provider}/{path}")
+		return
+	}
+	from := p.upstreams[name]
+	if from == nil {
+		httperr.Write(rec, http.StatusNotFound, httperr.TypeInvalidRequest, "unknown_provider",
+			fmt.Sprintf("unknown provider %q", truncate(name, 64)))
+		return
+	}
+	st.from, st.to = from, from
+	if hasDotSegment(rest) {
+		httperr.Write(rec, http.StatusBadRequest, httperr.TypeInvalidRequest, "invalid_path",
+			`path must not contain "." or ".." segments`)
+		return
+	}
+	if r.ContentLength > p.maxBody {
+		p.writeTooLarge(rec)
+		return
+	}
+
+	if len(from.routes) > 0 && r.Method == http.MethodPost && isJSON(r.Header["Content-Type"]) {
+		// The only case that buffers the body: the route depends on it.
+		body, err := readBody(r, p.maxBody)
+		if err != nil {
+			p.bodyError(rec, r, err)
+			return
+		}
+		st.model = requestModel(body)
+		if to := from.route(st.model); to != nil {
+			st.to = to
+		}
+		// Replacing Body is the http.MaxBytesReader idiom; the bytes sent
+		// upstream are exactly the bytes read.
+		r.Body = &bufferedBody{Reader: bytes.NewReader(body), data: body}
+		r.ContentLength = int64(len(body))
+	} else if r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody {
+		// A body of unknown length streams through; the limit trips mid-way
+		// and upstreamError turns it into 413. A known length was checked
+		// above and the server enforces it.
+		r.Body = http.MaxBytesReader(w, r.Body, p.maxBody)
+	}
+
+	// A server WriteTimeout meant for other routes must not cut long
+	// streams (DESIGN.md 7.2). Unsupported writers (recorders) are fine.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
+
+	st.to.rp.ServeHTTP(rec, r)
+}
+
+func (up *upstream) route(model string) *upstream {
+	if model == "" {
+		return nil
+	}
+	for _, r := range up.routes {
+		// Patterns were validated at load time, so the error is always nil.
+		if ok, _ := path.Match(r.pattern, model); ok {
+			return r.to
+		}
+	}
+	return nil
+}
+
+// rewrite builds the outgoing request for up. ReverseProxy has already
+// removed hop-by-hop headers and Forwarded/X-Forwarded-{For,Host,Proto}.
+func (p *Proxy) rewrite(up *upstream) func(*httputil.ProxyRequest) {
+	prov := up.provider
+	return func(pr *httputil.ProxyRequest) {
+		in, out := pr.In, pr.Out
+		// The same rest of the path whichever provider serves: a routed
+		// request keeps the path of the URL's provider.
+		_, out.URL.Path, _ = splitPath(in.URL.Path)
+		out.URL.RawPath = ""
+		if in.URL.RawPath != "" {
+			// Kept only if it still encodes Path; url.URL checks that.
+			_, out.URL.RawPath, _ = splitPath(in.URL.RawPath)
+		}
+		pr.SetURL(prov.BaseURL)
+
+		h := out.Header
+		for k := range h {
+			if isClientOnlyHeader(k) {
+				delete(h, k)
+			}
+		}
+		pr.SetXForwarded()
+
+		if c := prov.Credential; c != nil {
+			v, err := c.headerValues()
+			if err != nil {
+				p.log.Warn("Failed to re-read credential file, kept the previous value",
+					"provider", prov.Name, "error", err)
+			}
+			h[c.Header] = v
+		}
+		for k, v := range prov.Headers {
+			// Shared, read-only slices: see Credential.current.
+			h[k] = v
+		}
+		if b, ok := in.Body.(*bufferedBody); ok {
+			// Lets the transport retry on a dead pooled connection.
+			out.GetBody = b.replay
+		}
+	}
+}
+
+// isClientOnlyHeader reports headers that must not reach a provider: the
+// client's gateway key (Authorization, x-api-key, and the key headers of
+// other providers' SDKs), the gateway's cookies, and forwarding headers the
+// client could forge (X-Forwarded-User and friends; SetXForwarded sets the
+// standard ones afresh).
+func isClientOnlyHeader(k string) bool {
+	switch {
+	case strings.EqualFold(k, "Authorization"),
+		strings.EqualFold(k, "X-Api-Key"),
+		strings.EqualFold(k, "Api-Key"),
+		strings.EqualFold(k, "X-Goog-Api-Key"),
+		strings.EqualFold(k, "Cookie"),
+		strings.EqualFold(k, "X-Real-Ip"),
+		len(k) >= len("X-Forwarded-") && strings.EqualFold(k[:len("X-Forwarded-")], "X-Forwarded-"):
+		return true
+	}
+	return false
+}
+
+// modifyResponse drops provider cookies: the gateway shares its host with
+// the console, and a provider's cookies mean nothing to API clients.
+func modifyResponse(resp *http.Response) error {
+	resp.Header.Del("Set-Cookie")
+	return nil
+}
+
+// upstreamError is the ReverseProxy ErrorHandler: no response has been
+// written yet when it runs.
+func (p *Proxy) upstreamError(up *upstream) func(http.ResponseWriter, *http.Request, error) {
+	return func(w http.ResponseWriter, r *http.Request, err error) {
+		rec, _ := w.(*responseRecorder)
+		var tooLarge *http.MaxBytesError
+		switch {
+		case errors.Is(r.Context().Err(), context.Canceled):
+			// The client went away; there is nobody to answer.
+			if rec != nil {
+				rec.status = StatusClientClosedRequest
+			}
+		case errors.As(err, &tooLarge):
+			p.writeTooLarge(w)
+		case isTimeout(err) || errors.Is(r.Context().Err(), context.DeadlineExceeded):
+			p.log.Warn("Upstream timed out", "provider", up.name, "error", err)
+			httperr.Write(w, http.StatusGatewayTimeout, httperr.TypeUpstream, "upstream_timeout",
+				fmt.Sprintf("provider %s did not respond in time", up.name))
+		default:
+			p.log.Warn("Failed to reach upstream", "provider", up.name, "error", err)
+			httperr.Write(w, http.StatusBadGateway, httperr.TypeUpstream, "upstream_unavailable",
+				fmt.Sprintf("provider %s is unavailable", up.name))
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
+
+func (p *Proxy) writeTooLarge(w http.ResponseWriter) {
+	httperr.Write(w, http.StatusRequestEntityTooLarge, httperr.TypeInvalidRequest, "request_too_large",
+		fmt.Sprintf("request body is larger than %d bytes", p.maxBody))
+}
+
+func (p *Proxy) bodyError(rec *responseRecorder, r *http.Request, err error) {
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		p.writeTooLarge(rec)
+	case r.Context().Err() != nil:
+		rec.status = StatusClientClosedRequest
+	default:
+		httperr.Write(rec, http.StatusBadRequest, httperr.TypeInvalidRequest, "invalid_body",
+			"failed to read the request body")
+	}
+}
+
+// finish counts and logs a request once it is done.
+func (p *Proxy) finish(rec *responseRecorder, r *http.Request, st *requestState, start time.Time, aborted bool) {
+	status := rec.status
+	if status == 0 {
+		status = http.StatusOK // what the server sends for an empty response
+	}
+	provider := ""
+	if st.to != nil {
+		provider = st.to.name
+	}
+	if p.metrics != nil {
+		p.metrics.Requests.WithLabelValues(provider, statusLabel(status)).Inc()
+	}
+
+	ctx := r.Context()
+	if !p.log.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	attrs := make([]slog.Attr, 0, 10)
+	attrs = append(attrs,
+		slog.String("provider", provider),
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path), // no query: some providers take keys there
+		slog.Int("status", status),
+		slog.Duration("duration", time.Since(start)),
+	)
+	if st.from != nil && st.from != st.to {
+		attrs = append(attrs, slog.String("routedFrom", st.from.name))
+	}
+	if st.model != "" {
+		attrs = append(attrs, slog.String("model", st.model))
+	}
+	if aborted {
+		attrs = append(attrs, slog.Bool("aborted", true))
+	}
+	if p.logAttrs != nil {
+		attrs = append(attrs, p.logAttrs(r)...)
+	}
+	p.log.LogAttrs(ctx, slog.LevelDebug, "Proxied request", attrs...)
+}
+
+// responseRecorder remembers the status sent. Flush, Hijack and deadlines
+// reach the real writer through Unwrap (http.ResponseController), which is
+// how ReverseProxy flushes and upgrades.
+type responseRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *responseRecorder) WriteHeader(code int) {
+	// 1xx responses other than 101 are informational; the final status
+	// comes later.
+	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *responseRecorder) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *responseRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// splitPath splits /gateway/{provider}/{rest...} into the provider name and
+// rest ("" or starting with "/").
+func splitPath(p string) (name, rest string, ok bool) {
+	const prefix = "/gateway/"
+	if !strings.HasPrefix(p, prefix) {
+		return "", "", false
+	}
+	p = p[len(prefix):]
+	if i := strings.IndexByte(p, '/'); i >= 0 {
+		name, rest = p[:i], p[i:]
+	} else {
+		name = p
+	}
+	return name, rest, name != ""
+}
+
+// hasDotSegment reports "." or ".." segments, which an upstream would
+// resolve to escape a base URL path such as https://host/openai/.
+func hasDotSegment(p string) bool {
+	for p != "" {
+		seg := p
+		if i := strings.IndexByte(p, '/'); i >= 0 {
+			seg, p = p[:i], p[i+1:]
+		} else {
+			p = ""
+		}
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+func isJSON(contentType []string) bool {
+	if len(contentType) == 0 {
+		return false
+	}
+	mediaType, _, _ := strings.Cut(contentType[0], ";")
+	return strings.EqualFold(strings.TrimSpace(mediaType), "application/json")
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// readBody reads a body already known to be at most limit bytes if its
+// length is declared, and enforces limit otherwise.
+func readBody(r *http.Request, limit int64) ([]byte, error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil, nil
+	}
+	if r.ContentLength >= 0 {
+		buf := make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, buf); err != nil {
+			return nil, err
+		}
+		return buf, nil
+	}
+	buf, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(buf)) > limit {
+		return nil, &http.MaxBytesError{Limit: limit}
+	}
+	return buf, nil
+}
+
+// bufferedBody is a request body read for model routing.
+type bufferedBody struct {
+	*bytes.Reader
+	data []byte
+}
+
+func (b *bufferedBody) Close() error { return nil }
+
+func (b *bufferedBody) replay() (io.ReadCloser, error) {
+	return io.NopCloser(bytes.NewReader(b.data)), nil
+}
+
+// bufferPool recycles ReverseProxy's 32 KiB copy buffers, which it would
+// otherwise allocate for every response.
+type bufferPool struct{ pool sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if buf, ok := b.pool.Get().(*[]byte); ok {
+		return *buf
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.pool.Put(&buf) }

@@ -1,0 +1,61 @@
+package commands
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/internal/keys"
+	"github.com/codevector/codevector/internal/operator"
+)
+
+func runManager(ctx context.Context, args []string, _, stderr io.Writer) error {
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		o          operator.Options
+		kubeconfig string
+		qps        float64
+		burst      int
+		memory     uint
+		time       uint
+	)
+	fs.StringVar(&kubeconfig, "kubeconfig", "", "Path to a kubeconfig (default: $KUBECONFIG, then in-cluster config)")
+	fs.BoolVar(&o.LeaderElection, "leader-elect", false, "Elect a leader so only one replica reconciles at a time")
+	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", "Address of the Prometheus /metrics endpoint, or 0 to disable")
+	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz, or 0 to disable")
+	fs.UintVar(&memory, "argon2-memory", uint(keys.DefaultParams.Memory), "argon2id memory per hash, in KiB")
+	fs.UintVar(&time, "argon2-time", uint(keys.DefaultParams.Time), "argon2id passes per hash")
+	fs.DurationVar(&o.RevealWindow, "reveal-window", operator.DefaultRevealWindow, "How long a new key can be revealed before its reveal Secret is deleted")
+	fs.StringVar(&o.SystemNamespace, "system-namespace", gatewayv1alpha1.DefaultSystemNamespace, "Namespace of the hash Secrets (and of the leader election lease)")
+	fs.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", 0, "APIKeys reconciled at once (default 4 x CPUs)")
+	fs.Float64Var(&qps, "kube-api-qps", operator.DefaultQPS, "Sustained requests per second to the API server")
+	fs.IntVar(&burst, "kube-api-burst", operator.DefaultBurst, "Burst of requests to the API server")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	o.Argon2 = keys.Params{Memory: uint32(memory), Time: uint32(time), Threads: keys.DefaultParams.Threads}
+	if err := o.Argon2.Validate(); err != nil {
+		return fmt.Errorf("--argon2-memory/--argon2-time: %w", err)
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+
+	cfg, err := restConfig(kubeconfig)
+	if err != nil {
+		return err
+	}
+	cfg.QPS, cfg.Burst = float32(qps), burst
+	mgr, err := operator.New(ctx, cfg, o)
+	if err != nil {
+		return err
+	}
+	ctrl.Log.WithName("setup").Info("Starting manager", "systemNamespace", o.SystemNamespace, "revealWindow", o.RevealWindow.String(), "argon2", o.Argon2)
+	return mgr.Start(ctx)
+}

@@ -1,0 +1,155 @@
+// Package operator assembles the manager process: the cache settings, the
+// APIKey controller, health probes and leader election. The `codevector
+// manager` command, dev mode and the tests all build it here, so tests run
+// the manager exactly as it is deployed.
+package operator
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/controllers"
+	"github.com/codevector/codevector/internal/keys"
+)
+
+// Options configure the manager; the zero value of a field means its default.
+type Options struct {
+	SystemNamespace         string
+	RevealWindow            time.Duration
+	Argon2                  keys.Params
+	MaxConcurrentReconciles int
+	LeaderElection          bool
+	MetricsBindAddress      string // "0" disables
+	HealthProbeBindAddress  string // "0" disables
+	Clock                   clock.PassiveClock
+}
+
+// Defaults used by the command line and by tests.
+const (
+	DefaultRevealWindow = 10 * time.Minute
+	// DefaultQPS and DefaultBurst keep the client's rate limiter from being
+	// what bounds key creation: each new key costs about four writes, and
+	// argon2 alone allows roughly 90 keys/s on two cores.
+	DefaultQPS   = 300
+	DefaultBurst = 600
+)
+
+// Scheme knows the built-in types and the APIKey types.
+func Scheme() *k8sruntime.Scheme {
+	s := k8sruntime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := gatewayv1alpha1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// New builds a manager with the APIKey controller registered. Start it with
+// mgr.Start(ctx).
+func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error) {
+	o = o.withDefaults()
+	cfg = rest.CopyConfig(cfg)
+	if cfg.QPS == 0 {
+		cfg.QPS, cfg.Burst = DefaultQPS, DefaultBurst
+	}
+	managed := labels.SelectorFromSet(labels.Set{gatewayv1alpha1.LabelManagedBy: gatewayv1alpha1.ManagedByValue})
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme: Scheme(),
+		Cache: cache.Options{
+			ByObject: map[client.Object]cache.ByObject{
+				// Only the Secrets this controller writes are cached, never
+				// every Secret in the cluster: this client cannot see any
+				// other Secret (reads of those go through APIReader). Their
+				// data is dropped too: the controller only needs to know that
+				// they exist, and the cache then holds no key material.
+				&corev1.Secret{}: {Label: managed, Transform: stripSecretData},
+			},
+		},
+		Metrics:                 metricsserver.Options{BindAddress: o.MetricsBindAddress},
+		HealthProbeBindAddress:  o.HealthProbeBindAddress,
+		LeaderElection:          o.LeaderElection,
+		LeaderElectionID:        "codevector-manager.gateway.codevector.io",
+		LeaderElectionNamespace: o.SystemNamespace,
+		// A new leader starts at once when the old one stops cleanly.
+		LeaderElectionReleaseOnCancel: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating manager: %w", err)
+	}
+	hasher, err := controllers.NewHasher(o.Argon2, runtime.GOMAXPROCS(0))
+	if err != nil {
+		return nil, err
+	}
+	r := &controllers.APIKeyReconciler{
+		Client:                  mgr.GetClient(),
+		APIReader:               mgr.GetAPIReader(),
+		Recorder:                mgr.GetEventRecorder("codevector-manager"),
+		Clock:                   o.Clock,
+		SystemNamespace:         o.SystemNamespace,
+		RevealWindow:            o.RevealWindow,
+		Hasher:                  hasher,
+		MaxConcurrentReconciles: o.MaxConcurrentReconciles,
+	}
+	if err := r.SetupWithManager(ctx, mgr); err != nil {
+		return nil, fmt.Errorf("setting up APIKey controller: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return nil, err
+	}
+	return mgr, nil
+}
+
+func (o Options) withDefaults() Options {
+	if o.SystemNamespace == "" {
+		o.SystemNamespace = gatewayv1alpha1.DefaultSystemNamespace
+	}
+	if o.RevealWindow == 0 {
+		o.RevealWindow = DefaultRevealWindow
+	}
+	if o.Argon2 == (keys.Params{}) {
+		o.Argon2 = keys.DefaultParams
+	}
+	if o.MaxConcurrentReconciles == 0 {
+		// More workers than cores: while one key waits on the API server,
+		// another is hashing.
+		o.MaxConcurrentReconciles = 4 * runtime.GOMAXPROCS(0)
+	}
+	if o.MetricsBindAddress == "" {
+		o.MetricsBindAddress = "0"
+	}
+	if o.HealthProbeBindAddress == "" {
+		o.HealthProbeBindAddress = "0"
+	}
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	return o
+}
+
+func stripSecretData(obj any) (any, error) {
+	if s, ok := obj.(*corev1.Secret); ok {
+		s.Data, s.StringData = nil, nil
+		s.ManagedFields = nil
+	}
+	return obj, nil
+}
