@@ -144,15 +144,10 @@ func (r *APIKeyReconciler) patchStatus(ctx context.Context, key *gatewayv1alpha1
 // writes, the next pass finds the reveal Secret and completes the same key;
 // a key is never generated twice for one APIKey.
 func (r *APIKeyReconciler) issue(ctx context.Context, key *gatewayv1alpha1.APIKey, ev *eventLog) error {
-	// The cache can lag behind our own status write. Issuing from a stale
-	// copy could discard a key that is already Active and revealed, so the
-	// one pass per key that issues confirms the phase with the API server.
-	live := &gatewayv1alpha1.APIKey{}
-	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(key), live); err != nil {
-		return client.IgnoreNotFound(err)
-	}
-	if live.UID != key.UID || live.Status.Phase == gatewayv1alpha1.PhaseActive {
-		return errStaleCache
+	// Issuing from a stale copy could discard a key that is already Active
+	// and revealed.
+	if err := r.confirmCurrent(ctx, key); err != nil {
+		return err
 	}
 	reveal, k, err := r.findIssuedKey(ctx, key)
 	if err != nil {
@@ -210,6 +205,24 @@ func (r *APIKeyReconciler) issue(ctx context.Context, key *gatewayv1alpha1.APIKe
 	return nil
 }
 
+// confirmCurrent returns errStaleCache unless the cached key is the one
+// the API server has. The cache can lag behind our own status writes; the
+// few decisions that cannot be taken back (issuing a key, recording a
+// reveal as consumed) check first. Each happens once per key.
+func (r *APIKeyReconciler) confirmCurrent(ctx context.Context, key *gatewayv1alpha1.APIKey) error {
+	live := &gatewayv1alpha1.APIKey{}
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(key), live); err != nil {
+		if apierrors.IsNotFound(err) {
+			return errStaleCache
+		}
+		return fmt.Errorf("reading APIKey %s/%s: %w", key.Namespace, key.Name, err)
+	}
+	if live.UID != key.UID || live.ResourceVersion != key.ResourceVersion {
+		return errStaleCache
+	}
+	return nil
+}
+
 // findIssuedKey looks for a reveal Secret this APIKey already wrote. It
 // reads the API server, not the cache: a stale cache here would mean
 // generating a second key.
@@ -262,6 +275,11 @@ func (r *APIKeyReconciler) maintain(ctx context.Context, key *gatewayv1alpha1.AP
 		case err != nil:
 			return err
 		case !present:
+			// We may have deleted it ourselves when the window ended, in a
+			// pass whose status write this cached copy does not show yet.
+			if err := r.confirmCurrent(ctx, key); err != nil {
+				return err
+			}
 			rs.State = gatewayv1alpha1.RevealConsumed
 			reveals.WithLabelValues("consumed").Inc()
 			ev.normal("Revealed", "The key was revealed; it cannot be revealed again")

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	yaml2 "go.yaml.in/yaml/v2"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -148,8 +149,7 @@ func parseProviders(source string, data []byte, getenv func(string) string) (*Pr
 
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		// yaml.v3 messages already start with "yaml: line N: ".
-		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		msg := syntaxError(data, err)
 		if source != "" {
 			msg = source + ": " + msg
 		}
@@ -204,6 +204,44 @@ func parseProviders(source string, data []byte, getenv func(string) string) (*Pr
 		return nil, err
 	}
 	return ps, nil
+}
+
+// syntaxError words a YAML syntax error as "line N: problem". yaml.v3
+// reports the line where the enclosing block starts ("line 1: did not find
+// expected key" for a mis-indented line 4); yaml.v2 reports the line of the
+// problem itself, but 0-based for parser (as opposed to scanner) errors. So
+// the text comes from v2, corrected, falling back to v3's.
+func syntaxError(data []byte, v3err error) string {
+	msg := strings.TrimPrefix(v3err.Error(), "yaml: ")
+	var ignored yaml2.MapSlice
+	err := yaml2.Unmarshal(data, &ignored)
+	if err == nil {
+		return msg
+	}
+	rest, ok := strings.CutPrefix(err.Error(), "yaml: line ")
+	if !ok {
+		return msg
+	}
+	lineText, problem, ok := strings.Cut(rest, ": ")
+	line, convErr := strconv.Atoi(lineText)
+	if !ok || convErr != nil {
+		return msg
+	}
+	if parserProblems[problem] {
+		line++
+	}
+	return "line " + strconv.Itoa(line) + ": " + problem
+}
+
+// parserProblems are the yaml.v2 messages raised by its parser, whose line is
+// 0-based; the scanner's are 1-based.
+var parserProblems = map[string]bool{
+	"did not find expected key":              true,
+	"did not find expected node content":     true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+	"did not find expected <document start>": true,
 }
 
 func (p *parser) provider(name string, n *yaml.Node, at string) *Provider {

@@ -146,8 +146,13 @@ func TestParseProvidersErrors(t *testing.T) {
 	}{
 		{
 			name: "bad YAML",
-			file: "providers:\n  openai:\n    baseURL: [https://x\n",
-			want: []string{"line 4: did not find expected ',' or ']'"},
+			file: "providers:\n  openai:\n    baseURL: https://api.openai.com\n   credential: {}\n",
+			want: []string{"line 4: did not find expected key"},
+		},
+		{
+			name: "bad YAML in a flow map",
+			file: "providers:\n  openai: {baseURL: https://api.openai.com\n  anthropic: {}\n",
+			want: []string{"line 3: did not find expected ',' or '}'"},
 		},
 		{
 			name: "tab indentation",
@@ -351,6 +356,7 @@ func TestCredentialFileRotation(t *testing.T) {
 	}
 
 	writeKey("second", base.Add(time.Minute))
+	now = now.Add(credentialCheckInterval)
 	if got := value(); got != "Bearer second" {
 		t.Fatalf("after rotation, first check: %q, want Bearer second", got)
 	}

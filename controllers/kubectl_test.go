@@ -1,0 +1,87 @@
+package controllers_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/internal/operator"
+)
+
+// kubectl runs the real kubectl on this machine against the test API server.
+func kubectl(t *testing.T, kubeconfig string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("kubectl", append([]string{"--kubeconfig", kubeconfig}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func adminKubeconfig(t *testing.T) string {
+	t.Helper()
+	u, err := env.AddUser(envtest.User{Name: "kubectl-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := u.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestKubectlGetAPIKeysColumns(t *testing.T) {
+	startManager(t, operator.Options{})
+	ns := namespace(t)
+	kc := adminKubeconfig(t)
+	manifest := filepath.Join(t.TempDir(), "key.yaml")
+	if err := os.WriteFile(manifest, []byte(`apiVersion: gateway.codevector.io/v1alpha1
+kind: APIKey
+metadata:
+  name: laptop
+spec:
+  displayName: "Alice's laptop"
+  owner: kubectl-admin
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kubectl(t, kc, "apply", "-n", ns, "-f", manifest)
+	k := waitForPhase(t, ns, "laptop", gatewayv1alpha1.PhaseActive, 10*time.Second)
+
+	out := kubectl(t, kc, "get", "apikeys", "-n", ns)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("kubectl get apikeys printed %d lines, want header + 1:\n%s", len(lines), out)
+	}
+	if got := strings.Fields(lines[0]); strings.Join(got, " ") != "NAME PREFIX STATUS LAST USED EXPIRES AGE" {
+		t.Errorf("header = %q, want NAME PREFIX STATUS LAST USED EXPIRES AGE", lines[0])
+	}
+	row := regexp.MustCompile(`^laptop\s+` + regexp.QuoteMeta(k.Status.Prefix) + `\s+Active\s+\d+s$`)
+	if !row.MatchString(lines[1]) {
+		t.Errorf("row = %q, want name, prefix %s, Active, no last use, no expiry, age", lines[1], k.Status.Prefix)
+	}
+
+	wide := kubectl(t, kc, "get", "ak", "-n", ns, "-o", "wide")
+	if !strings.Contains(wide, "OWNER") || !strings.Contains(wide, "DISPLAY NAME") || !strings.Contains(wide, "Alice's laptop") || !strings.Contains(wide, "kubectl-admin") {
+		t.Errorf("kubectl get ak -o wide lacks OWNER/DISPLAY NAME:\n%s", wide)
+	}
+	// The category lists it too, and the owner field selector works in kubectl.
+	if out := kubectl(t, kc, "get", "codevector", "-n", ns); !strings.Contains(out, "laptop") {
+		t.Errorf("kubectl get codevector does not list the key:\n%s", out)
+	}
+	if out := kubectl(t, kc, "get", "apikeys", "-n", ns, "--field-selector", "spec.owner=someone-else"); strings.Contains(out, "laptop") {
+		t.Errorf("field selector spec.owner=someone-else still lists the key:\n%s", out)
+	}
+}
