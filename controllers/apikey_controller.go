@@ -82,7 +82,7 @@ func (r *APIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 
 	now := r.Clock.Now()
 	before := key.Status.DeepCopy()
-	key.Status.ExpiresAt = resolvedExpiry(key)
+	key.Status.ExpiresAt = key.ResolvedExpiry()
 	key.Status.ObservedGeneration = key.Generation
 
 	s := nextStep(key, now)

@@ -53,23 +53,8 @@ func nextStep(key *gatewayv1alpha1.APIKey, now time.Time) step {
 	}
 }
 
-// resolvedExpiry is the absolute expiry of key: spec.expiresAt, or the
-// creation time plus spec.ttl, or nil for a key that never expires.
-func resolvedExpiry(key *gatewayv1alpha1.APIKey) *metav1.Time {
-	switch {
-	case key.Spec.ExpiresAt != nil:
-		t := *key.Spec.ExpiresAt
-		return &t
-	case key.Spec.TTL != nil:
-		t := metav1.NewTime(key.CreationTimestamp.Add(key.Spec.TTL.Duration))
-		return &t
-	default:
-		return nil
-	}
-}
-
 func expired(key *gatewayv1alpha1.APIKey, now time.Time) bool {
-	at := resolvedExpiry(key)
+	at := key.ResolvedExpiry()
 	return at != nil && !now.Before(at.Time)
 }
 
@@ -85,7 +70,7 @@ func nextDeadline(key *gatewayv1alpha1.APIKey, now time.Time) time.Duration {
 			next = t.Time
 		}
 	}
-	consider(resolvedExpiry(key))
+	consider(key.ResolvedExpiry())
 	if r := key.Status.Reveal; r != nil && r.State == gatewayv1alpha1.RevealPending {
 		consider(r.ExpiresAt)
 	}

@@ -189,3 +189,19 @@ type APIKeyList struct {
 func init() {
 	SchemeBuilder.Register(&APIKey{}, &APIKeyList{})
 }
+
+// ResolvedExpiry is the absolute expiry of the key: spec.expiresAt, or the
+// creation time plus spec.ttl, or nil for a key that never expires. The
+// controller and the gateway both use it, so they agree to the second.
+func (k *APIKey) ResolvedExpiry() *metav1.Time {
+	switch {
+	case k.Spec.ExpiresAt != nil:
+		t := *k.Spec.ExpiresAt
+		return &t
+	case k.Spec.TTL != nil:
+		t := metav1.NewTime(k.CreationTimestamp.Add(k.Spec.TTL.Duration))
+		return &t
+	default:
+		return nil
+	}
+}

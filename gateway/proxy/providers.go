@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 
-	yaml2 "go.yaml.in/yaml/v2"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -206,44 +205,6 @@ func parseProviders(source string, data []byte, getenv func(string) string) (*Pr
 	return ps, nil
 }
 
-// syntaxError words a YAML syntax error as "line N: problem". yaml.v3
-// reports the line where the enclosing block starts ("line 1: did not find
-// expected key" for a mis-indented line 4); yaml.v2 reports the line of the
-// problem itself, but 0-based for parser (as opposed to scanner) errors. So
-// the text comes from v2, corrected, falling back to v3's.
-func syntaxError(data []byte, v3err error) string {
-	msg := strings.TrimPrefix(v3err.Error(), "yaml: ")
-	var ignored yaml2.MapSlice
-	err := yaml2.Unmarshal(data, &ignored)
-	if err == nil {
-		return msg
-	}
-	rest, ok := strings.CutPrefix(err.Error(), "yaml: line ")
-	if !ok {
-		return msg
-	}
-	lineText, problem, ok := strings.Cut(rest, ": ")
-	line, convErr := strconv.Atoi(lineText)
-	if !ok || convErr != nil {
-		return msg
-	}
-	if parserProblems[problem] {
-		line++
-	}
-	return "line " + strconv.Itoa(line) + ": " + problem
-}
-
-// parserProblems are the yaml.v2 messages raised by its parser, whose line is
-// 0-based; the scanner's are 1-based.
-var parserProblems = map[string]bool{
-	"did not find expected key":              true,
-	"did not find expected node content":     true,
-	"did not find expected '-' indicator":    true,
-	"did not find expected ',' or ']'":       true,
-	"did not find expected ',' or '}'":       true,
-	"did not find expected <document start>": true,
-}
-
 func (p *parser) provider(name string, n *yaml.Node, at string) *Provider {
 	prov := &Provider{Name: name}
 	fields := p.object(n, at, "baseURL", "credential", "headers", "models")
@@ -376,132 +337,6 @@ func (p *parser) credential(n *yaml.Node, at string) *Credential {
 		}
 	}
 	return c
-}
-
-// errorf records a problem at node n (nil for none) and field path at.
-func (p *parser) errorf(n *yaml.Node, at, format string, args ...any) {
-	e := &ConfigError{Source: p.source, Field: at, Msg: fmt.Sprintf(format, args...)}
-	if n != nil {
-		e.Line = n.Line
-	}
-	p.errs = append(p.errs, e)
-}
-
-func (p *parser) err() error { return errors.Join(p.errs...) }
-
-type entry struct {
-	key     string
-	keyNode *yaml.Node
-	value   *yaml.Node
-}
-
-// entries returns the key/value pairs of a mapping node in file order,
-// reporting a node that is not a mapping, non-scalar keys and duplicate keys.
-// It returns nil after reporting a problem with n itself.
-func (p *parser) entries(n *yaml.Node, at string) []entry {
-	n = resolve(n)
-	if n.Kind != yaml.MappingNode {
-		p.errorf(n, at, "must be a map, got %s", describe(n))
-		return nil
-	}
-	out := make([]entry, 0, len(n.Content)/2)
-	seen := make(map[string]int, len(n.Content)/2)
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
-		if k.Kind != yaml.ScalarNode || isNull(k) {
-			p.errorf(k, at, "keys must be strings, got %s", describe(k))
-			continue
-		}
-		if line, dup := seen[k.Value]; dup {
-			p.errorf(k, fieldPath(at, k.Value), "duplicate key (first defined on line %d)", line)
-			continue
-		}
-		seen[k.Value] = k.Line
-		out = append(out, entry{key: k.Value, keyNode: k, value: v})
-	}
-	return out
-}
-
-// object is entries for a mapping with a fixed set of fields: any other key
-// is an error. It returns nil after reporting a problem with n itself.
-func (p *parser) object(n *yaml.Node, at string, known ...string) map[string]entry {
-	es := p.entries(n, orTop(at))
-	if es == nil {
-		return nil
-	}
-	out := make(map[string]entry, len(es))
-	for _, e := range es {
-		isKnown := false
-		for _, k := range known {
-			if e.key == k {
-				isKnown = true
-				break
-			}
-		}
-		if !isKnown {
-			p.errorf(e.keyNode, orTop(at), "unknown field %q (known fields: %s)", e.key, strings.Join(known, ", "))
-			continue
-		}
-		out[e.key] = e
-	}
-	return out
-}
-
-// str returns the text of a scalar node. The raw text is used whatever YAML
-// would resolve it to, so `anthropic-version: 2023-06-01` is the string
-// "2023-06-01", not a timestamp.
-func (p *parser) str(n *yaml.Node, at string) (string, bool) {
-	n = resolve(n)
-	if n.Kind != yaml.ScalarNode || isNull(n) || n.Value == "" {
-		p.errorf(n, at, "must be a non-empty string, got %s", describe(n))
-		return "", false
-	}
-	return n.Value, true
-}
-
-func resolve(n *yaml.Node) *yaml.Node {
-	for n != nil && n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
-	}
-	return n
-}
-
-func isNull(n *yaml.Node) bool {
-	n = resolve(n)
-	return n == nil || (n.Kind == yaml.ScalarNode && n.Tag == "!!null")
-}
-
-func describe(n *yaml.Node) string {
-	switch {
-	case n == nil || isNull(n):
-		return "null"
-	case n.Kind == yaml.MappingNode:
-		return "a map"
-	case n.Kind == yaml.SequenceNode:
-		return "a list"
-	case n.Value == "":
-		return "an empty string"
-	default:
-		return strconv.Quote(n.Value)
-	}
-}
-
-func orTop(at string) string {
-	if at == "" {
-		return "(top level)"
-	}
-	return at
-}
-
-// fieldPath appends a map key to a field path: providers.openai for plain
-// keys, providers.openai.models["claude-*"] for keys that need quoting.
-func fieldPath(at, key string) string {
-	for _, c := range key {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return at + "[" + strconv.Quote(key) + "]"
-		}
-	}
-	return at + "." + key
 }
 
 func validProviderName(s string) bool {

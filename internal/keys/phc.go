@@ -170,13 +170,20 @@ func Verify(k Key, phc string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	return h.Verify(k), nil
+}
+
+// Verify reports whether k matches the parsed hash h. The gateway parses
+// each hash once, when its Secret arrives, and verifies with this. h must
+// come from ParsePHC (so its parameters are within limits).
+func (h PHC) Verify(k Key) bool {
 	if k.full == nil {
-		return false, nil
+		return false
 	}
 	got := hashKey(k, h.Params, h.Salt, uint32(len(h.Hash)))
 	// Constant time, so response timing says nothing about how many bytes
 	// of a guess's tag matched.
-	return subtle.ConstantTimeCompare(got, h.Hash) == 1, nil
+	return subtle.ConstantTimeCompare(got, h.Hash) == 1
 }
 
 // ParsePHC decodes an argon2id PHC string strictly: exactly the fields

@@ -1,0 +1,202 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/codevector/codevector/gateway/keyindex"
+	"github.com/codevector/codevector/internal/keys"
+)
+
+// Options tune the Authenticator; zero values mean the defaults.
+type Options struct {
+	// Argon2Concurrency bounds argon2 verifications in flight, and so the
+	// memory they hold (each takes the hash's m KiB). Default: 2.
+	Argon2Concurrency int
+	// Argon2Wait is how long a request waits for a free argon2 slot before
+	// it gets a 503. Default: 5s.
+	Argon2Wait time.Duration
+	// VerifiedCacheSize bounds the verified-key cache. Default: 1,000,000.
+	VerifiedCacheSize int
+	// Per key ID: verifications allowed in a burst, and one more per
+	// KeyRefill. Default: 5, one per 10s.
+	KeyBurst  int
+	KeyRefill time.Duration
+	// Per client address: failed verifications allowed in a burst, and one
+	// more per ClientRefill. Default: 20, one per 3s.
+	ClientBurst  int
+	ClientRefill time.Duration
+	Now          func() time.Time
+	Metrics      *Metrics
+}
+
+// Authenticator decides whether a key may use the gateway.
+type Authenticator struct {
+	index    *keyindex.Index
+	verified *verifiedCache
+	limiter  *failureLimiter
+	slots    chan struct{}
+	wait     time.Duration
+	now      func() time.Time
+	metrics  *Metrics
+	inflight inflight
+}
+
+// New returns an Authenticator over index. Call OnIndexChange from the
+// index's change hook so in-flight requests of a revoked key are ended.
+func New(index *keyindex.Index, o Options) *Authenticator {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&o.Argon2Concurrency, 2)
+	def(&o.VerifiedCacheSize, 1_000_000)
+	def(&o.KeyBurst, 5)
+	def(&o.ClientBurst, 20)
+	defDur(&o.Argon2Wait, 5*time.Second)
+	defDur(&o.KeyRefill, 10*time.Second)
+	defDur(&o.ClientRefill, 3*time.Second)
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(nil)
+	}
+	return &Authenticator{
+		index:    index,
+		verified: newVerifiedCache(o.VerifiedCacheSize),
+		limiter:  newFailureLimiter(rateSpec{o.KeyRefill, o.KeyBurst}, rateSpec{o.ClientRefill, o.ClientBurst}),
+		slots:    make(chan struct{}, o.Argon2Concurrency),
+		wait:     o.Argon2Wait,
+		now:      o.Now,
+		metrics:  o.Metrics,
+		inflight: inflight{byKey: map[string]map[*inflightRequest]struct{}{}},
+	}
+}
+
+// Failure is a refused request: the HTTP status and the words the client
+// sees. Reason is for metrics and logs only; it may be more precise than
+// Message, which says nothing the caller has not proven it may know.
+type Failure struct {
+	Status  int
+	Code    string
+	Message string
+	Reason  string
+}
+
+var (
+	failInvalid = func(reason string) *Failure {
+		return &Failure{http.StatusUnauthorized, "invalid_api_key", "Incorrect API key provided. Check the key you are using, or create a new one in the console.", reason}
+	}
+	failMissing = &Failure{http.StatusUnauthorized, "invalid_api_key", "No API key provided. Send it as 'Authorization: Bearer <key>' (or the 'x-api-key' header).", "missing"}
+	failRevoked = &Failure{http.StatusUnauthorized, "invalid_api_key", "This API key has been revoked. Create a new key in the console.", "revoked"}
+	failExpired = &Failure{http.StatusUnauthorized, "invalid_api_key", "This API key has expired. Create a new key in the console.", "expired"}
+	failLimited = &Failure{http.StatusTooManyRequests, "rate_limit_exceeded", "Too many failed authentication attempts. Wait a minute and try again.", "rate_limited"}
+	failBusy    = &Failure{http.StatusServiceUnavailable, "server_busy", "The gateway is busy verifying keys. Retry shortly.", "busy"}
+)
+
+// Authenticate checks raw, the key a client sent from address client.
+func (a *Authenticator) Authenticate(ctx context.Context, raw, client string) (*keyindex.Entry, *Failure) {
+	start := time.Now()
+	e, f := a.authenticate(ctx, raw, client)
+	result := "ok"
+	if f != nil {
+		result = f.Reason
+	}
+	a.metrics.observe(result, time.Since(start))
+	return e, f
+}
+
+func (a *Authenticator) authenticate(ctx context.Context, raw, client string) (*keyindex.Entry, *Failure) {
+	k, err := keys.Parse(raw)
+	if err != nil {
+		// Format and checksum are checked before any lookup: a typo or a
+		// random string costs no map access and no argon2.
+		if errors.Is(err, keys.ErrChecksum) {
+			return nil, failInvalid("bad_checksum")
+		}
+		return nil, failInvalid("malformed")
+	}
+	now := a.now()
+	e := a.index.Lookup(k.ID())
+	mac := a.verified.mac(k.Reveal())
+
+	if p, ok := a.verified.get(mac); ok && e != nil && p.keyID == e.KeyID && p.uid == e.UID {
+		// The caller has proven this secret for this APIKey before, so it
+		// may be told precisely why the key no longer works.
+		switch e.Usable(now) {
+		case keyindex.ReasonRevoked:
+			return nil, failRevoked
+		case keyindex.ReasonExpired:
+			return nil, failExpired
+		case "":
+			if p.version == e.Version {
+				a.metrics.cacheHits.Inc()
+				return e, nil
+			}
+		}
+	}
+	a.metrics.cacheMisses.Inc()
+	if reason := e.Usable(now); reason != "" {
+		// Unproven secret: the reply stays generic; the metric is precise.
+		return nil, failInvalid(string(reason))
+	}
+	if !a.limiter.allow(k.ID(), client, now) {
+		return nil, failLimited
+	}
+	ok, f := a.verify(ctx, k, e)
+	if f != nil {
+		return nil, f
+	}
+	if !ok {
+		a.limiter.failed(client, now)
+		return nil, failInvalid("wrong_secret")
+	}
+	a.verified.put(mac, proof{keyID: e.KeyID, uid: e.UID, version: e.Version})
+	return e, nil
+}
+
+// verify runs argon2id under the concurrency bound.
+func (a *Authenticator) verify(ctx context.Context, k keys.Key, e *keyindex.Entry) (bool, *Failure) {
+	timer := time.NewTimer(a.wait)
+	defer timer.Stop()
+	select {
+	case a.slots <- struct{}{}:
+	case <-timer.C:
+		return false, failBusy
+	case <-ctx.Done():
+		return false, failBusy
+	}
+	a.metrics.argon2InFlight.Inc()
+	ok := e.Hash.Verify(k)
+	a.metrics.argon2InFlight.Dec()
+	a.metrics.argon2Total.Inc()
+	<-a.slots
+	return ok, nil
+}
+
+// Sweep drops rate-limit state that has expired; call it every minute or so.
+func (a *Authenticator) Sweep() { a.limiter.sweep(a.now()) }
+
+// VerifiedKeys is the size of the verified-key cache.
+func (a *Authenticator) VerifiedKeys() int { return a.verified.len() }
+
+// inflight tracks the requests being served per key ID, so a revocation
+// can end them (a stream can otherwise run for minutes).
+type inflight struct {
+	mu    sync.Mutex
+	byKey map[string]map[*inflightRequest]struct{}
+}
+
+type inflightRequest struct {
+	cancel context.CancelCauseFunc
+}

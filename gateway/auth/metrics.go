@@ -1,0 +1,64 @@
+package auth
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics of authentication. Register them with NewMetrics(registry).
+type Metrics struct {
+	results        *prometheus.CounterVec
+	duration       *prometheus.HistogramVec
+	cacheHits      prometheus.Counter
+	cacheMisses    prometheus.Counter
+	argon2Total    prometheus.Counter
+	argon2InFlight prometheus.Gauge
+	streamsEnded   prometheus.Counter
+}
+
+// NewMetrics creates the metrics and registers them with reg (if not nil).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		results: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "codevector", Subsystem: "gateway", Name: "auth_results_total",
+			Help: "Authentication outcomes: ok, missing, malformed, bad_checksum, unknown, wrong_secret, revoked, expired, rate_limited, busy.",
+		}, []string{"result"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "codevector", Subsystem: "gateway", Name: "auth_duration_seconds",
+			Help:    "Time to authenticate a request, by outcome.",
+			Buckets: []float64{.00001, .00005, .0001, .0005, .001, .005, .01, .025, .05, .1, .25, 1},
+		}, []string{"result"}),
+		cacheHits: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "codevector", Subsystem: "gateway", Name: "verified_cache_hits_total",
+			Help: "Requests authenticated from the verified-key cache, without argon2.",
+		}),
+		cacheMisses: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "codevector", Subsystem: "gateway", Name: "verified_cache_misses_total",
+			Help: "Requests whose key was not in the verified-key cache.",
+		}),
+		argon2Total: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "codevector", Subsystem: "gateway", Name: "argon2_verifications_total",
+			Help: "argon2id verifications run.",
+		}),
+		argon2InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "codevector", Subsystem: "gateway", Name: "argon2_in_flight",
+			Help: "argon2id verifications running now (bounded by the argon2 concurrency).",
+		}),
+		streamsEnded: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "codevector", Subsystem: "gateway", Name: "requests_ended_by_revocation_total",
+			Help: "In-flight requests ended because their key was revoked or expired.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.results, m.duration, m.cacheHits, m.cacheMisses, m.argon2Total, m.argon2InFlight, m.streamsEnded)
+	}
+	return m
+}
+
+func (m *Metrics) observe(result string, d time.Duration) {
+	m.results.WithLabelValues(result).Inc()
+	if d > 0 {
+		m.duration.WithLabelValues(result).Observe(d.Seconds())
+	}
+}

@@ -1,0 +1,136 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/codevector/codevector/gateway/httperr"
+	"github.com/codevector/codevector/gateway/keyindex"
+)
+
+type identityKey struct{}
+
+// FromContext returns the key entry a request was authenticated with, or nil.
+func FromContext(ctx context.Context) *keyindex.Entry {
+	e, _ := ctx.Value(identityKey{}).(*keyindex.Entry)
+	return e
+}
+
+var (
+	// ErrKeyRevoked ends a request whose key was revoked while it ran.
+	ErrKeyRevoked = errors.New("API key revoked during the request")
+	// ErrKeyExpired ends a request whose key expired while it ran.
+	ErrKeyExpired = errors.New("API key expired during the request")
+)
+
+// Middleware lets through only requests with a usable key, with the key's
+// entry in the request context. A request whose key is revoked or expires
+// while it is served (a long stream) has its context cancelled, which ends
+// the upstream request and the response within the watch latency.
+func (a *Authenticator) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, err := ExtractKey(r.Header)
+		if err != nil {
+			f := failMissing
+			if !errors.Is(err, errNoKey) {
+				f = failInvalid("malformed")
+			}
+			a.metrics.observe(f.Reason, 0)
+			WriteFailure(w, f)
+			return
+		}
+		e, f := a.Authenticate(r.Context(), raw, clientAddress(r))
+		if f != nil {
+			WriteFailure(w, f)
+			return
+		}
+		ctx, done := a.track(r.Context(), e)
+		defer done()
+		next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, identityKey{}, e)))
+	})
+}
+
+// WriteFailure writes the OpenAI-style error of f.
+func WriteFailure(w http.ResponseWriter, f *Failure) {
+	if f.Status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="codevector"`)
+	}
+	if f.Status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "60")
+	}
+	typ := "invalid_request_error"
+	if f.Status >= 500 {
+		typ = "api_error"
+	}
+	httperr.Write(w, f.Status, typ, f.Code, f.Message)
+}
+
+// track registers a request as in flight for its key until done is called.
+func (a *Authenticator) track(parent context.Context, e *keyindex.Entry) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	stopDeadline := func() bool { return false }
+	if !e.ExpiresAt.IsZero() {
+		t := time.AfterFunc(time.Until(e.ExpiresAt), func() { cancel(ErrKeyExpired) })
+		stopDeadline = t.Stop
+	}
+	req := &inflightRequest{cancel: cancel}
+	a.inflight.mu.Lock()
+	set := a.inflight.byKey[e.KeyID]
+	if set == nil {
+		set = map[*inflightRequest]struct{}{}
+		a.inflight.byKey[e.KeyID] = set
+	}
+	set[req] = struct{}{}
+	a.inflight.mu.Unlock()
+	return ctx, func() {
+		stopDeadline()
+		a.inflight.mu.Lock()
+		delete(set, req)
+		if len(set) == 0 {
+			delete(a.inflight.byKey, e.KeyID)
+		}
+		a.inflight.mu.Unlock()
+		cancel(nil)
+	}
+}
+
+// OnIndexChange ends the in-flight requests of keyID if the key can no
+// longer be used. The key index calls it on every change.
+func (a *Authenticator) OnIndexChange(keyID string) {
+	a.inflight.mu.Lock()
+	set := a.inflight.byKey[keyID]
+	if len(set) == 0 {
+		a.inflight.mu.Unlock()
+		return
+	}
+	reqs := make([]*inflightRequest, 0, len(set))
+	for r := range set {
+		reqs = append(reqs, r)
+	}
+	a.inflight.mu.Unlock()
+
+	reason := a.index.Lookup(keyID).Usable(a.now())
+	if reason == "" {
+		return
+	}
+	cause := ErrKeyRevoked
+	if reason == keyindex.ReasonExpired {
+		cause = ErrKeyExpired
+	}
+	for _, r := range reqs {
+		r.cancel(cause)
+	}
+	a.metrics.streamsEnded.Add(float64(len(reqs)))
+}
+
+// clientAddress is the peer's IP, the unit of per-client rate limiting.
+func clientAddress(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
