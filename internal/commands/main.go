@@ -22,6 +22,7 @@ type command struct {
 
 var subcommands = map[string]command{
 	"manager": {"Run the APIKey controller", runManager},
+	"gateway": {"Run the authenticating LLM gateway", runGateway},
 }
 
 // Main runs the subcommand named in args and returns the exit code.

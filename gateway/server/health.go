@@ -1,0 +1,114 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// health is what /readyz and the health metrics report.
+type health struct {
+	synced          atomic.Bool
+	lastEvent       atomic.Int64 // unix nanoseconds of the last watch event
+	apiReachable    atomic.Bool
+	unreachableFrom atomic.Int64 // unix nanoseconds; 0 while reachable
+}
+
+func (h *health) watchEvent() { h.lastEvent.Store(time.Now().UnixNano()) }
+
+// readyz is 503 until the first sync of the watch cache, so no replica
+// takes traffic knowing no keys. After that it stays 200 even when the API
+// server is unreachable (fail-static: the cached keys keep working, and
+// revocations resume the moment the watch does) and says so in its body.
+func (g *Gateway) readyz(w http.ResponseWriter, _ *http.Request) {
+	h := g.health
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if !h.synced.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "not ready: waiting for the first sync of APIKeys and hash Secrets")
+		return
+	}
+	fmt.Fprintf(w, "ready: %d keys indexed\n", g.index.Len())
+	if h.apiReachable.Load() {
+		fmt.Fprintln(w, "apiserver: reachable")
+	} else {
+		since := time.Unix(0, h.unreachableFrom.Load()).UTC().Format(time.RFC3339)
+		fmt.Fprintf(w, "apiserver: unreachable since %s; fail-static: serving from the cached keys, revocations apply when the watch resumes\n", since)
+	}
+	if t := h.lastEvent.Load(); t > 0 {
+		fmt.Fprintf(w, "last watch event: %s ago\n", time.Since(time.Unix(0, t)).Round(time.Millisecond))
+	}
+}
+
+// probeAPIServer checks the API server's /version every probe interval.
+func (g *Gateway) probeAPIServer(ctx context.Context) {
+	h := g.health
+	h.apiReachable.Store(true)
+	t := time.NewTicker(g.opts.APIServerProbeInterval)
+	defer t.Stop()
+	for {
+		probeCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := g.probe.RESTClient().Get().AbsPath("/version").Do(probeCtx).Error()
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		switch {
+		case err == nil && !h.apiReachable.Load():
+			h.apiReachable.Store(true)
+			h.unreachableFrom.Store(0)
+			g.log.Info("API server reachable again; watches resume")
+		case err != nil && h.apiReachable.Load():
+			h.apiReachable.Store(false)
+			h.unreachableFrom.Store(time.Now().UnixNano())
+			g.log.Warn("API server unreachable; serving cached keys (fail-static)", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (g *Gateway) registerHealthMetrics() {
+	h := g.health
+	g.registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "codevector", Subsystem: "gateway", Name: "apiserver_reachable",
+			Help: "1 while the API server answers; 0 while the gateway serves from its cache alone (fail-static).",
+		}, func() float64 { return boolFloat(h.apiReachable.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "codevector", Subsystem: "gateway", Name: "cache_synced",
+			Help: "1 once the first sync of APIKeys and hash Secrets is done.",
+		}, func() float64 { return boolFloat(h.synced.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "codevector", Subsystem: "gateway", Name: "last_watch_event_age_seconds",
+			Help: "Seconds since the last watch event on APIKeys or hash Secrets (-1 before the first).",
+		}, func() float64 {
+			if t := h.lastEvent.Load(); t > 0 {
+				return time.Since(time.Unix(0, t)).Seconds()
+			}
+			return -1
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "codevector", Subsystem: "gateway", Name: "indexed_keys",
+			Help: "Key IDs in the gateway's index.",
+		}, func() float64 { return float64(g.index.Len()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "codevector", Subsystem: "gateway", Name: "verified_keys",
+			Help: "Keys in the verified-key cache.",
+		}, func() float64 { return float64(g.auth.VerifiedKeys()) }),
+	)
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,213 @@
+// Package server assembles the gateway process: the watch-fed key index,
+// authentication, usage recording, the provider proxy and the operational
+// endpoints, routed on one listener. Each request to /gateway/ passes
+// request ID -> authenticate -> record usage -> proxy.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/gateway/auth"
+	"github.com/codevector/codevector/gateway/keyindex"
+	"github.com/codevector/codevector/gateway/proxy"
+	"github.com/codevector/codevector/gateway/usage"
+	"github.com/codevector/codevector/internal/operator"
+)
+
+// Options configure a gateway; zero values mean the defaults.
+type Options struct {
+	Providers        *proxy.Providers
+	SystemNamespace  string
+	Namespaces       []string      // APIKey namespaces to watch; empty = all
+	LastUsedInterval time.Duration // default 30s
+	Auth             auth.Options
+	Proxy            proxy.Options
+	Logger           *slog.Logger
+	// APIServerProbeInterval is how often reachability of the API server is
+	// checked for /readyz and metrics. Default 5s.
+	APIServerProbeInterval time.Duration
+}
+
+// Gateway is one gateway replica.
+type Gateway struct {
+	opts     Options
+	log      *slog.Logger
+	cache    cache.Cache
+	client   client.Client
+	index    *keyindex.Index
+	auth     *auth.Authenticator
+	usage    *usage.Recorder
+	registry *prometheus.Registry
+	router   *mux.Router
+	health   *health
+	probe    discovery.DiscoveryInterface
+}
+
+// New builds a gateway against the API server of cfg. Nothing runs until Run.
+func New(cfg *rest.Config, o Options) (*Gateway, error) {
+	if o.Providers == nil {
+		return nil, errors.New("no providers configured")
+	}
+	if o.SystemNamespace == "" {
+		o.SystemNamespace = gatewayv1alpha1.DefaultSystemNamespace
+	}
+	if o.LastUsedInterval <= 0 {
+		o.LastUsedInterval = 30 * time.Second
+	}
+	if o.APIServerProbeInterval <= 0 {
+		o.APIServerProbeInterval = 5 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	g := &Gateway{opts: o, log: o.Logger, registry: prometheus.NewRegistry(), health: &health{}}
+	g.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	scheme := operator.Scheme()
+	cacheOpts := keyindex.CacheOptions(o.SystemNamespace, o.Namespaces)
+	cacheOpts.Scheme = scheme
+	var err error
+	if g.cache, err = cache.New(cfg, cacheOpts); err != nil {
+		return nil, fmt.Errorf("creating watch cache: %w", err)
+	}
+	if g.client, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
+		return nil, fmt.Errorf("creating API client: %w", err)
+	}
+	if g.probe, err = discovery.NewDiscoveryClientForConfig(cfg); err != nil {
+		return nil, fmt.Errorf("creating API server probe: %w", err)
+	}
+
+	g.index = keyindex.New(func(keyID string) { g.auth.OnIndexChange(keyID) })
+	authOpts := o.Auth
+	authOpts.Metrics = auth.NewMetrics(g.registry)
+	g.auth = auth.New(g.index, authOpts)
+	if err := keyindex.Watch(context.Background(), g.cache, g.index, g.health.watchEvent); err != nil {
+		return nil, err
+	}
+	g.usage = usage.New(g.index, g.client, o.LastUsedInterval, g.log, g.registry)
+	g.registerHealthMetrics()
+
+	proxyOpts := o.Proxy
+	proxyOpts.Logger = g.log
+	proxyOpts.Metrics = proxy.NewMetrics(g.registry)
+	proxyOpts.LogAttrs = requestLogAttrs
+	g.router = g.routes(proxy.New(o.Providers, proxyOpts))
+	return g, nil
+}
+
+// Handler is the gateway's whole HTTP surface.
+func (g *Gateway) Handler() http.Handler { return g.router }
+
+// Index is the gateway's key index (for tests and benchmarks).
+func (g *Gateway) Index() *keyindex.Index { return g.index }
+
+// Registry holds the gateway's metrics.
+func (g *Gateway) Registry() *prometheus.Registry { return g.registry }
+
+func (g *Gateway) routes(p http.Handler) *mux.Router {
+	r := mux.NewRouter()
+	r.Handle("/healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") }))
+	r.Handle("/readyz", http.HandlerFunc(g.readyz))
+	r.Handle("/metrics", promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{Registry: g.registry}))
+	r.PathPrefix("/gateway/").Handler(withRequestID(g.auth.Middleware(g.recordUsage(p))))
+	return r
+}
+
+// recordUsage notes the key's use in memory; the write to the API server
+// happens later, off the request path.
+func (g *Gateway) recordUsage(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if e := auth.FromContext(r.Context()); e != nil {
+			g.usage.Record(e, time.Now())
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Run starts watching, serves on ln until ctx ends, then shuts down
+// gracefully and flushes last-use times.
+func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cacheDone := make(chan error, 1)
+	go func() { cacheDone <- g.cache.Start(ctx) }()
+	go func() {
+		if g.cache.WaitForCacheSync(ctx) {
+			g.health.synced.Store(true)
+			g.log.Info("Watch cache synced; gateway ready", "keys", g.index.Len())
+		}
+	}()
+	go g.usage.Run(ctx)
+	go g.probeAPIServer(ctx)
+	go func() {
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				g.auth.Sweep()
+			}
+		}
+	}()
+
+	srv := &http.Server{
+		Handler: g.router,
+		// Headers must arrive promptly and idle connections are reaped, so
+		// slow or half-open clients cannot pin goroutines. There is no
+		// WriteTimeout: streamed completions run as long as they run.
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+	}
+	serveDone := make(chan error, 1)
+	go func() { serveDone <- srv.Serve(ln) }()
+	g.log.Info("Gateway listening", "address", ln.Addr().String(), "providers", g.opts.Providers.Names())
+
+	select {
+	case err := <-serveDone:
+		return fmt.Errorf("serving: %w", err)
+	case err := <-cacheDone:
+		if ctx.Err() == nil {
+			return fmt.Errorf("watch cache stopped: %w", err)
+		}
+	case <-ctx.Done():
+	}
+	shutdownCtx, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
+	err := srv.Shutdown(shutdownCtx)
+	cancel()
+	if errors.Is(err, context.DeadlineExceeded) {
+		// Long streams do not hold up a shutdown forever.
+		return srv.Close()
+	}
+	return err
+}
+
+// requestLogAttrs names the key of a request in logs by prefix and owner,
+// never by the key itself.
+func requestLogAttrs(r *http.Request) []slog.Attr {
+	attrs := []slog.Attr{slog.String("requestID", r.Header.Get(requestIDHeader))}
+	if e := auth.FromContext(r.Context()); e != nil {
+		attrs = append(attrs, slog.String("keyPrefix", e.Prefix), slog.String("owner", e.Owner), slog.String("apikey", e.APIKey.String()))
+	}
+	return attrs
+}

@@ -1,0 +1,207 @@
+// Package usage records when each key was last used and writes it to the
+// APIKey's status.lastUsedAt in the background: in memory on every request,
+// to the API server at most once per key per interval, never moving the
+// stored time backwards whatever the number of gateway replicas.
+package usage
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/gateway/keyindex"
+)
+
+// Recorder collects last-use times. Record is on the request path and takes
+// a read lock and one atomic store; everything else happens in Run.
+type Recorder struct {
+	index    *keyindex.Index
+	client   client.Client
+	interval time.Duration
+	log      *slog.Logger
+	writes   *prometheus.CounterVec
+
+	mu   sync.RWMutex
+	seen map[string]*slot // key ID -> last use
+}
+
+type slot struct {
+	name    types.NamespacedName
+	last    atomic.Int64 // unix seconds of the latest use
+	flushed int64        // what this replica last wrote or saw stored (Run only)
+}
+
+// New returns a Recorder that patches through c (which must be allowed to
+// patch apikeys/status) every interval.
+func New(index *keyindex.Index, c client.Client, interval time.Duration, log *slog.Logger, reg prometheus.Registerer) *Recorder {
+	r := &Recorder{
+		index: index, client: c, interval: interval, log: log, seen: map[string]*slot{},
+		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "codevector", Subsystem: "gateway", Name: "last_used_writes_total",
+			Help: "lastUsedAt status writes by outcome: written, skipped (already recent enough), conflict (another replica wrote first), error.",
+		}, []string{"outcome"}),
+	}
+	if reg != nil {
+		reg.MustRegister(r.writes)
+	}
+	return r
+}
+
+// Record notes that e was used at now.
+func (r *Recorder) Record(e *keyindex.Entry, now time.Time) {
+	sec := now.Unix()
+	r.mu.RLock()
+	s := r.seen[e.KeyID]
+	r.mu.RUnlock()
+	if s == nil {
+		r.mu.Lock()
+		if s = r.seen[e.KeyID]; s == nil {
+			s = &slot{name: e.APIKey}
+			r.seen[e.KeyID] = s
+		}
+		r.mu.Unlock()
+	}
+	// Store only when the second changes, so a hot key does not bounce a
+	// cache line between cores on every request.
+	if s.last.Load() < sec {
+		s.last.Store(sec)
+	}
+}
+
+// Run flushes every interval until ctx ends, then flushes once more.
+func (r *Recorder) Run(ctx context.Context) {
+	t := time.NewTicker(r.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			r.Flush(flushCtx)
+			cancel()
+			return
+		case <-t.C:
+			r.Flush(ctx)
+		}
+	}
+}
+
+// Flush writes the last-use time of every key used since the last flush,
+// unless the stored time is already within one interval of it (another
+// replica recorded a use recently): lastUsedAt is accurate to the interval,
+// and N replicas then cost about one write per key per interval, not N.
+func (r *Recorder) Flush(ctx context.Context) {
+	r.mu.RLock()
+	type pending struct {
+		id string
+		s  *slot
+	}
+	var todo []pending
+	for id, s := range r.seen {
+		if s.last.Load() > s.flushed {
+			todo = append(todo, pending{id, s})
+		}
+	}
+	r.mu.RUnlock()
+
+	for _, p := range todo {
+		last := p.s.last.Load()
+		e := r.index.Lookup(p.id)
+		if e == nil || e.APIKey != p.s.name {
+			r.forget(p.id)
+			continue
+		}
+		stored := unixOrZero(e.LastUsedAt)
+		if stored >= last-int64(r.interval/time.Second) && stored > 0 {
+			p.s.flushed = last
+			r.writes.WithLabelValues("skipped").Inc()
+			continue
+		}
+		outcome, err := r.write(ctx, p.s.name, e.LastUsedAt, time.Unix(last, 0))
+		r.writes.WithLabelValues(outcome).Inc()
+		if err != nil {
+			r.log.Warn("Failed to record last use of API key", "apikey", p.s.name.String(), "prefix", e.Prefix, "error", err)
+			continue
+		}
+		p.s.flushed = last
+	}
+}
+
+// write sets lastUsedAt to t if the stored value is still `stored` (a JSON
+// patch `test` makes the write conditional). When another replica wrote in
+// between, it re-reads and writes only if t is still newer: the stored time
+// never moves backwards.
+func (r *Recorder) write(ctx context.Context, name types.NamespacedName, stored, t time.Time) (string, error) {
+	for attempt := 0; attempt < 3; attempt++ {
+		patch, err := conditionalPatch(stored, t)
+		if err != nil {
+			return "error", err
+		}
+		k := &gatewayv1alpha1.APIKey{}
+		k.Namespace, k.Name = name.Namespace, name.Name
+		err = r.client.Status().Patch(ctx, k, client.RawPatch(types.JSONPatchType, patch))
+		switch {
+		case err == nil:
+			return "written", nil
+		case apierrors.IsNotFound(err):
+			return "skipped", nil
+		case !writtenFirstByOther(err):
+			return "error", fmt.Errorf("patching lastUsedAt: %w", err)
+		}
+		// Someone else wrote first: read what is stored now.
+		live := &gatewayv1alpha1.APIKey{}
+		if err := r.client.Get(ctx, name, live); err != nil {
+			return "error", client.IgnoreNotFound(err)
+		}
+		stored = time.Time{}
+		if live.Status.LastUsedAt != nil {
+			stored = live.Status.LastUsedAt.Time
+		}
+		if !stored.Before(t) {
+			return "conflict", nil
+		}
+	}
+	return "conflict", nil
+}
+
+// conditionalPatch is a JSON patch that sets lastUsedAt to t only if it is
+// still stored (null when absent, which the API server's test treats as
+// "missing").
+func conditionalPatch(stored, t time.Time) ([]byte, error) {
+	var expect any
+	if !stored.IsZero() {
+		expect = metav1.NewTime(stored)
+	}
+	return json.Marshal([]map[string]any{
+		{"op": "test", "path": "/status/lastUsedAt", "value": expect},
+		{"op": "add", "path": "/status/lastUsedAt", "value": metav1.NewTime(t)},
+	})
+}
+
+// writtenFirstByOther: a failed `test` comes back as 422 Invalid.
+func writtenFirstByOther(err error) bool {
+	return apierrors.IsInvalid(err) || apierrors.IsConflict(err)
+}
+
+func (r *Recorder) forget(id string) {
+	r.mu.Lock()
+	delete(r.seen, id)
+	r.mu.Unlock()
+}
+
+func unixOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
+}
