@@ -42,7 +42,7 @@ func TestAdmissionPoliciesEnforceOwnership(t *testing.T) {
 	if err := env.ApplyFile(ctx, env.Root+"/config/rbac/apikey_editor_role.yaml"); err != nil {
 		t.Fatal(err)
 	}
-	ns := namespace(t)
+	ns := env.Namespace(t)
 	alice := userClient(t, ns, "alice@example.com")
 	carol := userClient(t, ns, "carol@example.com", gatewayv1alpha1.DefaultAdminGroup)
 

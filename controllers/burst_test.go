@@ -15,8 +15,8 @@ import (
 )
 
 func TestBurstOf200KeysAllActiveWithDistinctIDs(t *testing.T) {
-	startManager(t, operator.Options{Argon2: keys.DefaultParams})
-	ns := namespace(t)
+	env.StartManager(t, operator.Options{Argon2: keys.DefaultParams})
+	ns := env.Namespace(t)
 	const n = 200
 	var wg sync.WaitGroup
 	errs := make(chan error, n)

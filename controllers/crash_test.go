@@ -13,13 +13,14 @@ import (
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/testenv"
 )
 
 // These tests build, with no manager running, the state a manager leaves
 // when it dies between two writes, then start one and check the outcome.
 
 func TestCrashAfterRevealWriteCompletesTheSameKey(t *testing.T) {
-	ns := namespace(t)
+	ns := env.Namespace(t)
 	k := create(t, newKey(ns, "half-issued"))
 	plain, err := keys.Generate()
 	if err != nil {
@@ -38,8 +39,8 @@ func TestCrashAfterRevealWriteCompletesTheSameKey(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	startManager(t, operator.Options{})
-	k = waitForPhase(t, ns, k.Name, gatewayv1alpha1.PhaseActive, 10*time.Second)
+	env.StartManager(t, operator.Options{})
+	k = env.WaitForPhase(t, ns, k.Name, gatewayv1alpha1.PhaseActive, 10*time.Second)
 	if k.Status.Prefix != plain.DisplayPrefix() {
 		t.Fatalf("prefix = %s, want %s: the key was regenerated instead of completed", k.Status.Prefix, plain.DisplayPrefix())
 	}
@@ -56,13 +57,13 @@ func TestCrashAfterRevealWriteCompletesTheSameKey(t *testing.T) {
 }
 
 func TestLoneHashWithoutRevealIsReplaced(t *testing.T) {
-	ns := namespace(t)
+	ns := env.Namespace(t)
 	k := create(t, newKey(ns, "orphan"))
 	lost, err := keys.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
-	phc, err := keys.Hash(lost, testArgon2)
+	phc, err := keys.Hash(lost, testenv.FastArgon2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,8 +81,8 @@ func TestLoneHashWithoutRevealIsReplaced(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	startManager(t, operator.Options{})
-	k = waitForPhase(t, ns, k.Name, gatewayv1alpha1.PhaseActive, 10*time.Second)
+	env.StartManager(t, operator.Options{})
+	k = env.WaitForPhase(t, ns, k.Name, gatewayv1alpha1.PhaseActive, 10*time.Second)
 	plain := revealedKey(t, k)
 	if plain.ID() == lost.ID() {
 		t.Fatal("the key whose plaintext was lost was kept")
@@ -104,10 +105,10 @@ func TestLoneHashWithoutRevealIsReplaced(t *testing.T) {
 // A hash Secret deleted by hand cannot be rebuilt without the plaintext,
 // so the key is marked Failed rather than silently re-keyed.
 func TestDeletedHashSecretFailsTheKey(t *testing.T) {
-	startManager(t, operator.Options{})
-	ns := namespace(t)
+	env.StartManager(t, operator.Options{})
+	ns := env.Namespace(t)
 	create(t, newKey(ns, "tampered"))
-	k := waitForPhase(t, ns, "tampered", gatewayv1alpha1.PhaseActive, 10*time.Second)
+	k := env.WaitForPhase(t, ns, "tampered", gatewayv1alpha1.PhaseActive, 10*time.Second)
 	// Consume the reveal first: with the plaintext gone the hash cannot be rebuilt.
 	if err := env.Client.Delete(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: gatewayv1alpha1.RevealSecretName(k.Name)}}); err != nil {
 		t.Fatal(err)
@@ -116,7 +117,7 @@ func TestDeletedHashSecretFailsTheKey(t *testing.T) {
 	if err := env.Client.Delete(context.Background(), hash); err != nil {
 		t.Fatal(err)
 	}
-	k = waitForPhase(t, ns, "tampered", gatewayv1alpha1.PhaseFailed, 10*time.Second)
+	k = env.WaitForPhase(t, ns, "tampered", gatewayv1alpha1.PhaseFailed, 10*time.Second)
 	if c := findCondition(k, gatewayv1alpha1.ConditionReady); c == nil || c.Reason != "HashSecretMissing" {
 		t.Errorf("Ready condition = %+v, want reason HashSecretMissing", c)
 	}

@@ -43,8 +43,8 @@ func adminKubeconfig(t *testing.T) string {
 }
 
 func TestKubectlGetAPIKeysColumns(t *testing.T) {
-	startManager(t, operator.Options{})
-	ns := namespace(t)
+	env.StartManager(t, operator.Options{})
+	ns := env.Namespace(t)
 	kc := adminKubeconfig(t)
 	manifest := filepath.Join(t.TempDir(), "key.yaml")
 	if err := os.WriteFile(manifest, []byte(`apiVersion: gateway.codevector.io/v1alpha1
@@ -58,7 +58,7 @@ spec:
 		t.Fatal(err)
 	}
 	kubectl(t, kc, "apply", "-n", ns, "-f", manifest)
-	k := waitForPhase(t, ns, "laptop", gatewayv1alpha1.PhaseActive, 10*time.Second)
+	k := env.WaitForPhase(t, ns, "laptop", gatewayv1alpha1.PhaseActive, 10*time.Second)
 
 	out := kubectl(t, kc, "get", "apikeys", "-n", ns)
 	lines := strings.Split(strings.TrimSpace(out), "\n")

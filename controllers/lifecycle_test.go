@@ -19,11 +19,11 @@ import (
 func TestCreateIssuesHashedKeyAndDeleteCleansUp(t *testing.T) {
 	// Default argon2 parameters: this is the test that the hash at rest is
 	// what DESIGN.md section 4 promises.
-	startManager(t, operator.Options{Argon2: keys.DefaultParams})
-	ns := namespace(t)
+	env.StartManager(t, operator.Options{Argon2: keys.DefaultParams})
+	ns := env.Namespace(t)
 	create(t, newKey(ns, "laptop", func(k *gatewayv1alpha1.APIKey) { k.Spec.DisplayName = "Alice's laptop" }))
 
-	k := waitForPhase(t, ns, "laptop", gatewayv1alpha1.PhaseActive, 10*time.Second)
+	k := env.WaitForPhase(t, ns, "laptop", gatewayv1alpha1.PhaseActive, 10*time.Second)
 	plain := revealedKey(t, k)
 	if k.Status.Prefix != plain.DisplayPrefix() || !strings.HasPrefix(plain.Reveal(), k.Status.Prefix) {
 		t.Errorf("status.prefix = %q, but the revealed key starts %q", k.Status.Prefix, plain.DisplayPrefix())
@@ -95,16 +95,16 @@ func TestCreateIssuesHashedKeyAndDeleteCleansUp(t *testing.T) {
 }
 
 func TestTTLExpiry(t *testing.T) {
-	startManager(t, operator.Options{})
-	ns := namespace(t)
+	env.StartManager(t, operator.Options{})
+	ns := env.Namespace(t)
 	create(t, newKey(ns, "short", func(k *gatewayv1alpha1.APIKey) { k.Spec.TTL = &metav1.Duration{Duration: 2 * time.Second} }))
-	k := waitForPhase(t, ns, "short", gatewayv1alpha1.PhaseActive, 10*time.Second)
+	k := env.WaitForPhase(t, ns, "short", gatewayv1alpha1.PhaseActive, 10*time.Second)
 	if k.Status.ExpiresAt == nil || !k.Status.ExpiresAt.Equal(&metav1.Time{Time: k.CreationTimestamp.Add(2 * time.Second)}) {
 		t.Errorf("status.expiresAt = %v, want creation + 2s (%v)", k.Status.ExpiresAt, k.CreationTimestamp.Add(2*time.Second))
 	}
 	hashName := gatewayv1alpha1.HashSecretName(string(k.UID))
 
-	k = waitForPhase(t, ns, "short", gatewayv1alpha1.PhaseExpired, 10*time.Second)
+	k = env.WaitForPhase(t, ns, "short", gatewayv1alpha1.PhaseExpired, 10*time.Second)
 	waitForSecretGone(t, gatewayv1alpha1.DefaultSystemNamespace, hashName)
 	waitForSecretGone(t, ns, gatewayv1alpha1.RevealSecretName("short"))
 	if c := findCondition(k, gatewayv1alpha1.ConditionReady); c == nil || c.Status != metav1.ConditionFalse || c.Reason != "Expired" {
@@ -116,11 +116,11 @@ func TestTTLExpiry(t *testing.T) {
 // server (CRD validation has no clock) and the key is Expired at once:
 // no key is ever generated, so nothing can leak for it.
 func TestExpiresAtInThePastIsExpiredWithoutAKey(t *testing.T) {
-	startManager(t, operator.Options{})
-	ns := namespace(t)
+	env.StartManager(t, operator.Options{})
+	ns := env.Namespace(t)
 	past := metav1.NewTime(time.Now().Add(-time.Hour))
 	create(t, newKey(ns, "stale", func(k *gatewayv1alpha1.APIKey) { k.Spec.ExpiresAt = &past }))
-	k := waitForPhase(t, ns, "stale", gatewayv1alpha1.PhaseExpired, 10*time.Second)
+	k := env.WaitForPhase(t, ns, "stale", gatewayv1alpha1.PhaseExpired, 10*time.Second)
 	if k.Status.Prefix != "" {
 		t.Errorf("an expired-at-birth key got a prefix %q", k.Status.Prefix)
 	}
@@ -133,16 +133,16 @@ func TestExpiresAtInThePastIsExpiredWithoutAKey(t *testing.T) {
 }
 
 func TestRevokeIsImmediateAndFinal(t *testing.T) {
-	startManager(t, operator.Options{})
-	ns := namespace(t)
+	env.StartManager(t, operator.Options{})
+	ns := env.Namespace(t)
 	create(t, newKey(ns, "ci"))
-	k := waitForPhase(t, ns, "ci", gatewayv1alpha1.PhaseActive, 10*time.Second)
+	k := env.WaitForPhase(t, ns, "ci", gatewayv1alpha1.PhaseActive, 10*time.Second)
 	hashName := gatewayv1alpha1.HashSecretName(string(k.UID))
 
 	if err := patchSpec(t, k, func(k *gatewayv1alpha1.APIKey) { k.Spec.Revoked = true }); err != nil {
 		t.Fatal(err)
 	}
-	k = waitForPhase(t, ns, "ci", gatewayv1alpha1.PhaseRevoked, 10*time.Second)
+	k = env.WaitForPhase(t, ns, "ci", gatewayv1alpha1.PhaseRevoked, 10*time.Second)
 	if k.Status.RevokedAt == nil {
 		t.Error("status.revokedAt not set")
 	}
@@ -162,7 +162,7 @@ func TestRevokeIsImmediateAndFinal(t *testing.T) {
 }
 
 func TestSpecRulesEnforcedByAPIServer(t *testing.T) {
-	ns := namespace(t)
+	ns := env.Namespace(t)
 	future := metav1.NewTime(time.Now().Add(time.Hour))
 	later := metav1.NewTime(time.Now().Add(2 * time.Hour))
 

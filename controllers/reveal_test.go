@@ -17,10 +17,10 @@ import (
 )
 
 func TestRevealIsOneShotUnderConcurrentReaders(t *testing.T) {
-	startManager(t, operator.Options{})
-	ns := namespace(t)
+	env.StartManager(t, operator.Options{})
+	ns := env.Namespace(t)
 	create(t, newKey(ns, "shared"))
-	k := waitForPhase(t, ns, "shared", gatewayv1alpha1.PhaseActive, 10*time.Second)
+	k := env.WaitForPhase(t, ns, "shared", gatewayv1alpha1.PhaseActive, 10*time.Second)
 
 	// Each reader has its own client, as two console replicas would.
 	const readers = 2
@@ -83,10 +83,10 @@ func TestRevealIsOneShotUnderConcurrentReaders(t *testing.T) {
 }
 
 func TestRevealWindowExpires(t *testing.T) {
-	startManager(t, operator.Options{RevealWindow: 2 * time.Second})
-	ns := namespace(t)
+	env.StartManager(t, operator.Options{RevealWindow: 2 * time.Second})
+	ns := env.Namespace(t)
 	create(t, newKey(ns, "unread"))
-	k := waitForPhase(t, ns, "unread", gatewayv1alpha1.PhaseActive, 10*time.Second)
+	k := env.WaitForPhase(t, ns, "unread", gatewayv1alpha1.PhaseActive, 10*time.Second)
 	if got := k.Status.Reveal.ExpiresAt.Sub(k.CreationTimestamp.Time); got < time.Second || got > 4*time.Second {
 		t.Errorf("reveal window = %v after creation, want about 2s", got)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -17,7 +16,6 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/internal/keys"
-	"github.com/codevector/codevector/internal/operator"
 	"github.com/codevector/codevector/internal/testenv"
 )
 
@@ -25,10 +23,6 @@ import (
 // package. Each test starts its own manager (tests here do not run in
 // parallel) and works in its own namespace.
 var env *testenv.Env
-
-// testArgon2 keeps tests quick where the cost of a hash is not the point;
-// tests that measure or bound hashing use keys.DefaultParams.
-var testArgon2 = keys.Params{Memory: keys.MinMemoryKiB, Time: 1, Threads: 1}
 
 func TestMain(m *testing.M) {
 	ctx := context.Background()
@@ -43,42 +37,6 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "stopping control plane:", err)
 	}
 	os.Exit(code)
-}
-
-// startManager runs the real manager, with production cache settings, until
-// the test ends.
-func startManager(t *testing.T, o operator.Options) {
-	t.Helper()
-	if o.Argon2 == (keys.Params{}) {
-		o.Argon2 = testArgon2
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	mgr, err := operator.New(ctx, env.Config, o)
-	if err != nil {
-		t.Fatalf("creating manager: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager stopped with error: %v", err)
-		}
-	})
-}
-
-// namespace creates a namespace unique to the test.
-func namespace(t *testing.T) string {
-	t.Helper()
-	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
-	if len(name) > 50 {
-		name = name[:50]
-	}
-	name = fmt.Sprintf("%s-%d", strings.Trim(name, "-"), time.Now().UnixNano()%100000)
-	if err := env.CreateNamespace(context.Background(), name); err != nil {
-		t.Fatal(err)
-	}
-	return name
 }
 
 func newKey(ns, name string, mutate ...func(*gatewayv1alpha1.APIKey)) *gatewayv1alpha1.APIKey {
@@ -103,20 +61,6 @@ func get(t *testing.T, ns, name string) *gatewayv1alpha1.APIKey {
 	if err := env.Client.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, k); err != nil {
 		t.Fatalf("reading APIKey %s/%s: %v", ns, name, err)
 	}
-	return k
-}
-
-// waitForPhase waits until the APIKey reaches phase and returns it.
-func waitForPhase(t *testing.T, ns, name string, phase gatewayv1alpha1.Phase, timeout time.Duration) *gatewayv1alpha1.APIKey {
-	t.Helper()
-	var k *gatewayv1alpha1.APIKey
-	testenv.Eventually(t, timeout, func() error {
-		k = get(t, ns, name)
-		if k.Status.Phase != phase {
-			return fmt.Errorf("APIKey %s/%s is in phase %q, want %q", ns, name, k.Status.Phase, phase)
-		}
-		return nil
-	})
 	return k
 }
 

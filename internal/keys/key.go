@@ -258,3 +258,14 @@ func ValidID(id string) bool {
 func isBase62(c byte) bool {
 	return '0' <= c && c <= '9' || 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z'
 }
+
+// WithID returns a well-formed key (valid checksum) with key ID id and k's
+// secret. Tests and load generators use it to make a wrong secret for a
+// real key ID: a key that passes every check before argon2.
+func WithID(k Key, id string) (Key, error) {
+	if !ValidID(id) {
+		return Key{}, fmt.Errorf("%w: key ID must be %d base62 characters", ErrMalformed, IDLength)
+	}
+	secret := k.Reveal()[DisplayPrefixLength : DisplayPrefixLength+SecretLength]
+	return Parse(assemble(id, secret))
+}

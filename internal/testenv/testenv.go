@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -37,6 +38,8 @@ type Env struct {
 	Config *rest.Config
 	Client client.Client
 	Root   string
+
+	issued sync.Map // plaintext keys handed out by IssueKey
 }
 
 // Start starts etcd and kube-apiserver, installs the CRD, creates the system

@@ -1,0 +1,220 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/codevector/codevector/gateway/echo"
+	"github.com/codevector/codevector/gateway/proxy"
+	"github.com/codevector/codevector/gateway/server"
+	"github.com/codevector/codevector/internal/testenv"
+)
+
+// env is one real kube-apiserver + etcd for the package; every test runs a
+// real manager and real gateways against it.
+var env *testenv.Env
+
+// logs captures every log line of the managers and gateways of this
+// package, at debug level, so TestMain can check that none holds a key.
+var logs = &syncBuffer{}
+
+func TestMain(m *testing.M) {
+	ctrl.SetLogger(zap.New(zap.WriteTo(logs), zap.UseDevMode(true)))
+	var err error
+	env, err = testenv.Start(context.Background())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if code == 0 {
+		code = checkNoKeyInLogs()
+	}
+	if err := env.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "stopping control plane:", err)
+	}
+	os.Exit(code)
+}
+
+// checkNoKeyInLogs fails the run if any log line holds a full key (or its
+// secret part) that a test was handed.
+func checkNoKeyInLogs() int {
+	all := logs.String()
+	issued := env.IssuedKeys()
+	if len(issued) == 0 || len(all) == 0 {
+		fmt.Fprintln(os.Stderr, "leak check: no keys issued or no logs captured; the check would prove nothing")
+		return 1
+	}
+	for _, k := range issued {
+		if strings.Contains(all, k) || strings.Contains(all, k[12:44]) {
+			fmt.Fprintf(os.Stderr, "a log line contains the key with prefix %s\n", k[:12])
+			return 1
+		}
+	}
+	fmt.Printf("leak check: %d keys, %d bytes of logs, no key found\n", len(issued), len(all))
+	return 0
+}
+
+// upstream is a fake LLM provider that answers like OpenAI (echo) and
+// records what it received.
+type upstream struct {
+	*httptest.Server
+	echo *echo.Handler
+	mu   sync.Mutex
+	reqs []recorded
+	// done receives once per finished request, with its context error.
+	done chan error
+}
+
+type recorded struct {
+	Method, Path string
+	Header       http.Header
+	Body         []byte
+}
+
+func newUpstream(t *testing.T, chunkDelay time.Duration) *upstream {
+	u := &upstream{echo: &echo.Handler{ChunkDelay: chunkDelay}, done: make(chan error, 100)}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		u.mu.Lock()
+		u.reqs = append(u.reqs, recorded{r.Method, r.URL.RequestURI(), r.Header.Clone(), body})
+		u.mu.Unlock()
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		u.echo.ServeHTTP(w, r)
+		select {
+		case u.done <- r.Context().Err():
+		default:
+		}
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+func (u *upstream) requests() []recorded {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]recorded(nil), u.reqs...)
+}
+
+// providersFor is the providers file of DESIGN 7.2 pointed at two fake
+// upstreams, with claude-* routed from openai to anthropic.
+func providersFor(t *testing.T, openai, anthropic *upstream) *proxy.Providers {
+	t.Helper()
+	yaml := fmt.Sprintf(`providers:
+  openai:
+    baseURL: %s
+    credential:
+      header: Authorization
+      format: "Bearer {value}"
+      env: OPENAI_API_KEY
+    models:
+      "claude-*": anthropic
+  anthropic:
+    baseURL: %s
+    credential: {header: x-api-key, format: "{value}", env: ANTHROPIC_API_KEY}
+    headers: {anthropic-version: "2023-06-01"}
+`, openai.URL, anthropic.URL)
+	env := map[string]string{"OPENAI_API_KEY": "sk-upstream-openai", "ANTHROPIC_API_KEY": "sk-ant-upstream"}
+	p, err := proxy.ParseProviders([]byte(yaml), func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// gateway is one running replica.
+type gateway struct {
+	URL string
+	*server.Gateway
+}
+
+// startGateway runs a gateway replica until the test ends and waits until
+// it is ready (first sync done).
+func startGateway(t *testing.T, o server.Options) *gateway {
+	t.Helper()
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	g, err := server.New(env.Config, o)
+	if err != nil {
+		t.Fatalf("creating gateway: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("gateway stopped with error: %v", err)
+		}
+	})
+	gw := &gateway{URL: "http://" + ln.Addr().String(), Gateway: g}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		resp, err := http.Get(gw.URL + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/readyz = %d", resp.StatusCode)
+		}
+		return nil
+	})
+	return gw
+}
+
+// chat sends the docs' request with key in the Authorization header.
+func chat(t *testing.T, url, key string) (int, http.Header, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url+"/gateway/openai/v1/chat/completions",
+		strings.NewReader(`{"model": "claude-sonnet-4-6", "messages": [{"role": "user", "content": "Hello"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, body
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
