@@ -83,7 +83,10 @@ func TestFloodOfWrongSecretsIsBoundedAndDoesNotStarveGoodKeys(t *testing.T) {
 	close(stop)
 
 	verifications := counter(t, gw, "codevector_gateway_argon2_verifications_total") - argon2Before
-	statuses.Range(func(k, v any) bool { t.Logf("flood: %d responses with status %d", v.(*atomic.Int64).Load(), k); return true })
+	statuses.Range(func(k, v any) bool {
+		t.Logf("flood: %d responses with status %d", v.(*atomic.Int64).Load(), k)
+		return true
+	})
 	t.Logf("flood of %d wrong secrets: %v argon2 runs, peak %d in flight; good key worst latency %v", attackers*perAttacker, verifications, peakInFlight.Load(), worst)
 	// The per-key-ID bucket allows 5 verifications and one more per 10s.
 	if verifications > 8 {
