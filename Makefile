@@ -49,9 +49,11 @@ test: envtest verify-generated vet ## Run all tests against a real kube-apiserve
 	go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: fuzz
-fuzz: ## Run each fuzz target for FUZZTIME (default 60s).
+fuzz: ## Run every fuzz target for FUZZTIME each (default 60s); a crash is saved under testdata/fuzz.
 	go test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$${FUZZTIME:-60s} ./internal/keys/
 	go test -run='^$$' -fuzz='^FuzzParsePHC$$' -fuzztime=$${FUZZTIME:-60s} ./internal/keys/
+	go test -run='^$$' -fuzz='^FuzzExtractKey$$' -fuzztime=$${FUZZTIME:-60s} ./gateway/auth/
+	go test -run='^$$' -fuzz='^FuzzParseProviders$$' -fuzztime=$${FUZZTIME:-60s} ./gateway/proxy/
 
 .PHONY: bench
 bench: envtest build ## Run the benchmarks recorded in BENCHMARKS.md.
