@@ -42,6 +42,10 @@ type Options struct {
 	// APIServerProbeInterval is how often reachability of the API server is
 	// checked for /readyz and metrics. Default 5s.
 	APIServerProbeInterval time.Duration
+	// Timeouts that keep slow or stalled clients from pinning goroutines
+	// and memory (DefaultTimeouts). None limits how long a response
+	// streams.
+	Timeouts Timeouts
 }
 
 // Gateway is one gateway replica.
@@ -76,6 +80,7 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	o.Timeouts = o.Timeouts.withDefaults()
 	g := &Gateway{opts: o, log: o.Logger, registry: prometheus.NewRegistry(), health: &health{}}
 	g.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -107,7 +112,7 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	proxyOpts.Logger = g.log
 	proxyOpts.Metrics = proxy.NewMetrics(g.registry)
 	proxyOpts.LogAttrs = requestLogAttrs
-	g.router = g.routes(proxy.New(o.Providers, proxyOpts))
+	g.router = g.routes(withBodyDeadline(o.Timeouts.Body, proxy.New(o.Providers, proxyOpts)))
 	return g, nil
 }
 
@@ -171,10 +176,11 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler: g.router,
 		// Headers must arrive promptly and idle connections are reaped, so
-		// slow or half-open clients cannot pin goroutines. There is no
+		// slow or half-open clients cannot pin goroutines (request bodies
+		// have their own deadline, see withBodyDeadline). There is no
 		// WriteTimeout: streamed completions run as long as they run.
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       90 * time.Second,
+		ReadHeaderTimeout: g.opts.Timeouts.ReadHeader,
+		IdleTimeout:       g.opts.Timeouts.Idle,
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
 	}

@@ -1,0 +1,67 @@
+package server
+
+import (
+	"io"
+	"net/http"
+	"time"
+)
+
+// Timeouts bound how long a client may take to send a request and how long
+// an idle connection is kept. Zero fields take DefaultTimeouts.
+type Timeouts struct {
+	// ReadHeader: time to send the request line and headers.
+	ReadHeader time.Duration
+	// Body: time to send the request body, counted from the end of the
+	// headers. Only the upload is bounded; the response may stream for as
+	// long as the provider streams.
+	Body time.Duration
+	// Idle: how long a keep-alive connection may wait for its next request.
+	Idle time.Duration
+}
+
+// DefaultTimeouts suit chat completions: small requests, long answers.
+var DefaultTimeouts = Timeouts{ReadHeader: 10 * time.Second, Body: 60 * time.Second, Idle: 90 * time.Second}
+
+func (t Timeouts) withDefaults() Timeouts {
+	if t.ReadHeader <= 0 {
+		t.ReadHeader = DefaultTimeouts.ReadHeader
+	}
+	if t.Body <= 0 {
+		t.Body = DefaultTimeouts.Body
+	}
+	if t.Idle <= 0 {
+		t.Idle = DefaultTimeouts.Idle
+	}
+	return t
+}
+
+// withBodyDeadline gives the request body a read deadline and lifts it once
+// the body has been read to the end. http.Server.ReadTimeout cannot do
+// this: it stays armed while the response streams, and when it fires the
+// server cancels the request, cutting long completions.
+func withBodyDeadline(d time.Duration, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil && r.Body != http.NoBody {
+			rc := http.NewResponseController(w)
+			if rc.SetReadDeadline(time.Now().Add(d)) == nil {
+				r.Body = &deadlineBody{ReadCloser: r.Body, lift: func() { _ = rc.SetReadDeadline(time.Time{}) }}
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+type deadlineBody struct {
+	io.ReadCloser
+	lift   func()
+	lifted bool
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF && !b.lifted {
+		b.lifted = true
+		b.lift()
+	}
+	return n, err
+}
