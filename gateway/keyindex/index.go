@@ -245,3 +245,29 @@ func (ix *Index) notify(ids []string) {
 		ix.onChange(id)
 	}
 }
+
+// Retain drops every APIKey not named in apiKeys and every hash Secret
+// whose UID is not in hashes: what a fresh full list no longer contains was
+// deleted while the gateway was not watching.
+func (ix *Index) Retain(apiKeys map[types.NamespacedName]bool, hashes map[types.UID]bool) {
+	ix.mu.Lock()
+	var changed []string
+	for name, id := range ix.byName {
+		if !apiKeys[name] {
+			delete(ix.byName, name)
+			delete(ix.apiKeys, id)
+			changed = append(changed, ix.rejoinLocked(id))
+		}
+	}
+	for uid, id := range ix.byHash {
+		if !hashes[uid] {
+			delete(ix.byHash, uid)
+			if h, ok := ix.hashes[id]; ok && h.SecretUID == uid {
+				delete(ix.hashes, id)
+			}
+			changed = append(changed, ix.rejoinLocked(id))
+		}
+	}
+	ix.mu.Unlock()
+	ix.notify(changed)
+}

@@ -48,8 +48,6 @@ func (g *Gateway) readyz(w http.ResponseWriter, _ *http.Request) {
 func (g *Gateway) probeAPIServer(ctx context.Context) {
 	h := g.health
 	h.apiReachable.Store(true)
-	t := time.NewTicker(g.opts.APIServerProbeInterval)
-	defer t.Stop()
 	for {
 		probeCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := g.probe.RESTClient().Get().AbsPath("/version").Do(probeCtx).Error()
@@ -59,18 +57,32 @@ func (g *Gateway) probeAPIServer(ctx context.Context) {
 		}
 		switch {
 		case err == nil && !h.apiReachable.Load():
+			g.log.Info("API server reachable again; restarting watches")
+			if err := g.watches.restart(ctx); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				g.log.Warn("Failed to restart watches after the API server came back; retrying", "error", err)
+				break
+			}
 			h.apiReachable.Store(true)
 			h.unreachableFrom.Store(0)
-			g.log.Info("API server reachable again; watches resume")
+			g.log.Info("Watches restarted; index current again", "keys", g.index.Len())
 		case err != nil && h.apiReachable.Load():
 			h.apiReachable.Store(false)
 			h.unreachableFrom.Store(time.Now().UnixNano())
 			g.log.Warn("API server unreachable; serving cached keys (fail-static)", "error", err)
 		}
+		// While the API server is away, look often: the sooner recovery is
+		// seen, the sooner watches restart and revocations apply again.
+		wait := g.opts.APIServerProbeInterval
+		if !h.apiReachable.Load() {
+			wait = min(wait, 500*time.Millisecond)
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(wait):
 		}
 	}
 }

@@ -19,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
@@ -52,7 +51,7 @@ type Options struct {
 type Gateway struct {
 	opts     Options
 	log      *slog.Logger
-	cache    cache.Cache
+	watches  *watches
 	client   client.Client
 	index    *keyindex.Index
 	auth     *auth.Authenticator
@@ -88,9 +87,6 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	cacheOpts := keyindex.CacheOptions(o.SystemNamespace, o.Namespaces)
 	cacheOpts.Scheme = scheme
 	var err error
-	if g.cache, err = cache.New(cfg, cacheOpts); err != nil {
-		return nil, fmt.Errorf("creating watch cache: %w", err)
-	}
 	if g.client, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
 		return nil, fmt.Errorf("creating API client: %w", err)
 	}
@@ -102,7 +98,7 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	authOpts := o.Auth
 	authOpts.Metrics = auth.NewMetrics(g.registry)
 	g.auth = auth.New(g.index, authOpts)
-	if err := keyindex.Watch(context.Background(), g.cache, g.index, g.health.watchEvent); err != nil {
+	if g.watches, err = newWatches(cfg, cacheOpts, g.index, g.health.watchEvent); err != nil {
 		return nil, err
 	}
 	g.usage = usage.New(g.index, g.client, o.LastUsedInterval, g.log, g.registry)
@@ -150,10 +146,8 @@ func (g *Gateway) recordUsage(next http.Handler) http.Handler {
 func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cacheDone := make(chan error, 1)
-	go func() { cacheDone <- g.cache.Start(ctx) }()
 	go func() {
-		if g.cache.WaitForCacheSync(ctx) {
+		if g.watches.run(ctx) {
 			g.health.synced.Store(true)
 			g.log.Info("Watch cache synced; gateway ready", "keys", g.index.Len())
 		}
@@ -191,10 +185,6 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 	select {
 	case err := <-serveDone:
 		return fmt.Errorf("serving: %w", err)
-	case err := <-cacheDone:
-		if ctx.Err() == nil {
-			return fmt.Errorf("watch cache stopped: %w", err)
-		}
 	case <-ctx.Done():
 	}
 	shutdownCtx, stop := context.WithTimeout(context.Background(), 10*time.Second)

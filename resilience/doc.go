@@ -1,0 +1,6 @@
+// Package resilience holds the tests that break things on purpose: the API
+// server going away under load, the manager killed with SIGKILL in the
+// middle of a burst of key creations, a gateway replica killed under load.
+// Each asserts that nothing is lost, nothing is duplicated and no key
+// leaks. They run in `make test`.
+package resilience
