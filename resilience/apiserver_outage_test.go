@@ -135,14 +135,19 @@ func TestAPIServerOutageIsFailStatic(t *testing.T) {
 	} else {
 		t.Logf("revocation after recovery reached the gateway in %v", d.Round(time.Millisecond))
 	}
-	if _, body := get(gw.url + "/readyz"); !strings.Contains(body, "apiserver: reachable") {
-		t.Errorf("/readyz after recovery: %q", body)
-	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if _, body := get(gw.url + "/readyz"); !strings.Contains(body, "apiserver: reachable") {
+			return fmt.Errorf("/readyz after recovery: %q", body)
+		}
+		return nil
+	})
 
-	// The keys created as the outage began were issued, once each.
+	// The keys created as the outage began were issued. The manager's
+	// watches come back on client-go's own backoff (up to a minute after a
+	// long outage): issuing may wait, nothing is lost.
 	for i := range 5 {
 		name := fmt.Sprintf("during-%d", i)
-		k := env.WaitForPhase(t, ns, name, gatewayv1alpha1.PhaseActive, 30*time.Second)
+		k := env.WaitForPhase(t, ns, name, gatewayv1alpha1.PhaseActive, 90*time.Second)
 		plain, err := reveal.Consume(ctx, env.Client, k)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
@@ -173,7 +178,10 @@ func stopAPIServer(t *testing.T) (restart func()) {
 			t.Fatal(err)
 		}
 	}
-	if err := api.Stop(); err != nil {
+	// It would drain its watches for up to a minute; after two seconds it
+	// is killed outright, which is the harsher outage anyway.
+	api.StopTimeout = 2 * time.Second
+	if err := api.Stop(); err != nil && !strings.Contains(err.Error(), "timeout waiting for process kube-apiserver to stop") {
 		t.Fatal(err)
 	}
 	return func() {

@@ -44,13 +44,16 @@ func (g *Gateway) readyz(w http.ResponseWriter, _ *http.Request) {
 	}
 }
 
-// probeAPIServer checks the API server's /version every probe interval.
+// probeAPIServer checks the API server's /readyz every probe interval.
 func (g *Gateway) probeAPIServer(ctx context.Context) {
 	h := g.health
 	h.apiReachable.Store(true)
 	for {
 		probeCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := g.probe.RESTClient().Get().AbsPath("/version").Do(probeCtx).Error()
+		// /readyz, not /version: a restarted API server answers /version
+		// before it serves custom resources again, and watches started
+		// then would only fail and back off.
+		err := g.probe.RESTClient().Get().AbsPath("/readyz").Do(probeCtx).Error()
 		cancel()
 		if ctx.Err() != nil {
 			return

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -23,9 +24,12 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/auth"
+	"github.com/codevector/codevector/gateway/console"
+	"github.com/codevector/codevector/gateway/docs"
 	"github.com/codevector/codevector/gateway/keyindex"
 	"github.com/codevector/codevector/gateway/proxy"
 	"github.com/codevector/codevector/gateway/usage"
+	"github.com/codevector/codevector/gateway/web"
 	"github.com/codevector/codevector/internal/operator"
 )
 
@@ -45,6 +49,9 @@ type Options struct {
 	// and memory (DefaultTimeouts). None limits how long a response
 	// streams.
 	Timeouts Timeouts
+	// Console configures the web console at /api-keys and its API.
+	// Console.Namespace defaults to SystemNamespace.
+	Console console.Options
 }
 
 // Gateway is one gateway replica.
@@ -60,6 +67,8 @@ type Gateway struct {
 	router   *mux.Router
 	health   *health
 	probe    discovery.DiscoveryInterface
+	console  *console.Console
+	docs     *docs.Docs
 }
 
 // New builds a gateway against the API server of cfg. Nothing runs until Run.
@@ -80,6 +89,14 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 		o.Logger = slog.Default()
 	}
 	o.Timeouts = o.Timeouts.withDefaults()
+	if o.Console.Namespace == "" {
+		o.Console.Namespace = o.SystemNamespace
+	}
+	if len(o.Namespaces) > 0 && !slices.Contains(o.Namespaces, o.Console.Namespace) {
+		// Console-created keys must authenticate, and the console reads
+		// them from the same cache.
+		o.Namespaces = append(slices.Clone(o.Namespaces), o.Console.Namespace)
+	}
 	g := &Gateway{opts: o, log: o.Logger, registry: prometheus.NewRegistry(), health: &health{}}
 	g.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -103,6 +120,15 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	}
 	g.usage = usage.New(g.index, g.client, o.LastUsedInterval, g.log, g.registry)
 	g.registerHealthMetrics()
+	if o.Console.Logger == nil {
+		o.Console.Logger = g.log
+	}
+	if g.console, err = console.New(reader{g.watches}, g.client, o.Console); err != nil {
+		return nil, err
+	}
+	if g.docs, err = docs.New(g.log); err != nil {
+		return nil, err
+	}
 
 	proxyOpts := o.Proxy
 	proxyOpts.Logger = g.log
@@ -127,6 +153,12 @@ func (g *Gateway) routes(p http.Handler) *mux.Router {
 	r.Handle("/readyz", http.HandlerFunc(g.readyz))
 	r.Handle("/metrics", promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{Registry: g.registry}))
 	r.PathPrefix("/gateway/").Handler(withRequestID(g.auth.Middleware(g.recordUsage(p))))
+	// For people: the console and its API, the docs, and their assets.
+	r.PathPrefix("/api-keys").Handler(withRequestID(g.console))
+	r.PathPrefix("/api/v1/apikeys").Handler(withRequestID(g.console))
+	r.PathPrefix("/docs").Handler(g.docs)
+	r.PathPrefix(web.AssetPrefix).Handler(web.Assets())
+	r.Path("/").Handler(http.RedirectHandler("/api-keys", http.StatusFound))
 	return r
 }
 

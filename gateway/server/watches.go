@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/keyindex"
@@ -38,6 +39,16 @@ type generation struct {
 }
 
 func newWatches(cfg *rest.Config, opts cache.Options, index *keyindex.Index, onEvent func()) (*watches, error) {
+	// Every generation shares one HTTP client and one REST mapper, so a
+	// fresh cache needs no discovery round trips before it can list.
+	httpClient, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("creating HTTP client: %w", err)
+	}
+	if opts.Mapper, err = apiutil.NewDynamicRESTMapper(cfg, httpClient); err != nil {
+		return nil, fmt.Errorf("creating REST mapper: %w", err)
+	}
+	opts.HTTPClient = httpClient
 	w := &watches{cfg: cfg, opts: opts, index: index, onEvent: onEvent}
 	gen, err := w.newGeneration()
 	if err != nil {
