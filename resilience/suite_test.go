@@ -2,7 +2,6 @@ package resilience
 
 import (
 	"bytes"
-	"sync"
 	"context"
 	"fmt"
 	"io"
@@ -11,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
