@@ -1,0 +1,95 @@
+package resilience
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/codevector/codevector/gateway/echo"
+	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/testenv"
+)
+
+// One of two gateway replicas is killed with SIGKILL under load: the other
+// keeps serving every request, and the restarted one is ready (and
+// authenticates) once its watches have synced.
+func TestGatewayReplicaKilledUnderLoad(t *testing.T) {
+	env.StartManager(t, operator.Options{})
+	kubeconfig := adminKubeconfig(t)
+	up := httptest.NewServer(&echo.Handler{})
+	defer up.Close()
+	providers := filepath.Join(t.TempDir(), "providers.yaml")
+	if err := os.WriteFile(providers, []byte("providers:\n  openai:\n    baseURL: "+up.URL+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, key := env.IssueKey(t, env.Namespace(t), "replicated")
+
+	startReplica := func(addr string) *process {
+		p := start(t, "gateway", "--kubeconfig", kubeconfig, "--listen", addr, "--providers", providers)
+		testenv.Eventually(t, 15*time.Second, func() error {
+			if status, body := get("http://" + addr + "/readyz"); status != http.StatusOK {
+				return fmt.Errorf("replica %s /readyz %d %s\n%s", addr, status, body, p.logs)
+			}
+			return nil
+		})
+		return p
+	}
+	addrA, addrB := freeAddr(t), freeAddr(t)
+	a := startReplica(addrA)
+	startReplica(addrB)
+
+	var okB, failB atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if chatStatus("http://"+addrB, key) == http.StatusOK {
+					okB.Add(1)
+				} else {
+					failB.Add(1)
+				}
+				chatStatus("http://"+addrA, key) // A's failures are expected once it is killed
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond)
+	a.kill()
+	killedAt := time.Now()
+	time.Sleep(time.Second)
+	a = startReplica(addrA)
+	t.Logf("killed replica ready again %v after SIGKILL", time.Since(killedAt).Round(time.Millisecond))
+	if status := chatStatus("http://"+addrA, key); status != http.StatusOK {
+		t.Errorf("restarted replica: %d for a valid key", status)
+	}
+	close(stop)
+	wg.Wait()
+	if failB.Load() > 0 || okB.Load() == 0 {
+		t.Errorf("surviving replica: %d requests ok, %d failed; want none failed", okB.Load(), failB.Load())
+	}
+	t.Logf("surviving replica served %d requests without a failure", okB.Load())
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
