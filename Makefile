@@ -56,14 +56,22 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 60s); a crash is saved
 	go test -run='^$$' -fuzz='^FuzzParseProviders$$' -fuzztime=$${FUZZTIME:-60s} ./gateway/proxy/
 
 .PHONY: bench
-bench: envtest build ## Run the benchmarks recorded in BENCHMARKS.md.
-	go test -run='^$$' -bench=. -benchtime=1x -timeout 60m ./bench/...
+bench: envtest ## Run the benchmarks recorded in BENCHMARKS.md (about 10 minutes; tables also in bin/bench-results.md).
+	BENCH_OUT=$(LOCALBIN)/bench-results.md go test -run='^$$' -bench=. -benchtime=1x -timeout 60m ./bench/...
 
 ##@ Build
 
 .PHONY: build
-build: ## Build bin/codevector.
+build: ## Build bin/codevector, and bin/kubectl-apikey (the kubectl plugin: a link to it).
 	CGO_ENABLED=0 go build -trimpath -o $(LOCALBIN)/codevector .
+	ln -sf codevector $(LOCALBIN)/kubectl-apikey
+
+# DEV_FLAGS are passed to `codevector dev`, e.g. DEV_FLAGS='--listen localhost:8081'.
+DEV_FLAGS ?=
+
+.PHONY: dev
+dev: envtest build ## Run everything on this machine (control plane, manager, gateway, console); Ctrl-C stops it.
+	$(LOCALBIN)/codevector dev $(DEV_FLAGS)
 
 .PHONY: run
 run: manifests generate ## Run the manager against the cluster in KUBECONFIG.

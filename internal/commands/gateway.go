@@ -12,6 +12,7 @@ import (
 	"time"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/gateway/console"
 	"github.com/codevector/codevector/gateway/proxy"
 	"github.com/codevector/codevector/gateway/server"
 )
@@ -26,6 +27,9 @@ func runGateway(ctx context.Context, args []string, _, stderr io.Writer) error {
 		providersFile string
 		namespaces    string
 		logLevel      string
+		consoleAuth   string
+		proxyCIDRs    string
+		csrfKeyFile   string
 	)
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "Path to a kubeconfig (default: $KUBECONFIG, then in-cluster config)")
 	fs.StringVar(&listen, "listen", ":8080", "Address to serve the gateway, console and docs on")
@@ -37,6 +41,11 @@ func runGateway(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs.Int64Var(&o.Proxy.MaxRequestBodyBytes, "max-request-body", proxy.DefaultMaxRequestBodyBytes, "Largest request body accepted, in bytes")
 	fs.DurationVar(&o.Proxy.UpstreamHeaderTimeout, "upstream-timeout", 5*time.Minute, "How long to wait for a provider's response headers (long for slow, non-streamed reasoning models)")
 	fs.StringVar(&logLevel, "log-level", "info", "Log level: debug, info, warn or error")
+	fs.StringVar(&consoleAuth, "console-auth", string(console.AuthHeader), "How the console knows its users: header (X-Forwarded-User/-Email/-Groups from a sign-in proxy) or dev (everyone is "+console.DevUser+"; local use only)")
+	fs.StringVar(&o.Console.Namespace, "console-namespace", "", "Namespace of the keys created in the console (default: the system namespace)")
+	fs.StringVar(&proxyCIDRs, "console-proxy-cidrs", "127.0.0.1/32,::1/128", "Comma-separated addresses or CIDRs of the sign-in proxy; X-Forwarded-* headers from anywhere else are ignored")
+	fs.StringVar(&o.Console.AdminGroup, "admin-group", gatewayv1alpha1.DefaultAdminGroup, "Group whose members see and revoke everyone's keys in the console")
+	fs.StringVar(&csrfKeyFile, "console-csrf-key-file", "", "File with a secret (32+ bytes) that signs the console's CSRF tokens; give all replicas the same one (default: random per process, fine for one replica)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -52,6 +61,21 @@ func runGateway(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	o.Namespaces = splitList(namespaces)
 	o.Logger = log
+	if o.Console.Auth, err = console.ParseAuthMode(consoleAuth); err != nil {
+		return err
+	}
+	if o.Console.ProxyCIDRs, err = console.ParseCIDRs(proxyCIDRs); err != nil {
+		return fmt.Errorf("--console-proxy-cidrs: %w", err)
+	}
+	if csrfKeyFile != "" {
+		key, err := os.ReadFile(csrfKeyFile)
+		if err != nil {
+			return fmt.Errorf("--console-csrf-key-file: %w", err)
+		}
+		if o.Console.CSRFKey = []byte(strings.TrimSpace(string(key))); len(o.Console.CSRFKey) < 32 {
+			return fmt.Errorf("--console-csrf-key-file %s: the secret must be at least 32 bytes", csrfKeyFile)
+		}
+	}
 
 	cfg, err := restConfig(kubeconfig)
 	if err != nil {

@@ -23,12 +23,29 @@ type command struct {
 var subcommands = map[string]command{
 	"manager": {"Run the APIKey controller", runManager},
 	"gateway": {"Run the authenticating LLM gateway", runGateway},
+	"dev":     {"Run everything on this machine: control plane, manager, gateway", runDev},
+	"keys":    {"Create, list, revoke and reveal API keys (also kubectl apikey)", runKeys},
 }
+
+// kubectlPlugin is the name under which the binary is the kubectl plugin
+// `kubectl apikey` (make build links bin/kubectl-apikey to it).
+const kubectlPlugin = "kubectl-apikey"
 
 // Main runs the subcommand named in args and returns the exit code.
 func Main(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+
+	if filepath.Base(args[0]) == kubectlPlugin {
+		if err := runKeysAs(ctx, "kubectl apikey", args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return 0
+			}
+			fmt.Fprintf(os.Stderr, "error: %v\n", err)
+			return 1
+		}
+		return 0
+	}
 
 	name := ""
 	rest := args[1:]

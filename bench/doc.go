@@ -1,0 +1,16 @@
+// Package bench holds CodeVector's benchmarks (`make bench`): gateway
+// throughput and added latency against a bare reverse proxy and the
+// upstream itself, revocation propagation across gateway replicas, time to
+// first byte of a streamed response, and the manager's key issue rate and
+// memory. Everything runs in this one test process against a real
+// kube-apiserver and etcd (internal/testenv) on loopback; BENCHMARKS.md at
+// the repository root records the results and how to read them.
+//
+// Each benchmark ignores b.N: run them with -benchtime=1x. They print
+// Markdown tables at the end of the run, and write them to the file named by
+// BENCH_OUT when it is set. Knobs (environment variables, defaults in
+// brackets): BENCH_DURATION [5s] per throughput or latency point,
+// BENCH_ROUNDS [2] throughput rounds, BENCH_CONNS [1,16,64], BENCH_RATE
+// [1000] req/s for added latency, BENCH_REVOCATIONS [100],
+// BENCH_ISSUE_KEYS [1000], BENCH_MEMORY_KEYS [10000].
+package bench

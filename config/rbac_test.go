@@ -1,0 +1,415 @@
+package config_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/gateway/echo"
+	"github.com/codevector/codevector/gateway/proxy"
+	"github.com/codevector/codevector/gateway/server"
+	"github.com/codevector/codevector/internal/bootstrap"
+	"github.com/codevector/codevector/internal/devcluster"
+	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/reveal"
+	"github.com/codevector/codevector/internal/testenv"
+)
+
+const systemNS = gatewayv1alpha1.DefaultSystemNamespace
+
+// identity is a component's service account as the API server sees it:
+// tests authenticate as it with a client certificate, so only the
+// bindings of config/rbac grant it anything.
+type identity struct {
+	user   string
+	groups []string
+	cfg    *rest.Config
+	client client.Client
+}
+
+// asServiceAccount applies config/rbac (as kustomize builds it) and returns
+// the identity of the service account name in the system namespace.
+func asServiceAccount(t *testing.T, name string) *identity {
+	t.Helper()
+	out, _ := kustomize(t, "rbac")
+	if err := bootstrap.ApplyYAML(context.Background(), env.Client, out, "config/rbac"); err != nil {
+		t.Fatal(err)
+	}
+	id := &identity{}
+	id.user, id.groups = devcluster.ServiceAccountUser(systemNS, name)
+	u, err := env.AddUser(envtest.User{Name: id.user, Groups: id.groups}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id.cfg = u.Config()
+	if id.client, err = client.New(id.cfg, client.Options{Scheme: operator.Scheme()}); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// startManagerAs runs the real manager, with leader election as deployed,
+// under id until the test ends.
+func startManagerAs(t *testing.T, id *identity) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	mgr, err := operator.New(ctx, id.cfg, operator.Options{Argon2: testenv.FastArgon2, LeaderElection: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager stopped with error: %v", err)
+		}
+	})
+}
+
+// access is one question for a SubjectAccessReview.
+type access struct {
+	verb, group, resource, subresource, namespace string
+	want                                          bool
+}
+
+func (a access) String() string {
+	r := a.resource
+	if a.group != "" {
+		r += "." + a.group
+	}
+	if a.subresource != "" {
+		r += "/" + a.subresource
+	}
+	where := "cluster-wide"
+	if a.namespace != "" {
+		where = "in " + a.namespace
+	}
+	return fmt.Sprintf("%s %s %s", a.verb, r, where)
+}
+
+// checkAccess asks the API server's authorizer each question for id.
+func checkAccess(t *testing.T, id *identity, table []access) {
+	t.Helper()
+	for _, a := range table {
+		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User: id.user, Groups: id.groups,
+			ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Namespace: a.namespace, Verb: a.verb, Group: a.group, Resource: a.resource, Subresource: a.subresource,
+			},
+		}}
+		if err := env.Client.Create(context.Background(), sar); err != nil {
+			t.Fatal(err)
+		}
+		if sar.Status.Allowed != a.want {
+			t.Errorf("%s may %s: %v, want %v", id.user, a, sar.Status.Allowed, a.want)
+		}
+	}
+}
+
+// TestGatewayRBACIsEnoughAndNoMore runs a real gateway as
+// system:serviceaccount:codevector-system:codevector-gateway, bound only by
+// config/rbac: it authenticates keys of any namespace, records last use,
+// and creates and reveals console keys, yet cannot read any Secret outside
+// the system namespace.
+func TestGatewayRBACIsEnoughAndNoMore(t *testing.T) {
+	ctx := context.Background()
+	tenant := env.Namespace(t)
+	startManagerAs(t, asServiceAccount(t, "codevector-manager"))
+	gw := asServiceAccount(t, "codevector-gateway")
+
+	upstream := httptest.NewServer(&echo.Handler{})
+	t.Cleanup(upstream.Close)
+	providers, err := proxy.ParseProviders([]byte("providers:\n  openai:\n    baseURL: "+upstream.URL+"\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := server.New(gw.cfg, server.Options{
+		Providers: providers, LastUsedInterval: 200 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := runGateway(t, g)
+
+	// Authenticates a tenant's key and records its last use.
+	key, plain := env.IssueKey(t, tenant, "laptop")
+	if code, body := chat(t, base, plain.Reveal()); code != http.StatusOK || !strings.Contains(body, "Echo: Hello") {
+		t.Fatalf("gateway answered %d %s, want 200 from the echo upstream", code, body)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		k := &gatewayv1alpha1.APIKey{}
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(key), k); err != nil {
+			return err
+		}
+		if k.Status.LastUsedAt == nil {
+			return fmt.Errorf("status.lastUsedAt not recorded")
+		}
+		return nil
+	})
+
+	// Cannot read a Secret in a tenant namespace, by name or by listing.
+	tenantSecret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "database-password"}, StringData: map[string]string{"password": "hunter2"}}
+	if err := env.Client.Create(ctx, tenantSecret); err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.client.Get(ctx, client.ObjectKeyFromObject(tenantSecret), &corev1.Secret{}); !apierrors.IsForbidden(err) {
+		t.Errorf("gateway reading a tenant Secret: err = %v, want 403 Forbidden", err)
+	}
+	if err := gw.client.List(ctx, &corev1.SecretList{}, client.InNamespace(tenant)); !apierrors.IsForbidden(err) {
+		t.Errorf("gateway listing a tenant's Secrets: err = %v, want 403 Forbidden", err)
+	}
+	if err := gw.client.List(ctx, &corev1.SecretList{}); !apierrors.IsForbidden(err) {
+		t.Errorf("gateway listing Secrets cluster-wide: err = %v, want 403 Forbidden", err)
+	}
+	// Cannot create, revoke or delete a tenant's keys.
+	if err := gw.client.Create(ctx, &gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "planted"}}); !apierrors.IsForbidden(err) {
+		t.Errorf("gateway creating a key in a tenant namespace: err = %v, want 403 Forbidden", err)
+	}
+	revoke := client.RawPatch(types.MergePatchType, []byte(`{"spec":{"revoked":true}}`))
+	if err := gw.client.Patch(ctx, key.DeepCopy(), revoke); !apierrors.IsForbidden(err) {
+		t.Errorf("gateway revoking a tenant's key: err = %v, want 403 Forbidden", err)
+	}
+
+	// The console's job: create a key for a user in the system namespace,
+	// reveal it once, and it authenticates.
+	consoleKey := &gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: systemNS, Name: "console-made"}, Spec: gatewayv1alpha1.APIKeySpec{Owner: "alice@example.com"}}
+	if err := gw.client.Create(ctx, consoleKey); err != nil {
+		t.Fatalf("gateway creating a console key for alice: %v", err)
+	}
+	issued := env.WaitForPhase(t, systemNS, consoleKey.Name, gatewayv1alpha1.PhaseActive, 15*time.Second)
+	consolePlain, err := reveal.Consume(ctx, gw.client, issued)
+	if err != nil {
+		t.Fatalf("gateway consuming the reveal Secret of a console key: %v", err)
+	}
+	if code, body := chat(t, base, consolePlain.Reveal()); code != http.StatusOK {
+		t.Errorf("console key: gateway answered %d %s, want 200", code, body)
+	}
+	if err := gw.client.Patch(ctx, issued.DeepCopy(), revoke); err != nil {
+		t.Errorf("gateway revoking a console key: %v", err)
+	}
+
+	checkAccess(t, gw, []access{
+		{"list", "gateway.codevector.io", "apikeys", "", "", true},
+		{"watch", "gateway.codevector.io", "apikeys", "", "", true},
+		{"get", "gateway.codevector.io", "apikeys", "", tenant, true},
+		{"patch", "gateway.codevector.io", "apikeys", "status", tenant, true},
+		{"create", "gateway.codevector.io", "apikeys", "", systemNS, true},
+		{"patch", "gateway.codevector.io", "apikeys", "", systemNS, true},
+		{"list", "", "secrets", "", systemNS, true},
+		{"watch", "", "secrets", "", systemNS, true},
+		{"get", "", "secrets", "", systemNS, true},
+		{"delete", "", "secrets", "", systemNS, true},
+
+		{"update", "gateway.codevector.io", "apikeys", "status", tenant, false},
+		{"create", "gateway.codevector.io", "apikeys", "", tenant, false},
+		{"patch", "gateway.codevector.io", "apikeys", "", tenant, false},
+		{"update", "gateway.codevector.io", "apikeys", "", tenant, false},
+		{"delete", "gateway.codevector.io", "apikeys", "", tenant, false},
+		{"delete", "gateway.codevector.io", "apikeys", "", systemNS, false},
+		{"get", "", "secrets", "", tenant, false},
+		{"list", "", "secrets", "", "", false},
+		{"watch", "", "secrets", "", "", false},
+		{"create", "", "secrets", "", systemNS, false},
+		{"update", "", "secrets", "", systemNS, false},
+		{"get", "", "configmaps", "", systemNS, false},
+		{"create", "", "pods", "", systemNS, false},
+		{"impersonate", "", "users", "", "", false},
+		{"create", "", "serviceaccounts", "token", systemNS, false},
+		{"create", "rbac.authorization.k8s.io", "rolebindings", "", systemNS, false},
+	})
+}
+
+// TestManagerRBACIsEnoughAndNoMore runs the real manager, with leader
+// election, as system:serviceaccount:codevector-system:codevector-manager
+// bound only by config/rbac, through a key's whole life.
+func TestManagerRBACIsEnoughAndNoMore(t *testing.T) {
+	ctx := context.Background()
+	tenant := env.Namespace(t)
+	mgr := asServiceAccount(t, "codevector-manager")
+	logStart := logLen()
+	startManagerAs(t, mgr)
+
+	// Issue: it creates the reveal Secret in the tenant namespace and the
+	// hash Secret in the system namespace.
+	key := &gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "laptop"}}
+	if err := env.Client.Create(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	key = env.WaitForPhase(t, tenant, key.Name, gatewayv1alpha1.PhaseActive, 30*time.Second)
+	revealName := types.NamespacedName{Namespace: tenant, Name: gatewayv1alpha1.RevealSecretName(key.Name)}
+	if err := env.Client.Get(ctx, revealName, &corev1.Secret{}); err != nil {
+		t.Fatalf("reveal Secret: %v", err)
+	}
+	hashName := types.NamespacedName{Namespace: systemNS, Name: gatewayv1alpha1.HashSecretName(string(key.UID))}
+	if err := env.Client.Get(ctx, hashName, &corev1.Secret{}); err != nil {
+		t.Fatalf("hash Secret: %v", err)
+	}
+
+	// Revoke: it deletes both Secrets.
+	if err := env.Client.Patch(ctx, key, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"revoked":true}}`))); err != nil {
+		t.Fatal(err)
+	}
+	env.WaitForPhase(t, tenant, key.Name, gatewayv1alpha1.PhaseRevoked, 15*time.Second)
+	for _, n := range []types.NamespacedName{revealName, hashName} {
+		testenv.Eventually(t, 10*time.Second, func() error {
+			if err := env.Client.Get(ctx, n, &corev1.Secret{}); !apierrors.IsNotFound(err) {
+				return fmt.Errorf("secret %s still there (err %v)", n, err)
+			}
+			return nil
+		})
+	}
+
+	// Delete: its finalizer removes the hash Secret, then lets go.
+	doomed := &gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "doomed"}}
+	if err := env.Client.Create(ctx, doomed); err != nil {
+		t.Fatal(err)
+	}
+	doomed = env.WaitForPhase(t, tenant, doomed.Name, gatewayv1alpha1.PhaseActive, 15*time.Second)
+	if err := env.Client.Delete(ctx, doomed); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(doomed), &gatewayv1alpha1.APIKey{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("APIKey still there (err %v)", err)
+		}
+		return nil
+	})
+
+	// Leader election works with the Role in the system namespace.
+	lease := &coordinationv1.Lease{}
+	if err := env.Client.Get(ctx, types.NamespacedName{Namespace: systemNS, Name: "codevector-manager.gateway.codevector.io"}, lease); err != nil {
+		t.Fatalf("leader election lease: %v", err)
+	}
+	holder := ""
+	if h := lease.Spec.HolderIdentity; h != nil {
+		holder = *h
+	}
+	if holder == "" {
+		t.Fatal("nobody holds the leader election lease")
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		events := &corev1.EventList{}
+		if err := env.Client.List(ctx, events, client.InNamespace(systemNS)); err != nil {
+			return err
+		}
+		for _, e := range events.Items {
+			if e.Reason == "LeaderElection" && e.InvolvedObject.Kind == "Lease" && strings.Contains(e.Message, holder) {
+				return nil
+			}
+		}
+		return fmt.Errorf("no LeaderElection event for %s recorded in %s", holder, systemNS)
+	})
+	if l := logsSince(logStart); strings.Contains(strings.ToLower(l), "forbidden") {
+		t.Errorf("the manager hit a permission it lacks:\n%s", l)
+	}
+
+	checkAccess(t, mgr, []access{
+		// Reveal Secrets live next to the keys, hash Secrets in the system
+		// namespace; the cache of its own (labelled) Secrets needs
+		// cluster-wide list/watch, which RBAC cannot narrow by label.
+		{"create", "", "secrets", "", tenant, true},
+		{"delete", "", "secrets", "", tenant, true},
+		{"get", "", "secrets", "", tenant, true},
+		{"list", "", "secrets", "", "", true},
+		{"watch", "", "secrets", "", "", true},
+		{"patch", "gateway.codevector.io", "apikeys", "status", tenant, true},
+		{"update", "gateway.codevector.io", "apikeys", "finalizers", tenant, true},
+		{"create", "events.k8s.io", "events", "", tenant, true},
+		{"get", "coordination.k8s.io", "leases", "", systemNS, true},
+		{"update", "coordination.k8s.io", "leases", "", systemNS, true},
+
+		{"update", "", "secrets", "", tenant, false},
+		{"patch", "", "secrets", "", tenant, false},
+		{"create", "gateway.codevector.io", "apikeys", "", tenant, false},
+		{"delete", "gateway.codevector.io", "apikeys", "", tenant, false},
+		{"create", "coordination.k8s.io", "leases", "", tenant, false},
+		{"get", "", "configmaps", "", tenant, false},
+		{"create", "", "pods", "", tenant, false},
+		{"delete", "", "namespaces", "", "", false},
+		{"impersonate", "", "users", "", "", false},
+		{"create", "", "serviceaccounts", "token", systemNS, false},
+		{"create", "rbac.authorization.k8s.io", "clusterrolebindings", "", "", false},
+		{"update", "admissionregistration.k8s.io", "validatingadmissionpolicies", "", "", false},
+	})
+}
+
+// runGateway serves g on a loopback port until the test ends and waits
+// until it is ready.
+func runGateway(t *testing.T, g *server.Gateway) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("gateway stopped with error: %v", err)
+		}
+	})
+	base := "http://" + ln.Addr().String()
+	testenv.Eventually(t, 15*time.Second, func() error {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return err
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/readyz = %d %s", resp.StatusCode, body)
+		}
+		return nil
+	})
+	return base
+}
+
+// chat sends the docs' request.
+func chat(t *testing.T, base, key string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, base+"/gateway/openai/v1/chat/completions",
+		strings.NewReader(`{"model": "claude-sonnet-4-6", "messages": [{"role": "user", "content": "Hello"}]}`))
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+func logLen() int {
+	logWriter.mu.Lock()
+	defer logWriter.mu.Unlock()
+	return logs.Len()
+}
+
+func logsSince(n int) string {
+	logWriter.mu.Lock()
+	defer logWriter.mu.Unlock()
+	return logs.String()[n:]
+}

@@ -1,0 +1,204 @@
+package console
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+)
+
+func TestStatusOf(t *testing.T) {
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	past := metav1.NewTime(now.Add(-time.Hour))
+	future := metav1.NewTime(now.Add(time.Hour))
+	for _, tc := range []struct {
+		name string
+		spec gatewayv1alpha1.APIKeySpec
+		st   gatewayv1alpha1.APIKeyStatus
+		want string
+	}{
+		{"new", gatewayv1alpha1.APIKeySpec{}, gatewayv1alpha1.APIKeyStatus{}, StatusPending},
+		{"active", gatewayv1alpha1.APIKeySpec{}, gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive}, StatusActive},
+		{"revoked before the controller noticed", gatewayv1alpha1.APIKeySpec{Revoked: true}, gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive}, StatusRevoked},
+		{"revoked", gatewayv1alpha1.APIKeySpec{Revoked: true}, gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseRevoked}, StatusRevoked},
+		{"expired", gatewayv1alpha1.APIKeySpec{}, gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseExpired}, StatusExpired},
+		{"past expiry before the controller noticed", gatewayv1alpha1.APIKeySpec{ExpiresAt: &past}, gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive}, StatusExpired},
+		{"expiring later", gatewayv1alpha1.APIKeySpec{ExpiresAt: &future}, gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive}, StatusActive},
+		{"revoked and expired", gatewayv1alpha1.APIKeySpec{Revoked: true, ExpiresAt: &past}, gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseExpired}, StatusRevoked},
+		{"failed", gatewayv1alpha1.APIKeySpec{}, gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseFailed}, StatusFailed},
+	} {
+		k := &gatewayv1alpha1.APIKey{Spec: tc.spec, Status: tc.st}
+		if got := statusOf(k, now); got != tc.want {
+			t.Errorf("%s: status %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestRelativeTime(t *testing.T) {
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		ago  time.Duration
+		want string
+	}{
+		{-5 * time.Second, "just now"},
+		{10 * time.Second, "just now"},
+		{time.Minute, "1 minute ago"},
+		{3*time.Minute + 20*time.Second, "3 minutes ago"},
+		{time.Hour, "1 hour ago"},
+		{23 * time.Hour, "23 hours ago"},
+		{49 * time.Hour, "2 days ago"},
+		{45 * 24 * time.Hour, "1 month ago"},
+		{800 * 24 * time.Hour, "2 years ago"},
+	} {
+		if got := relativeTime(now, now.Add(-tc.ago)); got != tc.want {
+			t.Errorf("%v ago: %q, want %q", tc.ago, got, tc.want)
+		}
+	}
+}
+
+func TestSlug(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                             "key",
+		"laptop":                       "laptop",
+		"Alice's laptop":               "alice-s-laptop",
+		"  CI / main  ":                "ci-main",
+		"<img src=x onerror=alert(1)>": "img-src-x-onerror-alert-1",
+		"Überschall":                   "berschall",
+		"東京":                           "key",
+		strings.Repeat("a", 80):        strings.Repeat("a", 40),
+	} {
+		if got := slug(in); got != want {
+			t.Errorf("slug(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestCreateRequestValidation(t *testing.T) {
+	now := time.Now()
+	soon := now.Add(30 * time.Second)
+	later := now.Add(48 * time.Hour)
+	for _, tc := range []struct {
+		name     string
+		req      createRequest
+		wantCode string
+	}{
+		{"empty", createRequest{}, ""},
+		{"all", createRequest{Name: "laptop", DisplayName: "Alice's laptop", TTL: "720h"}, ""},
+		{"expiry date", createRequest{ExpiresAt: &later}, ""},
+		{"upper case name", createRequest{Name: "Laptop"}, "invalid_name"},
+		{"name with dot", createRequest{Name: "my.laptop"}, "invalid_name"},
+		{"long name", createRequest{Name: strings.Repeat("a", 64)}, "invalid_name"},
+		{"long display name", createRequest{DisplayName: strings.Repeat("é", 129)}, "invalid_display_name"},
+		{"control character", createRequest{DisplayName: "a\nb"}, "invalid_display_name"},
+		{"both expiries", createRequest{ExpiresAt: &later, TTL: "1h"}, "invalid_expiry"},
+		{"expiry in the past", createRequest{ExpiresAt: &soon}, "invalid_expiry"},
+		{"bad ttl", createRequest{TTL: "30 days"}, "invalid_expiry"},
+		{"tiny ttl", createRequest{TTL: "5s"}, "invalid_expiry"},
+	} {
+		k, aerr := tc.req.toAPIKey("ns", "alice@example.com", now)
+		switch {
+		case tc.wantCode == "" && aerr != nil:
+			t.Errorf("%s: refused: %v", tc.name, aerr)
+		case tc.wantCode != "" && (aerr == nil || aerr.Code != tc.wantCode):
+			t.Errorf("%s: got %v, want code %s", tc.name, aerr, tc.wantCode)
+		case aerr == nil:
+			if k.Spec.Owner != "alice@example.com" || k.Namespace != "ns" || (k.Name == "") == (k.GenerateName == "") {
+				t.Errorf("%s: built %+v", tc.name, k.ObjectMeta)
+			}
+		}
+	}
+}
+
+func TestCSRFToken(t *testing.T) {
+	s, err := newCSRFSigner(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	s.now = func() time.Time { return now }
+	tok := s.Token("alice@example.com")
+	if !s.Valid(tok, "alice@example.com") {
+		t.Fatal("a fresh token is refused")
+	}
+	if s.Valid(tok, "bob@example.com") {
+		t.Error("alice's token is accepted for bob")
+	}
+	other, _ := newCSRFSigner(nil)
+	if other.Valid(tok, "alice@example.com") {
+		t.Error("a token from another key is accepted")
+	}
+	for _, bad := range []string{"", "x", "1.2", tok + "x", strings.Replace(tok, ".", ".A", 1)} {
+		if s.Valid(bad, "alice@example.com") {
+			t.Errorf("token %q is accepted", bad)
+		}
+	}
+	s.now = func() time.Time { return now.Add(csrfMaxAge + time.Minute) }
+	if s.Valid(tok, "alice@example.com") {
+		t.Error("an expired token is accepted")
+	}
+	if _, err := newCSRFSigner([]byte("short")); err == nil {
+		t.Error("a short key is accepted")
+	}
+}
+
+func TestIdentityFromHeaders(t *testing.T) {
+	c := &Console{opts: Options{Auth: AuthHeader, AdminGroup: "codevector:admins", ProxyCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::1/128")}}}
+	req := func(remote string, h map[string]string) *http.Request {
+		r := httptest.NewRequest(http.MethodGet, "/api-keys", nil)
+		r.RemoteAddr = remote
+		for k, v := range h {
+			r.Header.Set(k, v)
+		}
+		return r
+	}
+	for _, tc := range []struct {
+		name       string
+		r          *http.Request
+		wantUser   string
+		wantAdmin  bool
+		wantReason string
+	}{
+		{"email wins", req("10.1.2.3:5555", map[string]string{headerUser: "u123", headerEmail: "alice@example.com"}), "alice@example.com", false, ""},
+		{"user alone", req("10.1.2.3:5555", map[string]string{headerUser: "alice"}), "alice", false, ""},
+		{"admin", req("[::1]:5555", map[string]string{headerEmail: "carol@example.com", headerGroups: "dev, codevector:admins"}), "carol@example.com", true, ""},
+		{"IPv4-mapped peer", req("[::ffff:10.0.0.1]:5555", map[string]string{headerEmail: "alice@example.com"}), "alice@example.com", false, ""},
+		{"untrusted peer", req("192.0.2.1:5555", map[string]string{headerEmail: "alice@example.com", headerGroups: "codevector:admins"}), "", false, reasonUntrustedPeer},
+		{"no user", req("10.1.2.3:5555", nil), "", false, reasonNoUser},
+		{"spaces in user", req("10.1.2.3:5555", map[string]string{headerEmail: "alice example"}), "", false, reasonBadUser},
+	} {
+		id, reason := c.identityOf(tc.r)
+		if reason != tc.wantReason {
+			t.Errorf("%s: reason %q, want %q", tc.name, reason, tc.wantReason)
+			continue
+		}
+		if id == nil {
+			continue
+		}
+		if id.User != tc.wantUser || id.Admin != tc.wantAdmin {
+			t.Errorf("%s: identity %+v, want %s admin=%v", tc.name, id, tc.wantUser, tc.wantAdmin)
+		}
+	}
+	dev := &Console{opts: Options{Auth: AuthDev, AdminGroup: "codevector:admins", DevGroups: []string{"codevector:admins"}}}
+	if id, _ := dev.identityOf(req("192.0.2.1:1", nil)); id == nil || id.User != DevUser || !id.Admin {
+		t.Errorf("dev mode identity %+v", id)
+	}
+}
+
+func TestParseCIDRs(t *testing.T) {
+	got, err := ParseCIDRs("127.0.0.1/32, ::1/128,10.1.2.3, 10.9.0.0/16")
+	if err != nil || len(got) != 4 || got[2].String() != "10.1.2.3/32" {
+		t.Errorf("ParseCIDRs = %v, %v", got, err)
+	}
+	if _, err := ParseCIDRs("10.0.0.0/33"); err == nil {
+		t.Error("a bad CIDR is accepted")
+	}
+	if got, err := ParseCIDRs(""); err != nil || got == nil || len(got) != 0 {
+		t.Errorf("empty list = %v, %v; want an empty list that trusts nobody", got, err)
+	}
+}

@@ -1,0 +1,280 @@
+package console
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/internal/keys"
+	"github.com/codevector/codevector/internal/reveal"
+)
+
+// createRequest is the body of POST /api/v1/apikeys. Every field is
+// optional; expiresAt and ttl exclude each other.
+type createRequest struct {
+	// Name is the APIKey's metadata.name; generated from DisplayName when empty.
+	Name        string     `json:"name"`
+	DisplayName string     `json:"displayName"`
+	ExpiresAt   *time.Time `json:"expiresAt"`
+	// TTL is a Go duration such as "720h".
+	TTL string `json:"ttl"`
+}
+
+// createResponse carries the key: the only response that ever does.
+type createResponse struct {
+	APIKey keyItem `json:"apiKey"`
+	Key    string  `json:"key"`
+}
+
+// maxDisplayName matches the CRD's limit.
+const maxDisplayName = 128
+
+// toAPIKey validates the request and builds the APIKey it asks for, with
+// messages a person can act on.
+func (req createRequest) toAPIKey(namespace, owner string, now time.Time) (*gatewayv1alpha1.APIKey, *apiError) {
+	k := &gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: namespace}}
+	k.Spec.Owner = owner
+
+	name := strings.TrimSpace(req.Name)
+	if name != "" {
+		if errs := validation.IsDNS1123Label(name); len(errs) > 0 {
+			return nil, &apiError{http.StatusBadRequest, "invalid_name", fmt.Sprintf(
+				"%q cannot be used as a resource name: use up to 63 lowercase letters, digits and hyphens, starting and ending with a letter or digit (for example \"laptop\" or \"ci-2\").", name)}
+		}
+		k.Name = name
+	}
+
+	display := strings.TrimSpace(req.DisplayName)
+	if utf8.RuneCountInString(display) > maxDisplayName {
+		return nil, &apiError{http.StatusBadRequest, "invalid_display_name", fmt.Sprintf("The name is too long: use at most %d characters.", maxDisplayName)}
+	}
+	if strings.ContainsFunc(display, unicode.IsControl) {
+		return nil, &apiError{http.StatusBadRequest, "invalid_display_name", "The name cannot contain line breaks or other control characters."}
+	}
+	k.Spec.DisplayName = display
+	if k.Name == "" {
+		k.GenerateName = slug(display) + "-"
+	}
+
+	switch {
+	case req.ExpiresAt != nil && req.TTL != "":
+		return nil, &apiError{http.StatusBadRequest, "invalid_expiry", "Give either an expiry date (expiresAt) or a lifetime (ttl), not both."}
+	case req.ExpiresAt != nil:
+		if !req.ExpiresAt.After(now.Add(time.Minute)) {
+			return nil, &apiError{http.StatusBadRequest, "invalid_expiry", "The expiry date must be in the future."}
+		}
+		t := metav1.NewTime(req.ExpiresAt.UTC().Truncate(time.Second))
+		k.Spec.ExpiresAt = &t
+	case req.TTL != "":
+		d, err := time.ParseDuration(req.TTL)
+		if err != nil || d < time.Minute {
+			return nil, &apiError{http.StatusBadRequest, "invalid_expiry", fmt.Sprintf("%q is not a usable lifetime: give a duration of at least a minute, such as \"720h\" for 30 days.", req.TTL)}
+		}
+		k.Spec.TTL = &metav1.Duration{Duration: d}
+	}
+	return k, nil
+}
+
+// slug turns a display name into the start of a resource name:
+// "Alice's laptop" -> "alice-s-laptop". The API server appends a random
+// suffix, so kubectl users still recognise console keys.
+func slug(display string) string {
+	var b strings.Builder
+	dash := false
+	for _, r := range strings.ToLower(display) {
+		if r < 0x80 && (unicode.IsLetter(r) || unicode.IsDigit(r)) {
+			b.WriteRune(r)
+			dash = false
+		} else if !dash && b.Len() > 0 {
+			b.WriteByte('-')
+			dash = true
+		}
+		if b.Len() >= 40 {
+			break
+		}
+	}
+	s := strings.Trim(b.String(), "-")
+	if s == "" {
+		return "key"
+	}
+	return s
+}
+
+// createKey creates the APIKey, waits until the controller has issued it,
+// and consumes its one-shot reveal: the plaintext returned here is the only
+// copy anyone will ever get.
+func (c *Console) createKey(ctx context.Context, id *Identity, req createRequest) (keyItem, keys.Key, *apiError) {
+	k, aerr := req.toAPIKey(c.opts.Namespace, id.User, time.Now())
+	if aerr != nil {
+		return keyItem{}, keys.Key{}, aerr
+	}
+	if err := c.writer.Create(ctx, k); err != nil {
+		return keyItem{}, keys.Key{}, c.createError(k, err)
+	}
+	log := c.log.With("apikey", k.Namespace+"/"+k.Name, "owner", id.User)
+
+	waitCtx, cancel := context.WithTimeout(ctx, c.opts.CreateTimeout)
+	issued, err := c.waitFor(waitCtx, k, func(k *gatewayv1alpha1.APIKey) (bool, error) {
+		switch k.Status.Phase {
+		case gatewayv1alpha1.PhaseActive:
+			return true, nil
+		case gatewayv1alpha1.PhaseFailed, gatewayv1alpha1.PhaseRevoked, gatewayv1alpha1.PhaseExpired:
+			return false, fmt.Errorf("the controller marked the key %s", k.Status.Phase)
+		}
+		return false, nil
+	})
+	cancel()
+	if err != nil {
+		c.abandon(k, log)
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			log.Warn("Controller did not issue a console key in time", "timeout", c.opts.CreateTimeout)
+			return keyItem{}, keys.Key{}, &apiError{http.StatusGatewayTimeout, "controller_timeout", fmt.Sprintf(
+				"The key could not be created: the controller did not answer within %s. Try again; if it keeps happening, ask your administrator to check the codevector manager.", humanSeconds(c.opts.CreateTimeout))}
+		}
+		log.Error("Failed to issue a console key", "error", err)
+		return keyItem{}, keys.Key{}, &apiError{http.StatusBadGateway, "create_failed", fmt.Sprintf(
+			"The key could not be created: %v. Try again; if it keeps happening, ask your administrator to check the codevector manager.", err)}
+	}
+
+	plain, err := reveal.Consume(ctx, c.writer, issued)
+	if err != nil {
+		if errors.Is(err, reveal.ErrAlreadyRevealed) {
+			// Someone with access to the namespace read it first (the CLI,
+			// kubectl): they hold the key, so it is not revoked here.
+			log.Warn("Console key was revealed by someone else first")
+			return keyItem{}, keys.Key{}, &apiError{http.StatusConflict, "already_revealed",
+				"The key was created, but it was retrieved elsewhere before the console could show it. Revoke it if that was not you, and create a new one."}
+		}
+		c.abandon(issued, log)
+		log.Error("Failed to reveal a console key", "error", err)
+		return keyItem{}, keys.Key{}, &apiError{http.StatusBadGateway, "reveal_failed", fmt.Sprintf(
+			"The key was created but could not be shown (%v), so it has been revoked. Try again.", err)}
+	}
+	log.Info("Created API key in the console", "prefix", plain.DisplayPrefix())
+	return itemOf(issued, time.Now()), plain, nil
+}
+
+func humanSeconds(d time.Duration) string {
+	if d%time.Second == 0 {
+		return fmt.Sprintf("%d seconds", int(d/time.Second))
+	}
+	return d.String()
+}
+
+// createError explains a refused create.
+func (c *Console) createError(k *gatewayv1alpha1.APIKey, err error) *apiError {
+	switch {
+	case apierrors.IsAlreadyExists(err):
+		return &apiError{http.StatusConflict, "name_taken", fmt.Sprintf(
+			"A key named %q already exists. Choose another resource name, or leave it empty to have one generated.", k.Name)}
+	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
+		return &apiError{http.StatusBadRequest, "invalid_request", "The key could not be created: " + apiMessage(err)}
+	case apierrors.IsForbidden(err):
+		c.log.Error("API server refused a console key; check the gateway's RBAC and the admission policies", "namespace", k.Namespace, "error", err)
+		return &apiError{http.StatusInternalServerError, "gateway_forbidden", fmt.Sprintf(
+			"The key could not be created: the gateway is not allowed to create keys in namespace %q (%s). Ask your administrator to check the gateway's permissions.", k.Namespace, apiMessage(err))}
+	default:
+		c.log.Error("Failed to create a console key", "error", err)
+		return &apiError{http.StatusBadGateway, "apiserver_error", "The key could not be created: the Kubernetes API server did not accept the request. Try again in a moment."}
+	}
+}
+
+func apiMessage(err error) string {
+	var se apierrors.APIStatus
+	if errors.As(err, &se) && se.Status().Message != "" {
+		return se.Status().Message
+	}
+	return err.Error()
+}
+
+// waitFor polls the watch cache (cheap: memory only) until done says the
+// APIKey k, this incarnation of it, has reached the wanted state. Reading
+// the cache also means the next list shows what the caller just did.
+func (c *Console) waitFor(ctx context.Context, k *gatewayv1alpha1.APIKey, done func(*gatewayv1alpha1.APIKey) (bool, error)) (*gatewayv1alpha1.APIKey, error) {
+	name := types.NamespacedName{Namespace: k.Namespace, Name: k.Name}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		cur := &gatewayv1alpha1.APIKey{}
+		err := c.reader.Get(ctx, name, cur)
+		switch {
+		case err == nil && cur.UID == k.UID:
+			ok, err := done(cur)
+			if ok || err != nil {
+				return cur, err
+			}
+		case err != nil && !apierrors.IsNotFound(err) && ctx.Err() == nil:
+			return nil, fmt.Errorf("reading APIKey %s from the cache: %w", name, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// abandon revokes a key whose creation failed halfway, so no key can ever
+// be issued that nobody holds. The UID in the patch makes it apply to this
+// incarnation only.
+func (c *Console) abandon(k *gatewayv1alpha1.APIKey, log interface{ Error(string, ...any) }) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	patch := fmt.Appendf(nil, `{"metadata":{"uid":%q},"spec":{"revoked":true}}`, k.UID)
+	if err := c.writer.Patch(ctx, k.DeepCopy(), client.RawPatch(types.MergePatchType, patch)); err != nil && !apierrors.IsNotFound(err) {
+		log.Error("Failed to revoke an abandoned console key", "error", err)
+	}
+}
+
+// revokeKey sets spec.revoked on a key id may manage. Keys of other users
+// are "not found", so nobody learns which names others use.
+func (c *Console) revokeKey(ctx context.Context, id *Identity, name string) (keyItem, *apiError) {
+	notFound := &apiError{http.StatusNotFound, "not_found", fmt.Sprintf("You have no API key named %q.", name)}
+	if len(validation.IsDNS1123Subdomain(name)) > 0 {
+		return keyItem{}, notFound
+	}
+	k := &gatewayv1alpha1.APIKey{}
+	if err := c.reader.Get(ctx, types.NamespacedName{Namespace: c.opts.Namespace, Name: name}, k); err != nil {
+		if apierrors.IsNotFound(err) {
+			return keyItem{}, notFound
+		}
+		return keyItem{}, &apiError{http.StatusBadGateway, "apiserver_error", "The key could not be revoked right now. Try again in a moment."}
+	}
+	if !id.mayManage(k.Spec.Owner) {
+		return keyItem{}, notFound
+	}
+	if !k.Spec.Revoked {
+		patch := fmt.Appendf(nil, `{"metadata":{"uid":%q},"spec":{"revoked":true}}`, k.UID)
+		if err := c.writer.Patch(ctx, k.DeepCopy(), client.RawPatch(types.MergePatchType, patch)); err != nil {
+			if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+				return keyItem{}, notFound
+			}
+			c.log.Error("Failed to revoke API key", "apikey", k.Namespace+"/"+k.Name, "error", err)
+			return keyItem{}, &apiError{http.StatusBadGateway, "revoke_failed", "The key could not be revoked: the Kubernetes API server did not accept the change. Try again in a moment."}
+		}
+		c.log.Info("Revoked API key in the console", "apikey", k.Namespace+"/"+k.Name, "prefix", k.Status.Prefix, "owner", k.Spec.Owner, "by", id.User)
+	}
+	// Wait until this gateway's cache has seen it, so the page's next list
+	// already shows the key as Revoked. Other gateways refuse the key as
+	// soon as their own watch delivers the change.
+	waitCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if cur, err := c.waitFor(waitCtx, k, func(k *gatewayv1alpha1.APIKey) (bool, error) { return k.Spec.Revoked, nil }); err == nil {
+		k = cur
+	} else {
+		k.Spec.Revoked = true
+	}
+	return itemOf(k, time.Now()), nil
+}

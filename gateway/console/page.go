@@ -1,0 +1,109 @@
+package console
+
+import (
+	"embed"
+	"fmt"
+	"html/template"
+	"net/http"
+	"time"
+
+	"github.com/codevector/codevector/gateway/web"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+// pageData is what templates/api_keys.html renders.
+type pageData struct {
+	web.Page
+	Keys        []keyItem
+	Now         time.Time
+	IsAdmin     bool
+	Owners      []string
+	OwnerFilter string
+	Namespace   string
+	// LoadError replaces the table when the keys cannot be read.
+	LoadError string
+}
+
+// servePage: GET /api-keys. The page is complete without JavaScript for
+// reading; its script re-fetches this same page after every change and
+// swaps the table in, so rows are rendered in exactly one place (here).
+func (c *Console) servePage(w http.ResponseWriter, r *http.Request) {
+	id := identityFrom(r.Context())
+	owner := ""
+	if id.Admin {
+		owner = r.URL.Query().Get("owner")
+	}
+	data := pageData{
+		Page: web.Page{
+			Title:     "API keys",
+			Section:   "console",
+			User:      id.User,
+			Admin:     id.Admin,
+			DevMode:   c.opts.Auth == AuthDev,
+			CSRFToken: c.csrf.Token(id.User),
+			Scripts:   []string{"console.js"},
+		},
+		Now:         time.Now(),
+		IsAdmin:     id.Admin,
+		OwnerFilter: owner,
+		Namespace:   c.opts.Namespace,
+	}
+	var err error
+	if data.Keys, data.Owners, err = c.listKeys(r.Context(), id, owner); err != nil {
+		c.log.Error("Failed to list API keys", "error", err)
+		data.LoadError = "Your keys cannot be listed right now. Reload the page in a moment."
+	}
+	if err := web.Render(w, c.page, http.StatusOK, data); err != nil {
+		c.log.Error("Failed to render the API keys page", "error", err)
+	}
+}
+
+// viewFuncs format times for people. The page's script re-renders dates in
+// the reader's time zone; these are the server's UTC fallback.
+var viewFuncs = template.FuncMap{
+	"ago":     relativeTime,
+	"date":    func(t time.Time) string { return t.UTC().Format("Jan 2, 2006") },
+	"exact":   func(t time.Time) string { return t.UTC().Format("Jan 2, 2006, 15:04 UTC") },
+	"rfc3339": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"statusClass": func(status string) string {
+		switch status {
+		case StatusActive:
+			return "status-active"
+		case StatusPending:
+			return "status-pending"
+		case StatusFailed:
+			return "status-failed"
+		default:
+			return "status-inactive"
+		}
+	},
+}
+
+// relativeTime says how long ago t was: "just now", "3 minutes ago",
+// "2 days ago". A time slightly in the future (clock skew between gateway
+// replicas) is "just now".
+func relativeTime(now, t time.Time) string {
+	d := now.Sub(t)
+	plural := func(n int, unit string) string {
+		if n == 1 {
+			return fmt.Sprintf("1 %s ago", unit)
+		}
+		return fmt.Sprintf("%d %ss ago", n, unit)
+	}
+	switch {
+	case d < time.Minute:
+		return "just now"
+	case d < time.Hour:
+		return plural(int(d/time.Minute), "minute")
+	case d < 24*time.Hour:
+		return plural(int(d/time.Hour), "hour")
+	case d < 30*24*time.Hour:
+		return plural(int(d/(24*time.Hour)), "day")
+	case d < 365*24*time.Hour:
+		return plural(int(d/(30*24*time.Hour)), "month")
+	default:
+		return plural(int(d/(365*24*time.Hour)), "year")
+	}
+}

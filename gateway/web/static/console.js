@@ -1,0 +1,374 @@
+// The API keys page: create (with the key shown once), row menus, revoke.
+// Rows are rendered by the server only: after every change this script
+// fetches the page again and swaps the table in.
+"use strict";
+
+(function () {
+  const CV = window.CodeVector;
+  const $ = function (id) { return document.getElementById(id); };
+
+  const createDialog = $("create-dialog");
+  const createForm = $("create-form");
+  const revealStep = $("reveal-step");
+  const revokeDialog = $("revoke-dialog");
+  if (!createDialog || !revokeDialog) return;
+
+  function csrfToken() {
+    const meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.content : "";
+  }
+
+  // api sends a JSON request with the CSRF token and turns an error body
+  // into an Error whose message is written for the user.
+  async function api(path, body) {
+    let resp;
+    try {
+      resp = await fetch(path, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "Accept": "application/json", "X-CSRF-Token": csrfToken() },
+        body: JSON.stringify(body || {}),
+        credentials: "same-origin",
+        cache: "no-store",
+      });
+    } catch (e) {
+      throw new Error("The gateway could not be reached. Check your connection and try again.");
+    }
+    let data = null;
+    try {
+      data = await resp.json();
+    } catch (e) {
+      data = null;
+    }
+    if (!resp.ok) {
+      const detail = data && data.error ? data.error : {};
+      const err = new Error(detail.message || "The request failed (HTTP " + resp.status + "). Try again.");
+      err.code = detail.code || "";
+      throw err;
+    }
+    return data;
+  }
+
+  // refresh re-renders the table from the server, and picks up a fresh
+  // CSRF token on the way.
+  async function refresh(highlight) {
+    let doc;
+    try {
+      const resp = await fetch(location.pathname + location.search, { headers: { Accept: "text/html" }, credentials: "same-origin", cache: "no-store" });
+      if (!resp.ok) return;
+      doc = new DOMParser().parseFromString(await resp.text(), "text/html");
+    } catch (e) {
+      return;
+    }
+    const fresh = doc.getElementById("keys");
+    if (!fresh) return;
+    closeMenus();
+    const region = $("keys");
+    region.replaceChildren.apply(region, Array.from(fresh.childNodes, function (n) { return document.importNode(n, true); }));
+    const freshOwner = doc.getElementById("owner");
+    const owner = $("owner");
+    if (freshOwner && owner) {
+      owner.replaceChildren.apply(owner, Array.from(freshOwner.childNodes, function (n) { return document.importNode(n, true); }));
+    }
+    const token = doc.querySelector('meta[name="csrf-token"]');
+    const meta = document.querySelector('meta[name="csrf-token"]');
+    if (token && meta) meta.content = token.content;
+    CV.localizeTimes(region);
+    if (highlight) {
+      const row = region.querySelector('tr[data-name="' + CSS.escape(highlight) + '"]');
+      if (row) row.classList.add("row-new");
+    }
+  }
+
+  function showError(el, message) {
+    el.textContent = message;
+    el.hidden = !message;
+  }
+
+  function setBusy(button, busy, label) {
+    if (busy) {
+      button.dataset.idle = button.textContent;
+      button.textContent = label;
+    } else if (button.dataset.idle) {
+      button.textContent = button.dataset.idle;
+    }
+    button.disabled = busy;
+  }
+
+  // ---- Create ----
+
+  const nameInput = $("create-name");
+  const resourceInput = $("create-resource-name");
+  const expirySelect = $("create-expiry");
+  const dateField = $("create-date-field");
+  const dateInput = $("create-date");
+  const createError = $("create-error");
+  const createSubmit = $("create-submit");
+  const revealKey = $("reveal-key");
+  const revealCurl = $("reveal-curl");
+  let creating = false;
+  let createOpener = null;
+  let revealed = false;
+
+  function isoDate(d) {
+    return d.getFullYear() + "-" + String(d.getMonth() + 1).padStart(2, "0") + "-" + String(d.getDate()).padStart(2, "0");
+  }
+
+  function openCreate(opener) {
+    createOpener = opener;
+    resetCreate();
+    const tomorrow = new Date();
+    tomorrow.setDate(tomorrow.getDate() + 1);
+    dateInput.min = isoDate(tomorrow);
+    createDialog.showModal();
+    nameInput.focus();
+  }
+
+  // resetCreate empties the dialog, the key above all: after this the key
+  // exists nowhere in the page, only its prefix in the table.
+  function resetCreate() {
+    revealKey.value = "";
+    revealCurl.textContent = "";
+    revealStep.hidden = true;
+    createForm.hidden = false;
+    createForm.reset();
+    dateField.hidden = true;
+    resourceInput.removeAttribute("aria-invalid");
+    showError(createError, "");
+    createDialog.setAttribute("aria-labelledby", "create-title");
+  }
+
+  expirySelect.addEventListener("change", function () {
+    dateField.hidden = expirySelect.value !== "custom";
+    if (!dateField.hidden) dateInput.focus();
+  });
+
+  function curlExample(key) {
+    return "curl " + location.origin + "/gateway/openai/v1/chat/completions \\\n" +
+      '  -H "Authorization: Bearer ' + key + '" \\\n' +
+      '  -H "Content-Type: application/json" \\\n' +
+      "  -d '{\"model\": \"claude-sonnet-4-6\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}'";
+  }
+
+  createForm.addEventListener("submit", async function (e) {
+    e.preventDefault();
+    if (creating) return;
+    showError(createError, "");
+    resourceInput.removeAttribute("aria-invalid");
+    const body = {};
+    if (nameInput.value.trim()) body.displayName = nameInput.value.trim();
+    if (resourceInput.value.trim()) body.name = resourceInput.value.trim();
+    if (expirySelect.value === "custom") {
+      if (!dateInput.value) {
+        showError(createError, "Choose the date on which the key should stop working.");
+        dateInput.focus();
+        return;
+      }
+      const parts = dateInput.value.split("-").map(Number);
+      const end = new Date(parts[0], parts[1] - 1, parts[2], 23, 59, 59);
+      if (end <= new Date()) {
+        showError(createError, "The expiry date must be in the future.");
+        dateInput.focus();
+        return;
+      }
+      body.expiresAt = end.toISOString();
+    } else if (expirySelect.value) {
+      body.ttl = Number(expirySelect.value) * 24 + "h";
+    }
+
+    creating = true;
+    setBusy(createSubmit, true, "Creating…");
+    try {
+      const res = await api("/api/v1/apikeys", body);
+      createForm.hidden = true;
+      revealStep.hidden = false;
+      createDialog.setAttribute("aria-labelledby", "reveal-title");
+      revealKey.value = res.key;
+      revealCurl.textContent = curlExample(res.key);
+      revealed = true;
+      revealKey.focus();
+      revealKey.select();
+      refresh(res.apiKey.name);
+    } catch (err) {
+      showError(createError, err.message);
+      if (err.code === "invalid_name" || err.code === "name_taken") {
+        createForm.querySelector("details.advanced").open = true;
+        resourceInput.setAttribute("aria-invalid", "true");
+        resourceInput.focus();
+      }
+    } finally {
+      creating = false;
+      setBusy(createSubmit, false);
+    }
+  });
+
+  $("reveal-copy").addEventListener("click", async function () {
+    CV.flash(this, (await CV.copy(revealKey.value)) ? "Copied" : "Press Ctrl+C");
+    if (this.textContent !== "Copied") revealKey.select();
+  });
+  $("reveal-done").addEventListener("click", function () { createDialog.close(); });
+
+  // Esc closes the dialog, except while a key is being created: the answer
+  // carries the key, and it must land in an open dialog.
+  createDialog.addEventListener("cancel", function (e) {
+    if (creating) e.preventDefault();
+  });
+  createDialog.addEventListener("close", function () {
+    resetCreate();
+    if (revealed) CV.toast("Key created. Only its prefix is kept.");
+    revealed = false;
+    const opener = createOpener && document.contains(createOpener) ? createOpener : document.querySelector("[data-open-create]");
+    if (opener) opener.focus();
+  });
+
+  // ---- Row menus ----
+
+  function menuOf(button) { return $(button.getAttribute("aria-controls")); }
+
+  function setMenu(button, open, focus) {
+    const menu = menuOf(button);
+    if (!menu) return;
+    button.setAttribute("aria-expanded", String(open));
+    menu.hidden = !open;
+    if (open) {
+      const items = menu.querySelectorAll('[role="menuitem"]');
+      if (items.length) (focus === "last" ? items[items.length - 1] : items[0]).focus();
+    }
+  }
+
+  function closeMenus(except) {
+    document.querySelectorAll('[aria-haspopup="menu"][aria-expanded="true"]').forEach(function (b) {
+      if (b !== except) setMenu(b, false);
+    });
+  }
+
+  document.addEventListener("click", function (e) {
+    const opener = e.target.closest("[data-open-create]");
+    if (opener) {
+      openCreate(opener);
+      return;
+    }
+    const revoke = e.target.closest("[data-revoke]");
+    if (revoke) {
+      const button = $(revoke.closest('[role="menu"]').getAttribute("aria-labelledby"));
+      closeMenus();
+      openRevoke(revoke.dataset.revoke, revoke.dataset.label, button);
+      return;
+    }
+    const button = e.target.closest('[aria-haspopup="menu"]');
+    if (button) {
+      const open = button.getAttribute("aria-expanded") !== "true";
+      closeMenus(button);
+      setMenu(button, open);
+      return;
+    }
+    if (!e.target.closest('[role="menu"]')) closeMenus();
+  });
+
+  document.addEventListener("keydown", function (e) {
+    if (!(e.target instanceof Element)) return;
+    const button = e.target.closest('[aria-haspopup="menu"]');
+    if (button && (e.key === "ArrowDown" || e.key === "ArrowUp")) {
+      e.preventDefault();
+      closeMenus(button);
+      setMenu(button, true, e.key === "ArrowUp" ? "last" : "first");
+      return;
+    }
+    const menu = e.target.closest('[role="menu"]');
+    if (!menu) return;
+    const items = Array.from(menu.querySelectorAll('[role="menuitem"]'));
+    const i = items.indexOf(document.activeElement);
+    const owner = $(menu.getAttribute("aria-labelledby"));
+    switch (e.key) {
+      case "Escape":
+        e.preventDefault();
+        setMenu(owner, false);
+        owner.focus();
+        break;
+      case "ArrowDown":
+        e.preventDefault();
+        items[(i + 1) % items.length].focus();
+        break;
+      case "ArrowUp":
+        e.preventDefault();
+        items[(i - 1 + items.length) % items.length].focus();
+        break;
+      case "Home":
+        e.preventDefault();
+        items[0].focus();
+        break;
+      case "End":
+        e.preventDefault();
+        items[items.length - 1].focus();
+        break;
+      case "Tab":
+        setMenu(owner, false);
+        break;
+    }
+  });
+
+  // ---- Revoke ----
+
+  const revokeTitle = $("revoke-title");
+  const revokeError = $("revoke-error");
+  const revokeConfirm = $("revoke-confirm");
+  let revoking = null;
+  let revokeBusy = false;
+
+  function openRevoke(name, label, opener) {
+    revoking = { name: name, label: label, opener: opener };
+    revokeTitle.textContent = "Revoke " + label + "?";
+    showError(revokeError, "");
+    revokeDialog.showModal();
+    revokeDialog.querySelector("[data-close]").focus();
+  }
+
+  revokeConfirm.addEventListener("click", async function () {
+    if (!revoking || revokeBusy) return;
+    const target = revoking;
+    revokeBusy = true;
+    setBusy(revokeConfirm, true, "Revoking…");
+    try {
+      await api("/api/v1/apikeys/" + encodeURIComponent(target.name) + "/revoke", {});
+      revokeDialog.close();
+      await refresh();
+      CV.toast(target.label + " was revoked. Requests with it are now rejected.");
+      const row = document.querySelector('#keys tr[data-name="' + CSS.escape(target.name) + '"] .key-name');
+      if (row) {
+        row.tabIndex = -1;
+        row.focus();
+      }
+    } catch (err) {
+      showError(revokeError, err.message);
+    } finally {
+      revokeBusy = false;
+      setBusy(revokeConfirm, false);
+    }
+  });
+
+  revokeDialog.addEventListener("cancel", function (e) {
+    if (revokeBusy) e.preventDefault();
+  });
+  revokeDialog.addEventListener("close", function () {
+    const opener = revoking && revoking.opener;
+    revoking = null;
+    if (opener && document.contains(opener)) opener.focus();
+  });
+
+  document.querySelectorAll("dialog [data-close]").forEach(function (b) {
+    b.addEventListener("click", function () { b.closest("dialog").close(); });
+  });
+
+  // ---- Owner filter (admins) ----
+
+  const ownerFilter = $("owner-filter");
+  if (ownerFilter) {
+    $("owner").addEventListener("change", function () { ownerFilter.requestSubmit(); });
+  }
+
+  // Keep "Last used" and statuses current while the page stays open.
+  setInterval(function () {
+    if (document.visibilityState !== "visible" || document.querySelector("dialog[open]")) return;
+    if (document.querySelector('[aria-haspopup="menu"][aria-expanded="true"]')) return;
+    refresh();
+  }, 60000);
+})();

@@ -1,0 +1,195 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/internal/reveal"
+)
+
+// errNotIssued: the controller did not issue the key in time.
+var errNotIssued = errors.New("the controller did not issue the key")
+
+// create makes an APIKey, waits for the controller to issue it, consumes
+// its reveal Secret and prints the key: alone, on stdout.
+func (cli *keysCLI) create(ctx context.Context, args []string) error {
+	var kf kubeFlags
+	fs := cli.flagSet("create", "NAME [--expires 30d|YYYY-MM-DD] [--display-name TEXT]", &kf)
+	expires := fs.String("expires", "", "When the key stops working: a lifetime (30d, 12h) or a date (2027-01-01, midnight UTC; or an RFC 3339 time). Default: never")
+	displayName := fs.String("display-name", "", "A label shown in the console and in list -o wide")
+	timeout := fs.Duration("timeout", 30*time.Second, "How long to wait for the controller to issue the key")
+	pos, err := parseArgs(fs, args, "NAME")
+	if err != nil {
+		return err
+	}
+	name := pos[0]
+	spec := gatewayv1alpha1.APIKeySpec{DisplayName: *displayName}
+	if err := setExpiry(&spec, *expires, cli.now()); err != nil {
+		return err
+	}
+	s, err := kf.connect(cli.prog)
+	if err != nil {
+		return err
+	}
+	key := &gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: s.namespace, Name: name}, Spec: spec}
+	if err := s.c.Create(ctx, key); err != nil {
+		return s.explain(err, "create", name)
+	}
+	plain, err := s.issueAndReveal(ctx, name, *timeout)
+	if err != nil {
+		return fmt.Errorf("%w\nThe APIKey %s/%s was created; revoke it with '%s revoke %s -n %s' if you cannot use it", err, s.namespace, name, cli.prog, name, s.namespace)
+	}
+	fmt.Fprintln(cli.out, plain.key)
+	cli.savedGuidance(s, name, plain)
+	return nil
+}
+
+// reveal prints a key whose one-time copy nobody has read yet (its
+// creator's create was interrupted, or it was made with kubectl apply).
+func (cli *keysCLI) reveal(ctx context.Context, args []string) error {
+	var kf kubeFlags
+	fs := cli.flagSet("reveal", "NAME", &kf)
+	timeout := fs.Duration("timeout", 30*time.Second, "How long to wait for the controller to issue a new key")
+	pos, err := parseArgs(fs, args, "NAME")
+	if err != nil {
+		return err
+	}
+	s, err := kf.connect(cli.prog)
+	if err != nil {
+		return err
+	}
+	plain, err := s.issueAndReveal(ctx, pos[0], *timeout)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(cli.out, plain.key)
+	cli.savedGuidance(s, pos[0], plain)
+	return nil
+}
+
+// revealed is a key just read from its reveal Secret.
+type revealed struct {
+	key     string
+	prefix  string
+	expires *metav1.Time
+}
+
+// issueAndReveal waits until the controller has issued the APIKey, then
+// consumes its reveal Secret (internal/reveal: GET, then DELETE with
+// preconditions, so only one reader ever gets the key).
+func (s *session) issueAndReveal(ctx context.Context, name string, timeout time.Duration) (revealed, error) {
+	key, err := s.waitIssued(ctx, name, timeout)
+	if err != nil {
+		return revealed{}, err
+	}
+	plain, err := reveal.Consume(ctx, s.c, key)
+	switch {
+	case errors.Is(err, reveal.ErrAlreadyRevealed), errors.Is(err, reveal.ErrRevealExpired):
+		return revealed{}, fmt.Errorf("APIKey %s/%s: %w", s.namespace, name, err)
+	case err != nil:
+		return revealed{}, s.explain(err, "reveal", name)
+	}
+	return revealed{key: plain.Reveal(), prefix: plain.DisplayPrefix(), expires: key.Status.ExpiresAt}, nil
+}
+
+// waitIssued polls the APIKey until the controller has made it Active.
+func (s *session) waitIssued(ctx context.Context, name string, timeout time.Duration) (*gatewayv1alpha1.APIKey, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		key := &gatewayv1alpha1.APIKey{}
+		if err := s.c.Get(ctx, types.NamespacedName{Namespace: s.namespace, Name: name}, key); err != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("%w within %v: is the codevector manager running? (kubectl -n %s get pods)", errNotIssued, timeout, gatewayv1alpha1.DefaultSystemNamespace)
+			}
+			return nil, s.explain(err, "get", name)
+		}
+		switch key.Status.Phase {
+		case gatewayv1alpha1.PhaseActive:
+			return key, nil
+		case gatewayv1alpha1.PhaseRevoked, gatewayv1alpha1.PhaseExpired:
+			return nil, fmt.Errorf("APIKey %s/%s is %s: there is no key to show", s.namespace, name, key.Status.Phase)
+		case gatewayv1alpha1.PhaseFailed:
+			why := ""
+			if c := meta.FindStatusCondition(key.Status.Conditions, gatewayv1alpha1.ConditionReady); c != nil {
+				why = ": " + c.Message
+			}
+			return nil, fmt.Errorf("APIKey %s/%s failed%s", s.namespace, name, why)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w within %v (it is still %s): is the codevector manager running? (kubectl -n %s get pods)", errNotIssued, timeout, phaseOrPending(key), gatewayv1alpha1.DefaultSystemNamespace)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// savedGuidance tells the person, on stderr, what they just got.
+func (cli *keysCLI) savedGuidance(s *session, name string, k revealed) {
+	exp := "never expires"
+	if k.expires != nil {
+		exp = "expires " + k.expires.UTC().Format(time.RFC3339)
+	}
+	fmt.Fprintf(cli.errOut, "API key %s/%s (prefix %s, %s).\n", s.namespace, name, k.prefix, exp)
+	fmt.Fprintln(cli.errOut, "This is the only time the key is shown: store it now. If you lose it, create a new key and revoke this one.")
+	fmt.Fprintln(cli.errOut, `Use it as:  -H "Authorization: Bearer <key>"  on requests to the gateway's /gateway/openai/v1/...`)
+}
+
+var lifetime = regexp.MustCompile(`^([0-9]+)([dw])$`)
+
+// setExpiry reads --expires: "" (never), a lifetime (30d, 2w, or a Go
+// duration such as 12h) that becomes spec.ttl, or a date (YYYY-MM-DD,
+// midnight UTC) or RFC 3339 time that becomes spec.expiresAt.
+func setExpiry(spec *gatewayv1alpha1.APIKeySpec, v string, now time.Time) error {
+	if v == "" || v == "never" {
+		return nil
+	}
+	if m := lifetime.FindStringSubmatch(v); m != nil {
+		n, err := strconv.Atoi(m[1])
+		if err != nil || n <= 0 || n > 36500 {
+			return fmt.Errorf("--expires %s: want a positive number of days", v)
+		}
+		days := n
+		if m[2] == "w" {
+			days = 7 * n
+		}
+		spec.TTL = &metav1.Duration{Duration: time.Duration(days) * 24 * time.Hour}
+		return nil
+	}
+	if d, err := time.ParseDuration(v); err == nil {
+		if d <= 0 {
+			return fmt.Errorf("--expires %s: a lifetime must be positive", v)
+		}
+		spec.TTL = &metav1.Duration{Duration: d}
+		return nil
+	}
+	var at time.Time
+	var err error
+	if at, err = time.Parse(time.DateOnly, v); err != nil {
+		if at, err = time.Parse(time.RFC3339, v); err != nil {
+			return fmt.Errorf("--expires %q: want a lifetime (30d, 2w, 12h) or a date (2027-01-01, or 2027-01-01T09:00:00Z)", v)
+		}
+	}
+	if !at.After(now) {
+		return fmt.Errorf("--expires %s is in the past", v)
+	}
+	t := metav1.NewTime(at.UTC())
+	spec.ExpiresAt = &t
+	return nil
+}
+
+func phaseOrPending(k *gatewayv1alpha1.APIKey) gatewayv1alpha1.Phase {
+	if k.Status.Phase == "" {
+		return gatewayv1alpha1.PhasePending
+	}
+	return k.Status.Phase
+}
