@@ -1,0 +1,153 @@
+package scale
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/internal/keys"
+	"github.com/codevector/codevector/internal/testenv"
+)
+
+// population is a set of keys written to the API server.
+type population struct {
+	size       int
+	namespaces []string
+	sample     []keys.Key // keys whose plaintext we know
+	sampleNS   []string   // the namespace of each sample key
+}
+
+// populate writes n Active keys spread over nsCount namespaces, sampleSize
+// of them with real hashes, with `writers` concurrent clients.
+func populate(b testing.TB, env *testenv.Env, prefix string, n, nsCount, sampleSize int) *population {
+	b.Helper()
+	ctx := context.Background()
+	p := &population{size: n}
+	// A client of its own with a high rate limit: populating is bound by
+	// the API server, not by client-side throttling.
+	cfg := rest.CopyConfig(env.Config)
+	cfg.QPS, cfg.Burst = 5000, 10000
+	c, err := client.New(cfg, client.Options{Scheme: env.Client.Scheme()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range nsCount {
+		ns := fmt.Sprintf("%s-%03d", prefix, i)
+		if err := env.CreateNamespace(ctx, ns); err != nil {
+			b.Fatal(err)
+		}
+		p.namespaces = append(p.namespaces, ns)
+	}
+	sampleEvery := max(n/sampleSize, 1)
+	var mu sync.Mutex
+	var next, written atomic.Int64
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 48 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				k, err := keys.Generate()
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				real := i%sampleEvery == 0
+				if err := writeKey(ctx, c, p.namespaces[i%nsCount], fmt.Sprintf("k-%06d", i), k, real); err != nil {
+					b.Errorf("writing key %d: %v", i, err)
+					return
+				}
+				if real {
+					mu.Lock()
+					p.sample = append(p.sample, k)
+					p.sampleNS = append(p.sampleNS, p.namespaces[i%nsCount])
+					mu.Unlock()
+				}
+				if w := written.Add(1); w%10000 == 0 {
+					b.Logf("populate: %d/%d keys written (%.0f keys/s)", w, n, float64(w)/time.Since(start).Seconds())
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if b.Failed() {
+		b.FailNow()
+	}
+	b.Logf("populate: %d keys in %d namespaces written in %v", n, nsCount, time.Since(start).Round(time.Second))
+	return p
+}
+
+// writeKey writes one Active APIKey and its hash Secret, as the controller
+// would have left them.
+func writeKey(ctx context.Context, c client.Client, ns, name string, k keys.Key, realHash bool) error {
+	ak := &gatewayv1alpha1.APIKey{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Finalizers: []string{gatewayv1alpha1.Finalizer}},
+		Spec:       gatewayv1alpha1.APIKeySpec{DisplayName: "scale " + name}, // owner: defaulted to the writer
+	}
+	if err := c.Create(ctx, ak); err != nil {
+		return err
+	}
+	phc := fakeHash()
+	if realHash {
+		var err error
+		if phc, err = keys.Hash(k, keys.DefaultParams); err != nil {
+			return err
+		}
+	}
+	hash := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: gatewayv1alpha1.DefaultSystemNamespace,
+			Name:      gatewayv1alpha1.HashSecretName(string(ak.UID)),
+			Labels: map[string]string{
+				gatewayv1alpha1.LabelManagedBy:       gatewayv1alpha1.ManagedByValue,
+				gatewayv1alpha1.LabelKeyID:           k.ID(),
+				gatewayv1alpha1.LabelAPIKeyNamespace: ns,
+				gatewayv1alpha1.LabelAPIKeyName:      name,
+				gatewayv1alpha1.LabelAPIKeyUID:       string(ak.UID),
+			},
+		},
+		Type:      gatewayv1alpha1.HashSecretType,
+		Immutable: ptr.To(true),
+		Data:      map[string][]byte{gatewayv1alpha1.HashSecretKey: []byte(phc)},
+	}
+	if err := c.Create(ctx, hash); err != nil {
+		return err
+	}
+	base := ak.DeepCopy()
+	now := metav1.Now()
+	ak.Status = gatewayv1alpha1.APIKeyStatus{
+		Phase:              gatewayv1alpha1.PhaseActive,
+		Prefix:             k.DisplayPrefix(),
+		HashSecretRef:      &gatewayv1alpha1.SecretReference{Namespace: hash.Namespace, Name: hash.Name},
+		Reveal:             &gatewayv1alpha1.RevealStatus{SecretName: gatewayv1alpha1.RevealSecretName(name), State: gatewayv1alpha1.RevealConsumed},
+		ObservedGeneration: ak.Generation,
+		Conditions: []metav1.Condition{{Type: gatewayv1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: "KeyActive",
+			Message: "The key authenticates gateway requests", ObservedGeneration: ak.Generation, LastTransitionTime: now}},
+	}
+	return c.Status().Patch(ctx, ak, client.MergeFrom(base))
+}
+
+// fakeHash is a well-formed argon2id PHC string with default parameters
+// and random salt and tag: the same size and parse cost as a real one.
+func fakeHash() string {
+	salt, tag := make([]byte, 16), make([]byte, 32)
+	_, _ = rand.Read(salt)
+	_, _ = rand.Read(tag)
+	return keys.PHC{Params: keys.DefaultParams, Salt: salt, Hash: tag}.String()
+}

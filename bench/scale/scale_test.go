@@ -1,0 +1,246 @@
+package scale
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/codevector/codevector/gateway/proxy"
+	"github.com/codevector/codevector/gateway/server"
+	"github.com/codevector/codevector/internal/keys"
+	"github.com/codevector/codevector/internal/testenv"
+)
+
+// BenchmarkGatewayAtScale: for each size in SCALE_KEYS (default
+// 10000,100000), a fresh API server holds that many keys over 100
+// namespaces; one gateway watching all namespaces and one restricted to the
+// 100 namespaces each report time to ready, heap and RSS per key, and
+// authenticated throughput cold and warm, against a gateway that serves
+// one namespace (size/100 keys).
+func BenchmarkGatewayAtScale(b *testing.B) {
+	sizes := []int{10000, 100000}
+	if s := os.Getenv("SCALE_KEYS"); s != "" {
+		sizes = nil
+		for _, f := range strings.Split(s, ",") {
+			n, err := strconv.Atoi(f)
+			if err != nil {
+				b.Fatalf("SCALE_KEYS: %v", err)
+			}
+			sizes = append(sizes, n)
+		}
+	}
+	for _, n := range sizes {
+		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) { gatewayAtScale(b, n) })
+	}
+	printReport()
+}
+
+// sampleSize keys per population have real hashes and carry the traffic.
+const sampleSize = 500
+
+func gatewayAtScale(b *testing.B, n int) {
+	env, err := testenv.Start(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer env.Stop()
+	pop := populate(b, env, fmt.Sprintf("s%d", n), n, 100, min(sampleSize, n))
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"id":"x","object":"chat.completion","choices":[]}`)
+	}))
+	defer up.Close()
+	providers, err := proxy.ParseProviders([]byte("providers:\n  openai:\n    baseURL: "+up.URL+"\n"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	// Baseline: a gateway that serves one namespace, size/100 keys.
+	small := measure(b, env, fmt.Sprintf("%d keys, one namespace (baseline)", n/100), server.Options{Providers: providers, Namespaces: pop.namespaces[:1]}, n/100, inNamespace(pop, 0))
+	all := measure(b, env, fmt.Sprintf("%d keys, all namespaces", n), server.Options{Providers: providers}, n, pop.sample)
+	restricted := measure(b, env, fmt.Sprintf("%d keys, --namespaces (100)", n), server.Options{Providers: providers, Namespaces: pop.namespaces}, n, pop.sample)
+	for _, r := range []*result{small, all, restricted} {
+		r.warmVsBaseline = r.warmRPS / small.warmRPS
+		addResult(r)
+	}
+}
+
+type result struct {
+	name           string
+	keys           int
+	ready          time.Duration
+	heapPerKey     float64 // bytes
+	heapMiB        float64
+	rssMiB         float64
+	coldVerify     time.Duration // time until every sample key was verified once
+	warmRPS        float64
+	warmVsBaseline float64
+}
+
+// measure starts a gateway, times its first sync, weighs it, and loads it.
+func measure(b *testing.B, env *testenv.Env, name string, o server.Options, n int, sample []keys.Key) *result {
+	r := &result{name: name, keys: n}
+	heapBefore, rssBefore := heapAndRSS()
+	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	start := time.Now()
+	g, err := server.New(env.Config, o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx, ln) }()
+	defer func() { cancel(); <-done }()
+	url := "http://" + ln.Addr().String()
+	for {
+		resp, err := http.Get(url + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Since(start) > 5*time.Minute {
+			b.Fatalf("%s: not ready after 5 minutes", name)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	r.ready = time.Since(start)
+	if got := g.Index().Len(); got < n {
+		b.Fatalf("%s: ready with %d keys indexed, want %d", name, got, n)
+	}
+	heapAfter, rssAfter := heapAndRSS()
+	heap, rss := float64(int64(heapAfter)-int64(heapBefore)), float64(int64(rssAfter)-int64(rssBefore))
+	r.heapMiB, r.rssMiB, r.heapPerKey = heap/(1<<20), rss/(1<<20), heap/float64(n)
+
+	// Cold: every sample key once (argon2 each), 16 at a time.
+	coldStart := time.Now()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := next.Add(1) - 1; int(i) < len(sample); i = next.Add(1) - 1 {
+				if status := post(url, sample[i]); status != http.StatusOK {
+					b.Errorf("%s: sample key %d answered %d", name, i, status)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	r.coldVerify = time.Since(coldStart)
+	// Warm: random sample keys, closed loop, 16 connections, 5 s.
+	r.warmRPS = load(url, sample, 16, 5*time.Second)
+	b.Logf("%s: ready %v, heap %.1f MiB (%.0f B/key), RSS +%.1f MiB, cold verify of %d keys %v, warm %.0f req/s",
+		name, r.ready.Round(time.Millisecond), r.heapMiB, r.heapPerKey, r.rssMiB, len(sample), r.coldVerify.Round(time.Millisecond), r.warmRPS)
+	return r
+}
+
+var httpClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}}
+
+func post(url string, k keys.Key) int {
+	req, _ := http.NewRequest(http.MethodPost, url+"/gateway/openai/v1/chat/completions", strings.NewReader(`{"model":"m","messages":[]}`))
+	req.Header.Set("Authorization", "Bearer "+k.Reveal())
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// load runs a closed loop of conns workers for d and returns requests/s
+// that succeeded.
+func load(url string, sample []keys.Key, conns int, d time.Duration) float64 {
+	var ok atomic.Int64
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for w := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 1))
+			for time.Now().Before(deadline) {
+				if post(url, sample[rng.IntN(len(sample))]) == http.StatusOK {
+					ok.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return float64(ok.Load()) / d.Seconds()
+}
+
+// inNamespace is the sample keys that live in the population's i-th namespace.
+func inNamespace(p *population, i int) []keys.Key {
+	var out []keys.Key
+	for j, ns := range p.sampleNS {
+		if ns == p.namespaces[i] {
+			out = append(out, p.sample[j])
+		}
+	}
+	return out
+}
+
+func heapAndRSS() (heap, rss uint64) {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	data, _ := os.ReadFile("/proc/self/status")
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseUint(f[1], 10, 64)
+			rss = kb << 10
+		}
+	}
+	return m.HeapAlloc, rss
+}
+
+var (
+	reportMu sync.Mutex
+	report   []*result
+)
+
+func addResult(r *result) {
+	reportMu.Lock()
+	defer reportMu.Unlock()
+	report = append(report, r)
+}
+
+func printReport() {
+	reportMu.Lock()
+	defer reportMu.Unlock()
+	var b strings.Builder
+	b.WriteString("| gateway | keys | ready | heap | heap/key | RSS delta | cold verify (sample) | warm req/s | warm vs baseline |\n|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range report {
+		fmt.Fprintf(&b, "| %s | %d | %v | %.1f MiB | %.0f B | %.1f MiB | %v | %.0f | %.2f |\n", r.name, r.keys, r.ready.Round(time.Millisecond),
+			r.heapMiB, r.heapPerKey, r.rssMiB, r.coldVerify.Round(time.Millisecond), r.warmRPS, r.warmVsBaseline)
+	}
+	fmt.Print(b.String())
+	if path := os.Getenv("BENCH_OUT"); path != "" {
+		_ = os.WriteFile(path, []byte(b.String()), 0o644)
+	}
+}
