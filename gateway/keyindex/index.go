@@ -10,6 +10,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 
+	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/internal/keys"
 )
 
@@ -29,7 +30,7 @@ type Entry struct {
 	// the controller has even deleted the hash.
 	Revoked bool
 	// Phase is status.phase as the controller last wrote it.
-	Phase string
+	Phase gatewayv1alpha1.Phase
 	// ExpiresAt is resolved from spec (expiresAt, or creation + ttl), so
 	// the gateway enforces expiry even while the manager is down. Zero
 	// means never.
@@ -55,11 +56,11 @@ func (e *Entry) Usable(now time.Time) Reason {
 	switch {
 	case e == nil:
 		return ReasonUnknown
-	case e.Revoked || e.Phase == "Revoked":
+	case e.Revoked || e.Phase == gatewayv1alpha1.PhaseRevoked:
 		return ReasonRevoked
-	case !e.ExpiresAt.IsZero() && !now.Before(e.ExpiresAt), e.Phase == "Expired":
+	case !e.ExpiresAt.IsZero() && !now.Before(e.ExpiresAt), e.Phase == gatewayv1alpha1.PhaseExpired:
 		return ReasonExpired
-	case e.Phase != "Active" || e.Hash == nil || e.UID == "":
+	case e.Phase != gatewayv1alpha1.PhaseActive || e.Hash == nil || e.UID == "":
 		return ReasonUnknown
 	default:
 		return ""
@@ -83,7 +84,7 @@ type APIKeyFacts struct {
 	Owner      string
 	Prefix     string
 	Revoked    bool
-	Phase      string
+	Phase      gatewayv1alpha1.Phase
 	ExpiresAt  time.Time
 	LastUsedAt time.Time
 }

@@ -112,7 +112,7 @@ func APIKeyFactsOf(k *gatewayv1alpha1.APIKey) APIKeyFacts {
 		Owner:   k.Spec.Owner,
 		Prefix:  k.Status.Prefix,
 		Revoked: k.Spec.Revoked,
-		Phase:   string(k.Status.Phase),
+		Phase:   k.Status.Phase,
 	}
 	if id, ok := strings.CutPrefix(k.Status.Prefix, keys.Prefix); ok && keys.ValidID(id) {
 		f.KeyID = id
