@@ -31,17 +31,7 @@ import (
 // authenticated throughput cold and warm, against a gateway that serves
 // one namespace (size/100 keys).
 func BenchmarkGatewayAtScale(b *testing.B) {
-	sizes := []int{10000, 100000}
-	if s := os.Getenv("SCALE_KEYS"); s != "" {
-		sizes = nil
-		for _, f := range strings.Split(s, ",") {
-			n, err := strconv.Atoi(f)
-			if err != nil {
-				b.Fatalf("SCALE_KEYS: %v", err)
-			}
-			sizes = append(sizes, n)
-		}
-	}
+	sizes := scaleSizes(b)
 	for _, n := range sizes {
 		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) { gatewayAtScale(b, n) })
 	}
@@ -50,6 +40,23 @@ func BenchmarkGatewayAtScale(b *testing.B) {
 
 // sampleSize keys per population have real hashes and carry the traffic.
 const sampleSize = 500
+
+// scaleSizes is SCALE_KEYS (comma-separated), default 10000,100000.
+func scaleSizes(b testing.TB) []int {
+	s := os.Getenv("SCALE_KEYS")
+	if s == "" {
+		return []int{10000, 100000}
+	}
+	var sizes []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			b.Fatalf("SCALE_KEYS: %v", err)
+		}
+		sizes = append(sizes, n)
+	}
+	return sizes
+}
 
 func gatewayAtScale(b *testing.B, n int) {
 	env, err := testenv.Start(context.Background())
