@@ -167,10 +167,14 @@ func (c *Console) createKey(ctx context.Context, id *Identity, req createRequest
 }
 
 func humanSeconds(d time.Duration) string {
-	if d%time.Second == 0 {
+	switch {
+	case d == time.Second:
+		return "1 second"
+	case d%time.Second == 0:
 		return fmt.Sprintf("%d seconds", int(d/time.Second))
+	default:
+		return d.String()
 	}
-	return d.String()
 }
 
 // createError explains a refused create.

@@ -122,7 +122,7 @@ func (r *Recorder) Flush(ctx context.Context) {
 			continue
 		}
 		stored := unixOrZero(e.LastUsedAt)
-		if stored >= last-int64(r.interval/time.Second) && stored > 0 {
+		if stored > last-int64(r.interval/time.Second) && stored > 0 {
 			p.s.flushed = last
 			r.writes.WithLabelValues("skipped").Inc()
 			continue

@@ -205,12 +205,21 @@
     CV.flash(this, (await CV.copy(revealKey.value)) ? "Copied" : "Press Ctrl+C");
     if (this.textContent !== "Copied") revealKey.select();
   });
-  $("reveal-done").addEventListener("click", function () { createDialog.close(); });
+  // The key is wiped before the dialog closes (Done, Esc), not only on the
+  // "close" event, which the browser fires a moment later.
+  $("reveal-done").addEventListener("click", function () {
+    resetCreate();
+    createDialog.close();
+  });
 
   // Esc closes the dialog, except while a key is being created: the answer
   // carries the key, and it must land in an open dialog.
   createDialog.addEventListener("cancel", function (e) {
-    if (creating) e.preventDefault();
+    if (creating) {
+      e.preventDefault();
+      return;
+    }
+    resetCreate();
   });
   createDialog.addEventListener("close", function () {
     resetCreate();
