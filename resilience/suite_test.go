@@ -13,13 +13,18 @@ import (
 	"sync"
 	"testing"
 
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/codevector/codevector/internal/testenv"
 )
 
 var (
 	env *testenv.Env
+	// managerLogs holds every log line of the in-process managers, at
+	// debug level, for the leak check.
+	managerLogs = &syncBuffer{}
 	// binary is bin/codevector built for this test run: the manager and
 	// gateway run as real processes here, so they can be killed for real.
 	binary string
@@ -50,6 +55,7 @@ func run(m *testing.M) (int, error) {
 	if err := build.Run(); err != nil {
 		return 0, fmt.Errorf("building codevector: %w", err)
 	}
+	ctrl.SetLogger(zap.New(zap.WriteTo(managerLogs), zap.UseDevMode(true)))
 	if env, err = testenv.Start(context.Background()); err != nil {
 		return 0, err
 	}
