@@ -19,6 +19,7 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/proxy"
+	"github.com/codevector/codevector/internal/commands"
 	"github.com/codevector/codevector/internal/devcluster"
 )
 
@@ -119,8 +120,17 @@ func TestDefaultBuildsAPlatformReadyDeployment(t *testing.T) {
 	if len(gwc.EnvFrom) != 1 || gwc.EnvFrom[0].SecretRef == nil || gwc.EnvFrom[0].SecretRef.Name != "codevector-provider-credentials" {
 		t.Errorf("gateway envFrom = %+v, want the Secret codevector-provider-credentials", gwc.EnvFrom)
 	}
-	if !slices.Contains(gwc.Args, "--providers=/etc/codevector/providers.yaml") {
-		t.Errorf("gateway args = %v, want --providers=/etc/codevector/providers.yaml", gwc.Args)
+	for _, arg := range []string{"--providers=/etc/codevector/providers/providers.yaml", "--console-auth=header", "--console-csrf-key-file=/etc/codevector/console/csrf-key"} {
+		if !slices.Contains(gwc.Args, arg) {
+			t.Errorf("gateway args = %v, want %s", gwc.Args, arg)
+		}
+	}
+	mounts := map[string]string{}
+	for _, m := range gwc.VolumeMounts {
+		mounts[m.Name] = m.MountPath
+	}
+	if mounts["providers"] != "/etc/codevector/providers" || mounts["console"] != "/etc/codevector/console" {
+		t.Errorf("gateway mounts = %v, want the providers ConfigMap and the console Secret where the args point", mounts)
 	}
 	var cm corev1.ConfigMap
 	b.get(t, "ConfigMap", "codevector-providers", &cm)
@@ -185,6 +195,22 @@ func hasPort(d *appsv1.Deployment, port string) bool {
 		}
 	}
 	return false
+}
+
+// TestDeploymentArgsAreFlagsTheBinaryKnows parses each container's args
+// with the real command line (followed by -h, so nothing starts): a flag
+// renamed in the code but not in config/ fails here, not in a cluster.
+func TestDeploymentArgsAreFlagsTheBinaryKnows(t *testing.T) {
+	_, objs := kustomize(t, "default")
+	b := index(objs)
+	for _, name := range []string{"codevector-manager", "codevector-gateway"} {
+		var d appsv1.Deployment
+		b.get(t, "Deployment", name, &d)
+		args := d.Spec.Template.Spec.Containers[0].Args
+		if code := commands.Main(append(append([]string{"codevector"}, args...), "-h")); code != 0 {
+			t.Errorf("%s: codevector %s exits %d: an arg is not a flag of the binary", name, strings.Join(args, " "), code)
+		}
+	}
 }
 
 // TestDefaultAppliesToARealAPIServer runs the README's deployment command

@@ -88,6 +88,7 @@ func (c *Console) guard(next http.Handler) http.Handler {
 			return
 		}
 		if err := c.crossOrigin.Check(r); err != nil {
+			c.log.Debug("Refused cross-origin console request", "path", r.URL.Path, "origin", r.Header.Get("Origin"), "secFetchSite", r.Header.Get("Sec-Fetch-Site"))
 			writeError(w, &apiError{http.StatusForbidden, "cross_origin", "The console refuses changes requested from another website. Open the console itself and try again."})
 			return
 		}
@@ -95,8 +96,10 @@ func (c *Console) guard(next http.Handler) http.Handler {
 			writeError(w, &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type", "Send the request body as JSON, with Content-Type: application/json."})
 			return
 		}
+		// identify runs first, so there is always an identity here.
 		id := identityFrom(r.Context())
-		if id == nil || !c.csrf.Valid(r.Header.Get(csrfHeader), id.User) {
+		if !c.csrf.Valid(r.Header.Get(csrfHeader), id.User) {
+			c.log.Debug("Refused console request without a valid CSRF token", "path", r.URL.Path, "user", id.User)
 			writeError(w, &apiError{http.StatusForbidden, "csrf_failed", "The page's security token is missing or out of date. Reload the page and try again."})
 			return
 		}

@@ -12,7 +12,7 @@ import (
 // nothing even if escaping ever failed), no plugins, no framing by anyone,
 // and no form posts or fetches to another origin.
 const ContentSecurityPolicy = "default-src 'none'; " +
-	"script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
+	"script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; " +
 	"base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
 // SecureHeaders sets the headers every console and docs response carries.

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -86,10 +85,10 @@ Run '%[1]s <command> -h' for the flags of a command.
 // flagSet is a FlagSet for one subcommand with the kubectl-style
 // connection flags bound to kf.
 func (cli *keysCLI) flagSet(name, synopsis string, kf *kubeFlags) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs := flag.NewFlagSet(cli.prog+" "+name, flag.ContinueOnError)
 	fs.SetOutput(cli.errOut)
 	fs.Usage = func() {
-		fmt.Fprintf(cli.errOut, "Usage: %s %s %s\n\nFlags:\n", cli.prog, name, synopsis)
+		fmt.Fprintf(cli.errOut, "Usage: %s %s\n\nFlags:\n", fs.Name(), synopsis)
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&kf.kubeconfig, "kubeconfig", "", "Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
@@ -122,9 +121,9 @@ func parseArgs(fs *flag.FlagSet, args []string, names ...string) ([]string, erro
 	}
 	switch {
 	case len(pos) < len(names):
-		return nil, fmt.Errorf("missing %s (usage: %s)", names[len(pos)], strings.TrimSpace(fs.Name()+" "+strings.Join(names, " ")))
+		return nil, fmt.Errorf("missing %s (see '%s -h')", names[len(pos)], fs.Name())
 	case len(pos) > len(names):
-		return nil, fmt.Errorf("unexpected argument %q", pos[len(names)])
+		return nil, fmt.Errorf("unexpected argument %q (see '%s -h')", pos[len(names)], fs.Name())
 	}
 	return pos, nil
 }

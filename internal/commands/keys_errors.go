@@ -20,7 +20,7 @@ import (
 // wrapped with the details of the case.
 var (
 	errUnreachable  = errors.New("cannot reach the Kubernetes API server")
-	errCRDMissing   = errors.New("the APIKey resource (apikeys." + gatewayv1alpha1.GroupVersion.Group + ") is not installed in this cluster")
+	errCRDMissing   = errors.New("the APIKey resource (apikeys." + gatewayv1alpha1.GroupVersion.Group + ") is not installed in the cluster")
 	errForbidden    = errors.New("forbidden")
 	errKeyNotFound  = errors.New("not found")
 	errUnauthorized = errors.New("the API server did not accept your credentials")
@@ -40,9 +40,9 @@ func (s *session) explain(err error, verb, name string) error {
 	case isUnknownAuthority(err):
 		return fmt.Errorf("%w at %s: its certificate is not the one your kubeconfig trusts (%v)\ncodevector dev writes a new kubeconfig at every start: use DIR/kubeconfig itself, not an old copy", errUnreachable, where, rootCause(err))
 	case isCRDMissing(err):
-		return fmt.Errorf("%w (%s): install CodeVector with 'kubectl apply -k config/default', or point --context/--kubeconfig at the cluster that runs it", errCRDMissing, where)
+		return fmt.Errorf("%w at %s: install CodeVector with 'kubectl apply -k config/default', or point --context/--kubeconfig at the cluster that runs it", errCRDMissing, where)
 	case apierrors.IsUnauthorized(err):
-		return fmt.Errorf("%w (%s): %v\nLog in again, or check the user of this context in your kubeconfig", errUnauthorized, where, apiMessage(err))
+		return fmt.Errorf("%w at %s: %v\nLog in again, or check the user of this context in your kubeconfig", errUnauthorized, where, apiMessage(err))
 	case apierrors.IsForbidden(err):
 		msg := apiMessage(err)
 		hint := ""
@@ -52,7 +52,7 @@ func (s *session) explain(err error, verb, name string) error {
 		case strings.Contains(msg, "cannot"):
 			hint = fmt.Sprintf("\nAsk an administrator to bind you to the codevector-apikey-editor ClusterRole in namespace %s (see the README, security model).", s.namespace)
 		}
-		return fmt.Errorf("%w: %s%s", errForbidden, msg, hint)
+		return &explained{kind: errForbidden, msg: msg + hint}
 	case apierrors.IsNotFound(err):
 		var status apierrors.APIStatus
 		if errors.As(err, &status) && status.Status().Details != nil && status.Status().Details.Kind == "namespaces" {
@@ -72,6 +72,16 @@ func (s *session) explain(err error, verb, name string) error {
 	}
 	return fmt.Errorf("%s: %w", verb, err)
 }
+
+// explained is an error whose message already says what happened (the API
+// server's own words), and which errors.Is still tells apart by kind.
+type explained struct {
+	kind error
+	msg  string
+}
+
+func (e *explained) Error() string { return e.msg }
+func (e *explained) Unwrap() error { return e.kind }
 
 // isUnreachable: nothing answered at the server's address.
 func isUnreachable(err error) bool {

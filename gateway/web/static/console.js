@@ -131,6 +131,7 @@
     revealStep.hidden = true;
     createForm.hidden = false;
     createForm.reset();
+    createForm.querySelector("details.advanced").open = false;
     dateField.hidden = true;
     resourceInput.removeAttribute("aria-invalid");
     showError(createError, "");
@@ -374,10 +375,13 @@
     $("owner").addEventListener("change", function () { ownerFilter.requestSubmit(); });
   }
 
-  // Keep "Last used" and statuses current while the page stays open.
-  setInterval(function () {
+  // Keep "Last used", statuses and the CSRF token current while the page
+  // stays open, and catch up at once when the tab comes back into view.
+  function quietRefresh() {
     if (document.visibilityState !== "visible" || document.querySelector("dialog[open]")) return;
     if (document.querySelector('[aria-haspopup="menu"][aria-expanded="true"]')) return;
     refresh();
-  }, 60000);
+  }
+  setInterval(quietRefresh, 60000);
+  document.addEventListener("visibilitychange", quietRefresh);
 })();

@@ -82,6 +82,15 @@ func Browser(t testing.TB) context.Context {
 type Watch struct {
 	mu       sync.Mutex
 	problems []string
+	expected []string
+}
+
+// Expect tells the watch that problems containing substr are part of the
+// test (say, the browser logging a 409 that the page then explains).
+func (w *Watch) Expect(substr string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.expected = append(w.expected, substr)
 }
 
 // WatchPage starts watching the tab of ctx. Dialogs are dismissed at once so
@@ -118,11 +127,21 @@ func (w *Watch) add(p string) {
 	w.problems = append(w.problems, p)
 }
 
-// Problems returns what went wrong so far.
+// Problems returns what went wrong so far, apart from what was expected.
 func (w *Watch) Problems() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return append([]string(nil), w.problems...)
+	var out []string
+next:
+	for _, p := range w.problems {
+		for _, e := range w.expected {
+			if strings.Contains(p, e) {
+				continue next
+			}
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 // Check fails the test for every problem seen.

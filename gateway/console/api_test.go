@@ -1,0 +1,247 @@
+package console_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/gateway/server"
+	"github.com/codevector/codevector/internal/testenv"
+)
+
+func TestAPICreateListRevoke(t *testing.T) {
+	s := startStack(t, true, nil)
+	alice := s.as("alice@example.com")
+
+	before := time.Now()
+	c, r := alice.create(t, map[string]any{"displayName": "Alice's laptop", "ttl": "720h"})
+	if cc := r.Header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("create response Cache-Control = %q, want no-store", cc)
+	}
+	k := c.APIKey
+	if k.Status != "Active" || k.Prefix != c.Key[:12] || k.Owner != "alice@example.com" || k.DisplayName != "Alice's laptop" || !strings.HasPrefix(k.Name, "alice-s-laptop-") {
+		t.Errorf("created %+v", k)
+	}
+	if k.ExpiresAt == nil || k.ExpiresAt.Sub(before.Add(720*time.Hour)).Abs() > time.Minute {
+		t.Errorf("expiresAt %v, want about 30 days from now", k.ExpiresAt)
+	}
+	if status := s.chat(t, c.Key); status != http.StatusOK {
+		t.Fatalf("the gateway answered the new key with %d", status)
+	}
+
+	// The APIKey is owned by alice, though the gateway created it, and
+	// its one-shot reveal is spent.
+	testenv.Eventually(t, 5*time.Second, func() error {
+		stored := &gatewayv1alpha1.APIKey{}
+		if err := env.Client.Get(context.Background(), types.NamespacedName{Namespace: s.Namespace, Name: k.Name}, stored); err != nil {
+			return err
+		}
+		if stored.Spec.Owner != "alice@example.com" || stored.Status.Reveal == nil || stored.Status.Reveal.State != gatewayv1alpha1.RevealConsumed {
+			return fmt.Errorf("owner %q, reveal %+v: want alice, consumed", stored.Spec.Owner, stored.Status.Reveal)
+		}
+		return nil
+	})
+
+	l, lr := alice.list(t, "")
+	if len(l.Items) != 1 || l.Items[0].Name != k.Name || l.Items[0].Prefix != c.Key[:12] || l.Items[0].Status != "Active" || l.Items[0].LastUsedAt != nil && l.Items[0].LastUsedAt.Before(before.Add(-time.Minute)) {
+		t.Errorf("list = %+v", l.Items)
+	}
+	if l.Owners != nil {
+		t.Errorf("a non-admin got the owners of all keys: %v", l.Owners)
+	}
+	assertNoKey(t, "the list response", lr.Body, c.Key)
+	page := alice.page(t, "")
+	assertNoKey(t, "the page", page.Body, c.Key)
+	for _, want := range []string{c.Key[:12] + "…", "Alice&#39;s laptop", k.Name, `status-active`} {
+		if !strings.Contains(page.String(), want) {
+			t.Errorf("the page lacks %q", want)
+		}
+	}
+
+	rr := alice.revoke(t, k.Name)
+	if rr.Status != http.StatusOK || !strings.Contains(rr.String(), `"status":"Revoked"`) {
+		t.Fatalf("revoke: %d %s", rr.Status, rr.Body)
+	}
+	s.waitForStatus(t, c.Key, http.StatusUnauthorized)
+	l, _ = alice.list(t, "")
+	if len(l.Items) != 1 || l.Items[0].Status != "Revoked" {
+		t.Errorf("after revoking, list = %+v", l.Items)
+	}
+	if page := alice.page(t, ""); strings.Contains(page.String(), `data-revoke=`) || !strings.Contains(page.String(), "Revoked") {
+		t.Errorf("the page still offers Revoke for a revoked key, or does not say Revoked")
+	}
+	if rr := alice.revoke(t, k.Name); rr.Status != http.StatusOK {
+		t.Errorf("revoking twice: %d %s", rr.Status, rr.Body)
+	}
+}
+
+func TestAPICreateErrors(t *testing.T) {
+	s := startStack(t, true, nil)
+	alice := s.as("alice@example.com")
+	c, _ := alice.create(t, map[string]any{"name": "ci"})
+	if c.APIKey.Name != "ci" || c.APIKey.DisplayName != "" {
+		t.Errorf("created %+v", c.APIKey)
+	}
+	// Other users cannot take the name either: names are per namespace.
+	bob := s.as("bob@example.com")
+	bob.page(t, "")
+	for _, tc := range []struct {
+		who      *user
+		body     any
+		status   int
+		code     string
+		mentions string
+	}{
+		{alice, map[string]any{"name": "ci"}, http.StatusConflict, "name_taken", `"ci" already exists`},
+		{bob, map[string]any{"name": "ci"}, http.StatusConflict, "name_taken", `"ci" already exists`},
+		{alice, map[string]any{"name": "My Laptop"}, http.StatusBadRequest, "invalid_name", "lowercase letters"},
+		{alice, map[string]any{"ttl": "1h", "expiresAt": time.Now().Add(time.Hour)}, http.StatusBadRequest, "invalid_expiry", "not both"},
+		{alice, map[string]any{"expiresAt": time.Now().Add(-time.Hour)}, http.StatusBadRequest, "invalid_expiry", "future"},
+		{alice, map[string]any{"ttl": "a month"}, http.StatusBadRequest, "invalid_expiry", "720h"},
+		{alice, map[string]any{"expires": "2030-01-01"}, http.StatusBadRequest, "invalid_json", `unknown field "expires"`},
+		{alice, map[string]any{"displayName": strings.Repeat("x", 129)}, http.StatusBadRequest, "invalid_display_name", "at most 128"},
+	} {
+		r := tc.who.do(t, http.MethodPost, "/api/v1/apikeys", tc.body)
+		if r.Status != tc.status || r.errorCode() != tc.code || !strings.Contains(r.errorMessage(), tc.mentions) {
+			t.Errorf("%v: %d %s, want %d %s mentioning %q", tc.body, r.Status, r.Body, tc.status, tc.code, tc.mentions)
+		}
+	}
+	if r := alice.revoke(t, "no-such-key"); r.Status != http.StatusNotFound || r.errorCode() != "not_found" {
+		t.Errorf("revoking a missing key: %d %s", r.Status, r.Body)
+	}
+	l, _ := alice.list(t, "")
+	if !slices.Equal(names(l.Items), []string{"ci"}) {
+		t.Errorf("refused creates left keys behind: %v", names(l.Items))
+	}
+}
+
+// Without a controller the console gives up after its timeout, says so in
+// words a user can act on, and revokes the half-made key so it can never
+// work without anyone holding it.
+func TestAPICreateTimesOutWithoutController(t *testing.T) {
+	s := startStack(t, false, func(o *server.Options) { o.Console.CreateTimeout = 2 * time.Second })
+	alice := s.as("alice@example.com")
+	alice.page(t, "")
+	start := time.Now()
+	r := alice.do(t, http.MethodPost, "/api/v1/apikeys", map[string]any{"name": "orphan"})
+	if r.Status != http.StatusGatewayTimeout || r.errorCode() != "controller_timeout" {
+		t.Fatalf("create without a controller: %d %s", r.Status, r.Body)
+	}
+	if took := time.Since(start); took > 6*time.Second {
+		t.Errorf("the create took %v with a 2s timeout", took)
+	}
+	want := "The key could not be created: the controller did not answer within 2 seconds. Try again; if it keeps happening, ask your administrator to check the codevector manager."
+	if r.errorMessage() != want {
+		t.Errorf("message %q, want %q", r.errorMessage(), want)
+	}
+	orphan := &gatewayv1alpha1.APIKey{}
+	if err := env.Client.Get(context.Background(), types.NamespacedName{Namespace: s.Namespace, Name: "orphan"}, orphan); err != nil {
+		t.Fatal(err)
+	}
+	if !orphan.Spec.Revoked {
+		t.Error("the abandoned key was not revoked")
+	}
+}
+
+func TestAPIUsersSeeAndRevokeOnlyTheirOwnKeys(t *testing.T) {
+	s := startStack(t, true, nil)
+	alice, bob := s.as("alice@example.com"), s.as("bob@example.com", "developers")
+	a, _ := alice.create(t, map[string]any{"displayName": "alice-key"})
+	b, _ := bob.create(t, map[string]any{"displayName": "bob-key"})
+
+	for _, tc := range []struct {
+		u          *user
+		mine, not  created
+		otherOwner string
+	}{{alice, a, b, "bob@example.com"}, {bob, b, a, "alice@example.com"}} {
+		l, lr := tc.u.list(t, "")
+		if !slices.Equal(names(l.Items), []string{tc.mine.APIKey.Name}) {
+			t.Errorf("%s sees %v, want only %s", tc.u.email, names(l.Items), tc.mine.APIKey.Name)
+		}
+		// Asking for another owner's keys does not widen the view.
+		if l, _ := tc.u.list(t, "?owner="+tc.otherOwner); len(l.Items) != 0 {
+			t.Errorf("%s sees %v with ?owner=%s", tc.u.email, names(l.Items), tc.otherOwner)
+		}
+		page := tc.u.page(t, "?owner="+tc.otherOwner)
+		if strings.Contains(page.String(), tc.not.APIKey.Name) || strings.Contains(lr.String(), tc.not.APIKey.Name) {
+			t.Errorf("%s's page or list mentions %s", tc.u.email, tc.not.APIKey.Name)
+		}
+		assertNoKey(t, tc.u.email+"'s page", page.Body, a.Key, b.Key)
+		assertNoKey(t, tc.u.email+"'s list", lr.Body, a.Key, b.Key)
+	}
+
+	// bob cannot revoke alice's key, and cannot even tell it exists.
+	r := bob.revoke(t, a.APIKey.Name)
+	if r.Status != http.StatusNotFound || r.errorCode() != "not_found" {
+		t.Errorf("bob revoking alice's key: %d %s", r.Status, r.Body)
+	}
+	if status := s.chat(t, a.Key); status != http.StatusOK {
+		t.Errorf("alice's key stopped working after bob's attempt: %d", status)
+	}
+	// A group name that merely resembles the admin group grants nothing.
+	mallory := s.as("mallory@example.com", "codevector:admin", "admins")
+	if l, _ := mallory.list(t, ""); len(l.Items) != 0 {
+		t.Errorf("mallory sees %v", names(l.Items))
+	}
+}
+
+func TestAPIAdminSeesEveryonesMetadataButNoKey(t *testing.T) {
+	s := startStack(t, true, nil)
+	alice, bob := s.as("alice@example.com"), s.as("bob@example.com")
+	carol := s.as("carol@example.com", "developers", gatewayv1alpha1.DefaultAdminGroup)
+	a, _ := alice.create(t, map[string]any{"displayName": "alice-key"})
+	b, _ := bob.create(t, map[string]any{"displayName": "bob-key"})
+	own, _ := carol.create(t, map[string]any{"displayName": "carol-key"})
+	if own.APIKey.Owner != "carol@example.com" {
+		t.Errorf("an admin's own key is owned by %q", own.APIKey.Owner)
+	}
+
+	l, lr := carol.list(t, "")
+	if got := names(l.Items); len(got) != 3 || !slices.Contains(got, a.APIKey.Name) || !slices.Contains(got, b.APIKey.Name) || !slices.Contains(got, own.APIKey.Name) {
+		t.Errorf("admin sees %v, want all three keys", got)
+	}
+	// Newest first (creation times have one-second resolution, so keys
+	// made within the same second may come in any order).
+	if !slices.IsSortedFunc(l.Items, func(x, y item) int { return y.CreatedAt.Compare(x.CreatedAt) }) {
+		t.Errorf("admin list is not newest first: %+v", l.Items)
+	}
+	if !slices.Equal(l.Owners, []string{"alice@example.com", "bob@example.com", "carol@example.com"}) {
+		t.Errorf("owners = %v", l.Owners)
+	}
+	for _, i := range l.Items {
+		if i.Prefix == "" || i.Owner == "" {
+			t.Errorf("admin view of %s lacks prefix or owner: %+v", i.Name, i)
+		}
+	}
+	assertNoKey(t, "the admin's list", lr.Body, a.Key, b.Key, own.Key)
+
+	if l, _ := carol.list(t, "?owner=alice@example.com"); !slices.Equal(names(l.Items), []string{a.APIKey.Name}) {
+		t.Errorf("admin filtered by alice sees %v", names(l.Items))
+	}
+	page := carol.page(t, "")
+	assertNoKey(t, "the admin's page", page.Body, a.Key, b.Key, own.Key)
+	for _, want := range []string{`<th scope="col" class="col-owner">Owner</th>`, "alice@example.com", "bob@example.com", `<select id="owner" name="owner">`, a.Key[:12], b.Key[:12]} {
+		if !strings.Contains(page.String(), want) {
+			t.Errorf("the admin page lacks %q", want)
+		}
+	}
+	if filtered := carol.page(t, "?owner=bob@example.com"); strings.Contains(filtered.String(), a.APIKey.Name) || !strings.Contains(filtered.String(), b.APIKey.Name) {
+		t.Error("the admin page's owner filter does not filter")
+	}
+
+	// Admins may revoke anyone's key.
+	if r := carol.revoke(t, b.APIKey.Name); r.Status != http.StatusOK {
+		t.Fatalf("admin revoking bob's key: %d %s", r.Status, r.Body)
+	}
+	s.waitForStatus(t, b.Key, http.StatusUnauthorized)
+	if l, _ := bob.list(t, ""); len(l.Items) != 1 || l.Items[0].Status != "Revoked" {
+		t.Errorf("bob's list after the admin revoked his key: %+v", l.Items)
+	}
+}

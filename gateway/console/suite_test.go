@@ -1,0 +1,231 @@
+package console_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/gateway/echo"
+	"github.com/codevector/codevector/gateway/proxy"
+	"github.com/codevector/codevector/gateway/server"
+	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/testenv"
+)
+
+// gatewayUser is the gateway's service account as config/rbac binds it.
+// The tests run the gateway as that user, with the RBAC roles and admission
+// policies that bootstrap installs, so they prove that the console works
+// with exactly the permissions the gateway is deployed with.
+const gatewayUser = "system:serviceaccount:" + gatewayv1alpha1.DefaultSystemNamespace + ":codevector-gateway"
+
+var (
+	env *testenv.Env
+	// gatewayConfig authenticates as gatewayUser.
+	gatewayConfig *rest.Config
+	// logs captures every manager and gateway log line of the package, so
+	// TestMain can check that none holds a key.
+	logs = &syncBuffer{}
+	// handedOut are the keys console responses gave the tests.
+	handedOut sync.Map
+)
+
+func TestMain(m *testing.M) {
+	ctrl.SetLogger(zap.New(zap.WriteTo(logs), zap.UseDevMode(true)))
+	var err error
+	if env, err = testenv.Start(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	u, err := env.AddUser(envtest.User{Name: gatewayUser, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + gatewayv1alpha1.DefaultSystemNamespace}}, nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "adding the gateway's user:", err)
+		os.Exit(1)
+	}
+	gatewayConfig = u.Config()
+	code := m.Run()
+	if code == 0 {
+		code = checkNoKeyInLogs()
+	}
+	if err := env.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "stopping control plane:", err)
+	}
+	os.Exit(code)
+}
+
+func checkNoKeyInLogs() int {
+	all := logs.String()
+	n := 0
+	leaked := false
+	handedOut.Range(func(k, _ any) bool {
+		n++
+		key := k.(string)
+		if strings.Contains(all, key) || strings.Contains(all, key[12:44]) {
+			fmt.Fprintf(os.Stderr, "a log line contains the key with prefix %s\n", key[:12])
+			leaked = true
+		}
+		return true
+	})
+	if n == 0 || len(all) == 0 || leaked {
+		if !leaked {
+			fmt.Fprintln(os.Stderr, "leak check: no keys handed out or no logs captured; the check would prove nothing")
+		}
+		return 1
+	}
+	fmt.Printf("leak check: %d keys, %d bytes of logs, no key found\n", n, len(all))
+	return 0
+}
+
+// consoleNamespace makes a namespace for one test's console keys and
+// grants the gateway there what config/rbac grants it in the system
+// namespace (the Role's comment says to move those rules with the console).
+func consoleNamespace(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	deployed := &rbacv1.Role{}
+	if err := env.Client.Get(ctx, types.NamespacedName{Namespace: gatewayv1alpha1.DefaultSystemNamespace, Name: "codevector-gateway"}, deployed); err != nil {
+		t.Fatalf("reading the gateway's Role from config/rbac: %v", err)
+	}
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "codevector-gateway"}, Rules: deployed.Rules}
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "codevector-gateway"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "codevector-gateway"},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: gatewayv1alpha1.DefaultSystemNamespace, Name: "codevector-gateway"}},
+	}
+	if err := env.Client.Create(ctx, role); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Create(ctx, binding); err != nil {
+		t.Fatal(err)
+	}
+	return ns
+}
+
+// stack is a manager, an upstream and a gateway with the console, as the
+// browser and API tests use them.
+type stack struct {
+	URL       string
+	Namespace string
+	upstream  *httptest.Server
+}
+
+// startStack runs the manager and one gateway (as gatewayUser) whose
+// console keeps keys in a fresh namespace. mutate adjusts the console.
+func startStack(t *testing.T, withManager bool, mutate func(*server.Options)) *stack {
+	t.Helper()
+	if withManager {
+		env.StartManager(t, operator.Options{})
+	}
+	up := httptest.NewServer(&echo.Handler{})
+	t.Cleanup(up.Close)
+	providers, err := proxy.ParseProviders([]byte(fmt.Sprintf(`providers:
+  openai:
+    baseURL: %s
+    credential: {env: OPENAI_API_KEY}
+`, up.URL)), func(string) string { return "sk-upstream" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &stack{Namespace: consoleNamespace(t), upstream: up}
+	o := server.Options{
+		Providers: providers,
+		Logger:    slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	o.Console.Namespace = s.Namespace
+	if mutate != nil {
+		mutate(&o)
+	}
+	g, err := server.New(gatewayConfig, o)
+	if err != nil {
+		t.Fatalf("creating gateway: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("gateway stopped with error: %v", err)
+		}
+	})
+	s.URL = "http://" + ln.Addr().String()
+	testenv.Eventually(t, 15*time.Second, func() error {
+		resp, err := http.Get(s.URL + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/readyz = %d", resp.StatusCode)
+		}
+		return nil
+	})
+	return s
+}
+
+// chat sends a chat completion through the gateway with key.
+func (s *stack) chat(t *testing.T, key string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, s.URL+"/gateway/openai/v1/chat/completions",
+		strings.NewReader(`{"model":"claude-sonnet-4-6","messages":[{"role":"user","content":"Hello"}]}`))
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// waitForStatus waits until the gateway answers key with status.
+func (s *stack) waitForStatus(t *testing.T, key string, status int) {
+	t.Helper()
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if got := s.chat(t, key); got != status {
+			return fmt.Errorf("gateway answered %d, want %d", got, status)
+		}
+		return nil
+	})
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
