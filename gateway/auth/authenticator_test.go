@@ -1,0 +1,158 @@
+package auth
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"k8s.io/apimachinery/pkg/types"
+
+	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/gateway/keyindex"
+	"github.com/codevector/codevector/internal/keys"
+)
+
+var fastParams = keys.Params{Memory: keys.MinMemoryKiB, Time: 1, Threads: 1}
+
+// fixture is an index holding one Active key, and that key.
+func fixture(t *testing.T, now *time.Time) (*Authenticator, *keyindex.Index, keys.Key, keyindex.APIKeyFacts) {
+	t.Helper()
+	k, err := keys.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix := keyindex.New(nil)
+	facts := keyindex.APIKeyFacts{Name: types.NamespacedName{Namespace: "team", Name: "laptop"}, UID: "uid-1", KeyID: k.ID(),
+		Prefix: k.DisplayPrefix(), Owner: "alice", Phase: gatewayv1alpha1.PhaseActive}
+	ix.SetAPIKey(facts)
+	setHash(t, ix, k, "uid-1", "hash-1")
+	a := New(ix, Options{Now: func() time.Time { return *now }})
+	return a, ix, k, facts
+}
+
+func setHash(t *testing.T, ix *keyindex.Index, k keys.Key, apiKeyUID, secretUID string) {
+	t.Helper()
+	s, err := keys.Hash(k, fastParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	phc, err := keys.ParsePHC(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix.SetHash(keyindex.HashFacts{SecretUID: types.UID(secretUID), KeyID: k.ID(), APIKeyUID: types.UID(apiKeyUID), Hash: &phc})
+}
+
+func argon2Runs(a *Authenticator) float64 {
+	var m dto.Metric
+	_ = a.metrics.argon2Total.Write(&m)
+	return m.GetCounter().GetValue()
+}
+
+func TestArgon2RunsOncePerKeyWhileUnchanged(t *testing.T) {
+	now := time.Now()
+	a, ix, k, facts := fixture(t, &now)
+	ctx := context.Background()
+	for i := range 3 {
+		if _, f := a.Authenticate(ctx, k.Reveal(), "10.0.0.1"); f != nil {
+			t.Fatalf("request %d refused: %+v", i, f)
+		}
+	}
+	if n := argon2Runs(a); n != 1 {
+		t.Errorf("argon2 ran %v times for 3 requests, want 1", n)
+	}
+
+	// A lastUsedAt update is not a change that matters.
+	facts.LastUsedAt = now
+	ix.SetAPIKey(facts)
+	a.Authenticate(ctx, k.Reveal(), "10.0.0.1")
+	if n := argon2Runs(a); n != 1 {
+		t.Errorf("argon2 ran again after a lastUsedAt update (%v runs)", n)
+	}
+
+	// A new hash Secret for the key is: verify again.
+	setHash(t, ix, k, "uid-1", "hash-2")
+	if _, f := a.Authenticate(ctx, k.Reveal(), "10.0.0.1"); f != nil {
+		t.Fatalf("after a new hash: %+v", f)
+	}
+	if n := argon2Runs(a); n != 2 {
+		t.Errorf("argon2 runs = %v after the hash changed, want 2", n)
+	}
+}
+
+func TestRefusalsArePreciseOnlyForProvenSecrets(t *testing.T) {
+	now := time.Now()
+	a, ix, k, facts := fixture(t, &now)
+	ctx := context.Background()
+	wrong, err := keys.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := keys.WithID(wrong, k.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if _, f := a.Authenticate(ctx, k.Reveal(), "10.0.0.1"); f != nil {
+		t.Fatal(f)
+	}
+	facts.ExpiresAt = now.Add(time.Minute)
+	ix.SetAPIKey(facts)
+	now = now.Add(2 * time.Minute)
+
+	cases := []struct {
+		name, key, wantReason, wantMessageWord string
+	}{
+		{"owner of the expired key", k.Reveal(), "expired", "expired"},
+		{"stranger with the expired key's ID", forged.Reveal(), "expired", "Incorrect"},
+		{"malformed", "cvk_short", "malformed", "Incorrect"},
+		{"bad checksum", k.Reveal()[:keys.Length-1] + "x", "bad_checksum", "Incorrect"},
+		{"unknown key ID", wrong.Reveal(), "unknown", "Incorrect"},
+	}
+	for _, tc := range cases {
+		_, f := a.Authenticate(ctx, tc.key, "10.0.0.2")
+		if f == nil || f.Status != 401 || f.Reason != tc.wantReason || !strings.Contains(f.Message, tc.wantMessageWord) {
+			t.Errorf("%s: failure %+v, want 401 reason %q with %q in the message", tc.name, f, tc.wantReason, tc.wantMessageWord)
+		}
+	}
+
+	facts.ExpiresAt = time.Time{}
+	facts.Revoked = true
+	ix.SetAPIKey(facts)
+	if _, f := a.Authenticate(ctx, k.Reveal(), "10.0.0.1"); f == nil || f.Reason != "revoked" || !strings.Contains(f.Message, "revoked") {
+		t.Errorf("owner of a revoked key: %+v, want a precise revoked message", f)
+	}
+}
+
+func TestWrongSecretsAreRateLimitedBeforeArgon2(t *testing.T) {
+	now := time.Now()
+	a, _, k, _ := fixture(t, &now)
+	ctx := context.Background()
+	if _, f := a.Authenticate(ctx, k.Reveal(), "10.0.0.1"); f != nil { // the owner, verified once
+		t.Fatal(f)
+	}
+	limited := 0
+	for i := range 50 {
+		other, _ := keys.Generate()
+		forged, _ := keys.WithID(other, k.ID())
+		_, f := a.Authenticate(ctx, forged.Reveal(), "10.0.0.66")
+		if f == nil {
+			t.Fatalf("attempt %d: a wrong secret was accepted", i)
+		}
+		if f.Reason == "rate_limited" {
+			limited++
+		}
+	}
+	if runs := argon2Runs(a); runs > 6 {
+		t.Errorf("%v argon2 runs for 50 wrong secrets, want at most the burst (5) + the owner's 1", runs)
+	}
+	if limited < 40 {
+		t.Errorf("only %d of 50 wrong secrets were rate limited", limited)
+	}
+	// The owner's key is still accepted: it is in the verified cache.
+	if _, f := a.Authenticate(ctx, k.Reveal(), "10.0.0.1"); f != nil {
+		t.Errorf("owner locked out by the flood: %+v", f)
+	}
+}
