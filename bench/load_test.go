@@ -192,6 +192,55 @@ func openLoop(t target, c *http.Client, rate int, d time.Duration) loadResult {
 	return res
 }
 
+// sliced runs measure on each target in turn, slice by slice, until each
+// has had d: background load that drifts during a run then falls on all
+// targets alike instead of on whichever ran last. Each target first gets a
+// one-second warm-up.
+func sliced(targets []target, d time.Duration, measure func(ti int, t target, d time.Duration) loadResult) []loadResult {
+	const slice = time.Second
+	for ti, t := range targets {
+		measure(ti, t, slice)
+	}
+	out := make([]loadResult, len(targets))
+	for done := time.Duration(0); done < d; done += slice {
+		for ti, t := range targets {
+			out[ti] = out[ti].merge(measure(ti, t, min(slice, d-done)))
+		}
+	}
+	return out
+}
+
+// merge adds b's requests to r, as if both had been one run.
+func (r loadResult) merge(b loadResult) loadResult {
+	weighted := func(x, y float64) float64 {
+		total := (r.elapsed + b.elapsed).Seconds()
+		if total == 0 {
+			return 0
+		}
+		return (x*r.elapsed.Seconds() + y*b.elapsed.Seconds()) / total
+	}
+	m := loadResult{
+		ok:         r.ok + b.ok,
+		failed:     r.failed + b.failed,
+		firstError: r.firstError,
+		elapsed:    r.elapsed + b.elapsed,
+		latencies:  append(slices.Clone(r.latencies), b.latencies...),
+		maxLag:     max(r.maxLag, b.maxLag),
+		cpu: cpuUse{
+			machine:      weighted(r.cpu.machine, b.cpu.machine),
+			self:         weighted(r.cpu.self, b.cpu.self),
+			controlPlane: weighted(r.cpu.controlPlane, b.cpu.controlPlane),
+			other:        weighted(r.cpu.other, b.cpu.other),
+			selfTime:     r.cpu.selfTime + b.cpu.selfTime,
+		},
+	}
+	if m.firstError == "" {
+		m.firstError = b.firstError
+	}
+	slices.Sort(m.latencies)
+	return m
+}
+
 func describeFailure(status int, err error) string {
 	if err != nil {
 		return err.Error()

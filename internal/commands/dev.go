@@ -81,6 +81,9 @@ Flags:
 		return busyPortError(listen, err)
 	}
 	defer ln.Close()
+	if !isLoopback(ln.Addr()) {
+		fmt.Fprintf(stderr, "WARNING: %s is reachable from other machines, and in dev mode everyone who reaches the console is signed in as %s. Use --listen localhost:PORT unless you mean it.\n", ln.Addr(), devcluster.DevUser)
+	}
 	assets, err := findAssets()
 	if err != nil {
 		return err
@@ -332,6 +335,12 @@ func baseURL(listen string, addr net.Addr) string {
 	}
 	_, port, _ := net.SplitHostPort(addr.String())
 	return "http://" + net.JoinHostPort(host, port)
+}
+
+// isLoopback tells whether addr is reachable from this machine only.
+func isLoopback(addr net.Addr) bool {
+	tcp, ok := addr.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
 }
 
 // waitReady polls the gateway's /readyz until it answers 200 (its watch

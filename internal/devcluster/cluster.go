@@ -142,15 +142,6 @@ func (c *Cluster) AddUser(name string, groups ...string) (*rest.Config, error) {
 	return u.Config(), nil
 }
 
-// Processes are the PIDs of etcd and kube-apiserver while they run.
-func (c *Cluster) Processes() []int {
-	var pids []int
-	for _, p := range leftovers(c.StateDir) {
-		pids = append(pids, p.pid)
-	}
-	return pids
-}
-
 // Stop stops kube-apiserver, then etcd (each gets SIGTERM, then SIGKILL
 // after 20s), and releases the state directory.
 func (c *Cluster) Stop() error {
