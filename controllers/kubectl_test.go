@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
@@ -60,7 +61,7 @@ spec:
 	kubectl(t, kc, "apply", "-n", ns, "-f", manifest)
 	k := env.WaitForPhase(t, ns, "laptop", gatewayv1alpha1.PhaseActive, 10*time.Second)
 
-	out := kubectl(t, kc, "get", "apikeys", "-n", ns)
+	out := kubectl(t, kc, "get", "apikeys", "laptop", "-n", ns)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 2 {
 		t.Fatalf("kubectl get apikeys printed %d lines, want header + 1:\n%s", len(lines), out)
@@ -71,6 +72,14 @@ spec:
 	row := regexp.MustCompile(`^laptop\s+` + regexp.QuoteMeta(k.Status.Prefix) + `\s+Active\s+\d+s$`)
 	if !row.MatchString(lines[1]) {
 		t.Errorf("row = %q, want name, prefix %s, Active, no last use, no expiry, age", lines[1], k.Status.Prefix)
+	}
+
+	// A future expiry prints as a time, not as kubectl's "<invalid>" age.
+	create(t, newKey(ns, "ci", func(k *gatewayv1alpha1.APIKey) { k.Spec.TTL = &metav1.Duration{Duration: 720 * time.Hour} }))
+	ci := env.WaitForPhase(t, ns, "ci", gatewayv1alpha1.PhaseActive, 10*time.Second)
+	expires := ci.Status.ExpiresAt.UTC().Format(time.RFC3339)
+	if out := kubectl(t, kc, "get", "apikeys", "ci", "-n", ns); !strings.Contains(out, expires) || strings.Contains(out, "<invalid>") {
+		t.Errorf("EXPIRES column for a key expiring at %s:\n%s", expires, out)
 	}
 
 	wide := kubectl(t, kc, "get", "ak", "-n", ns, "-o", "wide")
