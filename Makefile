@@ -45,7 +45,7 @@ vet: ## Run go vet.
 	go vet ./...
 
 .PHONY: test
-test: envtest verify-generated vet ## Run all tests against a real kube-apiserver and etcd.
+test: envtest test-deps verify-generated vet ## Run all tests against a real kube-apiserver and etcd.
 	go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: fuzz
@@ -86,6 +86,10 @@ run: manifests generate ## Run the manager against the cluster in KUBECONFIG.
 .PHONY: envtest
 envtest: ## Build kube-apiserver and etcd (once) into bin/k8s/$(K8S_VERSION)-linux-amd64.
 	@hack/envtest-build.sh
+
+.PHONY: test-deps
+test-deps: ## Install kubectl and chromium with apt-get when they are missing.
+	@hack/install-test-deps.sh
 
 .PHONY: controller-gen
 controller-gen: $(CONTROLLER_GEN) ## Install controller-gen into bin/.
