@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -200,26 +199,8 @@ type inProcessGateway struct {
 func startInProcessGateway(t *testing.T, o server.Options) *inProcessGateway {
 	t.Helper()
 	o.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
-	g, err := server.New(env.Config, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done })
-	gw := &inProcessGateway{Gateway: g, url: "http://" + ln.Addr().String()}
-	testenv.Eventually(t, 10*time.Second, func() error {
-		if status, body := get(gw.url + "/readyz"); status != http.StatusOK {
-			return fmt.Errorf("/readyz %d %s", status, body)
-		}
-		return nil
-	})
-	return gw
+	url, g := testenv.StartGateway(t, env.Config, o)
+	return &inProcessGateway{Gateway: g, url: url}
 }
 
 func chatStatus(url string, key keys.Key) int {

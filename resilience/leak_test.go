@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -46,35 +45,17 @@ func TestNoKeyLeaksAnywhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	ns := env.Namespace(t)
-	gwLogs := &syncBuffer{}
+	gwLogs := &testenv.LogBuffer{}
 	// The console creates keys for its users as the gateway's service
 	// account, which the admission policy allows to name any owner.
 	gwUser, err := env.AddUser(envtest.User{Name: "system:serviceaccount:codevector-system:codevector-gateway", Groups: []string{"system:masters"}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := server.New(gwUser.Config(), server.Options{
+	base, _ := testenv.StartGateway(t, gwUser.Config(), server.Options{
 		Providers: providers, LastUsedInterval: time.Second,
 		Logger:  slog.New(slog.NewJSONHandler(gwLogs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Console: console.Options{Auth: console.AuthDev, Namespace: ns},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- g.Run(runCtx, ln) }()
-	defer func() { cancel(); <-done }()
-	base := "http://" + ln.Addr().String()
-	testenv.Eventually(t, 10*time.Second, func() error {
-		if status, _ := get(base + "/readyz"); status != http.StatusOK {
-			return fmt.Errorf("not ready")
-		}
-		return nil
 	})
 
 	var responses []string // every console response except the create

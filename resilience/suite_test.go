@@ -1,7 +1,6 @@
 package resilience
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -24,7 +22,7 @@ var (
 	env *testenv.Env
 	// managerLogs holds every log line of the in-process managers, at
 	// debug level, for the leak check.
-	managerLogs = &syncBuffer{}
+	managerLogs = &testenv.LogBuffer{}
 	// binary is bin/codevector built for this test run: the manager and
 	// gateway run as real processes here, so they can be killed for real.
 	binary string
@@ -84,12 +82,12 @@ func adminKubeconfig(t *testing.T) string {
 // process is a codevector subcommand running as a child process.
 type process struct {
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs *testenv.LogBuffer
 }
 
 func start(t *testing.T, args ...string) *process {
 	t.Helper()
-	p := &process{cmd: exec.Command(binary, args...), logs: &syncBuffer{}}
+	p := &process{cmd: exec.Command(binary, args...), logs: &testenv.LogBuffer{}}
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("starting codevector %s: %v", strings.Join(args, " "), err)
@@ -114,21 +112,4 @@ func get(url string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -1,12 +1,10 @@
 package console_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -43,7 +41,7 @@ var (
 	gatewayConfig *rest.Config
 	// logs captures every manager and gateway log line of the package, so
 	// TestMain can check that none holds a key.
-	logs = &syncBuffer{}
+	logs = &testenv.LogBuffer{}
 	// handedOut are the keys console responses gave the tests.
 	handedOut sync.Map
 )
@@ -154,35 +152,7 @@ func startStack(t *testing.T, withManager bool, mutate func(*server.Options)) *s
 	if mutate != nil {
 		mutate(&o)
 	}
-	g, err := server.New(gatewayConfig, o)
-	if err != nil {
-		t.Fatalf("creating gateway: %v", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("gateway stopped with error: %v", err)
-		}
-	})
-	s.URL = "http://" + ln.Addr().String()
-	testenv.Eventually(t, 15*time.Second, func() error {
-		resp, err := http.Get(s.URL + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/readyz = %d", resp.StatusCode)
-		}
-		return nil
-	})
+	s.URL, _ = testenv.StartGateway(t, gatewayConfig, o)
 	return s
 }
 
@@ -211,21 +181,4 @@ func (s *stack) waitForStatus(t *testing.T, key string, status int) {
 		}
 		return nil
 	})
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -30,7 +29,7 @@ var env *testenv.Env
 
 // logs captures every log line of the managers and gateways of this
 // package, at debug level, so TestMain can check that none holds a key.
-var logs = &syncBuffer{}
+var logs = &testenv.LogBuffer{}
 
 func TestMain(m *testing.M) {
 	ctrl.SetLogger(zap.New(zap.WriteTo(logs), zap.UseDevMode(true)))
@@ -149,35 +148,8 @@ func startGateway(t *testing.T, o server.Options) *gateway {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	g, err := server.New(env.Config, o)
-	if err != nil {
-		t.Fatalf("creating gateway: %v", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("gateway stopped with error: %v", err)
-		}
-	})
-	gw := &gateway{URL: "http://" + ln.Addr().String(), Gateway: g}
-	testenv.Eventually(t, 10*time.Second, func() error {
-		resp, err := http.Get(gw.URL + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/readyz = %d", resp.StatusCode)
-		}
-		return nil
-	})
+	url, g := testenv.StartGateway(t, env.Config, o)
+	gw := &gateway{URL: url, Gateway: g}
 	return gw
 }
 
@@ -200,21 +172,4 @@ func chat(t *testing.T, url, key string) (int, http.Header, []byte) {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, resp.Header, body
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -1,0 +1,72 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/rest"
+
+	"github.com/codevector/codevector/gateway/server"
+)
+
+// StartGateway runs a real gateway replica against cfg's API server on a
+// loopback port until the test ends, and returns once /readyz says its
+// watches have synced.
+func StartGateway(t testing.TB, cfg *rest.Config, o server.Options) (url string, g *server.Gateway) {
+	t.Helper()
+	g, err := server.New(cfg, o)
+	if err != nil {
+		t.Fatalf("creating gateway: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("gateway stopped with error: %v", err)
+		}
+	})
+	url = "http://" + ln.Addr().String()
+	Eventually(t, 15*time.Second, func() error {
+		resp, err := http.Get(url + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("gateway /readyz = %d", resp.StatusCode)
+		}
+		return nil
+	})
+	return url, g
+}
+
+// LogBuffer collects log output from several goroutines, for tests that
+// check what was logged.
+type LogBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *LogBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *LogBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
