@@ -17,7 +17,7 @@ import (
 var fastParams = keys.Params{Memory: keys.MinMemoryKiB, Time: 1, Threads: 1}
 
 // fixture is an index holding one Active key, and that key.
-func fixture(t *testing.T, now *time.Time) (*Authenticator, *keyindex.Index, keys.Key, keyindex.APIKeyFacts) {
+func fixture(t testing.TB, now *time.Time) (*Authenticator, *keyindex.Index, keys.Key, keyindex.APIKeyFacts) {
 	t.Helper()
 	k, err := keys.Generate()
 	if err != nil {
@@ -32,7 +32,7 @@ func fixture(t *testing.T, now *time.Time) (*Authenticator, *keyindex.Index, key
 	return a, ix, k, facts
 }
 
-func setHash(t *testing.T, ix *keyindex.Index, k keys.Key, apiKeyUID, secretUID string) {
+func setHash(t testing.TB, ix *keyindex.Index, k keys.Key, apiKeyUID, secretUID string) {
 	t.Helper()
 	s, err := keys.Hash(k, fastParams)
 	if err != nil {
