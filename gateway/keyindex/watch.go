@@ -157,7 +157,8 @@ func trimAPIKey(o any) (any, error) {
 	return k, nil
 }
 
-// trimHashSecret keeps only the labels the index joins on and the hash.
+// trimHashSecret keeps only the two labels the index joins on (key ID and
+// APIKey UID) and the hash: at 100,000 keys every dropped byte counts.
 func trimHashSecret(o any) (any, error) {
 	s, ok := o.(*corev1.Secret)
 	if !ok {
@@ -167,7 +168,7 @@ func trimHashSecret(o any) (any, error) {
 	s.Annotations = nil
 	s.OwnerReferences = nil
 	keep := map[string]string{}
-	for _, l := range []string{gatewayv1alpha1.LabelKeyID, gatewayv1alpha1.LabelAPIKeyUID, gatewayv1alpha1.LabelAPIKeyNamespace, gatewayv1alpha1.LabelAPIKeyName} {
+	for _, l := range []string{gatewayv1alpha1.LabelKeyID, gatewayv1alpha1.LabelAPIKeyUID} {
 		if v, ok := s.Labels[l]; ok {
 			keep[l] = v
 		}
