@@ -80,6 +80,10 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 				// data is dropped too: the controller only needs to know that
 				// they exist, and the cache then holds no key material.
 				&corev1.Secret{}: {Label: managed, Transform: stripSecretData},
+				// APIKeys keep spec and status (status patches are computed
+				// against the cached copy) but not what kubectl and
+				// server-side apply add for their own bookkeeping.
+				&gatewayv1alpha1.APIKey{}: {Transform: stripBookkeeping},
 			},
 		},
 		Metrics:                 metricsserver.Options{BindAddress: o.MetricsBindAddress},
@@ -144,6 +148,14 @@ func (o Options) withDefaults() Options {
 		o.Clock = clock.RealClock{}
 	}
 	return o
+}
+
+func stripBookkeeping(obj any) (any, error) {
+	if k, ok := obj.(*gatewayv1alpha1.APIKey); ok {
+		k.ManagedFields = nil
+		delete(k.Annotations, corev1.LastAppliedConfigAnnotation)
+	}
+	return obj, nil
 }
 
 func stripSecretData(obj any) (any, error) {
