@@ -10,7 +10,10 @@
 // Markdown tables at the end of the run, and write them to the file named by
 // BENCH_OUT when it is set. Knobs (environment variables, defaults in
 // brackets): BENCH_DURATION [5s] per throughput or latency point,
-// BENCH_ROUNDS [2] throughput rounds, BENCH_CONNS [1,16,64], BENCH_RATE
+// BENCH_ROUNDS [2] rounds of throughput and latency, BENCH_CONNS [1,16,64], BENCH_RATE
 // [1000] req/s for added latency, BENCH_REVOCATIONS [100],
-// BENCH_ISSUE_KEYS [1000], BENCH_MEMORY_KEYS [10000].
+// BENCH_ISSUE_KEYS [1000], BENCH_MEMORY_KEYS [10000], BENCH_STREAMS [200];
+// BENCH_HEAP_PROFILE=file writes a heap profile of the fresh manager at
+// BENCH_MEMORY_KEYS keys; BENCH_BREAKDOWN=1 runs a diagnostic of where the
+// gateway's CPU per request goes.
 package bench

@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"os"
+	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -53,6 +56,9 @@ type burst struct {
 	hashes                uint64
 	reconciles, reconErrs float64
 	cpu                   cpuUse
+	// requests counts API requests of this process by HTTP method during the
+	// burst, less the benchmark's own creates.
+	requests map[string]float64
 }
 
 func (r burst) rate() float64 { return float64(r.n) / r.allActive.Seconds() }
@@ -65,6 +71,7 @@ func issueBurst(b *testing.B, ns, prefix string, n int) burst {
 	hashSum0, hashes0 := gather("codevector_manager_argon2_hash_seconds", nil)
 	rec0, _ := gather("controller_runtime_reconcile_total", map[string]string{"controller": "apikey"})
 	err0, _ := gather("controller_runtime_reconcile_errors_total", map[string]string{"controller": "apikey"})
+	req0 := gatherBy("rest_client_requests_total", "method")
 	cpu0 := sampleCPU()
 	start := time.Now()
 	created := createKeys(b, ns, prefix, n, 8)
@@ -89,7 +96,11 @@ wait:
 	rec1, _ := gather("controller_runtime_reconcile_total", map[string]string{"controller": "apikey"})
 	err1, _ := gather("controller_runtime_reconcile_errors_total", map[string]string{"controller": "apikey"})
 
-	r := burst{n: n, createdIn: createdIn, cpu: cpuBetween(cpu0, cpu1), reconciles: rec1 - rec0, reconErrs: err1 - err0}
+	r := burst{n: n, createdIn: createdIn, cpu: cpuBetween(cpu0, cpu1), reconciles: rec1 - rec0, reconErrs: err1 - err0, requests: map[string]float64{}}
+	for method, v := range gatherBy("rest_client_requests_total", "method") {
+		r.requests[method] = v - req0[method]
+	}
+	r.requests["POST"] -= float64(n) // the benchmark's creates
 	var times []time.Time
 	for name, at := range w.activeAt() {
 		times = append(times, at)
@@ -111,15 +122,26 @@ wait:
 
 func issueTable() *table {
 	return newTable("keys", "created in s", "all Active after s", "keys/s", "keys/s 10%→90%", "create→Active p50 s", "p99 s",
-		"argon2 ms/hash", "reconciles/key", "reconcile errors", "CPU cores: machine", "this process", "apiserver+etcd", "other", "target ≥ 50 keys/s")
+		"argon2 ms/hash", "reconciles/key", "API requests/key", "reconcile errors", "CPU cores: machine", "this process", "apiserver+etcd", "other", "target ≥ 50 keys/s")
 }
 
 func (r burst) cells(n int, goal string) []any {
 	return []any{n, fmt.Sprintf("%.1f", r.createdIn.Seconds()), fmt.Sprintf("%.1f", r.allActive.Seconds()),
 		fmt.Sprintf("%.1f", r.rate()), fmt.Sprintf("%.1f", r.steady),
 		fmt.Sprintf("%.1f", percentile(r.latencies, 50).Seconds()), fmt.Sprintf("%.1f", percentile(r.latencies, 99).Seconds()),
-		fmt.Sprintf("%.1f", r.hashSeconds*1000), fmt.Sprintf("%.2f", r.reconciles/float64(n)), fmt.Sprintf("%.0f", r.reconErrs),
+		fmt.Sprintf("%.1f", r.hashSeconds*1000), fmt.Sprintf("%.2f", r.reconciles/float64(n)), r.requestsPerKey(), fmt.Sprintf("%.0f", r.reconErrs),
 		fmt.Sprintf("%.2f", r.cpu.machine), fmt.Sprintf("%.2f", r.cpu.self), fmt.Sprintf("%.2f", r.cpu.controlPlane), fmt.Sprintf("%.2f", r.cpu.other), goal}
+}
+
+// requestsPerKey describes the manager's API requests per issued key.
+func (r burst) requestsPerKey() string {
+	var parts []string
+	for _, m := range []string{"GET", "LIST", "POST", "PATCH", "PUT", "DELETE"} {
+		if v := r.requests[m]; v > 0 {
+			parts = append(parts, fmt.Sprintf("%s %.2f", m, v/float64(r.n)))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 func issueNotes() []string {
@@ -128,6 +150,7 @@ func issueNotes() []string {
 		"Default argon2id parameters (m=19456 KiB, t=2, p=1), the manager's defaults (2 hashes at a time on 2 cores, 8 workers, client QPS 300).",
 		"`argon2 ms/hash` is the manager's own histogram (codevector_manager_argon2_hash_seconds): the wall time of one hash, which grows when the API server, etcd and the benchmark's clients compete for the same two cores.",
 		"`this process` is the benchmark process: the manager plus the clients creating and watching the keys.",
+		"`API requests/key` counts the manager's requests to the API server per issued key, by HTTP method (client-go's rest_client_requests_total, less the benchmark's own creates; POST includes the events the manager records).",
 	}
 }
 
@@ -195,6 +218,12 @@ func BenchmarkManagerMemory(b *testing.B) {
 	})
 	resyncIn := lastChange.Sub(restartedAt)
 	restarted := sampleMemory()
+	if path := os.Getenv("BENCH_HEAP_PROFILE"); path != "" {
+		// Where the fresh manager's heap goes: `go tool pprof -sample_index=inuse_space`.
+		if err := writeHeapProfile(path); err != nil {
+			b.Error(err)
+		}
+	}
 	memRow("fresh manager, after its initial resync", keysCell(), restarted, idle)
 	cp := controlPlaneRSS()
 	stop()
@@ -223,6 +252,9 @@ func BenchmarkManagerMemory(b *testing.B) {
 	notes = append(notes,
 		"Heap is runtime.MemStats after two runtime.GC() calls: `live heap` is HeapAlloc, `heap in use` HeapInuse; RSS is VmRSS of /proc/self/status after debug.FreeOSMemory().",
 		"The manager runs inside the benchmark process, so absolute figures include the benchmark's own client, the control-plane harness and whatever the earlier benchmarks left on the heap; the Δ columns against the row marked as baseline are the manager's (or gateway's) share. The second manager's Δ is the steady state at this key count: a restarted or failed-over manager.",
+		fmt.Sprintf("Per Active key: %.1f KiB of live heap in the fresh manager, %.1f KiB in a gateway replica.",
+			float64(int64(restarted.heapAlloc)-int64(idle.heapAlloc))/1024/float64(want),
+			float64(int64(gwMem.heapAlloc)-int64(gwBase.heapAlloc))/1024/float64(want)),
 		fmt.Sprintf("The fresh manager took %v to reconcile all %d APIKeys once (its initial resync).", resyncIn.Round(100*time.Millisecond), total),
 		"Each issued key that nobody revealed keeps its reveal Secret for the 10-minute reveal window, so at this moment the manager's Secret cache holds two Secrets per key (hash and reveal; data stripped). In steady state most reveal Secrets are gone.",
 		fmt.Sprintf("kube-apiserver RSS %s MiB, etcd RSS %s MiB at this point.", mib(cp["kube-apiserver"]), mib(cp["etcd"])),
@@ -233,6 +265,18 @@ func BenchmarkManagerMemory(b *testing.B) {
 		tables:  tables,
 		notes:   notes,
 	})
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // activeWatcher records when each APIKey of a namespace is first seen
@@ -345,6 +389,29 @@ func gather(name string, labels map[string]string) (sum float64, count uint64) {
 		}
 	}
 	return sum, count
+}
+
+// gatherBy sums a metric of controller-runtime's registry by the value of
+// one label.
+func gatherBy(name, label string) map[string]float64 {
+	out := map[string]float64{}
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		return out
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label {
+					out[l.GetValue()] += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return out
 }
 
 func labelsMatch(m *dto.Metric, want map[string]string) bool {
