@@ -245,3 +245,107 @@ func TestAPIAdminSeesEveryonesMetadataButNoKey(t *testing.T) {
 		t.Errorf("bob's list after the admin revoked his key: %+v", l.Items)
 	}
 }
+
+// Keys made outside the console, with kubectl in a team namespace, are
+// listed for their owner with their namespace. The console cannot revoke
+// them: the gateway may change APIKeys only in its own namespace (RBAC),
+// so to the revoke API a name that exists only elsewhere is not found.
+func TestAPIListsKeysFromOtherNamespaces(t *testing.T) {
+	// The default: the gateway watches APIKeys in every namespace. Users
+	// of this test only keep other tests' keys out of the lists.
+	s := startStack(t, true, func(o *server.Options) { o.Namespaces = nil })
+	team := env.Namespace(t)
+	alice, bob := s.as("alice@"+s.Namespace+".example"), s.as("bob@"+s.Namespace+".example")
+	carol := s.as("carol@"+s.Namespace+".example", gatewayv1alpha1.DefaultAdminGroup)
+
+	own, _ := alice.create(t, map[string]any{"name": "laptop"})
+	// The same name in the team namespace is another key.
+	kubectlKey(t, team, "laptop", alice.email, "")
+	kubectlKey(t, team, "ci", alice.email, "CI")
+	kubectlKey(t, team, "deploy", bob.email, "")
+
+	key := func(i item) string { return i.Namespace + "/" + i.Name }
+	keys := func(items []item) []string {
+		var out []string
+		for _, i := range items {
+			out = append(out, key(i))
+		}
+		slices.Sort(out)
+		return out
+	}
+	wantAlice := []string{s.Namespace + "/laptop", team + "/ci", team + "/laptop"}
+	slices.Sort(wantAlice)
+	var l listed
+	testenv.Eventually(t, 5*time.Second, func() error {
+		l, _ = alice.list(t, "")
+		if got := keys(l.Items); !slices.Equal(got, wantAlice) {
+			return fmt.Errorf("alice sees %v, want %v", got, wantAlice)
+		}
+		return nil
+	})
+	if !slices.IsSortedFunc(l.Items, func(x, y item) int { return y.CreatedAt.Compare(x.CreatedAt) }) {
+		t.Errorf("alice's list is not newest first: %+v", l.Items)
+	}
+	for _, i := range l.Items {
+		if i.Owner != alice.email || i.Status != "Active" || i.Prefix == "" {
+			t.Errorf("alice's %s: %+v", key(i), i)
+		}
+	}
+	if l, _ := bob.list(t, ""); !slices.Equal(keys(l.Items), []string{team + "/deploy"}) {
+		t.Errorf("bob sees %v, want only his kubectl key", keys(l.Items))
+	}
+	if l, _ := carol.list(t, "?owner="+alice.email); !slices.Equal(keys(l.Items), wantAlice) {
+		t.Errorf("the admin filtered by alice sees %v, want %v", keys(l.Items), wantAlice)
+	}
+	if l, _ := carol.list(t, ""); !slices.Contains(l.Owners, alice.email) || !slices.Contains(l.Owners, bob.email) {
+		t.Errorf("the admin's owner filter offers %v, without alice or bob", l.Owners)
+	}
+
+	// The page tags the kubectl keys with their namespace and says how to
+	// revoke them; only the console key has a Revoke item.
+	page := alice.page(t, "").String()
+	for _, want := range []string{
+		`<tr data-namespace="` + team + `" data-name="ci"`,
+		`<span class="sr-only">namespace </span>` + team + `</span>`,
+		`<code>kubectl apikey revoke ci -n ` + team + `</code>`,
+		`data-copy-command="kubectl apikey revoke laptop -n ` + team + `"`,
+		`data-revoke="laptop" data-namespace="` + s.Namespace + `"`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("alice's page lacks %s", want)
+		}
+	}
+	if n := strings.Count(page, "data-revoke="); n != 1 {
+		t.Errorf("alice's page has %d Revoke items, want 1 (the console key)", n)
+	}
+	if n := strings.Count(page, `class="ns-tag"`); n != 2 {
+		t.Errorf("alice's page has %d namespace tags, want 2 (the kubectl keys)", n)
+	}
+
+	// Revoking "ci" through the console: not found, and the key still works.
+	for _, u := range []*user{alice, carol} {
+		if r := u.revoke(t, "ci"); r.Status != http.StatusNotFound || r.errorCode() != "not_found" {
+			t.Errorf("%s revoking %s/ci through the console: %d %s", u.email, team, r.Status, r.Body)
+		}
+	}
+	// Revoking "laptop" revokes the console's laptop only.
+	if r := alice.revoke(t, "laptop"); r.Status != http.StatusOK || !strings.Contains(r.String(), `"namespace":"`+s.Namespace+`"`) {
+		t.Fatalf("alice revoking her console key: %d %s", r.Status, r.Body)
+	}
+	s.waitForStatus(t, own.Key, http.StatusUnauthorized)
+	for _, name := range []string{"ci", "laptop"} {
+		stored := &gatewayv1alpha1.APIKey{}
+		if err := env.Client.Get(context.Background(), types.NamespacedName{Namespace: team, Name: name}, stored); err != nil {
+			t.Fatal(err)
+		}
+		if stored.Spec.Revoked || stored.Status.Phase != gatewayv1alpha1.PhaseActive {
+			t.Errorf("%s/%s: revoked %v, phase %s; want it untouched and Active", team, name, stored.Spec.Revoked, stored.Status.Phase)
+		}
+	}
+	l, _ = alice.list(t, "")
+	for _, i := range l.Items {
+		if want := map[bool]string{true: "Revoked", false: "Active"}[i.Namespace == s.Namespace]; i.Status != want {
+			t.Errorf("after the revocations alice's %s is %s, want %s", key(i), i.Status, want)
+		}
+	}
+}

@@ -8,20 +8,16 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/console"
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/gateway/web/webtest"
-	"github.com/codevector/codevector/internal/operator"
 )
 
 // Colours of the status dots in the light theme (site.css).
@@ -31,10 +27,14 @@ const (
 )
 
 // devStack is the whole system with the console in dev mode (the browser
-// is the dev user), and a browser tab on its console.
-func devStack(t *testing.T) (*stack, context.Context, *webtest.Watch) {
+// is the dev user), and a browser tab on its console. The gateway watches
+// the console's namespace and teamNamespaces.
+func devStack(t *testing.T, teamNamespaces ...string) (*stack, context.Context, *webtest.Watch) {
 	t.Helper()
-	s := startStack(t, true, func(o *server.Options) { o.Console.Auth = console.AuthDev })
+	s := startStack(t, true, func(o *server.Options) {
+		o.Console.Auth = console.AuthDev
+		o.Namespaces = append(o.Namespaces, teamNamespaces...)
+	})
 	ctx := webtest.Browser(t)
 	watch := webtest.WatchPage(ctx)
 	webtest.Do(t, ctx, "opening the console", chromedp.Navigate(s.URL+"/api-keys"), chromedp.WaitVisible(chromedp.ID("keys")))
@@ -154,7 +154,8 @@ func TestBrowserCreateUseAndRevokeKey(t *testing.T) {
 }
 
 func TestBrowserMarkupInNameIsText(t *testing.T) {
-	_, ctx, watch := devStack(t)
+	team := env.Namespace(t)
+	s, ctx, watch := devStack(t, team)
 	defer watch.Check(t) // an alert would be a problem
 	const evil = `<img src=x onerror=alert(1)>`
 	createInPage(t, ctx, evil, "")
@@ -176,6 +177,72 @@ func TestBrowserMarkupInNameIsText(t *testing.T) {
 	}
 	if label := webtest.Eval[string](t, ctx, `document.querySelector('#keys [aria-haspopup="menu"]').getAttribute("aria-label")`); label != "Actions for "+evil {
 		t.Errorf("menu button label %q", label)
+	}
+	if n := webtest.Eval[int](t, ctx, `document.querySelectorAll("img:not(.brand img)").length`); n != 0 {
+		t.Errorf("%d img elements appeared", n)
+	}
+	webtest.Do(t, ctx, "cancelling", chromedp.KeyEvent(kb.Escape))
+	webtest.WaitJS(t, ctx, "the confirmation is closed", `!document.getElementById("revoke-dialog").open`)
+
+	// The dev user also made a key with kubectl in a team namespace, with
+	// the same name and the same markup. The console lists it, tagged with
+	// its namespace, and tells how to revoke it instead of offering Revoke:
+	// the gateway may not change keys outside its namespace.
+	name := webtest.Eval[string](t, ctx, `document.querySelector("#keys tbody tr").dataset.name`)
+	kubectlKey(t, team, name, console.DevUser, evil)
+	webtest.Do(t, ctx, "reloading", chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("keys")))
+	if n := webtest.Eval[int](t, ctx, `document.querySelectorAll("#keys tbody tr").length`); n != 2 {
+		t.Fatalf("%d rows, want the console key and the kubectl key", n)
+	}
+	teamRow := fmt.Sprintf(`#keys tr[data-namespace=%q][data-name=%q]`, team, name)
+	consoleRow := fmt.Sprintf(`#keys tr[data-namespace=%q][data-name=%q]`, s.Namespace, name)
+	q := func(sel string) string { return fmt.Sprintf("document.querySelector(%q)", sel) }
+	if got := webtest.Eval[string](t, ctx, q(teamRow+" .key-name")+".textContent"); got != evil {
+		t.Errorf("the kubectl key's name shows as %q, want the literal text", got)
+	}
+	if got := webtest.Eval[string](t, ctx, q(teamRow+" .ns-tag")+".textContent"); got != "namespace "+team {
+		t.Errorf("namespace tag %q, want %q (the first word for screen readers only)", got, "namespace "+team)
+	}
+	if webtest.Eval[bool](t, ctx, q(consoleRow+" .ns-tag")+" !== null") {
+		t.Error("the console's own key has a namespace tag")
+	}
+	// Ids tie each menu to its button: none may be shared by the two keys.
+	ids := webtest.Eval[[]string](t, ctx, `Array.from(document.querySelectorAll("#keys [id]"), e => e.id)`)
+	if len(ids) != 5 || len(ids) != len(slices.Compact(slices.Sorted(slices.Values(ids)))) {
+		t.Errorf("ids in the table %q: want five (two menu buttons, two menus, a hint), all different", ids)
+	}
+
+	webtest.Do(t, ctx, "opening the kubectl key's menu", chromedp.Click(chromedp.CSS(teamRow+` [aria-haspopup="menu"]`)))
+	webtest.WaitJS(t, ctx, "its menu is open", q(teamRow+` [role="menu"]`)+".hidden === false")
+	if webtest.Eval[bool](t, ctx, q(consoleRow+` [role="menu"]`)+".hidden === false") {
+		t.Error("the button of the kubectl key opened the console key's menu")
+	}
+	if n := webtest.Eval[int](t, ctx, `document.querySelectorAll('`+teamRow+` [data-revoke]').length`); n != 0 {
+		t.Error("the kubectl key's menu offers Revoke, which the gateway may not do")
+	}
+	command := "kubectl apikey revoke " + name + " -n " + team
+	if hint := webtest.Eval[string](t, ctx, q(teamRow+" .menu-hint")+".textContent"); !strings.Contains(hint, team) || !strings.Contains(hint, command) {
+		t.Errorf("the menu says %q, want the namespace and %q", hint, command)
+	}
+	if got := webtest.Eval[string](t, ctx, `document.activeElement.textContent + " | " + document.activeElement.dataset.copyCommand`); got != "Copy command | "+command {
+		t.Errorf("focus is on %q, want the Copy command item for %q", got, command)
+	}
+	webtest.Screenshot(t, ctx, "console-kubectl-key-menu")
+	webtest.Do(t, ctx, "copying the command", chromedp.KeyEvent(kb.Enter))
+	webtest.WaitJS(t, ctx, "the item confirms", `["Copied", "Press Ctrl+C"].includes(document.activeElement.textContent)`)
+	webtest.Do(t, ctx, "closing the menu", chromedp.KeyEvent(kb.Escape))
+
+	// Revoking the console key leaves the kubectl key of the same name alone.
+	webtest.Do(t, ctx, "revoking the console key",
+		chromedp.Click(chromedp.CSS(consoleRow+` [aria-haspopup="menu"]`)),
+		chromedp.WaitVisible(chromedp.CSS(consoleRow+` [data-revoke]`)),
+		chromedp.Click(chromedp.CSS(consoleRow+` [data-revoke]`)),
+		chromedp.WaitVisible(chromedp.ID("revoke-confirm")),
+		chromedp.Click(chromedp.ID("revoke-confirm")),
+	)
+	webtest.WaitJS(t, ctx, "the console key shows Revoked", q(consoleRow)+`.dataset.status === "Revoked"`)
+	if got := webtest.Eval[string](t, ctx, q(teamRow)+".dataset.status"); got != "Active" {
+		t.Errorf("after revoking the console key, the kubectl key shows %s", got)
 	}
 	if n := webtest.Eval[int](t, ctx, `document.querySelectorAll("img:not(.brand img)").length`); n != 0 {
 		t.Errorf("%d img elements appeared", n)
@@ -318,24 +385,9 @@ func TestBrowserAdminView(t *testing.T) {
 		o.Console.Auth = console.AuthDev
 		o.Console.DevGroups = []string{gatewayv1alpha1.DefaultAdminGroup}
 	})
-	// Keys of other users, created as an admin of the cluster would (the
-	// admission policy lets only admins name another owner).
-	adminUser, err := env.AddUser(envtest.User{Name: "cluster-admin@example.com", Groups: []string{"system:masters", gatewayv1alpha1.DefaultAdminGroup}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := client.New(adminUser.Config(), client.Options{Scheme: operator.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Keys of other users, created as an admin of the cluster would.
 	for _, owner := range []string{"alice@example.com", "bob@example.com"} {
-		k := &gatewayv1alpha1.APIKey{}
-		k.Namespace, k.GenerateName = s.Namespace, "kubectl-"
-		k.Spec.Owner, k.Spec.DisplayName = owner, "created with kubectl by "+owner
-		if err := admin.Create(context.Background(), k); err != nil {
-			t.Fatal(err)
-		}
-		env.WaitForPhase(t, s.Namespace, k.Name, gatewayv1alpha1.PhaseActive, 15*time.Second)
+		kubectlKey(t, s.Namespace, "", owner, "created with kubectl by "+owner)
 	}
 	ctx := webtest.Browser(t)
 	watch := webtest.WatchPage(ctx)

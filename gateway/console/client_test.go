@@ -17,6 +17,7 @@ var keyFormat = regexp.MustCompile(`^cvk_[0-9A-Za-z]{46}$`)
 // item, created and listed mirror the console API's JSON.
 type item struct {
 	Name        string     `json:"name"`
+	Namespace   string     `json:"namespace"`
 	DisplayName string     `json:"displayName"`
 	Prefix      string     `json:"prefix"`
 	Status      string     `json:"status"`

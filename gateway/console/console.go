@@ -1,8 +1,9 @@
 // Package console serves the web console at /api-keys and the JSON API
 // behind it at /api/v1/apikeys: list, create (with the key shown once) and
 // revoke. A request passes security headers -> identity -> CSRF guard (state
-// changes only) -> handler. Lists come from the gateway's watch cache;
-// writes and the one-shot reveal go to the API server.
+// changes only) -> handler. Lists come from the gateway's watch cache and
+// span every namespace it watches; writes and the one-shot reveal go to the
+// API server, in the console namespace only.
 package console
 
 import (
@@ -42,7 +43,9 @@ const DefaultCreateTimeout = 10 * time.Second
 type Options struct {
 	// Auth is AuthHeader (default) or AuthDev.
 	Auth AuthMode
-	// Namespace holds the keys the console creates and lists. Required.
+	// Namespace holds the keys the console creates and revokes. Required.
+	// Lists show a user's keys from every namespace the reader caches;
+	// those elsewhere are revoked with kubectl.
 	Namespace string
 	// ProxyCIDRs are the peers whose X-Forwarded-* headers are believed in
 	// header mode. Default: loopback only (a proxy in the same pod).
@@ -118,8 +121,9 @@ type Console struct {
 }
 
 // New builds the console. reader should be the gateway's cache (it must
-// cache APIKeys in o.Namespace); writer must talk to the API server directly,
-// because the one-shot reveal cannot be read from a cache.
+// cache APIKeys in o.Namespace; lists show what it caches elsewhere too);
+// writer must talk to the API server directly, because the one-shot reveal
+// cannot be read from a cache.
 func New(reader client.Reader, writer client.Client, o Options) (*Console, error) {
 	if reader == nil || writer == nil {
 		return nil, errors.New("console: a reader and a writer are required")

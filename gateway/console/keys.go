@@ -25,8 +25,13 @@ const (
 // no field that could hold key material: the console never has any to put
 // here, apart from the one create response, which carries the key next to
 // (not inside) an item.
+//
+// Namespace is where the APIKey lives: the console namespace for keys made
+// here, another one for keys made with kubectl. Name is unique only within
+// it.
 type keyItem struct {
 	Name        string     `json:"name"`
+	Namespace   string     `json:"namespace"`
 	DisplayName string     `json:"displayName,omitempty"`
 	Prefix      string     `json:"prefix,omitempty"`
 	Status      string     `json:"status"`
@@ -45,9 +50,18 @@ func (k keyItem) Revocable() bool {
 	return k.Status == StatusActive || k.Status == StatusPending || k.Status == StatusFailed
 }
 
+// RevokeCommand is how the key's owner revokes it from a terminal. The
+// console shows it for keys outside its namespace, which it cannot revoke:
+// the gateway may patch APIKeys only there (config/rbac/gateway_role.yaml).
+// Names and namespaces are DNS names, so the command needs no quoting.
+func (k keyItem) RevokeCommand() string {
+	return "kubectl apikey revoke " + k.Name + " -n " + k.Namespace
+}
+
 func itemOf(k *gatewayv1alpha1.APIKey, now time.Time) keyItem {
 	return keyItem{
 		Name:        k.Name,
+		Namespace:   k.Namespace,
 		DisplayName: k.Spec.DisplayName,
 		Prefix:      k.Status.Prefix,
 		Status:      statusOf(k, now),
@@ -91,12 +105,19 @@ func timeOf(t *metav1.Time) *time.Time {
 	return &u
 }
 
-// listKeys returns the keys id may see in the console namespace, newest
-// first, narrowed to owner when given; for admins also every owner seen,
-// for the filter.
+// listKeys returns the keys id may see, newest first, narrowed to owner
+// when given; for admins also every owner seen, for the filter. The keys
+// come from every namespace the gateway watches, not only the console's:
+// a user's keys made with kubectl in a team namespace are theirs too (the
+// admission policy makes whoever creates a key its owner; only admins may
+// name another). The console can revoke only those in its own namespace;
+// see revokeKey.
 func (c *Console) listKeys(ctx context.Context, id *Identity, owner string) ([]keyItem, []string, error) {
+	// Every watched namespace can hold many keys, and a page load needs
+	// only a few: read the cache's objects in place (itemOf copies what it
+	// keeps and changes nothing) instead of deep-copying all of them.
 	var list gatewayv1alpha1.APIKeyList
-	if err := c.reader.List(ctx, &list, client.InNamespace(c.opts.Namespace)); err != nil {
+	if err := c.reader.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, nil, err
 	}
 	now := time.Now()
@@ -116,7 +137,7 @@ func (c *Console) listKeys(ctx context.Context, id *Identity, owner string) ([]k
 		items = append(items, itemOf(k, now))
 	}
 	slices.SortFunc(items, func(a, b keyItem) int {
-		return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), cmp.Compare(a.Name, b.Name))
+		return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), cmp.Compare(a.Name, b.Name), cmp.Compare(a.Namespace, b.Namespace))
 	})
 	slices.Sort(owners)
 	return items, owners, nil

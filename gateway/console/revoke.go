@@ -15,8 +15,12 @@ import (
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 )
 
-// revokeKey sets spec.revoked on a key id may manage. Keys of other users
-// are "not found", so nobody learns which names others use.
+// revokeKey sets spec.revoked on a key id may manage in the console
+// namespace. Keys of other users are "not found", so nobody learns which
+// names others use. So are keys in other namespaces, although the list
+// shows them: the gateway faces the internet and may patch APIKeys only in
+// the console namespace (config/rbac/gateway_role.yaml); their owners
+// revoke them with kubectl, as the page tells them.
 func (c *Console) revokeKey(ctx context.Context, id *Identity, name string) (keyItem, *apiError) {
 	notFound := &apiError{http.StatusNotFound, "not_found", fmt.Sprintf("You have no API key named %q.", name)}
 	if len(validation.IsDNS1123Subdomain(name)) > 0 {

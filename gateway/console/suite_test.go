@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -149,11 +150,49 @@ func startStack(t *testing.T, withManager bool, mutate func(*server.Options)) *s
 		Logger:    slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	o.Console.Namespace = s.Namespace
+	// The gateway watches only this test's namespace (as with
+	// --namespaces), because the console lists a user's keys from every
+	// namespace the gateway watches, and the tests' users (the dev user
+	// above all) hold keys in the namespaces of earlier tests, which
+	// envtest never deletes. mutate may add namespaces, or watch all.
+	o.Namespaces = []string{s.Namespace}
 	if mutate != nil {
 		mutate(&o)
 	}
 	s.URL, _ = testenv.StartGateway(t, gatewayConfig, o)
 	return s
+}
+
+// clusterAdmin is a client for a cluster admin who is also a CodeVector
+// admin, the one kind of user the admission policy lets name another owner.
+var clusterAdmin = sync.OnceValues(func() (client.Client, error) {
+	u, err := env.AddUser(envtest.User{Name: "cluster-admin@example.com", Groups: []string{"system:masters", gatewayv1alpha1.DefaultAdminGroup}}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return client.New(u.Config(), client.Options{Scheme: operator.Scheme()})
+})
+
+// kubectlKey creates an APIKey for owner as a cluster admin would with
+// kubectl, in any namespace, and waits until the controller has issued it.
+// An empty name is generated ("kubectl-..."). Nobody consumes its reveal:
+// the tests need only what the console lists.
+func kubectlKey(t *testing.T, namespace, name, owner, displayName string) *gatewayv1alpha1.APIKey {
+	t.Helper()
+	admin, err := clusterAdmin()
+	if err != nil {
+		t.Fatalf("a client for the cluster admin: %v", err)
+	}
+	k := &gatewayv1alpha1.APIKey{}
+	k.Namespace, k.Name = namespace, name
+	if name == "" {
+		k.GenerateName = "kubectl-"
+	}
+	k.Spec.Owner, k.Spec.DisplayName = owner, displayName
+	if err := admin.Create(context.Background(), k); err != nil {
+		t.Fatalf("creating APIKey %s/%s for %s: %v", namespace, name, owner, err)
+	}
+	return env.WaitForPhase(t, namespace, k.Name, gatewayv1alpha1.PhaseActive, 15*time.Second)
 }
 
 // chat sends a chat completion through the gateway with key.

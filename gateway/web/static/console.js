@@ -1,6 +1,8 @@
 // The API keys page: create (with the key shown once), row menus, revoke.
 // Rows are rendered by the server only: after every change this script
-// fetches the page again and swaps the table in.
+// fetches the page again and swaps the table in. A row is a namespace and a
+// name together: keys made with kubectl in other namespaces are listed too,
+// and may share a name with a console key.
 "use strict";
 
 (function () {
@@ -12,6 +14,11 @@
   const revealStep = $("reveal-step");
   const revokeDialog = $("revoke-dialog");
   if (!createDialog || !revokeDialog) return;
+
+  // rowOf finds the row of the key namespace/name under root.
+  function rowOf(root, namespace, name) {
+    return root.querySelector('tr[data-namespace="' + CSS.escape(namespace) + '"][data-name="' + CSS.escape(name) + '"]');
+  }
 
   function csrfToken() {
     const meta = document.querySelector('meta[name="csrf-token"]');
@@ -49,7 +56,8 @@
   }
 
   // refresh re-renders the table from the server, and picks up a fresh
-  // CSRF token on the way.
+  // CSRF token on the way. highlight, if given, is a key ({namespace,
+  // name}) whose row is marked as new.
   async function refresh(highlight) {
     let doc;
     try {
@@ -74,7 +82,7 @@
     if (token && meta) meta.content = token.content;
     CV.localizeTimes(region);
     if (highlight) {
-      const row = region.querySelector('tr[data-name="' + CSS.escape(highlight) + '"]');
+      const row = rowOf(region, highlight.namespace, highlight.name);
       if (row) row.classList.add("row-new");
     }
   }
@@ -188,7 +196,7 @@
       revealed = true;
       revealKey.focus();
       revealKey.select();
-      refresh(res.apiKey.name);
+      refresh(res.apiKey);
     } catch (err) {
       showError(createError, err.message);
       if (err.code === "invalid_name" || err.code === "name_taken") {
@@ -261,7 +269,12 @@
     if (revoke) {
       const button = $(revoke.closest('[role="menu"]').getAttribute("aria-labelledby"));
       closeMenus();
-      openRevoke(revoke.dataset.revoke, revoke.dataset.label, button);
+      openRevoke(revoke.dataset.namespace, revoke.dataset.revoke, revoke.dataset.label, button);
+      return;
+    }
+    const command = e.target.closest("[data-copy-command]");
+    if (command) {
+      copyCommand(command);
       return;
     }
     const button = e.target.closest('[aria-haspopup="menu"]');
@@ -324,8 +337,10 @@
   let revoking = null;
   let revokeBusy = false;
 
-  function openRevoke(name, label, opener) {
-    revoking = { name: name, label: label, opener: opener };
+  // Only keys in the console namespace have a Revoke item; the API's path
+  // names no namespace because it revokes nowhere else.
+  function openRevoke(namespace, name, label, opener) {
+    revoking = { namespace: namespace, name: name, label: label, opener: opener };
     revokeTitle.textContent = "Revoke " + label + "?";
     showError(revokeError, "");
     revokeDialog.showModal();
@@ -342,10 +357,11 @@
       revokeDialog.close();
       await refresh();
       CV.toast(target.label + " was revoked. Requests with it are now rejected.");
-      const row = document.querySelector('#keys tr[data-name="' + CSS.escape(target.name) + '"] .key-name');
-      if (row) {
-        row.tabIndex = -1;
-        row.focus();
+      const row = rowOf($("keys"), target.namespace, target.name);
+      const name = row && row.querySelector(".key-name");
+      if (name) {
+        name.tabIndex = -1;
+        name.focus();
       }
     } catch (err) {
       showError(revokeError, err.message);
@@ -367,6 +383,21 @@
   document.querySelectorAll("dialog [data-close]").forEach(function (b) {
     b.addEventListener("click", function () { b.closest("dialog").close(); });
   });
+
+  // ---- Keys outside the console namespace ----
+
+  // copyCommand copies the kubectl command that revokes a key the console
+  // cannot revoke. Where the clipboard is out of reach, the command is
+  // selected in the menu instead, for Ctrl+C.
+  async function copyCommand(button) {
+    const ok = await CV.copy(button.dataset.copyCommand);
+    button.focus(); // the fallback copy borrows the focus; the menu keeps it
+    CV.flash(button, ok ? "Copied" : "Press Ctrl+C");
+    if (!ok) {
+      const code = button.closest('[role="menu"]').querySelector("code");
+      if (code) window.getSelection().selectAllChildren(code);
+    }
+  }
 
   // ---- Owner filter (admins) ----
 
