@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -142,14 +141,10 @@ func TestGatewayRBACIsEnoughAndNoMore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := server.New(gw.cfg, server.Options{
+	base, _ := testenv.StartGateway(t, gw.cfg, server.Options{
 		Providers: providers, LastUsedInterval: 200 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := runGateway(t, g)
 
 	// Authenticates a tenant's key and records its last use.
 	key, plain := env.IssueKey(t, tenant, "laptop")
@@ -351,39 +346,6 @@ func TestManagerRBACIsEnoughAndNoMore(t *testing.T) {
 		{"create", "rbac.authorization.k8s.io", "clusterrolebindings", "", "", false},
 		{"update", "admissionregistration.k8s.io", "validatingadmissionpolicies", "", "", false},
 	})
-}
-
-// runGateway serves g on a loopback port until the test ends and waits
-// until it is ready.
-func runGateway(t *testing.T, g *server.Gateway) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("gateway stopped with error: %v", err)
-		}
-	})
-	base := "http://" + ln.Addr().String()
-	testenv.Eventually(t, 15*time.Second, func() error {
-		resp, err := http.Get(base + "/readyz")
-		if err != nil {
-			return err
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/readyz = %d %s", resp.StatusCode, body)
-		}
-		return nil
-	})
-	return base
 }
 
 // chat sends the docs' request.

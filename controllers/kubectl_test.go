@@ -10,7 +10,6 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/internal/operator"
@@ -26,27 +25,10 @@ func kubectl(t *testing.T, kubeconfig string, args ...string) string {
 	return string(out)
 }
 
-func adminKubeconfig(t *testing.T) string {
-	t.Helper()
-	u, err := env.AddUser(envtest.User{Name: "kubectl-admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := u.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 func TestKubectlGetAPIKeysColumns(t *testing.T) {
 	env.StartManager(t, operator.Options{})
 	ns := env.Namespace(t)
-	kc := adminKubeconfig(t)
+	kc := env.KubeconfigFor(t, "kubectl-admin", "system:masters")
 	manifest := filepath.Join(t.TempDir(), "key.yaml")
 	if err := os.WriteFile(manifest, []byte(`apiVersion: gateway.codevector.io/v1alpha1
 kind: APIKey

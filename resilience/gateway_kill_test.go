@@ -22,7 +22,7 @@ import (
 // authenticates) once its watches have synced.
 func TestGatewayReplicaKilledUnderLoad(t *testing.T) {
 	env.StartManager(t, operator.Options{})
-	kubeconfig := adminKubeconfig(t)
+	kubeconfig := env.KubeconfigFor(t, "resilience-admin", "system:masters")
 	up := httptest.NewServer(&echo.Handler{})
 	defer up.Close()
 	providers := filepath.Join(t.TempDir(), "providers.yaml")

@@ -23,7 +23,7 @@ import (
 // key ID is shared, and no Secret is orphaned.
 func TestManagerKilledDuringBurstLosesNothing(t *testing.T) {
 	ctx := context.Background()
-	kubeconfig := adminKubeconfig(t)
+	kubeconfig := env.KubeconfigFor(t, "resilience-admin", "system:masters")
 	ns := env.Namespace(t)
 	managerArgs := []string{"manager", "--kubeconfig", kubeconfig, "--metrics-bind-address", "0", "--health-probe-bind-address", "0"}
 

@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/codevector/codevector/internal/testenv"
@@ -59,24 +58,6 @@ func run(m *testing.M) (int, error) {
 	}
 	defer env.Stop()
 	return m.Run(), nil
-}
-
-// adminKubeconfig writes a kubeconfig of a cluster admin for the processes.
-func adminKubeconfig(t *testing.T) string {
-	t.Helper()
-	u, err := env.AddUser(envtest.User{Name: "resilience-admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := u.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 // process is a codevector subcommand running as a child process.

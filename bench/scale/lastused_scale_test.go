@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -42,30 +41,11 @@ func BenchmarkLastUsedUnderLoad(b *testing.B) {
 	var urls []string
 	var gateways []*server.Gateway
 	for range replicas {
-		g, err := server.New(env.Config, server.Options{Providers: providers, LastUsedInterval: interval, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			b.Fatal(err)
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- g.Run(ctx, ln) }()
-		defer func() { cancel(); <-done }()
-		urls = append(urls, "http://"+ln.Addr().String())
-		gateways = append(gateways, g)
+		url, g := testenv.StartGateway(b, env.Config, server.Options{Providers: providers, LastUsedInterval: interval, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		urls, gateways = append(urls, url), append(gateways, g)
 	}
 	// Warm every replica's verified cache (argon2 once per key per replica).
 	for _, url := range urls {
-		for {
-			if resp, err := http.Get(url + "/readyz"); err == nil && resp.StatusCode == http.StatusOK {
-				resp.Body.Close()
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
 		var next atomic.Int64
 		var wg sync.WaitGroup
 		for range 8 {

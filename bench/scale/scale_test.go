@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -104,32 +103,8 @@ func measure(b *testing.B, env *testenv.Env, name string, o server.Options, n in
 	heapBefore, rssBefore := heapAndRSS()
 	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	start := time.Now()
-	g, err := server.New(env.Config, o)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx, ln) }()
-	defer func() { cancel(); <-done }()
-	url := "http://" + ln.Addr().String()
-	for {
-		resp, err := http.Get(url + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Since(start) > 5*time.Minute {
-			b.Fatalf("%s: not ready after 5 minutes", name)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	// StartGateway polls /readyz every 50 ms: ready times are that coarse.
+	url, g := testenv.StartGateway(b, env.Config, o)
 	r.ready = time.Since(start)
 	if got := g.Index().Len(); got < n {
 		b.Fatalf("%s: ready with %d keys indexed, want %d", name, got, n)

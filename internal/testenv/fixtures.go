@@ -3,12 +3,15 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/internal/keys"
@@ -106,4 +109,24 @@ func (e *Env) IssuedKeys() []string {
 	var out []string
 	e.issued.Range(func(k, _ any) bool { out = append(out, k.(string)); return true })
 	return out
+}
+
+// KubeconfigFor writes a kubeconfig of a new user of the API server (a
+// client certificate) into the test's temporary directory, for kubectl
+// and for codevector processes.
+func (e *Env) KubeconfigFor(t testing.TB, name string, groups ...string) string {
+	t.Helper()
+	u, err := e.AddUser(envtest.User{Name: name, Groups: groups}, nil)
+	if err != nil {
+		t.Fatalf("adding user %s: %v", name, err)
+	}
+	data, err := u.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
