@@ -44,13 +44,17 @@ func CacheOptions(systemNamespace string, namespaces []string) cache.Options {
 }
 
 // Watch keeps ix current from the cache's informers. Call it before the
-// cache starts so the initial list is indexed too.
-func Watch(ctx context.Context, c cache.Cache, ix *Index, onEvent func()) error {
+// cache starts so the initial list is indexed too. synced reports when the
+// handlers have indexed everything of the initial lists: the informers'
+// own sync says only that their stores are filled, and the handlers run
+// behind them (seconds behind at 100,000 keys), so a gateway that called
+// itself ready then would refuse keys it is about to know.
+func Watch(ctx context.Context, c cache.Cache, ix *Index, onEvent func()) (synced func() bool, err error) {
 	keyInformer, err := c.GetInformer(ctx, &gatewayv1alpha1.APIKey{})
 	if err != nil {
-		return fmt.Errorf("watching APIKeys: %w", err)
+		return nil, fmt.Errorf("watching APIKeys: %w", err)
 	}
-	if _, err := keyInformer.AddEventHandler(handler(onEvent,
+	keys, err := keyInformer.AddEventHandler(handler(onEvent,
 		func(o any) {
 			if k, ok := o.(*gatewayv1alpha1.APIKey); ok {
 				ix.SetAPIKey(APIKeyFactsOf(k))
@@ -60,14 +64,15 @@ func Watch(ctx context.Context, c cache.Cache, ix *Index, onEvent func()) error 
 			if k, ok := o.(*gatewayv1alpha1.APIKey); ok {
 				ix.DeleteAPIKey(types.NamespacedName{Namespace: k.Namespace, Name: k.Name})
 			}
-		})); err != nil {
-		return err
+		}))
+	if err != nil {
+		return nil, err
 	}
 	secretInformer, err := c.GetInformer(ctx, &corev1.Secret{})
 	if err != nil {
-		return fmt.Errorf("watching hash Secrets: %w", err)
+		return nil, fmt.Errorf("watching hash Secrets: %w", err)
 	}
-	_, err = secretInformer.AddEventHandler(handler(onEvent,
+	hashes, err := secretInformer.AddEventHandler(handler(onEvent,
 		func(o any) {
 			if s, ok := o.(*corev1.Secret); ok {
 				if f, ok := HashFactsOf(s); ok {
@@ -82,7 +87,10 @@ func Watch(ctx context.Context, c cache.Cache, ix *Index, onEvent func()) error 
 				ix.DeleteHash(s.UID)
 			}
 		}))
-	return err
+	if err != nil {
+		return nil, err
+	}
+	return func() bool { return keys.HasSynced() && hashes.HasSynced() }, nil
 }
 
 func handler(onEvent func(), set, del func(any)) toolscache.ResourceEventHandlerFuncs {

@@ -50,12 +50,14 @@ func TestSlowClientsAreDisconnectedAndStreamsAreNot(t *testing.T) {
 		conns = append(conns, dial("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"))
 	}
 	for i, c := range conns {
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_ = c.SetReadDeadline(time.Now().Add(15 * time.Second))
 		if _, err := io.Copy(io.Discard, c); err != nil {
-			t.Errorf("connection %d was not closed by the server within 5s: %v", i, err)
+			t.Errorf("connection %d was not closed by the server within 15s: %v", i, err)
 		}
 	}
-	testenv.Eventually(t, 5*time.Second, func() error {
+	// Generous deadlines: with 500 ms server timeouts the connections close
+	// within a second or so, but a loaded CI machine can be slow.
+	testenv.Eventually(t, 15*time.Second, func() error {
 		if g := runtime.NumGoroutine(); g > baseline+10 {
 			return fmt.Errorf("%d goroutines, baseline %d: slow clients pinned goroutines", g, baseline)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -34,6 +35,7 @@ type watches struct {
 // generation is one cache and the context that runs it.
 type generation struct {
 	cache  cache.Cache
+	synced func() bool // the index has everything of the initial lists
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -63,10 +65,27 @@ func (w *watches) newGeneration() (*generation, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating watch cache: %w", err)
 	}
-	if err := keyindex.Watch(context.Background(), c, w.index, w.onEvent); err != nil {
+	synced, err := keyindex.Watch(context.Background(), c, w.index, w.onEvent)
+	if err != nil {
 		return nil, err
 	}
-	return &generation{cache: c, done: make(chan error, 1)}, nil
+	return &generation{cache: c, synced: synced, done: make(chan error, 1)}, nil
+}
+
+// waitIndexed waits until the cache has synced and the index has taken in
+// all of it.
+func (g *generation) waitIndexed(ctx context.Context) bool {
+	if !g.cache.WaitForCacheSync(ctx) {
+		return false
+	}
+	for !g.synced() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return true
 }
 
 // start runs a generation under ctx.
@@ -79,7 +98,7 @@ func (g *generation) start(ctx context.Context) {
 func (w *watches) run(ctx context.Context) (synced bool) {
 	gen := w.current.Load()
 	gen.start(ctx)
-	return gen.cache.WaitForCacheSync(ctx)
+	return gen.waitIndexed(ctx)
 }
 
 // restart stops the current cache and starts a fresh one, then drops from
@@ -95,7 +114,7 @@ func (w *watches) restart(ctx context.Context) error {
 	old.cancel()
 	<-old.done
 	gen.start(ctx)
-	if !gen.cache.WaitForCacheSync(ctx) {
+	if !gen.waitIndexed(ctx) {
 		return fmt.Errorf("fresh watch cache did not sync")
 	}
 	return w.retainListed(ctx, gen.cache)
