@@ -24,6 +24,7 @@ import (
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/reveal"
+	"github.com/codevector/codevector/internal/testenv"
 )
 
 // fixedCompletion is the fast upstream's whole answer: a canned OpenAI chat
@@ -154,7 +155,7 @@ func startGateway(b *testing.B, p *proxy.Providers) *replica {
 		}
 	})
 	r := &replica{url: "http://" + ln.Addr().String(), Gateway: g}
-	waitFor(b, 30*time.Second, func() error {
+	testenv.Eventually(b, 30*time.Second, func() error {
 		resp, err := http.Get(r.url + "/readyz")
 		if err != nil {
 			return err
@@ -166,22 +167,6 @@ func startGateway(b *testing.B, p *proxy.Providers) *replica {
 		return nil
 	})
 	return r
-}
-
-// waitFor polls cond every 20ms until it returns nil or timeout passes.
-func waitFor(b *testing.B, timeout time.Duration, cond func() error) {
-	b.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("not within %v: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // waitOK sends the benchmark request to t until it gets 200. Against a
@@ -267,7 +252,7 @@ func issueKeys(b *testing.B, ns, prefix string, n int) []issuedKey {
 	b.Helper()
 	createKeys(b, ns, prefix, n, 8)
 	var list gatewayv1alpha1.APIKeyList
-	waitFor(b, time.Duration(n)*time.Second/5+30*time.Second, func() error {
+	testenv.Eventually(b, time.Duration(n)*time.Second/5+30*time.Second, func() error {
 		list = gatewayv1alpha1.APIKeyList{}
 		if err := env.Client.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
 			return err

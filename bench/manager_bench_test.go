@@ -20,6 +20,7 @@ import (
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/testenv"
 )
 
 // Manager benchmarks (issue 2): how fast one manager issues keys, and what
@@ -206,7 +207,7 @@ func BenchmarkManagerMemory(b *testing.B) {
 	// Settled: every APIKey reconciled once and no pass for two seconds.
 	var last float64
 	lastChange := time.Now()
-	waitFor(b, 5*time.Minute, func() error {
+	testenv.Eventually(b, 5*time.Minute, func() error {
 		rec, _ := gather("controller_runtime_reconcile_total", map[string]string{"controller": "apikey"})
 		if rec != last {
 			last, lastChange = rec, time.Now()
@@ -230,7 +231,7 @@ func BenchmarkManagerMemory(b *testing.B) {
 
 	gwBase := sampleMemory()
 	gw := startGateway(b, providers(b, "http://127.0.0.1:9", false))
-	waitFor(b, 2*time.Minute, func() error {
+	testenv.Eventually(b, 2*time.Minute, func() error {
 		if n := gw.Index().Len(); n < want {
 			return fmt.Errorf("gateway index holds %d keys", n)
 		}

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"slices"
 	"strconv"
@@ -17,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/codevector/codevector/gateway/proxy"
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/testenv"
@@ -35,15 +33,7 @@ func BenchmarkFlood(b *testing.B) {
 	}
 	defer env.Stop()
 	pop := populate(b, env, "flood", 200, 4, 200)
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		io.WriteString(w, `{}`)
-	}))
-	defer up.Close()
-	providers, err := proxy.ParseProviders([]byte("providers:\n  openai:\n    baseURL: "+up.URL+"\n"), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
+	providers := fastProviders(b)
 	url, _ := testenv.StartGateway(b, env.Config, server.Options{Providers: providers, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	good := pop.sample[:20]
 	for _, k := range good { // verified once, as in normal use

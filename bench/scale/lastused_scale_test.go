@@ -7,13 +7,11 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/codevector/codevector/gateway/proxy"
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/testenv"
 )
@@ -29,15 +27,7 @@ func BenchmarkLastUsedUnderLoad(b *testing.B) {
 	}
 	defer env.Stop()
 	pop := populate(b, env, "lu", n, 10, n)
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		io.WriteString(w, `{}`)
-	}))
-	defer up.Close()
-	providers, err := proxy.ParseProviders([]byte("providers:\n  openai:\n    baseURL: "+up.URL+"\n"), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
+	providers := fastProviders(b)
 	var urls []string
 	var gateways []*server.Gateway
 	for range replicas {

@@ -64,16 +64,7 @@ func gatewayAtScale(b *testing.B, n int) {
 	}
 	defer env.Stop()
 	pop := populate(b, env, fmt.Sprintf("s%d", n), n, 100, min(sampleSize, n))
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"id":"x","object":"chat.completion","choices":[]}`)
-	}))
-	defer up.Close()
-	providers, err := proxy.ParseProviders([]byte("providers:\n  openai:\n    baseURL: "+up.URL+"\n"), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
+	providers := fastProviders(b)
 
 	// Baseline: a gateway that serves one namespace, size/100 keys.
 	small := measure(b, env, fmt.Sprintf("%d keys, one namespace (baseline)", n/100), server.Options{Providers: providers, Namespaces: pop.namespaces[:1]}, n/100, inNamespace(pop, 0))
@@ -225,4 +216,20 @@ func printReport() {
 	if path := os.Getenv("BENCH_OUT"); path != "" {
 		_ = os.WriteFile(path, []byte(b.String()), 0o644)
 	}
+}
+
+// fastProviders points the openai provider at an upstream that answers at
+// once with a tiny body, so the benchmarks measure the gateway.
+func fastProviders(b testing.TB) *proxy.Providers {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"id":"x","object":"chat.completion","choices":[]}`)
+	}))
+	b.Cleanup(up.Close)
+	providers, err := proxy.ParseProviders([]byte("providers:\n  openai:\n    baseURL: "+up.URL+"\n"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return providers
 }
