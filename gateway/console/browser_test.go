@@ -282,7 +282,9 @@ func TestBrowserKeyboard(t *testing.T) {
 	// closes the dialog and the key is gone.
 	webtest.Do(t, ctx, "creating with the keyboard", chromedp.KeyEvent(kb.Enter))
 	webtest.WaitJS(t, ctx, "the dialog is open", `document.activeElement.id === "create-name"`)
-	webtest.Do(t, ctx, "typing and submitting", chromedp.KeyEvent("ci"+kb.Enter), chromedp.WaitVisible(chromedp.ID("reveal-key")))
+	webtest.Do(t, ctx, "typing a name", chromedp.KeyEvent("ci"))
+	webtest.WaitJS(t, ctx, "the name is typed", `document.getElementById("create-name").value === "ci"`)
+	webtest.Do(t, ctx, "submitting with Enter", chromedp.KeyEvent(kb.Enter), chromedp.WaitVisible(chromedp.ID("reveal-key")))
 	key := webtest.Eval[string](t, ctx, `document.getElementById("reveal-key").value`)
 	handedOut.Store(key, true)
 	if got := active(); got != "reveal-key" {

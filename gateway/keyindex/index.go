@@ -18,26 +18,12 @@ import (
 // hash Secret. A change to either source replaces the whole Entry, so a
 // reader can hold one without locks.
 type Entry struct {
-	KeyID string
-	// APIKey names the resource; UID ties it to one incarnation of it.
-	APIKey types.NamespacedName
-	UID    types.UID
-	Owner  string
-	Prefix string
-
-	// Revoked is spec.revoked. The gateway acts on the spec directly, so a
-	// revocation takes effect as soon as its watch event arrives, before
-	// the controller has even deleted the hash.
-	Revoked bool
-	// Phase is status.phase as the controller last wrote it.
-	Phase gatewayv1alpha1.Phase
-	// ExpiresAt is resolved from spec (expiresAt, or creation + ttl), so
-	// the gateway enforces expiry even while the manager is down. Zero
-	// means never.
-	ExpiresAt time.Time
-	// LastUsedAt is status.lastUsedAt as stored; the usage flusher only
-	// writes newer times.
-	LastUsedAt time.Time
+	// APIKeyFacts is the APIKey side (zero while only the hash is known).
+	// The gateway acts on spec.revoked directly, so a revocation takes
+	// effect as soon as its watch event arrives, before the controller has
+	// even deleted the hash; and ExpiresAt is resolved from spec, so the
+	// gateway enforces expiry even while the manager is down.
+	APIKeyFacts
 
 	// Hash is the parsed argon2id hash, nil until the hash Secret is seen.
 	Hash *keys.PHC
@@ -78,14 +64,20 @@ const (
 
 // APIKeyFacts is what the index keeps of an APIKey.
 type APIKeyFacts struct {
-	Name       types.NamespacedName
-	UID        types.UID
-	KeyID      string // from status.prefix; empty before the key is issued
-	Owner      string
-	Prefix     string
-	Revoked    bool
-	Phase      gatewayv1alpha1.Phase
-	ExpiresAt  time.Time
+	// Name names the resource; UID ties it to one incarnation of it.
+	Name  types.NamespacedName
+	UID   types.UID
+	KeyID string // from status.prefix; empty before the key is issued
+	Owner string
+	// Prefix is status.prefix, the part of the key shown everywhere.
+	Prefix  string
+	Revoked bool
+	// Phase is status.phase as the controller last wrote it.
+	Phase gatewayv1alpha1.Phase
+	// ExpiresAt: zero means never.
+	ExpiresAt time.Time
+	// LastUsedAt is status.lastUsedAt as stored; the usage flusher only
+	// writes newer times.
 	LastUsedAt time.Time
 }
 
@@ -211,11 +203,11 @@ func (ix *Index) rejoinLocked(id string) string {
 		delete(ix.entries, id)
 		return id
 	}
-	e := &Entry{KeyID: id}
+	e := &Entry{}
 	if hasA {
-		e.APIKey, e.UID, e.Owner, e.Prefix = a.Name, a.UID, a.Owner, a.Prefix
-		e.Revoked, e.Phase, e.ExpiresAt, e.LastUsedAt = a.Revoked, a.Phase, a.ExpiresAt, a.LastUsedAt
+		e.APIKeyFacts = a
 	}
+	e.KeyID = id
 	// A hash counts only if it was written for this incarnation of the
 	// APIKey: a hash Secret left over from a deleted APIKey must never
 	// authenticate for a new one.

@@ -235,7 +235,7 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 func requestLogAttrs(r *http.Request) []slog.Attr {
 	attrs := []slog.Attr{slog.String("requestID", r.Header.Get(requestIDHeader))}
 	if e := auth.FromContext(r.Context()); e != nil {
-		attrs = append(attrs, slog.String("keyPrefix", e.Prefix), slog.String("owner", e.Owner), slog.String("apikey", e.APIKey.String()))
+		attrs = append(attrs, slog.String("keyPrefix", e.Prefix), slog.String("owner", e.Owner), slog.String("apikey", e.Name.String()))
 	}
 	return attrs
 }

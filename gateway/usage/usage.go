@@ -67,7 +67,7 @@ func (r *Recorder) Record(e *keyindex.Entry, now time.Time) {
 	if s == nil {
 		r.mu.Lock()
 		if s = r.seen[e.KeyID]; s == nil {
-			s = &slot{name: e.APIKey}
+			s = &slot{name: e.Name}
 			r.seen[e.KeyID] = s
 		}
 		r.mu.Unlock()
@@ -117,7 +117,7 @@ func (r *Recorder) Flush(ctx context.Context) {
 	for _, p := range todo {
 		last := p.s.last.Load()
 		e := r.index.Lookup(p.id)
-		if e == nil || e.APIKey != p.s.name {
+		if e == nil || e.Name != p.s.name {
 			r.forget(p.id)
 			continue
 		}
