@@ -95,7 +95,7 @@ func measure(b *testing.B, env *testenv.Env, name string, o server.Options, n in
 	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	start := time.Now()
 	// StartGateway polls /readyz every 50 ms: ready times are that coarse.
-	url, g := testenv.StartGateway(b, env.Config, o)
+	url, g := testenv.StartGatewayWithin(b, 5*time.Minute, env.Config, o)
 	r.ready = time.Since(start)
 	if got := g.Index().Len(); got < n {
 		b.Fatalf("%s: ready with %d keys indexed, want %d", name, got, n)

@@ -42,7 +42,7 @@ func setHash(t testing.TB, ix *keyindex.Index, k keys.Key, apiKeyUID, secretUID 
 	if err != nil {
 		t.Fatal(err)
 	}
-	ix.SetHash(keyindex.HashFacts{SecretUID: types.UID(secretUID), KeyID: k.ID(), APIKeyUID: types.UID(apiKeyUID), Hash: &phc})
+	ix.SetHash(keyindex.HashFacts{SecretUID: types.UID(secretUID), KeyID: k.ID(), APIKeyUID: types.UID(apiKeyUID), Hash: phc})
 }
 
 func argon2Runs(a *Authenticator) float64 {

@@ -16,9 +16,11 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/gateway/keyindex"
 	"github.com/codevector/codevector/gateway/web"
 )
 
@@ -111,7 +113,7 @@ func ParseCIDRs(s string) ([]netip.Prefix, error) {
 type Console struct {
 	opts        Options
 	log         *slog.Logger
-	reader      client.Reader // the gateway's watch cache: every list and wait
+	keys        Keys          // the gateway's key index: every list and wait
 	writer      client.Client // the API server itself: create, revoke, reveal
 	csrf        *csrfSigner
 	crossOrigin *http.CrossOriginProtection
@@ -120,13 +122,20 @@ type Console struct {
 	handler     http.Handler
 }
 
-// New builds the console. reader should be the gateway's cache (it must
-// cache APIKeys in o.Namespace; lists show what it caches elsewhere too);
+// Keys is what the console reads keys from: the gateway's key index, which
+// its watches keep current.
+type Keys interface {
+	APIKey(types.NamespacedName) *keyindex.APIKeyFacts
+	APIKeys() []*keyindex.APIKeyFacts
+}
+
+// New builds the console. keys should be the gateway's key index (it must
+// watch APIKeys in o.Namespace; lists show what it watches elsewhere too);
 // writer must talk to the API server directly, because the one-shot reveal
 // cannot be read from a cache.
-func New(reader client.Reader, writer client.Client, o Options) (*Console, error) {
-	if reader == nil || writer == nil {
-		return nil, errors.New("console: a reader and a writer are required")
+func New(keys Keys, writer client.Client, o Options) (*Console, error) {
+	if keys == nil || writer == nil {
+		return nil, errors.New("console: a key index and a writer are required")
 	}
 	if o.Auth == "" {
 		o.Auth = AuthHeader
@@ -153,7 +162,7 @@ func New(reader client.Reader, writer client.Client, o Options) (*Console, error
 	if err != nil {
 		return nil, err
 	}
-	c := &Console{opts: o, log: o.Logger, reader: reader, writer: writer, csrf: signer, crossOrigin: http.NewCrossOriginProtection()}
+	c := &Console{opts: o, log: o.Logger, keys: keys, writer: writer, csrf: signer, crossOrigin: http.NewCrossOriginProtection()}
 	if c.page, err = web.Templates(viewFuncs, templateFS, "templates/api_keys.html"); err != nil {
 		return nil, fmt.Errorf("console templates: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/gateway/keyindex"
 )
 
 func TestStatusOf(t *testing.T) {
@@ -33,8 +34,8 @@ func TestStatusOf(t *testing.T) {
 		{"revoked and expired", gatewayv1alpha1.APIKeySpec{Revoked: true, ExpiresAt: &past}, gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseExpired}, StatusRevoked},
 		{"failed", gatewayv1alpha1.APIKeySpec{}, gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseFailed}, StatusFailed},
 	} {
-		k := &gatewayv1alpha1.APIKey{Spec: tc.spec, Status: tc.st}
-		if got := statusOf(k, now); got != tc.want {
+		f := keyindex.APIKeyFactsOf(&gatewayv1alpha1.APIKey{Spec: tc.spec, Status: tc.st})
+		if got := statusOf(&f, now); got != tc.want {
 			t.Errorf("%s: status %q, want %q", tc.name, got, tc.want)
 		}
 	}

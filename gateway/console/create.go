@@ -12,9 +12,11 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/gateway/keyindex"
 	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/reveal"
 )
@@ -124,12 +126,12 @@ func (c *Console) createKey(ctx context.Context, id *Identity, req createRequest
 	log := c.log.With("apikey", k.Namespace+"/"+k.Name, "owner", id.User)
 
 	waitCtx, cancel := context.WithTimeout(ctx, c.opts.CreateTimeout)
-	issued, err := c.waitFor(waitCtx, k, func(k *gatewayv1alpha1.APIKey) (bool, error) {
-		switch k.Status.Phase {
+	issued, err := c.waitFor(waitCtx, types.NamespacedName{Namespace: k.Namespace, Name: k.Name}, k.UID, func(k *keyindex.APIKeyFacts) (bool, error) {
+		switch k.Phase {
 		case gatewayv1alpha1.PhaseActive:
 			return true, nil
 		case gatewayv1alpha1.PhaseFailed, gatewayv1alpha1.PhaseRevoked, gatewayv1alpha1.PhaseExpired:
-			return false, fmt.Errorf("the controller marked the key %s", k.Status.Phase)
+			return false, fmt.Errorf("the controller marked the key %s", k.Phase)
 		}
 		return false, nil
 	})
@@ -146,7 +148,7 @@ func (c *Console) createKey(ctx context.Context, id *Identity, req createRequest
 			"The key could not be created: %v. Try again; if it keeps happening, ask your administrator to check the codevector manager.", err)}
 	}
 
-	plain, err := reveal.Consume(ctx, c.writer, issued)
+	plain, err := reveal.Consume(ctx, c.writer, objectOf(issued))
 	if err != nil {
 		if errors.Is(err, reveal.ErrAlreadyRevealed) {
 			// Someone with access to the namespace read it first (the CLI,
@@ -155,7 +157,7 @@ func (c *Console) createKey(ctx context.Context, id *Identity, req createRequest
 			return keyItem{}, keys.Key{}, &apiError{http.StatusConflict, "already_revealed",
 				"The key was created, but it was retrieved elsewhere before the console could show it. Revoke it if that was not you, and create a new one."}
 		}
-		c.abandon(issued, log)
+		c.abandon(k, log)
 		log.Error("Failed to reveal a console key", "error", err)
 		return keyItem{}, keys.Key{}, &apiError{http.StatusBadGateway, "reveal_failed", fmt.Sprintf(
 			"The key was created but could not be shown (%v), so it has been revoked. Try again.", err)}

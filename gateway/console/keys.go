@@ -2,14 +2,12 @@ package console
 
 import (
 	"cmp"
-	"context"
+	"maps"
 	"slices"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/gateway/keyindex"
 )
 
 // Key statuses as the console shows them.
@@ -58,18 +56,18 @@ func (k keyItem) RevokeCommand() string {
 	return "kubectl apikey revoke " + k.Name + " -n " + k.Namespace
 }
 
-func itemOf(k *gatewayv1alpha1.APIKey, now time.Time) keyItem {
+func itemOf(k *keyindex.APIKeyFacts, now time.Time) keyItem {
 	return keyItem{
-		Name:        k.Name,
-		Namespace:   k.Namespace,
-		DisplayName: k.Spec.DisplayName,
-		Prefix:      k.Status.Prefix,
+		Name:        k.Name.Name,
+		Namespace:   k.Name.Namespace,
+		DisplayName: k.DisplayName,
+		Prefix:      k.Prefix,
 		Status:      statusOf(k, now),
-		LastUsedAt:  timeOf(k.Status.LastUsedAt),
-		ExpiresAt:   timeOf(k.ResolvedExpiry()),
-		CreatedAt:   k.CreationTimestamp.UTC(),
-		RevokedAt:   timeOf(k.Status.RevokedAt),
-		Owner:       k.Spec.Owner,
+		LastUsedAt:  timeOf(k.LastUsedAt),
+		ExpiresAt:   timeOf(k.ExpiresAt),
+		CreatedAt:   k.CreatedAt.UTC(),
+		RevokedAt:   timeOf(k.RevokedAt),
+		Owner:       k.Owner,
 	}
 }
 
@@ -77,17 +75,17 @@ func itemOf(k *gatewayv1alpha1.APIKey, now time.Time) keyItem {
 // follows the gateway rather than the controller's last word: a revoked or
 // past-expiry key is refused by every gateway at once, even before the
 // controller has updated its phase.
-func statusOf(k *gatewayv1alpha1.APIKey, now time.Time) string {
-	if k.Spec.Revoked || k.Status.Phase == gatewayv1alpha1.PhaseRevoked {
+func statusOf(k *keyindex.APIKeyFacts, now time.Time) string {
+	if k.Revoked || k.Phase == gatewayv1alpha1.PhaseRevoked {
 		return StatusRevoked
 	}
-	if k.Status.Phase == gatewayv1alpha1.PhaseExpired {
+	if k.Phase == gatewayv1alpha1.PhaseExpired {
 		return StatusExpired
 	}
-	if exp := k.ResolvedExpiry(); exp != nil && !now.Before(exp.Time) {
+	if !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt) {
 		return StatusExpired
 	}
-	switch k.Status.Phase {
+	switch k.Phase {
 	case gatewayv1alpha1.PhaseActive:
 		return StatusActive
 	case gatewayv1alpha1.PhaseFailed:
@@ -97,8 +95,8 @@ func statusOf(k *gatewayv1alpha1.APIKey, now time.Time) string {
 	}
 }
 
-func timeOf(t *metav1.Time) *time.Time {
-	if t == nil || t.IsZero() {
+func timeOf(t time.Time) *time.Time {
+	if t.IsZero() {
 		return nil
 	}
 	u := t.UTC()
@@ -112,26 +110,18 @@ func timeOf(t *metav1.Time) *time.Time {
 // admission policy makes whoever creates a key its owner; only admins may
 // name another). The console can revoke only those in its own namespace;
 // see revokeKey.
-func (c *Console) listKeys(ctx context.Context, id *Identity, owner string) ([]keyItem, []string, error) {
-	// Every watched namespace can hold many keys, and a page load needs
-	// only a few: read the cache's objects in place (itemOf copies what it
-	// keeps and changes nothing) instead of deep-copying all of them.
-	var list gatewayv1alpha1.APIKeyList
-	if err := c.reader.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
-		return nil, nil, err
-	}
+func (c *Console) listKeys(id *Identity, owner string) ([]keyItem, []string) {
 	now := time.Now()
 	var items []keyItem
-	var owners []string
-	for i := range list.Items {
-		k := &list.Items[i]
-		if !id.mayManage(k.Spec.Owner) {
+	owners := map[string]bool{}
+	for _, k := range c.keys.APIKeys() {
+		if !id.mayManage(k.Owner) {
 			continue
 		}
-		if id.Admin && !slices.Contains(owners, k.Spec.Owner) {
-			owners = append(owners, k.Spec.Owner)
+		if id.Admin {
+			owners[k.Owner] = true
 		}
-		if owner != "" && k.Spec.Owner != owner {
+		if owner != "" && k.Owner != owner {
 			continue
 		}
 		items = append(items, itemOf(k, now))
@@ -139,6 +129,5 @@ func (c *Console) listKeys(ctx context.Context, id *Identity, owner string) ([]k
 	slices.SortFunc(items, func(a, b keyItem) int {
 		return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), cmp.Compare(a.Name, b.Name), cmp.Compare(a.Namespace, b.Namespace))
 	})
-	slices.Sort(owners)
-	return items, owners, nil
+	return items, slices.Sorted(maps.Keys(owners))
 }

@@ -22,8 +22,6 @@ type pageData struct {
 	Owners      []string
 	OwnerFilter string
 	Namespace   string
-	// LoadError replaces the table when the keys cannot be read.
-	LoadError string
 }
 
 // servePage: GET /api-keys. The page is complete without JavaScript for
@@ -50,11 +48,7 @@ func (c *Console) servePage(w http.ResponseWriter, r *http.Request) {
 		OwnerFilter: owner,
 		Namespace:   c.opts.Namespace,
 	}
-	var err error
-	if data.Keys, data.Owners, err = c.listKeys(r.Context(), id, owner); err != nil {
-		c.log.Error("Failed to list API keys", "error", err)
-		data.LoadError = "Your keys cannot be listed right now. Reload the page in a moment."
-	}
+	data.Keys, data.Owners = c.listKeys(id, owner)
 	if err := web.Render(w, c.page, http.StatusOK, data); err != nil {
 		c.log.Error("Failed to render the API keys page", "error", err)
 	}

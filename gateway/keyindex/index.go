@@ -1,7 +1,12 @@
 // Package keyindex is the gateway's view of every key: an in-memory index
-// from key ID to what authentication needs, fed by watch events on APIKeys
-// and hash Secrets. It is the only state shared between requests, and no
+// from key ID to what authentication needs, fed by watches on APIKeys and
+// hash Secrets. It is the only state shared between requests, and no
 // request ever waits on the API server for it.
+//
+// The index is also the watches' only store (see store.go): objects are
+// reduced to the few facts the gateway reads as they arrive, and nothing
+// else of them is kept. At 100,000 keys a cached APIKey and Secret pair
+// costs about 3 KiB; the facts cost under 1 KiB.
 package keyindex
 
 import (
@@ -18,14 +23,17 @@ import (
 // hash Secret. A change to either source replaces the whole Entry, so a
 // reader can hold one without locks.
 type Entry struct {
-	// APIKeyFacts is the APIKey side (zero while only the hash is known).
-	// The gateway acts on spec.revoked directly, so a revocation takes
-	// effect as soon as its watch event arrives, before the controller has
-	// even deleted the hash; and ExpiresAt is resolved from spec, so the
-	// gateway enforces expiry even while the manager is down.
-	APIKeyFacts
+	// APIKeyFacts is the APIKey side, shared with the index's own record
+	// of it rather than copied. Never nil; only KeyID is set while only the
+	// hash is known. The gateway acts on spec.revoked directly, so a
+	// revocation takes effect as soon as its watch event arrives, before
+	// the controller has even deleted the hash; and ExpiresAt is resolved
+	// from spec, so the gateway enforces expiry even while the manager is
+	// down.
+	*APIKeyFacts
 
-	// Hash is the parsed argon2id hash, nil until the hash Secret is seen.
+	// Hash is the parsed argon2id hash, nil until a hash Secret written for
+	// this APIKey is seen.
 	Hash *keys.PHC
 	// HashUID identifies the hash Secret the Hash came from.
 	HashUID types.UID
@@ -35,6 +43,10 @@ type Entry struct {
 	// argon2 run per key per flush interval). A verified-key cache entry is
 	// honoured only for the Version it was verified against.
 	Version uint64
+
+	// hashSide is the hash Secret claiming this key ID, even one written
+	// for another incarnation of the APIKey (which then sets no Hash).
+	hashSide *HashFacts
 }
 
 // Usable reports why e cannot authenticate a request at now, or "" if it can.
@@ -62,7 +74,9 @@ const (
 	ReasonExpired Reason = "expired"
 )
 
-// APIKeyFacts is what the index keeps of an APIKey.
+// APIKeyFacts is what the gateway keeps of an APIKey: what authentication
+// decides on and what the console shows. Treat it as read-only: the index
+// shares one value between its maps and the entries it hands out.
 type APIKeyFacts struct {
 	// Name names the resource; UID ties it to one incarnation of it.
 	Name  types.NamespacedName
@@ -70,8 +84,9 @@ type APIKeyFacts struct {
 	KeyID string // from status.prefix; empty before the key is issued
 	Owner string
 	// Prefix is status.prefix, the part of the key shown everywhere.
-	Prefix  string
-	Revoked bool
+	Prefix      string
+	DisplayName string
+	Revoked     bool
 	// Phase is status.phase as the controller last wrote it.
 	Phase gatewayv1alpha1.Phase
 	// ExpiresAt: zero means never.
@@ -79,6 +94,8 @@ type APIKeyFacts struct {
 	// LastUsedAt is status.lastUsedAt as stored; the usage flusher only
 	// writes newer times.
 	LastUsedAt time.Time
+	CreatedAt  time.Time
+	RevokedAt  time.Time
 }
 
 // HashFacts is what the index keeps of a hash Secret.
@@ -86,17 +103,15 @@ type HashFacts struct {
 	SecretUID types.UID
 	KeyID     string
 	APIKeyUID types.UID
-	Hash      *keys.PHC
+	Hash      keys.PHC
 }
 
 // Index joins APIKeys and hash Secrets by key ID.
 type Index struct {
 	mu       sync.RWMutex
-	entries  map[string]*Entry               // key ID -> joined snapshot
-	apiKeys  map[string]APIKeyFacts          // key ID -> APIKey side
-	hashes   map[string]HashFacts            // key ID -> hash side
-	byName   map[types.NamespacedName]string // APIKey -> key ID, to handle deletes
-	byHash   map[types.UID]string            // hash Secret UID -> key ID
+	entries  map[string]*Entry                       // key ID -> joined snapshot
+	apiKeys  map[types.NamespacedName]*APIKeyFacts   // every APIKey, issued or not
+	hashes   map[types.UID]*HashFacts                // hash Secret UID -> its facts
 	versions uint64
 	onChange func(keyID string)
 }
@@ -106,10 +121,8 @@ type Index struct {
 func New(onChange func(keyID string)) *Index {
 	return &Index{
 		entries:  map[string]*Entry{},
-		apiKeys:  map[string]APIKeyFacts{},
-		hashes:   map[string]HashFacts{},
-		byName:   map[types.NamespacedName]string{},
-		byHash:   map[types.UID]string{},
+		apiKeys:  map[types.NamespacedName]*APIKeyFacts{},
+		hashes:   map[types.UID]*HashFacts{},
 		onChange: onChange,
 	}
 }
@@ -129,90 +142,146 @@ func (ix *Index) Len() int {
 	return len(ix.entries)
 }
 
+// APIKey returns what is known of the APIKey name (issued or not), or nil.
+func (ix *Index) APIKey(name types.NamespacedName) *APIKeyFacts {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return ix.apiKeys[name]
+}
+
+// APIKeys returns every APIKey known, in no order.
+func (ix *Index) APIKeys() []*APIKeyFacts {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	out := make([]*APIKeyFacts, 0, len(ix.apiKeys))
+	for _, f := range ix.apiKeys {
+		out = append(out, f)
+	}
+	return out
+}
+
 // SetAPIKey records the APIKey side of a key.
 func (ix *Index) SetAPIKey(f APIKeyFacts) {
-	ix.mu.Lock()
-	var changed []string
-	if old, ok := ix.byName[f.Name]; ok && old != f.KeyID {
-		// Re-keyed or re-created under the same name: the old ID goes.
-		delete(ix.apiKeys, old)
-		changed = append(changed, ix.rejoinLocked(old))
-	}
-	if f.KeyID == "" {
-		delete(ix.byName, f.Name)
-	} else {
-		ix.byName[f.Name] = f.KeyID
-		ix.apiKeys[f.KeyID] = f
-		changed = append(changed, ix.rejoinLocked(f.KeyID))
-	}
-	ix.mu.Unlock()
-	ix.notify(changed)
+	ix.change(func(changed *[]string) { ix.setAPIKeyLocked(&f, changed) })
 }
 
 // DeleteAPIKey forgets an APIKey.
 func (ix *Index) DeleteAPIKey(name types.NamespacedName) {
-	ix.mu.Lock()
-	id, ok := ix.byName[name]
-	var changed []string
-	if ok {
-		delete(ix.byName, name)
-		delete(ix.apiKeys, id)
-		changed = append(changed, ix.rejoinLocked(id))
-	}
-	ix.mu.Unlock()
-	ix.notify(changed)
+	ix.change(func(changed *[]string) { ix.deleteAPIKeyLocked(name, changed) })
 }
 
 // SetHash records the hash side of a key.
 func (ix *Index) SetHash(f HashFacts) {
-	ix.mu.Lock()
-	var changed []string
-	if old, ok := ix.byHash[f.SecretUID]; ok && old != f.KeyID {
-		delete(ix.hashes, old)
-		changed = append(changed, ix.rejoinLocked(old))
-	}
-	ix.byHash[f.SecretUID] = f.KeyID
-	ix.hashes[f.KeyID] = f
-	changed = append(changed, ix.rejoinLocked(f.KeyID))
-	ix.mu.Unlock()
-	ix.notify(changed)
+	ix.change(func(changed *[]string) { ix.setHashLocked(&f, changed) })
 }
 
 // DeleteHash forgets a hash Secret.
 func (ix *Index) DeleteHash(secretUID types.UID) {
-	ix.mu.Lock()
-	id, ok := ix.byHash[secretUID]
-	var changed []string
-	if ok {
-		delete(ix.byHash, secretUID)
-		if h, ok := ix.hashes[id]; ok && h.SecretUID == secretUID {
-			delete(ix.hashes, id)
-		}
-		changed = append(changed, ix.rejoinLocked(id))
-	}
-	ix.mu.Unlock()
-	ix.notify(changed)
+	ix.change(func(changed *[]string) { ix.deleteHashLocked(secretUID, changed) })
 }
 
-// rejoinLocked rebuilds the entry of one key ID from its two sides and
-// returns the key ID.
-func (ix *Index) rejoinLocked(id string) string {
-	a, hasA := ix.apiKeys[id]
-	h, hasH := ix.hashes[id]
-	if !hasA && !hasH {
+// change runs f under the write lock, then tells onChange about every key
+// ID f changed.
+func (ix *Index) change(f func(changed *[]string)) {
+	var changed []string
+	ix.mu.Lock()
+	f(&changed)
+	ix.mu.Unlock()
+	if ix.onChange != nil {
+		for _, id := range changed {
+			ix.onChange(id)
+		}
+	}
+}
+
+func (ix *Index) setAPIKeyLocked(f *APIKeyFacts, changed *[]string) {
+	old := ix.apiKeys[f.Name]
+	ix.apiKeys[f.Name] = f
+	if old != nil && old.KeyID != "" && old.KeyID != f.KeyID {
+		// Re-keyed or re-created under the same name: the old ID goes.
+		ix.dropAPIKeySideLocked(old, changed)
+	}
+	if f.KeyID != "" {
+		ix.rejoinLocked(f.KeyID, f, ix.hashSideLocked(f.KeyID), changed)
+	}
+}
+
+func (ix *Index) deleteAPIKeyLocked(name types.NamespacedName, changed *[]string) {
+	old, ok := ix.apiKeys[name]
+	if !ok {
+		return
+	}
+	delete(ix.apiKeys, name)
+	if old.KeyID != "" {
+		ix.dropAPIKeySideLocked(old, changed)
+	}
+}
+
+// dropAPIKeySideLocked removes old from its key ID's entry, unless another
+// APIKey claims that ID now.
+func (ix *Index) dropAPIKeySideLocked(old *APIKeyFacts, changed *[]string) {
+	if e := ix.entries[old.KeyID]; e != nil && e.APIKeyFacts == old {
+		ix.rejoinLocked(old.KeyID, nil, e.hashSide, changed)
+	}
+}
+
+func (ix *Index) setHashLocked(f *HashFacts, changed *[]string) {
+	old := ix.hashes[f.SecretUID]
+	ix.hashes[f.SecretUID] = f
+	if old != nil && old.KeyID != f.KeyID {
+		ix.dropHashSideLocked(old, changed)
+	}
+	ix.rejoinLocked(f.KeyID, ix.apiKeySideLocked(f.KeyID), f, changed)
+}
+
+func (ix *Index) deleteHashLocked(uid types.UID, changed *[]string) {
+	old, ok := ix.hashes[uid]
+	if !ok {
+		return
+	}
+	delete(ix.hashes, uid)
+	ix.dropHashSideLocked(old, changed)
+}
+
+// dropHashSideLocked removes old from its key ID's entry, unless another
+// Secret claims that ID now.
+func (ix *Index) dropHashSideLocked(old *HashFacts, changed *[]string) {
+	if e := ix.entries[old.KeyID]; e != nil && e.hashSide == old {
+		ix.rejoinLocked(old.KeyID, ix.apiKeySideLocked(old.KeyID), nil, changed)
+	}
+}
+
+func (ix *Index) apiKeySideLocked(id string) *APIKeyFacts {
+	if e := ix.entries[id]; e != nil && e.UID != "" {
+		return e.APIKeyFacts
+	}
+	return nil
+}
+
+func (ix *Index) hashSideLocked(id string) *HashFacts {
+	if e := ix.entries[id]; e != nil {
+		return e.hashSide
+	}
+	return nil
+}
+
+// rejoinLocked rebuilds the entry of key ID id from its two sides (either
+// may be nil) and records id as changed.
+func (ix *Index) rejoinLocked(id string, a *APIKeyFacts, h *HashFacts, changed *[]string) {
+	*changed = append(*changed, id)
+	if a == nil && h == nil {
 		delete(ix.entries, id)
-		return id
+		return
 	}
-	e := &Entry{}
-	if hasA {
-		e.APIKeyFacts = a
+	e := &Entry{APIKeyFacts: a, hashSide: h}
+	if a == nil {
+		e.APIKeyFacts = &APIKeyFacts{KeyID: id}
 	}
-	e.KeyID = id
 	// A hash counts only if it was written for this incarnation of the
 	// APIKey: a hash Secret left over from a deleted APIKey must never
 	// authenticate for a new one.
-	if hasH && (!hasA || h.APIKeyUID == a.UID) {
-		e.Hash, e.HashUID = h.Hash, h.SecretUID
+	if h != nil && (a == nil || h.APIKeyUID == a.UID) {
+		e.Hash, e.HashUID = &h.Hash, h.SecretUID
 	}
 	if old := ix.entries[id]; old != nil && sameDecision(old, e) {
 		e.Version = old.Version
@@ -221,46 +290,10 @@ func (ix *Index) rejoinLocked(id string) string {
 		e.Version = ix.versions
 	}
 	ix.entries[id] = e
-	return id
 }
 
 // sameDecision reports whether a and b authenticate exactly the same way.
 func sameDecision(a, b *Entry) bool {
 	return a.UID == b.UID && a.HashUID == b.HashUID && a.Revoked == b.Revoked &&
 		a.Phase == b.Phase && a.ExpiresAt.Equal(b.ExpiresAt) && a.Owner == b.Owner
-}
-
-func (ix *Index) notify(ids []string) {
-	if ix.onChange == nil {
-		return
-	}
-	for _, id := range ids {
-		ix.onChange(id)
-	}
-}
-
-// Retain drops every APIKey not named in apiKeys and every hash Secret
-// whose UID is not in hashes: what a fresh full list no longer contains was
-// deleted while the gateway was not watching.
-func (ix *Index) Retain(apiKeys map[types.NamespacedName]bool, hashes map[types.UID]bool) {
-	ix.mu.Lock()
-	var changed []string
-	for name, id := range ix.byName {
-		if !apiKeys[name] {
-			delete(ix.byName, name)
-			delete(ix.apiKeys, id)
-			changed = append(changed, ix.rejoinLocked(id))
-		}
-	}
-	for uid, id := range ix.byHash {
-		if !hashes[uid] {
-			delete(ix.byHash, uid)
-			if h, ok := ix.hashes[id]; ok && h.SecretUID == uid {
-				delete(ix.hashes, id)
-			}
-			changed = append(changed, ix.rejoinLocked(id))
-		}
-	}
-	ix.mu.Unlock()
-	ix.notify(changed)
 }

@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
@@ -16,7 +18,7 @@ func facts(uid string) APIKeyFacts {
 }
 
 func hashFor(uid, secretUID string) HashFacts {
-	return HashFacts{SecretUID: types.UID(secretUID), KeyID: "ABCDEFGH", APIKeyUID: types.UID(uid), Hash: &keys.PHC{}}
+	return HashFacts{SecretUID: types.UID(secretUID), KeyID: "ABCDEFGH", APIKeyUID: types.UID(uid), Hash: keys.PHC{}}
 }
 
 func TestIndexJoinsAPIKeyAndHash(t *testing.T) {
@@ -88,20 +90,59 @@ func TestIndexExpiryAndDeletes(t *testing.T) {
 	}
 }
 
-func TestIndexRetainDropsWhatAFreshListLacks(t *testing.T) {
+// A relist (after a watch expired or the API server came back) replaces
+// what the index knows: what the fresh list lacks was deleted while nobody
+// watched. A namespace's relist touches only that namespace.
+func TestRelistDropsWhatAFreshListLacks(t *testing.T) {
 	ix := New(nil)
-	ix.SetAPIKey(facts("uid-1"))
+	team := &apiKeyStore{store: store{ix: ix}, namespace: "team"}
+	hashes := &hashStore{store{ix: ix}}
+	laptop, ci, other := apiKey("team", "laptop", "uid-1", "ABCDEFGH"), apiKey("team", "ci", "uid-2", "ZZZZZZZZ"), apiKey("other", "x", "uid-3", "YYYYYYYY")
+	for _, k := range []*gatewayv1alpha1.APIKey{laptop, ci, other} {
+		ix.SetAPIKey(APIKeyFactsOf(k))
+	}
 	ix.SetHash(hashFor("uid-1", "secret-1"))
-	other := APIKeyFacts{Name: types.NamespacedName{Namespace: "team", Name: "ci"}, UID: "uid-2", KeyID: "ZZZZZZZZ", Phase: gatewayv1alpha1.PhaseActive}
-	ix.SetAPIKey(other)
+	ix.SetHash(HashFacts{SecretUID: "secret-2", KeyID: "ZZZZZZZZ", APIKeyUID: "uid-2"})
 
-	// The fresh list no longer has "laptop" nor its hash (deleted while the
-	// gateway was not watching), and still has "ci".
-	ix.Retain(map[types.NamespacedName]bool{other.Name: true}, map[types.UID]bool{})
+	// The fresh lists no longer have "laptop" nor its hash.
+	if err := team.Replace([]any{ci}, "1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := hashes.Replace([]any{hashSecret("secret-2", "ZZZZZZZZ", "uid-2")}, "1"); err != nil {
+		t.Fatal(err)
+	}
 	if e := ix.Lookup("ABCDEFGH"); e != nil {
 		t.Errorf("deleted key kept: %+v", e)
 	}
-	if e := ix.Lookup("ZZZZZZZZ"); e == nil {
-		t.Error("a key still listed was dropped")
+	if e := ix.Lookup("ZZZZZZZZ"); e == nil || e.Hash == nil {
+		t.Errorf("a key still listed lost its APIKey or hash: %+v", e)
+	}
+	if ix.Lookup("YYYYYYYY") == nil || ix.APIKey(types.NamespacedName{Namespace: "other", Name: "x"}) == nil {
+		t.Error("a relist of namespace team dropped a key of namespace other")
+	}
+	if !team.synced.Load() || !hashes.synced.Load() {
+		t.Error("a store that received its full list does not report synced")
+	}
+}
+
+func apiKey(ns, name, uid, id string) *gatewayv1alpha1.APIKey {
+	return &gatewayv1alpha1.APIKey{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID(uid)},
+		Status:     gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive, Prefix: keys.Prefix + id},
+	}
+}
+
+func hashSecret(uid, id, apiKeyUID string) *corev1.Secret {
+	k, _ := keys.Generate()
+	k, _ = keys.WithID(k, id)
+	phc, err := keys.Hash(k, keys.Params{Memory: keys.MinMemoryKiB, Time: 1, Threads: 1})
+	if err != nil {
+		panic(err)
+	}
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "codevector-system", Name: "hash-" + apiKeyUID, UID: types.UID(uid),
+			Labels: map[string]string{gatewayv1alpha1.LabelKeyID: id, gatewayv1alpha1.LabelAPIKeyUID: apiKeyUID}},
+		Type: gatewayv1alpha1.HashSecretType,
+		Data: map[string][]byte{gatewayv1alpha1.HashSecretKey: []byte(phc)},
 	}
 }

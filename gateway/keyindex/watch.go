@@ -1,126 +1,133 @@
 package keyindex
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
+	"sync"
+	"unique"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/internal/keys"
 )
 
-// CacheOptions selects what the gateway watches: APIKeys in the given
-// namespaces (all when empty) and, in the system namespace only, Secrets of
-// the hash type. The gateway faces the internet; it never lists or caches
-// any other Secret. Objects are trimmed to what the index and console read
-// before they are stored, to keep memory per key small.
-func CacheOptions(systemNamespace string, namespaces []string) cache.Options {
-	o := cache.Options{
-		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {
-				Namespaces: map[string]cache.Config{systemNamespace: {}},
-				Field:      fields.OneTermEqualSelector("type", gatewayv1alpha1.HashSecretType),
-				Transform:  trimHashSecret,
-			},
-			&gatewayv1alpha1.APIKey{}: {Transform: trimAPIKey},
-		},
-	}
-	if len(namespaces) > 0 {
-		o.DefaultNamespaces = map[string]cache.Config{}
-		for _, ns := range namespaces {
-			o.DefaultNamespaces[ns] = cache.Config{}
-		}
-		// The system namespace always holds the console's keys.
-		o.DefaultNamespaces[systemNamespace] = cache.Config{}
-	}
-	return o
+// Watch is one set of reflectors that keep an Index current: APIKeys in
+// the watched namespaces (all when none are given) and, in the system
+// namespace only, Secrets of the hash type. The gateway faces the
+// internet; it never lists or caches any other Secret.
+type Watch struct {
+	reflectors []*toolscache.Reflector
+	stores     []*store
 }
 
-// Watch keeps ix current from the cache's informers. Call it before the
-// cache starts so the initial list is indexed too. synced reports when the
-// handlers have indexed everything of the initial lists: the informers'
-// own sync says only that their stores are filled, and the handlers run
-// behind them (seconds behind at 100,000 keys), so a gateway that called
-// itself ready then would refuse keys it is about to know.
-func Watch(ctx context.Context, c cache.Cache, ix *Index, onEvent func()) (synced func() bool, err error) {
-	keyInformer, err := c.GetInformer(ctx, &gatewayv1alpha1.APIKey{})
+// Clients are what a Watch lists and watches with; build them once and
+// share them between Watches.
+type Clients struct {
+	apiKeys, secrets rest.Interface
+}
+
+// NewClients builds the REST clients of APIKeys and Secrets. Both speak
+// JSON, even though Secrets could come as protobuf: lists are decoded as
+// they stream in, which protobuf's framing does not allow.
+func NewClients(cfg *rest.Config, httpClient *http.Client, scheme *runtime.Scheme) (*Clients, error) {
+	codecs := serializer.NewCodecFactory(scheme)
+	apiKeys, err := apiutil.RESTClientForGVK(gatewayv1alpha1.GroupVersion.WithKind("APIKey"), false, false, cfg, codecs, httpClient)
 	if err != nil {
-		return nil, fmt.Errorf("watching APIKeys: %w", err)
+		return nil, fmt.Errorf("creating APIKey client: %w", err)
 	}
-	keys, err := keyInformer.AddEventHandler(handler(onEvent,
-		func(o any) {
-			if k, ok := o.(*gatewayv1alpha1.APIKey); ok {
-				ix.SetAPIKey(APIKeyFactsOf(k))
-			}
-		},
-		func(o any) {
-			if k, ok := o.(*gatewayv1alpha1.APIKey); ok {
-				ix.DeleteAPIKey(types.NamespacedName{Namespace: k.Namespace, Name: k.Name})
-			}
-		}))
+	secrets, err := apiutil.RESTClientForGVK(corev1.SchemeGroupVersion.WithKind("Secret"), true, false, cfg, codecs, httpClient)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("creating Secret client: %w", err)
 	}
-	secretInformer, err := c.GetInformer(ctx, &corev1.Secret{})
-	if err != nil {
-		return nil, fmt.Errorf("watching hash Secrets: %w", err)
+	return &Clients{apiKeys: apiKeys, secrets: secrets}, nil
+}
+
+// NewWatch prepares the reflectors that feed ix; onEvent, if set, is
+// called on every event. Nothing runs until Run.
+func NewWatch(c *Clients, ix *Index, systemNamespace string, namespaces []string, onEvent func()) *Watch {
+	w := &Watch{}
+	add := func(name string, lw toolscache.ListerWatcher, expected runtime.Object, s toolscache.ReflectorStore, st *store) {
+		w.reflectors = append(w.reflectors, toolscache.NewReflectorWithOptions(lw, expected, s, toolscache.ReflectorOptions{Name: name}))
+		w.stores = append(w.stores, st)
 	}
-	hashes, err := secretInformer.AddEventHandler(handler(onEvent,
-		func(o any) {
-			if s, ok := o.(*corev1.Secret); ok {
-				if f, ok := HashFactsOf(s); ok {
-					ix.SetHash(f)
-				} else {
-					ix.DeleteHash(s.UID)
+	if len(namespaces) == 0 {
+		namespaces = []string{metav1.NamespaceAll}
+	}
+	for _, ns := range namespaces {
+		s := &apiKeyStore{store: store{ix: ix, onEvent: onEvent}, namespace: ns}
+		lw := newFactsListWatch(c.apiKeys, "apikeys", ns, fields.Everything(),
+			func() runtime.Object { return &gatewayv1alpha1.APIKey{} },
+			func(o runtime.Object) (any, bool) {
+				k, ok := o.(*gatewayv1alpha1.APIKey)
+				if !ok {
+					return nil, false
 				}
-			}
-		},
-		func(o any) {
-			if s, ok := o.(*corev1.Secret); ok {
-				ix.DeleteHash(s.UID)
-			}
-		}))
-	if err != nil {
-		return nil, err
+				f := APIKeyFactsOf(k)
+				return &f, true
+			})
+		add("apikeys "+cmp.Or(ns, "(all namespaces)"), lw, &gatewayv1alpha1.APIKey{}, s, &s.store)
 	}
-	return func() bool { return keys.HasSynced() && hashes.HasSynced() }, nil
+	hashes := &hashStore{store{ix: ix, onEvent: onEvent}}
+	lw := newFactsListWatch(c.secrets, "secrets", systemNamespace, fields.OneTermEqualSelector("type", gatewayv1alpha1.HashSecretType),
+		func() runtime.Object { return &corev1.Secret{} },
+		func(o runtime.Object) (any, bool) {
+			s, ok := o.(*corev1.Secret)
+			if !ok {
+				return nil, false
+			}
+			f, ok := HashFactsOf(s)
+			return &f, ok
+		})
+	add("hash secrets", lw, &corev1.Secret{}, hashes, &hashes.store)
+	return w
 }
 
-func handler(onEvent func(), set, del func(any)) toolscache.ResourceEventHandlerFuncs {
-	touch := func() {
-		if onEvent != nil {
-			onEvent()
+// Run runs the reflectors until ctx ends and they have stopped: after Run
+// returns, this Watch writes nothing more to the index.
+func (w *Watch) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, r := range w.reflectors {
+		wg.Go(func() { r.RunWithContext(ctx) })
+	}
+	wg.Wait()
+}
+
+// Synced reports whether every reflector's first full list is in the
+// index: a gateway that called itself ready before would refuse keys it is
+// about to know.
+func (w *Watch) Synced() bool {
+	for _, s := range w.stores {
+		if !s.synced.Load() {
+			return false
 		}
 	}
-	return toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(o any) { set(o); touch() },
-		UpdateFunc: func(_, o any) { set(o); touch() },
-		DeleteFunc: func(o any) {
-			if t, ok := o.(toolscache.DeletedFinalStateUnknown); ok {
-				o = t.Obj
-			}
-			del(o)
-			touch()
-		},
-	}
+	return true
 }
 
-// APIKeyFactsOf extracts what the index needs from an APIKey.
+// APIKeyFactsOf extracts what the gateway keeps of an APIKey. Strings
+// that many keys share (namespace, owner, phase) are interned.
 func APIKeyFactsOf(k *gatewayv1alpha1.APIKey) APIKeyFacts {
 	f := APIKeyFacts{
-		Name:    types.NamespacedName{Namespace: k.Namespace, Name: k.Name},
-		UID:     k.UID,
-		Owner:   k.Spec.Owner,
-		Prefix:  k.Status.Prefix,
-		Revoked: k.Spec.Revoked,
-		Phase:   k.Status.Phase,
+		Name:        types.NamespacedName{Namespace: intern(k.Namespace), Name: k.Name},
+		UID:         k.UID,
+		Owner:       intern(k.Spec.Owner),
+		Prefix:      k.Status.Prefix,
+		DisplayName: k.Spec.DisplayName,
+		Revoked:     k.Spec.Revoked,
+		Phase:       gatewayv1alpha1.Phase(intern(string(k.Status.Phase))),
+		CreatedAt:   k.CreationTimestamp.Time,
 	}
 	if id, ok := strings.CutPrefix(k.Status.Prefix, keys.Prefix); ok && keys.ValidID(id) {
 		f.KeyID = id
@@ -130,6 +137,9 @@ func APIKeyFactsOf(k *gatewayv1alpha1.APIKey) APIKeyFacts {
 	}
 	if k.Status.LastUsedAt != nil {
 		f.LastUsedAt = k.Status.LastUsedAt.Time
+	}
+	if k.Status.RevokedAt != nil {
+		f.RevokedAt = k.Status.RevokedAt.Time
 	}
 	return f
 }
@@ -145,42 +155,9 @@ func HashFactsOf(s *corev1.Secret) (HashFacts, bool) {
 	if err != nil {
 		return HashFacts{}, false
 	}
-	return HashFacts{SecretUID: s.UID, KeyID: id, APIKeyUID: types.UID(s.Labels[gatewayv1alpha1.LabelAPIKeyUID]), Hash: &phc}, true
+	return HashFacts{SecretUID: s.UID, KeyID: id, APIKeyUID: types.UID(s.Labels[gatewayv1alpha1.LabelAPIKeyUID]), Hash: phc}, true
 }
 
-// trimAPIKey drops what neither the index nor the console reads.
-func trimAPIKey(o any) (any, error) {
-	k, ok := o.(*gatewayv1alpha1.APIKey)
-	if !ok {
-		return o, nil
-	}
-	k.ManagedFields = nil
-	k.Annotations = nil
-	k.Labels = nil
-	k.Finalizers = nil
-	k.OwnerReferences = nil
-	k.Status.Conditions = nil
-	k.Status.HashSecretRef = nil
-	k.Status.Reveal = nil
-	return k, nil
-}
-
-// trimHashSecret keeps only the two labels the index joins on (key ID and
-// APIKey UID) and the hash: at 100,000 keys every dropped byte counts.
-func trimHashSecret(o any) (any, error) {
-	s, ok := o.(*corev1.Secret)
-	if !ok {
-		return o, nil
-	}
-	s.ManagedFields = nil
-	s.Annotations = nil
-	s.OwnerReferences = nil
-	keep := map[string]string{}
-	for _, l := range []string{gatewayv1alpha1.LabelKeyID, gatewayv1alpha1.LabelAPIKeyUID} {
-		if v, ok := s.Labels[l]; ok {
-			keep[l] = v
-		}
-	}
-	s.Labels = keep
-	return s, nil
-}
+// intern returns the canonical copy of s, so 100,000 keys in 100
+// namespaces hold 100 namespace strings, not 100,000.
+func intern(s string) string { return unique.Make(s).Value() }

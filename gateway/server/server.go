@@ -54,6 +54,13 @@ type Options struct {
 	Console console.Options
 }
 
+// DefaultQPS and DefaultBurst bound the gateway's own requests to the API
+// server: watches at start, last-use writes and console actions.
+const (
+	DefaultQPS   = 100
+	DefaultBurst = 200
+)
+
 // Gateway is one gateway replica.
 type Gateway struct {
 	opts     Options
@@ -101,8 +108,13 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	g.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	scheme := operator.Scheme()
-	cacheOpts := keyindex.CacheOptions(o.SystemNamespace, o.Namespaces)
-	cacheOpts.Scheme = scheme
+	cfg = rest.CopyConfig(cfg)
+	if cfg.QPS == 0 {
+		// client-go's default, 5 requests/s, would take 40 s just to open
+		// the watches of 100 namespaces, and would hold last-use writes to
+		// 300 keys a minute.
+		cfg.QPS, cfg.Burst = DefaultQPS, DefaultBurst
+	}
 	var err error
 	if g.client, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
 		return nil, fmt.Errorf("creating API client: %w", err)
@@ -115,15 +127,23 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	authOpts := o.Auth
 	authOpts.Metrics = auth.NewMetrics(g.registry)
 	g.auth = auth.New(g.index, authOpts)
-	if g.watches, err = newWatches(cfg, cacheOpts, g.index, g.health.watchEvent); err != nil {
+	httpClient, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("creating HTTP client: %w", err)
+	}
+	watchClients, err := keyindex.NewClients(cfg, httpClient, scheme)
+	if err != nil {
 		return nil, err
 	}
+	g.watches = newWatches(func() *keyindex.Watch {
+		return keyindex.NewWatch(watchClients, g.index, o.SystemNamespace, o.Namespaces, g.health.watchEvent)
+	})
 	g.usage = usage.New(g.index, g.client, o.LastUsedInterval, g.log, g.registry)
 	g.registerHealthMetrics()
 	if o.Console.Logger == nil {
 		o.Console.Logger = g.log
 	}
-	if g.console, err = console.New(reader{g.watches}, g.client, o.Console); err != nil {
+	if g.console, err = console.New(g.index, g.client, o.Console); err != nil {
 		return nil, err
 	}
 	if g.docs, err = docs.New(g.log); err != nil {

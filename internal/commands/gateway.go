@@ -30,6 +30,8 @@ func runGateway(ctx context.Context, args []string, _, stderr io.Writer) error {
 		consoleAuth   string
 		proxyCIDRs    string
 		csrfKeyFile   string
+		qps           float64
+		burst         int
 	)
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "Path to a kubeconfig (default: $KUBECONFIG, then in-cluster config)")
 	fs.StringVar(&listen, "listen", ":8080", "Address to serve the gateway, console and docs on")
@@ -46,6 +48,8 @@ func runGateway(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs.StringVar(&proxyCIDRs, "console-proxy-cidrs", "127.0.0.1/32,::1/128", "Comma-separated addresses or CIDRs of the sign-in proxy; X-Forwarded-* headers from anywhere else are ignored")
 	fs.StringVar(&o.Console.AdminGroup, "admin-group", gatewayv1alpha1.DefaultAdminGroup, "Group whose members see and revoke everyone's keys in the console")
 	fs.StringVar(&csrfKeyFile, "console-csrf-key-file", "", "File with a secret (32+ bytes) that signs the console's CSRF tokens; give all replicas the same one (default: random per process, fine for one replica)")
+	fs.Float64Var(&qps, "kube-api-qps", server.DefaultQPS, "Sustained requests per second to the API server (watches, last-use writes, console)")
+	fs.IntVar(&burst, "kube-api-burst", server.DefaultBurst, "Burst of requests to the API server")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -81,6 +85,7 @@ func runGateway(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	cfg.QPS, cfg.Burst = float32(qps), burst
 	g, err := server.New(cfg, o)
 	if err != nil {
 		return err

@@ -17,8 +17,15 @@ import (
 
 // StartGateway runs a real gateway replica against cfg's API server on a
 // loopback port until the test ends, and returns once /readyz says its
-// watches have synced.
+// watches have synced (failing the test after 15 s).
 func StartGateway(t testing.TB, cfg *rest.Config, o server.Options) (url string, g *server.Gateway) {
+	t.Helper()
+	return StartGatewayWithin(t, 15*time.Second, cfg, o)
+}
+
+// StartGatewayWithin is StartGateway with a longer wait for readiness, for
+// gateways that start over many keys.
+func StartGatewayWithin(t testing.TB, ready time.Duration, cfg *rest.Config, o server.Options) (url string, g *server.Gateway) {
 	t.Helper()
 	g, err := server.New(cfg, o)
 	if err != nil {
@@ -38,7 +45,7 @@ func StartGateway(t testing.TB, cfg *rest.Config, o server.Options) (url string,
 		}
 	})
 	url = "http://" + ln.Addr().String()
-	Eventually(t, 15*time.Second, func() error {
+	Eventually(t, ready, func() error {
 		resp, err := http.Get(url + "/readyz")
 		if err != nil {
 			return err

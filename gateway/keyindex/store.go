@@ -1,0 +1,185 @@
+package keyindex
+
+import (
+	"fmt"
+	"slices"
+	"sync/atomic"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
+
+	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+)
+
+// The index is the store of the gateway's reflectors: each object a watch
+// delivers is turned into its facts at once and the object is dropped. An
+// informer would keep every object in a store of its own and hand it to
+// handlers through a queue: twice the memory, and readiness that lags the
+// list by the queue's length.
+
+// replaceChunk bounds how many objects a relist applies per hold of the
+// write lock, so authentication never waits long behind a relist of
+// 100,000 keys.
+const replaceChunk = 512
+
+// store is the part of toolscache.ReflectorStore the two stores share.
+type store struct {
+	ix      *Index
+	onEvent func()
+	synced  atomic.Bool // the first full list is in the index
+}
+
+func (s *store) touch() {
+	if s.onEvent != nil {
+		s.onEvent()
+	}
+}
+
+// Resync has nothing to do: the index has no handlers to replay to.
+func (s *store) Resync() error { return nil }
+
+// apiKeyStore receives one APIKey watch: all namespaces when namespace is
+// "", else that namespace only (a relist then replaces only its keys).
+type apiKeyStore struct {
+	store
+	namespace string
+}
+
+var _ toolscache.ReflectorStore = &apiKeyStore{}
+
+func (s *apiKeyStore) Add(obj any) error { return s.Update(obj) }
+
+func (s *apiKeyStore) Update(obj any) error {
+	k, ok := obj.(*gatewayv1alpha1.APIKey)
+	if !ok {
+		return fmt.Errorf("APIKey watch delivered a %T", obj)
+	}
+	s.ix.SetAPIKey(APIKeyFactsOf(k))
+	s.touch()
+	return nil
+}
+
+func (s *apiKeyStore) Delete(obj any) error {
+	k, ok := obj.(*gatewayv1alpha1.APIKey)
+	if !ok {
+		return fmt.Errorf("APIKey watch delivered a %T", obj)
+	}
+	s.ix.DeleteAPIKey(types.NamespacedName{Namespace: k.Namespace, Name: k.Name})
+	s.touch()
+	return nil
+}
+
+// Replace makes the index's APIKeys of this watch exactly list: what the
+// list lacks was deleted while nobody watched.
+func (s *apiKeyStore) Replace(list []any, _ string) error {
+	facts := make([]*APIKeyFacts, 0, len(list))
+	for _, obj := range list {
+		switch o := obj.(type) {
+		case *listedFacts:
+			f, ok := o.facts.(*APIKeyFacts)
+			if !ok {
+				return fmt.Errorf("APIKey list delivered facts of a %T", o.facts)
+			}
+			facts = append(facts, f)
+		case *gatewayv1alpha1.APIKey:
+			f := APIKeyFactsOf(o)
+			facts = append(facts, &f)
+		default:
+			return fmt.Errorf("APIKey list delivered a %T", obj)
+		}
+	}
+	listed := make(map[types.NamespacedName]struct{}, len(facts))
+	for chunk := range slices.Chunk(facts, replaceChunk) {
+		s.ix.change(func(changed *[]string) {
+			for _, f := range chunk {
+				listed[f.Name] = struct{}{}
+				s.ix.setAPIKeyLocked(f, changed)
+			}
+		})
+	}
+	s.ix.change(func(changed *[]string) {
+		for name := range s.ix.apiKeys {
+			if _, ok := listed[name]; !ok && (s.namespace == "" || name.Namespace == s.namespace) {
+				s.ix.deleteAPIKeyLocked(name, changed)
+			}
+		}
+	})
+	s.synced.Store(true)
+	s.touch()
+	return nil
+}
+
+// hashStore receives the watch of hash Secrets in the system namespace.
+type hashStore struct{ store }
+
+var _ toolscache.ReflectorStore = &hashStore{}
+
+func (s *hashStore) Add(obj any) error { return s.Update(obj) }
+
+func (s *hashStore) Update(obj any) error {
+	sec, ok := obj.(*corev1.Secret)
+	if !ok {
+		return fmt.Errorf("secret watch delivered a %T", obj)
+	}
+	if f, ok := HashFactsOf(sec); ok {
+		s.ix.SetHash(f)
+	} else {
+		// No longer a usable hash Secret (relabelled): it authenticates
+		// nothing from now on.
+		s.ix.DeleteHash(sec.UID)
+	}
+	s.touch()
+	return nil
+}
+
+func (s *hashStore) Delete(obj any) error {
+	sec, ok := obj.(*corev1.Secret)
+	if !ok {
+		return fmt.Errorf("secret watch delivered a %T", obj)
+	}
+	s.ix.DeleteHash(sec.UID)
+	s.touch()
+	return nil
+}
+
+// Replace makes the index's hashes exactly list. Secrets that are not
+// usable hash Secrets are left out of it, and so authenticate nothing.
+func (s *hashStore) Replace(list []any, _ string) error {
+	facts := make([]*HashFacts, 0, len(list))
+	for _, obj := range list {
+		switch o := obj.(type) {
+		case *listedFacts:
+			f, ok := o.facts.(*HashFacts)
+			if !ok {
+				return fmt.Errorf("secret list delivered facts of a %T", o.facts)
+			}
+			facts = append(facts, f)
+		case *corev1.Secret:
+			if f, ok := HashFactsOf(o); ok {
+				facts = append(facts, &f)
+			}
+		default:
+			return fmt.Errorf("secret list delivered a %T", obj)
+		}
+	}
+	listed := make(map[types.UID]struct{}, len(facts))
+	for chunk := range slices.Chunk(facts, replaceChunk) {
+		s.ix.change(func(changed *[]string) {
+			for _, f := range chunk {
+				listed[f.SecretUID] = struct{}{}
+				s.ix.setHashLocked(f, changed)
+			}
+		})
+	}
+	s.ix.change(func(changed *[]string) {
+		for uid := range s.ix.hashes {
+			if _, ok := listed[uid]; !ok {
+				s.ix.deleteHashLocked(uid, changed)
+			}
+		}
+	})
+	s.synced.Store(true)
+	s.touch()
+	return nil
+}
