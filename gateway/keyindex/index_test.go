@@ -146,3 +146,48 @@ func hashSecret(uid, id, apiKeyUID string) *corev1.Secret {
 		Data: map[string][]byte{gatewayv1alpha1.HashSecretKey: []byte(phc)},
 	}
 }
+
+// A hash Secret's labels can change (Secrets are immutable in data only):
+// relabelled to another key ID, it stops counting for the old one.
+func TestRelabelledHashSecretMovesToItsNewKeyID(t *testing.T) {
+	ix := New(nil)
+	hashes := &hashStore{store{ix: ix}}
+	ix.SetAPIKey(APIKeyFactsOf(apiKey("team", "laptop", "uid-1", "ABCDEFGH")))
+	if err := hashes.Update(hashSecret("secret-1", "ABCDEFGH", "uid-1")); err != nil {
+		t.Fatal(err)
+	}
+	if r := ix.Lookup("ABCDEFGH").Usable(time.Now()); r != "" {
+		t.Fatalf("joined: %q", r)
+	}
+	if err := hashes.Update(hashSecret("secret-1", "ZZZZZZZZ", "uid-1")); err != nil {
+		t.Fatal(err)
+	}
+	if e := ix.Lookup("ABCDEFGH"); e.Hash != nil {
+		t.Error("the old key ID still authenticates with a hash relabelled away from it")
+	}
+	// Labels that no longer make a hash Secret: it authenticates nothing.
+	bad := hashSecret("secret-1", "ZZZZZZZZ", "uid-1")
+	bad.Labels = nil
+	if err := hashes.Update(bad); err != nil {
+		t.Fatal(err)
+	}
+	if e := ix.Lookup("ZZZZZZZZ"); e != nil {
+		t.Errorf("an unlabelled Secret is still indexed: %+v", e)
+	}
+}
+
+// Two APIKeys claiming one key ID (only a raw write can do that; the
+// controller never issues a duplicate): deleting one leaves the other.
+func TestDeletingOneOfTwoClaimantsKeepsTheOther(t *testing.T) {
+	ix := New(nil)
+	a, b := apiKey("team", "a", "uid-a", "ABCDEFGH"), apiKey("team", "b", "uid-b", "ABCDEFGH")
+	ix.SetAPIKey(APIKeyFactsOf(a))
+	ix.SetAPIKey(APIKeyFactsOf(b))
+	ix.DeleteAPIKey(types.NamespacedName{Namespace: "team", Name: "a"})
+	if e := ix.Lookup("ABCDEFGH"); e == nil || e.UID != "uid-b" {
+		t.Errorf("after deleting a: %+v, want b's entry", e)
+	}
+	if ix.APIKey(types.NamespacedName{Namespace: "team", Name: "b"}) == nil {
+		t.Error("b is gone from the console's view")
+	}
+}
