@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codevector/codevector/gateway/proxy"
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/testenv"
@@ -23,9 +24,12 @@ import (
 
 // BenchmarkFlood: good keys' latency with and without a flood of bad keys
 // sent as fast as this machine can: wrong secrets for real key IDs (the
-// only kind that could reach argon2), random key IDs, and garbage. Reports
-// p50/p99 of the good keys, the flood's rate and outcomes, and the peak RSS
-// of the process (gateway, API clients and load generators together).
+// only kind that could reach argon2), random key IDs, and garbage. Each
+// flood shape gets a fresh gateway: 32 connections with the tarpit off
+// (what the gateway's CPU alone can take), then 32 and 2,000 connections
+// with it on (2,000 is past the tarpit's 1,000 held refusals). Reports
+// p50/p99 of the good keys, the flood's rate and outcomes, and the peak
+// RSS of the process (gateway, API clients and load generators together).
 func BenchmarkFlood(b *testing.B) {
 	env, err := testenv.Start(context.Background())
 	if err != nil {
@@ -34,7 +38,23 @@ func BenchmarkFlood(b *testing.B) {
 	defer env.Stop()
 	pop := populate(b, env, "flood", 200, 4, 200)
 	providers := fastProviders(b)
-	url, _ := testenv.StartGateway(b, env.Config, server.Options{Providers: providers, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	fmt.Printf("| flood | tarpit | flood req/s | flood outcomes | good p50 alone | good p99 alone | good p50 in flood | good p99 in flood | peak RSS |\n|---|---|---|---|---|---|---|---|---|\n")
+	for _, shape := range []struct {
+		conns  int
+		tarpit bool
+	}{{32, false}, {32, true}, {2000, true}} {
+		b.Run(fmt.Sprintf("conns=%d/tarpit=%v", shape.conns, shape.tarpit), func(b *testing.B) {
+			flood(b, env, pop, providers, shape.conns, shape.tarpit)
+		})
+	}
+}
+
+func flood(b *testing.B, env *testenv.Env, pop *population, providers *proxy.Providers, conns int, tarpit bool) {
+	o := server.Options{Providers: providers, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if !tarpit {
+		o.Auth.RefusalDelay = -1
+	}
+	url, _ := testenv.StartGateway(b, env.Config, o)
 	good := pop.sample[:20]
 	for _, k := range good { // verified once, as in normal use
 		if status := post(url, k); status != http.StatusOK {
@@ -57,15 +77,14 @@ func BenchmarkFlood(b *testing.B) {
 	}
 	baseline := measureGood(5 * time.Second)
 
-	flooders := 32
-	if s := os.Getenv("FLOOD_CONNS"); s != "" {
-		flooders, _ = strconv.Atoi(s)
-	}
+	// The flooders' own connections: as many as there are flooders.
+	floodClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}}
+	defer floodClient.CloseIdleConnections()
 	var sent atomic.Int64
 	outcomes := sync.Map{}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for w := range flooders {
+	for w := range conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -88,7 +107,7 @@ func BenchmarkFlood(b *testing.B) {
 				default: // garbage
 					key = "cvk_" + strconv.Itoa(rng.Int())
 				}
-				status := postRaw(url, key)
+				status := postRaw(floodClient, url, key)
 				sent.Add(1)
 				n, _ := outcomes.LoadOrStore(status, new(atomic.Int64))
 				n.(*atomic.Int64).Add(1)
@@ -102,7 +121,9 @@ func BenchmarkFlood(b *testing.B) {
 	wg.Wait()
 	rate := float64(sent.Load()) / time.Since(floodStart).Seconds()
 
-	p := func(l []time.Duration, q float64) time.Duration { return l[int(float64(len(l)-1)*q)] }
+	p := func(l []time.Duration, q float64) time.Duration {
+		return l[int(float64(len(l)-1)*q)].Round(10 * time.Microsecond)
+	}
 	var counts []string
 	outcomes.Range(func(k, v any) bool {
 		counts = append(counts, fmt.Sprintf("%d x %d", v.(*atomic.Int64).Load(), k))
@@ -110,18 +131,24 @@ func BenchmarkFlood(b *testing.B) {
 	})
 	slices.Sort(counts)
 	peak := peakRSS()
-	b.Logf("good keys alone: p50 %v p99 %v; during a flood of %.0f req/s (%s): p50 %v p99 %v; peak RSS %.0f MiB",
-		p(baseline, .5), p(baseline, .99), rate, strings.Join(counts, ", "), p(flooded, .5), p(flooded, .99), peak)
-	fmt.Printf("| good keys | p50 | p99 |\n|---|---|---|\n| alone | %v | %v |\n| during flood (%.0f req/s from %d connections: %s) | %v | %v |\n\npeak RSS of the whole benchmark process during the flood: %.0f MiB\n",
-		p(baseline, .5).Round(10*time.Microsecond), p(baseline, .99).Round(10*time.Microsecond), rate, flooders, strings.Join(counts, ", "),
-		p(flooded, .5).Round(10*time.Microsecond), p(flooded, .99).Round(10*time.Microsecond), peak)
+	b.Logf("%d connections, tarpit %v: good keys alone p50 %v p99 %v; during a flood of %.0f req/s (%s): p50 %v p99 %v; peak RSS %.0f MiB",
+		conns, tarpit, p(baseline, .5), p(baseline, .99), rate, strings.Join(counts, ", "), p(flooded, .5), p(flooded, .99), peak)
+	fmt.Printf("| %d connections | %v | %.0f | %s | %v | %v | %v | %v | %.0f MiB |\n", conns, onOff(tarpit), rate, strings.Join(counts, ", "),
+		p(baseline, .5), p(baseline, .99), p(flooded, .5), p(flooded, .99), peak)
 }
 
-func postRaw(url, key string) int {
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+func postRaw(c *http.Client, url, key string) int {
 	req, _ := http.NewRequest(http.MethodPost, url+"/gateway/openai/v1/chat/completions", strings.NewReader(`{"model":"m","messages":[]}`))
 	req.Header.Set("Authorization", "Bearer "+key)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := httpClient.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		return 0
 	}

@@ -29,7 +29,16 @@ type Options struct {
 	// more per ClientRefill. Default: 20, one per 3s.
 	ClientBurst  int
 	ClientRefill time.Duration
-	Now          func() time.Time
+	// The tarpit: per client address, refusals of any kind allowed in a
+	// burst (RefusalBurst, default 100) and one more per RefusalRefill
+	// (default 100ms); past that each refusal is answered after
+	// RefusalDelay (default 1s), at most MaxHeldRefusals (default 1,000)
+	// at a time. A negative RefusalDelay turns the tarpit off.
+	RefusalBurst    int
+	RefusalRefill   time.Duration
+	RefusalDelay    time.Duration
+	MaxHeldRefusals int
+	Now             func() time.Time
 	Metrics      *Metrics
 }
 
@@ -38,6 +47,7 @@ type Authenticator struct {
 	index    *keyindex.Index
 	verified *verifiedCache
 	limiter  *failureLimiter
+	tarpit   *tarpit
 	slots    chan struct{}
 	wait     time.Duration
 	now      func() time.Time
@@ -62,9 +72,15 @@ func New(index *keyindex.Index, o Options) *Authenticator {
 	def(&o.VerifiedCacheSize, 1_000_000)
 	def(&o.KeyBurst, 5)
 	def(&o.ClientBurst, 20)
+	def(&o.RefusalBurst, 100)
+	def(&o.MaxHeldRefusals, 1000)
 	defDur(&o.Argon2Wait, 5*time.Second)
 	defDur(&o.KeyRefill, 10*time.Second)
 	defDur(&o.ClientRefill, 3*time.Second)
+	defDur(&o.RefusalRefill, 100*time.Millisecond)
+	if o.RefusalDelay == 0 {
+		o.RefusalDelay = time.Second
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -75,6 +91,7 @@ func New(index *keyindex.Index, o Options) *Authenticator {
 		index:    index,
 		verified: newVerifiedCache(o.VerifiedCacheSize),
 		limiter:  newFailureLimiter(rateSpec{o.KeyRefill, o.KeyBurst}, rateSpec{o.ClientRefill, o.ClientBurst}),
+		tarpit:   newTarpit(o.RefusalDelay, rateSpec{o.RefusalRefill, o.RefusalBurst}, o.MaxHeldRefusals, o.Metrics),
 		slots:    make(chan struct{}, o.Argon2Concurrency),
 		wait:     o.Argon2Wait,
 		now:      o.Now,
@@ -150,29 +167,33 @@ func (a *Authenticator) authenticate(ctx context.Context, raw, client string) (*
 		// Unproven secret: the reply stays generic; the metric is precise.
 		return nil, failInvalid(string(reason))
 	}
-	if !a.limiter.allow(k.ID(), client, now) {
+	waitCtx, cancel := context.WithTimeout(ctx, a.wait)
+	defer cancel()
+	release, ok := a.limiter.acquire(waitCtx, client)
+	if !ok {
+		return nil, failBusy
+	}
+	defer release()
+	if !a.limiter.allow(k.ID(), client, a.now()) {
 		return nil, failLimited
 	}
-	ok, f := a.verify(ctx, k, e)
+	ok, f := a.verify(waitCtx, k, e)
 	if f != nil {
 		return nil, f
 	}
 	if !ok {
-		a.limiter.failed(client, now)
+		a.limiter.failed(client, a.now())
 		return nil, failInvalid("wrong_secret")
 	}
 	a.verified.put(mac, proof{keyID: e.KeyID, uid: e.UID, version: e.Version})
 	return e, nil
 }
 
-// verify runs argon2id under the concurrency bound.
+// verify runs argon2id under the concurrency bound, waiting for a slot
+// until ctx ends.
 func (a *Authenticator) verify(ctx context.Context, k keys.Key, e *keyindex.Entry) (bool, *Failure) {
-	timer := time.NewTimer(a.wait)
-	defer timer.Stop()
 	select {
 	case a.slots <- struct{}{}:
-	case <-timer.C:
-		return false, failBusy
 	case <-ctx.Done():
 		return false, failBusy
 	}
@@ -185,7 +206,10 @@ func (a *Authenticator) verify(ctx context.Context, k keys.Key, e *keyindex.Entr
 }
 
 // Sweep drops rate-limit state that has expired; call it every minute or so.
-func (a *Authenticator) Sweep() { a.limiter.sweep(a.now()) }
+func (a *Authenticator) Sweep() {
+	a.limiter.sweep(a.now())
+	a.tarpit.sweep(a.now())
+}
 
 // VerifiedKeys is the size of the verified-key cache.
 func (a *Authenticator) VerifiedKeys() int { return a.verified.len() }

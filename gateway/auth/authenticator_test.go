@@ -2,7 +2,10 @@ package auth
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -154,5 +157,50 @@ func TestWrongSecretsAreRateLimitedBeforeArgon2(t *testing.T) {
 	// The owner's key is still accepted: it is in the verified cache.
 	if _, f := a.Authenticate(ctx, k.Reveal(), "10.0.0.1"); f != nil {
 		t.Errorf("owner locked out by the flood: %+v", f)
+	}
+}
+
+// Wrong secrets sent all at once, each for a different real key ID (so no
+// per-key bucket stops them): a client verifies only slotsPerClient keys at
+// a time, so its allowance is used up before more than slotsPerClient-1
+// extra verifications could start. A client with many good keys, verified
+// at once, is queued, not refused.
+func TestConcurrentWrongSecretsGetOnlyTheClientsAllowance(t *testing.T) {
+	now := time.Now()
+	ix := keyindex.New(nil)
+	var real []keys.Key
+	for i := range 60 {
+		k, _ := keys.Generate()
+		uid := fmt.Sprintf("uid-%d", i)
+		ix.SetAPIKey(keyindex.APIKeyFacts{Name: types.NamespacedName{Namespace: "team", Name: uid}, UID: types.UID(uid), KeyID: k.ID(), Phase: gatewayv1alpha1.PhaseActive})
+		setHash(t, ix, k, uid, "hash-"+uid)
+		real = append(real, k)
+	}
+	a := New(ix, Options{Now: func() time.Time { return now }, ClientBurst: 10, Argon2Concurrency: 1})
+	var wg sync.WaitGroup
+	for _, k := range real[:40] {
+		wg.Go(func() {
+			other, _ := keys.Generate()
+			forged, _ := keys.WithID(other, k.ID())
+			a.Authenticate(context.Background(), forged.Reveal(), "10.0.0.66")
+		})
+	}
+	wg.Wait()
+	if runs := argon2Runs(a); runs > 10+slotsPerClient-1 {
+		t.Errorf("%v argon2 runs for 40 simultaneous wrong secrets, want at most the client's allowance (10) + %d", runs, slotsPerClient-1)
+	}
+
+	// 20 good keys from one client, all cold: every one is verified.
+	var refused atomic.Int32
+	for _, k := range real[40:] {
+		wg.Go(func() {
+			if _, f := a.Authenticate(context.Background(), k.Reveal(), "10.0.0.1"); f != nil {
+				refused.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if refused.Load() > 0 {
+		t.Errorf("%d of 20 good keys from one client were refused: successes must not use up the allowance", refused.Load())
 	}
 }

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -23,6 +24,15 @@ type failureLimiter struct {
 	mu      sync.Mutex
 	keys    map[string]*rate.Limiter
 	clients map[string]*rate.Limiter
+	slots   map[string]*clientSlots
+}
+
+// slotsPerClient bounds one client's verifications at a time.
+const slotsPerClient = 4
+
+type clientSlots struct {
+	ch    chan struct{}
+	users int // holding or waiting for a slot
 }
 
 type rateSpec struct {
@@ -31,11 +41,13 @@ type rateSpec struct {
 }
 
 func newFailureLimiter(perKey, perClient rateSpec) *failureLimiter {
-	return &failureLimiter{perKey: perKey, perClient: perClient, keys: map[string]*rate.Limiter{}, clients: map[string]*rate.Limiter{}}
+	return &failureLimiter{perKey: perKey, perClient: perClient, keys: map[string]*rate.Limiter{}, clients: map[string]*rate.Limiter{}, slots: map[string]*clientSlots{}}
 }
 
 // allow takes a verification token for keyID, unless keyID or client is
-// out of tokens.
+// out of tokens. Call it holding one of the client's verification slots
+// (acquire), so that a client's failures are charged before its next
+// verification is allowed.
 func (l *failureLimiter) allow(keyID, client string, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -52,16 +64,51 @@ func (l *failureLimiter) failed(client string, now time.Time) {
 	limiterFor(l.clients, client, l.perClient).AllowN(now, 1)
 }
 
+// acquire takes one of client's verification slots, waiting at most until
+// ctx ends; release gives it back. Without the slots, 2,000 wrong secrets
+// sent at once would all pass allow before the first had failed, and all
+// reach argon2. With them, a client verifies at most slotsPerClient keys
+// at a time, and the rest wait their turn, so a client with many good keys
+// is queued, never refused.
+func (l *failureLimiter) acquire(ctx context.Context, client string) (release func(), ok bool) {
+	l.mu.Lock()
+	s := l.slots[client]
+	if s == nil {
+		s = &clientSlots{ch: make(chan struct{}, slotsPerClient)}
+		l.slots[client] = s
+	}
+	s.users++
+	l.mu.Unlock()
+	leave := func() {
+		l.mu.Lock()
+		if s.users--; s.users == 0 {
+			delete(l.slots, client)
+		}
+		l.mu.Unlock()
+	}
+	select {
+	case s.ch <- struct{}{}:
+		return func() { <-s.ch; leave() }, true
+	case <-ctx.Done():
+		leave()
+		return nil, false
+	}
+}
+
 // sweep forgets buckets that have refilled, so memory follows the number
 // of recent offenders, not of everyone ever seen.
 func (l *failureLimiter) sweep(now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, m := range []map[string]*rate.Limiter{l.keys, l.clients} {
-		for k, lim := range m {
-			if lim.TokensAt(now) >= float64(lim.Burst()) {
-				delete(m, k)
-			}
+	sweepLimiters(l.keys, now)
+	sweepLimiters(l.clients, now)
+}
+
+// sweepLimiters drops the buckets of m that are full again.
+func sweepLimiters(m map[string]*rate.Limiter, now time.Time) {
+	for k, lim := range m {
+		if lim.TokensAt(now) >= float64(lim.Burst()) {
+			delete(m, k)
 		}
 	}
 }

@@ -19,6 +19,9 @@ type Metrics struct {
 	argon2Total    prometheus.Counter
 	argon2InFlight prometheus.Gauge
 	streamsEnded   prometheus.Counter
+	tarpitHeld     prometheus.Gauge
+	tarpitDelayed  prometheus.Counter
+	tarpitOverflow prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg (if not nil).
@@ -53,10 +56,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "codevector", Subsystem: "gateway", Name: "requests_ended_by_revocation_total",
 			Help: "In-flight requests ended because their key was revoked or expired.",
 		}),
+		tarpitHeld: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "codevector", Subsystem: "gateway", Name: "tarpit_held",
+			Help: "Refusals being held back now because their client was refused too often.",
+		}),
+		tarpitDelayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "codevector", Subsystem: "gateway", Name: "tarpit_delayed_total",
+			Help: "Refusals answered after the tarpit's delay.",
+		}),
+		tarpitOverflow: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "codevector", Subsystem: "gateway", Name: "tarpit_overflow_total",
+			Help: "Refusals answered at once, with the connection closed, because the tarpit held its maximum.",
+		}),
 	}
 	m.okResult, m.okDuration = m.results.WithLabelValues("ok"), m.duration.WithLabelValues("ok")
 	if reg != nil {
-		reg.MustRegister(m.results, m.duration, m.cacheHits, m.cacheMisses, m.argon2Total, m.argon2InFlight, m.streamsEnded)
+		reg.MustRegister(m.results, m.duration, m.cacheHits, m.cacheMisses, m.argon2Total, m.argon2InFlight, m.streamsEnded,
+			m.tarpitHeld, m.tarpitDelayed, m.tarpitOverflow)
 	}
 	return m
 }

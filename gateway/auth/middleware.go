@@ -3,8 +3,8 @@ package auth
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/codevector/codevector/gateway/httperr"
@@ -39,12 +39,12 @@ func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 				f = failInvalid("malformed")
 			}
 			a.metrics.observe(f.Reason, 0)
-			WriteFailure(w, f)
+			a.writeRefusal(w, r, f)
 			return
 		}
 		e, f := a.Authenticate(r.Context(), raw, clientAddress(r))
 		if f != nil {
-			WriteFailure(w, f)
+			a.writeRefusal(w, r, f)
 			return
 		}
 		ctx, done := a.track(r.Context(), e)
@@ -126,11 +126,18 @@ func (a *Authenticator) OnIndexChange(keyID string) {
 	a.metrics.streamsEnded.Add(float64(len(reqs)))
 }
 
-// clientAddress is the peer's IP, the unit of per-client rate limiting.
+// clientAddress is the unit of per-client limits: the peer's IPv4
+// address, or its IPv6 /64 (one host usually holds a whole /64, and could
+// otherwise make a fresh bucket per request).
 func clientAddress(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
 	}
-	return host
+	addr := ap.Addr().Unmap()
+	if addr.Is6() {
+		p, _ := addr.Prefix(64)
+		return p.String()
+	}
+	return addr.String()
 }

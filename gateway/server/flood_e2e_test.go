@@ -23,7 +23,8 @@ func TestFloodOfWrongSecretsIsBoundedAndDoesNotStarveGoodKeys(t *testing.T) {
 	env.StartManager(t, operator.Options{Argon2: keys.DefaultParams})
 	up := newUpstream(t, 0)
 	const concurrency = 2
-	gw := startGateway(t, server.Options{Providers: providersFor(t, up, up), Auth: auth.Options{Argon2Concurrency: concurrency}})
+	// A short tarpit delay keeps the test quick; the tarpit still engages.
+	gw := startGateway(t, server.Options{Providers: providersFor(t, up, up), Auth: auth.Options{Argon2Concurrency: concurrency, RefusalDelay: 20 * time.Millisecond}})
 	ns := env.Namespace(t)
 	_, victim := env.IssueKey(t, ns, "victim")
 	_, good := env.IssueKey(t, ns, "good")
@@ -100,6 +101,10 @@ func TestFloodOfWrongSecretsIsBoundedAndDoesNotStarveGoodKeys(t *testing.T) {
 	}
 	if n, ok := statuses.Load(http.StatusTooManyRequests); !ok || n.(*atomic.Int64).Load() == 0 {
 		t.Error("the flood was never rate limited (no 429)")
+	}
+	// 100 refusals are allowed per client, then the tarpit holds them.
+	if held := counter(t, gw, "codevector_gateway_tarpit_delayed_total"); held < attackers*perAttacker-150 {
+		t.Errorf("the tarpit held %v of %d refusals, want all but the allowance of 100 (and its refill)", held, attackers*perAttacker)
 	}
 }
 

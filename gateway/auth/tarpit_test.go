@@ -1,0 +1,95 @@
+package auth
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/codevector/codevector/internal/keys"
+)
+
+func sendFrom(h http.Handler, addr, key string) (*httptest.ResponseRecorder, time.Duration) {
+	r := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", nil)
+	r.RemoteAddr = addr
+	if key != "" {
+		r.Header.Set("Authorization", "Bearer "+key)
+	}
+	w := httptest.NewRecorder()
+	start := time.Now()
+	h.ServeHTTP(w, r)
+	return w, time.Since(start)
+}
+
+// Once a client has used up its refusals, the next are answered late; a
+// good key from the same address is never slowed, and other addresses
+// are not affected.
+func TestTarpitHoldsRefusalsOfAClientThatKeepsFailing(t *testing.T) {
+	now := time.Now()
+	_, ix, good, _ := fixture(t, &now)
+	const delay = 200 * time.Millisecond
+	a := New(ix, Options{Now: func() time.Time { return now }, RefusalBurst: 3, RefusalDelay: delay})
+	h := a.Middleware(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+	bad, _ := keys.Generate()
+
+	for i := range 3 {
+		if w, took := sendFrom(h, "192.0.2.1:1000", bad.Reveal()); w.Code != http.StatusUnauthorized || took >= delay {
+			t.Fatalf("refusal %d within the allowance: %d after %v", i+1, w.Code, took)
+		}
+	}
+	if w, took := sendFrom(h, "192.0.2.1:1001", ""); w.Code != http.StatusUnauthorized || took < delay {
+		t.Errorf("refusal past the allowance (no key at all): %d after %v, want 401 after %v", w.Code, took, delay)
+	}
+	if w, took := sendFrom(h, "192.0.2.1:1002", good.Reveal()); w.Code != http.StatusOK || took >= delay {
+		t.Errorf("good key from the tarpitted address: %d after %v, want 200 at once", w.Code, took)
+	}
+	if w, took := sendFrom(h, "192.0.2.2:1000", bad.Reveal()); w.Code != http.StatusUnauthorized || took >= delay {
+		t.Errorf("another address: %d after %v, want 401 at once", w.Code, took)
+	}
+	// The allowance refills (one per RefusalRefill, 100 ms by default).
+	now = now.Add(time.Second)
+	if _, took := sendFrom(h, "192.0.2.1:1003", bad.Reveal()); took >= delay {
+		t.Errorf("after a refill: answered after %v, want at once", took)
+	}
+}
+
+// The tarpit holds at most MaxHeldRefusals; past that it answers at once
+// and closes the connection.
+func TestTarpitOverflowClosesTheConnection(t *testing.T) {
+	now := time.Now()
+	_, ix, _, _ := fixture(t, &now)
+	a := New(ix, Options{Now: func() time.Time { return now }, RefusalBurst: 1, RefusalDelay: time.Second, MaxHeldRefusals: 2})
+	h := a.Middleware(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+	sendFrom(h, "192.0.2.1:1", "") // the allowance
+
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() { sendFrom(h, "192.0.2.1:1", "") }) // held
+	}
+	deadline := time.Now().Add(500 * time.Millisecond)
+	for len(a.tarpit.held) < 2 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	w, took := sendFrom(h, "192.0.2.1:1", "")
+	if took >= time.Second/2 || w.Header().Get("Connection") != "close" || w.Code != http.StatusUnauthorized {
+		t.Errorf("with the tarpit full: %d after %v, Connection %q; want 401 at once with Connection: close", w.Code, took, w.Header().Get("Connection"))
+	}
+	wg.Wait()
+}
+
+func TestClientAddressGroupsIPv6By64(t *testing.T) {
+	for addr, want := range map[string]string{
+		"192.0.2.7:443":               "192.0.2.7",
+		"[2001:db8:1:2:aaaa::1]:443":  "2001:db8:1:2::/64",
+		"[2001:db8:1:2:bbbb::9]:8080": "2001:db8:1:2::/64",
+		"[::ffff:192.0.2.7]:443":      "192.0.2.7",
+		"not an address":              "not an address",
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.RemoteAddr = addr
+		if got := clientAddress(r); got != want {
+			t.Errorf("clientAddress(%q) = %q, want %q", addr, got, want)
+		}
+	}
+}
