@@ -25,15 +25,17 @@ import (
 )
 
 // BenchmarkGatewayAtScale: for each size in SCALE_KEYS (default
-// 10000,100000), a fresh API server holds that many keys over 100
+// 10000,100000) and each layout in SCALE_NAMESPACES (default 100; "1,100"
+// for both), a fresh API server holds that many keys spread over that many
 // namespaces; one gateway watching all namespaces and one restricted to the
-// 100 namespaces each report time to ready, heap and RSS per key, and
-// authenticated throughput cold and warm, against a gateway that serves
-// one namespace (size/100 keys).
+// population's namespaces each report time to ready, heap and RSS per key,
+// and authenticated throughput cold and warm, against a gateway that
+// serves a namespace of its own with 100 keys (the baseline).
 func BenchmarkGatewayAtScale(b *testing.B) {
-	sizes := scaleSizes(b)
-	for _, n := range sizes {
-		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) { gatewayAtScale(b, n) })
+	for _, n := range scaleSizes(b) {
+		for _, nsCount := range envInts(b, "SCALE_NAMESPACES", []int{100}) {
+			b.Run(fmt.Sprintf("keys=%d/namespaces=%d", n, nsCount), func(b *testing.B) { gatewayAtScale(b, n, nsCount) })
+		}
 	}
 	printReport()
 }
@@ -42,35 +44,39 @@ func BenchmarkGatewayAtScale(b *testing.B) {
 const sampleSize = 500
 
 // scaleSizes is SCALE_KEYS (comma-separated), default 10000,100000.
-func scaleSizes(b testing.TB) []int {
-	s := os.Getenv("SCALE_KEYS")
+func scaleSizes(b testing.TB) []int { return envInts(b, "SCALE_KEYS", []int{10000, 100000}) }
+
+// envInts reads a comma-separated list of integers from the environment.
+func envInts(b testing.TB, name string, def []int) []int {
+	s := os.Getenv(name)
 	if s == "" {
-		return []int{10000, 100000}
+		return def
 	}
-	var sizes []int
+	var out []int
 	for _, f := range strings.Split(s, ",") {
 		n, err := strconv.Atoi(f)
 		if err != nil {
-			b.Fatalf("SCALE_KEYS: %v", err)
+			b.Fatalf("%s: %v", name, err)
 		}
-		sizes = append(sizes, n)
+		out = append(out, n)
 	}
-	return sizes
+	return out
 }
 
-func gatewayAtScale(b *testing.B, n int) {
+func gatewayAtScale(b *testing.B, n, nsCount int) {
 	env, err := testenv.Start(context.Background())
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer env.Stop()
-	pop := populate(b, env, fmt.Sprintf("s%d", n), n, 100, min(sampleSize, n))
+	pop := populate(b, env, fmt.Sprintf("s%d", n), n, nsCount, min(sampleSize, n))
+	base := populate(b, env, "base", 100, 1, 100)
 	providers := fastProviders(b)
 
-	// Baseline: a gateway that serves one namespace, size/100 keys.
-	small := measure(b, env, fmt.Sprintf("%d keys, one namespace (baseline)", n/100), server.Options{Providers: providers, Namespaces: pop.namespaces[:1]}, n/100, inNamespace(pop, 0))
-	all := measure(b, env, fmt.Sprintf("%d keys, all namespaces", n), server.Options{Providers: providers}, n, pop.sample)
-	restricted := measure(b, env, fmt.Sprintf("%d keys, --namespaces (100)", n), server.Options{Providers: providers, Namespaces: pop.namespaces}, n, pop.sample)
+	layout := fmt.Sprintf("%d keys in %d namespaces", n, nsCount)
+	small := measure(b, env, "baseline: 100 keys, --namespaces (1)", server.Options{Providers: providers, Namespaces: base.namespaces}, 100, base.sample)
+	all := measure(b, env, layout+", all namespaces", server.Options{Providers: providers}, n, pop.sample)
+	restricted := measure(b, env, fmt.Sprintf("%s, --namespaces (%d)", layout, nsCount), server.Options{Providers: providers, Namespaces: pop.namespaces}, n, pop.sample)
 	results := []*result{small, all, restricted}
 	// Warm: rounds that take the gateways in turn, so load from outside
 	// the benchmark falls on all of them alike; each gateway's figure is
@@ -182,17 +188,6 @@ func load(url string, sample []keys.Key, conns int, d time.Duration) float64 {
 	}
 	wg.Wait()
 	return float64(ok.Load()) / d.Seconds()
-}
-
-// inNamespace is the sample keys that live in the population's i-th namespace.
-func inNamespace(p *population, i int) []keys.Key {
-	var out []keys.Key
-	for j, ns := range p.sampleNS {
-		if ns == p.namespaces[i] {
-			out = append(out, p.sample[j])
-		}
-	}
-	return out
 }
 
 func heapAndRSS() (heap, rss uint64) {

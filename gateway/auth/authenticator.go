@@ -31,9 +31,10 @@ type Options struct {
 	ClientRefill time.Duration
 	// The tarpit: per client address, refusals of any kind allowed in a
 	// burst (RefusalBurst, default 100) and one more per RefusalRefill
-	// (default 100ms); past that each refusal is answered after
-	// RefusalDelay (default 1s), at most MaxHeldRefusals (default 1,000)
-	// at a time. A negative RefusalDelay turns the tarpit off.
+	// (default 100ms); past that each refusal is answered after about
+	// RefusalDelay (default 1s, jittered by half), at most MaxHeldRefusals
+	// (default 4,096) at a time. A negative RefusalDelay turns the tarpit
+	// off.
 	RefusalBurst    int
 	RefusalRefill   time.Duration
 	RefusalDelay    time.Duration
@@ -73,7 +74,7 @@ func New(index *keyindex.Index, o Options) *Authenticator {
 	def(&o.KeyBurst, 5)
 	def(&o.ClientBurst, 20)
 	def(&o.RefusalBurst, 100)
-	def(&o.MaxHeldRefusals, 1000)
+	def(&o.MaxHeldRefusals, 4096)
 	defDur(&o.Argon2Wait, 5*time.Second)
 	defDur(&o.KeyRefill, 10*time.Second)
 	defDur(&o.ClientRefill, 3*time.Second)

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"math/rand/v2"
 	"net/http"
 	"sync"
 	"time"
@@ -17,9 +18,10 @@ import (
 // with the keys that work. Accepted requests are never delayed, so a good
 // key behind the same address (a NAT, a load balancer) is not slowed.
 //
-// Waiting costs a parked goroutine and an open connection, so at most
-// maxHeld refusals wait at once; past that they are answered at once and
-// the connection is closed, which makes the sender pay for a new one.
+// Waiting costs a parked goroutine and an open connection (about 20 KiB),
+// so at most maxHeld refusals wait at once; past that they are answered at
+// once and the connection is closed, which makes the sender pay for a new
+// one.
 type tarpit struct {
 	delay   time.Duration
 	perAddr rateSpec
@@ -59,7 +61,9 @@ func (t *tarpit) refused(ctx context.Context, client string, now time.Time) (clo
 		<-t.held
 		t.metrics.tarpitHeld.Dec()
 	}()
-	timer := time.NewTimer(t.delay)
+	// Jittered, so that refusals held together are not all answered (and
+	// their clients' next requests all sent) in the same instant.
+	timer := time.NewTimer(t.delay/2 + rand.N(t.delay))
 	defer timer.Stop()
 	select {
 	case <-timer.C:
