@@ -61,7 +61,7 @@ bench: envtest ## Run the benchmarks recorded in BENCHMARKS.md (about 10 minutes
 
 .PHONY: bench-scale
 bench-scale: envtest ## Scale benchmarks: 10k and 100k keys (SCALE_KEYS), gateway and manager; about 30 minutes.
-	go test -run='^$$' -bench=. -benchtime=1x -timeout 120m ./bench/scale/
+	go test -v -run='^$$' -bench=. -benchtime=1x -timeout 120m ./bench/scale/
 
 ##@ Build
 

@@ -34,7 +34,7 @@ func BenchmarkManagerAtScale(b *testing.B) {
 
 	pass := func(label string) {
 		writesBefore, reconcilesBefore := apiWrites(b), reconciles(b)
-		heapBefore, _ := heapAndRSS()
+		heapBefore := heapInUse()
 		start := time.Now()
 		stop := env.StartManager(b, operator.Options{})
 		for reconciles(b)-reconcilesBefore < float64(n) {
@@ -44,7 +44,7 @@ func BenchmarkManagerAtScale(b *testing.B) {
 			time.Sleep(100 * time.Millisecond)
 		}
 		took := time.Since(start)
-		heapAfter, _ := heapAndRSS()
+		heapAfter := heapInUse()
 		writes := apiWrites(b) - writesBefore
 		stop()
 		heap := float64(int64(heapAfter)-int64(heapBefore)) / (1 << 20)

@@ -40,7 +40,7 @@ type Options struct {
 	RefusalDelay    time.Duration
 	MaxHeldRefusals int
 	Now             func() time.Time
-	Metrics      *Metrics
+	Metrics         *Metrics
 }
 
 // Authenticator decides whether a key may use the gateway.

@@ -109,9 +109,9 @@ type HashFacts struct {
 // Index joins APIKeys and hash Secrets by key ID.
 type Index struct {
 	mu       sync.RWMutex
-	entries  map[string]*Entry                       // key ID -> joined snapshot
-	apiKeys  map[types.NamespacedName]*APIKeyFacts   // every APIKey, issued or not
-	hashes   map[types.UID]*HashFacts                // hash Secret UID -> its facts
+	entries  map[string]*Entry                     // key ID -> joined snapshot
+	apiKeys  map[types.NamespacedName]*APIKeyFacts // every APIKey, issued or not
+	hashes   map[types.UID]*HashFacts              // hash Secret UID -> its facts
 	versions uint64
 	onChange func(keyID string)
 }

@@ -9,6 +9,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
@@ -35,9 +36,9 @@ func (factsListWatch) IsWatchListSemanticsUnSupported() bool { return true }
 
 // newFactsListWatch: c must speak JSON (lists are decoded from it as they
 // stream); newItem returns an empty object of the listed type.
-func newFactsListWatch(c rest.Interface, resource, namespace string, selector fields.Selector, newItem func() runtime.Object, reduce func(runtime.Object) (any, bool)) *factsListWatch {
+func newFactsListWatch(c rest.Interface, resource, namespace string, fieldSelector fields.Selector, labelSelector labels.Selector, newItem func() runtime.Object, reduce func(runtime.Object) (any, bool)) *factsListWatch {
 	request := func(opts *metav1.ListOptions) *rest.Request {
-		opts.FieldSelector = selector.String()
+		opts.FieldSelector, opts.LabelSelector = fieldSelector.String(), labelSelector.String()
 		return c.Get().Namespace(namespace).Resource(resource).VersionedParams(opts, metav1.ParameterCodec)
 	}
 	return &factsListWatch{toolscache.ListWatch{

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"net/http"
 	"strings"
 	"sync"
 	"unique"
@@ -12,8 +11,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -41,7 +42,18 @@ type Clients struct {
 // NewClients builds the REST clients of APIKeys and Secrets. Both speak
 // JSON, even though Secrets could come as protobuf: lists are decoded as
 // they stream in, which protobuf's framing does not allow.
-func NewClients(cfg *rest.Config, httpClient *http.Client, scheme *runtime.Scheme) (*Clients, error) {
+//
+// They ask for uncompressed responses: a full list at 100,000 keys is over
+// 200 MB of JSON, and gzipping it cost the API server seconds of CPU (and
+// the gateway a second to inflate) on a link that is never the bottleneck
+// between pods of one cluster.
+func NewClients(cfg *rest.Config, scheme *runtime.Scheme) (*Clients, error) {
+	cfg = rest.CopyConfig(cfg)
+	cfg.DisableCompression = true
+	httpClient, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("creating HTTP client for watches: %w", err)
+	}
 	codecs := serializer.NewCodecFactory(scheme)
 	apiKeys, err := apiutil.RESTClientForGVK(gatewayv1alpha1.GroupVersion.WithKind("APIKey"), false, false, cfg, codecs, httpClient)
 	if err != nil {
@@ -62,12 +74,23 @@ func NewWatch(c *Clients, ix *Index, systemNamespace string, namespaces []string
 		w.reflectors = append(w.reflectors, toolscache.NewReflectorWithOptions(lw, expected, s, toolscache.ReflectorOptions{Name: name}))
 		w.stores = append(w.stores, st)
 	}
-	if len(namespaces) == 0 {
+	// Restricted to some namespaces, the gateway also watches only the hash
+	// Secrets of their keys, by the label the manager gives every hash
+	// Secret: a gateway for 100 of 100,000 keys need not hold 100,000
+	// hashes.
+	hashSelector := labels.Everything()
+	if len(namespaces) > 0 {
+		// Namespace names are valid label values (the gateway checks them
+		// at start); were one not, all hash Secrets would be watched.
+		if req, err := labels.NewRequirement(gatewayv1alpha1.LabelAPIKeyNamespace, selection.In, namespaces); err == nil {
+			hashSelector = labels.NewSelector().Add(*req)
+		}
+	} else {
 		namespaces = []string{metav1.NamespaceAll}
 	}
 	for _, ns := range namespaces {
 		s := &apiKeyStore{store: store{ix: ix, onEvent: onEvent}, namespace: ns}
-		lw := newFactsListWatch(c.apiKeys, "apikeys", ns, fields.Everything(),
+		lw := newFactsListWatch(c.apiKeys, "apikeys", ns, fields.Everything(), labels.Everything(),
 			func() runtime.Object { return &gatewayv1alpha1.APIKey{} },
 			func(o runtime.Object) (any, bool) {
 				k, ok := o.(*gatewayv1alpha1.APIKey)
@@ -80,7 +103,7 @@ func NewWatch(c *Clients, ix *Index, systemNamespace string, namespaces []string
 		add("apikeys "+cmp.Or(ns, "(all namespaces)"), lw, &gatewayv1alpha1.APIKey{}, s, &s.store)
 	}
 	hashes := &hashStore{store{ix: ix, onEvent: onEvent}}
-	lw := newFactsListWatch(c.secrets, "secrets", systemNamespace, fields.OneTermEqualSelector("type", gatewayv1alpha1.HashSecretType),
+	lw := newFactsListWatch(c.secrets, "secrets", systemNamespace, fields.OneTermEqualSelector("type", gatewayv1alpha1.HashSecretType), hashSelector,
 		func() runtime.Object { return &corev1.Secret{} },
 		func(o runtime.Object) (any, bool) {
 			s, ok := o.(*corev1.Secret)

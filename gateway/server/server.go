@@ -12,12 +12,14 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -99,6 +101,11 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	if o.Console.Namespace == "" {
 		o.Console.Namespace = o.SystemNamespace
 	}
+	for _, ns := range o.Namespaces {
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return nil, fmt.Errorf("namespace %q to watch is not a namespace name: %s", ns, strings.Join(errs, "; "))
+		}
+	}
 	if len(o.Namespaces) > 0 && !slices.Contains(o.Namespaces, o.Console.Namespace) {
 		// Console-created keys must authenticate, and the console reads
 		// them from the same cache.
@@ -127,11 +134,7 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	authOpts := o.Auth
 	authOpts.Metrics = auth.NewMetrics(g.registry)
 	g.auth = auth.New(g.index, authOpts)
-	httpClient, err := rest.HTTPClientFor(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("creating HTTP client: %w", err)
-	}
-	watchClients, err := keyindex.NewClients(cfg, httpClient, scheme)
+	watchClients, err := keyindex.NewClients(cfg, scheme)
 	if err != nil {
 		return nil, err
 	}

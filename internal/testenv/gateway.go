@@ -27,6 +27,15 @@ func StartGateway(t testing.TB, cfg *rest.Config, o server.Options) (url string,
 // gateways that start over many keys.
 func StartGatewayWithin(t testing.TB, ready time.Duration, cfg *rest.Config, o server.Options) (url string, g *server.Gateway) {
 	t.Helper()
+	url, g, _ = RunGateway(t, ready, cfg, o)
+	return url, g
+}
+
+// RunGateway is StartGatewayWithin that also returns a stop function, for
+// benchmarks that start gateways one after another; the gateway stops when
+// the test ends if stop was not called.
+func RunGateway(t testing.TB, ready time.Duration, cfg *rest.Config, o server.Options) (url string, g *server.Gateway, stop func()) {
+	t.Helper()
 	g, err := server.New(cfg, o)
 	if err != nil {
 		t.Fatalf("creating gateway: %v", err)
@@ -38,12 +47,13 @@ func StartGatewayWithin(t testing.TB, ready time.Duration, cfg *rest.Config, o s
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- g.Run(ctx, ln) }()
-	t.Cleanup(func() {
+	stop = sync.OnceFunc(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("gateway stopped with error: %v", err)
 		}
 	})
+	t.Cleanup(stop)
 	url = "http://" + ln.Addr().String()
 	Eventually(t, ready, func() error {
 		resp, err := http.Get(url + "/readyz")
@@ -56,7 +66,7 @@ func StartGatewayWithin(t testing.TB, ready time.Duration, cfg *rest.Config, o s
 		}
 		return nil
 	})
-	return url, g
+	return url, g, stop
 }
 
 // LogBuffer collects log output from several goroutines, for tests that
