@@ -1,6 +1,7 @@
 package keyindex
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -34,8 +35,8 @@ type factsListWatch struct {
 
 func (factsListWatch) IsWatchListSemanticsUnSupported() bool { return true }
 
-// newFactsListWatch: c must speak JSON (lists are decoded from it as they
-// stream); newItem returns an empty object of the listed type.
+// newFactsListWatch: newItem returns an empty object of the listed type;
+// lists are decoded as they stream in, from JSON or protobuf.
 func newFactsListWatch(c rest.Interface, resource, namespace string, fieldSelector fields.Selector, labelSelector labels.Selector, newItem func() runtime.Object, reduce func(runtime.Object) (any, bool)) *factsListWatch {
 	request := func(opts *metav1.ListOptions) *rest.Request {
 		opts.FieldSelector, opts.LabelSelector = fieldSelector.String(), labelSelector.String()
@@ -52,7 +53,14 @@ func newFactsListWatch(c rest.Interface, resource, namespace string, fieldSelect
 				return nil, err
 			}
 			defer body.Close()
-			return decodeListFacts(body, newItem, reduce)
+			// The client asks for protobuf where the type has it (Secrets;
+			// custom resources are JSON only), and the server may answer
+			// either way.
+			br := bufio.NewReaderSize(body, 64<<10)
+			if isProtobuf(br) {
+				return decodeProtobufListFacts(br, newItem, reduce)
+			}
+			return decodeListFacts(br, newItem, reduce)
 		},
 		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 			opts.Watch = true

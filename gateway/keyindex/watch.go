@@ -39,9 +39,8 @@ type Clients struct {
 	apiKeys, secrets rest.Interface
 }
 
-// NewClients builds the REST clients of APIKeys and Secrets. Both speak
-// JSON, even though Secrets could come as protobuf: lists are decoded as
-// they stream in, which protobuf's framing does not allow.
+// NewClients builds the REST clients of APIKeys (JSON, as for every custom
+// resource) and Secrets (protobuf).
 //
 // They ask for uncompressed responses: a full list at 100,000 keys is over
 // 200 MB of JSON, and gzipping it cost the API server seconds of CPU (and
@@ -59,7 +58,7 @@ func NewClients(cfg *rest.Config, scheme *runtime.Scheme) (*Clients, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating APIKey client: %w", err)
 	}
-	secrets, err := apiutil.RESTClientForGVK(corev1.SchemeGroupVersion.WithKind("Secret"), true, false, cfg, codecs, httpClient)
+	secrets, err := apiutil.RESTClientForGVK(corev1.SchemeGroupVersion.WithKind("Secret"), false, false, cfg, codecs, httpClient)
 	if err != nil {
 		return nil, fmt.Errorf("creating Secret client: %w", err)
 	}
@@ -91,28 +90,12 @@ func NewWatch(c *Clients, ix *Index, systemNamespace string, namespaces []string
 	for _, ns := range namespaces {
 		s := &apiKeyStore{store: store{ix: ix, onEvent: onEvent}, namespace: ns}
 		lw := newFactsListWatch(c.apiKeys, "apikeys", ns, fields.Everything(), labels.Everything(),
-			func() runtime.Object { return &gatewayv1alpha1.APIKey{} },
-			func(o runtime.Object) (any, bool) {
-				k, ok := o.(*gatewayv1alpha1.APIKey)
-				if !ok {
-					return nil, false
-				}
-				f := APIKeyFactsOf(k)
-				return &f, true
-			})
+			func() runtime.Object { return &gatewayv1alpha1.APIKey{} }, reduceAPIKey)
 		add("apikeys "+cmp.Or(ns, "(all namespaces)"), lw, &gatewayv1alpha1.APIKey{}, s, &s.store)
 	}
 	hashes := &hashStore{store{ix: ix, onEvent: onEvent}}
 	lw := newFactsListWatch(c.secrets, "secrets", systemNamespace, fields.OneTermEqualSelector("type", gatewayv1alpha1.HashSecretType), hashSelector,
-		func() runtime.Object { return &corev1.Secret{} },
-		func(o runtime.Object) (any, bool) {
-			s, ok := o.(*corev1.Secret)
-			if !ok {
-				return nil, false
-			}
-			f, ok := HashFactsOf(s)
-			return &f, ok
-		})
+		func() runtime.Object { return &corev1.Secret{} }, reduceHashSecret)
 	add("hash secrets", lw, &corev1.Secret{}, hashes, &hashes.store)
 	return w
 }
@@ -137,6 +120,25 @@ func (w *Watch) Synced() bool {
 		}
 	}
 	return true
+}
+
+// reduceAPIKey and reduceHashSecret turn a listed object into its facts.
+func reduceAPIKey(o runtime.Object) (any, bool) {
+	k, ok := o.(*gatewayv1alpha1.APIKey)
+	if !ok {
+		return nil, false
+	}
+	f := APIKeyFactsOf(k)
+	return &f, true
+}
+
+func reduceHashSecret(o runtime.Object) (any, bool) {
+	s, ok := o.(*corev1.Secret)
+	if !ok {
+		return nil, false
+	}
+	f, ok := HashFactsOf(s)
+	return &f, ok
 }
 
 // APIKeyFactsOf extracts what the gateway keeps of an APIKey. Strings
