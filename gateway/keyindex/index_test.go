@@ -191,3 +191,20 @@ func TestDeletingOneOfTwoClaimantsKeepsTheOther(t *testing.T) {
 		t.Error("b is gone from the console's view")
 	}
 }
+
+// Past maxNamespaceWatches namespaces, one watch of all namespaces feeds a
+// store that keeps only the wanted ones.
+func TestFilteredStoreKeepsOnlyItsNamespaces(t *testing.T) {
+	ix := New(nil)
+	s := &apiKeyStore{store: store{ix: ix}, only: map[string]bool{"team": true}}
+	wanted, other := apiKey("team", "a", "uid-a", "ABCDEFGH"), apiKey("elsewhere", "b", "uid-b", "ZZZZZZZZ")
+	if err := s.Replace([]any{wanted, other}, "1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Add(apiKey("elsewhere", "c", "uid-c", "YYYYYYYY")); err != nil {
+		t.Fatal(err)
+	}
+	if ix.Lookup("ABCDEFGH") == nil || ix.Lookup("ZZZZZZZZ") != nil || ix.Lookup("YYYYYYYY") != nil || len(ix.APIKeys()) != 1 {
+		t.Errorf("the store kept %d APIKeys; want only team/a", len(ix.APIKeys()))
+	}
+}

@@ -64,7 +64,14 @@ func newFactsListWatch(c rest.Interface, resource, namespace string, fieldSelect
 		},
 		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 			opts.Watch = true
-			return request(&opts).Watch(ctx)
+			w, err := request(&opts).Watch(ctx)
+			if err != nil && ctx.Err() != nil {
+				// Stopped on purpose (shutdown, or fresh watches after an
+				// outage): io.EOF is how a reflector is told quietly; any
+				// other error it logs as a failure.
+				return nil, io.EOF
+			}
+			return w, err
 		},
 	}}
 }

@@ -41,10 +41,15 @@ func (s *store) Resync() error { return nil }
 
 // apiKeyStore receives one APIKey watch: all namespaces when namespace is
 // "", else that namespace only (a relist then replaces only its keys).
+// When only is set, keys of other namespaces are ignored.
 type apiKeyStore struct {
 	store
 	namespace string
+	only      map[string]bool
 }
+
+// wants reports whether the store keeps keys of namespace ns.
+func (s *apiKeyStore) wants(ns string) bool { return s.only == nil || s.only[ns] }
 
 var _ toolscache.ReflectorStore = &apiKeyStore{}
 
@@ -55,7 +60,9 @@ func (s *apiKeyStore) Update(obj any) error {
 	if !ok {
 		return fmt.Errorf("APIKey watch delivered a %T", obj)
 	}
-	s.ix.SetAPIKey(APIKeyFactsOf(k))
+	if s.wants(k.Namespace) {
+		s.ix.SetAPIKey(APIKeyFactsOf(k))
+	}
 	s.touch()
 	return nil
 }
@@ -65,7 +72,9 @@ func (s *apiKeyStore) Delete(obj any) error {
 	if !ok {
 		return fmt.Errorf("APIKey watch delivered a %T", obj)
 	}
-	s.ix.DeleteAPIKey(types.NamespacedName{Namespace: k.Namespace, Name: k.Name})
+	if s.wants(k.Namespace) {
+		s.ix.DeleteAPIKey(types.NamespacedName{Namespace: k.Namespace, Name: k.Name})
+	}
 	s.touch()
 	return nil
 }
@@ -81,10 +90,14 @@ func (s *apiKeyStore) Replace(list []any, _ string) error {
 			if !ok {
 				return fmt.Errorf("APIKey list delivered facts of a %T", o.facts)
 			}
-			facts = append(facts, f)
+			if s.wants(f.Name.Namespace) {
+				facts = append(facts, f)
+			}
 		case *gatewayv1alpha1.APIKey:
-			f := APIKeyFactsOf(o)
-			facts = append(facts, &f)
+			if s.wants(o.Namespace) {
+				f := APIKeyFactsOf(o)
+				facts = append(facts, &f)
+			}
 		default:
 			return fmt.Errorf("APIKey list delivered a %T", obj)
 		}

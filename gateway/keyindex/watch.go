@@ -65,6 +65,9 @@ func NewClients(cfg *rest.Config, scheme *runtime.Scheme) (*Clients, error) {
 	return &Clients{apiKeys: apiKeys, secrets: secrets}, nil
 }
 
+// maxNamespaceWatches is the most namespaces watched one by one.
+const maxNamespaceWatches = 16
+
 // NewWatch prepares the reflectors that feed ix; onEvent, if set, is
 // called on every event. Nothing runs until Run.
 func NewWatch(c *Clients, ix *Index, systemNamespace string, namespaces []string, onEvent func()) *Watch {
@@ -84,11 +87,23 @@ func NewWatch(c *Clients, ix *Index, systemNamespace string, namespaces []string
 		if req, err := labels.NewRequirement(gatewayv1alpha1.LabelAPIKeyNamespace, selection.In, namespaces); err == nil {
 			hashSelector = labels.NewSelector().Add(*req)
 		}
-	} else {
+	}
+	// One watch per namespace, up to maxNamespaceWatches of them; past
+	// that, one watch of all namespaces whose store keeps only the wanted
+	// ones. A hundred watches on the API server's one HTTP/2 connection
+	// stalled: lists waited on streams the watches held.
+	var only map[string]bool
+	if len(namespaces) == 0 || len(namespaces) > maxNamespaceWatches {
+		if len(namespaces) > 0 {
+			only = map[string]bool{}
+			for _, ns := range namespaces {
+				only[ns] = true
+			}
+		}
 		namespaces = []string{metav1.NamespaceAll}
 	}
 	for _, ns := range namespaces {
-		s := &apiKeyStore{store: store{ix: ix, onEvent: onEvent}, namespace: ns}
+		s := &apiKeyStore{store: store{ix: ix, onEvent: onEvent}, namespace: ns, only: only}
 		lw := newFactsListWatch(c.apiKeys, "apikeys", ns, fields.Everything(), labels.Everything(),
 			func() runtime.Object { return &gatewayv1alpha1.APIKey{} }, reduceAPIKey)
 		add("apikeys "+cmp.Or(ns, "(all namespaces)"), lw, &gatewayv1alpha1.APIKey{}, s, &s.store)
