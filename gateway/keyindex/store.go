@@ -102,22 +102,14 @@ func (s *apiKeyStore) Replace(list []any, _ string) error {
 			return fmt.Errorf("APIKey list delivered a %T", obj)
 		}
 	}
-	listed := make(map[types.NamespacedName]struct{}, len(facts))
-	for chunk := range slices.Chunk(facts, replaceChunk) {
-		s.ix.change(func(changed *[]string) {
-			for _, f := range chunk {
-				listed[f.Name] = struct{}{}
-				s.ix.setAPIKeyLocked(f, changed)
+	replaceAll(s.ix, facts, func(f *APIKeyFacts) types.NamespacedName { return f.Name }, s.ix.setAPIKeyLocked,
+		func(listed map[types.NamespacedName]struct{}, changed *[]string) {
+			for name := range s.ix.apiKeys {
+				if _, ok := listed[name]; !ok && (s.namespace == "" || name.Namespace == s.namespace) {
+					s.ix.deleteAPIKeyLocked(name, changed)
+				}
 			}
 		})
-	}
-	s.ix.change(func(changed *[]string) {
-		for name := range s.ix.apiKeys {
-			if _, ok := listed[name]; !ok && (s.namespace == "" || name.Namespace == s.namespace) {
-				s.ix.deleteAPIKeyLocked(name, changed)
-			}
-		}
-	})
 	s.synced.Store(true)
 	s.touch()
 	return nil
@@ -176,23 +168,32 @@ func (s *hashStore) Replace(list []any, _ string) error {
 			return fmt.Errorf("secret list delivered a %T", obj)
 		}
 	}
-	listed := make(map[types.UID]struct{}, len(facts))
-	for chunk := range slices.Chunk(facts, replaceChunk) {
-		s.ix.change(func(changed *[]string) {
-			for _, f := range chunk {
-				listed[f.SecretUID] = struct{}{}
-				s.ix.setHashLocked(f, changed)
+	replaceAll(s.ix, facts, func(f *HashFacts) types.UID { return f.SecretUID }, s.ix.setHashLocked,
+		func(listed map[types.UID]struct{}, changed *[]string) {
+			for uid := range s.ix.hashes {
+				if _, ok := listed[uid]; !ok {
+					s.ix.deleteHashLocked(uid, changed)
+				}
 			}
 		})
-	}
-	s.ix.change(func(changed *[]string) {
-		for uid := range s.ix.hashes {
-			if _, ok := listed[uid]; !ok {
-				s.ix.deleteHashLocked(uid, changed)
-			}
-		}
-	})
 	s.synced.Store(true)
 	s.touch()
 	return nil
+}
+
+// replaceAll applies a full list to the index: set records each item, in
+// chunks of replaceChunk under the write lock (so authentication never
+// waits long behind a relist of 100,000 keys), then sweep drops, given the
+// keys listed, what the list lacks.
+func replaceAll[F any, K comparable](ix *Index, facts []F, keyOf func(F) K, set func(F, *[]string), sweep func(listed map[K]struct{}, changed *[]string)) {
+	listed := make(map[K]struct{}, len(facts))
+	for chunk := range slices.Chunk(facts, replaceChunk) {
+		ix.change(func(changed *[]string) {
+			for _, f := range chunk {
+				listed[keyOf(f)] = struct{}{}
+				set(f, changed)
+			}
+		})
+	}
+	ix.change(func(changed *[]string) { sweep(listed, changed) })
 }
