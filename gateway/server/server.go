@@ -157,7 +157,7 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	proxyOpts.Logger = g.log
 	proxyOpts.Metrics = proxy.NewMetrics(g.registry)
 	proxyOpts.LogAttrs = requestLogAttrs
-	g.router = g.routes(withBodyDeadline(o.Timeouts.Body, proxy.New(o.Providers, proxyOpts)))
+	g.router = g.routes(proxy.New(o.Providers, proxyOpts))
 	return g, nil
 }
 
@@ -175,7 +175,9 @@ func (g *Gateway) routes(p http.Handler) *mux.Router {
 	r.Handle("/healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") }))
 	r.Handle("/readyz", http.HandlerFunc(g.readyz))
 	r.Handle("/metrics", promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{Registry: g.registry}))
-	r.PathPrefix("/gateway/").Handler(withRequestID(g.auth.Middleware(g.recordUsage(p))))
+	// The body deadline comes before authentication: a refused request
+	// whose body never finishes must not hold its connection either.
+	r.PathPrefix("/gateway/").Handler(withBodyDeadline(g.opts.Timeouts.Body, withRequestID(g.auth.Middleware(g.recordUsage(p)))))
 	// For people: the console and its API, the docs, and their assets.
 	r.PathPrefix("/api-keys").Handler(withRequestID(g.console))
 	r.PathPrefix("/api/v1/apikeys").Handler(withRequestID(g.console))
