@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
 
@@ -82,26 +83,11 @@ func (s *apiKeyStore) Delete(obj any) error {
 // Replace makes the index's APIKeys of this watch exactly list: what the
 // list lacks was deleted while nobody watched.
 func (s *apiKeyStore) Replace(list []any, _ string) error {
-	facts := make([]*APIKeyFacts, 0, len(list))
-	for _, obj := range list {
-		switch o := obj.(type) {
-		case *listedFacts:
-			f, ok := o.facts.(*APIKeyFacts)
-			if !ok {
-				return fmt.Errorf("APIKey list delivered facts of a %T", o.facts)
-			}
-			if s.wants(f.Name.Namespace) {
-				facts = append(facts, f)
-			}
-		case *gatewayv1alpha1.APIKey:
-			if s.wants(o.Namespace) {
-				f := APIKeyFactsOf(o)
-				facts = append(facts, &f)
-			}
-		default:
-			return fmt.Errorf("APIKey list delivered a %T", obj)
-		}
+	facts, err := collectFacts[*APIKeyFacts](list, reduceAPIKey)
+	if err != nil {
+		return err
 	}
+	facts = slices.DeleteFunc(facts, func(f *APIKeyFacts) bool { return !s.wants(f.Name.Namespace) })
 	replaceAll(s.ix, facts, func(f *APIKeyFacts) types.NamespacedName { return f.Name }, s.ix.setAPIKeyLocked,
 		func(listed map[types.NamespacedName]struct{}, changed *[]string) {
 			for name := range s.ix.apiKeys {
@@ -151,22 +137,9 @@ func (s *hashStore) Delete(obj any) error {
 // Replace makes the index's hashes exactly list. Secrets that are not
 // usable hash Secrets are left out of it, and so authenticate nothing.
 func (s *hashStore) Replace(list []any, _ string) error {
-	facts := make([]*HashFacts, 0, len(list))
-	for _, obj := range list {
-		switch o := obj.(type) {
-		case *listedFacts:
-			f, ok := o.facts.(*HashFacts)
-			if !ok {
-				return fmt.Errorf("secret list delivered facts of a %T", o.facts)
-			}
-			facts = append(facts, f)
-		case *corev1.Secret:
-			if f, ok := HashFactsOf(o); ok {
-				facts = append(facts, &f)
-			}
-		default:
-			return fmt.Errorf("secret list delivered a %T", obj)
-		}
+	facts, err := collectFacts[*HashFacts](list, reduceHashSecret)
+	if err != nil {
+		return err
 	}
 	replaceAll(s.ix, facts, func(f *HashFacts) types.UID { return f.SecretUID }, s.ix.setHashLocked,
 		func(listed map[types.UID]struct{}, changed *[]string) {
@@ -196,4 +169,32 @@ func replaceAll[F any, K comparable](ix *Index, facts []F, keyOf func(F) K, set 
 		})
 	}
 	ix.change(func(changed *[]string) { sweep(listed, changed) })
+}
+
+// collectFacts takes the facts out of a list: facts a factsListWatch has
+// already reduced, or objects reduced here (a list that did not come
+// through one). Objects reduce drops are left out.
+func collectFacts[F any](list []any, reduce func(runtime.Object) (any, bool)) ([]F, error) {
+	out := make([]F, 0, len(list))
+	for _, obj := range list {
+		var facts any
+		switch o := obj.(type) {
+		case *listedFacts:
+			facts = o.facts
+		case runtime.Object:
+			f, ok := reduce(o)
+			if !ok {
+				continue
+			}
+			facts = f
+		default:
+			return nil, fmt.Errorf("list delivered a %T", obj)
+		}
+		f, ok := facts.(F)
+		if !ok {
+			return nil, fmt.Errorf("list delivered %T where %T belongs", facts, *new(F))
+		}
+		out = append(out, f)
+	}
+	return out, nil
 }
