@@ -23,7 +23,6 @@ import (
 	"github.com/codevector/codevector/gateway/proxy"
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/keys"
-	"github.com/codevector/codevector/internal/reveal"
 	"github.com/codevector/codevector/internal/testenv"
 )
 
@@ -196,9 +195,12 @@ func untilOK(t target, timeout time.Duration) error {
 	}
 }
 
-// newAPIKey is an APIKey as a user would create it: a name and nothing else.
+// newAPIKey is an APIKey as `kubectl apikey create` makes it: a name and
+// the public key its reveal is sealed to.
 func newAPIKey(ns, name string) *gatewayv1alpha1.APIKey {
-	return &gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	k := &gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	testenv.SealToTests(k)
+	return k
 }
 
 // createKeys creates n APIKeys named prefix-00000... with workers in
@@ -279,7 +281,7 @@ func issueKeys(b *testing.B, ns, prefix string, n int) []issuedKey {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			k := &list.Items[i]
-			plain, err := reveal.Consume(context.Background(), env.Client, k)
+			plain, err := testenv.Reveal(context.Background(), env.Client, k)
 			out[i], errs[i] = issuedKey{apiKey: k, key: plain}, err
 		}()
 	}

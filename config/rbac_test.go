@@ -28,7 +28,6 @@ import (
 	"github.com/codevector/codevector/internal/bootstrap"
 	"github.com/codevector/codevector/internal/devcluster"
 	"github.com/codevector/codevector/internal/operator"
-	"github.com/codevector/codevector/internal/reveal"
 	"github.com/codevector/codevector/internal/testenv"
 )
 
@@ -188,11 +187,12 @@ func TestGatewayRBACIsEnoughAndNoMore(t *testing.T) {
 	// The console's job: create a key for a user in the system namespace,
 	// reveal it once, and it authenticates.
 	consoleKey := &gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: systemNS, Name: "console-made"}, Spec: gatewayv1alpha1.APIKeySpec{Owner: "alice@example.com"}}
+	testenv.SealToTests(consoleKey)
 	if err := gw.client.Create(ctx, consoleKey); err != nil {
 		t.Fatalf("gateway creating a console key for alice: %v", err)
 	}
 	issued := env.WaitForPhase(t, systemNS, consoleKey.Name, gatewayv1alpha1.PhaseActive, 15*time.Second)
-	consolePlain, err := reveal.Consume(ctx, gw.client, issued)
+	consolePlain, err := testenv.Reveal(ctx, gw.client, issued)
 	if err != nil {
 		t.Fatalf("gateway consuming the reveal Secret of a console key: %v", err)
 	}

@@ -71,7 +71,7 @@ func TestAdmissionPoliciesEnforceOwnership(t *testing.T) {
 	}
 
 	// An admin can.
-	forBob := newKey(ns, "bob-by-admin", func(k *gatewayv1alpha1.APIKey) { k.Spec.Owner = "bob@example.com" })
+	forBob := newKey(ns, "bob-by-admin", unsealed, func(k *gatewayv1alpha1.APIKey) { k.Spec.Owner = "bob@example.com" })
 	if err := carol.Create(ctx, forBob); err != nil {
 		t.Fatalf("admin creating a key for bob: %v", err)
 	}

@@ -50,6 +50,10 @@ type APIKeyReconciler struct {
 	RevealWindow time.Duration
 	// Hasher hashes new keys with bounded concurrency.
 	Hasher *Hasher
+	// RevealMode says how a key without spec.revealPublicKey is revealed:
+	// not at all until its owner supplies one (RevealSealed, the default),
+	// or in plaintext (RevealPlain).
+	RevealMode RevealMode
 	// MaxConcurrentReconciles lets API round trips of one key overlap with
 	// another key's hashing.
 	MaxConcurrentReconciles int
@@ -139,66 +143,47 @@ func (r *APIKeyReconciler) patchStatus(ctx context.Context, key *gatewayv1alpha1
 	return nil
 }
 
-// issue generates the key and stores it: reveal Secret first, then the hash
-// Secret, then status Active. If the process died between two of those
-// writes, the next pass finds the reveal Secret and completes the same key;
-// a key is never generated twice for one APIKey.
+// issue generates the key and stores it, in an order that makes every crash
+// harmless: the hash Secret first, then the reveal Secret (sealed to the
+// owner), then status Active. Until status says Active no reader takes the
+// reveal, so whatever an interrupted pass left (a hash, a reveal) holds a
+// key nobody has: it is discarded and a fresh key generated. Nothing in the
+// tenant namespace is ever read back: anyone who may create Secrets there
+// could have planted it (DESIGN.md section 6).
 func (r *APIKeyReconciler) issue(ctx context.Context, key *gatewayv1alpha1.APIKey, ev *eventLog) error {
+	if key.Spec.RevealPublicKey == "" && r.RevealMode != RevealPlain {
+		// No key exists until its owner asks for it: it can only be sealed
+		// to a public key the owner holds the private half of.
+		key.Status.Phase = gatewayv1alpha1.PhasePending
+		r.setReady(key, metav1.ConditionFalse, gatewayv1alpha1.ReasonAwaitingRevealKey, fmt.Sprintf(
+			"No key has been generated yet: it is sealed to its owner when they ask for it. The owner runs 'kubectl apikey reveal %s -n %s' to receive it.", key.Name, key.Namespace))
+		return nil
+	}
 	// Issuing from a stale copy could discard a key that is already Active
 	// and revealed.
 	if err := r.confirmCurrent(ctx, key); err != nil {
 		return err
 	}
-	reveal, k, err := r.findIssuedKey(ctx, key)
+	if err := r.discardUnissued(ctx, key, ev); err != nil {
+		return err
+	}
+	k, err := r.generateUniqueKey(ctx)
 	if err != nil {
 		return err
 	}
-	hash, err := r.getLive(ctx, r.SystemNamespace, gatewayv1alpha1.HashSecretName(string(key.UID)))
-	if err != nil {
+	if err := r.createHashSecret(ctx, key, k); err != nil {
 		return err
 	}
-
-	if reveal == nil {
-		if hash != nil {
-			// A hash with no reveal Secret and no Active status: its
-			// plaintext is lost, so it can never be handed to anyone.
-			if err := r.deleteSecret(ctx, hash); err != nil {
-				return fmt.Errorf("discarding orphaned hash Secret: %w", err)
-			}
-			hash = nil
-			ev.warning("DiscardedOrphanHash", "Discarded a hash Secret whose key was never revealed; generating a new key")
-		}
-		if k, err = r.generateUniqueKey(ctx); err != nil {
-			return err
-		}
-		if reveal, err = r.createRevealSecret(ctx, key, k); err != nil {
-			return err
-		}
-	} else {
-		ev.normal("Resumed", "Completed a key issued by an earlier, interrupted pass")
-	}
-
-	if hash != nil {
-		ok, verr := keys.Verify(k, string(hash.Data[gatewayv1alpha1.HashSecretKey]))
-		if verr != nil || !ok {
-			// Hash Secrets are immutable, so a wrong one is replaced.
-			if err := r.deleteSecret(ctx, hash); err != nil {
-				return fmt.Errorf("replacing mismatched hash Secret: %w", err)
-			}
-			hash = nil
-		}
-	}
-	if hash == nil {
-		if err := r.createHashSecret(ctx, key, k); err != nil {
-			return err
-		}
+	reveal, err := r.createRevealSecret(ctx, key, k)
+	if err != nil {
+		return err
 	}
 
 	revealExpires := metav1.NewTime(reveal.CreationTimestamp.Add(r.RevealWindow))
 	key.Status.Phase = gatewayv1alpha1.PhaseActive
 	key.Status.Prefix = k.DisplayPrefix()
 	key.Status.HashSecretRef = &gatewayv1alpha1.SecretReference{Namespace: r.SystemNamespace, Name: gatewayv1alpha1.HashSecretName(string(key.UID))}
-	key.Status.Reveal = &gatewayv1alpha1.RevealStatus{SecretName: reveal.Name, ExpiresAt: &revealExpires, State: gatewayv1alpha1.RevealPending}
+	key.Status.Reveal = &gatewayv1alpha1.RevealStatus{SecretName: reveal.Name, SecretUID: reveal.UID, ExpiresAt: &revealExpires, State: gatewayv1alpha1.RevealPending}
 	r.setReady(key, metav1.ConditionTrue, "KeyActive", "The key authenticates gateway requests")
 	keysIssued.Inc()
 	ev.normal("Issued", "Issued key %s; it can be revealed once until %s", k.DisplayPrefix(), revealExpires.UTC().Format(time.RFC3339))
@@ -223,26 +208,37 @@ func (r *APIKeyReconciler) confirmCurrent(ctx context.Context, key *gatewayv1alp
 	return nil
 }
 
-// findIssuedKey looks for a reveal Secret this APIKey already wrote. It
-// reads the API server, not the cache: a stale cache here would mean
-// generating a second key.
-func (r *APIKeyReconciler) findIssuedKey(ctx context.Context, key *gatewayv1alpha1.APIKey) (*corev1.Secret, keys.Key, error) {
+// discardUnissued deletes what an interrupted pass (or an impostor) left
+// for a key that is not Active yet: its hash Secret, whose plaintext nobody
+// has received, and any reveal Secret under its name. A reveal Secret is
+// deleted without being read; one of another type is somebody else's
+// Secret, which the controller refuses to touch (the key waits, and its
+// condition says why).
+func (r *APIKeyReconciler) discardUnissued(ctx context.Context, key *gatewayv1alpha1.APIKey, ev *eventLog) error {
+	hash, err := r.getLive(ctx, r.SystemNamespace, gatewayv1alpha1.HashSecretName(string(key.UID)))
+	if err != nil {
+		return err
+	}
+	if hash != nil {
+		if err := r.deleteSecret(ctx, hash); err != nil {
+			return fmt.Errorf("discarding the hash Secret of an interrupted issue: %w", err)
+		}
+		ev.warning("DiscardedUnissuedKey", "Discarded a key whose issue was interrupted before anyone received it; generating a new one")
+	}
 	reveal, err := r.getLive(ctx, key.Namespace, gatewayv1alpha1.RevealSecretName(key.Name))
 	if err != nil || reveal == nil {
-		return nil, keys.Key{}, err
+		return err
 	}
-	if !metav1.IsControlledBy(reveal, key) {
-		return nil, keys.Key{}, fmt.Errorf("secret %s/%s exists and does not belong to this APIKey; delete or rename it", reveal.Namespace, reveal.Name)
+	if reveal.Type != gatewayv1alpha1.RevealSecretType {
+		key.Status.Phase = gatewayv1alpha1.PhasePending
+		msg := fmt.Sprintf("The Secret %s/%s exists and is not a reveal Secret, so the key cannot be issued. Delete or rename that Secret.", reveal.Namespace, reveal.Name)
+		r.setReady(key, metav1.ConditionFalse, "RevealSecretNameTaken", msg)
+		return errors.New(msg)
 	}
-	k, err := keys.Parse(string(reveal.Data[gatewayv1alpha1.RevealSecretKey]))
-	if err != nil {
-		// Unusable (tampered with): drop it and issue afresh.
-		if derr := r.deleteSecret(ctx, reveal); derr != nil {
-			return nil, keys.Key{}, derr
-		}
-		return nil, keys.Key{}, nil
+	if err := r.deleteSecret(ctx, reveal); err != nil {
+		return fmt.Errorf("discarding a reveal Secret written before the key was issued: %w", err)
 	}
-	return reveal, k, nil
+	return nil
 }
 
 // generateUniqueKey draws keys until one has a key ID no hash Secret uses.
@@ -271,7 +267,7 @@ func (r *APIKeyReconciler) generateUniqueKey(ctx context.Context) (keys.Key, err
 func (r *APIKeyReconciler) maintain(ctx context.Context, key *gatewayv1alpha1.APIKey, now time.Time, ev *eventLog) error {
 	revealName := gatewayv1alpha1.RevealSecretName(key.Name)
 	if rs := key.Status.Reveal; rs != nil && rs.State == gatewayv1alpha1.RevealPending {
-		switch present, err := r.exists(ctx, key.Namespace, revealName); {
+		switch present, err := r.revealPresent(ctx, key); {
 		case err != nil:
 			return err
 		case !present:
@@ -308,6 +304,29 @@ func (r *APIKeyReconciler) maintain(ctx context.Context, key *gatewayv1alpha1.AP
 		fmt.Sprintf("The hash Secret %s/%s was deleted; this key no longer works. Create a new key.", r.SystemNamespace, hashName))
 	ev.warning("HashSecretMissing", "The hash Secret was deleted; the key no longer works")
 	return nil
+}
+
+// revealPresent reports whether the reveal Secret this controller wrote
+// for key is still there. A Secret of the same name with another UID is
+// not it: ours was consumed (or deleted) and somebody put another in its
+// place, which no reader will accept.
+func (r *APIKeyReconciler) revealPresent(ctx context.Context, key *gatewayv1alpha1.APIKey) (bool, error) {
+	name := gatewayv1alpha1.RevealSecretName(key.Name)
+	s := &corev1.Secret{}
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: name}, s)
+	switch {
+	case apierrors.IsNotFound(err):
+		// A Secret created a moment ago may not be cached yet.
+		live, lerr := r.getLive(ctx, key.Namespace, name)
+		if lerr != nil || live == nil {
+			return false, lerr
+		}
+		s = live
+	case err != nil:
+		return false, fmt.Errorf("reading Secret %s/%s: %w", key.Namespace, name, err)
+	}
+	want := key.Status.Reveal.SecretUID
+	return want == "" || s.UID == want, nil
 }
 
 // retire ends a key for good (revoked or expired): status first records the

@@ -39,7 +39,7 @@ func TestRevealIsOneShotUnderConcurrentReaders(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			results[i], errs[i] = reveal.Consume(context.Background(), c, k.DeepCopy())
+			results[i], errs[i] = testenv.Reveal(context.Background(), c, k.DeepCopy())
 		}()
 	}
 	close(start)
@@ -73,7 +73,7 @@ func TestRevealIsOneShotUnderConcurrentReaders(t *testing.T) {
 		}
 		return nil
 	})
-	if _, err := reveal.Consume(context.Background(), env.Client, k); !errors.Is(err, reveal.ErrAlreadyRevealed) {
+	if _, err := testenv.Reveal(context.Background(), env.Client, k); !errors.Is(err, reveal.ErrAlreadyRevealed) {
 		t.Errorf("third reader: err = %v, want ErrAlreadyRevealed", err)
 	}
 	// The key itself keeps working: the hash is untouched.
@@ -99,7 +99,7 @@ func TestRevealWindowExpires(t *testing.T) {
 		}
 		return nil
 	})
-	if _, err := reveal.Consume(context.Background(), env.Client, k); !errors.Is(err, reveal.ErrRevealExpired) {
+	if _, err := testenv.Reveal(context.Background(), env.Client, k); !errors.Is(err, reveal.ErrRevealExpired) {
 		t.Errorf("consume after the window: err = %v, want ErrRevealExpired", err)
 	}
 	if k.Status.Phase != gatewayv1alpha1.PhaseActive {

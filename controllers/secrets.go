@@ -14,6 +14,7 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/internal/keys"
+	"github.com/codevector/codevector/internal/seal"
 )
 
 // keyIDField indexes cached hash Secrets by key ID for the uniqueness check.
@@ -23,9 +24,45 @@ const keyIDField = "codevector.keyID"
 // the pass is retried shortly instead of acting on old data.
 var errStaleCache = errors.New("cached APIKey is stale")
 
-// createRevealSecret writes the one-shot Secret carrying the plaintext key,
-// owned by the APIKey so it is collected with it.
+// RevealMode says how the controller hands a new key to its owner.
+type RevealMode string
+
+const (
+	// RevealSealed: a key is generated only once spec.revealPublicKey is
+	// set, and its reveal Secret holds it sealed to that public key, so
+	// nobody but the holder of the private key can read it.
+	RevealSealed RevealMode = "sealed"
+	// RevealPlain: a key without spec.revealPublicKey is generated at once
+	// and its reveal Secret holds the plaintext, readable during the reveal
+	// window by anyone who may read Secrets in the namespace. Keys that
+	// carry a public key are still sealed.
+	RevealPlain RevealMode = "plain"
+)
+
+// ParseRevealMode reads the manager's --reveal-mode flag.
+func ParseRevealMode(s string) (RevealMode, error) {
+	switch m := RevealMode(s); m {
+	case RevealSealed, RevealPlain:
+		return m, nil
+	}
+	return "", fmt.Errorf("--reveal-mode %q: want %q or %q", s, RevealSealed, RevealPlain)
+}
+
+// createRevealSecret writes the one-shot Secret that hands k to its owner,
+// owned by the APIKey so it is collected with it. With a public key in the
+// spec it holds only k sealed to that key; the plaintext is written only
+// for a key without one, in RevealPlain mode.
 func (r *APIKeyReconciler) createRevealSecret(ctx context.Context, key *gatewayv1alpha1.APIKey, k keys.Key) (*corev1.Secret, error) {
+	data := map[string][]byte{}
+	if pub := key.Spec.RevealPublicKey; pub != "" {
+		sealed, err := seal.Seal(pub, key.UID, k)
+		if err != nil {
+			return nil, fmt.Errorf("sealing the key of APIKey %s/%s: %w", key.Namespace, key.Name, err)
+		}
+		data[gatewayv1alpha1.RevealSecretSealedKey] = sealed
+	} else {
+		data[gatewayv1alpha1.RevealSecretPlainKey] = []byte(k.Reveal())
+	}
 	s := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: key.Namespace,
@@ -33,7 +70,7 @@ func (r *APIKeyReconciler) createRevealSecret(ctx context.Context, key *gatewayv
 			Labels:    map[string]string{gatewayv1alpha1.LabelManagedBy: gatewayv1alpha1.ManagedByValue},
 		},
 		Type: gatewayv1alpha1.RevealSecretType,
-		Data: map[string][]byte{gatewayv1alpha1.RevealSecretKey: []byte(k.Reveal())},
+		Data: data,
 	}
 	if err := controllerutil.SetControllerReference(key, s, r.Client.Scheme()); err != nil {
 		return nil, fmt.Errorf("owning reveal Secret: %w", err)

@@ -39,8 +39,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// newKey is an APIKey as `kubectl apikey create` makes it: sealed to a
+// public key (testenv.RevealKey's), so the controller issues it at once.
+// unsealed undoes that.
 func newKey(ns, name string, mutate ...func(*gatewayv1alpha1.APIKey)) *gatewayv1alpha1.APIKey {
 	k := &gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	testenv.SealToTests(k)
 	for _, m := range mutate {
 		m(k)
 	}
@@ -91,16 +95,22 @@ func waitForSecretGone(t *testing.T, ns, name string) {
 	})
 }
 
-// revealedKey reads the plaintext from the reveal Secret without consuming it.
+// unsealed makes newKey's APIKey one applied without a public key.
+func unsealed(k *gatewayv1alpha1.APIKey) { k.Spec.RevealPublicKey = "" }
+
+// revealedKey opens the sealed key in the reveal Secret without consuming it.
 func revealedKey(t *testing.T, k *gatewayv1alpha1.APIKey) keys.Key {
 	t.Helper()
 	s, ok := secret(t, k.Namespace, gatewayv1alpha1.RevealSecretName(k.Name))
 	if !ok {
 		t.Fatalf("reveal Secret of %s/%s missing", k.Namespace, k.Name)
 	}
-	key, err := keys.Parse(string(s.Data[gatewayv1alpha1.RevealSecretKey]))
+	if _, plain := s.Data[gatewayv1alpha1.RevealSecretPlainKey]; plain {
+		t.Errorf("reveal Secret of %s/%s holds the key in plaintext", k.Namespace, k.Name)
+	}
+	key, err := testenv.RevealKey().Open(k.UID, s.Data[gatewayv1alpha1.RevealSecretSealedKey])
 	if err != nil {
-		t.Fatalf("reveal Secret holds no valid key: %v", err)
+		t.Fatalf("reveal Secret holds no key sealed to the test key: %v", err)
 	}
 	return key
 }

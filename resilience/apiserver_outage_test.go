@@ -23,7 +23,6 @@ import (
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/operator"
-	"github.com/codevector/codevector/internal/reveal"
 	"github.com/codevector/codevector/internal/testenv"
 )
 
@@ -83,6 +82,7 @@ func TestAPIServerOutageIsFailStatic(t *testing.T) {
 	for i := range 5 {
 		k := &gatewayv1alpha1.APIKey{}
 		k.Namespace, k.Name = ns, fmt.Sprintf("during-%d", i)
+		testenv.SealToTests(k)
 		if err := env.Client.Create(ctx, k); err != nil {
 			t.Fatal(err)
 		}
@@ -147,7 +147,7 @@ func TestAPIServerOutageIsFailStatic(t *testing.T) {
 	for i := range 5 {
 		name := fmt.Sprintf("during-%d", i)
 		k := env.WaitForPhase(t, ns, name, gatewayv1alpha1.PhaseActive, 90*time.Second)
-		plain, err := reveal.Consume(ctx, env.Client, k)
+		plain, err := testenv.Reveal(ctx, env.Client, k)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}

@@ -35,6 +35,7 @@ func TestManagerKilledDuringBurstLosesNothing(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			k := &gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("burst-%03d", i)}}
+			testenv.SealToTests(k)
 			if err := env.Client.Create(ctx, k); err != nil {
 				t.Errorf("creating %s: %v", k.Name, err)
 			}
@@ -102,7 +103,10 @@ func TestManagerKilledDuringBurstLosesNothing(t *testing.T) {
 			t.Errorf("%s: no reveal Secret owned by it", k.Name)
 			continue
 		}
-		plain, err := keys.Parse(string(r.Data[gatewayv1alpha1.RevealSecretKey]))
+		if _, plaintext := r.Data[gatewayv1alpha1.RevealSecretPlainKey]; plaintext {
+			t.Errorf("%s: reveal Secret holds the key in plaintext", k.Name)
+		}
+		plain, err := testenv.RevealKey().Open(k.UID, r.Data[gatewayv1alpha1.RevealSecretSealedKey])
 		if err != nil || plain.DisplayPrefix() != k.Status.Prefix {
 			t.Errorf("%s: reveal Secret holds %v (err %v), status says %s", k.Name, plain, err, k.Status.Prefix)
 			continue

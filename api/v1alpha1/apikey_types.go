@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // APIKeySpec is what a user asks for: a key, optionally named, optionally
@@ -16,6 +17,7 @@ import (
 // +kubebuilder:validation:XValidation:rule="has(self.expiresAt) == has(oldSelf.expiresAt) && (!has(self.expiresAt) || self.expiresAt == oldSelf.expiresAt)",message="expiresAt is immutable: create a new key instead"
 // +kubebuilder:validation:XValidation:rule="has(self.ttl) == has(oldSelf.ttl) && (!has(self.ttl) || self.ttl == oldSelf.ttl)",message="ttl is immutable: create a new key instead"
 // +kubebuilder:validation:XValidation:rule="!(has(oldSelf.revoked) && oldSelf.revoked) || (has(self.revoked) && self.revoked)",message="revocation cannot be undone: create a new key instead"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.revealPublicKey) || (has(self.revealPublicKey) && self.revealPublicKey == oldSelf.revealPublicKey)",message="revealPublicKey can be set once and never changed: the key is sealed to it"
 type APIKeySpec struct {
 	// displayName is a human-friendly label shown in the console and in
 	// `kubectl get apikeys -o wide`. The console shows metadata.name when it
@@ -49,6 +51,20 @@ type APIKeySpec struct {
 	// fail with 401. It cannot be set back to false.
 	// +optional
 	Revoked bool `json:"revoked,omitempty"`
+
+	// revealPublicKey is the public key the new key is sealed to (standard
+	// base64 of an HPKE ML-KEM-768+X25519 public key). Only the holder of
+	// its private key can read the key: `kubectl apikey create|reveal` and
+	// the console generate the pair in memory and set this field. The
+	// controller issues no key until it is set (phase Pending, reason
+	// AwaitingRevealKey), unless the manager runs with --reveal-mode=plain.
+	// It can go from unset to set once and never change; an admission
+	// policy lets only the owner (or the console, for a signed-in owner)
+	// set it.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9+/]+={0,2}$`
+	RevealPublicKey string `json:"revealPublicKey,omitempty"`
 }
 
 // Phase is where an APIKey is in its life.
@@ -102,6 +118,11 @@ type RevealStatus struct {
 	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
 	// state is Pending, Consumed or Expired.
 	State RevealState `json:"state"`
+	// secretUID is the UID of the reveal Secret the controller wrote.
+	// Readers consume only that Secret, so one planted under the same name
+	// (by anyone who may create Secrets in the namespace) is refused.
+	// +optional
+	SecretUID types.UID `json:"secretUID,omitempty"`
 }
 
 // APIKeyStatus is what the controller (and, for lastUsedAt, the gateway)

@@ -3,11 +3,16 @@ package v1alpha1
 // Names shared by the controller, the gateway and the CLI. They are part of
 // the contract between components, so they live next to the types.
 const (
-	// RevealSecretType marks the one-shot Secret that carries the plaintext
-	// key in the APIKey's namespace.
+	// RevealSecretType marks the one-shot Secret that carries the new key,
+	// sealed to its owner, in the APIKey's namespace.
 	RevealSecretType = "gateway.codevector.io/apikey-reveal"
-	// RevealSecretKey is the data key of the plaintext in a reveal Secret.
-	RevealSecretKey = "apiKey"
+	// RevealSecretSealedKey is the data key of the sealed key in a reveal
+	// Secret: what hpke.Seal returned (internal/seal).
+	RevealSecretSealedKey = "sealedKey"
+	// RevealSecretPlainKey is the data key of the plaintext in a reveal
+	// Secret written by a manager running with --reveal-mode=plain, for a
+	// key that has no revealPublicKey.
+	RevealSecretPlainKey = "apiKey"
 
 	// HashSecretType marks the Secret in the system namespace that holds
 	// the argon2id hash of a key.
@@ -36,6 +41,9 @@ const (
 
 	// ConditionReady is True while the key authenticates requests.
 	ConditionReady = "Ready"
+	// ReasonAwaitingRevealKey: the key waits for its owner to supply the
+	// public key it will be sealed to (`kubectl apikey reveal NAME`).
+	ReasonAwaitingRevealKey = "AwaitingRevealKey"
 
 	// DefaultSystemNamespace holds hash Secrets and console-created keys.
 	DefaultSystemNamespace = "codevector-system"

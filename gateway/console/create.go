@@ -19,6 +19,7 @@ import (
 	"github.com/codevector/codevector/gateway/keyindex"
 	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/reveal"
+	"github.com/codevector/codevector/internal/seal"
 )
 
 // createRequest is the body of POST /api/v1/apikeys. Every field is
@@ -115,11 +116,22 @@ func slug(display string) string {
 // createKey creates the APIKey, waits until the controller has issued it,
 // and consumes its one-shot reveal: the plaintext returned here is the only
 // copy anyone will ever get.
+//
+// The key is sealed to a key pair made for this one request, whose private
+// half lives only in this function's memory: the reveal Secret the
+// controller writes is useless to anyone who reads it, the gateway
+// included once this request has returned.
 func (c *Console) createKey(ctx context.Context, id *Identity, req createRequest) (keyItem, keys.Key, *apiError) {
 	k, aerr := req.toAPIKey(c.opts.Namespace, id.User, time.Now())
 	if aerr != nil {
 		return keyItem{}, keys.Key{}, aerr
 	}
+	private, err := seal.NewPrivateKey()
+	if err != nil {
+		c.log.Error("Failed to generate a reveal key pair", "error", err)
+		return keyItem{}, keys.Key{}, &apiError{http.StatusInternalServerError, "create_failed", "The key could not be created: the gateway could not generate a key pair. Try again."}
+	}
+	k.Spec.RevealPublicKey = private.PublicKey()
 	if err := c.writer.Create(ctx, k); err != nil {
 		return keyItem{}, keys.Key{}, c.createError(k, err)
 	}
@@ -148,7 +160,17 @@ func (c *Console) createKey(ctx context.Context, id *Identity, req createRequest
 			"The key could not be created: %v. Try again; if it keeps happening, ask your administrator to check the codevector manager.", err)}
 	}
 
-	plain, err := reveal.Consume(ctx, c.writer, objectOf(issued))
+	// The index holds only what authentication needs; the reveal needs the
+	// whole object (its public key, the reveal Secret's UID), as stored.
+	live := &gatewayv1alpha1.APIKey{}
+	err = c.writer.Get(ctx, types.NamespacedName{Namespace: k.Namespace, Name: k.Name}, live)
+	if err == nil && live.UID != k.UID {
+		err = fmt.Errorf("the APIKey was deleted and created again meanwhile")
+	}
+	var plain keys.Key
+	if err == nil {
+		plain, err = reveal.Consume(ctx, c.writer, live, private)
+	}
 	if err != nil {
 		if errors.Is(err, reveal.ErrAlreadyRevealed) {
 			// Someone with access to the namespace read it first (the CLI,

@@ -2,25 +2,30 @@ package commands
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/internal/reveal"
+	"github.com/codevector/codevector/internal/seal"
 )
 
 // errNotIssued: the controller did not issue the key in time.
 var errNotIssued = errors.New("the controller did not issue the key")
 
-// create makes an APIKey, waits for the controller to issue it, consumes
-// its reveal Secret and prints the key: alone, on stdout.
+// create makes an APIKey sealed to a key pair made here, in memory, waits
+// for the controller to issue it, consumes its reveal Secret and prints the
+// key: alone, on stdout.
 func (cli *keysCLI) create(ctx context.Context, args []string) error {
 	var kf kubeFlags
 	fs := cli.flagSet("create", "NAME [--expires 30d|YYYY-MM-DD] [--display-name TEXT]", &kf)
@@ -36,6 +41,11 @@ func (cli *keysCLI) create(ctx context.Context, args []string) error {
 	if err := setExpiry(&spec, *expires, cli.now()); err != nil {
 		return err
 	}
+	private, err := seal.NewPrivateKey()
+	if err != nil {
+		return err
+	}
+	spec.RevealPublicKey = private.PublicKey()
 	s, err := kf.connect(cli.prog)
 	if err != nil {
 		return err
@@ -44,7 +54,7 @@ func (cli *keysCLI) create(ctx context.Context, args []string) error {
 	if err := s.c.Create(ctx, key); err != nil {
 		return s.explain(err, "create", name)
 	}
-	plain, err := s.issueAndReveal(ctx, name, *timeout)
+	plain, err := s.issueAndReveal(ctx, name, private, *timeout)
 	if err != nil {
 		return fmt.Errorf("%w\nThe APIKey %s/%s was created; revoke it with '%s revoke %s -n %s' if you cannot use it", err, s.namespace, name, cli.prog, name, s.namespace)
 	}
@@ -53,27 +63,72 @@ func (cli *keysCLI) create(ctx context.Context, args []string) error {
 	return nil
 }
 
-// reveal prints a key whose one-time copy nobody has read yet (its
-// creator's create was interrupted, or it was made with kubectl apply).
+// reveal prints a key nobody has received yet: one made with kubectl apply
+// (which waits, AwaitingRevealKey, for its owner to ask), or one whose
+// creator's create was interrupted before the controller issued it. It
+// seals the key to a key pair made here, in memory: only this process can
+// read it.
 func (cli *keysCLI) reveal(ctx context.Context, args []string) error {
 	var kf kubeFlags
 	fs := cli.flagSet("reveal", "NAME", &kf)
-	timeout := fs.Duration("timeout", 30*time.Second, "How long to wait for the controller to issue a new key")
+	timeout := fs.Duration("timeout", 30*time.Second, "How long to wait for the controller to issue the key")
 	pos, err := parseArgs(fs, args, "NAME")
 	if err != nil {
 		return err
 	}
+	name := pos[0]
 	s, err := kf.connect(cli.prog)
 	if err != nil {
 		return err
 	}
-	plain, err := s.issueAndReveal(ctx, pos[0], *timeout)
+	key := &gatewayv1alpha1.APIKey{}
+	if err := s.c.Get(ctx, types.NamespacedName{Namespace: s.namespace, Name: name}, key); err != nil {
+		return s.explain(err, "get", name)
+	}
+	var private *seal.PrivateKey
+	switch {
+	case key.Spec.RevealPublicKey != "":
+		// Sealed to a request whose private key died with it.
+		return fmt.Errorf("APIKey %s/%s: %w", s.namespace, name, reveal.ErrSealedToAnother)
+	case key.Status.Phase == gatewayv1alpha1.PhaseActive:
+		// Issued in plaintext by a manager in --reveal-mode=plain.
+	default:
+		if private, err = seal.NewPrivateKey(); err != nil {
+			return err
+		}
+		if err := s.requestReveal(ctx, key, private); err != nil {
+			return err
+		}
+	}
+	plain, err := s.issueAndReveal(ctx, name, private, *timeout)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(cli.out, plain.key)
-	cli.savedGuidance(s, pos[0], plain)
+	cli.savedGuidance(s, name, plain)
 	return nil
+}
+
+// requestReveal sets the APIKey's revealPublicKey, which asks the
+// controller to issue the key sealed to private. The API server lets only
+// the owner do so, and only once: a second request, by anyone, is refused.
+func (s *session) requestReveal(ctx context.Context, key *gatewayv1alpha1.APIKey, private *seal.PrivateKey) error {
+	patch, err := json.Marshal(map[string]any{
+		"metadata": map[string]any{"resourceVersion": key.ResourceVersion},
+		"spec":     map[string]any{"revealPublicKey": private.PublicKey()},
+	})
+	if err != nil {
+		return err
+	}
+	err = s.c.Patch(ctx, key, client.RawPatch(types.MergePatchType, patch))
+	switch {
+	case err == nil:
+		return nil
+	case apierrors.IsConflict(err):
+		return fmt.Errorf("APIKey %s/%s changed while asking to reveal it (another reveal?); run the command again", s.namespace, key.Name)
+	default:
+		return s.explain(err, "reveal", key.Name)
+	}
 }
 
 // revealed is a key just read from its reveal Secret.
@@ -85,15 +140,17 @@ type revealed struct {
 
 // issueAndReveal waits until the controller has issued the APIKey, then
 // consumes its reveal Secret (internal/reveal: GET, then DELETE with
-// preconditions, so only one reader ever gets the key).
-func (s *session) issueAndReveal(ctx context.Context, name string, timeout time.Duration) (revealed, error) {
+// preconditions, so only one reader ever gets the key) and opens it with
+// private.
+func (s *session) issueAndReveal(ctx context.Context, name string, private *seal.PrivateKey, timeout time.Duration) (revealed, error) {
 	key, err := s.waitIssued(ctx, name, timeout)
 	if err != nil {
 		return revealed{}, err
 	}
-	plain, err := reveal.Consume(ctx, s.c, key)
+	plain, err := reveal.Consume(ctx, s.c, key, private)
 	switch {
-	case errors.Is(err, reveal.ErrAlreadyRevealed), errors.Is(err, reveal.ErrRevealExpired):
+	case errors.Is(err, reveal.ErrAlreadyRevealed), errors.Is(err, reveal.ErrRevealExpired),
+		errors.Is(err, reveal.ErrSealedToAnother), errors.Is(err, reveal.ErrReplaced):
 		return revealed{}, fmt.Errorf("APIKey %s/%s: %w", s.namespace, name, err)
 	case err != nil:
 		return revealed{}, s.explain(err, "reveal", name)

@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/controllers"
 	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/operator"
 )
@@ -24,6 +25,8 @@ func runManager(ctx context.Context, args []string, _, stderr io.Writer) error {
 		burst      int
 		memory     uint
 		time       uint
+		revealMode string
+		err        error
 	)
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "Path to a kubeconfig (default: $KUBECONFIG, then in-cluster config)")
 	fs.BoolVar(&o.LeaderElection, "leader-elect", false, "Elect a leader so only one replica reconciles at a time")
@@ -32,6 +35,7 @@ func runManager(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs.UintVar(&memory, "argon2-memory", uint(keys.DefaultParams.Memory), "argon2id memory per hash, in KiB")
 	fs.UintVar(&time, "argon2-time", uint(keys.DefaultParams.Time), "argon2id passes per hash")
 	fs.DurationVar(&o.RevealWindow, "reveal-window", operator.DefaultRevealWindow, "How long a new key can be revealed before its reveal Secret is deleted")
+	fs.StringVar(&revealMode, "reveal-mode", string(controllers.RevealSealed), "How a new key reaches its owner: sealed (only to the public key its owner's kubectl or console request supplies; a key applied without one waits for 'kubectl apikey reveal') or plain (a key applied without a public key is issued at once, in plaintext, readable by anyone with Secret read in its namespace during the reveal window)")
 	fs.StringVar(&o.SystemNamespace, "system-namespace", gatewayv1alpha1.DefaultSystemNamespace, "Namespace of the hash Secrets (and of the leader election lease)")
 	fs.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", 0, "APIKeys reconciled at once (default 4 x CPUs)")
 	fs.Float64Var(&qps, "kube-api-qps", operator.DefaultQPS, "Sustained requests per second to the API server")
@@ -39,6 +43,9 @@ func runManager(ctx context.Context, args []string, _, stderr io.Writer) error {
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if o.RevealMode, err = controllers.ParseRevealMode(revealMode); err != nil {
 		return err
 	}
 	o.Argon2 = keys.Params{Memory: uint32(memory), Time: uint32(time), Threads: keys.DefaultParams.Threads}
@@ -56,6 +63,6 @@ func runManager(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctrl.Log.WithName("setup").Info("Starting manager", "systemNamespace", o.SystemNamespace, "revealWindow", o.RevealWindow.String(), "argon2", o.Argon2)
+	ctrl.Log.WithName("setup").Info("Starting manager", "systemNamespace", o.SystemNamespace, "revealWindow", o.RevealWindow.String(), "revealMode", o.RevealMode, "argon2", o.Argon2)
 	return mgr.Start(ctx)
 }

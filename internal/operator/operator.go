@@ -31,6 +31,7 @@ import (
 type Options struct {
 	SystemNamespace         string
 	RevealWindow            time.Duration
+	RevealMode              controllers.RevealMode // default sealed
 	Argon2                  keys.Params
 	MaxConcurrentReconciles int
 	LeaderElection          bool
@@ -108,6 +109,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 		Clock:                   o.Clock,
 		SystemNamespace:         o.SystemNamespace,
 		RevealWindow:            o.RevealWindow,
+		RevealMode:              o.RevealMode,
 		Hasher:                  hasher,
 		MaxConcurrentReconciles: o.MaxConcurrentReconciles,
 	}
@@ -129,6 +131,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.RevealWindow == 0 {
 		o.RevealWindow = DefaultRevealWindow
+	}
+	if o.RevealMode == "" {
+		o.RevealMode = controllers.RevealSealed
 	}
 	if o.Argon2 == (keys.Params{}) {
 		o.Argon2 = keys.DefaultParams

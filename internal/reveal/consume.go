@@ -15,6 +15,7 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/internal/keys"
+	"github.com/codevector/codevector/internal/seal"
 )
 
 var (
@@ -26,15 +27,27 @@ var (
 	ErrNotReady = errors.New("the key has not been issued yet")
 	// ErrNotActive: the key was revoked, expired or failed.
 	ErrNotActive = errors.New("the key is no longer active")
+	// ErrSealedToAnother: the key was sealed to a public key this reader
+	// does not hold the private half of (another reveal request set it).
+	ErrSealedToAnother = errors.New("the key was sealed to another reveal request (an interrupted create, or someone else's reveal) and only that request could read it; revoke this key and create a new one")
+	// ErrReplaced: the reveal Secret is not the one the controller wrote.
+	ErrReplaced = errors.New("the reveal Secret was replaced by someone else and cannot be trusted; revoke this key and create a new one")
 )
 
-// Consume returns the plaintext of key and deletes its reveal Secret, so
-// nobody can read it again. c must read from the API server (not a cache).
+// Consume returns the key of an issued APIKey and deletes its reveal
+// Secret, so nobody can read it again. c must read from the API server (not
+// a cache). private is the reveal request's private key, whose public half
+// is the APIKey's spec.revealPublicKey; nil only for a key issued without
+// one (a manager in --reveal-mode=plain).
 //
 // Two readers may both GET the Secret, but the DELETE carries the UID and
 // resourceVersion they read as preconditions: the first DELETE wins, and
-// every other reader gets ErrAlreadyRevealed instead of the key.
-func Consume(ctx context.Context, c client.Client, key *gatewayv1alpha1.APIKey) (keys.Key, error) {
+// every other reader gets ErrAlreadyRevealed instead of the key. Only the
+// Secret the controller wrote counts (its UID is in status.reveal), and
+// the key must be the one status names (its prefix): a Secret planted under
+// the same name by someone who may create Secrets in the namespace hands
+// its reader nothing.
+func Consume(ctx context.Context, c client.Client, key *gatewayv1alpha1.APIKey, private *seal.PrivateKey) (keys.Key, error) {
 	switch {
 	case key.Status.Phase == gatewayv1alpha1.PhaseActive:
 	case key.Status.Phase == "" || key.Status.Phase == gatewayv1alpha1.PhasePending:
@@ -42,6 +55,7 @@ func Consume(ctx context.Context, c client.Client, key *gatewayv1alpha1.APIKey) 
 	default:
 		return keys.Key{}, fmt.Errorf("%w (%s)", ErrNotActive, key.Status.Phase)
 	}
+	var wantUID types.UID
 	if r := key.Status.Reveal; r != nil {
 		switch r.State {
 		case gatewayv1alpha1.RevealConsumed:
@@ -49,6 +63,10 @@ func Consume(ctx context.Context, c client.Client, key *gatewayv1alpha1.APIKey) 
 		case gatewayv1alpha1.RevealExpired:
 			return keys.Key{}, ErrRevealExpired
 		}
+		wantUID = r.SecretUID
+	}
+	if key.Spec.RevealPublicKey != "" && private == nil {
+		return keys.Key{}, ErrSealedToAnother
 	}
 
 	name := types.NamespacedName{Namespace: key.Namespace, Name: gatewayv1alpha1.RevealSecretName(key.Name)}
@@ -62,9 +80,15 @@ func Consume(ctx context.Context, c client.Client, key *gatewayv1alpha1.APIKey) 
 	if s.Type != gatewayv1alpha1.RevealSecretType || !metav1.IsControlledBy(s, key) {
 		return keys.Key{}, fmt.Errorf("secret %s is not the reveal Secret of APIKey %s", name, key.Name)
 	}
-	k, err := keys.Parse(string(s.Data[gatewayv1alpha1.RevealSecretKey]))
+	if wantUID != "" && s.UID != wantUID {
+		return keys.Key{}, fmt.Errorf("%w (Secret %s was replaced after the controller wrote it)", ErrReplaced, name)
+	}
+	k, err := open(key, s, private)
 	if err != nil {
-		return keys.Key{}, fmt.Errorf("reveal Secret %s holds no valid key: %w", name, err)
+		return keys.Key{}, fmt.Errorf("reveal Secret %s: %w", name, err)
+	}
+	if k.DisplayPrefix() != key.Status.Prefix {
+		return keys.Key{}, fmt.Errorf("%w (Secret %s holds a key with another prefix)", ErrReplaced, name)
 	}
 	uid, rv := s.UID, s.ResourceVersion
 	err = c.Delete(ctx, s, client.Preconditions{UID: &uid, ResourceVersion: &rv})
@@ -76,4 +100,26 @@ func Consume(ctx context.Context, c client.Client, key *gatewayv1alpha1.APIKey) 
 	default:
 		return keys.Key{}, fmt.Errorf("deleting reveal Secret %s: %w", name, err)
 	}
+}
+
+// open reads the key out of a reveal Secret: sealed for a key that carries
+// a public key (never plaintext then, whatever the Secret holds), plaintext
+// only for one issued without.
+func open(key *gatewayv1alpha1.APIKey, s *corev1.Secret, private *seal.PrivateKey) (keys.Key, error) {
+	if key.Spec.RevealPublicKey != "" {
+		sealed, ok := s.Data[gatewayv1alpha1.RevealSecretSealedKey]
+		if !ok {
+			return keys.Key{}, fmt.Errorf("%w: it holds no sealed key", ErrReplaced)
+		}
+		k, err := private.Open(key.UID, sealed)
+		if errors.Is(err, seal.ErrCannotOpen) {
+			return keys.Key{}, ErrSealedToAnother
+		}
+		return k, err
+	}
+	k, err := keys.Parse(string(s.Data[gatewayv1alpha1.RevealSecretPlainKey]))
+	if err != nil {
+		return keys.Key{}, fmt.Errorf("it holds no valid key: %w", err)
+	}
+	return k, nil
 }

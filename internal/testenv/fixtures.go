@@ -16,7 +16,6 @@ import (
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/operator"
-	"github.com/codevector/codevector/internal/reveal"
 )
 
 // FastArgon2 keeps tests quick where the cost of a hash is not the point.
@@ -82,12 +81,14 @@ func (e *Env) WaitForPhase(t testing.TB, ns, name string, phase gatewayv1alpha1.
 	return k
 }
 
-// IssueKey creates an APIKey, waits for the controller and consumes its
-// reveal, as the console and CLI do. A manager must be running.
+// IssueKey creates an APIKey sealed to RevealKey, waits for the
+// controller and consumes and opens its reveal, as the console and CLI do.
+// A manager must be running.
 func (e *Env) IssueKey(t testing.TB, ns, name string, mutate ...func(*gatewayv1alpha1.APIKey)) (*gatewayv1alpha1.APIKey, keys.Key) {
 	t.Helper()
 	k := &gatewayv1alpha1.APIKey{}
 	k.Namespace, k.Name = ns, name
+	SealToTests(k)
 	for _, m := range mutate {
 		m(k)
 	}
@@ -95,7 +96,7 @@ func (e *Env) IssueKey(t testing.TB, ns, name string, mutate ...func(*gatewayv1a
 		t.Fatalf("creating APIKey %s/%s: %v", ns, name, err)
 	}
 	k = e.WaitForPhase(t, ns, name, gatewayv1alpha1.PhaseActive, 15*time.Second)
-	plain, err := reveal.Consume(context.Background(), e.Client, k)
+	plain, err := Reveal(context.Background(), e.Client, k)
 	if err != nil {
 		t.Fatalf("revealing APIKey %s/%s: %v", ns, name, err)
 	}
