@@ -13,6 +13,7 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/testenv"
 )
 
 // kubectl runs the real kubectl on this machine against the test API server.
@@ -41,6 +42,16 @@ spec:
 		t.Fatal(err)
 	}
 	kubectl(t, kc, "apply", "-n", ns, "-f", manifest)
+	// Applied without a public key, the key waits for its owner to ask
+	// for it, and says so.
+	env.WaitForPhase(t, ns, "laptop", gatewayv1alpha1.PhasePending, 10*time.Second)
+	if out := kubectl(t, kc, "get", "apikeys", "laptop", "-n", ns); !regexp.MustCompile(`(?m)^laptop\s+Pending\s`).MatchString(out) {
+		t.Errorf("a key awaiting its reveal key:\n%s", out)
+	}
+	if out := kubectl(t, kc, "describe", "apikey", "laptop", "-n", ns); !strings.Contains(out, gatewayv1alpha1.ReasonAwaitingRevealKey) || !strings.Contains(out, "kubectl apikey reveal laptop") {
+		t.Errorf("kubectl describe does not say how to receive the key:\n%s", out)
+	}
+	kubectl(t, kc, "patch", "apikey", "laptop", "-n", ns, "--type", "merge", "-p", `{"spec":{"revealPublicKey":"`+testenv.RevealKey().PublicKey()+`"}}`)
 	k := env.WaitForPhase(t, ns, "laptop", gatewayv1alpha1.PhaseActive, 10*time.Second)
 
 	out := kubectl(t, kc, "get", "apikeys", "laptop", "-n", ns)

@@ -156,7 +156,8 @@ var clusterAdmin = sync.OnceValues(func() (client.Client, error) {
 })
 
 // kubectlKey creates an APIKey for owner as a cluster admin would with
-// kubectl, in any namespace, and waits until the controller has issued it.
+// kubectl, in any namespace, has its owner ask for it (as `kubectl apikey
+// reveal` would) and waits until the controller has issued it.
 // An empty name is generated ("kubectl-..."). Nobody consumes its reveal:
 // the tests need only what the console lists.
 func kubectlKey(t *testing.T, namespace, name, owner, displayName string) *gatewayv1alpha1.APIKey {
@@ -173,6 +174,10 @@ func kubectlKey(t *testing.T, namespace, name, owner, displayName string) *gatew
 	k.Spec.Owner, k.Spec.DisplayName = owner, displayName
 	if err := admin.Create(context.Background(), k); err != nil {
 		t.Fatalf("creating APIKey %s/%s for %s: %v", namespace, name, owner, err)
+	}
+	// The admin cannot receive it; its owner asks for it.
+	if err := env.RequestRevealAs(context.Background(), owner, namespace, k.Name); err != nil {
+		t.Fatal(err)
 	}
 	return env.WaitForPhase(t, namespace, k.Name, gatewayv1alpha1.PhaseActive, 15*time.Second)
 }

@@ -86,7 +86,11 @@ func (cli *keysCLI) reveal(ctx context.Context, args []string) error {
 		return s.explain(err, "get", name)
 	}
 	var private *seal.PrivateKey
-	switch {
+	switch rs := key.Status.Reveal; {
+	case rs != nil && rs.State == gatewayv1alpha1.RevealConsumed:
+		return fmt.Errorf("APIKey %s/%s: %w", s.namespace, name, reveal.ErrAlreadyRevealed)
+	case rs != nil && rs.State == gatewayv1alpha1.RevealExpired:
+		return fmt.Errorf("APIKey %s/%s: %w", s.namespace, name, reveal.ErrRevealExpired)
 	case key.Spec.RevealPublicKey != "":
 		// Sealed to a request whose private key died with it.
 		return fmt.Errorf("APIKey %s/%s: %w", s.namespace, name, reveal.ErrSealedToAnother)

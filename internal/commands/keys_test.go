@@ -155,14 +155,23 @@ func TestKeysCLI(t *testing.T) {
 		t.Errorf("revoking twice: err %v, stderr %q", err, stderr)
 	}
 
-	// reveal: a key made with kubectl apply can be revealed once.
-	applied := &gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "applied"}}
+	// reveal: a key an admin applied for alice waits, ungenerated, until
+	// she asks for it; then she receives it once, and nobody else can.
+	applied := &gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "applied"}, Spec: gatewayv1alpha1.APIKeySpec{Owner: "alice@example.com"}}
 	if err := e.Client.Create(context.Background(), applied); err != nil {
 		t.Fatal(err)
+	}
+	e.WaitForPhase(t, ns, "applied", gatewayv1alpha1.PhasePending, 10*time.Second)
+	bob := userKubeconfig(t, e, "bob@example.com", ns, editor, revealer)
+	if _, _, err := keysRun(bob, "", "reveal", "applied"); err == nil || !strings.Contains(err.Error(), "only the key's owner (alice@example.com)") {
+		t.Errorf("bob revealing alice's key: err %v, want a refusal naming the owner", err)
 	}
 	stdout, _, err = keysRun(alice, "", "reveal", "applied")
 	if err != nil || !keyPattern.MatchString(stdout) {
 		t.Errorf("reveal of a fresh key: err %v, %d bytes on stdout", err, len(stdout))
+	}
+	if _, _, err := keysRun(alice, "", "reveal", "applied"); !errors.Is(err, reveal.ErrAlreadyRevealed) {
+		t.Errorf("a second reveal: err %v, want %q", err, reveal.ErrAlreadyRevealed)
 	}
 
 	// Flags anywhere, -n and --context as in kubectl.

@@ -2,8 +2,12 @@ package testenv
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
@@ -32,4 +36,23 @@ func SealToTests(k *gatewayv1alpha1.APIKey) {
 // Reveal consumes the reveal of a key sealed with SealToTests.
 func Reveal(ctx context.Context, c client.Client, k *gatewayv1alpha1.APIKey) (keys.Key, error) {
 	return reveal.Consume(ctx, c, k, RevealKey())
+}
+
+// RequestRevealAs sets the revealPublicKey of APIKey ns/name to
+// RevealKey's as user (its owner: the admission policy lets nobody else),
+// through impersonation by the cluster admin, as that user's `kubectl
+// apikey reveal` would.
+func (e *Env) RequestRevealAs(ctx context.Context, user, ns, name string) error {
+	cfg := rest.CopyConfig(e.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user}
+	c, err := client.New(cfg, client.Options{Scheme: e.Client.Scheme()})
+	if err != nil {
+		return err
+	}
+	k := &gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	patch := fmt.Appendf(nil, `{"spec":{"revealPublicKey":%q}}`, RevealKey().PublicKey())
+	if err := c.Patch(ctx, k, client.RawPatch(types.MergePatchType, patch)); err != nil {
+		return fmt.Errorf("%s asking for the key of APIKey %s/%s: %w", user, ns, name, err)
+	}
+	return nil
 }
