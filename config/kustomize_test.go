@@ -138,18 +138,21 @@ func TestDefaultBuildsAPlatformReadyDeployment(t *testing.T) {
 		t.Errorf("the providers ConfigMap does not parse: %v", err)
 	}
 
-	// The validating policy exempts exactly the gateway's service account.
-	user, _ := devcluster.ServiceAccountUser(gw.Namespace, gw.Spec.Template.Spec.ServiceAccountName)
+	// The validating policy names exactly the service accounts the
+	// gateway and the manager run as.
 	vap := b["ValidatingAdmissionPolicy/apikey-owner.gateway.codevector.io"]
 	vars, _, _ := unstructured.NestedSlice(vap.Object, "spec", "variables")
-	found := false
-	for _, v := range vars {
-		if m, ok := v.(map[string]any); ok && m["name"] == "gatewayUser" {
-			found = m["expression"] == "'"+user+"'"
+	for variable, d := range map[string]*appsv1.Deployment{"gatewayUser": &gw, "managerUser": &mgr} {
+		user, _ := devcluster.ServiceAccountUser(d.Namespace, d.Spec.Template.Spec.ServiceAccountName)
+		found := false
+		for _, v := range vars {
+			if m, ok := v.(map[string]any); ok && m["name"] == variable {
+				found = m["expression"] == "'"+user+"'"
+			}
 		}
-	}
-	if !found {
-		t.Errorf("the ownership policy's gatewayUser is not %q", user)
+		if !found {
+			t.Errorf("the ownership policy's %s is not %q", variable, user)
+		}
 	}
 }
 

@@ -26,10 +26,11 @@ import (
 
 // plantReveal writes a reveal Secret for k holding plain, as an
 // interrupted pass (or anyone who may create Secrets in the namespace)
-// could: owned by the APIKey, sealed to its public key.
+// could: owned by the APIKey, sealed to the tests' public key (the one the
+// key's reveal would be sealed to), and in plaintext too.
 func plantReveal(t *testing.T, k *gatewayv1alpha1.APIKey, plain keys.Key) *corev1.Secret {
 	t.Helper()
-	sealed, err := seal.Seal(k.Spec.RevealPublicKey, k.UID, plain)
+	sealed, err := seal.Seal(testenv.RevealKey().PublicKey(), k.UID, plain)
 	if err != nil {
 		t.Fatal(err)
 	}
