@@ -247,6 +247,7 @@ func TestManagerRBACIsEnoughAndNoMore(t *testing.T) {
 	// Issue: it creates the reveal Secret in the tenant namespace and the
 	// hash Secret in the system namespace.
 	key := &gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "laptop"}}
+	testenv.SealToTests(key)
 	if err := env.Client.Create(ctx, key); err != nil {
 		t.Fatal(err)
 	}
@@ -274,8 +275,10 @@ func TestManagerRBACIsEnoughAndNoMore(t *testing.T) {
 		})
 	}
 
-	// Delete: its finalizer removes the hash Secret, then lets go.
+	// Delete: its finalizer removes the hash Secret, then lets go (the
+	// ownership policy lets the manager's service account do that).
 	doomed := &gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "doomed"}}
+	testenv.SealToTests(doomed)
 	if err := env.Client.Create(ctx, doomed); err != nil {
 		t.Fatal(err)
 	}
