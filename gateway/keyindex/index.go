@@ -54,7 +54,7 @@ func (e *Entry) Usable(now time.Time) Reason {
 	switch {
 	case e == nil:
 		return ReasonUnknown
-	case e.Revoked || e.Phase == gatewayv1alpha1.PhaseRevoked:
+	case e.Revoked || e.Deleting || e.Phase == gatewayv1alpha1.PhaseRevoked:
 		return ReasonRevoked
 	case !e.ExpiresAt.IsZero() && !now.Before(e.ExpiresAt), e.Phase == gatewayv1alpha1.PhaseExpired:
 		return ReasonExpired
@@ -87,6 +87,11 @@ type APIKeyFacts struct {
 	Prefix      string
 	DisplayName string
 	Revoked     bool
+	// Deleting: metadata.deletionTimestamp is set. The APIKey lingers
+	// until the controller's finalizer has removed its hash, which takes
+	// as long as the manager is down; a deleted key is refused as revoked
+	// meanwhile, by every gateway, as soon as the watch says so.
+	Deleting bool
 	// Phase is status.phase as the controller last wrote it.
 	Phase gatewayv1alpha1.Phase
 	// ExpiresAt: zero means never.
@@ -294,6 +299,6 @@ func (ix *Index) rejoinLocked(id string, a *APIKeyFacts, h *HashFacts, changed *
 
 // sameDecision reports whether a and b authenticate exactly the same way.
 func sameDecision(a, b *Entry) bool {
-	return a.UID == b.UID && a.HashUID == b.HashUID && a.Revoked == b.Revoked &&
+	return a.UID == b.UID && a.HashUID == b.HashUID && a.Revoked == b.Revoked && a.Deleting == b.Deleting &&
 		a.Phase == b.Phase && a.ExpiresAt.Equal(b.ExpiresAt) && a.Owner == b.Owner
 }
