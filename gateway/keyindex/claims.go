@@ -93,7 +93,6 @@ func (ix *Index) claimAPIKeyLocked(id string, name types.NamespacedName, f *APIK
 	}
 	ix.settleLocked(id, apiKeys, hashes, changed)
 
-	prefix := keys.DisplayPrefixOf(id)
 	switch {
 	case i < 0 && f != nil && len(apiKeys) > 1:
 		// A new claimant: refused, or, created earlier than the holder
@@ -103,10 +102,10 @@ func (ix *Index) claimAPIKeyLocked(id string, name types.NamespacedName, f *APIK
 			refused = holder
 		}
 		ix.warnLocked("Refused an APIKey claiming a key ID another APIKey holds",
-			"prefix", prefix, "apikey", apiKeys[0].Name.String(), "refused", refused.Name.String())
+			"prefix", keys.DisplayPrefixOf(id), "apikey", apiKeys[0].Name.String(), "refused", refused.Name.String())
 	case i >= 0 && f == nil && holder.Name == name && len(apiKeys) > 0:
 		ix.warnLocked("Handed a key ID to its next claimant after its holder went away",
-			"prefix", prefix, "apikey", apiKeys[0].Name.String(), "previous", name.String())
+			"prefix", keys.DisplayPrefixOf(id), "apikey", apiKeys[0].Name.String(), "previous", name.String())
 	}
 }
 
