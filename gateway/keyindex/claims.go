@@ -155,12 +155,9 @@ func (ix *Index) settleLocked(id string, apiKeys []*APIKeyFacts, hashes []*HashF
 	}
 	if len(hashes) > 1 {
 		// The holder's own hash first: it is the only one that counts.
-		var uid types.UID
-		if holder != nil {
-			uid = holder.UID
-		}
+		own := func(h *HashFacts) bool { return holder != nil && h.APIKeyUID == holder.UID }
 		slices.SortFunc(hashes, func(a, b *HashFacts) int {
-			if aOwn, bOwn := a.APIKeyUID == uid, b.APIKeyUID == uid; aOwn != bOwn {
+			if aOwn, bOwn := own(a), own(b); aOwn != bOwn {
 				if aOwn {
 					return -1
 				}
