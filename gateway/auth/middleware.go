@@ -88,9 +88,9 @@ func (a *Authenticator) track(parent context.Context, e *keyindex.Entry) (contex
 	}
 	set[req] = struct{}{}
 	a.inflight.mu.Unlock()
-	// A change to the index that landed after Authenticate looked and
-	// before the registration above found no request to end, and none will
-	// follow. Look again: any change after this lookup finds the request.
+	// A change to the index between Authenticate's lookup and the
+	// registration above found no request to end, and nothing will repeat
+	// it. Look again now: any change after this lookup finds the request.
 	if cause := a.endedSince(e); cause != nil {
 		cancel(cause)
 		a.metrics.streamsEnded.Inc()
