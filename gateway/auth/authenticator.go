@@ -54,6 +54,10 @@ type Authenticator struct {
 	now      func() time.Time
 	metrics  *Metrics
 	inflight inflight
+	// afterAuthenticate, set only by tests, runs between a request's
+	// authentication and its registration as in flight: where an index
+	// change that OnIndexChange cannot see yet must still end it.
+	afterAuthenticate func()
 }
 
 // New returns an Authenticator over index. Call OnIndexChange from the

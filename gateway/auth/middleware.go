@@ -47,6 +47,9 @@ func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 			a.writeRefusal(w, r, f)
 			return
 		}
+		if a.afterAuthenticate != nil {
+			a.afterAuthenticate()
+		}
 		ctx, done := a.track(r.Context(), e)
 		defer done()
 		next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, identityKey{}, e)))
@@ -85,6 +88,13 @@ func (a *Authenticator) track(parent context.Context, e *keyindex.Entry) (contex
 	}
 	set[req] = struct{}{}
 	a.inflight.mu.Unlock()
+	// A change to the index between Authenticate's lookup and the
+	// registration above found no request to end, and nothing will repeat
+	// it. Look again now: any change after this lookup finds the request.
+	if cause := a.endedSince(e); cause != nil {
+		cancel(cause)
+		a.metrics.streamsEnded.Inc()
+	}
 	return ctx, func() {
 		stopDeadline()
 		a.inflight.mu.Lock()
@@ -95,6 +105,26 @@ func (a *Authenticator) track(parent context.Context, e *keyindex.Entry) (contex
 		a.inflight.mu.Unlock()
 		cancel(nil)
 	}
+}
+
+// endedSince returns why a request authenticated with e must end, judging
+// by the index now, or nil if the key still authenticates it: the same
+// APIKey, usable, as e or as a newer version of it (a new lastUsedAt, a
+// replaced hash Secret).
+func (a *Authenticator) endedSince(e *keyindex.Entry) error {
+	cur := a.index.Lookup(e.KeyID)
+	if cur == e {
+		// Unchanged, so only time can have ended it; track's deadline
+		// covers expiry.
+		return nil
+	}
+	switch reason := cur.Usable(a.now()); {
+	case reason == keyindex.ReasonExpired:
+		return ErrKeyExpired
+	case reason != "", cur.UID != e.UID:
+		return ErrKeyRevoked
+	}
+	return nil
 }
 
 // OnIndexChange ends the in-flight requests of keyID if the key can no

@@ -39,6 +39,15 @@ func TestStatusOf(t *testing.T) {
 			t.Errorf("%s: status %q, want %q", tc.name, got, tc.want)
 		}
 	}
+	// Deleted, its finalizer still waiting for the manager: every gateway
+	// refuses it as revoked, so the console says so too.
+	deleting := keyindex.APIKeyFactsOf(&gatewayv1alpha1.APIKey{
+		ObjectMeta: metav1.ObjectMeta{DeletionTimestamp: &past, Finalizers: []string{gatewayv1alpha1.Finalizer}},
+		Status:     gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive},
+	})
+	if got := statusOf(&deleting, now); got != StatusRevoked {
+		t.Errorf("deleted, finalizer pending: status %q, want %q", got, StatusRevoked)
+	}
 }
 
 func TestRelativeTime(t *testing.T) {

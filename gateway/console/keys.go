@@ -74,9 +74,10 @@ func itemOf(k *keyindex.APIKeyFacts, now time.Time) keyItem {
 // statusOf is what the user should believe about the key right now. It
 // follows the gateway rather than the controller's last word: a revoked or
 // past-expiry key is refused by every gateway at once, even before the
-// controller has updated its phase.
+// controller has updated its phase. A key being deleted is refused as
+// revoked, so it is shown as Revoked too.
 func statusOf(k *keyindex.APIKeyFacts, now time.Time) string {
-	if k.Revoked || k.Phase == gatewayv1alpha1.PhaseRevoked {
+	if k.Revoked || k.Deleting || k.Phase == gatewayv1alpha1.PhaseRevoked {
 		return StatusRevoked
 	}
 	if k.Phase == gatewayv1alpha1.PhaseExpired {

@@ -10,6 +10,7 @@
 package keyindex
 
 import (
+	"log/slog"
 	"sync"
 	"time"
 
@@ -44,8 +45,9 @@ type Entry struct {
 	// honoured only for the Version it was verified against.
 	Version uint64
 
-	// hashSide is the hash Secret claiming this key ID, even one written
-	// for another incarnation of the APIKey (which then sets no Hash).
+	// hashSide is the hash Secret claiming this key ID (the first in
+	// claim order when several do), even one written for another
+	// incarnation of the APIKey (which then sets no Hash).
 	hashSide *HashFacts
 }
 
@@ -54,7 +56,7 @@ func (e *Entry) Usable(now time.Time) Reason {
 	switch {
 	case e == nil:
 		return ReasonUnknown
-	case e.Revoked || e.Phase == gatewayv1alpha1.PhaseRevoked:
+	case e.Revoked || e.Deleting || e.Phase == gatewayv1alpha1.PhaseRevoked:
 		return ReasonRevoked
 	case !e.ExpiresAt.IsZero() && !now.Before(e.ExpiresAt), e.Phase == gatewayv1alpha1.PhaseExpired:
 		return ReasonExpired
@@ -87,6 +89,11 @@ type APIKeyFacts struct {
 	Prefix      string
 	DisplayName string
 	Revoked     bool
+	// Deleting: metadata.deletionTimestamp is set. The APIKey lingers
+	// until the controller's finalizer has removed its hash, which takes
+	// as long as the manager is down; a deleted key is refused as revoked
+	// meanwhile, by every gateway, as soon as the watch says so.
+	Deleting bool
 	// Phase is status.phase as the controller last wrote it.
 	Phase gatewayv1alpha1.Phase
 	// ExpiresAt: zero means never.
@@ -108,23 +115,40 @@ type HashFacts struct {
 
 // Index joins APIKeys and hash Secrets by key ID.
 type Index struct {
-	mu       sync.RWMutex
-	entries  map[string]*Entry                     // key ID -> joined snapshot
-	apiKeys  map[types.NamespacedName]*APIKeyFacts // every APIKey, issued or not
-	hashes   map[types.UID]*HashFacts              // hash Secret UID -> its facts
-	versions uint64
-	onChange func(keyID string)
+	mu      sync.RWMutex
+	entries map[string]*Entry                     // key ID -> joined snapshot
+	apiKeys map[types.NamespacedName]*APIKeyFacts // every APIKey, issued or not
+	hashes  map[types.UID]*HashFacts              // hash Secret UID -> its facts
+	// contested holds every claimant of the key IDs that more than one
+	// APIKey or more than one hash Secret claims (see claims.go); it is
+	// empty unless someone wrote a status or label by hand.
+	contested map[string]*claimants
+	versions  uint64
+	onChange  func(keyID string)
+	log       *slog.Logger
+	// warnings wait here, under the lock, to be logged after it.
+	warnings []warning
 }
 
 // New returns an empty index. onChange, if set, is called (outside the
 // lock) with the key ID of every entry that changed.
 func New(onChange func(keyID string)) *Index {
 	return &Index{
-		entries:  map[string]*Entry{},
-		apiKeys:  map[types.NamespacedName]*APIKeyFacts{},
-		hashes:   map[types.UID]*HashFacts{},
-		onChange: onChange,
+		entries:   map[string]*Entry{},
+		apiKeys:   map[types.NamespacedName]*APIKeyFacts{},
+		hashes:    map[types.UID]*HashFacts{},
+		contested: map[string]*claimants{},
+		onChange:  onChange,
+		log:       slog.Default(),
 	}
+}
+
+// SetLogger sets where the index reports key IDs claimed twice; call it
+// before the index is fed. The default is slog.Default().
+func (ix *Index) SetLogger(log *slog.Logger) {
+	ix.mu.Lock()
+	ix.log = log
+	ix.mu.Unlock()
 }
 
 // Lookup returns the entry of a key ID, or nil.
@@ -181,12 +205,17 @@ func (ix *Index) DeleteHash(secretUID types.UID) {
 }
 
 // change runs f under the write lock, then tells onChange about every key
-// ID f changed.
+// ID f changed and logs what f found wrong.
 func (ix *Index) change(f func(changed *[]string)) {
 	var changed []string
 	ix.mu.Lock()
 	f(&changed)
+	warnings, log := ix.warnings, ix.log
+	ix.warnings = nil
 	ix.mu.Unlock()
+	for _, w := range warnings {
+		log.Warn(w.msg, w.args...)
+	}
 	if ix.onChange != nil {
 		for _, id := range changed {
 			ix.onChange(id)
@@ -199,10 +228,10 @@ func (ix *Index) setAPIKeyLocked(f *APIKeyFacts, changed *[]string) {
 	ix.apiKeys[f.Name] = f
 	if old != nil && old.KeyID != "" && old.KeyID != f.KeyID {
 		// Re-keyed or re-created under the same name: the old ID goes.
-		ix.dropAPIKeySideLocked(old, changed)
+		ix.claimAPIKeyLocked(old.KeyID, old.Name, nil, changed)
 	}
 	if f.KeyID != "" {
-		ix.rejoinLocked(f.KeyID, f, ix.hashSideLocked(f.KeyID), changed)
+		ix.claimAPIKeyLocked(f.KeyID, f.Name, f, changed)
 	}
 }
 
@@ -213,15 +242,7 @@ func (ix *Index) deleteAPIKeyLocked(name types.NamespacedName, changed *[]string
 	}
 	delete(ix.apiKeys, name)
 	if old.KeyID != "" {
-		ix.dropAPIKeySideLocked(old, changed)
-	}
-}
-
-// dropAPIKeySideLocked removes old from its key ID's entry, unless another
-// APIKey claims that ID now.
-func (ix *Index) dropAPIKeySideLocked(old *APIKeyFacts, changed *[]string) {
-	if e := ix.entries[old.KeyID]; e != nil && e.APIKeyFacts == old {
-		ix.rejoinLocked(old.KeyID, nil, e.hashSide, changed)
+		ix.claimAPIKeyLocked(old.KeyID, name, nil, changed)
 	}
 }
 
@@ -229,9 +250,9 @@ func (ix *Index) setHashLocked(f *HashFacts, changed *[]string) {
 	old := ix.hashes[f.SecretUID]
 	ix.hashes[f.SecretUID] = f
 	if old != nil && old.KeyID != f.KeyID {
-		ix.dropHashSideLocked(old, changed)
+		ix.claimHashLocked(old.KeyID, old.SecretUID, nil, changed)
 	}
-	ix.rejoinLocked(f.KeyID, ix.apiKeySideLocked(f.KeyID), f, changed)
+	ix.claimHashLocked(f.KeyID, f.SecretUID, f, changed)
 }
 
 func (ix *Index) deleteHashLocked(uid types.UID, changed *[]string) {
@@ -240,29 +261,7 @@ func (ix *Index) deleteHashLocked(uid types.UID, changed *[]string) {
 		return
 	}
 	delete(ix.hashes, uid)
-	ix.dropHashSideLocked(old, changed)
-}
-
-// dropHashSideLocked removes old from its key ID's entry, unless another
-// Secret claims that ID now.
-func (ix *Index) dropHashSideLocked(old *HashFacts, changed *[]string) {
-	if e := ix.entries[old.KeyID]; e != nil && e.hashSide == old {
-		ix.rejoinLocked(old.KeyID, ix.apiKeySideLocked(old.KeyID), nil, changed)
-	}
-}
-
-func (ix *Index) apiKeySideLocked(id string) *APIKeyFacts {
-	if e := ix.entries[id]; e != nil && e.UID != "" {
-		return e.APIKeyFacts
-	}
-	return nil
-}
-
-func (ix *Index) hashSideLocked(id string) *HashFacts {
-	if e := ix.entries[id]; e != nil {
-		return e.hashSide
-	}
-	return nil
+	ix.claimHashLocked(old.KeyID, uid, nil, changed)
 }
 
 // rejoinLocked rebuilds the entry of key ID id from its two sides (either
@@ -294,6 +293,6 @@ func (ix *Index) rejoinLocked(id string, a *APIKeyFacts, h *HashFacts, changed *
 
 // sameDecision reports whether a and b authenticate exactly the same way.
 func sameDecision(a, b *Entry) bool {
-	return a.UID == b.UID && a.HashUID == b.HashUID && a.Revoked == b.Revoked &&
+	return a.UID == b.UID && a.HashUID == b.HashUID && a.Revoked == b.Revoked && a.Deleting == b.Deleting &&
 		a.Phase == b.Phase && a.ExpiresAt.Equal(b.ExpiresAt) && a.Owner == b.Owner
 }

@@ -208,3 +208,43 @@ func TestFilteredStoreKeepsOnlyItsNamespaces(t *testing.T) {
 		t.Errorf("the store kept %d APIKeys; want only team/a", len(ix.APIKeys()))
 	}
 }
+
+// An APIKey being deleted (deletionTimestamp set, finalizer still there
+// because the manager is down) is refused as revoked at once, and its entry
+// changes version so no verified-key cache entry outlives the delete.
+func TestDeletingAPIKeyIsRefusedAsRevoked(t *testing.T) {
+	ix := New(nil)
+	s := &apiKeyStore{store: store{ix: ix}}
+	k := apiKey("team", "laptop", "uid-1", "ABCDEFGH")
+	if err := s.Add(k); err != nil {
+		t.Fatal(err)
+	}
+	ix.SetHash(hashFor("uid-1", "secret-1"))
+	now := time.Now()
+	before := ix.Lookup("ABCDEFGH")
+	if r := before.Usable(now); r != "" {
+		t.Fatalf("before the delete: Usable = %q", r)
+	}
+
+	deleting := k.DeepCopy()
+	deleting.DeletionTimestamp = &metav1.Time{Time: now}
+	deleting.Finalizers = []string{gatewayv1alpha1.Finalizer}
+	if err := s.Update(deleting); err != nil {
+		t.Fatal(err)
+	}
+	after := ix.Lookup("ABCDEFGH")
+	if r := after.Usable(now); r != ReasonRevoked {
+		t.Errorf("deleting APIKey: Usable = %q, want revoked", r)
+	}
+	if after.Version == before.Version {
+		t.Error("the delete kept the entry's version: a verified-key cache hit would still be honoured")
+	}
+
+	// A relist that finds the APIKey still deleting keeps refusing it.
+	if err := s.Replace([]any{deleting}, "2"); err != nil {
+		t.Fatal(err)
+	}
+	if r := ix.Lookup("ABCDEFGH").Usable(now); r != ReasonRevoked {
+		t.Errorf("after a relist: Usable = %q, want revoked", r)
+	}
+}

@@ -154,21 +154,26 @@ func (s *hashStore) Replace(list []any, _ string) error {
 	return nil
 }
 
-// replaceAll applies a full list to the index: set records each item, in
+// replaceAll applies a full list to the index: sweep first drops, given
+// the keys listed, what the list lacks; then set records each item, in
 // chunks of replaceChunk under the write lock (so authentication never
-// waits long behind a relist of 100,000 keys), then sweep drops, given the
-// keys listed, what the list lacks.
+// waits long behind a relist of 100,000 keys). Deletions go first because
+// they happened first: an object deleted while nobody watched and the one
+// that replaced it (a hash Secret written anew) never count as two
+// claimants of one key ID.
 func replaceAll[F any, K comparable](ix *Index, facts []F, keyOf func(F) K, set func(F, *[]string), sweep func(listed map[K]struct{}, changed *[]string)) {
 	listed := make(map[K]struct{}, len(facts))
+	for _, f := range facts {
+		listed[keyOf(f)] = struct{}{}
+	}
+	ix.change(func(changed *[]string) { sweep(listed, changed) })
 	for chunk := range slices.Chunk(facts, replaceChunk) {
 		ix.change(func(changed *[]string) {
 			for _, f := range chunk {
-				listed[keyOf(f)] = struct{}{}
 				set(f, changed)
 			}
 		})
 	}
-	ix.change(func(changed *[]string) { sweep(listed, changed) })
 }
 
 // collectFacts takes the facts out of a list: facts a factsListWatch has

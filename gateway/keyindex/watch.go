@@ -166,6 +166,7 @@ func APIKeyFactsOf(k *gatewayv1alpha1.APIKey) APIKeyFacts {
 		Prefix:      k.Status.Prefix,
 		DisplayName: k.Spec.DisplayName,
 		Revoked:     k.Spec.Revoked,
+		Deleting:    k.DeletionTimestamp != nil,
 		Phase:       gatewayv1alpha1.Phase(intern(string(k.Status.Phase))),
 		CreatedAt:   k.CreationTimestamp.Time,
 	}

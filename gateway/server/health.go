@@ -115,6 +115,10 @@ func (g *Gateway) registerHealthMetrics() {
 			Help: "Key IDs in the gateway's index.",
 		}, func() float64 { return float64(g.index.Len()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "codevector", Subsystem: "gateway", Name: "keyid_conflicts",
+			Help: "Key IDs claimed by more than one APIKey or more than one hash Secret; the first claimant keeps each, the others are refused (see the gateway's warnings).",
+		}, func() float64 { return float64(g.index.Conflicts()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "codevector", Subsystem: "gateway", Name: "verified_keys",
 			Help: "Keys in the verified-key cache.",
 		}, func() float64 { return float64(g.auth.VerifiedKeys()) }),

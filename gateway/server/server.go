@@ -131,6 +131,7 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	}
 
 	g.index = keyindex.New(func(keyID string) { g.auth.OnIndexChange(keyID) })
+	g.index.SetLogger(g.log)
 	authOpts := o.Auth
 	authOpts.Metrics = auth.NewMetrics(g.registry)
 	g.auth = auth.New(g.index, authOpts)

@@ -133,10 +133,11 @@ func (cli *keysCLI) revoke(ctx context.Context, args []string) error {
 
 // keyStatus is what the console shows: the controller's phase, except that
 // a revocation or an expiry the controller has not recorded yet already
-// counts (the gateways enforce both on their own).
+// counts (the gateways enforce both on their own), and a key being deleted
+// is Revoked (gateways refuse it as revoked while its finalizer waits).
 func keyStatus(k *gatewayv1alpha1.APIKey, now time.Time) gatewayv1alpha1.Phase {
 	switch {
-	case k.Spec.Revoked:
+	case k.Spec.Revoked, k.DeletionTimestamp != nil:
 		return gatewayv1alpha1.PhaseRevoked
 	case k.Status.Phase == gatewayv1alpha1.PhaseActive:
 		if exp := k.ResolvedExpiry(); exp != nil && !now.Before(exp.Time) {

@@ -1,0 +1,96 @@
+package server_test
+
+import (
+	"bufio"
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/codevector/codevector/gateway/server"
+	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/testenv"
+)
+
+// A deleted APIKey lingers while the manager is down: its finalizer waits
+// for the controller to remove the hash. The gateway must not wait with
+// it: the key is refused as revoked as soon as the watch delivers the
+// deletionTimestamp, and a stream with it is ended like a revocation.
+func TestDeletedKeyIsRefusedWhileTheManagerIsDown(t *testing.T) {
+	stopManager := env.StartManager(t, operator.Options{})
+	up := newUpstream(t, 200*time.Millisecond) // a long, slow answer
+	gw := startGateway(t, server.Options{Providers: providersFor(t, up, up)})
+	ns := env.Namespace(t)
+	k, key := env.IssueKey(t, ns, "deleted")
+	if status, _, body := chat(t, gw.URL, key.Reveal()); status != http.StatusOK {
+		t.Fatalf("key to delete did not work first: %d %s", status, body)
+	}
+
+	words := strings.Repeat("word ", 100) // 100 chunks x 200ms = 20s if not cut
+	req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, gw.URL+"/gateway/openai/v1/chat/completions",
+		strings.NewReader(`{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"`+words+`"}]}`))
+	req.Header.Set("Authorization", "Bearer "+key.Reveal())
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	lines := bufio.NewScanner(resp.Body)
+	for i := 0; i < 3 && lines.Scan(); i++ {
+	}
+
+	stopManager()
+	deletedAt := time.Now()
+	if err := env.Client.Delete(context.Background(), k); err != nil {
+		t.Fatal(err)
+	}
+	sawDone := false
+	for lines.Scan() {
+		if strings.Contains(lines.Text(), "[DONE]") {
+			sawDone = true
+		}
+	}
+	if sawDone {
+		t.Error("the stream ran to completion after its APIKey was deleted")
+	}
+	if ended := time.Since(deletedAt); ended > time.Second {
+		t.Errorf("stream ended %v after the delete, want within 1s", ended)
+	}
+
+	testenv.Eventually(t, 2*time.Second, func() error { return expectStatus(t, gw.URL, key, http.StatusUnauthorized) })
+	status, h, body := chat(t, gw.URL, key.Reveal())
+	assert401(t, "deleted", status, h, body)
+	if !strings.Contains(string(body), "revoked") {
+		t.Errorf("the deleted key's owner (who proved the secret) should be told it was revoked: %s", body)
+	}
+	if got := authResults(t, gw, "revoked"); got == 0 {
+		t.Error(`no auth_results_total{result="revoked"}: a deleted key is refused as revoked`)
+	}
+	if k := get(t, ns, "deleted"); k.DeletionTimestamp == nil || len(k.Finalizers) == 0 {
+		t.Fatalf("APIKey deletionTimestamp %v, finalizers %v: the manager was stopped, so the finalizer must still hold it", k.DeletionTimestamp, k.Finalizers)
+	}
+}
+
+// authResults is the gateway's auth_results_total for one result.
+func authResults(t *testing.T, gw *gateway, result string) float64 {
+	t.Helper()
+	families, err := gw.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "codevector_gateway_auth_results_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" && l.GetValue() == result {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
