@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -294,6 +295,7 @@ func (r *APIKeyReconciler) maintain(ctx context.Context, key *gatewayv1alpha1.AP
 	if err != nil || present {
 		if present {
 			r.setReady(key, metav1.ConditionTrue, "KeyActive", "The key authenticates gateway requests")
+			return r.reportKeyIDClaimants(ctx, key, ev)
 		}
 		return err
 	}
@@ -303,6 +305,29 @@ func (r *APIKeyReconciler) maintain(ctx context.Context, key *gatewayv1alpha1.AP
 	r.setReady(key, metav1.ConditionFalse, "HashSecretMissing",
 		fmt.Sprintf("The hash Secret %s/%s was deleted; this key no longer works. Create a new key.", r.SystemNamespace, hashName))
 	ev.warning("HashSecretMissing", "The hash Secret was deleted; the key no longer works")
+	return nil
+}
+
+// reportKeyIDClaimants warns, on the key, about any other hash Secret that
+// carries its key ID. The controller never issues a duplicate, so one can
+// only have been written by hand in the system namespace; gateways keep
+// the key ID for its first claimant and refuse the other (DESIGN.md
+// section 11), and this event tells the owner why they see it reported.
+func (r *APIKeyReconciler) reportKeyIDClaimants(ctx context.Context, key *gatewayv1alpha1.APIKey, ev *eventLog) error {
+	id := strings.TrimPrefix(key.Status.Prefix, keys.Prefix)
+	if id == "" {
+		return nil
+	}
+	var same corev1.SecretList
+	if err := r.Client.List(ctx, &same, client.InNamespace(r.SystemNamespace), client.MatchingFields{keyIDField: id}); err != nil {
+		return fmt.Errorf("checking key ID uniqueness: %w", err)
+	}
+	for _, s := range same.Items {
+		if s.Name != gatewayv1alpha1.HashSecretName(string(key.UID)) {
+			keyIDCollisions.Inc()
+			ev.warning("KeyIDClaimedTwice", "The hash Secret %s/%s also claims key ID %s; gateways keep it for the APIKey created first and refuse the other", s.Namespace, s.Name, key.Status.Prefix)
+		}
+	}
 	return nil
 }
 

@@ -406,3 +406,35 @@ func TestPlantedRevealDuringAndAfterIssue(t *testing.T) {
 		t.Errorf("consuming a planted Secret after the reveal: err = %v, want ErrAlreadyRevealed", err)
 	}
 }
+
+// A second hash Secret carrying a key's ID (only writable by hand in the
+// system namespace) is reported on the key, and changes nothing about it.
+func TestSecondKeyIDClaimantIsReported(t *testing.T) {
+	env.StartManager(t, operator.Options{})
+	ns := env.Namespace(t)
+	victim, victimKey := env.IssueKey(t, ns, "victim")
+	intruder := create(t, newKey(ns, "intruder", unsealed))
+	chosen, _ := keys.Generate()
+	chosen, _ = keys.WithID(chosen, victimKey.ID())
+	plantHash(t, intruder, chosen)
+
+	// Any pass over the victim notices it.
+	if err := patchSpec(t, victim, func(k *gatewayv1alpha1.APIKey) { k.Spec.DisplayName = "nudged" }); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		var evs eventsv1.EventList
+		if err := env.Client.List(context.Background(), &evs, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		for _, e := range evs.Items {
+			if e.Reason == "KeyIDClaimedTwice" && e.Regarding.Name == victim.Name && e.Type == corev1.EventTypeWarning {
+				return nil
+			}
+		}
+		return errors.New("no KeyIDClaimedTwice warning on the victim yet")
+	})
+	if k := get(t, ns, victim.Name); k.Status.Phase != gatewayv1alpha1.PhaseActive || k.Status.Prefix != victimKey.DisplayPrefix() {
+		t.Errorf("the victim changed: %s %s", k.Status.Phase, k.Status.Prefix)
+	}
+}

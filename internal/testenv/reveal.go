@@ -3,8 +3,12 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
+	"time"
 
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
@@ -40,9 +44,17 @@ func Reveal(ctx context.Context, c client.Client, k *gatewayv1alpha1.APIKey) (ke
 
 // RequestRevealAs sets the revealPublicKey of APIKey ns/name to
 // RevealKey's as user (its owner: the admission policy lets nobody else),
-// through impersonation by the cluster admin, as that user's `kubectl
-// apikey reveal` would.
+// as that user's `kubectl apikey reveal` would: bound to the editor role in
+// ns, through impersonation by the cluster admin.
 func (e *Env) RequestRevealAs(ctx context.Context, user, ns, name string) error {
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "apikey-editor-" + strings.NewReplacer("@", "-at-", ":", "-").Replace(user)},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "codevector-apikey-editor"},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: user}},
+	}
+	if err := e.Client.Create(ctx, binding); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("binding %s to the editor role in %s: %w", user, ns, err)
+	}
 	cfg := rest.CopyConfig(e.Config)
 	cfg.Impersonate = rest.ImpersonationConfig{UserName: user}
 	c, err := client.New(cfg, client.Options{Scheme: e.Client.Scheme()})
@@ -51,7 +63,14 @@ func (e *Env) RequestRevealAs(ctx context.Context, user, ns, name string) error 
 	}
 	k := &gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 	patch := fmt.Appendf(nil, `{"spec":{"revealPublicKey":%q}}`, RevealKey().PublicKey())
-	if err := c.Patch(ctx, k, client.RawPatch(types.MergePatchType, patch)); err != nil {
+	// RBAC caches a new binding for a moment; retry a refusal briefly.
+	for range 50 {
+		if err = c.Patch(ctx, k, client.RawPatch(types.MergePatchType, patch)); err == nil || !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "cannot patch") {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
 		return fmt.Errorf("%s asking for the key of APIKey %s/%s: %w", user, ns, name, err)
 	}
 	return nil
