@@ -349,3 +349,36 @@ func TestAPIListsKeysFromOtherNamespaces(t *testing.T) {
 		}
 	}
 }
+
+// A key an admin applied for alice exists only as a request until she
+// asks for it (it is sealed to a key pair on her machine): the console
+// lists it as Pending and tells her the command that receives it.
+func TestKeyAwaitingItsOwnerSaysHowToReceiveIt(t *testing.T) {
+	s := startStack(t, true, func(o *server.Options) { o.Namespaces = nil })
+	team := env.Namespace(t)
+	alice := s.as("alice@" + s.Namespace + ".example")
+	admin, err := clusterAdmin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &gatewayv1alpha1.APIKey{}
+	k.Namespace, k.Name, k.Spec.Owner = team, "for-alice", alice.email
+	if err := admin.Create(context.Background(), k); err != nil {
+		t.Fatal(err)
+	}
+	env.WaitForPhase(t, team, k.Name, gatewayv1alpha1.PhasePending, 10*time.Second)
+
+	var l listed
+	testenv.Eventually(t, 5*time.Second, func() error {
+		l, _ = alice.list(t, "")
+		if len(l.Items) != 1 || !l.Items[0].AwaitingReveal || l.Items[0].Status != "Pending" {
+			return fmt.Errorf("alice's list: %+v, want the key Pending and awaiting its reveal", l.Items)
+		}
+		return nil
+	})
+	page := alice.page(t, "")
+	want := "receive it with <code>kubectl apikey reveal for-alice -n " + team + "</code>"
+	if !strings.Contains(string(page.Body), want) {
+		t.Errorf("alice's page does not say %q", want)
+	}
+}

@@ -25,6 +25,8 @@ type item struct {
 	ExpiresAt   *time.Time `json:"expiresAt"`
 	CreatedAt   time.Time  `json:"createdAt"`
 	Owner       string     `json:"owner"`
+
+	AwaitingReveal bool `json:"awaitingReveal"`
 }
 
 type created struct {

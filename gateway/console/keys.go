@@ -38,6 +38,9 @@ type keyItem struct {
 	CreatedAt   time.Time  `json:"createdAt"`
 	RevokedAt   *time.Time `json:"revokedAt,omitempty"`
 	Owner       string     `json:"owner"`
+	// AwaitingReveal: no key has been generated yet; its owner receives it
+	// with RevealCommand (it is sealed to a key pair on their machine).
+	AwaitingReveal bool `json:"awaitingReveal,omitempty"`
 }
 
 // Label is what a person calls the key: its display name, else its name.
@@ -46,6 +49,11 @@ func (k keyItem) Label() string { return cmp.Or(k.DisplayName, k.Name) }
 // Revocable tells whether revoking would change anything.
 func (k keyItem) Revocable() bool {
 	return k.Status == StatusActive || k.Status == StatusPending || k.Status == StatusFailed
+}
+
+// RevealCommand is how the key's owner has it generated and receives it.
+func (k keyItem) RevealCommand() string {
+	return "kubectl apikey reveal " + k.Name + " -n " + k.Namespace
 }
 
 // RevokeCommand is how the key's owner revokes it from a terminal. The
@@ -68,6 +76,8 @@ func itemOf(k *keyindex.APIKeyFacts, now time.Time) keyItem {
 		CreatedAt:   k.CreatedAt.UTC(),
 		RevokedAt:   timeOf(k.RevokedAt),
 		Owner:       k.Owner,
+
+		AwaitingReveal: k.AwaitingRevealKey,
 	}
 }
 

@@ -94,6 +94,10 @@ type APIKeyFacts struct {
 	// as long as the manager is down; a deleted key is refused as revoked
 	// meanwhile, by every gateway, as soon as the watch says so.
 	Deleting bool
+	// AwaitingRevealKey: no key exists yet because nobody has supplied the
+	// public key it will be sealed to (spec.revealPublicKey); its owner
+	// receives it with `kubectl apikey reveal`. For the console only.
+	AwaitingRevealKey bool
 	// Phase is status.phase as the controller last wrote it.
 	Phase gatewayv1alpha1.Phase
 	// ExpiresAt: zero means never.

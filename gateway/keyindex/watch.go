@@ -173,6 +173,8 @@ func APIKeyFactsOf(k *gatewayv1alpha1.APIKey) APIKeyFacts {
 	if id, ok := strings.CutPrefix(k.Status.Prefix, keys.Prefix); ok && keys.ValidID(id) {
 		f.KeyID = id
 	}
+	pending := k.Status.Phase == "" || k.Status.Phase == gatewayv1alpha1.PhasePending
+	f.AwaitingRevealKey = pending && k.Spec.RevealPublicKey == "" && !k.Spec.Revoked
 	if t := k.ResolvedExpiry(); t != nil {
 		f.ExpiresAt = t.Time
 	}
