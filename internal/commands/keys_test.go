@@ -158,7 +158,11 @@ func TestKeysCLI(t *testing.T) {
 	// reveal: a key an admin applied for alice waits, ungenerated, until
 	// she asks for it; then she receives it once, and nobody else can.
 	applied := &gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "applied"}, Spec: gatewayv1alpha1.APIKeySpec{Owner: "alice@example.com"}}
-	if err := e.Client.Create(context.Background(), applied); err != nil {
+	admin, err := e.ClientAs("carol@example.com", "system:authenticated", gatewayv1alpha1.DefaultAdminGroup, "system:masters")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Create(context.Background(), applied); err != nil {
 		t.Fatal(err)
 	}
 	e.WaitForPhase(t, ns, "applied", gatewayv1alpha1.PhasePending, 10*time.Second)

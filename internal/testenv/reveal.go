@@ -55,9 +55,7 @@ func (e *Env) RequestRevealAs(ctx context.Context, user, ns, name string) error 
 	if err := e.Client.Create(ctx, binding); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("binding %s to the editor role in %s: %w", user, ns, err)
 	}
-	cfg := rest.CopyConfig(e.Config)
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: user}
-	c, err := client.New(cfg, client.Options{Scheme: e.Client.Scheme()})
+	c, err := e.ClientAs(user)
 	if err != nil {
 		return err
 	}
@@ -74,4 +72,13 @@ func (e *Env) RequestRevealAs(ctx context.Context, user, ns, name string) error 
 		return fmt.Errorf("%s asking for the key of APIKey %s/%s: %w", user, ns, name, err)
 	}
 	return nil
+}
+
+// ClientAs is a client that acts as user, in groups, through impersonation
+// by the cluster admin: what that user's kubectl would be, for tests that
+// need a user's identity in admission decisions.
+func (e *Env) ClientAs(user string, groups ...string) (client.Client, error) {
+	cfg := rest.CopyConfig(e.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: groups}
+	return client.New(cfg, client.Options{Scheme: e.Client.Scheme()})
 }
