@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -92,7 +93,13 @@ func (cli *keysCLI) reveal(ctx context.Context, args []string) error {
 	case rs != nil && rs.State == gatewayv1alpha1.RevealExpired:
 		return fmt.Errorf("APIKey %s/%s: %w", s.namespace, name, reveal.ErrRevealExpired)
 	case key.Spec.RevealPublicKey != "":
-		// Sealed to a request whose private key died with it.
+		// Sealed to another request, whose private key only it held. If
+		// the sealed copy is gone, that request has read it (the status
+		// may not say so yet).
+		err := s.c.Get(ctx, types.NamespacedName{Namespace: s.namespace, Name: gatewayv1alpha1.RevealSecretName(name)}, &corev1.Secret{})
+		if apierrors.IsNotFound(err) && key.Status.Phase == gatewayv1alpha1.PhaseActive {
+			return fmt.Errorf("APIKey %s/%s: %w", s.namespace, name, reveal.ErrAlreadyRevealed)
+		}
 		return fmt.Errorf("APIKey %s/%s: %w", s.namespace, name, reveal.ErrSealedToAnother)
 	case key.Status.Phase == gatewayv1alpha1.PhaseActive:
 		// Issued in plaintext by a manager in --reveal-mode=plain.

@@ -167,7 +167,7 @@ func TestKeysCLI(t *testing.T) {
 	}
 	e.WaitForPhase(t, ns, "applied", gatewayv1alpha1.PhasePending, 10*time.Second)
 	bob := userKubeconfig(t, e, "bob@example.com", ns, editor, revealer)
-	if _, _, err := keysRun(bob, "", "reveal", "applied"); err == nil || !strings.Contains(err.Error(), "only the key's owner (alice@example.com)") {
+	if _, _, err := keysRun(bob, "", "reveal", "applied"); err == nil || !strings.Contains(err.Error(), "belongs to alice@example.com") {
 		t.Errorf("bob revealing alice's key: err %v, want a refusal naming the owner", err)
 	}
 	stdout, _, err = keysRun(alice, "", "reveal", "applied")
