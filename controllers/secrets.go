@@ -88,6 +88,10 @@ func (r *APIKeyReconciler) createHashSecret(ctx context.Context, key *gatewayv1a
 	if err != nil {
 		return err
 	}
+	parsed, err := keys.ParsePHC(phc)
+	if err != nil {
+		return fmt.Errorf("reading back the hash of key %s: %w", k.DisplayPrefix(), err)
+	}
 	s := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: r.SystemNamespace,
@@ -102,7 +106,10 @@ func (r *APIKeyReconciler) createHashSecret(ctx context.Context, key *gatewayv1a
 		},
 		Type:      gatewayv1alpha1.HashSecretType,
 		Immutable: ptr.To(true),
-		Data:      map[string][]byte{gatewayv1alpha1.HashSecretKey: []byte(phc)},
+		Data: map[string][]byte{
+			gatewayv1alpha1.HashSecretKey:           []byte(phc),
+			gatewayv1alpha1.HashSecretQuickCheckKey: []byte(keys.FormatQuickCheck(keys.QuickCheck(k, parsed.Salt))),
+		},
 	}
 	if err := r.Client.Create(ctx, s); err != nil {
 		return fmt.Errorf("creating hash Secret %s/%s: %w", s.Namespace, s.Name, err)

@@ -19,6 +19,10 @@ const (
 	HashSecretType = "gateway.codevector.io/apikey-hash"
 	// HashSecretKey is the data key of the PHC string in a hash Secret.
 	HashSecretKey = "hash"
+	// HashSecretQuickCheckKey is the data key of the key's 16-bit quick
+	// check (internal/keys.QuickCheck): 4 hex digits that let gateways turn
+	// away almost every wrong secret before argon2.
+	HashSecretQuickCheckKey = "quickCheck"
 
 	// LabelManagedBy is set on every Secret the controller writes, so that
 	// caches can select exactly those Secrets.

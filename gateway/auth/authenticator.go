@@ -2,8 +2,10 @@ package auth
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -39,8 +41,13 @@ type Options struct {
 	RefusalRefill   time.Duration
 	RefusalDelay    time.Duration
 	MaxHeldRefusals int
-	Now             func() time.Time
-	Metrics         *Metrics
+	// TrustedProxies are the peers (load balancers, ingress controllers)
+	// whose X-Forwarded-For is believed: behind them the client is the
+	// rightmost address that is not itself a trusted proxy. Empty: the
+	// peer is the client.
+	TrustedProxies []netip.Prefix
+	Now            func() time.Time
+	Metrics        *Metrics
 }
 
 // Authenticator decides whether a key may use the gateway.
@@ -54,6 +61,7 @@ type Authenticator struct {
 	now      func() time.Time
 	metrics  *Metrics
 	inflight inflight
+	trusted  []netip.Prefix
 	// afterAuthenticate, set only by tests, runs between a request's
 	// authentication and its registration as in flight: where an index
 	// change that OnIndexChange cannot see yet must still end it.
@@ -102,6 +110,7 @@ func New(index *keyindex.Index, o Options) *Authenticator {
 		now:      o.Now,
 		metrics:  o.Metrics,
 		inflight: inflight{byKey: map[string]map[*inflightRequest]struct{}{}},
+		trusted:  o.TrustedProxies,
 	}
 }
 
@@ -168,9 +177,21 @@ func (a *Authenticator) authenticate(ctx context.Context, raw, client string) (*
 		}
 	}
 	a.metrics.cacheMisses.Inc()
+	// The quick check runs for every key, known or not (against a fixed
+	// salt when there is no hash), so every refusal here costs the same
+	// and timing does not tell a stranger which key IDs exist.
+	plausible := passesQuickCheck(k, e)
 	if reason := e.Usable(now); reason != "" {
 		// Unproven secret: the reply stays generic; the metric is precise.
 		return nil, failInvalid(string(reason))
+	}
+	if !plausible {
+		// Almost every wrong secret ends here: no argon2, and nothing
+		// charged to the key's budget or to the client's failures, so a
+		// stranger who knows a prefix cannot use up the owner's
+		// verifications, nor a bad client behind a shared address those of
+		// its neighbours (keys.QuickCheck says why this is safe).
+		return nil, failInvalid("wrong_secret")
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, a.wait)
 	defer cancel()
@@ -197,6 +218,21 @@ func (a *Authenticator) authenticate(ctx context.Context, raw, client string) (*
 	}
 	a.verified.put(mac, proof{keyID: e.KeyID, uid: e.UID, version: e.Version})
 	return e, nil
+}
+
+// unknownKeySalt stands in for a hash's salt when a key ID has none, so an
+// unknown key costs the same quick check as a known one.
+var unknownKeySalt = make([]byte, 16)
+
+// passesQuickCheck reports whether k may be e's key as far as its 16-bit
+// quick check can tell; true when e's hash Secret carries none.
+func passesQuickCheck(k keys.Key, e *keyindex.Entry) bool {
+	salt, want, has := unknownKeySalt, uint16(0), false
+	if e != nil && e.Hash != nil {
+		salt, want, has = e.Hash.Salt, e.QuickCheck, e.HasQuickCheck
+	}
+	got := keys.QuickCheck(k, salt)
+	return subtle.ConstantTimeEq(int32(got), int32(want)) == 1 || !has
 }
 
 // verify runs argon2id under the concurrency bound, waiting for a slot

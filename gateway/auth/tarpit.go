@@ -81,7 +81,7 @@ func (t *tarpit) sweep(now time.Time) {
 // writeRefusal answers a refused request, after the tarpit's delay when
 // its client has been refused too often.
 func (a *Authenticator) writeRefusal(w http.ResponseWriter, r *http.Request, f *Failure) {
-	if a.tarpit.refused(r.Context(), clientAddress(r), a.now()) {
+	if a.tarpit.refused(r.Context(), a.clientAddress(r), a.now()) {
 		w.Header().Set("Connection", "close")
 	}
 	WriteFailure(w, f)

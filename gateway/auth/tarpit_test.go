@@ -3,6 +3,7 @@ package auth
 import (
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -88,8 +89,38 @@ func TestClientAddressGroupsIPv6By64(t *testing.T) {
 	} {
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
 		r.RemoteAddr = addr
-		if got := clientAddress(r); got != want {
+		r.Header.Set("X-Forwarded-For", "198.51.100.1") // no trusted proxy: ignored
+		if got := New(nil, Options{}).clientAddress(r); got != want {
 			t.Errorf("clientAddress(%q) = %q, want %q", addr, got, want)
+		}
+	}
+}
+
+// Behind trusted proxies the client is the rightmost X-Forwarded-For hop
+// that is not one of them; what the client wrote itself counts for nothing.
+func TestClientAddressBehindTrustedProxies(t *testing.T) {
+	a := New(nil, Options{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
+	for _, tc := range []struct {
+		peer string
+		xff  []string
+		want string
+	}{
+		{"10.0.0.5:1", []string{"203.0.113.9"}, "203.0.113.9"},
+		{"10.0.0.5:1", []string{"198.51.100.66, 203.0.113.9"}, "203.0.113.9"},             // a forged left entry
+		{"10.0.0.5:1", []string{"203.0.113.9, 10.1.2.3"}, "203.0.113.9"},                  // two proxies
+		{"10.0.0.5:1", []string{"198.51.100.66", "203.0.113.9, 10.1.2.3"}, "203.0.113.9"}, // repeated header
+		{"10.0.0.5:1", []string{"2001:db8:1:2::7"}, "2001:db8:1:2::/64"},
+		{"10.0.0.5:1", []string{"garbage, 10.1.2.3"}, "10.1.2.3"},
+		{"10.0.0.5:1", nil, "10.0.0.5"},
+		{"192.0.2.7:1", []string{"203.0.113.9"}, "192.0.2.7"}, // not a trusted peer
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.RemoteAddr = tc.peer
+		for _, v := range tc.xff {
+			r.Header.Add("X-Forwarded-For", v)
+		}
+		if got := a.clientAddress(r); got != tc.want {
+			t.Errorf("peer %s, X-Forwarded-For %q: client %q, want %q", tc.peer, tc.xff, got, tc.want)
 		}
 	}
 }

@@ -38,6 +38,10 @@ type Entry struct {
 	Hash *keys.PHC
 	// HashUID identifies the hash Secret the Hash came from.
 	HashUID types.UID
+	// QuickCheck pre-filters secrets before argon2 (see keys.QuickCheck);
+	// only when HasQuickCheck (hash Secrets written before it had none).
+	QuickCheck    uint16
+	HasQuickCheck bool
 
 	// Version changes whenever anything that decides authentication
 	// changes (not on lastUsedAt writes, which would otherwise force an
@@ -115,6 +119,10 @@ type HashFacts struct {
 	KeyID     string
 	APIKeyUID types.UID
 	Hash      keys.PHC
+	// QuickCheck is the key's 16-bit pre-filter (keys.QuickCheck), when
+	// the hash Secret carries one (HasQuickCheck).
+	QuickCheck    uint16
+	HasQuickCheck bool
 }
 
 // Index joins APIKeys and hash Secrets by key ID.
@@ -285,6 +293,7 @@ func (ix *Index) rejoinLocked(id string, a *APIKeyFacts, h *HashFacts, changed *
 	// authenticate for a new one.
 	if h != nil && (a == nil || h.APIKeyUID == a.UID) {
 		e.Hash, e.HashUID = &h.Hash, h.SecretUID
+		e.QuickCheck, e.HasQuickCheck = h.QuickCheck, h.HasQuickCheck
 	}
 	if old := ix.entries[id]; old != nil && sameDecision(old, e) {
 		e.Version = old.Version

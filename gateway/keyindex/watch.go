@@ -198,7 +198,11 @@ func HashFactsOf(s *corev1.Secret) (HashFacts, bool) {
 	if err != nil {
 		return HashFacts{}, false
 	}
-	return HashFacts{SecretUID: s.UID, KeyID: id, APIKeyUID: types.UID(s.Labels[gatewayv1alpha1.LabelAPIKeyUID]), Hash: phc}, true
+	f := HashFacts{SecretUID: s.UID, KeyID: id, APIKeyUID: types.UID(s.Labels[gatewayv1alpha1.LabelAPIKeyUID]), Hash: phc}
+	if c, err := keys.ParseQuickCheck(string(s.Data[gatewayv1alpha1.HashSecretQuickCheckKey])); err == nil {
+		f.QuickCheck, f.HasQuickCheck = c, true
+	}
+	return f, true
 }
 
 // intern returns the canonical copy of s, so 100,000 keys in 100

@@ -89,9 +89,11 @@ func TestFloodOfWrongSecretsIsBoundedAndDoesNotStarveGoodKeys(t *testing.T) {
 		return true
 	})
 	t.Logf("flood of %d wrong secrets: %v argon2 runs, peak %d in flight; good key worst latency %v", attackers*perAttacker, verifications, peakInFlight.Load(), worst)
-	// The per-key-ID bucket allows 5 verifications and one more per 10s.
-	if verifications > 8 {
-		t.Errorf("%v argon2 verifications for one key ID under flood, want at most the rate-limit burst (5) plus refill", verifications)
+	// The quick check turns away all but about one in 65,536 wrong
+	// secrets before argon2; the per-key-ID bucket (5, and one more per
+	// 10s) bounds the rest.
+	if verifications > 2 {
+		t.Errorf("%v argon2 verifications for %d wrong secrets, want about none (the quick check stops them)", verifications, attackers*perAttacker)
 	}
 	if peakInFlight.Load() > concurrency {
 		t.Errorf("peak argon2 in flight = %d, above the bound %d", peakInFlight.Load(), concurrency)
@@ -99,8 +101,8 @@ func TestFloodOfWrongSecretsIsBoundedAndDoesNotStarveGoodKeys(t *testing.T) {
 	if worst > 500*time.Millisecond {
 		t.Errorf("good key's worst latency during the flood = %v, want well under 500ms", worst)
 	}
-	if n, ok := statuses.Load(http.StatusTooManyRequests); !ok || n.(*atomic.Int64).Load() == 0 {
-		t.Error("the flood was never rate limited (no 429)")
+	if n, ok := statuses.Load(http.StatusUnauthorized); !ok || n.(*atomic.Int64).Load() < attackers*perAttacker-2 {
+		t.Error("the flood's wrong secrets were not refused with 401")
 	}
 	// 100 refusals are allowed per client, then the tarpit holds them.
 	if held := counter(t, gw, "codevector_gateway_tarpit_delayed_total"); held < attackers*perAttacker-150 {

@@ -33,6 +33,7 @@ func runGateway(ctx context.Context, args []string, _, stderr io.Writer) error {
 		qps           float64
 		burst         int
 		tarpitDelay   time.Duration
+		trustedCIDRs  string
 	)
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "Path to a kubeconfig (default: $KUBECONFIG, then in-cluster config)")
 	fs.StringVar(&listen, "listen", ":8080", "Address to serve the gateway, console and docs on")
@@ -50,6 +51,7 @@ func runGateway(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs.StringVar(&o.Console.AdminGroup, "admin-group", gatewayv1alpha1.DefaultAdminGroup, "Group whose members see and revoke everyone's keys in the console")
 	fs.StringVar(&csrfKeyFile, "console-csrf-key-file", "", "File with a secret (32+ bytes) that signs the console's CSRF tokens; give all replicas the same one (default: random per process, fine for one replica)")
 	fs.DurationVar(&tarpitDelay, "tarpit-delay", time.Second, "How long the refusals of a client that keeps failing authentication (past 100, refilled 10/s) wait before they are answered; 0 answers at once")
+	fs.StringVar(&trustedCIDRs, "trusted-proxy-cidrs", "", "Comma-separated addresses or CIDRs of the load balancers or ingress in front of the gateway; from them X-Forwarded-For names the client (its rightmost untrusted hop) for failure limits and the tarpit. Default: none, the peer is the client")
 	fs.Float64Var(&qps, "kube-api-qps", server.DefaultQPS, "Sustained requests per second to the API server (watches, last-use writes, console)")
 	fs.IntVar(&burst, "kube-api-burst", server.DefaultBurst, "Burst of requests to the API server")
 	if err := fs.Parse(args); err != nil {
@@ -69,6 +71,9 @@ func runGateway(ctx context.Context, args []string, _, stderr io.Writer) error {
 	o.Auth.RefusalDelay = tarpitDelay
 	if tarpitDelay == 0 {
 		o.Auth.RefusalDelay = -1 // off; zero in Options means the default
+	}
+	if o.Auth.TrustedProxies, err = console.ParseCIDRs(trustedCIDRs); err != nil {
+		return fmt.Errorf("--trusted-proxy-cidrs: %w", err)
 	}
 	o.Logger = log
 	if o.Console.Auth, err = console.ParseAuthMode(consoleAuth); err != nil {
