@@ -69,6 +69,14 @@ func TestCreateIssuesHashedKeyAndDeleteCleansUp(t *testing.T) {
 	if ok, err := keys.Verify(plain, phc); err != nil || !ok {
 		t.Errorf("hash does not verify the revealed key: ok=%v err=%v", ok, err)
 	}
+	// The quick check beside it passes the key (gateways use it to turn
+	// away wrong secrets before argon2).
+	if parsed, err := keys.ParsePHC(phc); err == nil {
+		want := keys.FormatQuickCheck(keys.QuickCheck(plain, parsed.Salt))
+		if got := string(hash.Data[gatewayv1alpha1.HashSecretQuickCheckKey]); got != want {
+			t.Errorf("quick check = %q, want %q", got, want)
+		}
+	}
 	// A one-character change of the secret part (with a recomputed,
 	// valid checksum it would still have to fail the hash).
 	for _, i := range []int{keys.DisplayPrefixLength, keys.Length - keys.ChecksumLength - 1} {
