@@ -52,6 +52,16 @@ func teammate(t *testing.T, ns, name string, groups ...string) client.Client {
 	return c
 }
 
+// teammates starts a manager and returns a new namespace with alice and bob
+// in it, each with the editor and revealer roles.
+func teammates(t *testing.T) (ns string, alice, bob client.Client) {
+	t.Helper()
+	applyPeopleRoles(t)
+	env.StartManager(t, operator.Options{})
+	ns = env.Namespace(t)
+	return ns, teammate(t, ns, "alice@example.com"), teammate(t, ns, "bob@example.com")
+}
+
 func applyPeopleRoles(t *testing.T) {
 	t.Helper()
 	for _, f := range []string{"apikey_editor_role.yaml", "apikey_revealer_role.yaml"} {
@@ -77,11 +87,7 @@ func createSealed(t *testing.T, c client.Client, ns, name string) (*gatewayv1alp
 }
 
 func TestTeammateCannotCopyANewKey(t *testing.T) {
-	applyPeopleRoles(t)
-	env.StartManager(t, operator.Options{})
-	ns := env.Namespace(t)
-	alice := teammate(t, ns, "alice@example.com")
-	bob := teammate(t, ns, "bob@example.com")
+	ns, alice, bob := teammates(t)
 	ctx := context.Background()
 
 	k, alicePrivate := createSealed(t, alice, ns, "laptop")
@@ -213,11 +219,7 @@ func scanCluster(t *testing.T, k keys.Key) string {
 }
 
 func TestOnlyTheOwnerChangesOrDeletesAKey(t *testing.T) {
-	applyPeopleRoles(t)
-	env.StartManager(t, operator.Options{})
-	ns := env.Namespace(t)
-	alice := teammate(t, ns, "alice@example.com")
-	bob := teammate(t, ns, "bob@example.com")
+	ns, alice, bob := teammates(t)
 	carol := userClient(t, ns, "carol@example.com", gatewayv1alpha1.DefaultAdminGroup)
 	ctx := context.Background()
 
@@ -283,11 +285,7 @@ func TestOnlyTheOwnerChangesOrDeletesAKey(t *testing.T) {
 }
 
 func TestOnlyTheOwnerReceivesAKeyMadeForThem(t *testing.T) {
-	applyPeopleRoles(t)
-	env.StartManager(t, operator.Options{})
-	ns := env.Namespace(t)
-	alice := teammate(t, ns, "alice@example.com")
-	bob := teammate(t, ns, "bob@example.com")
+	ns, alice, bob := teammates(t)
 	carol := userClient(t, ns, "carol@example.com", gatewayv1alpha1.DefaultAdminGroup)
 	ctx := context.Background()
 
@@ -358,11 +356,7 @@ func TestOnlyTheOwnerReceivesAKeyMadeForThem(t *testing.T) {
 // read, changes nothing: the reader refuses a Secret the controller did
 // not write, and the controller never reads one.
 func TestPlantedRevealDuringAndAfterIssue(t *testing.T) {
-	applyPeopleRoles(t)
-	env.StartManager(t, operator.Options{})
-	ns := env.Namespace(t)
-	alice := teammate(t, ns, "alice@example.com")
-	bob := teammate(t, ns, "bob@example.com")
+	ns, alice, bob := teammates(t)
 	ctx := context.Background()
 
 	// During: bob swaps alice's reveal Secret for one holding a key he

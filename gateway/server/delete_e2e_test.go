@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"bufio"
 	"context"
 	"net/http"
 	"strings"
@@ -27,19 +26,7 @@ func TestDeletedKeyIsRefusedWhileTheManagerIsDown(t *testing.T) {
 		t.Fatalf("key to delete did not work first: %d %s", status, body)
 	}
 
-	words := strings.Repeat("word ", 100) // 100 chunks x 200ms = 20s if not cut
-	req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, gw.URL+"/gateway/openai/v1/chat/completions",
-		strings.NewReader(`{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"`+words+`"}]}`))
-	req.Header.Set("Authorization", "Bearer "+key.Reveal())
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	lines := bufio.NewScanner(resp.Body)
-	for i := 0; i < 3 && lines.Scan(); i++ {
-	}
+	lines := startLongStream(t, gw, key)
 
 	stopManager()
 	deletedAt := time.Now()

@@ -1,8 +1,6 @@
 package server_test
 
 import (
-	"bufio"
-	"context"
 	"net/http"
 	"strings"
 	"sync"
@@ -58,19 +56,7 @@ func TestRevocationEndsInFlightStream(t *testing.T) {
 	gw := startGateway(t, server.Options{Providers: providersFor(t, up, up)})
 	k, key := env.IssueKey(t, env.Namespace(t), "streamer")
 
-	words := strings.Repeat("word ", 100) // 100 chunks x 200ms = 20s if not cut
-	req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, gw.URL+"/gateway/openai/v1/chat/completions",
-		strings.NewReader(`{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"`+words+`"}]}`))
-	req.Header.Set("Authorization", "Bearer "+key.Reveal())
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	lines := bufio.NewScanner(resp.Body)
-	for i := 0; i < 3 && lines.Scan(); i++ {
-	}
+	lines := startLongStream(t, gw, key)
 
 	revokedAt := time.Now()
 	patch(t, k, func(k *gatewayv1alpha1.APIKey) { k.Spec.Revoked = true })

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"github.com/codevector/codevector/gateway/echo"
 	"github.com/codevector/codevector/gateway/proxy"
 	"github.com/codevector/codevector/gateway/server"
+	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/testenv"
 )
 
@@ -156,4 +158,25 @@ func chat(t *testing.T, url, key string) (int, http.Header, []byte) {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, resp.Header, body
+}
+
+// startLongStream starts a streamed chat with key through gw whose answer,
+// from an upstream that waits between chunks, would take 100 chunks to
+// finish, reads its first 3 lines and returns the rest.
+func startLongStream(t *testing.T, gw *gateway, key keys.Key) *bufio.Scanner {
+	t.Helper()
+	words := strings.Repeat("word ", 100)
+	req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, gw.URL+"/gateway/openai/v1/chat/completions",
+		strings.NewReader(`{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"`+words+`"}]}`))
+	req.Header.Set("Authorization", "Bearer "+key.Reveal())
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	lines := bufio.NewScanner(resp.Body)
+	for i := 0; i < 3 && lines.Scan(); i++ {
+	}
+	return lines
 }
