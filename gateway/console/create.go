@@ -116,6 +116,9 @@ func slug(display string) string {
 // and consumes its one-shot reveal: the plaintext returned here is the only
 // copy anyone will ever get.
 func (c *Console) createKey(ctx context.Context, id *Identity, req createRequest) (keyItem, keys.Key, *apiError) {
+	if aerr := c.checkKeyQuota(id); aerr != nil {
+		return keyItem{}, keys.Key{}, aerr
+	}
 	k, aerr := req.toAPIKey(c.opts.Namespace, id.User, time.Now())
 	if aerr != nil {
 		return keyItem{}, keys.Key{}, aerr
