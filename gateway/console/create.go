@@ -188,6 +188,8 @@ func (c *Console) createError(k *gatewayv1alpha1.APIKey, err error) *apiError {
 			"A key named %q already exists. Choose another resource name, or leave it empty to have one generated.", k.Name)}
 	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
 		return &apiError{http.StatusBadRequest, "invalid_request", "The key could not be created: " + apiMessage(err)}
+	case isNamespaceQuotaRefusal(err):
+		return c.namespaceQuotaError(k, err)
 	case apierrors.IsForbidden(err):
 		c.log.Error("API server refused a console key; check the gateway's RBAC and the admission policies", "namespace", k.Namespace, "error", err)
 		return &apiError{http.StatusInternalServerError, "gateway_forbidden", fmt.Sprintf(
