@@ -36,7 +36,7 @@ func TestAPIKeyQuotaPerUser(t *testing.T) {
 	r := alice.do(t, http.MethodPost, "/api/v1/apikeys", map[string]any{"displayName": "four"})
 	want := "You have 3 active keys, the most this gateway allows per user. Revoke a key you no longer use, then try again. Keys made with kubectl count too: the list shows them with their namespace."
 	if r.Status != http.StatusForbidden || r.errorCode() != "key_quota_exceeded" || r.errorMessage() != want {
-		t.Fatalf("the fourth key: %d %s\nwant 403 key_quota_exceeded %q", r.Status, r.Body, want)
+		t.Fatalf("the fourth key: %d %s %q\nwant 403 key_quota_exceeded %q", r.Status, r.errorCode(), r.errorMessage(), want)
 	}
 	if l, _ := alice.list(t, ""); len(l.Items) != 3 {
 		t.Errorf("the refused create left %d keys, want 3: %v", len(l.Items), names(l.Items))
@@ -52,7 +52,7 @@ func TestAPIKeyQuotaPerUser(t *testing.T) {
 	alice.create(t, map[string]any{"displayName": "four"})
 	r = alice.do(t, http.MethodPost, "/api/v1/apikeys", map[string]any{"displayName": "five"})
 	if r.Status != http.StatusForbidden || r.errorCode() != "key_quota_exceeded" {
-		t.Errorf("the fifth key, with three active again: %d %s", r.Status, r.Body)
+		t.Errorf("the fifth key, with three active again: %d %s %q", r.Status, r.errorCode(), r.errorMessage())
 	}
 }
 
@@ -84,7 +84,7 @@ func TestAPINamespaceQuotaIsExplained(t *testing.T) {
 	r := alice.do(t, http.MethodPost, "/api/v1/apikeys", map[string]any{"displayName": "one too many"})
 	if r.Status != http.StatusForbidden || r.errorCode() != "namespace_quota_exceeded" ||
 		!strings.Contains(r.errorMessage(), "exceeded quota: apikeys") || !strings.Contains(r.errorMessage(), "Ask your administrator") {
-		t.Errorf("a create past the namespace's ResourceQuota: %d %s", r.Status, r.Body)
+		t.Errorf("a create past the namespace's ResourceQuota: %d %s %q", r.Status, r.errorCode(), r.errorMessage())
 	}
 }
 
