@@ -15,5 +15,8 @@
 // BENCH_ISSUE_KEYS [1000], BENCH_MEMORY_KEYS [10000], BENCH_STREAMS [200];
 // BENCH_HEAP_PROFILE=file writes a heap profile of the fresh manager at
 // BENCH_MEMORY_KEYS keys; BENCH_BREAKDOWN=1 runs a diagnostic of where the
-// gateway's CPU per request goes.
+// gateway's CPU per request goes; BENCH_LARGE_ANNOTATIONS=1 runs the
+// manager over BENCH_ANNOTATED_KEYS [10000] keys with an annotation of
+// BENCH_ANNOTATION_KIB [100] KiB each, on a control plane of its own
+// (minutes, and GiBs in etcd and kube-apiserver).
 package bench

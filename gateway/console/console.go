@@ -65,6 +65,12 @@ type Options struct {
 	// CreateTimeout bounds the wait for the controller to issue a key.
 	CreateTimeout time.Duration
 	Logger        *slog.Logger
+
+	// MaxKeysPerUser is how many keys a user may hold that are not
+	// Revoked, Expired or Failed, counted across every namespace the
+	// gateway watches, before the console refuses to create another
+	// (quota.go). Zero means DefaultMaxKeysPerUser; negative, no limit.
+	MaxKeysPerUser int
 }
 
 // DefaultProxyCIDRs trusts only a sign-in proxy on the same host or pod.

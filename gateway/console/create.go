@@ -122,6 +122,9 @@ func slug(display string) string {
 // controller writes is useless to anyone who reads it, the gateway
 // included once this request has returned.
 func (c *Console) createKey(ctx context.Context, id *Identity, req createRequest) (keyItem, keys.Key, *apiError) {
+	if aerr := c.checkKeyQuota(id); aerr != nil {
+		return keyItem{}, keys.Key{}, aerr
+	}
 	k, aerr := req.toAPIKey(c.opts.Namespace, id.User, time.Now())
 	if aerr != nil {
 		return keyItem{}, keys.Key{}, aerr
@@ -207,6 +210,8 @@ func (c *Console) createError(k *gatewayv1alpha1.APIKey, err error) *apiError {
 			"A key named %q already exists. Choose another resource name, or leave it empty to have one generated.", k.Name)}
 	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
 		return &apiError{http.StatusBadRequest, "invalid_request", "The key could not be created: " + apiMessage(err)}
+	case isNamespaceQuotaRefusal(err):
+		return c.namespaceQuotaError(k, err)
 	case apierrors.IsForbidden(err):
 		c.log.Error("API server refused a console key; check the gateway's RBAC and the admission policies", "namespace", k.Namespace, "error", err)
 		return &apiError{http.StatusInternalServerError, "gateway_forbidden", fmt.Sprintf(

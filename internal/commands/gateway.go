@@ -34,6 +34,7 @@ func runGateway(ctx context.Context, args []string, _, stderr io.Writer) error {
 		burst         int
 		tarpitDelay   time.Duration
 		trustedCIDRs  string
+		maxKeys       int
 	)
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "Path to a kubeconfig (default: $KUBECONFIG, then in-cluster config)")
 	fs.StringVar(&listen, "listen", ":8080", "Address to serve the gateway, console and docs on")
@@ -50,6 +51,7 @@ func runGateway(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs.StringVar(&proxyCIDRs, "console-proxy-cidrs", "127.0.0.1/32,::1/128", "Comma-separated addresses or CIDRs of the sign-in proxy; X-Forwarded-* headers from anywhere else are ignored")
 	fs.StringVar(&o.Console.AdminGroup, "admin-group", gatewayv1alpha1.DefaultAdminGroup, "Group whose members see and revoke everyone's keys in the console")
 	fs.StringVar(&csrfKeyFile, "console-csrf-key-file", "", "File with a secret (32+ bytes) that signs the console's CSRF tokens; give all replicas the same one (default: random per process, fine for one replica)")
+	fs.IntVar(&maxKeys, "max-keys-per-user", console.DefaultMaxKeysPerUser, "Most keys a user may hold that are not revoked, expired or failed (in every watched namespace) before the console refuses to create another; 0 means no limit")
 	fs.DurationVar(&tarpitDelay, "tarpit-delay", time.Second, "How long the refusals of a client that keeps failing authentication (past 100, refilled 10/s) wait before they are answered; 0 answers at once")
 	fs.StringVar(&trustedCIDRs, "trusted-proxy-cidrs", "", "Comma-separated addresses or CIDRs of the load balancers or ingress in front of the gateway; from them X-Forwarded-For names the client (its rightmost untrusted hop) for failure limits and the tarpit. Default: none, the peer is the client")
 	fs.Float64Var(&qps, "kube-api-qps", server.DefaultQPS, "Sustained requests per second to the API server (watches, last-use writes, console)")
@@ -81,6 +83,14 @@ func runGateway(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	if o.Console.ProxyCIDRs, err = console.ParseCIDRs(proxyCIDRs); err != nil {
 		return fmt.Errorf("--console-proxy-cidrs: %w", err)
+	}
+	switch {
+	case maxKeys < 0:
+		return fmt.Errorf("--max-keys-per-user %d: want 0 (no limit) or a positive number", maxKeys)
+	case maxKeys == 0:
+		o.Console.MaxKeysPerUser = -1 // no limit; zero in Options means the default
+	default:
+		o.Console.MaxKeysPerUser = maxKeys
 	}
 	if csrfKeyFile != "" {
 		key, err := os.ReadFile(csrfKeyFile)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
 
 	"k8s.io/client-go/rest"
@@ -39,7 +40,20 @@ type Env struct {
 // Start starts etcd and kube-apiserver and installs CodeVector on them
 // with bootstrap.Install (CRD, system namespace, RBAC roles, admission
 // policies in force): the same installation dev mode does.
-func Start(ctx context.Context) (*Env, error) {
+func Start(ctx context.Context) (*Env, error) { return StartWith(ctx, Options{}) }
+
+// Options adjust the control plane that StartWith starts; the zero value
+// is Start's.
+type Options struct {
+	// EtcdQuotaBackendBytes is etcd's storage quota (--quota-backend-bytes;
+	// 0 keeps etcd's default of 2 GiB). etcd stores every revision until
+	// kube-apiserver compacts (every 5 minutes), so a benchmark that writes
+	// GiBs of objects needs more; past the quota etcd refuses all writes.
+	EtcdQuotaBackendBytes int64
+}
+
+// StartWith is Start with options.
+func StartWith(ctx context.Context, o Options) (*Env, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
@@ -49,6 +63,11 @@ func Start(ctx context.Context) (*Env, error) {
 		return nil, err
 	}
 	env := &envtest.Environment{BinaryAssetsDirectory: assets}
+	if o.EtcdQuotaBackendBytes > 0 {
+		etcd := &envtest.Etcd{}
+		etcd.Configure().Set("quota-backend-bytes", strconv.FormatInt(o.EtcdQuotaBackendBytes, 10))
+		env.ControlPlane.Etcd = etcd
+	}
 	cfg, err := env.Start()
 	if err != nil {
 		return nil, fmt.Errorf("starting kube-apiserver and etcd: %w", err)

@@ -1,0 +1,110 @@
+package console_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/codevector/codevector/gateway/server"
+)
+
+// A user may hold --max-keys-per-user active keys, counted in every
+// namespace the gateway watches; the next create is refused in words that
+// say what to do, and revoking a key makes room at once. Other users are
+// not affected.
+func TestAPIKeyQuotaPerUser(t *testing.T) {
+	team := env.Namespace(t)
+	s := startStack(t, true, func(o *server.Options) {
+		o.Console.MaxKeysPerUser = 3
+		o.Namespaces = append(o.Namespaces, team)
+	})
+	alice, bob := s.as("alice@example.com"), s.as("bob@example.com")
+
+	first, _ := alice.create(t, map[string]any{"displayName": "one"})
+	alice.create(t, map[string]any{"displayName": "two"})
+	// A key alice made with kubectl in a team namespace counts too: the
+	// limit is per owner, not per namespace.
+	kubectlKey(t, team, "from-kubectl", alice.email, "")
+	waitForListed(t, alice, 3)
+
+	r := alice.do(t, http.MethodPost, "/api/v1/apikeys", map[string]any{"displayName": "four"})
+	want := "You have 3 active keys, the most this gateway allows per user. Revoke a key you no longer use, then try again. Keys made with kubectl count too: the list shows them with their namespace."
+	if r.Status != http.StatusForbidden || r.errorCode() != "key_quota_exceeded" || r.errorMessage() != want {
+		t.Fatalf("the fourth key: %d %s %q\nwant 403 key_quota_exceeded %q", r.Status, r.errorCode(), r.errorMessage(), want)
+	}
+	if l, _ := alice.list(t, ""); len(l.Items) != 3 {
+		t.Errorf("the refused create left %d keys, want 3: %v", len(l.Items), names(l.Items))
+	}
+
+	// bob has his own allowance.
+	bob.create(t, map[string]any{"displayName": "bob's"})
+
+	// A revoked key no longer counts.
+	if rr := alice.revoke(t, first.APIKey.Name); rr.Status != http.StatusOK {
+		t.Fatalf("revoking: %d %s", rr.Status, rr.Body)
+	}
+	alice.create(t, map[string]any{"displayName": "four"})
+	r = alice.do(t, http.MethodPost, "/api/v1/apikeys", map[string]any{"displayName": "five"})
+	if r.Status != http.StatusForbidden || r.errorCode() != "key_quota_exceeded" {
+		t.Errorf("the fifth key, with three active again: %d %s %q", r.Status, r.errorCode(), r.errorMessage())
+	}
+}
+
+// waitForListed waits until u's list shows n keys: a kubectl key reaches
+// the gateway's index through its watch.
+func waitForListed(t *testing.T, u *user, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		l, _ := u.list(t, "")
+		if len(l.Items) == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s's list shows %v, want %d keys", u.email, names(l.Items), n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A ResourceQuota on the console's namespace is the administrator's cap
+// on every console key together; when it is used up the console says so,
+// rather than blaming the gateway's permissions.
+func TestAPINamespaceQuotaIsExplained(t *testing.T) {
+	s := startStack(t, true, nil)
+	limitAPIKeys(t, s.Namespace, 1)
+	alice := s.as("alice@example.com")
+	alice.create(t, map[string]any{"displayName": "the only one"})
+	r := alice.do(t, http.MethodPost, "/api/v1/apikeys", map[string]any{"displayName": "one too many"})
+	if r.Status != http.StatusForbidden || r.errorCode() != "namespace_quota_exceeded" ||
+		!strings.Contains(r.errorMessage(), "exceeded quota: apikeys") || !strings.Contains(r.errorMessage(), "Ask your administrator") {
+		t.Errorf("a create past the namespace's ResourceQuota: %d %s %q", r.Status, r.errorCode(), r.errorMessage())
+	}
+}
+
+// limitAPIKeys puts a ResourceQuota of n APIKeys on namespace and gives it
+// the status that kube-controller-manager's quota controller would (the
+// test control plane runs none, and quota admission refuses every create
+// while a quota's status is unknown).
+func limitAPIKeys(t *testing.T, namespace string, n int64) {
+	t.Helper()
+	ctx := context.Background()
+	const resourceName corev1.ResourceName = "count/apikeys.gateway.codevector.io"
+	q := &corev1.ResourceQuota{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "apikeys"},
+		Spec:       corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{resourceName: *resource.NewQuantity(n, resource.DecimalSI)}},
+	}
+	if err := env.Client.Create(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	q.Status = corev1.ResourceQuotaStatus{Hard: q.Spec.Hard, Used: corev1.ResourceList{resourceName: resource.MustParse("0")}}
+	if err := env.Client.Status().Update(ctx, q); err != nil {
+		t.Fatalf("setting the ResourceQuota's status: %v", err)
+	}
+}
