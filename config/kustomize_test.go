@@ -3,7 +3,9 @@ package config_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -125,6 +127,13 @@ func TestDefaultBuildsAPlatformReadyDeployment(t *testing.T) {
 			t.Errorf("gateway args = %v, want %s", gwc.Args, arg)
 		}
 	}
+	// Console sign-in ships switched off: no header trust, no OIDC until
+	// the operator configures one (issue 11).
+	for _, arg := range gwc.Args {
+		if strings.HasPrefix(arg, "--console-proxy-cidrs") || strings.HasPrefix(arg, "--console-groups-header") || strings.HasPrefix(arg, "--oidc-") || arg == "--console-auth=oidc" {
+			t.Errorf("gateway args include %s: the default deployment must trust no proxy and name no identity provider", arg)
+		}
+	}
 	mounts := map[string]string{}
 	for _, m := range gwc.VolumeMounts {
 		mounts[m.Name] = m.MountPath
@@ -213,6 +222,23 @@ func TestDeploymentArgsAreFlagsTheBinaryKnows(t *testing.T) {
 		if code := commands.Main(append(append([]string{"codevector"}, args...), "-h")); code != 0 {
 			t.Errorf("%s: codevector %s exits %d: an arg is not a flag of the binary", name, strings.Join(args, " "), code)
 		}
+	}
+	// The console sign-in choices that gateway.yaml offers commented out
+	// are flags too, so uncommenting them works.
+	raw, err := os.ReadFile("gateway/gateway.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	commented := regexp.MustCompile(`(?m)^\s*#\s*- (--[a-z-]+=\S+)$`).FindAllStringSubmatch(string(raw), -1)
+	if len(commented) < 8 {
+		t.Fatalf("gateway.yaml offers %d commented flags, want the OIDC and header-mode choices", len(commented))
+	}
+	args := []string{"codevector", "gateway"}
+	for _, m := range commented {
+		args = append(args, m[1])
+	}
+	if code := commands.Main(append(args, "-h")); code != 0 {
+		t.Errorf("codevector %s exits %d: a commented arg in gateway.yaml is not a flag of the binary", strings.Join(args[1:], " "), code)
 	}
 }
 

@@ -48,12 +48,15 @@ type apiError struct {
 }
 
 // user calls the console as a person behind the sign-in proxy would: the
-// proxy's headers on every request, and the CSRF token from the page.
+// proxy's headers on every request, and the CSRF token from the page. A
+// user with a client (OIDC mode) sends no identity headers: the client's
+// cookie jar holds the session, and it follows redirects.
 type user struct {
 	s      *stack
 	email  string
 	groups string
 	token  string
+	client *http.Client
 }
 
 func (s *stack) as(email string, groups ...string) *user {
@@ -100,11 +103,11 @@ func (u *user) do(t *testing.T, method, path string, body any, mutate ...func(*h
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u.email != "" {
+	if u.email != "" && u.client == nil {
 		req.Header.Set("X-Forwarded-Email", u.email)
 		req.Header.Set("X-Forwarded-User", strings.SplitN(u.email, "@", 2)[0])
 	}
-	if u.groups != "" {
+	if u.groups != "" && u.client == nil {
 		req.Header.Set("X-Forwarded-Groups", u.groups)
 	}
 	if body != nil {
@@ -116,7 +119,11 @@ func (u *user) do(t *testing.T, method, path string, body any, mutate ...func(*h
 	for _, m := range mutate {
 		m(req)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	c := u.client
+	if c == nil {
+		c = http.DefaultClient
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,12 +1,15 @@
 // Package console serves the web console at /api-keys and the JSON API
 // behind it at /api/v1/apikeys: list, create (with the key shown once) and
 // revoke. A request passes security headers -> identity -> CSRF guard (state
-// changes only) -> handler. Lists come from the gateway's watch cache and
+// changes only) -> handler. Identity comes from a fixed dev user, from a
+// sign-in proxy's headers, or from the console's own OpenID Connect sign-in
+// (/oauth2/..., oidc.go), which keeps it in a sealed session cookie. Lists come from the gateway's watch cache and
 // span every namespace it watches; writes and the one-shot reveal go to the
 // API server, in the console namespace only.
 package console
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"html/template"
@@ -28,12 +31,20 @@ import (
 type AuthMode string
 
 const (
-	// AuthHeader trusts X-Forwarded-User / -Email / -Groups from a sign-in
-	// proxy (the oauth2-proxy convention), and only from ProxyCIDRs.
+	// AuthHeader trusts a sign-in proxy's identity headers (UserHeader,
+	// and GroupsHeader when set), and only from ProxyCIDRs.
 	AuthHeader AuthMode = "header"
+	// AuthOIDC signs people in with an OpenID Connect provider: the
+	// authorization-code flow with PKCE, then a sealed session cookie.
+	// Identity headers mean nothing in this mode.
+	AuthOIDC AuthMode = "oidc"
 	// AuthDev signs everyone in as DevUser. For `codevector dev` only.
 	AuthDev AuthMode = "dev"
 )
+
+// DefaultUserHeader is the header mode's user header: oauth2-proxy's
+// X-Forwarded-User.
+const DefaultUserHeader = "X-Forwarded-User"
 
 // DevUser is the fixed user of AuthDev.
 const DevUser = "dev@codevector.local"
@@ -43,25 +54,44 @@ const DefaultCreateTimeout = 10 * time.Second
 
 // Options configure the console; zero values mean the defaults.
 type Options struct {
-	// Auth is AuthHeader (default) or AuthDev.
+	// Auth is AuthHeader (default), AuthOIDC or AuthDev.
 	Auth AuthMode
 	// Namespace holds the keys the console creates and revokes. Required.
 	// Lists show a user's keys from every namespace the reader caches;
 	// those elsewhere are revoked with kubectl.
 	Namespace string
-	// ProxyCIDRs are the peers whose X-Forwarded-* headers are believed in
-	// header mode. Default: loopback only (a proxy in the same pod).
+	// ProxyCIDRs are the peers whose identity headers are believed in
+	// header mode. Default: none, so header mode refuses everyone until it
+	// is told where its proxy is. Loopback is not special: `kubectl
+	// port-forward` connects from 127.0.0.1 too, so trusting it would let
+	// anyone with port-forward rights claim any user.
 	ProxyCIDRs []netip.Prefix
+	// UserHeader is the one header that names the user in header mode.
+	// Default DefaultUserHeader. No other header overrides it, and a
+	// request that carries it twice is refused.
+	UserHeader string
+	// GroupsHeader, when set, is the header with the user's groups
+	// (comma-separated) in header mode. Empty: groups never come from
+	// headers, so nobody is an admin in header mode; set it only when the
+	// proxy always sets (or strips) it.
+	GroupsHeader string
+	// OIDC configures AuthOIDC.
+	OIDC OIDCOptions
 	// AdminGroup members see and revoke everyone's keys (never a key
 	// itself). Default gatewayv1alpha1.DefaultAdminGroup.
 	AdminGroup string
 	// DevGroups are the dev user's groups in AuthDev; include AdminGroup to
 	// try the admin view.
 	DevGroups []string
-	// CSRFKey signs CSRF tokens, at least 32 bytes. Replicas behind one load
-	// balancer must share it, or a token from one is refused by another.
-	// Empty: a random key per process (fine for a single replica).
+	// CSRFKey is the console's secret (--console-csrf-key-file), at least
+	// 32 bytes: it signs CSRF tokens, and the keys that seal session and
+	// sign-in cookies are derived from it (HKDF, one key per use).
+	// Replicas behind one load balancer must share it, or a token or a
+	// session from one is refused by another. Empty: a random key per
+	// process (fine for a single replica; sign-ins end with the process).
 	CSRFKey []byte
+	// Clock is the time for sessions and CSRF tokens. Default time.Now.
+	Clock func() time.Time
 	// CreateTimeout bounds the wait for the controller to issue a key.
 	CreateTimeout time.Duration
 	Logger        *slog.Logger
@@ -73,16 +103,13 @@ type Options struct {
 	MaxKeysPerUser int
 }
 
-// DefaultProxyCIDRs trusts only a sign-in proxy on the same host or pod.
-var DefaultProxyCIDRs = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("::1/128")}
-
 // ParseAuthMode reads --console-auth.
 func ParseAuthMode(s string) (AuthMode, error) {
 	switch m := AuthMode(strings.TrimSpace(s)); m {
-	case AuthHeader, AuthDev:
+	case AuthHeader, AuthOIDC, AuthDev:
 		return m, nil
 	default:
-		return "", fmt.Errorf("--console-auth %q: want header (behind a sign-in proxy) or dev (local development only)", s)
+		return "", fmt.Errorf("--console-auth %q: want oidc (the console signs people in with your identity provider), header (behind a sign-in proxy) or dev (local development only)", s)
 	}
 }
 
@@ -122,6 +149,8 @@ type Console struct {
 	keys        Keys          // the gateway's key index: every list and wait
 	writer      client.Client // the API server itself: create, revoke, reveal
 	csrf        *csrfSigner
+	oidc        *oidcLogin // AuthOIDC only
+	now         func() time.Time
 	crossOrigin *http.CrossOriginProtection
 	page        *template.Template
 	unauth      *template.Template
@@ -152,8 +181,16 @@ func New(keys Keys, writer client.Client, o Options) (*Console, error) {
 	if o.Namespace == "" {
 		return nil, errors.New("console: no namespace for console keys")
 	}
-	if o.ProxyCIDRs == nil {
-		o.ProxyCIDRs = DefaultProxyCIDRs
+	if o.UserHeader == "" {
+		o.UserHeader = DefaultUserHeader
+	}
+	o.UserHeader = http.CanonicalHeaderKey(strings.TrimSpace(o.UserHeader))
+	o.GroupsHeader = http.CanonicalHeaderKey(strings.TrimSpace(o.GroupsHeader))
+	if o.Auth == AuthHeader && o.GroupsHeader == o.UserHeader {
+		return nil, fmt.Errorf("console: the user header and the groups header are both %s", o.UserHeader)
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
 	}
 	if o.AdminGroup == "" {
 		o.AdminGroup = gatewayv1alpha1.DefaultAdminGroup
@@ -164,11 +201,24 @@ func New(keys Keys, writer client.Client, o Options) (*Console, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	randomKey := len(o.CSRFKey) == 0
+	if randomKey {
+		o.CSRFKey = make([]byte, 32)
+		if _, err := rand.Read(o.CSRFKey); err != nil {
+			return nil, err
+		}
+	}
 	signer, err := newCSRFSigner(o.CSRFKey)
 	if err != nil {
 		return nil, err
 	}
-	c := &Console{opts: o, log: o.Logger, keys: keys, writer: writer, csrf: signer, crossOrigin: http.NewCrossOriginProtection()}
+	signer.now = o.Clock
+	c := &Console{opts: o, log: o.Logger, keys: keys, writer: writer, csrf: signer, now: o.Clock, crossOrigin: http.NewCrossOriginProtection()}
+	if o.Auth == AuthOIDC {
+		if c.oidc, err = newOIDCLogin(o.OIDC, o.CSRFKey, o.AdminGroup, o.Clock, o.Logger); err != nil {
+			return nil, err
+		}
+	}
 	if c.page, err = web.Templates(viewFuncs, templateFS, "templates/api_keys.html"); err != nil {
 		return nil, fmt.Errorf("console templates: %w", err)
 	}
@@ -184,23 +234,49 @@ func New(keys Keys, writer client.Client, o Options) (*Console, error) {
 	mux.HandleFunc("/api/v1/apikeys/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{http.StatusNotFound, "not_found", "No such endpoint. The console API has GET and POST /api/v1/apikeys and POST /api/v1/apikeys/{name}/revoke."})
 	})
-	c.handler = web.SecureHeaders(noStore(c.identify(c.guard(mux))))
+	// Sign-in and sign-out come before identity: they are how one gets it.
+	root := http.NewServeMux()
+	root.Handle("/", c.identify(c.guard(mux)))
+	if c.oidc != nil {
+		root.HandleFunc("GET "+SignInPath, c.serveSignIn)
+		root.HandleFunc("GET "+CallbackPath, c.serveCallback)
+		root.HandleFunc("POST "+SignOutPath, c.serveSignOut)
+		root.HandleFunc("GET "+SignOutPath, c.serveSignedOut)
+	}
+	c.handler = web.SecureHeaders(c.noStore(root))
 
-	if o.Auth == AuthDev {
+	switch {
+	case o.Auth == AuthDev:
 		c.log.Warn("Console runs in dev mode: every visitor is signed in as the dev user; never expose it", "user", DevUser, "groups", o.DevGroups)
+	case o.Auth == AuthHeader && len(o.ProxyCIDRs) == 0:
+		c.log.Warn("Console trusts no sign-in proxy, so it refuses everyone; set --console-auth=oidc, or --console-proxy-cidrs to your proxy's addresses")
+	case o.Auth == AuthHeader:
+		c.log.Info("Console trusts a sign-in proxy's headers", "proxyCIDRs", o.ProxyCIDRs, "userHeader", o.UserHeader, "groupsHeader", o.GroupsHeader)
+	case o.Auth == AuthOIDC && randomKey:
+		c.log.Warn("Console sessions are sealed with a random key of this process: sign-ins end when it restarts and do not carry over to other replicas; give every replica the same --console-csrf-key-file")
 	}
 	return c, nil
 }
+
+// Prefixes are the URL paths the console serves, for the gateway's router.
+var Prefixes = []string{"/api-keys", "/api/v1/apikeys", "/oauth2/"}
 
 // ServeHTTP serves /api-keys and /api/v1/apikeys...
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) { c.handler.ServeHTTP(w, r) }
 
 // noStore keeps every console response out of caches: pages carry a CSRF
 // token and a user's key list, and the create response carries a key.
-func noStore(next http.Handler) http.Handler {
+func (c *Console) noStore(next http.Handler) http.Handler {
+	vary := "Cookie"
+	if c.opts.Auth == AuthHeader {
+		vary += ", " + c.opts.UserHeader
+		if c.opts.GroupsHeader != "" {
+			vary += ", " + c.opts.GroupsHeader
+		}
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("Vary", "Cookie, Authorization, X-Forwarded-User, X-Forwarded-Email, X-Forwarded-Groups")
+		w.Header().Set("Vary", vary)
 		next.ServeHTTP(w, r)
 	})
 }

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -158,31 +159,42 @@ func TestCSRFToken(t *testing.T) {
 }
 
 func TestIdentityFromHeaders(t *testing.T) {
-	c := &Console{opts: Options{Auth: AuthHeader, AdminGroup: "codevector:admins", ProxyCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::1/128")}}}
-	req := func(remote string, h map[string]string) *http.Request {
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	plain := &Console{opts: Options{Auth: AuthHeader, AdminGroup: "codevector:admins", ProxyCIDRs: trusted, UserHeader: "X-Forwarded-User"}}
+	withGroups := &Console{opts: Options{Auth: AuthHeader, AdminGroup: "codevector:admins", ProxyCIDRs: trusted, UserHeader: "X-Forwarded-Email", GroupsHeader: "X-Forwarded-Groups"}}
+	untrusting := &Console{opts: Options{Auth: AuthHeader, AdminGroup: "codevector:admins", UserHeader: "X-Forwarded-User", GroupsHeader: "X-Forwarded-Groups"}}
+	req := func(remote string, h ...string) *http.Request {
 		r := httptest.NewRequest(http.MethodGet, "/api-keys", nil)
 		r.RemoteAddr = remote
-		for k, v := range h {
-			r.Header.Set(k, v)
+		for i := 0; i < len(h); i += 2 {
+			r.Header.Add(h[i], h[i+1])
 		}
 		return r
 	}
 	for _, tc := range []struct {
 		name       string
+		c          *Console
 		r          *http.Request
 		wantUser   string
 		wantAdmin  bool
 		wantReason string
 	}{
-		{"email wins", req("10.1.2.3:5555", map[string]string{headerUser: "u123", headerEmail: "alice@example.com"}), "alice@example.com", false, ""},
-		{"user alone", req("10.1.2.3:5555", map[string]string{headerUser: "alice"}), "alice", false, ""},
-		{"admin", req("[::1]:5555", map[string]string{headerEmail: "carol@example.com", headerGroups: "dev, codevector:admins"}), "carol@example.com", true, ""},
-		{"IPv4-mapped peer", req("[::ffff:10.0.0.1]:5555", map[string]string{headerEmail: "alice@example.com"}), "alice@example.com", false, ""},
-		{"untrusted peer", req("192.0.2.1:5555", map[string]string{headerEmail: "alice@example.com", headerGroups: "codevector:admins"}), "", false, reasonUntrustedPeer},
-		{"no user", req("10.1.2.3:5555", nil), "", false, reasonNoUser},
-		{"spaces in user", req("10.1.2.3:5555", map[string]string{headerEmail: "alice example"}), "", false, reasonBadUser},
+		{"user header", plain, req("10.1.2.3:5555", "X-Forwarded-User", "alice"), "alice", false, ""},
+		{"email does not override the user", plain, req("10.1.2.3:5555", "X-Forwarded-User", "alice", "X-Forwarded-Email", "carol@example.com"), "alice", false, ""},
+		{"email alone is no user", plain, req("10.1.2.3:5555", "X-Forwarded-Email", "carol@example.com"), "", false, reasonNoUser},
+		{"groups ignored without a groups header", plain, req("10.1.2.3:5555", "X-Forwarded-User", "alice", "X-Forwarded-Groups", "codevector:admins"), "alice", false, ""},
+		{"configured email header", withGroups, req("10.1.2.3:5555", "X-Forwarded-Email", "alice@example.com", "X-Forwarded-User", "carol"), "alice@example.com", false, ""},
+		{"configured groups header", withGroups, req("[::1]:5555", "X-Forwarded-Email", "carol@example.com", "X-Forwarded-Groups", "dev, codevector:admins"), "carol@example.com", true, ""},
+		{"user header twice", plain, req("10.1.2.3:5555", "X-Forwarded-User", "alice", "x-forwarded-user", "carol"), "", false, reasonRepeated},
+		{"user header with a comma", plain, req("10.1.2.3:5555", "X-Forwarded-User", "alice,carol"), "", false, reasonRepeated},
+		{"groups header twice", withGroups, req("10.1.2.3:5555", "X-Forwarded-Email", "alice@example.com", "X-Forwarded-Groups", "dev", "X-Forwarded-Groups", "codevector:admins"), "", false, reasonRepeated},
+		{"IPv4-mapped peer", plain, req("[::ffff:10.0.0.1]:5555", "X-Forwarded-User", "alice"), "alice", false, ""},
+		{"untrusted peer", withGroups, req("192.0.2.1:5555", "X-Forwarded-Email", "alice@example.com", "X-Forwarded-Groups", "codevector:admins"), "", false, reasonUntrustedPeer},
+		{"loopback, no proxy configured", untrusting, req("127.0.0.1:5555", "X-Forwarded-User", "alice", "X-Forwarded-Groups", "codevector:admins"), "", false, reasonNoProxy},
+		{"no user", plain, req("10.1.2.3:5555"), "", false, reasonNoUser},
+		{"spaces in user", plain, req("10.1.2.3:5555", "X-Forwarded-User", "alice example"), "", false, reasonBadUser},
 	} {
-		id, reason := c.identityOf(tc.r)
+		id, reason := tc.c.identityOf(tc.r)
 		if reason != tc.wantReason {
 			t.Errorf("%s: reason %q, want %q", tc.name, reason, tc.wantReason)
 			continue
@@ -195,8 +207,90 @@ func TestIdentityFromHeaders(t *testing.T) {
 		}
 	}
 	dev := &Console{opts: Options{Auth: AuthDev, AdminGroup: "codevector:admins", DevGroups: []string{"codevector:admins"}}}
-	if id, _ := dev.identityOf(req("192.0.2.1:1", nil)); id == nil || id.User != DevUser || !id.Admin {
+	if id, _ := dev.identityOf(req("192.0.2.1:1")); id == nil || id.User != DevUser || !id.Admin {
 		t.Errorf("dev mode identity %+v", id)
+	}
+}
+
+func TestReturnTo(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                        "/api-keys",
+		"/api-keys?owner=bob":     "/api-keys?owner=bob",
+		"/docs/":                  "/docs/",
+		"//evil.example/":         "/api-keys",
+		"/\\evil.example/":        "/api-keys",
+		"https://evil.example/":   "/api-keys",
+		"api-keys":                "/api-keys",
+		"/api-keys\r\nSet-Cookie": "/api-keys",
+	} {
+		if got := returnTo(in); got != want {
+			t.Errorf("returnTo(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestParseRedirectURL(t *testing.T) {
+	for _, tc := range []struct {
+		in     string
+		ok     bool
+		secure bool
+	}{
+		{"https://gateway.example.com/oauth2/callback", true, true},
+		{"https://gateway.example.com:8443/oauth2/callback", true, true},
+		{"http://localhost:8080/oauth2/callback", true, false},
+		{"http://127.0.0.1:8080/oauth2/callback", true, false},
+		{"http://[::1]:8080/oauth2/callback", true, false},
+		{"http://gateway.example.com/oauth2/callback", false, false},
+		{"https://gateway.example.com/callback", false, false},
+		{"https://gateway.example.com/oauth2/callback?x=1", false, false},
+		{"/oauth2/callback", false, false},
+		{"", false, false},
+	} {
+		_, secure, err := parseRedirectURL(tc.in)
+		if (err == nil) != tc.ok || secure != tc.secure {
+			t.Errorf("parseRedirectURL(%q) = secure %v, %v; want ok=%v secure=%v", tc.in, secure, err, tc.ok, tc.secure)
+		}
+	}
+}
+
+func TestOIDCCookieAttributes(t *testing.T) {
+	key := []byte(strings.Repeat("k", 32))
+	for _, tc := range []struct {
+		redirect, prefix string
+		secure           bool
+	}{
+		{"https://gateway.example.com/oauth2/callback", "__Host-", true},
+		{"http://localhost:8080/oauth2/callback", "", false},
+	} {
+		l, err := newOIDCLogin(OIDCOptions{IssuerURL: "https://idp.example.com", ClientID: "c", ClientSecret: "s", RedirectURL: tc.redirect}, key, "codevector:admins", time.Now, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ck := l.cookie(l.sessionCookie, "v", time.Hour)
+		if !strings.HasPrefix(ck.Name, tc.prefix) || ck.Secure != tc.secure || !ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode || ck.Path != "/" || ck.Domain != "" || ck.MaxAge != 3600 {
+			t.Errorf("%s: session cookie %+v", tc.redirect, ck)
+		}
+		if st := l.cookie(l.stateName, "v", loginLifetime); !strings.HasPrefix(st.Name, tc.prefix) || st.Secure != tc.secure || !st.HttpOnly {
+			t.Errorf("%s: sign-in cookie %+v", tc.redirect, st)
+		}
+	}
+	for _, bad := range []OIDCOptions{
+		{ClientID: "c", ClientSecret: "s", RedirectURL: "https://g.example.com/oauth2/callback"},
+		{IssuerURL: "https://idp.example.com", ClientSecret: "s", RedirectURL: "https://g.example.com/oauth2/callback"},
+		{IssuerURL: "https://idp.example.com", ClientID: "c", RedirectURL: "https://g.example.com/oauth2/callback"},
+		{IssuerURL: "https://idp.example.com", ClientID: "c", ClientSecret: "s", RedirectURL: "http://g.example.com/oauth2/callback"},
+	} {
+		if _, err := newOIDCLogin(bad, key, "codevector:admins", time.Now, slog.New(slog.DiscardHandler)); err == nil {
+			t.Errorf("newOIDCLogin(%+v) accepted it", bad)
+		}
+	}
+}
+
+func TestEmailVerified(t *testing.T) {
+	for v, want := range map[any]bool{nil: true, true: true, false: false, "true": true, "false": false, "FALSE": false} {
+		if got := emailVerified(v); got != want {
+			t.Errorf("emailVerified(%#v) = %v", v, got)
+		}
 	}
 }
 

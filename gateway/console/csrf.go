@@ -30,6 +30,7 @@ type csrfSigner struct {
 	now func() time.Time
 }
 
+// newCSRFSigner signs with key; nil means a random key (unit tests).
 func newCSRFSigner(key []byte) (*csrfSigner, error) {
 	if len(key) == 0 {
 		key = make([]byte, 32)

@@ -48,6 +48,9 @@ func (c *Console) servePage(w http.ResponseWriter, r *http.Request) {
 		OwnerFilter: owner,
 		Namespace:   c.opts.Namespace,
 	}
+	if c.oidc != nil {
+		data.SignOutURL = SignOutPath
+	}
 	data.Keys, data.Owners = c.listKeys(id, owner)
 	if err := web.Render(w, c.page, http.StatusOK, data); err != nil {
 		c.log.Error("Failed to render the API keys page", "error", err)

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -113,6 +115,17 @@ type stack struct {
 // console keeps keys in a fresh namespace. mutate adjusts the console.
 func startStack(t *testing.T, withManager bool, mutate func(*server.Options)) *stack {
 	t.Helper()
+	return startStackAt(t, withManager, func(_ *stack, o *server.Options) {
+		if mutate != nil {
+			mutate(o)
+		}
+	})
+}
+
+// startStackAt is startStack for options that need the gateway's URL
+// (s.URL is set before mutate runs).
+func startStackAt(t *testing.T, withManager bool, mutate func(*stack, *server.Options)) *stack {
+	t.Helper()
 	if withManager {
 		env.StartManager(t, operator.Options{})
 	}
@@ -126,22 +139,31 @@ func startStack(t *testing.T, withManager bool, mutate func(*server.Options)) *s
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &stack{Namespace: consoleNamespace(t), upstream: up}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &stack{URL: "http://" + ln.Addr().String(), Namespace: consoleNamespace(t), upstream: up}
 	o := server.Options{
 		Providers: providers,
 		Logger:    slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	o.Console.Namespace = s.Namespace
+	// The tests' users come through a sign-in proxy in the same pod that
+	// sets X-Forwarded-Email and X-Forwarded-Groups (oauth2-proxy with
+	// --set-xauthrequest), trusted as an operator would configure it:
+	// header trust is off unless configured.
+	o.Console.ProxyCIDRs = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("::1/128")}
+	o.Console.UserHeader = "X-Forwarded-Email"
+	o.Console.GroupsHeader = "X-Forwarded-Groups"
 	// The gateway watches only this test's namespace (as with
 	// --namespaces), because the console lists a user's keys from every
 	// namespace the gateway watches, and the tests' users (the dev user
 	// above all) hold keys in the namespaces of earlier tests, which
 	// envtest never deletes. mutate may add namespaces, or watch all.
 	o.Namespaces = []string{s.Namespace}
-	if mutate != nil {
-		mutate(&o)
-	}
-	s.URL, _ = testenv.StartGateway(t, gatewayConfig, o)
+	mutate(s, &o)
+	testenv.RunGatewayOn(t, ln, 15*time.Second, gatewayConfig, o)
 	return s
 }
 

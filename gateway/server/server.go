@@ -180,8 +180,9 @@ func (g *Gateway) routes(p http.Handler) *mux.Router {
 	// whose body never finishes must not hold its connection either.
 	r.PathPrefix("/gateway/").Handler(withBodyDeadline(g.opts.Timeouts.Body, withRequestID(g.auth.Middleware(g.recordUsage(p)))))
 	// For people: the console and its API, the docs, and their assets.
-	r.PathPrefix("/api-keys").Handler(withRequestID(g.console))
-	r.PathPrefix("/api/v1/apikeys").Handler(withRequestID(g.console))
+	for _, prefix := range console.Prefixes {
+		r.PathPrefix(prefix).Handler(withRequestID(g.console))
+	}
 	r.PathPrefix("/docs").Handler(g.docs)
 	r.PathPrefix(web.AssetPrefix).Handler(web.Assets())
 	r.Path("/").Handler(http.RedirectHandler("/api-keys", http.StatusFound))

@@ -116,6 +116,9 @@ type Page struct {
 	DevMode bool
 	// CSRFToken is put in a <meta> tag for the page's scripts to send back.
 	CSRFToken string
+	// SignOutURL, when set, puts a "Sign out" button next to the user: a
+	// form that POSTs the CSRF token there.
+	SignOutURL string
 	// Scripts are page-specific static scripts, loaded after site.js.
 	Scripts []string
 }

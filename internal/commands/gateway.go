@@ -30,6 +30,8 @@ func runGateway(ctx context.Context, args []string, _, stderr io.Writer) error {
 		consoleAuth   string
 		proxyCIDRs    string
 		csrfKeyFile   string
+		clientSecret  string
+		oidcScopes    string
 		qps           float64
 		burst         int
 		tarpitDelay   time.Duration
@@ -46,11 +48,21 @@ func runGateway(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs.Int64Var(&o.Proxy.MaxRequestBodyBytes, "max-request-body", proxy.DefaultMaxRequestBodyBytes, "Largest request body accepted, in bytes")
 	fs.DurationVar(&o.Proxy.UpstreamHeaderTimeout, "upstream-timeout", 5*time.Minute, "How long to wait for a provider's response headers (long for slow, non-streamed reasoning models)")
 	fs.StringVar(&logLevel, "log-level", "info", "Log level: debug, info, warn or error")
-	fs.StringVar(&consoleAuth, "console-auth", string(console.AuthHeader), "How the console knows its users: header (X-Forwarded-User/-Email/-Groups from a sign-in proxy) or dev (everyone is "+console.DevUser+"; local use only)")
+	fs.StringVar(&consoleAuth, "console-auth", string(console.AuthHeader), "How the console knows its users: oidc (it signs them in with your identity provider; see --oidc-*), header (a sign-in proxy's headers, from --console-proxy-cidrs only) or dev (everyone is "+console.DevUser+"; local use only)")
 	fs.StringVar(&o.Console.Namespace, "console-namespace", "", "Namespace of the keys created in the console (default: the system namespace)")
-	fs.StringVar(&proxyCIDRs, "console-proxy-cidrs", "127.0.0.1/32,::1/128", "Comma-separated addresses or CIDRs of the sign-in proxy; X-Forwarded-* headers from anywhere else are ignored")
+	fs.StringVar(&proxyCIDRs, "console-proxy-cidrs", "", "Header mode: comma-separated addresses or CIDRs of the sign-in proxy, the only peers whose identity headers count (default: none, so the console refuses everyone; loopback is not trusted unless listed, since kubectl port-forward connects from there)")
+	fs.StringVar(&o.Console.UserHeader, "console-user-header", console.DefaultUserHeader, "Header mode: the one header that names the user (oauth2-proxy: X-Forwarded-User, or X-Forwarded-Email)")
+	fs.StringVar(&o.Console.GroupsHeader, "console-groups-header", "", "Header mode: the header with the user's groups, comma-separated (default: none, groups never come from headers; set it only if the proxy always sets it, e.g. X-Forwarded-Groups)")
 	fs.StringVar(&o.Console.AdminGroup, "admin-group", gatewayv1alpha1.DefaultAdminGroup, "Group whose members see and revoke everyone's keys in the console")
-	fs.StringVar(&csrfKeyFile, "console-csrf-key-file", "", "File with a secret (32+ bytes) that signs the console's CSRF tokens; give all replicas the same one (default: random per process, fine for one replica)")
+	fs.StringVar(&csrfKeyFile, "console-csrf-key-file", "", "File with a secret (32+ bytes) that signs the console's CSRF tokens and seals its session cookies; give all replicas the same one (default: random per process, fine for one replica)")
+	fs.StringVar(&o.Console.OIDC.IssuerURL, "oidc-issuer-url", "", "OIDC mode: the identity provider's issuer URL (its discovery document is under /.well-known/openid-configuration)")
+	fs.StringVar(&o.Console.OIDC.ClientID, "oidc-client-id", "", "OIDC mode: the console's client ID at the provider")
+	fs.StringVar(&clientSecret, "oidc-client-secret-file", "", "OIDC mode: file with the client's secret (mount it from a Secret)")
+	fs.StringVar(&o.Console.OIDC.RedirectURL, "oidc-redirect-url", "", "OIDC mode: the callback registered with the provider, https://<gateway host>"+console.CallbackPath+" (plain http only on localhost)")
+	fs.StringVar(&oidcScopes, "oidc-scopes", strings.Join(console.DefaultOIDCScopes, ","), "OIDC mode: comma-separated scopes to ask for (openid is always asked for; add groups for Dex)")
+	fs.StringVar(&o.Console.OIDC.UserClaim, "oidc-user-claim", console.DefaultUserClaim, "OIDC mode: the ID token claim that names the user (owner of keys)")
+	fs.StringVar(&o.Console.OIDC.GroupsClaim, "oidc-groups-claim", console.DefaultGroupsClaim, "OIDC mode: the claim with the user's groups (ID token, else userinfo)")
+	fs.DurationVar(&o.Console.OIDC.SessionLifetime, "console-session-lifetime", console.DefaultSessionLifetime, "OIDC mode: how long a console sign-in lasts")
 	fs.IntVar(&maxKeys, "max-keys-per-user", console.DefaultMaxKeysPerUser, "Most keys a user may hold that are not revoked, expired or failed (in every watched namespace) before the console refuses to create another; 0 means no limit")
 	fs.DurationVar(&tarpitDelay, "tarpit-delay", time.Second, "How long the refusals of a client that keeps failing authentication (past 100, refilled 10/s) wait before they are answered; 0 answers at once")
 	fs.StringVar(&trustedCIDRs, "trusted-proxy-cidrs", "", "Comma-separated addresses or CIDRs of the load balancers or ingress in front of the gateway; from them X-Forwarded-For names the client (its rightmost untrusted hop) for failure limits and the tarpit. Default: none, the peer is the client")
@@ -81,6 +93,9 @@ func runGateway(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if o.Console.Auth, err = console.ParseAuthMode(consoleAuth); err != nil {
 		return err
 	}
+	if o.Console.Auth != console.AuthOIDC && (o.Console.OIDC.IssuerURL != "" || o.Console.OIDC.ClientID != "") {
+		return fmt.Errorf("--oidc-issuer-url and --oidc-client-id are set, but --console-auth is %s: add --console-auth=oidc", o.Console.Auth)
+	}
 	if o.Console.ProxyCIDRs, err = console.ParseCIDRs(proxyCIDRs); err != nil {
 		return fmt.Errorf("--console-proxy-cidrs: %w", err)
 	}
@@ -91,6 +106,16 @@ func runGateway(ctx context.Context, args []string, _, stderr io.Writer) error {
 		o.Console.MaxKeysPerUser = -1 // no limit; zero in Options means the default
 	default:
 		o.Console.MaxKeysPerUser = maxKeys
+	}
+	o.Console.OIDC.Scopes = splitList(oidcScopes)
+	if clientSecret != "" {
+		secret, err := os.ReadFile(clientSecret)
+		if err != nil {
+			return fmt.Errorf("--oidc-client-secret-file: %w", err)
+		}
+		if o.Console.OIDC.ClientSecret = strings.TrimSpace(string(secret)); o.Console.OIDC.ClientSecret == "" {
+			return fmt.Errorf("--oidc-client-secret-file %s is empty", clientSecret)
+		}
 	}
 	if csrfKeyFile != "" {
 		key, err := os.ReadFile(csrfKeyFile)

@@ -36,13 +36,21 @@ func StartGatewayWithin(t testing.TB, ready time.Duration, cfg *rest.Config, o s
 // the test ends if stop was not called.
 func RunGateway(t testing.TB, ready time.Duration, cfg *rest.Config, o server.Options) (url string, g *server.Gateway, stop func()) {
 	t.Helper()
-	g, err := server.New(cfg, o)
-	if err != nil {
-		t.Fatalf("creating gateway: %v", err)
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	return RunGatewayOn(t, ln, ready, cfg, o)
+}
+
+// RunGatewayOn is RunGateway on a listener the test opened, for options
+// that need the gateway's address before it starts (an OIDC redirect URL).
+func RunGatewayOn(t testing.TB, ln net.Listener, ready time.Duration, cfg *rest.Config, o server.Options) (url string, g *server.Gateway, stop func()) {
+	t.Helper()
+	g, err := server.New(cfg, o)
+	if err != nil {
+		ln.Close()
+		t.Fatalf("creating gateway: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -57,18 +57,20 @@
 
   // refresh re-renders the table from the server, and picks up a fresh
   // CSRF token on the way. highlight, if given, is a key ({namespace,
-  // name}) whose row is marked as new.
+  // name}) whose row is marked as new. It answers false when the console
+  // no longer knows who this is (the session ended).
   async function refresh(highlight) {
     let doc;
     try {
       const resp = await fetch(location.pathname + location.search, { headers: { Accept: "text/html" }, credentials: "same-origin", cache: "no-store" });
-      if (!resp.ok) return;
+      if (resp.status === 401) return false;
+      if (!resp.ok) return true;
       doc = new DOMParser().parseFromString(await resp.text(), "text/html");
     } catch (e) {
-      return;
+      return true;
     }
     const fresh = doc.getElementById("keys");
-    if (!fresh) return;
+    if (!fresh) return true;
     closeMenus();
     const region = $("keys");
     region.replaceChildren.apply(region, Array.from(fresh.childNodes, function (n) { return document.importNode(n, true); }));
@@ -85,6 +87,7 @@
       const row = rowOf(region, highlight.namespace, highlight.name);
       if (row) row.classList.add("row-new");
     }
+    return true;
   }
 
   function showError(el, message) {
@@ -408,10 +411,12 @@
 
   // Keep "Last used", statuses and the CSRF token current while the page
   // stays open, and catch up at once when the tab comes back into view.
-  function quietRefresh() {
+  // When the session has ended, loading the page again goes through
+  // sign-in (and comes back here); nothing is lost, since no dialog is open.
+  async function quietRefresh() {
     if (document.visibilityState !== "visible" || document.querySelector("dialog[open]")) return;
     if (document.querySelector('[aria-haspopup="menu"][aria-expanded="true"]')) return;
-    refresh();
+    if (await refresh() === false) location.reload();
   }
   setInterval(quietRefresh, 60000);
   document.addEventListener("visibilitychange", quietRefresh);
