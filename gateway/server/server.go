@@ -51,6 +51,11 @@ type Options struct {
 	// and memory (DefaultTimeouts). None limits how long a response
 	// streams.
 	Timeouts Timeouts
+	// MaxConnsPerClient caps the connections one client address (an IPv6
+	// /64) may hold open at once; past it, new connections are closed as
+	// soon as they are accepted. Default DefaultMaxConnsPerClient;
+	// negative means no cap.
+	MaxConnsPerClient int
 	// Console configures the web console at /api-keys and its API.
 	// Console.Namespace defaults to SystemNamespace.
 	Console console.Options
