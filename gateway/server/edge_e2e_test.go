@@ -48,7 +48,6 @@ func isReset(err error) bool {
 // send it, on the routes for people and probes, not just /gateway/. Every
 // connection must be closed within the body timeout.
 func TestStalledBodiesAreCutOnEveryRoute(t *testing.T) {
-	env.StartManager(t, operator.Options{})
 	up := newUpstream(t, 0)
 	timeouts := server.Timeouts{ReadHeader: time.Second, Body: time.Second, Idle: time.Second}
 	gw := startGateway(t, server.Options{Providers: providersFor(t, up, up), Timeouts: timeouts})
@@ -119,7 +118,6 @@ func TestStalledBodiesAreCutOnEveryRoute(t *testing.T) {
 // MaxConnsPerClient connections; past it, new ones are closed at once,
 // and a slot frees when one of its connections closes.
 func TestConnectionsPerClientAreCapped(t *testing.T) {
-	env.StartManager(t, operator.Options{})
 	up := newUpstream(t, 0)
 	const limit = 8
 	gw := startGateway(t, server.Options{
@@ -264,7 +262,6 @@ func getBody(t *testing.T, url string) (int, string) {
 // holder through the ingress, the kubelet) gets the status code and "ok"
 // or "not ready", nothing about the API server.
 func TestReadyzDetailOnlyOnLoopback(t *testing.T) {
-	env.StartManager(t, operator.Options{})
 	up := newUpstream(t, 0)
 	ip := nonLoopbackAddr(t)
 	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
@@ -282,7 +279,6 @@ func TestReadyzDetailOnlyOnLoopback(t *testing.T) {
 
 // The loopback side: the same gateway answers a loopback caller in full.
 func TestReadyzDetailOnLoopback(t *testing.T) {
-	env.StartManager(t, operator.Options{})
 	up := newUpstream(t, 0)
 	gw := startGateway(t, server.Options{Providers: providersFor(t, up, up)})
 	status, body := getBody(t, gw.URL+"/readyz")
@@ -308,7 +304,6 @@ func TestReadyzDetailOnLoopback(t *testing.T) {
 // console. Only requests addressed to localhost or a loopback address are
 // served.
 func TestDevModeAnswersOnlyLoopbackHosts(t *testing.T) {
-	env.StartManager(t, operator.Options{})
 	up := newUpstream(t, 0)
 	o := server.Options{Providers: providersFor(t, up, up)}
 	o.Console.Auth = console.AuthDev
