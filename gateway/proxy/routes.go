@@ -96,23 +96,33 @@ func (p *Provider) allows(method, rest, rawRest string) bool {
 }
 
 // matchSegments matches path ("" or starting with "/") against pattern
-// segments.
+// segments. Literal segments are compared in place, without looking for
+// the next "/" first: this runs for every proxied request.
 func matchSegments(segs []string, path string) bool {
 	for i, want := range segs {
 		if want == "**" {
 			return true
 		}
+		if len(path) < 2 || path[0] != '/' {
+			return false // no segment left, or an empty one
+		}
+		path = path[1:]
+		n := len(want)
+		if want == "*" {
+			n = strings.IndexByte(path, '/')
+			if n < 0 {
+				n = len(path)
+			}
+			if n == 0 {
+				return false
+			}
+		} else if !strings.HasPrefix(path, want) || len(path) > n && path[n] != '/' {
+			return false
+		}
+		path = path[n:]
 		if path == "" {
-			return false
-		}
-		seg, _, more := strings.Cut(path[1:], "/")
-		if seg == "" || want != "*" && want != seg {
-			return false
-		}
-		if !more {
 			return i == len(segs)-1 || i == len(segs)-2 && segs[i+1] == "**"
 		}
-		path = path[1+len(seg):]
 	}
 	return path == ""
 }
