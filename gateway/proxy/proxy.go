@@ -224,9 +224,13 @@ func (p *Proxy) serve(rec *responseRecorder, w http.ResponseWriter, r *http.Requ
 	// rest would run as the gateway's one provider identity, shared by
 	// every key (files, batches, stored completions, the admin API).
 	if !routeAllowed(from.provider, r, rest) {
+		shown := rest // as the client wrote it: /v1/chat%2Fcompletions is not /v1/chat/completions
+		if _, raw, ok := splitPath(r.URL.RawPath); ok {
+			shown = raw
+		}
 		httperr.Write(rec, http.StatusNotFound, httperr.TypeInvalidRequest, "route_not_enabled",
 			fmt.Sprintf("%s %s is not enabled on this gateway for provider %s: only the routes in its providers file are",
-				truncate(r.Method, 16), truncate(rest, 128), name))
+				truncate(r.Method, 16), truncate(shown, 128), name))
 		return
 	}
 	if r.ContentLength > p.maxBody {

@@ -217,7 +217,9 @@ func TestProxyRefusesRoutesNotEnabled(t *testing.T) {
 	if n := len(openai.received()); n != 0 {
 		t.Errorf("upstream received %d requests, want 0", n)
 	}
-	resp, body := do(t, newRequest(t, http.MethodGet, front.URL+"/gateway/openai/v1/models/gpt%2D4o", nil))
+	resp, body := do(t, newRequest(t, http.MethodPost, front.URL+"/gateway/openai/v1/chat%2Fcompletions", nil))
+	checkJSONError(t, resp, body, http.StatusNotFound, "route_not_enabled", "POST /v1/chat%2Fcompletions is not enabled")
+	resp, body = do(t, newRequest(t, http.MethodGet, front.URL+"/gateway/openai/v1/models/gpt%2D4o", nil))
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("GET /v1/models/gpt%%2D4o = %d %s, want it proxied", resp.StatusCode, body)
 	}
