@@ -50,6 +50,13 @@ type Provider struct {
 	// Models routes by the request's "model" to another provider, in file
 	// order: the first matching glob wins.
 	Models []ModelRoute
+	// Kind is the API the provider speaks (kind:, else defaultKind); it
+	// brings the built-in inference routes.
+	Kind Kind
+	// Routes are what clients may call, checked against the URL's
+	// provider: the kind's built-in routes, then the file's routes:.
+	// Anything else is refused before it reaches the provider.
+	Routes []Route
 }
 
 // ModelRoute sends requests whose "model" matches Pattern (path.Match syntax:
@@ -207,7 +214,7 @@ func parseProviders(source string, data []byte, getenv func(string) string) (*Pr
 
 func (p *parser) provider(name string, n *yaml.Node, at string) *Provider {
 	prov := &Provider{Name: name}
-	fields := p.object(n, at, "baseURL", "credential", "headers", "models")
+	fields := p.object(n, at, "kind", "baseURL", "credential", "headers", "models", "routes")
 	if fields == nil {
 		return prov
 	}
@@ -270,6 +277,8 @@ func (p *parser) provider(name string, n *yaml.Node, at string) *Provider {
 			p.routeNodes[name] = append(p.routeNodes[name], m.value)
 		}
 	}
+
+	p.kindAndRoutes(prov, fields, n, at)
 	return prov
 }
 

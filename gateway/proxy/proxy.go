@@ -220,6 +220,19 @@ func (p *Proxy) serve(rec *responseRecorder, w http.ResponseWriter, r *http.Requ
 			`path must not contain "." or ".." segments`)
 		return
 	}
+	// Only the routes the providers file allows reach the provider; the
+	// rest would run as the gateway's one provider identity, shared by
+	// every key (files, batches, stored completions, the admin API).
+	if !routeAllowed(from.provider, r, rest) {
+		shown := rest // as the client wrote it: /v1/chat%2Fcompletions is not /v1/chat/completions
+		if _, raw, ok := splitPath(r.URL.RawPath); ok {
+			shown = raw
+		}
+		httperr.Write(rec, http.StatusNotFound, httperr.TypeInvalidRequest, "route_not_enabled",
+			fmt.Sprintf("%s %s is not enabled on this gateway for provider %s: only the routes in its providers file are",
+				truncate(r.Method, 16), truncate(shown, 128), name))
+		return
+	}
 	if r.ContentLength > p.maxBody {
 		p.writeTooLarge(rec)
 		return
@@ -258,6 +271,20 @@ func (p *Proxy) serve(rec *responseRecorder, w http.ResponseWriter, r *http.Requ
 	_ = rc.EnableFullDuplex()
 
 	st.to.rp.ServeHTTP(rec, r)
+}
+
+// routeAllowed checks the request against the provider's routes: its
+// decoded path and, when the client escaped it differently from the
+// default, the escaped form the provider will receive.
+func routeAllowed(prov *Provider, r *http.Request, rest string) bool {
+	rawRest := ""
+	if r.URL.RawPath != "" {
+		var ok bool
+		if _, rawRest, ok = splitPath(r.URL.RawPath); !ok {
+			return false // "/gateway/" itself escaped: nothing to check it against
+		}
+	}
+	return prov.allows(r.Method, rest, rawRest)
 }
 
 func (up *upstream) route(model string) *upstream {

@@ -101,7 +101,7 @@ func TestProxyClientCancelCancelsUpstream(t *testing.T) {
 
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			req := newRequest(t, http.MethodGet, front.URL+"/gateway/anthropic/v1/stream", nil).WithContext(ctx)
+			req := newRequest(t, http.MethodGet, front.URL+"/gateway/anthropic/v1/models", nil).WithContext(ctx)
 			clientDone := make(chan struct{})
 			go func() {
 				defer close(clientDone)

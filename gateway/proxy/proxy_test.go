@@ -231,7 +231,11 @@ func TestProxyForwardsToProvider(t *testing.T) {
 
 func TestProxyKeepsEscapedPath(t *testing.T) {
 	openai := newFakeUpstream(t, nil)
-	front := newFront(t, testProviders(t, openai.URL, openai.URL), Options{})
+	ps, err := ParseProviders([]byte("providers:\n  openai:\n    baseURL: "+openai.URL+"\n    routes: [GET /v1/files/**]\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := newFront(t, ps, Options{})
 
 	resp, body := do(t, newRequest(t, http.MethodGet, front.URL+"/gateway/openai/v1/files/org%2Fid%20x?purpose=fine-tune", nil))
 	if resp.StatusCode != http.StatusOK {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -82,22 +83,42 @@ func truncate(s string, n int) string {
 	return s[:n] + "..."
 }
 
-// readBody reads a body already known to be at most limit bytes if its
-// length is declared, and enforces limit otherwise.
+// initialBodyBuffer is where a body read for model routing starts; the
+// buffer grows as bytes arrive.
+const initialBodyBuffer = 16 << 10
+
+// readBody reads the whole body for model routing, as it arrives: the
+// buffer grows with the bytes received (doubling), never to a declared
+// length up front, so a client that announces the largest body and stalls
+// costs at most initialBodyBuffer. A declared length was checked against
+// limit already, and the server delivers no more than it; a body of unknown
+// length is cut at limit.
 func readBody(r *http.Request, limit int64) ([]byte, error) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return nil, nil
 	}
+	// Room for one byte more than may come: a full buffer then means a
+	// body over the limit, and the last Read always has space to see EOF.
+	ceiling := limit + 1
 	if r.ContentLength >= 0 {
-		buf := make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(r.Body, buf); err != nil {
+		ceiling = r.ContentLength + 1
+	}
+	buf := make([]byte, 0, min(ceiling, initialBodyBuffer))
+	for {
+		if len(buf) == cap(buf) {
+			if int64(len(buf)) >= ceiling {
+				return nil, &http.MaxBytesError{Limit: limit}
+			}
+			buf = slices.Grow(buf, int(min(int64(cap(buf)), ceiling-int64(len(buf)))))
+		}
+		n, err := r.Body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
 			return nil, err
 		}
-		return buf, nil
-	}
-	buf, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
-	if err != nil {
-		return nil, err
 	}
 	if int64(len(buf)) > limit {
 		return nil, &http.MaxBytesError{Limit: limit}

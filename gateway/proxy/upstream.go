@@ -57,9 +57,15 @@ func (p *Proxy) rewrite(up *upstream) func(*httputil.ProxyRequest) {
 
 // isClientOnlyHeader reports headers that must not reach a provider: the
 // client's gateway key (Authorization, x-api-key, and the key headers of
-// other providers' SDKs), the gateway's cookies, and forwarding headers the
+// other providers' SDKs), the gateway's cookies, forwarding headers the
 // client could forge (X-Forwarded-User and friends; SetXForwarded sets the
-// standard ones afresh).
+// standard ones afresh), and the headers that pick which organization or
+// project of the provider account a request runs as: only the providers
+// file's headers: may set those.
+//
+// Anthropic has no such header: an API key belongs to one workspace, and
+// anthropic-version and anthropic-beta choose API behaviour, not an
+// account, so they pass through (headers: still overrides them).
 func isClientOnlyHeader(k string) bool {
 	switch {
 	case strings.EqualFold(k, "Authorization"),
@@ -68,6 +74,8 @@ func isClientOnlyHeader(k string) bool {
 		strings.EqualFold(k, "X-Goog-Api-Key"),
 		strings.EqualFold(k, "Cookie"),
 		strings.EqualFold(k, "X-Real-Ip"),
+		strings.EqualFold(k, "Openai-Organization"),
+		strings.EqualFold(k, "Openai-Project"),
 		len(k) >= len("X-Forwarded-") && strings.EqualFold(k[:len("X-Forwarded-")], "X-Forwarded-"):
 		return true
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -24,12 +25,29 @@ func (h *health) watchEvent() { h.lastEvent.Store(time.Now().UnixNano()) }
 // takes traffic knowing no keys. After that it stays 200 even when the API
 // server is unreachable (fail-static: the cached keys keep working, and
 // revocations resume the moment the watch does) and says so in its body.
-func (g *Gateway) readyz(w http.ResponseWriter, _ *http.Request) {
+//
+// The body says why only to a caller on loopback (kubectl port-forward, a
+// shell in the pod) that no proxy forwarded: everyone else, the kubelet
+// and key holders through the ingress alike, gets the status and "ok" or
+// "not ready". Whether the API server is reachable tells the holder of a
+// revoked key when the gateway cannot hear of revocations. Operators also
+// have the metric codevector_gateway_apiserver_reachable.
+func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
 	h := g.health
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	detail := isLocalCaller(r)
 	if !h.synced.Load() {
 		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintln(w, "not ready: waiting for the first sync of APIKeys and hash Secrets")
+		if detail {
+			fmt.Fprintln(w, "not ready: waiting for the first sync of APIKeys and hash Secrets")
+		} else {
+			fmt.Fprintln(w, "not ready")
+		}
+		return
+	}
+	if !detail {
+		fmt.Fprintln(w, "ok")
 		return
 	}
 	fmt.Fprintf(w, "ready: %d keys indexed\n", g.index.Len())
@@ -130,4 +148,16 @@ func boolFloat(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// isLocalCaller reports a request from this machine's loopback that no
+// proxy forwarded (a sign-in sidecar on loopback relays outside callers,
+// and says so in X-Forwarded-For, Forwarded or X-Real-IP).
+func isLocalCaller(r *http.Request) bool {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil || !ap.Addr().Unmap().IsLoopback() {
+		return false
+	}
+	h := r.Header
+	return h.Get("X-Forwarded-For") == "" && h.Get("Forwarded") == "" && h.Get("X-Real-Ip") == ""
 }

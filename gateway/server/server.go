@@ -51,6 +51,11 @@ type Options struct {
 	// and memory (DefaultTimeouts). None limits how long a response
 	// streams.
 	Timeouts Timeouts
+	// MaxConnsPerClient caps the connections one client address (an IPv6
+	// /64) may hold open at once; past it, new connections are closed as
+	// soon as they are accepted. Default DefaultMaxConnsPerClient;
+	// negative means no cap.
+	MaxConnsPerClient int
 	// Console configures the web console at /api-keys and its API.
 	// Console.Namespace defaults to SystemNamespace.
 	Console console.Options
@@ -73,11 +78,13 @@ type Gateway struct {
 	auth     *auth.Authenticator
 	usage    *usage.Recorder
 	registry *prometheus.Registry
-	router   *mux.Router
+	handler  http.Handler
 	health   *health
 	probe    discovery.DiscoveryInterface
 	console  *console.Console
 	docs     *docs.Docs
+	// connsRefused counts connections over MaxConnsPerClient.
+	connsRefused prometheus.Counter
 }
 
 // New builds a gateway against the API server of cfg. Nothing runs until Run.
@@ -98,6 +105,9 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 		o.Logger = slog.Default()
 	}
 	o.Timeouts = o.Timeouts.withDefaults()
+	if o.MaxConnsPerClient == 0 {
+		o.MaxConnsPerClient = DefaultMaxConnsPerClient
+	}
 	if o.Console.Namespace == "" {
 		o.Console.Namespace = o.SystemNamespace
 	}
@@ -144,6 +154,11 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	})
 	g.usage = usage.New(g.index, g.client, o.LastUsedInterval, g.log, g.registry)
 	g.registerHealthMetrics()
+	g.connsRefused = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "codevector", Subsystem: "gateway", Name: "connections_refused_total",
+		Help: "Connections closed on arrival because their client address already held --max-conns-per-client.",
+	})
+	g.registry.MustRegister(g.connsRefused)
 	if o.Console.Logger == nil {
 		o.Console.Logger = g.log
 	}
@@ -158,12 +173,20 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	proxyOpts.Logger = g.log
 	proxyOpts.Metrics = proxy.NewMetrics(g.registry)
 	proxyOpts.LogAttrs = requestLogAttrs
-	g.router = g.routes(proxy.New(o.Providers, proxyOpts))
+	g.handler = g.routes(proxy.New(o.Providers, proxyOpts))
+	for _, name := range o.Providers.Names() {
+		p := o.Providers.Get(name)
+		routes := make([]string, len(p.Routes))
+		for i, rt := range p.Routes {
+			routes[i] = rt.String()
+		}
+		g.log.Info("Provider routes enabled", "provider", name, "kind", p.Kind, "baseURL", p.BaseURL.String(), "routes", routes)
+	}
 	return g, nil
 }
 
 // Handler is the gateway's whole HTTP surface.
-func (g *Gateway) Handler() http.Handler { return g.router }
+func (g *Gateway) Handler() http.Handler { return g.handler }
 
 // Index is the gateway's key index (for tests and benchmarks).
 func (g *Gateway) Index() *keyindex.Index { return g.index }
@@ -171,14 +194,12 @@ func (g *Gateway) Index() *keyindex.Index { return g.index }
 // Registry holds the gateway's metrics.
 func (g *Gateway) Registry() *prometheus.Registry { return g.registry }
 
-func (g *Gateway) routes(p http.Handler) *mux.Router {
+func (g *Gateway) routes(p http.Handler) http.Handler {
 	r := mux.NewRouter()
 	r.Handle("/healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") }))
 	r.Handle("/readyz", http.HandlerFunc(g.readyz))
 	r.Handle("/metrics", promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{Registry: g.registry}))
-	// The body deadline comes before authentication: a refused request
-	// whose body never finishes must not hold its connection either.
-	r.PathPrefix("/gateway/").Handler(withBodyDeadline(g.opts.Timeouts.Body, withRequestID(g.auth.Middleware(g.recordUsage(p)))))
+	r.PathPrefix("/gateway/").Handler(withRequestID(g.auth.Middleware(g.recordUsage(p))))
 	// For people: the console and its API, the docs, and their assets.
 	for _, prefix := range console.Prefixes {
 		r.PathPrefix(prefix).Handler(withRequestID(g.console))
@@ -186,7 +207,16 @@ func (g *Gateway) routes(p http.Handler) *mux.Router {
 	r.PathPrefix("/docs").Handler(g.docs)
 	r.PathPrefix(web.AssetPrefix).Handler(web.Assets())
 	r.Path("/").Handler(http.RedirectHandler("/api-keys", http.StatusFound))
-	return r
+
+	var h http.Handler = r
+	if g.opts.Console.Auth == console.AuthDev {
+		h = loopbackHostsOnly(h)
+	}
+	// The body deadline comes first, on every route: a request refused
+	// (401, 421) or answered without reading its body (/healthz) must not
+	// hold its connection either, since the server would wait for the
+	// announced body before reusing or closing it.
+	return withBodyDeadline(g.opts.Timeouts.Body, h)
 }
 
 // recordUsage notes the key's use in memory; the write to the API server
@@ -227,15 +257,20 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 	}()
 
 	srv := &http.Server{
-		Handler: g.router,
+		Handler: g.handler,
 		// Headers must arrive promptly and idle connections are reaped, so
 		// slow or half-open clients cannot pin goroutines (request bodies
-		// have their own deadline, see withBodyDeadline). There is no
-		// WriteTimeout: streamed completions run as long as they run.
+		// have their own deadline on every route, see withBodyDeadline;
+		// and one address holds at most MaxConnsPerClient connections).
+		// There is no ReadTimeout or WriteTimeout: both would cut streamed
+		// completions, which run as long as they run.
 		ReadHeaderTimeout: g.opts.Timeouts.ReadHeader,
 		IdleTimeout:       g.opts.Timeouts.Idle,
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+	}
+	if g.opts.MaxConnsPerClient > 0 {
+		ln = limitConnsPerClient(ln, g.opts.MaxConnsPerClient, g.connsRefused)
 	}
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- srv.Serve(ln) }()

@@ -12,8 +12,11 @@ type Timeouts struct {
 	// ReadHeader: time to send the request line and headers.
 	ReadHeader time.Duration
 	// Body: time to send the request body, counted from the end of the
-	// headers. Only the upload is bounded; the response may stream for as
-	// long as the provider streams.
+	// headers, on every route. Only the upload is bounded; the response
+	// may stream for as long as the provider streams. A handler that
+	// answers without reading the body (a probe, a refusal) leaves the
+	// deadline armed, so a body that never comes closes the connection
+	// then too.
 	Body time.Duration
 	// Idle: how long a keep-alive connection may wait for its next request.
 	Idle time.Duration
@@ -21,6 +24,11 @@ type Timeouts struct {
 
 // DefaultTimeouts suit chat completions: small requests, long answers.
 var DefaultTimeouts = Timeouts{ReadHeader: 10 * time.Second, Body: 60 * time.Second, Idle: 90 * time.Second}
+
+// DefaultMaxConnsPerClient is Options.MaxConnsPerClient's default: far
+// more than one client needs, far fewer than it takes to exhaust the
+// gateway's memory or file descriptors.
+const DefaultMaxConnsPerClient = 256
 
 func (t Timeouts) withDefaults() Timeouts {
 	if t.ReadHeader <= 0 {

@@ -82,7 +82,8 @@ Flags:
 	}
 	defer ln.Close()
 	if !isLoopback(ln.Addr()) {
-		fmt.Fprintf(stderr, "WARNING: %s is reachable from other machines, and in dev mode everyone who reaches the console is signed in as %s. Use --listen localhost:PORT unless you mean it.\n", ln.Addr(), devcluster.DevUser)
+		fmt.Fprintf(stderr, "WARNING: %s is reachable from other machines, and in dev mode everyone who reaches the console is signed in as %s. "+
+			"It answers only requests addressed to localhost or a loopback address (others get 421), so reach it from elsewhere through an SSH tunnel. Use --listen localhost:PORT unless you mean it.\n", ln.Addr(), devcluster.DevUser)
 	}
 	assets, err := findAssets()
 	if err != nil {

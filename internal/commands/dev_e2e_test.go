@@ -152,6 +152,15 @@ func TestDevEndToEnd(t *testing.T) {
 			t.Errorf("GET %s = %d, want 200", path, code)
 		}
 	}
+	// Everyone is signed in, so a page that rebinds its own name to
+	// 127.0.0.1 must not reach the console (DNS rebinding).
+	rebound, _ := http.NewRequest(http.MethodGet, base+"/api/v1/apikeys", nil)
+	rebound.Host = "attacker.example"
+	if resp, err := http.DefaultClient.Do(rebound); err != nil {
+		t.Error(err)
+	} else if resp.Body.Close(); resp.StatusCode != http.StatusMisdirectedRequest {
+		t.Errorf("GET /api/v1/apikeys with Host attacker.example = %d, want 421", resp.StatusCode)
+	}
 
 	// The plugin through kubectl itself; the key alone on stdout.
 	stdout, stderr, err := cli(t, kubeconfig, "", "/usr/bin/kubectl", "apikey", "create", "laptop")

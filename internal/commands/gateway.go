@@ -66,6 +66,10 @@ func runGateway(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs.IntVar(&maxKeys, "max-keys-per-user", console.DefaultMaxKeysPerUser, "Most keys a user may hold that are not revoked, expired or failed (in every watched namespace) before the console refuses to create another; 0 means no limit")
 	fs.DurationVar(&tarpitDelay, "tarpit-delay", time.Second, "How long the refusals of a client that keeps failing authentication (past 100, refilled 10/s) wait before they are answered; 0 answers at once")
 	fs.StringVar(&trustedCIDRs, "trusted-proxy-cidrs", "", "Comma-separated addresses or CIDRs of the load balancers or ingress in front of the gateway; from them X-Forwarded-For names the client (its rightmost untrusted hop) for failure limits and the tarpit. Default: none, the peer is the client")
+	fs.DurationVar(&o.Timeouts.ReadHeader, "read-header-timeout", server.DefaultTimeouts.ReadHeader, "How long a client may take to send a request's line and headers")
+	fs.DurationVar(&o.Timeouts.Body, "request-body-timeout", server.DefaultTimeouts.Body, "How long a client may take to send a request body, on every route (counted from the end of the headers; responses may stream for longer)")
+	fs.DurationVar(&o.Timeouts.Idle, "idle-timeout", server.DefaultTimeouts.Idle, "How long a keep-alive connection may wait for its next request")
+	fs.IntVar(&o.MaxConnsPerClient, "max-conns-per-client", server.DefaultMaxConnsPerClient, "Connections one client address (an IPv6 /64) may hold open at once; more are closed on arrival. Behind a load balancer, all clients share its address: size it for the balancer. 0 means no cap")
 	fs.Float64Var(&qps, "kube-api-qps", server.DefaultQPS, "Sustained requests per second to the API server (watches, last-use writes, console)")
 	fs.IntVar(&burst, "kube-api-burst", server.DefaultBurst, "Burst of requests to the API server")
 	if err := fs.Parse(args); err != nil {
@@ -80,6 +84,17 @@ func runGateway(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	if o.Providers, err = proxy.LoadProviders(providersFile, os.Getenv); err != nil {
 		return err
+	}
+	if o.MaxConnsPerClient < 0 {
+		return fmt.Errorf("--max-conns-per-client %d: want 0 (no cap) or more", o.MaxConnsPerClient)
+	}
+	if o.MaxConnsPerClient == 0 {
+		o.MaxConnsPerClient = -1 // no cap; zero in Options means the default
+	}
+	for name, d := range map[string]time.Duration{"read-header-timeout": o.Timeouts.ReadHeader, "request-body-timeout": o.Timeouts.Body, "idle-timeout": o.Timeouts.Idle} {
+		if d <= 0 {
+			return fmt.Errorf("--%s %v: want a positive duration", name, d)
+		}
 	}
 	o.Namespaces = splitList(namespaces)
 	o.Auth.RefusalDelay = tarpitDelay
