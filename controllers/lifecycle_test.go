@@ -105,14 +105,17 @@ func TestCreateIssuesHashedKeyAndDeleteCleansUp(t *testing.T) {
 func TestTTLExpiry(t *testing.T) {
 	env.StartManager(t, operator.Options{})
 	ns := env.Namespace(t)
-	create(t, newKey(ns, "short", func(k *gatewayv1alpha1.APIKey) { k.Spec.TTL = &metav1.Duration{Duration: 2 * time.Second} }))
-	k := env.WaitForPhase(t, ns, "short", gatewayv1alpha1.PhaseActive, 10*time.Second)
-	if k.Status.ExpiresAt == nil || !k.Status.ExpiresAt.Equal(&metav1.Time{Time: k.CreationTimestamp.Add(2 * time.Second)}) {
-		t.Errorf("status.expiresAt = %v, want creation + 2s (%v)", k.Status.ExpiresAt, k.CreationTimestamp.Add(2*time.Second))
+	// Long enough to see the key Active first on a loaded machine (issue,
+	// then a poll), short enough to wait out.
+	const ttl = 6 * time.Second
+	create(t, newKey(ns, "short", func(k *gatewayv1alpha1.APIKey) { k.Spec.TTL = &metav1.Duration{Duration: ttl} }))
+	k := env.WaitForPhase(t, ns, "short", gatewayv1alpha1.PhaseActive, ttl)
+	if k.Status.ExpiresAt == nil || !k.Status.ExpiresAt.Equal(&metav1.Time{Time: k.CreationTimestamp.Add(ttl)}) {
+		t.Errorf("status.expiresAt = %v, want creation + %v (%v)", k.Status.ExpiresAt, ttl, k.CreationTimestamp.Add(ttl))
 	}
 	hashName := gatewayv1alpha1.HashSecretName(string(k.UID))
 
-	k = env.WaitForPhase(t, ns, "short", gatewayv1alpha1.PhaseExpired, 10*time.Second)
+	k = env.WaitForPhase(t, ns, "short", gatewayv1alpha1.PhaseExpired, ttl+10*time.Second)
 	waitForSecretGone(t, gatewayv1alpha1.DefaultSystemNamespace, hashName)
 	waitForSecretGone(t, ns, gatewayv1alpha1.RevealSecretName("short"))
 	if c := findCondition(k, gatewayv1alpha1.ConditionReady); c == nil || c.Status != metav1.ConditionFalse || c.Reason != "Expired" {
