@@ -32,7 +32,6 @@ import (
 	"github.com/codevector/codevector/gateway/proxy"
 	"github.com/codevector/codevector/gateway/usage"
 	"github.com/codevector/codevector/gateway/web"
-	"github.com/codevector/codevector/internal/operator"
 )
 
 // Options configure a gateway; zero values mean the defaults.
@@ -124,7 +123,7 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	g := &Gateway{opts: o, log: o.Logger, registry: prometheus.NewRegistry(), health: &health{}}
 	g.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	scheme := operator.Scheme()
+	scheme := gatewayv1alpha1.NewScheme()
 	cfg = rest.CopyConfig(cfg)
 	if cfg.QPS == 0 {
 		// client-go's default, 5 requests/s, would take 40 s just to open

@@ -14,7 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/codevector/codevector/internal/operator"
+	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 )
 
 // keysCLI is `codevector keys` / `kubectl apikey`: the command-line face of
@@ -178,7 +178,7 @@ func (kf kubeFlags) connect(prog string) (*session, error) {
 	// rather than hanging the terminal.
 	cfg.Timeout = 20 * time.Second
 	cfg.UserAgent = "codevector-keys"
-	if s.c, err = client.New(cfg, client.Options{Scheme: operator.Scheme()}); err != nil {
+	if s.c, err = client.New(cfg, client.Options{Scheme: gatewayv1alpha1.NewScheme()}); err != nil {
 		return nil, s.explain(err, "connect", "")
 	}
 	return s, nil
