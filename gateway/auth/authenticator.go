@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net/http"
 	"net/netip"
-	"sync"
 	"time"
 
 	"github.com/codevector/codevector/gateway/keyindex"
@@ -259,14 +258,3 @@ func (a *Authenticator) Sweep() {
 
 // VerifiedKeys is the size of the verified-key cache.
 func (a *Authenticator) VerifiedKeys() int { return a.verified.len() }
-
-// inflight tracks the requests being served per key ID, so a revocation
-// can end them (a stream can otherwise run for minutes).
-type inflight struct {
-	mu    sync.Mutex
-	byKey map[string]map[*inflightRequest]struct{}
-}
-
-type inflightRequest struct {
-	cancel context.CancelCauseFunc
-}

@@ -5,20 +5,16 @@
 package server
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
@@ -31,7 +27,6 @@ import (
 	"github.com/codevector/codevector/gateway/keyindex"
 	"github.com/codevector/codevector/gateway/proxy"
 	"github.com/codevector/codevector/gateway/usage"
-	"github.com/codevector/codevector/gateway/web"
 )
 
 // Options configure a gateway; zero values mean the defaults.
@@ -192,111 +187,3 @@ func (g *Gateway) Index() *keyindex.Index { return g.index }
 
 // Registry holds the gateway's metrics.
 func (g *Gateway) Registry() *prometheus.Registry { return g.registry }
-
-func (g *Gateway) routes(p http.Handler) http.Handler {
-	r := mux.NewRouter()
-	r.Handle("/healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") }))
-	r.Handle("/readyz", http.HandlerFunc(g.readyz))
-	r.Handle("/metrics", promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{Registry: g.registry}))
-	r.PathPrefix("/gateway/").Handler(withRequestID(g.auth.Middleware(g.recordUsage(p))))
-	// For people: the console and its API, the docs, and their assets.
-	for _, prefix := range console.Prefixes {
-		r.PathPrefix(prefix).Handler(withRequestID(g.console))
-	}
-	r.PathPrefix("/docs").Handler(g.docs)
-	r.PathPrefix(web.AssetPrefix).Handler(web.Assets())
-	r.Path("/").Handler(http.RedirectHandler("/api-keys", http.StatusFound))
-
-	var h http.Handler = r
-	if g.opts.Console.Auth == console.AuthDev {
-		h = loopbackHostsOnly(h)
-	}
-	// The body deadline comes first, on every route: a request refused
-	// (401, 421) or answered without reading its body (/healthz) must not
-	// hold its connection either, since the server would wait for the
-	// announced body before reusing or closing it.
-	return withBodyDeadline(g.opts.Timeouts.Body, h)
-}
-
-// recordUsage notes the key's use in memory; the write to the API server
-// happens later, off the request path.
-func (g *Gateway) recordUsage(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if e := auth.FromContext(r.Context()); e != nil {
-			g.usage.Record(e, time.Now())
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// Run starts watching, serves on ln until ctx ends, then shuts down
-// gracefully and flushes last-use times.
-func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		if g.watches.run(ctx) {
-			g.health.synced.Store(true)
-			g.log.Info("Watch cache synced; gateway ready", "keys", g.index.Len())
-		}
-	}()
-	go g.usage.Run(ctx)
-	go g.probeAPIServer(ctx)
-	go func() {
-		t := time.NewTicker(time.Minute)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				g.auth.Sweep()
-			}
-		}
-	}()
-
-	srv := &http.Server{
-		Handler: g.handler,
-		// Headers must arrive promptly and idle connections are reaped, so
-		// slow or half-open clients cannot pin goroutines (request bodies
-		// have their own deadline on every route, see withBodyDeadline;
-		// and one address holds at most MaxConnsPerClient connections).
-		// There is no ReadTimeout or WriteTimeout: both would cut streamed
-		// completions, which run as long as they run.
-		ReadHeaderTimeout: g.opts.Timeouts.ReadHeader,
-		IdleTimeout:       g.opts.Timeouts.Idle,
-		MaxHeaderBytes:    32 << 10,
-		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
-	}
-	if g.opts.MaxConnsPerClient > 0 {
-		ln = limitConnsPerClient(ln, g.opts.MaxConnsPerClient, g.connsRefused)
-	}
-	serveDone := make(chan error, 1)
-	go func() { serveDone <- srv.Serve(ln) }()
-	g.log.Info("Gateway listening", "address", ln.Addr().String(), "providers", g.opts.Providers.Names())
-
-	select {
-	case err := <-serveDone:
-		return fmt.Errorf("serving: %w", err)
-	case <-ctx.Done():
-	}
-	shutdownCtx, stop := context.WithTimeout(context.Background(), 10*time.Second)
-	defer stop()
-	err := srv.Shutdown(shutdownCtx)
-	cancel()
-	if errors.Is(err, context.DeadlineExceeded) {
-		// Long streams do not hold up a shutdown forever.
-		return srv.Close()
-	}
-	return err
-}
-
-// requestLogAttrs names the key of a request in logs by prefix and owner,
-// never by the key itself.
-func requestLogAttrs(r *http.Request) []slog.Attr {
-	attrs := []slog.Attr{slog.String("requestID", r.Header.Get(requestIDHeader))}
-	if e := auth.FromContext(r.Context()); e != nil {
-		attrs = append(attrs, slog.String("keyPrefix", e.Prefix), slog.String("owner", e.Owner), slog.String("apikey", e.Name.String()))
-	}
-	return attrs
-}

@@ -1,0 +1,64 @@
+package server
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/codevector/codevector/gateway/auth"
+	"github.com/codevector/codevector/gateway/console"
+	"github.com/codevector/codevector/gateway/web"
+)
+
+// routes is the gateway's one router: the operational endpoints, the
+// provider proxy behind request ID -> authenticate -> record usage, and
+// the console, docs and assets for people.
+func (g *Gateway) routes(p http.Handler) http.Handler {
+	r := mux.NewRouter()
+	r.Handle("/healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") }))
+	r.Handle("/readyz", http.HandlerFunc(g.readyz))
+	r.Handle("/metrics", promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{Registry: g.registry}))
+	r.PathPrefix("/gateway/").Handler(withRequestID(g.auth.Middleware(g.recordUsage(p))))
+	// For people: the console and its API, the docs, and their assets.
+	for _, prefix := range console.Prefixes {
+		r.PathPrefix(prefix).Handler(withRequestID(g.console))
+	}
+	r.PathPrefix("/docs").Handler(g.docs)
+	r.PathPrefix(web.AssetPrefix).Handler(web.Assets())
+	r.Path("/").Handler(http.RedirectHandler("/api-keys", http.StatusFound))
+
+	var h http.Handler = r
+	if g.opts.Console.Auth == console.AuthDev {
+		h = loopbackHostsOnly(h)
+	}
+	// The body deadline comes first, on every route: a request refused
+	// (401, 421) or answered without reading its body (/healthz) must not
+	// hold its connection either, since the server would wait for the
+	// announced body before reusing or closing it.
+	return withBodyDeadline(g.opts.Timeouts.Body, h)
+}
+
+// recordUsage notes the key's use in memory; the write to the API server
+// happens later, off the request path.
+func (g *Gateway) recordUsage(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if e := auth.FromContext(r.Context()); e != nil {
+			g.usage.Record(e, time.Now())
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// requestLogAttrs names the key of a request in logs by prefix and owner,
+// never by the key itself.
+func requestLogAttrs(r *http.Request) []slog.Attr {
+	attrs := []slog.Attr{slog.String("requestID", r.Header.Get(requestIDHeader))}
+	if e := auth.FromContext(r.Context()); e != nil {
+		attrs = append(attrs, slog.String("keyPrefix", e.Prefix), slog.String("owner", e.Owner), slog.String("apikey", e.Name.String()))
+	}
+	return attrs
+}

@@ -1,0 +1,73 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+)
+
+// Run starts watching, serves on ln until ctx ends, then shuts down
+// gracefully and flushes last-use times.
+func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		if g.watches.run(ctx) {
+			g.health.synced.Store(true)
+			g.log.Info("Watch cache synced; gateway ready", "keys", g.index.Len())
+		}
+	}()
+	go g.usage.Run(ctx)
+	go g.probeAPIServer(ctx)
+	go func() {
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				g.auth.Sweep()
+			}
+		}
+	}()
+
+	srv := &http.Server{
+		Handler: g.handler,
+		// Headers must arrive promptly and idle connections are reaped, so
+		// slow or half-open clients cannot pin goroutines (request bodies
+		// have their own deadline on every route, see withBodyDeadline;
+		// and one address holds at most MaxConnsPerClient connections).
+		// There is no ReadTimeout or WriteTimeout: both would cut streamed
+		// completions, which run as long as they run.
+		ReadHeaderTimeout: g.opts.Timeouts.ReadHeader,
+		IdleTimeout:       g.opts.Timeouts.Idle,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+	}
+	if g.opts.MaxConnsPerClient > 0 {
+		ln = limitConnsPerClient(ln, g.opts.MaxConnsPerClient, g.connsRefused)
+	}
+	serveDone := make(chan error, 1)
+	go func() { serveDone <- srv.Serve(ln) }()
+	g.log.Info("Gateway listening", "address", ln.Addr().String(), "providers", g.opts.Providers.Names())
+
+	select {
+	case err := <-serveDone:
+		return fmt.Errorf("serving: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
+	err := srv.Shutdown(shutdownCtx)
+	cancel()
+	if errors.Is(err, context.DeadlineExceeded) {
+		// Long streams do not hold up a shutdown forever.
+		return srv.Close()
+	}
+	return err
+}
