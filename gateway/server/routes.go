@@ -22,10 +22,10 @@ func (g *Gateway) routes(p http.Handler) http.Handler {
 	r.Handle("/healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") }))
 	r.Handle("/readyz", http.HandlerFunc(g.readyz))
 	r.Handle("/metrics", promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{Registry: g.registry}))
-	r.PathPrefix("/gateway/").Handler(withRequestID(g.auth.Middleware(g.recordUsage(p))))
+	r.PathPrefix("/gateway/").Handler(g.auth.Middleware(g.recordUsage(p)))
 	// For people: the console and its API, the docs, and their assets.
 	for _, prefix := range console.Prefixes {
-		r.PathPrefix(prefix).Handler(withRequestID(g.console))
+		r.PathPrefix(prefix).Handler(g.console)
 	}
 	r.PathPrefix("/docs").Handler(g.docs)
 	r.PathPrefix(web.AssetPrefix).Handler(web.Assets())
@@ -39,7 +39,9 @@ func (g *Gateway) routes(p http.Handler) http.Handler {
 	// (401, 421) or answered without reading its body (/healthz) must not
 	// hold its connection either, since the server would wait for the
 	// announced body before reusing or closing it.
-	return withBodyDeadline(g.opts.Timeouts.Body, h)
+	// Every route then gets the same chain, outermost first: the body
+	// deadline, a request ID, recovery from a panic.
+	return withBodyDeadline(g.opts.Timeouts.Body, withRequestID(withRecovery(g.log, h)))
 }
 
 // recordUsage notes the key's use in memory; the write to the API server
