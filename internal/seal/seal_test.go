@@ -84,6 +84,9 @@ func FuzzOpen(f *testing.F) {
 	f.Add(sealed)
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) > 4096 {
+			return // a sealed key is 1,158 bytes; longer inputs only slow the search
+		}
 		got, err := p.Open("u", b)
 		if err == nil && !bytes.Equal(b, sealed) && got.Reveal() != k.Reveal() {
 			t.Fatal("opened bytes nobody sealed")
