@@ -3,6 +3,7 @@ package keyindex
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
 
@@ -129,22 +130,26 @@ func eachField(r *bufio.Reader, limit int, f func(field, size int) error) error 
 	return nil
 }
 
+// readVarint reads one varint with binary.ReadUvarint, and says how many
+// bytes it took, which eachField needs to keep to a message's length.
 func readVarint(r *bufio.Reader) (v uint64, n int, err error) {
-	for shift := uint(0); shift < 64; shift += 7 {
-		b, err := r.ReadByte()
-		if err != nil {
-			if err == io.EOF && n > 0 {
-				err = io.ErrUnexpectedEOF
-			}
-			return 0, n, err
-		}
-		n++
-		v |= uint64(b&0x7f) << shift
-		if b < 0x80 {
-			return v, n, nil
-		}
+	c := countingByteReader{r: r}
+	v, err = binary.ReadUvarint(&c)
+	return v, c.n, err
+}
+
+// countingByteReader counts the bytes read through it.
+type countingByteReader struct {
+	r *bufio.Reader
+	n int
+}
+
+func (c *countingByteReader) ReadByte() (byte, error) {
+	b, err := c.r.ReadByte()
+	if err == nil {
+		c.n++
 	}
-	return 0, n, fmt.Errorf("varint longer than 64 bits")
+	return b, err
 }
 
 func skip(r *bufio.Reader, n int) error {
