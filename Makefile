@@ -56,6 +56,7 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 60s); a crash is saved
 	go test -run='^$$' -fuzz='^FuzzParseProviders$$' -fuzztime=$${FUZZTIME:-60s} ./gateway/proxy/
 	go test -run='^$$' -fuzz='^FuzzOpen$$' -fuzztime=$${FUZZTIME:-60s} ./internal/seal/
 	go test -run='^$$' -fuzz='^FuzzOpen$$' -fuzztime=$${FUZZTIME:-60s} ./gateway/console/sealedcookie/
+	go test -run='^$$' -fuzz='^FuzzDecodeProtobufListFacts$$' -fuzztime=$${FUZZTIME:-60s} ./gateway/keyindex/
 
 .PHONY: bench
 bench: envtest ## Run the benchmarks recorded in BENCHMARKS.md (about 10 minutes; tables also in bin/bench-results.md).
