@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"slices"
 
 	"k8s.io/apimachinery/pkg/runtime"
 )
@@ -159,17 +160,36 @@ func skip(r *bufio.Reader, n int) error {
 	return nil
 }
 
-// readN reads n bytes into *buf (grown as needed and reused).
+// readN reads n bytes into *buf (grown as needed and reused). A size is
+// only what the sender claims: beyond readChunk, *buf grows as the bytes
+// arrive, so a malformed list that claims a gigabyte in a few bytes costs
+// no gigabyte.
 func readN(r *bufio.Reader, n int, buf *[]byte) ([]byte, error) {
-	if cap(*buf) < n {
-		*buf = make([]byte, n)
+	if cap(*buf) >= n || n <= readChunk {
+		if cap(*buf) < n {
+			*buf = make([]byte, n)
+		}
+		b := (*buf)[:n]
+		if _, err := io.ReadFull(r, b); err != nil {
+			return nil, unexpected(err)
+		}
+		return b, nil
 	}
-	b := (*buf)[:n]
-	if _, err := io.ReadFull(r, b); err != nil {
-		return nil, unexpected(err)
+	b := (*buf)[:0]
+	for len(b) < n {
+		chunk := min(n-len(b), readChunk)
+		b = slices.Grow(b, chunk)
+		if _, err := io.ReadFull(r, b[len(b):len(b)+chunk]); err != nil {
+			return nil, unexpected(err)
+		}
+		b = b[:len(b)+chunk]
 	}
+	*buf = b
 	return b, nil
 }
+
+// readChunk is how much readN allocates ahead of the bytes it has read.
+const readChunk = 1 << 20
 
 func unexpected(err error) error {
 	if err == io.EOF {

@@ -3,6 +3,8 @@ package keyindex
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
+	goruntime "runtime"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -52,4 +54,36 @@ func FuzzDecodeProtobufListFacts(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A list that claims a gigabyte in a few bytes is refused without
+// allocating the gigabyte (the fuzzer's slowest inputs did).
+func TestProtobufListClaimingAGigabyte(t *testing.T) {
+	b := append([]byte(nil), protobufMagic...)
+	b = append(b, 0x12) // field 2 (the list), length-delimited
+	b = binary.AppendUvarint(b, 1<<30)
+	b = append(b, 0x0a) // field 1 (its metadata), length-delimited
+	b = binary.AppendUvarint(b, 1<<30-10)
+	var before, after goruntime.MemStats
+	goruntime.ReadMemStats(&before)
+	_, err := decodeProtobufListFacts(bufio.NewReader(bytes.NewReader(b)), func() runtime.Object { return &corev1.Secret{} }, reduceHashSecret)
+	goruntime.ReadMemStats(&after)
+	if err == nil {
+		t.Error("a truncated list was accepted")
+	}
+	if mib := (after.TotalAlloc - before.TotalAlloc) >> 20; mib > 64 {
+		t.Errorf("decoding %d bytes allocated %d MiB", len(b), mib)
+	}
+}
+
+func TestReadNAcrossChunks(t *testing.T) {
+	want := bytes.Repeat([]byte("0123456789abcdef"), (3*readChunk+5)/16+1)[:3*readChunk+5]
+	var buf []byte
+	got, err := readN(bufio.NewReader(bytes.NewReader(want)), len(want), &buf)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("readN of %d bytes: %d bytes back, err %v", len(want), len(got), err)
+	}
+	if _, err := readN(bufio.NewReader(bytes.NewReader(want[:len(want)-1])), len(want), &buf); err == nil {
+		t.Error("readN of a byte short: no error")
+	}
 }
