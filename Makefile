@@ -1,6 +1,6 @@
 # CodeVector API keys. `make help` lists the targets.
 
-K8S_VERSION ?= 1.37.2
+K8S_VERSION ?= $(shell cat internal/k8sversion/version.txt)
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 
 LOCALBIN ?= $(CURDIR)/bin
@@ -88,7 +88,7 @@ run: manifests generate ## Run the manager against the cluster in KUBECONFIG.
 
 .PHONY: envtest
 envtest: ## Build kube-apiserver and etcd (once) into bin/k8s/$(K8S_VERSION)-linux-amd64.
-	@hack/envtest-build.sh
+	@K8S_VERSION=$(K8S_VERSION) hack/envtest-build.sh
 
 .PHONY: test-deps
 test-deps: ## Install kubectl and chromium with apt-get when they are missing.

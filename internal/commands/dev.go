@@ -32,12 +32,13 @@ import (
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/bootstrap"
 	"github.com/codevector/codevector/internal/devcluster"
+	"github.com/codevector/codevector/internal/k8sversion"
 	"github.com/codevector/codevector/internal/operator"
 )
 
 // k8sVersion is the version of the control-plane binaries `make envtest`
 // builds into bin/k8s/<version>-<os>-<arch>.
-const k8sVersion = "1.37.2"
+var k8sVersion = k8sversion.Version
 
 // devLastUsedInterval makes "Last used" show up within seconds in dev mode
 // (the cluster default is 30s).
