@@ -1,6 +1,6 @@
 # CodeVector API keys. `make help` lists the targets.
 
-K8S_VERSION ?= 1.37.2
+K8S_VERSION ?= $(shell cat internal/k8sversion/version.txt)
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 
 LOCALBIN ?= $(CURDIR)/bin
@@ -55,6 +55,7 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 60s); a crash is saved
 	go test -run='^$$' -fuzz='^FuzzExtractKey$$' -fuzztime=$${FUZZTIME:-60s} ./gateway/auth/
 	go test -run='^$$' -fuzz='^FuzzParseProviders$$' -fuzztime=$${FUZZTIME:-60s} ./gateway/proxy/
 	go test -run='^$$' -fuzz='^FuzzOpen$$' -fuzztime=$${FUZZTIME:-60s} ./gateway/console/sealedcookie/
+	go test -run='^$$' -fuzz='^FuzzDecodeProtobufListFacts$$' -fuzztime=$${FUZZTIME:-60s} ./gateway/keyindex/
 
 .PHONY: bench
 bench: envtest ## Run the benchmarks recorded in BENCHMARKS.md (about 10 minutes; tables also in bin/bench-results.md).
@@ -86,7 +87,7 @@ run: manifests generate ## Run the manager against the cluster in KUBECONFIG.
 
 .PHONY: envtest
 envtest: ## Build kube-apiserver and etcd (once) into bin/k8s/$(K8S_VERSION)-linux-amd64.
-	@hack/envtest-build.sh
+	@K8S_VERSION=$(K8S_VERSION) hack/envtest-build.sh
 
 .PHONY: test-deps
 test-deps: ## Install kubectl and chromium with apt-get when they are missing.

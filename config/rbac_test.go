@@ -354,17 +354,7 @@ func TestManagerRBACIsEnoughAndNoMore(t *testing.T) {
 // chat sends the docs' request.
 func chat(t *testing.T, base, key string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, base+"/gateway/openai/v1/chat/completions",
-		strings.NewReader(`{"model": "claude-sonnet-4-6", "messages": [{"role": "user", "content": "Hello"}]}`))
-	req.Header.Set("Authorization", "Bearer "+key)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
+	return testenv.DocsChat(t, base, key)
 }
 
 func logLen() int {

@@ -2,8 +2,6 @@ package config_test
 
 import (
 	"bytes"
-	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,17 +35,7 @@ func TestMain(m *testing.M) {
 	logger := zap.New(zap.WriteTo(logWriter))
 	ctrl.SetLogger(logger)
 	klog.SetLogger(logger)
-	var err error
-	env, err = testenv.Start(context.Background())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if err := env.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "stopping control plane:", err)
-	}
-	os.Exit(code)
+	testenv.Main(m, &env)
 }
 
 // kustomize builds a kustomization under config/ with kubectl and decodes

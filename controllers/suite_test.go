@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -24,20 +23,7 @@ import (
 // parallel) and works in its own namespace.
 var env *testenv.Env
 
-func TestMain(m *testing.M) {
-	ctx := context.Background()
-	var err error
-	env, err = testenv.Start(ctx)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if err := env.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "stopping control plane:", err)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.Main(m, &env) }
 
 // newKey is an APIKey as `kubectl apikey create` makes it: sealed to a
 // public key (testenv.RevealKey's), so the controller issues it at once.

@@ -7,7 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-K8S_VERSION=1.37.2
+# The version: from the Makefile, else internal/k8sversion/version.txt, the
+# one place it is written (the Go code embeds the same file).
+K8S_VERSION=${K8S_VERSION:-$(cat internal/k8sversion/version.txt)}
 tools=hack/envtest-tools
 out=bin/k8s/${K8S_VERSION}-$(go env GOOS)-$(go env GOARCH)
 stamp=$out/.tools-go.sum.sha256

@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"time"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
@@ -224,5 +226,36 @@ func (k *APIKey) ResolvedExpiry() *metav1.Time {
 		return &t
 	default:
 		return nil
+	}
+}
+
+// EffectiveStatus is what the key is at now, as every gateway enforces it:
+// the controller's phase, except that a revocation, a deletion or an expiry
+// the controller has not recorded yet already counts. The console, the CLI
+// and the gateway's index all follow it (see StatusOf).
+func (k *APIKey) EffectiveStatus(now time.Time) Phase {
+	var expiresAt time.Time
+	if exp := k.ResolvedExpiry(); exp != nil {
+		expiresAt = exp.Time
+	}
+	return StatusOf(k.Spec.Revoked, k.DeletionTimestamp != nil, k.Status.Phase, expiresAt, now)
+}
+
+// StatusOf is the one rule for a key's effective status, on the few facts
+// it depends on, for callers that keep those rather than the APIKey (the
+// gateway's index): a revoked key, or one being deleted (gateways refuse
+// it as revoked while its finalizer waits), is Revoked; a key past its
+// expiry (zero expiresAt: never) is Expired; otherwise the phase, with
+// empty meaning Pending.
+func StatusOf(revoked, deleting bool, phase Phase, expiresAt, now time.Time) Phase {
+	switch {
+	case revoked, deleting, phase == PhaseRevoked:
+		return PhaseRevoked
+	case phase == PhaseExpired, !expiresAt.IsZero() && !now.Before(expiresAt):
+		return PhaseExpired
+	case phase == "":
+		return PhasePending
+	default:
+		return phase
 	}
 }

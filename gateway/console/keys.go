@@ -85,25 +85,11 @@ func itemOf(k *keyindex.APIKeyFacts, now time.Time) keyItem {
 // follows the gateway rather than the controller's last word: a revoked or
 // past-expiry key is refused by every gateway at once, even before the
 // controller has updated its phase. A key being deleted is refused as
-// revoked, so it is shown as Revoked too.
+// revoked, so it is shown as Revoked too. The rule is
+// gatewayv1alpha1.StatusOf, which the CLI and the index follow as well; the
+// console's Status* constants are its phases' names.
 func statusOf(k *keyindex.APIKeyFacts, now time.Time) string {
-	if k.Revoked || k.Deleting || k.Phase == gatewayv1alpha1.PhaseRevoked {
-		return StatusRevoked
-	}
-	if k.Phase == gatewayv1alpha1.PhaseExpired {
-		return StatusExpired
-	}
-	if !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt) {
-		return StatusExpired
-	}
-	switch k.Phase {
-	case gatewayv1alpha1.PhaseActive:
-		return StatusActive
-	case gatewayv1alpha1.PhaseFailed:
-		return StatusFailed
-	default:
-		return StatusPending
-	}
+	return string(gatewayv1alpha1.StatusOf(k.Revoked, k.Deleting, k.Phase, k.ExpiresAt, now))
 }
 
 func timeOf(t time.Time) *time.Time {

@@ -12,7 +12,6 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -28,6 +27,7 @@ import (
 
 	"github.com/codevector/codevector/gateway/console"
 	"github.com/codevector/codevector/gateway/server"
+	"github.com/codevector/codevector/internal/testenv"
 )
 
 // idp is a running OIDC provider. Each authorization pops the next queued
@@ -59,10 +59,7 @@ func startIDP(t *testing.T) *idp {
 	if err := m.AddMiddleware(p.middleware); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := testenv.Listener(t)
 	p.endSession = "http://" + ln.Addr().String() + "/oidc/logout"
 	if err := m.Start(ln, nil); err != nil {
 		t.Fatal(err)

@@ -2,12 +2,12 @@ package console
 
 import (
 	"embed"
-	"fmt"
 	"html/template"
 	"net/http"
 	"time"
 
 	"github.com/codevector/codevector/gateway/web"
+	"github.com/codevector/codevector/internal/humantime"
 )
 
 //go:embed templates/*.html
@@ -78,29 +78,5 @@ var viewFuncs = template.FuncMap{
 	},
 }
 
-// relativeTime says how long ago t was: "just now", "3 minutes ago",
-// "2 days ago". A time slightly in the future (clock skew between gateway
-// replicas) is "just now".
-func relativeTime(now, t time.Time) string {
-	d := now.Sub(t)
-	plural := func(n int, unit string) string {
-		if n == 1 {
-			return fmt.Sprintf("1 %s ago", unit)
-		}
-		return fmt.Sprintf("%d %ss ago", n, unit)
-	}
-	switch {
-	case d < time.Minute:
-		return "just now"
-	case d < time.Hour:
-		return plural(int(d/time.Minute), "minute")
-	case d < 24*time.Hour:
-		return plural(int(d/time.Hour), "hour")
-	case d < 30*24*time.Hour:
-		return plural(int(d/(24*time.Hour)), "day")
-	case d < 365*24*time.Hour:
-		return plural(int(d/(30*24*time.Hour)), "month")
-	default:
-		return plural(int(d/(365*24*time.Hour)), "year")
-	}
-}
+// relativeTime says how long ago t was, in the words the CLI uses too.
+func relativeTime(now, t time.Time) string { return humantime.Ago(now, t) }

@@ -3,14 +3,10 @@ package console_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -51,30 +47,27 @@ var (
 
 func TestMain(m *testing.M) {
 	ctrl.SetLogger(zap.New(zap.WriteTo(logs), zap.UseDevMode(true)))
-	var err error
-	if env, err = testenv.Start(context.Background()); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	u, err := env.AddUser(envtest.User{Name: gatewayUser, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + gatewayv1alpha1.DefaultSystemNamespace}}, nil)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "adding the gateway's user:", err)
-		os.Exit(1)
-	}
-	gatewayConfig = u.Config()
-	code := m.Run()
-	if code == 0 {
-		var handed []string
-		handedOut.Range(func(k, _ any) bool { handed = append(handed, k.(string)); return true })
-		if err := testenv.KeyLeaks("gateway and manager logs", logs.String(), handed); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	if err := env.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "stopping control plane:", err)
-	}
-	os.Exit(code)
+	testenv.Main(m, &env,
+		testenv.Setup(func(env *testenv.Env) error {
+			u, err := env.AddUser(envtest.User{Name: gatewayUser, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + gatewayv1alpha1.DefaultSystemNamespace}}, nil)
+			if err != nil {
+				return fmt.Errorf("adding the gateway's user: %w", err)
+			}
+			gatewayConfig = u.Config()
+			return nil
+		}),
+		testenv.AfterTests(func(code int) int {
+			if code != 0 {
+				return code
+			}
+			var handed []string
+			handedOut.Range(func(k, _ any) bool { handed = append(handed, k.(string)); return true })
+			if err := testenv.KeyLeaks("gateway and manager logs", logs.String(), handed); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+			return code
+		}))
 }
 
 // consoleNamespace makes a namespace for one test's console keys and
@@ -139,10 +132,7 @@ func startStackAt(t *testing.T, withManager bool, mutate func(*stack, *server.Op
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := testenv.Listener(t)
 	s := &stack{URL: "http://" + ln.Addr().String(), Namespace: consoleNamespace(t), upstream: up}
 	o := server.Options{
 		Providers: providers,
@@ -207,17 +197,8 @@ func kubectlKey(t *testing.T, namespace, name, owner, displayName string) *gatew
 // chat sends a chat completion through the gateway with key.
 func (s *stack) chat(t *testing.T, key string) int {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, s.URL+"/gateway/openai/v1/chat/completions",
-		strings.NewReader(`{"model":"claude-sonnet-4-6","messages":[{"role":"user","content":"Hello"}]}`))
-	req.Header.Set("Authorization", "Bearer "+key)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode
+	status, _ := testenv.DocsChat(t, s.URL, key)
+	return status
 }
 
 // waitForStatus waits until the gateway answers key with status.

@@ -55,19 +55,25 @@ type Entry struct {
 	hashSide *HashFacts
 }
 
-// Usable reports why e cannot authenticate a request at now, or "" if it can.
+// Usable reports why e cannot authenticate a request at now, or "" if it
+// can: only a key whose status (gatewayv1alpha1.StatusOf, which the console
+// and the CLI show) is Active, once its hash is here.
 func (e *Entry) Usable(now time.Time) Reason {
-	switch {
-	case e == nil:
+	if e == nil {
 		return ReasonUnknown
-	case e.Revoked || e.Deleting || e.Phase == gatewayv1alpha1.PhaseRevoked:
+	}
+	switch gatewayv1alpha1.StatusOf(e.Revoked, e.Deleting, e.Phase, e.ExpiresAt, now) {
+	case gatewayv1alpha1.PhaseRevoked:
 		return ReasonRevoked
-	case !e.ExpiresAt.IsZero() && !now.Before(e.ExpiresAt), e.Phase == gatewayv1alpha1.PhaseExpired:
+	case gatewayv1alpha1.PhaseExpired:
 		return ReasonExpired
-	case e.Phase != gatewayv1alpha1.PhaseActive || e.Hash == nil || e.UID == "":
-		return ReasonUnknown
-	default:
+	case gatewayv1alpha1.PhaseActive:
+		if e.Hash == nil || e.UID == "" {
+			return ReasonUnknown
+		}
 		return ""
+	default:
+		return ReasonUnknown
 	}
 }
 

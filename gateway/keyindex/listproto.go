@@ -3,8 +3,10 @@ package keyindex
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
+	"slices"
 
 	"k8s.io/apimachinery/pkg/runtime"
 )
@@ -129,22 +131,26 @@ func eachField(r *bufio.Reader, limit int, f func(field, size int) error) error 
 	return nil
 }
 
+// readVarint reads one varint with binary.ReadUvarint, and says how many
+// bytes it took, which eachField needs to keep to a message's length.
 func readVarint(r *bufio.Reader) (v uint64, n int, err error) {
-	for shift := uint(0); shift < 64; shift += 7 {
-		b, err := r.ReadByte()
-		if err != nil {
-			if err == io.EOF && n > 0 {
-				err = io.ErrUnexpectedEOF
-			}
-			return 0, n, err
-		}
-		n++
-		v |= uint64(b&0x7f) << shift
-		if b < 0x80 {
-			return v, n, nil
-		}
+	c := countingByteReader{r: r}
+	v, err = binary.ReadUvarint(&c)
+	return v, c.n, err
+}
+
+// countingByteReader counts the bytes read through it.
+type countingByteReader struct {
+	r *bufio.Reader
+	n int
+}
+
+func (c *countingByteReader) ReadByte() (byte, error) {
+	b, err := c.r.ReadByte()
+	if err == nil {
+		c.n++
 	}
-	return 0, n, fmt.Errorf("varint longer than 64 bits")
+	return b, err
 }
 
 func skip(r *bufio.Reader, n int) error {
@@ -154,17 +160,36 @@ func skip(r *bufio.Reader, n int) error {
 	return nil
 }
 
-// readN reads n bytes into *buf (grown as needed and reused).
+// readN reads n bytes into *buf (grown as needed and reused). A size is
+// only what the sender claims: beyond readChunk, *buf grows as the bytes
+// arrive, so a malformed list that claims a gigabyte in a few bytes costs
+// no gigabyte.
 func readN(r *bufio.Reader, n int, buf *[]byte) ([]byte, error) {
-	if cap(*buf) < n {
-		*buf = make([]byte, n)
+	if cap(*buf) >= n || n <= readChunk {
+		if cap(*buf) < n {
+			*buf = make([]byte, n)
+		}
+		b := (*buf)[:n]
+		if _, err := io.ReadFull(r, b); err != nil {
+			return nil, unexpected(err)
+		}
+		return b, nil
 	}
-	b := (*buf)[:n]
-	if _, err := io.ReadFull(r, b); err != nil {
-		return nil, unexpected(err)
+	b := (*buf)[:0]
+	for len(b) < n {
+		chunk := min(n-len(b), readChunk)
+		b = slices.Grow(b, chunk)
+		if _, err := io.ReadFull(r, b[len(b):len(b)+chunk]); err != nil {
+			return nil, unexpected(err)
+		}
+		b = b[:len(b)+chunk]
 	}
+	*buf = b
 	return b, nil
 }
+
+// readChunk is how much readN allocates ahead of the bytes it has read.
+const readChunk = 1 << 20
 
 func unexpected(err error) error {
 	if err == io.EOF {

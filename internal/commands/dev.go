@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"go.uber.org/zap/zapcore"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -31,12 +32,13 @@ import (
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/bootstrap"
 	"github.com/codevector/codevector/internal/devcluster"
+	"github.com/codevector/codevector/internal/k8sversion"
 	"github.com/codevector/codevector/internal/operator"
 )
 
 // k8sVersion is the version of the control-plane binaries `make envtest`
 // builds into bin/k8s/<version>-<os>-<arch>.
-const k8sVersion = "1.37.2"
+var k8sVersion = k8sversion.Version
 
 // devLastUsedInterval makes "Last used" show up within seconds in dev mode
 // (the cluster default is 30s).
@@ -347,29 +349,35 @@ func isLoopback(addr net.Addr) bool {
 // waitReady polls the gateway's /readyz until it answers 200 (its watch
 // cache has synced), the gateway fails, or a minute passes.
 func waitReady(ctx context.Context, url string, gwDone chan error) error {
-	deadline := time.Now().Add(time.Minute)
 	last := "no answer"
-	for time.Now().Before(deadline) {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			last = fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(body)))
-		}
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		select {
 		case err := <-gwDone:
 			gwDone <- err
-			return fmt.Errorf("gateway stopped before it was ready: %w", err)
-		case <-ctx.Done():
-			return nil
-		case <-time.After(100 * time.Millisecond):
+			return false, fmt.Errorf("gateway stopped before it was ready: %w", err)
+		default:
 		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false, nil
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			return true, nil
+		}
+		last = fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(body)))
+		return false, nil
+	})
+	switch {
+	case err == nil, ctx.Err() != nil:
+		return nil
+	case wait.Interrupted(err):
+		return fmt.Errorf("gateway not ready after a minute (/readyz: %s)", last)
+	default:
+		return err
 	}
-	return fmt.Errorf("gateway not ready after a minute (/readyz: %s)", last)
 }
 
 // printBanner tells the person at the keyboard where everything is.

@@ -305,7 +305,7 @@ func comm(pid int) string {
 //	  -d '{"model": "claude-sonnet-4-6", "messages": [{"role": "user", "content": "Hello"}]}'
 func docsCurl(t *testing.T, base, key string, stream bool) (int, string) {
 	t.Helper()
-	body := `{"model": "claude-sonnet-4-6", "messages": [{"role": "user", "content": "Hello"}]}`
+	body := testenv.DocsChatBody
 	if stream {
 		body = `{"model": "claude-sonnet-4-6", "stream": true, "messages": [{"role": "user", "content": "Hello"}]}`
 	}

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
@@ -171,33 +172,39 @@ func (s *session) issueAndReveal(ctx context.Context, name string, private *seal
 
 // waitIssued polls the APIKey until the controller has made it Active.
 func (s *session) waitIssued(ctx context.Context, name string, timeout time.Duration) (*gatewayv1alpha1.APIKey, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	for {
-		key := &gatewayv1alpha1.APIKey{}
-		if err := s.c.Get(ctx, types.NamespacedName{Namespace: s.namespace, Name: name}, key); err != nil {
+	var key *gatewayv1alpha1.APIKey
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		k := &gatewayv1alpha1.APIKey{}
+		if err := s.c.Get(ctx, types.NamespacedName{Namespace: s.namespace, Name: name}, k); err != nil {
 			if ctx.Err() != nil {
-				return nil, fmt.Errorf("%w within %v: is the codevector manager running? (kubectl -n %s get pods)", errNotIssued, timeout, gatewayv1alpha1.DefaultSystemNamespace)
+				return false, ctx.Err()
 			}
-			return nil, s.explain(err, "get", name)
+			return false, s.explain(err, "get", name)
 		}
-		switch key.Status.Phase {
+		key = k
+		switch k.Status.Phase {
 		case gatewayv1alpha1.PhaseActive:
-			return key, nil
+			return true, nil
 		case gatewayv1alpha1.PhaseRevoked, gatewayv1alpha1.PhaseExpired:
-			return nil, fmt.Errorf("APIKey %s/%s is %s: there is no key to show", s.namespace, name, key.Status.Phase)
+			return false, fmt.Errorf("APIKey %s/%s is %s: there is no key to show", s.namespace, name, k.Status.Phase)
 		case gatewayv1alpha1.PhaseFailed:
 			why := ""
-			if c := meta.FindStatusCondition(key.Status.Conditions, gatewayv1alpha1.ConditionReady); c != nil {
+			if c := meta.FindStatusCondition(k.Status.Conditions, gatewayv1alpha1.ConditionReady); c != nil {
 				why = ": " + c.Message
 			}
-			return nil, fmt.Errorf("APIKey %s/%s failed%s", s.namespace, name, why)
+			return false, fmt.Errorf("APIKey %s/%s failed%s", s.namespace, name, why)
 		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("%w within %v (it is still %s): is the codevector manager running? (kubectl -n %s get pods)", errNotIssued, timeout, phaseOrPending(key), gatewayv1alpha1.DefaultSystemNamespace)
-		case <-time.After(100 * time.Millisecond):
-		}
+		return false, nil
+	})
+	switch {
+	case err == nil:
+		return key, nil
+	case !wait.Interrupted(err) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded):
+		return nil, err
+	case key != nil:
+		return nil, fmt.Errorf("%w within %v (it is still %s): is the codevector manager running? (kubectl -n %s get pods)", errNotIssued, timeout, phaseOrPending(key), gatewayv1alpha1.DefaultSystemNamespace)
+	default:
+		return nil, fmt.Errorf("%w within %v: is the codevector manager running? (kubectl -n %s get pods)", errNotIssued, timeout, gatewayv1alpha1.DefaultSystemNamespace)
 	}
 }
 

@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"syscall"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/discovery"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
@@ -87,18 +87,19 @@ func (e *explained) Unwrap() error { return e.kind }
 func isUnreachable(err error) bool {
 	var opErr *net.OpError
 	var dnsErr *net.DNSError
-	var netErr net.Error
-	switch {
-	case errors.As(err, &opErr), errors.As(err, &dnsErr),
-		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, context.DeadlineExceeded),
-		errors.As(err, &netErr) && netErr.Timeout():
+	if utilnet.IsConnectionRefused(err) || utilnet.IsConnectionReset(err) ||
+		utilnet.IsTimeout(err) || utilnet.IsProbableEOF(err) ||
+		errors.Is(err, context.DeadlineExceeded) ||
+		errors.As(err, &opErr) || errors.As(err, &dnsErr) {
 		return true
 	}
-	// Discovery errors do not always keep the chain; their text does.
-	msg := err.Error()
-	for _, s := range []string{"connection refused", "no such host", "i/o timeout", "dial tcp", "network is unreachable", "Client.Timeout exceeded"} {
-		if strings.Contains(msg, s) {
-			return true
+	// Discovery keeps each API group's error in a map, out of the chain.
+	var groupErr *discovery.ErrGroupDiscoveryFailed
+	if errors.As(err, &groupErr) {
+		for _, e := range groupErr.Groups {
+			if isUnreachable(e) {
+				return true
+			}
 		}
 	}
 	return false

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/internal/humantime"
 )
 
 // list prints the console's table: NAME PREFIX STATUS LAST USED EXPIRES,
@@ -131,21 +132,9 @@ func (cli *keysCLI) revoke(ctx context.Context, args []string) error {
 	return nil
 }
 
-// keyStatus is what the console shows: the controller's phase, except that
-// a revocation or an expiry the controller has not recorded yet already
-// counts (the gateways enforce both on their own), and a key being deleted
-// is Revoked (gateways refuse it as revoked while its finalizer waits).
+// keyStatus is what the console shows (see APIKey.EffectiveStatus).
 func keyStatus(k *gatewayv1alpha1.APIKey, now time.Time) gatewayv1alpha1.Phase {
-	switch {
-	case k.Spec.Revoked, k.DeletionTimestamp != nil:
-		return gatewayv1alpha1.PhaseRevoked
-	case k.Status.Phase == gatewayv1alpha1.PhaseActive:
-		if exp := k.ResolvedExpiry(); exp != nil && !now.Before(exp.Time) {
-			return gatewayv1alpha1.PhaseExpired
-		}
-		return gatewayv1alpha1.PhaseActive
-	}
-	return phaseOrPending(k)
+	return k.EffectiveStatus(now)
 }
 
 // lastUsed is "Never" or a relative time, as in the console.
@@ -153,26 +142,7 @@ func lastUsed(k *gatewayv1alpha1.APIKey, now time.Time) string {
 	if k.Status.LastUsedAt == nil {
 		return "Never"
 	}
-	return relative(now.Sub(k.Status.LastUsedAt.Time))
-}
-
-func relative(d time.Duration) string {
-	plural := func(n int, unit string) string {
-		if n == 1 {
-			return "1 " + unit + " ago"
-		}
-		return fmt.Sprintf("%d %ss ago", n, unit)
-	}
-	switch {
-	case d < time.Minute:
-		return "just now"
-	case d < time.Hour:
-		return plural(int(d/time.Minute), "minute")
-	case d < 24*time.Hour:
-		return plural(int(d/time.Hour), "hour")
-	default:
-		return plural(int(d/(24*time.Hour)), "day")
-	}
+	return humantime.Ago(now, k.Status.LastUsedAt.Time)
 }
 
 // expires is the expiry date (UTC), or "-".

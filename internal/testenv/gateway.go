@@ -36,11 +36,7 @@ func StartGatewayWithin(t testing.TB, ready time.Duration, cfg *rest.Config, o s
 // the test ends if stop was not called.
 func RunGateway(t testing.TB, ready time.Duration, cfg *rest.Config, o server.Options) (url string, g *server.Gateway, stop func()) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return RunGatewayOn(t, ln, ready, cfg, o)
+	return RunGatewayOn(t, Listener(t), ready, cfg, o)
 }
 
 // RunGatewayOn is RunGateway on a listener the test opened, for options

@@ -20,11 +20,12 @@ import (
 
 	"github.com/codevector/codevector/config"
 	"github.com/codevector/codevector/internal/bootstrap"
+	"github.com/codevector/codevector/internal/k8sversion"
 	"github.com/codevector/codevector/internal/operator"
 )
 
 // K8sVersion is the version of the control-plane binaries under bin/k8s.
-const K8sVersion = "1.37.2"
+var K8sVersion = k8sversion.Version
 
 // Env is a running control plane with a cluster-admin client that reads
 // straight from the API server (no cache): what tests assert with.

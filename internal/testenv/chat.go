@@ -1,0 +1,31 @@
+package testenv
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// DocsChatBody is the chat completion the docs' curl example sends (the
+// README's tour and the banner of `codevector dev`).
+const DocsChatBody = `{"model": "claude-sonnet-4-6", "messages": [{"role": "user", "content": "Hello"}]}`
+
+// DocsChat sends DocsChatBody through the gateway at base with key, as the
+// docs' curl example does, and returns the answer's status and body.
+func DocsChat(t testing.TB, base, key string) (status int, body string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, base+"/gateway/openai/v1/chat/completions", strings.NewReader(DocsChatBody))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
