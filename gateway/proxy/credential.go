@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // valuePlaceholder is replaced by the secret in Credential.Format.
@@ -56,7 +58,7 @@ type Credential struct {
 // setValue formats and publishes a new secret. Error messages never contain
 // the secret.
 func (c *Credential) setValue(secret string) error {
-	if !validHeaderValue(secret) {
+	if !httpguts.ValidHeaderFieldValue(secret) {
 		return errors.New("value contains control characters")
 	}
 	v := []string{strings.ReplaceAll(c.Format, valuePlaceholder, secret)}

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+	"golang.org/x/net/http/httpguts"
 )
 
 // Providers is the parsed providers file (DESIGN.md section 7.2): the
@@ -237,7 +238,7 @@ func (p *parser) provider(name string, n *yaml.Node, at string) *Provider {
 		prov.Headers = http.Header{}
 		for _, h := range p.entries(f.value, at+".headers") {
 			hp := fieldPath(at+".headers", h.key)
-			if !validHeaderName(h.key) {
+			if !httpguts.ValidHeaderFieldName(h.key) {
 				p.errorf(h.keyNode, hp, "not a valid HTTP header name")
 				continue
 			}
@@ -254,7 +255,7 @@ func (p *parser) provider(name string, n *yaml.Node, at string) *Provider {
 			if !ok {
 				continue
 			}
-			if !validHeaderValue(v) {
+			if !httpguts.ValidHeaderFieldValue(v) {
 				p.errorf(h.value, hp, "value contains control characters")
 				continue
 			}
@@ -291,7 +292,7 @@ func (p *parser) credential(n *yaml.Node, at string) *Credential {
 
 	if f, ok := fields["header"]; ok {
 		if s, ok := p.str(f.value, at+".header"); ok {
-			if !validHeaderName(s) {
+			if !httpguts.ValidHeaderFieldName(s) {
 				p.errorf(f.value, at+".header", "%q is not a valid HTTP header name", s)
 			} else if canon := http.CanonicalHeaderKey(s); reservedHeaders[canon] {
 				p.errorf(f.value, at+".header", "%s cannot be set by the gateway", canon)
@@ -304,7 +305,7 @@ func (p *parser) credential(n *yaml.Node, at string) *Credential {
 		if s, ok := p.str(f.value, at+".format"); ok {
 			if !strings.Contains(s, valuePlaceholder) {
 				p.errorf(f.value, at+".format", "must contain %s", valuePlaceholder)
-			} else if !validHeaderValue(s) {
+			} else if !httpguts.ValidHeaderFieldValue(s) {
 				p.errorf(f.value, at+".format", "contains control characters")
 			} else {
 				c.Format = s
@@ -392,32 +393,4 @@ var reservedHeaders = map[string]bool{
 	"Trailer":             true,
 	"Transfer-Encoding":   true,
 	"Upgrade":             true,
-}
-
-// validHeaderName reports whether s is an RFC 9110 token.
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// validHeaderValue rejects control characters (other than tab), which would
-// let a value split or smuggle headers.
-func validHeaderValue(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < ' ' && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
 }
