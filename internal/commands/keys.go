@@ -178,6 +178,10 @@ func (kf kubeFlags) connect(prog string) (*session, error) {
 	// rather than hanging the terminal.
 	cfg.Timeout = 20 * time.Second
 	cfg.UserAgent = "codevector-keys"
+	// kubectl's own rate (client-go's default of 5/s is below the 10/s at
+	// which create and reveal poll for the controller, and its limiter then
+	// refuses a request it predicts would miss the --timeout deadline).
+	cfg.QPS, cfg.Burst = 50, 300
 	if s.c, err = client.New(cfg, client.Options{Scheme: gatewayv1alpha1.NewScheme()}); err != nil {
 		return nil, s.explain(err, "connect", "")
 	}

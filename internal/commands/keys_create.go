@@ -176,8 +176,11 @@ func (s *session) waitIssued(ctx context.Context, name string, timeout time.Dura
 	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		k := &gatewayv1alpha1.APIKey{}
 		if err := s.c.Get(ctx, types.NamespacedName{Namespace: s.namespace, Name: name}, k); err != nil {
-			if ctx.Err() != nil {
-				return false, ctx.Err()
+			// At the deadline the request fails first in client-go's rate
+			// limiter ("would exceed context deadline"), a moment before
+			// the context itself says so: that is the timeout too.
+			if dl, ok := ctx.Deadline(); ctx.Err() != nil || ok && !time.Now().Before(dl.Add(-10*time.Millisecond)) {
+				return false, context.DeadlineExceeded
 			}
 			return false, s.explain(err, "get", name)
 		}
