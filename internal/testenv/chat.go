@@ -15,7 +15,14 @@ const DocsChatBody = `{"model": "claude-sonnet-4-6", "messages": [{"role": "user
 // docs' curl example does, and returns the answer's status and body.
 func DocsChat(t testing.TB, base, key string) (status int, body string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, base+"/gateway/openai/v1/chat/completions", strings.NewReader(DocsChatBody))
+	return PostChat(t, base, key, DocsChatBody)
+}
+
+// PostChat sends a chat completion request body through the gateway's
+// OpenAI route at base with key and returns the answer's status and body.
+func PostChat(t testing.TB, base, key, chatBody string) (status int, body string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, base+"/gateway/openai/v1/chat/completions", strings.NewReader(chatBody))
 	if err != nil {
 		t.Fatal(err)
 	}
