@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
@@ -186,4 +187,14 @@ func (kf kubeFlags) connect(prog string) (*session, error) {
 		return nil, s.explain(err, "connect", "")
 	}
 	return s, nil
+}
+
+// getKey reads the APIKey name from the API server, with an error that
+// says what to do when it cannot.
+func (s *session) getKey(ctx context.Context, name string) (*gatewayv1alpha1.APIKey, error) {
+	key := &gatewayv1alpha1.APIKey{}
+	if err := s.c.Get(ctx, types.NamespacedName{Namespace: s.namespace, Name: name}, key); err != nil {
+		return nil, s.explain(err, "get", name)
+	}
+	return key, nil
 }

@@ -83,9 +83,9 @@ func (cli *keysCLI) reveal(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	key := &gatewayv1alpha1.APIKey{}
-	if err := s.c.Get(ctx, types.NamespacedName{Namespace: s.namespace, Name: name}, key); err != nil {
-		return s.explain(err, "get", name)
+	key, err := s.getKey(ctx, name)
+	if err != nil {
+		return err
 	}
 	var private *seal.PrivateKey
 	switch rs := key.Status.Reveal; {

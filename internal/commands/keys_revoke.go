@@ -7,10 +7,7 @@ import (
 	"fmt"
 	"strings"
 
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 )
 
 // revoke sets spec.revoked after a confirmation. Gateways reject the key
@@ -30,9 +27,9 @@ func (cli *keysCLI) revoke(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	key := &gatewayv1alpha1.APIKey{}
-	if err := s.c.Get(ctx, types.NamespacedName{Namespace: s.namespace, Name: name}, key); err != nil {
-		return s.explain(err, "get", name)
+	key, err := s.getKey(ctx, name)
+	if err != nil {
+		return err
 	}
 	if key.Spec.Revoked {
 		fmt.Fprintf(cli.errOut, "APIKey %s/%s is already revoked.\n", s.namespace, name)
