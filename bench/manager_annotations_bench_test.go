@@ -19,10 +19,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/controllers"
 	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/operator"
 	"github.com/codevector/codevector/internal/testenv"
@@ -186,23 +186,8 @@ func writeAnnotatedKey(ctx context.Context, c client.Client, ns, name, note stri
 	salt, tag := make([]byte, 16), make([]byte, 32)
 	_, _ = rand.Read(salt)
 	_, _ = rand.Read(tag)
-	hash := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{
-			Namespace: gatewayv1alpha1.DefaultSystemNamespace,
-			Name:      gatewayv1alpha1.HashSecretName(string(ak.UID)),
-			Labels: map[string]string{
-				gatewayv1alpha1.LabelManagedBy:       gatewayv1alpha1.ManagedByValue,
-				gatewayv1alpha1.LabelKeyID:           k.ID(),
-				gatewayv1alpha1.LabelAPIKeyNamespace: ns,
-				gatewayv1alpha1.LabelAPIKeyName:      name,
-				gatewayv1alpha1.LabelAPIKeyUID:       string(ak.UID),
-			},
-		},
-		Type:      gatewayv1alpha1.HashSecretType,
-		Immutable: ptr.To(true),
-		// A well-formed hash of a secret nobody knows: no key here is used.
-		Data: map[string][]byte{gatewayv1alpha1.HashSecretKey: []byte(keys.PHC{Params: keys.DefaultParams, Salt: salt, Hash: tag}.String())},
-	}
+	// A well-formed hash of a secret nobody knows: no key here is used.
+	hash := controllers.NewHashSecret(gatewayv1alpha1.DefaultSystemNamespace, ak, k, keys.PHC{Params: keys.DefaultParams, Salt: salt, Hash: tag})
 	if err := c.Create(ctx, hash); err != nil {
 		return err
 	}

@@ -7,11 +7,11 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/controllers"
 	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/operator"
 	"github.com/codevector/codevector/internal/seal"
@@ -57,17 +57,11 @@ func plantHash(t *testing.T, k *gatewayv1alpha1.APIKey, plain keys.Key) *corev1.
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: gatewayv1alpha1.DefaultSystemNamespace, Name: gatewayv1alpha1.HashSecretName(string(k.UID)),
-			Labels: map[string]string{
-				gatewayv1alpha1.LabelManagedBy: gatewayv1alpha1.ManagedByValue, gatewayv1alpha1.LabelKeyID: plain.ID(),
-				gatewayv1alpha1.LabelAPIKeyNamespace: k.Namespace, gatewayv1alpha1.LabelAPIKeyName: k.Name,
-				gatewayv1alpha1.LabelAPIKeyUID: string(k.UID),
-			}},
-		Type:      gatewayv1alpha1.HashSecretType,
-		Immutable: ptr.To(true),
-		Data:      map[string][]byte{gatewayv1alpha1.HashSecretKey: []byte(phc)},
+	parsed, err := keys.ParsePHC(phc)
+	if err != nil {
+		t.Fatal(err)
 	}
+	h := controllers.NewHashSecret(gatewayv1alpha1.DefaultSystemNamespace, k, plain, parsed)
 	if err := env.Client.Create(context.Background(), h); err != nil {
 		t.Fatal(err)
 	}

@@ -92,9 +92,22 @@ func (r *APIKeyReconciler) createHashSecret(ctx context.Context, key *gatewayv1a
 	if err != nil {
 		return fmt.Errorf("reading back the hash of key %s: %w", k.DisplayPrefix(), err)
 	}
-	s := &corev1.Secret{
+	s := NewHashSecret(r.SystemNamespace, key, k, parsed)
+	if err := r.Client.Create(ctx, s); err != nil {
+		return fmt.Errorf("creating hash Secret %s/%s: %w", s.Namespace, s.Name, err)
+	}
+	return nil
+}
+
+// NewHashSecret is the hash Secret of key, whose key is k and whose argon2id
+// hash is phc, as the controller writes it: in the system namespace,
+// immutable, labelled with the APIKey and the key ID, with the PHC string
+// and the key's quick check. Exported so that benchmarks which write keys
+// straight to the API server write exactly what the controller would.
+func NewHashSecret(systemNamespace string, key *gatewayv1alpha1.APIKey, k keys.Key, phc keys.PHC) *corev1.Secret {
+	return &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
-			Namespace: r.SystemNamespace,
+			Namespace: systemNamespace,
 			Name:      gatewayv1alpha1.HashSecretName(string(key.UID)),
 			Labels: map[string]string{
 				gatewayv1alpha1.LabelManagedBy:       gatewayv1alpha1.ManagedByValue,
@@ -107,14 +120,10 @@ func (r *APIKeyReconciler) createHashSecret(ctx context.Context, key *gatewayv1a
 		Type:      gatewayv1alpha1.HashSecretType,
 		Immutable: ptr.To(true),
 		Data: map[string][]byte{
-			gatewayv1alpha1.HashSecretKey:           []byte(phc),
-			gatewayv1alpha1.HashSecretQuickCheckKey: []byte(keys.FormatQuickCheck(keys.QuickCheck(k, parsed.Salt))),
+			gatewayv1alpha1.HashSecretKey:           []byte(phc.String()),
+			gatewayv1alpha1.HashSecretQuickCheckKey: []byte(keys.FormatQuickCheck(keys.QuickCheck(k, phc.Salt))),
 		},
 	}
-	if err := r.Client.Create(ctx, s); err != nil {
-		return fmt.Errorf("creating hash Secret %s/%s: %w", s.Namespace, s.Name, err)
-	}
-	return nil
 }
 
 // getLive reads a Secret from the API server; a missing Secret is (nil, nil).

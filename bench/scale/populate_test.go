@@ -10,13 +10,12 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/controllers"
 	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/testenv"
 )
@@ -116,22 +115,11 @@ func writeKey(ctx context.Context, c client.Client, ns, name string, k keys.Key,
 			return err
 		}
 	}
-	hash := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{
-			Namespace: gatewayv1alpha1.DefaultSystemNamespace,
-			Name:      gatewayv1alpha1.HashSecretName(string(ak.UID)),
-			Labels: map[string]string{
-				gatewayv1alpha1.LabelManagedBy:       gatewayv1alpha1.ManagedByValue,
-				gatewayv1alpha1.LabelKeyID:           k.ID(),
-				gatewayv1alpha1.LabelAPIKeyNamespace: ns,
-				gatewayv1alpha1.LabelAPIKeyName:      name,
-				gatewayv1alpha1.LabelAPIKeyUID:       string(ak.UID),
-			},
-		},
-		Type:      gatewayv1alpha1.HashSecretType,
-		Immutable: ptr.To(true),
-		Data:      map[string][]byte{gatewayv1alpha1.HashSecretKey: []byte(phc)},
+	parsed, err := keys.ParsePHC(phc)
+	if err != nil {
+		return err
 	}
+	hash := controllers.NewHashSecret(gatewayv1alpha1.DefaultSystemNamespace, ak, k, parsed)
 	if err := c.Create(ctx, hash); err != nil {
 		return err
 	}
