@@ -188,6 +188,21 @@ func stopAPIServer(t *testing.T) (restart func()) {
 		if err := api.Start(); err != nil {
 			t.Fatalf("restarting kube-apiserver: %v", err)
 		}
+		// A restarted API server answers before it serves the CRD again,
+		// and a client that asked meanwhile may keep a discovery without
+		// it. The tests after this one create APIKeys at once: wait until
+		// a fresh client can list them, and hand that client on.
+		testenv.Eventually(t, 90*time.Second, func() error {
+			c, err := client.New(env.Config, client.Options{Scheme: env.Client.Scheme()})
+			if err != nil {
+				return err
+			}
+			if err := c.List(context.Background(), &gatewayv1alpha1.APIKeyList{}, client.Limit(1)); err != nil {
+				return err
+			}
+			env.Client = c
+			return nil
+		})
 	}
 }
 
