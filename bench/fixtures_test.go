@@ -131,41 +131,13 @@ type replica struct {
 // benchmark ends, and waits for its first sync.
 func startGateway(b *testing.B, p *proxy.Providers) *replica {
 	b.Helper()
-	g, err := server.New(env.Config, server.Options{
+	url, g := testenv.StartGatewayWithin(b, 30*time.Second, env.Config, server.Options{
 		Providers: p,
 		// Per-request lines are Debug, so at Warn the request path does
 		// what it does at the production default (Info); warnings show.
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
-	if err != nil {
-		b.Fatalf("creating gateway: %v", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx, ln) }()
-	b.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			b.Errorf("gateway stopped with error: %v", err)
-		}
-	})
-	r := &replica{url: "http://" + ln.Addr().String(), Gateway: g}
-	testenv.Eventually(b, 30*time.Second, func() error {
-		resp, err := http.Get(r.url + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/readyz = %d", resp.StatusCode)
-		}
-		return nil
-	})
-	return r
+	return &replica{url: url, Gateway: g}
 }
 
 // waitOK sends the benchmark request to t until it gets 200. Against a

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"io/fs"
 	"os"
@@ -22,7 +21,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
-	"github.com/codevector/codevector/controllers"
 	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/operator"
 	"github.com/codevector/codevector/internal/testenv"
@@ -183,25 +181,8 @@ func writeAnnotatedKey(ctx context.Context, c client.Client, ns, name, note stri
 	if err := c.Create(ctx, ak); err != nil {
 		return err
 	}
-	salt, tag := make([]byte, 16), make([]byte, 32)
-	_, _ = rand.Read(salt)
-	_, _ = rand.Read(tag)
 	// A well-formed hash of a secret nobody knows: no key here is used.
-	hash := controllers.NewHashSecret(gatewayv1alpha1.DefaultSystemNamespace, ak, k, keys.PHC{Params: keys.DefaultParams, Salt: salt, Hash: tag})
-	if err := c.Create(ctx, hash); err != nil {
-		return err
-	}
-	base := ak.DeepCopy()
-	ak.Status = gatewayv1alpha1.APIKeyStatus{
-		Phase:              gatewayv1alpha1.PhaseActive,
-		Prefix:             k.DisplayPrefix(),
-		HashSecretRef:      &gatewayv1alpha1.SecretReference{Namespace: hash.Namespace, Name: hash.Name},
-		Reveal:             &gatewayv1alpha1.RevealStatus{SecretName: gatewayv1alpha1.RevealSecretName(name), State: gatewayv1alpha1.RevealConsumed},
-		ObservedGeneration: ak.Generation,
-		Conditions: []metav1.Condition{{Type: gatewayv1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: "KeyActive",
-			Message: "The key authenticates gateway requests", ObservedGeneration: ak.Generation, LastTransitionTime: metav1.Now()}},
-	}
-	return c.Status().Patch(ctx, ak, client.MergeFrom(base))
+	return testenv.WriteIssuedKey(ctx, c, ak, k, testenv.FakeHash())
 }
 
 // managerMemoryLimit is the memory limit of the manager's container in

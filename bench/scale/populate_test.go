@@ -2,7 +2,6 @@ package scale
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"runtime"
 	"sync"
@@ -15,7 +14,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
-	"github.com/codevector/codevector/controllers"
 	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/testenv"
 )
@@ -103,47 +101,21 @@ func writeKey(ctx context.Context, c client.Client, ns, name string, k keys.Key,
 	if err := c.Create(ctx, ak); err != nil {
 		return err
 	}
-	phc := fakeHash()
+	phc := testenv.FakeHash()
 	if realHash {
 		// At most one hash per core at a time: 48 writers hashing at once
 		// would hold 48 x 19 MiB.
 		hashSlots <- struct{}{}
-		var err error
-		phc, err = keys.Hash(k, keys.DefaultParams)
+		s, err := keys.Hash(k, keys.DefaultParams)
 		<-hashSlots
 		if err != nil {
 			return err
 		}
+		if phc, err = keys.ParsePHC(s); err != nil {
+			return err
+		}
 	}
-	parsed, err := keys.ParsePHC(phc)
-	if err != nil {
-		return err
-	}
-	hash := controllers.NewHashSecret(gatewayv1alpha1.DefaultSystemNamespace, ak, k, parsed)
-	if err := c.Create(ctx, hash); err != nil {
-		return err
-	}
-	base := ak.DeepCopy()
-	now := metav1.Now()
-	ak.Status = gatewayv1alpha1.APIKeyStatus{
-		Phase:              gatewayv1alpha1.PhaseActive,
-		Prefix:             k.DisplayPrefix(),
-		HashSecretRef:      &gatewayv1alpha1.SecretReference{Namespace: hash.Namespace, Name: hash.Name},
-		Reveal:             &gatewayv1alpha1.RevealStatus{SecretName: gatewayv1alpha1.RevealSecretName(name), State: gatewayv1alpha1.RevealConsumed},
-		ObservedGeneration: ak.Generation,
-		Conditions: []metav1.Condition{{Type: gatewayv1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: "KeyActive",
-			Message: "The key authenticates gateway requests", ObservedGeneration: ak.Generation, LastTransitionTime: now}},
-	}
-	return c.Status().Patch(ctx, ak, client.MergeFrom(base))
+	return testenv.WriteIssuedKey(ctx, c, ak, k, phc)
 }
 
 var hashSlots = make(chan struct{}, runtime.GOMAXPROCS(0))
-
-// fakeHash is a well-formed argon2id PHC string with default parameters
-// and random salt and tag: the same size and parse cost as a real one.
-func fakeHash() string {
-	salt, tag := make([]byte, 16), make([]byte, 32)
-	_, _ = rand.Read(salt)
-	_, _ = rand.Read(tag)
-	return keys.PHC{Params: keys.DefaultParams, Salt: salt, Hash: tag}.String()
-}

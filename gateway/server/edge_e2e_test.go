@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -222,30 +221,7 @@ func startGatewayOn(t *testing.T, ln net.Listener, o server.Options) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	g, err := server.New(env.Config, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("gateway stopped: %v", err)
-		}
-	})
-	testenv.Eventually(t, 15*time.Second, func() error {
-		resp, err := http.Get("http://" + ln.Addr().String() + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/readyz = %d", resp.StatusCode)
-		}
-		return nil
-	})
+	testenv.RunGatewayOn(t, ln, 15*time.Second, env.Config, o)
 }
 
 func getBody(t *testing.T, url string) (int, string) {
