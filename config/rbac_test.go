@@ -68,19 +68,7 @@ func asServiceAccount(t *testing.T, name string) *identity {
 // under id until the test ends.
 func startManagerAs(t *testing.T, id *identity) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	mgr, err := operator.New(ctx, id.cfg, operator.Options{Argon2: testenv.FastArgon2, LeaderElection: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager stopped with error: %v", err)
-		}
-	})
+	testenv.RunManager(t, id.cfg, operator.Options{LeaderElection: true})
 }
 
 // access is one question for a SubjectAccessReview.

@@ -25,19 +25,8 @@ import (
 // come through issue (finalizer and status patches), a change made while
 // the key is live, revocation and deletion (the finalizer's removal).
 func TestUserAnnotationsSurviveTheController(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	mgr, err := operator.New(ctx, env.Config, operator.Options{Argon2: testenv.FastArgon2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager stopped with error: %v", err)
-		}
-	})
+	ctx := context.Background()
+	mgr, _ := testenv.RunManager(t, env.Config, operator.Options{})
 	ns := env.Namespace(t)
 
 	want := map[string]string{

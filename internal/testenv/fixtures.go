@@ -6,12 +6,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/internal/keys"
@@ -25,28 +28,34 @@ var FastArgon2 = keys.Params{Memory: keys.MinMemoryKiB, Time: 1, Threads: 1}
 // until the test ends (or until the returned stop is called).
 func (e *Env) StartManager(t testing.TB, o operator.Options) (stop func()) {
 	t.Helper()
+	_, stop = RunManager(t, e.Config, o)
+	return stop
+}
+
+// RunManager runs the real manager against the API server of cfg (as
+// whichever user cfg is), with FastArgon2 unless o says otherwise, until
+// the test ends or stop is called; tests that look inside it get it too.
+func RunManager(t testing.TB, cfg *rest.Config, o operator.Options) (mgr manager.Manager, stop func()) {
+	t.Helper()
 	if o.Argon2 == (keys.Params{}) {
 		o.Argon2 = FastArgon2
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	mgr, err := operator.New(ctx, e.Config, o)
+	mgr, err := operator.New(ctx, cfg, o)
 	if err != nil {
+		cancel()
 		t.Fatalf("creating manager: %v", err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
-	var stopped atomic.Bool
-	stop = func() {
-		if stopped.Swap(true) {
-			return
-		}
+	stop = sync.OnceFunc(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("manager stopped with error: %v", err)
 		}
-	}
+	})
 	t.Cleanup(stop)
-	return stop
+	return mgr, stop
 }
 
 var namespaceSeq atomic.Int64
