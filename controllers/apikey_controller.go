@@ -89,6 +89,7 @@ func (r *APIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	before := key.Status.DeepCopy()
 	key.Status.ExpiresAt = key.ResolvedExpiry()
 	key.Status.ObservedGeneration = key.Generation
+	key.Status.Budget = key.Spec.Budget.Summary()
 
 	s := nextStep(key, now)
 	pending := &eventLog{}

@@ -59,12 +59,12 @@ spec:
 	if len(lines) != 2 {
 		t.Fatalf("kubectl get apikeys printed %d lines, want header + 1:\n%s", len(lines), out)
 	}
-	if got := strings.Fields(lines[0]); strings.Join(got, " ") != "NAME PREFIX STATUS LAST USED EXPIRES AGE" {
-		t.Errorf("header = %q, want NAME PREFIX STATUS LAST USED EXPIRES AGE", lines[0])
+	if got := strings.Fields(lines[0]); strings.Join(got, " ") != "NAME PREFIX STATUS LAST USED EXPIRES USAGE AGE" {
+		t.Errorf("header = %q, want NAME PREFIX STATUS LAST USED EXPIRES USAGE AGE", lines[0])
 	}
 	row := regexp.MustCompile(`^laptop\s+` + regexp.QuoteMeta(k.Status.Prefix) + `\s+Active\s+\d+s$`)
 	if !row.MatchString(lines[1]) {
-		t.Errorf("row = %q, want name, prefix %s, Active, no last use, no expiry, age", lines[1], k.Status.Prefix)
+		t.Errorf("row = %q, want name, prefix %s, Active, no last use, no expiry, no usage, age", lines[1], k.Status.Prefix)
 	}
 
 	// A future expiry prints as a time, not as kubectl's "<invalid>" age.

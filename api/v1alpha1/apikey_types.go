@@ -67,6 +67,24 @@ type APIKeySpec struct {
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9+/]+={0,2}$`
 	RevealPublicKey string `json:"revealPublicKey,omitempty"`
+
+	// models, when set, is the only models the key may use (globs such as
+	// "gpt-4o*"): requests for any other get 403 model_not_allowed, and
+	// model listings through the gateway show only these. Set by admins.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=32
+	Models []ModelGlob `json:"models,omitempty"`
+
+	// limits bound the key's request and token rates and its concurrent
+	// requests, across all gateway replicas. Set by admins.
+	// +optional
+	Limits *Limits `json:"limits,omitempty"`
+
+	// budget caps the key's spend per period in tokens or US dollars.
+	// Set by admins.
+	// +optional
+	Budget *Budget `json:"budget,omitempty"`
 }
 
 // Phase is where an APIKey is in its life.
@@ -169,6 +187,16 @@ type APIKeyStatus struct {
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
+	// usage is what the key spent in the current period, as the gateways
+	// counted it (DESIGN.md section 12).
+	// +optional
+	Usage *Usage `json:"usage,omitempty"`
+
+	// budget is spec.budget as `kubectl get apikeys -o wide` shows it
+	// ("$50/month", "5M tokens/day"); empty without a budget.
+	// +optional
+	Budget string `json:"budget,omitempty"`
+
 	// observedGeneration is the metadata.generation the status describes.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
@@ -187,7 +215,9 @@ type APIKeyStatus struct {
 // +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Last Used",type=date,JSONPath=`.status.lastUsedAt`
 // +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.status.expiresAt`,description="When the key stops working (UTC)"
+// +kubebuilder:printcolumn:name="Usage",type=string,JSONPath=`.status.usage.summary`,description="Spent this period"
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Budget",type=string,JSONPath=`.status.budget`,priority=1
 // +kubebuilder:printcolumn:name="Owner",type=string,JSONPath=`.spec.owner`,priority=1
 // +kubebuilder:printcolumn:name="Display Name",type=string,JSONPath=`.spec.displayName`,priority=1
 type APIKey struct {
