@@ -58,6 +58,10 @@ type Provider struct {
 	// provider: the kind's built-in routes, then the file's routes:.
 	// Anything else is refused before it reaches the provider.
 	Routes []Route
+	// Pricing prices models for dollar budgets (pricing:), first match
+	// wins. A model it does not price is refused for keys with a dollar
+	// budget, never counted as free.
+	Pricing []ModelPrice
 }
 
 // ModelRoute sends requests whose "model" matches Pattern (path.Match syntax:
@@ -215,7 +219,7 @@ func parseProviders(source string, data []byte, getenv func(string) string) (*Pr
 
 func (p *parser) provider(name string, n *yaml.Node, at string) *Provider {
 	prov := &Provider{Name: name}
-	fields := p.object(n, at, "kind", "baseURL", "credential", "headers", "models", "routes")
+	fields := p.object(n, at, "kind", "baseURL", "credential", "headers", "models", "routes", "pricing")
 	if fields == nil {
 		return prov
 	}
@@ -277,6 +281,10 @@ func (p *parser) provider(name string, n *yaml.Node, at string) *Provider {
 			prov.Models = append(prov.Models, ModelRoute{Pattern: m.key, Provider: target})
 			p.routeNodes[name] = append(p.routeNodes[name], m.value)
 		}
+	}
+
+	if f, ok := fields["pricing"]; ok && !isNull(f.value) {
+		p.pricing(prov, f.value, at+".pricing")
 	}
 
 	p.kindAndRoutes(prov, fields, n, at)
