@@ -138,3 +138,60 @@ func PeriodBounds(p BudgetPeriod, now, created time.Time) (start, end time.Time)
 		return start, start.AddDate(0, 1, 0)
 	}
 }
+
+// ParseBudget reads a budget as people write it on a command line or in a
+// form: an amount with its unit, optionally a period (month by default):
+// "50usd/month", "12.5usd/day", "5Mtokens/week", "200000 tokens", "$20".
+func ParseBudget(s string) (*Budget, error) {
+	text := strings.ToLower(strings.ReplaceAll(strings.TrimSpace(s), " ", ""))
+	amount, period, hasPeriod := strings.Cut(text, "/")
+	b := &Budget{Period: BudgetMonth}
+	if hasPeriod {
+		switch p := BudgetPeriod(period); p {
+		case BudgetDay, BudgetWeek, BudgetMonth, BudgetTotal:
+			b.Period = p
+		default:
+			return nil, fmt.Errorf("budget %q: the period after / must be day, week, month or total", s)
+		}
+	}
+	switch {
+	case strings.HasPrefix(amount, "$") || strings.HasSuffix(amount, "usd"):
+		usd := strings.TrimSuffix(strings.TrimPrefix(amount, "$"), "usd")
+		n, err := ParseUSD(usd)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("budget %q: %s is not a dollar amount above 0 like 50 or 12.5", s, usd)
+		}
+		b.USD = n.String()
+	case strings.HasSuffix(amount, "tokens"):
+		count := strings.TrimSuffix(amount, "tokens")
+		n, err := parseCount(count)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("budget %q: %s is not a token count above 0 like 5000000 or 5M", s, count)
+		}
+		b.Tokens = &n
+	default:
+		return nil, fmt.Errorf("budget %q: give an amount in usd or tokens, like 50usd/month or 5Mtokens/day", s)
+	}
+	return b, nil
+}
+
+// parseCount reads 5000000, 250k, 5M or 1.5B.
+func parseCount(s string) (int64, error) {
+	mult := 1.0
+	switch {
+	case strings.HasSuffix(s, "k"):
+		mult, s = 1e3, strings.TrimSuffix(s, "k")
+	case strings.HasSuffix(s, "m"):
+		mult, s = 1e6, strings.TrimSuffix(s, "m")
+	case strings.HasSuffix(s, "b"):
+		mult, s = 1e9, strings.TrimSuffix(s, "b")
+	}
+	if mult == 1 {
+		return strconv.ParseInt(s, 10, 64)
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f*mult > 1e15 {
+		return 0, fmt.Errorf("%q is not a count", s)
+	}
+	return int64(f * mult), nil
+}

@@ -77,3 +77,24 @@ func TestPeriodBounds(t *testing.T) {
 		t.Errorf("week of Sunday 8 March starts %s, want Monday 2 March", start)
 	}
 }
+
+func TestParseBudget(t *testing.T) {
+	for in, want := range map[string]string{
+		"50usd/month": "$50/month", "12.5usd/day": "$12.50/day", "$20": "$20/month", "5Mtokens/week": "5M tokens/week",
+		"200000 tokens": "200k tokens/month", "1.5B tokens/total": "1.5B tokens in total", "250k tokens/day": "250k tokens/day",
+	} {
+		b, err := ParseBudget(in)
+		if err != nil {
+			t.Errorf("ParseBudget(%q): %v", in, err)
+			continue
+		}
+		if got := b.Summary(); got != want {
+			t.Errorf("ParseBudget(%q) = %s, want %s", in, got, want)
+		}
+	}
+	for _, bad := range []string{"", "50", "50eur/month", "0usd", "-5usd", "50usd/year", "manytokens", "0tokens/day"} {
+		if b, err := ParseBudget(bad); err == nil {
+			t.Errorf("ParseBudget(%q) = %+v, want an error", bad, b)
+		}
+	}
+}

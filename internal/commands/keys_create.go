@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -30,9 +32,14 @@ var errNotIssued = errors.New("the controller did not issue the key")
 // key: alone, on stdout.
 func (cli *keysCLI) create(ctx context.Context, args []string) error {
 	var kf kubeFlags
-	fs := cli.flagSet("create", "NAME [--expires 30d|YYYY-MM-DD] [--display-name TEXT]", &kf)
+	fs := cli.flagSet("create", "NAME [--expires 30d|YYYY-MM-DD] [--display-name TEXT] [--models GLOBS] [--rpm N] [--tpm N] [--concurrency N] [--budget 50usd/month]", &kf)
 	expires := fs.String("expires", "", "When the key stops working: a lifetime (30d, 12h) or a date (2027-01-01, midnight UTC; or an RFC 3339 time). Default: never")
 	displayName := fs.String("display-name", "", "A label shown in the console and in list -o wide")
+	models := fs.String("models", "", "The only models the key may use, comma-separated globs (gpt-4o*,claude-sonnet-*). Default: all")
+	rpm := fs.Int64("rpm", 0, "Most requests per minute, across all gateway replicas. Default: no limit")
+	tpm := fs.Int64("tpm", 0, "Most tokens (input + output) per minute. Default: no limit")
+	concurrency := fs.Int("concurrency", 0, "Most requests in flight at once. Default: no limit")
+	budget := fs.String("budget", "", "Most spend per period: 50usd/month, 5Mtokens/day, 200usd/total. Default: none")
 	timeout := fs.Duration("timeout", 30*time.Second, "How long to wait for the controller to issue the key")
 	pos, err := parseArgs(fs, args, "NAME")
 	if err != nil {
@@ -41,6 +48,9 @@ func (cli *keysCLI) create(ctx context.Context, args []string) error {
 	name := pos[0]
 	spec := gatewayv1alpha1.APIKeySpec{DisplayName: *displayName}
 	if err := setExpiry(&spec, *expires, cli.now()); err != nil {
+		return err
+	}
+	if err := setPolicy(&spec, *models, *rpm, *tpm, *concurrency, *budget); err != nil {
 		return err
 	}
 	private, err := seal.NewPrivateKey()
@@ -62,6 +72,40 @@ func (cli *keysCLI) create(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintln(cli.out, plain.key)
 	cli.savedGuidance(s, name, plain)
+	return nil
+}
+
+// setPolicy fills the per-key policy from create's flags; zero values leave
+// a field unset. Namespace guardrails may still default or refuse it.
+func setPolicy(spec *gatewayv1alpha1.APIKeySpec, models string, rpm, tpm int64, concurrency int, budget string) error {
+	for _, m := range strings.Split(models, ",") {
+		if m = strings.TrimSpace(m); m != "" {
+			spec.Models = append(spec.Models, gatewayv1alpha1.ModelGlob(m))
+		}
+	}
+	if rpm < 0 || tpm < 0 || concurrency < 0 {
+		return errors.New("--rpm, --tpm and --concurrency must be positive (or 0 for no limit)")
+	}
+	if rpm > 0 || tpm > 0 || concurrency > 0 {
+		spec.Limits = &gatewayv1alpha1.Limits{}
+		if rpm > 0 {
+			spec.Limits.RequestsPerMinute = &rpm
+		}
+		if tpm > 0 {
+			spec.Limits.TokensPerMinute = &tpm
+		}
+		if concurrency > 0 {
+			c := int32(min(concurrency, math.MaxInt32))
+			spec.Limits.ConcurrentRequests = &c
+		}
+	}
+	if budget != "" {
+		b, err := gatewayv1alpha1.ParseBudget(budget)
+		if err != nil {
+			return fmt.Errorf("--budget: %w", err)
+		}
+		spec.Budget = b
+	}
 	return nil
 }
 

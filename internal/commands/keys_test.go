@@ -428,3 +428,35 @@ func firstN(s string, n int) string {
 	}
 	return s
 }
+
+// create's policy flags become the key's spec; a budget the CLI cannot
+// read is refused before anything is created.
+func TestKeysCLICreateWithPolicy(t *testing.T) {
+	e := sharedEnv(t)
+	e.StartManager(t, operator.Options{})
+	ns := e.Namespace(t)
+	alice := userKubeconfig(t, e, "alice@example.com", ns, editor, revealer)
+
+	_, stderr, err := keysRun(alice, "", "create", "bot", "--models", "gpt-4o-mini*, claude-haiku-*", "--rpm", "60", "--tpm", "100000", "--concurrency", "4", "--budget", "5usd/day")
+	if err != nil {
+		t.Fatalf("create: %v\n%s", err, stderr)
+	}
+	ak := &gatewayv1alpha1.APIKey{}
+	if err := e.Client.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: "bot"}, ak); err != nil {
+		t.Fatal(err)
+	}
+	s := ak.Spec
+	if len(s.Models) != 2 || s.Models[0] != "gpt-4o-mini*" || s.Models[1] != "claude-haiku-*" ||
+		s.Limits == nil || *s.Limits.RequestsPerMinute != 60 || *s.Limits.TokensPerMinute != 100000 || *s.Limits.ConcurrentRequests != 4 ||
+		s.Budget.Summary() != "$5/day" {
+		t.Errorf("spec = %+v, limits %+v, budget %+v", s, s.Limits, s.Budget)
+	}
+
+	_, stderr, err = keysRun(alice, "", "create", "bad", "--budget", "5eur/month")
+	if err == nil || !strings.Contains(stderr+err.Error(), "give an amount in usd or tokens, like 50usd/month") {
+		t.Errorf("a budget in euros: err %v, stderr %s", err, stderr)
+	}
+	if err := e.Client.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: "bad"}, ak); err == nil {
+		t.Error("the APIKey was created despite the bad --budget")
+	}
+}
