@@ -117,6 +117,22 @@ type APIKeyFacts struct {
 	LastUsedAt time.Time
 	CreatedAt  time.Time
 	RevokedAt  time.Time
+	// Policy is the key's models, limits and budget with the usage stored
+	// for it; nil for a key without any, which the gateway serves without
+	// counting anything (DESIGN.md section 12).
+	Policy *Policy
+}
+
+// Policy is what the gateway enforces for a key with a per-key policy.
+type Policy struct {
+	Models []string
+	// Limits and Budget are nil when not set.
+	Limits *gatewayv1alpha1.Limits
+	Budget *gatewayv1alpha1.Budget
+	// Usage is status.usage as stored: what the gateways had counted for
+	// the current period when they last wrote it. A gateway that starts
+	// resumes its counters from it.
+	Usage *gatewayv1alpha1.Usage
 }
 
 // HashFacts is what the index keeps of a hash Secret.

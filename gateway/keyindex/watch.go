@@ -184,6 +184,13 @@ func APIKeyFactsOf(k *gatewayv1alpha1.APIKey) APIKeyFacts {
 	if k.Status.RevokedAt != nil {
 		f.RevokedAt = k.Status.RevokedAt.Time
 	}
+	if k.Spec.HasPolicy() {
+		p := &Policy{Limits: k.Spec.Limits, Budget: k.Spec.Budget, Usage: k.Status.Usage}
+		for _, m := range k.Spec.Models {
+			p.Models = append(p.Models, string(m))
+		}
+		f.Policy = p
+	}
 	return f
 }
 
