@@ -58,6 +58,10 @@ type Config struct {
 	// CacheSize is how many counters a replica holds (gubernator's LRU,
 	// default 50,000). Evicted counters come back through Checkpoint.
 	CacheSize int
+
+	// batchWait, when positive, turns gubernator's batching of forwarded
+	// hits back on; only BenchmarkTake uses it, to measure what it costs.
+	batchWait time.Duration
 }
 
 // Engine counts per-key limits and budgets exactly across replicas. Each
@@ -70,6 +74,7 @@ type Engine struct {
 	advertise string
 	clock     clock.PassiveClock
 	log       *slog.Logger
+	behavior  guber.Behavior
 	closeOnce sync.Once
 	serveDone chan struct{}
 }
@@ -89,7 +94,10 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.PeerListen != "" && cfg.Credential == nil {
 		return nil, errors.New("a peer listener needs a peer credential")
 	}
-	e := &Engine{clock: cfg.Clock, log: cfg.Log, advertise: singleReplicaAddress}
+	e := &Engine{clock: cfg.Clock, log: cfg.Log, advertise: singleReplicaAddress, behavior: guber.Behavior_NO_BATCHING}
+	if cfg.batchWait > 0 {
+		e.behavior = guber.Behavior_BATCHING
+	}
 
 	if cfg.PeerListen != "" {
 		lis, err := net.Listen("tcp", cfg.PeerListen)
@@ -120,7 +128,8 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 			// ~0.6 ms with Go's timer granularity) before forwarding a hit
 			// to its owner, on every forwarded request. Per-key traffic is
 			// too sparse to batch usefully; send at once.
-			DisableBatching: true,
+			DisableBatching: cfg.batchWait <= 0,
+			BatchWait:       cfg.batchWait,
 			BatchTimeout:    time.Second,
 		},
 		Store:         &hookStore{checkpoint: cfg.Checkpoint},
@@ -355,7 +364,7 @@ func (e *Engine) request(c Counter, hits, settle int64) (*guber.RateLimitReq, De
 		Limit:     c.Limit,
 		Duration:  end.Sub(start).Milliseconds(),
 		Algorithm: guber.Algorithm_TOKEN_BUCKET,
-		Behavior:  guber.Behavior_NO_BATCHING,
+		Behavior:  e.behavior,
 		CreatedAt: &createdAt,
 	}
 	if settle != 0 {
