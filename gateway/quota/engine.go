@@ -76,6 +76,7 @@ type Engine struct {
 	log       *slog.Logger
 	behavior  guber.Behavior
 	closeOnce sync.Once
+	closed    chan struct{}
 	serveDone chan struct{}
 }
 
@@ -170,10 +171,16 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	} else {
 		close(e.serveDone)
 	}
-	go func() {
-		<-ctx.Done()
-		e.Close()
-	}()
+	e.closed = make(chan struct{})
+	if ctx.Done() != nil {
+		go func() {
+			select {
+			case <-ctx.Done():
+				e.Close()
+			case <-e.closed:
+			}
+		}()
+	}
 	return e, nil
 }
 
@@ -221,6 +228,7 @@ func (e *Engine) Close() error {
 		err = e.instance.Close()
 		e.server.Stop()
 		<-e.serveDone
+		close(e.closed)
 	})
 	return err
 }
