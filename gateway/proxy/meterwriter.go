@@ -239,16 +239,21 @@ func (w *meterWriter) usage(aborted bool) Usage {
 		return u
 	}
 	counts := &w.sse.json.usage
-	var ok bool
-	if u.InputTokens, ok = counts.input(); !ok {
+	in, inOK := counts.input()
+	out, outOK := counts.output()
+	u.InputTokens, u.OutputTokens = in, out
+	if !inOK {
 		u.InputTokens, u.Estimated = w.req.EstimatedInputTokens, true
 	}
 	// Text delivered, for a response without usage or cut before it
 	// reported the whole output: bytes / 4, JSON escapes included, so
 	// slightly high for English; the provider may have generated more than
-	// reached the client before the upstream request was cancelled.
+	// reached the client before the upstream request was cancelled. A
+	// complete response that reports input but no output has none
+	// (embeddings).
 	delivered := ceilDiv(w.sse.json.text, bytesPerToken)
-	if u.OutputTokens, ok = counts.output(); !ok || !u.Complete && delivered > u.OutputTokens {
+	switch {
+	case !outOK && (!inOK || !u.Complete), !u.Complete && delivered > out:
 		u.OutputTokens, u.Estimated = delivered, true
 	}
 	return u
