@@ -215,25 +215,24 @@ func (s *jsonScanner) feed(b []byte, base int) {
 		case jsError:
 			return
 		case jsString:
-			j := i
-			end := -1
+			j, end, esc := i, -1, s.esc
 			for ; j < len(b); j++ {
-				if s.esc {
-					s.esc = false
-					continue
-				}
-				if b[j] == '\\' {
-					s.esc = true
+				switch {
+				case esc:
+					esc = false
+				case b[j] == '\\':
+					esc = true
 					if s.inKey {
 						s.keyLen = -1
 					}
-					continue
-				}
-				if b[j] == '"' {
+				case b[j] == '"':
 					end = j
+				}
+				if end >= 0 {
 					break
 				}
 			}
+			s.esc = esc
 			if s.inKey {
 				s.appendKey(b[i:j])
 			} else if s.valCtx.ctx == ctxText {
