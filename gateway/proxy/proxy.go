@@ -57,6 +57,13 @@ type Options struct {
 	// LogAttrs, if set, adds attributes (such as the authenticated key prefix
 	// and owner) to the per-request log line.
 	LogAttrs func(*http.Request) []slog.Attr
+	// Meter, if set, applies per-key policy: model allowlists, limits and
+	// budgets (meter.go). Nil, or a Meter whose For returns nil for a
+	// request, costs nothing.
+	Meter Meter
+	// DefaultOutputTokens is Request.MaxOutputTokens for metered requests
+	// whose body names no maximum. Default DefaultOutputTokens.
+	DefaultOutputTokens int64
 }
 
 // Proxy is the http.Handler for /gateway/{provider}/{path...}. It parses the
@@ -68,6 +75,9 @@ type Proxy struct {
 	log       *slog.Logger
 	metrics   *Metrics
 	logAttrs  func(*http.Request) []slog.Attr
+	meter     Meter
+	// defaultOutput is Options.DefaultOutputTokens.
+	defaultOutput int64
 	// transport is the proxy's own transport, nil when Options.Transport was
 	// given.
 	transport *http.Transport
@@ -102,12 +112,18 @@ func New(ps *Providers, opts Options) *Proxy {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.DefaultOutputTokens <= 0 {
+		opts.DefaultOutputTokens = DefaultOutputTokens
+	}
 	p := &Proxy{
 		upstreams: make(map[string]*upstream, len(ps.list)),
 		maxBody:   opts.MaxRequestBodyBytes,
 		log:       opts.Logger,
 		metrics:   opts.Metrics,
 		logAttrs:  opts.LogAttrs,
+		meter:     opts.Meter,
+
+		defaultOutput: opts.DefaultOutputTokens,
 	}
 	transport := opts.Transport
 	if transport == nil {
@@ -237,6 +253,12 @@ func (p *Proxy) serve(rec *responseRecorder, w http.ResponseWriter, r *http.Requ
 		p.writeTooLarge(rec)
 		return
 	}
+	if p.meter != nil {
+		if rm := p.meter.For(r); rm != nil {
+			p.serveMetered(rec, w, r, st, rest, rm)
+			return
+		}
+	}
 
 	if len(from.routes) > 0 && r.Method == http.MethodPost && isJSON(r.Header["Content-Type"]) {
 		// The only case that buffers the body: the route depends on it.
@@ -259,7 +281,12 @@ func (p *Proxy) serve(rec *responseRecorder, w http.ResponseWriter, r *http.Requ
 		// above and the server enforces it.
 		r.Body = http.MaxBytesReader(w, r.Body, p.maxBody)
 	}
+	p.forward(rec, w, r, st.to)
+}
 
+// forward hands the request to up's ReverseProxy, which writes to out; w is
+// the server's own writer.
+func (p *Proxy) forward(out, w http.ResponseWriter, r *http.Request, up *upstream) {
 	// A server WriteTimeout meant for other routes must not cut long
 	// streams (DESIGN.md 7.2). Unsupported writers (recorders) are fine.
 	rc := http.NewResponseController(w)
@@ -270,7 +297,7 @@ func (p *Proxy) serve(rec *responseRecorder, w http.ResponseWriter, r *http.Requ
 	// closed under it, cutting the stream (golang/go#40747).
 	_ = rc.EnableFullDuplex()
 
-	st.to.rp.ServeHTTP(rec, r)
+	up.rp.ServeHTTP(out, r)
 }
 
 // routeAllowed checks the request against the provider's routes: its

@@ -93,7 +93,7 @@ func modifyResponse(resp *http.Response) error {
 // written yet when it runs.
 func (p *Proxy) upstreamError(up *upstream) func(http.ResponseWriter, *http.Request, error) {
 	return func(w http.ResponseWriter, r *http.Request, err error) {
-		rec, _ := w.(*responseRecorder)
+		rec := recorderOf(w)
 		var tooLarge *http.MaxBytesError
 		switch {
 		case errors.Is(r.Context().Err(), context.Canceled):

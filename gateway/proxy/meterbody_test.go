@@ -1,0 +1,255 @@
+package proxy
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestScanRequest(t *testing.T) {
+	tests := []struct {
+		name         string
+		body         string
+		model        string
+		stream       bool
+		maxOutput    int64
+		includeUsage bool
+		err          string
+	}{
+		{name: "chat", body: `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"max_tokens":100}`, model: "gpt-4o", maxOutput: 100},
+		{name: "stream", body: `{"model":"gpt-4o","stream":true,"max_completion_tokens":5}`, model: "gpt-4o", stream: true, maxOutput: 5},
+		{name: "responses", body: `{"model":"o3","input":"x","max_output_tokens":2e3}`, model: "o3", maxOutput: 2000},
+		{name: "largest max", body: `{"max_tokens":10,"max_completion_tokens":20}`, maxOutput: 20},
+		{name: "include_usage", body: `{"stream":true,"stream_options":{"include_obfuscation":false,"include_usage":true}}`, stream: true, includeUsage: true},
+		{name: "include_usage false", body: `{"stream":true,"stream_options":{"include_usage":false}}`, stream: true},
+		{name: "stream false", body: `{"model":"m","stream":false}`, model: "m"},
+		{name: "escaped key", body: `{"mod\u0065l":"gpt-4o"}`, model: "gpt-4o"},
+		{name: "nested model is not the model", body: `{"messages":[{"model":"x"}]}`},
+		{name: "not an object", body: `["model","gpt-4o"]`},
+		{name: "trailing garbage", body: `{"model":"gpt-4o"} {"model":"o3"}`},
+		{name: "model not a string", body: `{"model":7}`},
+		{name: "duplicate model", body: `{"model":"gpt-4o-mini","messages":[],"model":"o3"}`, err: `"model" more than once`},
+		{name: "duplicate escaped", body: `{"model":"a","\u006dodel":"b"}`, err: "more than once"},
+		{name: "model in another case", body: `{"model":"a","Model":"b"}`, err: `"Model": write it "model"`},
+		{name: "unicode fold", body: "{\"\u017Ftream\":true}", err: "write it \"stream\""},
+		{name: "kelvin sign", body: "{\"max_to\u212Aens\":1}", err: "write it \"max_tokens\""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, err := scanRequest([]byte(tt.body))
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error = %v, want it to contain %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.model != tt.model || f.stream != tt.stream || f.maxOutput != tt.maxOutput || f.includeUsage != tt.includeUsage {
+				t.Errorf("got model %q stream %v max %d includeUsage %v; want %q %v %d %v",
+					f.model, f.stream, f.maxOutput, f.includeUsage, tt.model, tt.stream, tt.maxOutput, tt.includeUsage)
+			}
+		})
+	}
+}
+
+func TestInjectIncludeUsage(t *testing.T) {
+	tests := []struct {
+		name, body, want string
+	}{
+		{
+			name: "absent",
+			body: `{"model":"gpt-4o","stream":true}`,
+			want: `{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true}}`,
+		},
+		{
+			name: "absent, spaces kept",
+			body: "{ \"model\" : \"gpt-4o\",\n \"stream\": true\n}\n",
+			want: "{ \"model\" : \"gpt-4o\",\n \"stream\": true\n,\"stream_options\":{\"include_usage\":true}}\n",
+		},
+		{
+			name: "other options",
+			body: `{"stream":true,"stream_options":{"include_obfuscation":false}}`,
+			want: `{"stream":true,"stream_options":{"include_usage":true,"include_obfuscation":false}}`,
+		},
+		{
+			name: "empty options",
+			body: `{"stream":true,"stream_options":{ }}`,
+			want: `{"stream":true,"stream_options":{"include_usage":true }}`,
+		},
+		{
+			name: "false",
+			body: `{"stream":true,"stream_options":{"include_usage":false},"n":1}`,
+			want: `{"stream":true,"stream_options":{"include_usage":true},"n":1}`,
+		},
+		{
+			name: "null options",
+			body: `{"stream_options":null,"stream":true}`,
+			want: `{"stream_options":{"include_usage":true},"stream":true}`,
+		},
+		{
+			name: "unicode and escapes elsewhere untouched",
+			body: `{"messages":[{"content":"h\u00e9llo \"}\" \\"}],"stream":true}`,
+			want: `{"messages":[{"content":"h\u00e9llo \"}\" \\"}],"stream":true,"stream_options":{"include_usage":true}}`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, err := scanRequest([]byte(tt.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, ok := injectIncludeUsage([]byte(tt.body), &f)
+			if !ok || string(got) != tt.want {
+				t.Fatalf("got %q (%v)\nwant %q", got, ok, tt.want)
+			}
+			if !json.Valid(got) {
+				t.Errorf("result is not JSON")
+			}
+		})
+	}
+
+	body := []byte(`{"stream":true,"stream_options":"yes"}`)
+	f, _ := scanRequest(body)
+	if got, ok := injectIncludeUsage(body, &f); ok || string(got) != string(body) {
+		t.Errorf("stream_options a string: got %q, %v; want the body unchanged", got, ok)
+	}
+}
+
+func TestEstimateInputTokens(t *testing.T) {
+	text := `{"model":"gpt-4o","messages":[{"role":"user","content":"` + strings.Repeat("word ", 2000) + `"}]}`
+	if got, want := estimateInputTokens([]byte(text)), int64((len(text)+3)/4); got != want {
+		t.Errorf("text: %d, want %d (bytes/4)", got, want)
+	}
+	cjk := `{"content":"` + strings.Repeat("漢字", 2000) + `"}`
+	if got, want := estimateInputTokens([]byte(cjk)), int64((len(cjk)+3)/4); got != want {
+		t.Errorf("CJK text is not media: %d, want %d", got, want)
+	}
+	image := strings.Repeat("iVBORw0KGgoAAAANSUhEUgAA", 4000) // 96,000 bytes
+	withImage := `{"content":[{"type":"image_url","image_url":{"url":"data:image/png;base64,` + image + `"}},{"type":"text","text":"what is this"}]}`
+	media := len("data:image/png;base64,") + len(image)
+	want := int64((len(withImage)-media+3)/4 + (media+31)/32)
+	if got := estimateInputTokens([]byte(withImage)); got != want {
+		t.Errorf("image: %d, want %d", got, want)
+	}
+	if got := estimateInputTokens(nil); got != 0 {
+		t.Errorf("empty body: %d", got)
+	}
+}
+
+func TestMatchModel(t *testing.T) {
+	tests := []struct {
+		globs []string
+		model string
+		want  bool
+	}{
+		{[]string{"gpt-4o*"}, "gpt-4o", true},
+		{[]string{"gpt-4o*"}, "gpt-4o-mini-2024-07-18", true},
+		{[]string{"gpt-4o*"}, "gpt-4.1", false},
+		{[]string{"gpt-4o*", "claude-sonnet-*"}, "claude-sonnet-4-6", true},
+		{[]string{"claude-sonnet-*"}, "claude-sonnet", false},
+		{[]string{"o?"}, "o3", true},
+		{[]string{"o?"}, "o3-pro", false},
+		{[]string{"*"}, "meta-llama/Llama-3", false}, // path.Match: * stops at /
+		{[]string{"*/*"}, "meta-llama/Llama-3", true},
+		{[]string{"*"}, "", false},
+		{[]string{"[", "gpt-4o"}, "gpt-4o", true}, // a malformed glob matches nothing, the next still counts
+		{nil, "gpt-4o", false},
+	}
+	for _, tt := range tests {
+		if got := MatchModel(tt.globs, tt.model); got != tt.want {
+			t.Errorf("MatchModel(%q, %q) = %v, want %v", tt.globs, tt.model, got, tt.want)
+		}
+	}
+}
+
+func TestRefusalWrite(t *testing.T) {
+	tests := []struct {
+		name       string
+		refusal    *Refusal
+		status     int
+		code, typ  string
+		msgPart    string
+		headers    map[string]string
+		absentHdrs []string
+	}{
+		{
+			name:       "model not allowed",
+			refusal:    ModelNotAllowed("gpt-4.1"),
+			status:     http.StatusForbidden,
+			code:       "model_not_allowed",
+			typ:        "invalid_request_error",
+			msgPart:    `"gpt-4.1"`,
+			absentHdrs: []string{"Retry-After", "X-Should-Retry", "X-Ratelimit-Limit-Requests"},
+		},
+		{
+			name: "rate limit",
+			refusal: RateLimitExceeded("Rate limit of 600 requests per minute reached.", 1500*time.Millisecond,
+				&RateLimit{Limit: 600, Remaining: 0, Reset: 1500 * time.Millisecond},
+				&RateLimit{Limit: 200000, Remaining: 150000, Reset: 6 * time.Minute}),
+			status:  http.StatusTooManyRequests,
+			code:    "rate_limit_exceeded",
+			typ:     "rate_limit_error",
+			msgPart: "600 requests",
+			headers: map[string]string{
+				"Retry-After":                    "2",
+				"Retry-After-Ms":                 "1500",
+				"X-Ratelimit-Limit-Requests":     "600",
+				"X-Ratelimit-Remaining-Requests": "0",
+				"X-Ratelimit-Reset-Requests":     "1.5s",
+				"X-Ratelimit-Limit-Tokens":       "200000",
+				"X-Ratelimit-Remaining-Tokens":   "150000",
+				"X-Ratelimit-Reset-Tokens":       "6m0s",
+			},
+			absentHdrs: []string{"X-Should-Retry"},
+		},
+		{
+			name:    "monthly budget",
+			refusal: BudgetExceeded("The key's budget of $50 per month is spent.", 72*time.Hour),
+			status:  http.StatusTooManyRequests,
+			code:    "budget_exceeded",
+			typ:     "insufficient_quota",
+			msgPart: "$50",
+			headers: map[string]string{"Retry-After": "259200", "X-Should-Retry": "false"},
+		},
+		{
+			name:       "total budget",
+			refusal:    BudgetExceeded("The key's budget is spent.", 0),
+			status:     http.StatusTooManyRequests,
+			code:       "budget_exceeded",
+			typ:        "insufficient_quota",
+			msgPart:    "spent",
+			headers:    map[string]string{"X-Should-Retry": "false"},
+			absentHdrs: []string{"Retry-After", "Retry-After-Ms"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			tt.refusal.Write(rec)
+			resp := rec.Result()
+			checkJSONError(t, resp, rec.Body.Bytes(), tt.status, tt.code, tt.msgPart)
+			var e struct {
+				Error struct{ Type string } `json:"error"`
+			}
+			_ = json.Unmarshal(rec.Body.Bytes(), &e)
+			if e.Error.Type != tt.typ {
+				t.Errorf("type = %q, want %q", e.Error.Type, tt.typ)
+			}
+			for k, v := range tt.headers {
+				if got := resp.Header.Get(k); got != v {
+					t.Errorf("%s = %q, want %q", k, got, v)
+				}
+			}
+			for _, k := range tt.absentHdrs {
+				if got := resp.Header.Get(k); got != "" {
+					t.Errorf("%s = %q, want none", k, got)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,401 @@
+package quota
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	guber "github.com/gubernator-io/gubernator/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"k8s.io/utils/clock"
+)
+
+// counterName is gubernator's namespace for all our counters; the key and
+// period are in the unique key.
+const counterName = "codevector"
+
+// singleReplicaAddress names the only peer of an Engine without a listener.
+// gubernator needs a peer list that contains the owner; this address is
+// never dialled because the owner answers in-process.
+const singleReplicaAddress = "in-process"
+
+// Config configures an Engine.
+type Config struct {
+	// PeerListen is the host:port this replica serves its peers on. Empty
+	// means a single replica: no listener, no peers.
+	PeerListen string
+	// Advertise is the host:port peers reach this replica at, as it appears
+	// in their peer lists. Defaults to the listener's address when that
+	// names a host (not 0.0.0.0 or [::]).
+	Advertise string
+	// Peers is a static peer list (host:port). This replica is added if
+	// absent. Kubernetes discovery calls SetPeers instead.
+	Peers []string
+	// Credential authenticates peers to each other. Required with
+	// PeerListen: counters must not be writable by anything that can reach
+	// the port.
+	Credential *Credential
+	// Checkpoint restores counters that gubernator does not hold (after a
+	// restart, an eviction or a change of owner). Optional.
+	Checkpoint Checkpoint
+	// Clock decides windows and periods. Defaults to the real clock. It
+	// must not run behind the wall clock: gubernator drops items whose end
+	// has passed by its own (wall) clock, which cannot be injected.
+	Clock clock.PassiveClock
+	// Log receives gubernator's log. Defaults to slog.Default().
+	Log *slog.Logger
+	// Registerer, if set, gets gubernator's metrics (gubernator_*).
+	Registerer prometheus.Registerer
+	// CacheSize is how many counters a replica holds (gubernator's LRU,
+	// default 50,000). Evicted counters come back through Checkpoint.
+	CacheSize int
+
+	// batchWait, when positive, turns gubernator's batching of forwarded
+	// hits back on; only BenchmarkTake uses it, to measure what it costs.
+	batchWait time.Duration
+}
+
+// Engine counts per-key limits and budgets exactly across replicas. Each
+// counter is owned by one replica (consistent hashing over the peer list);
+// the others forward to it. It is safe for concurrent use.
+type Engine struct {
+	instance  *guber.V1Instance
+	server    *grpc.Server
+	listener  net.Listener
+	advertise string
+	clock     clock.PassiveClock
+	log       *slog.Logger
+	behavior  guber.Behavior
+	closeOnce sync.Once
+	closed    chan struct{}
+	serveDone chan struct{}
+}
+
+// New starts an Engine. With Config.PeerListen set it listens for peers at
+// once; cancel ctx or call Close to stop.
+func New(ctx context.Context, cfg Config) (*Engine, error) {
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.PeerListen == "" && len(cfg.Peers) > 0 {
+		return nil, errors.New("peers given without a peer listen address")
+	}
+	if cfg.PeerListen != "" && cfg.Credential == nil {
+		return nil, errors.New("a peer listener needs a peer credential")
+	}
+	e := &Engine{clock: cfg.Clock, log: cfg.Log, advertise: singleReplicaAddress, behavior: guber.Behavior_NO_BATCHING}
+	if cfg.batchWait > 0 {
+		e.behavior = guber.Behavior_BATCHING
+	}
+
+	if cfg.PeerListen != "" {
+		lis, err := net.Listen("tcp", cfg.PeerListen)
+		if err != nil {
+			return nil, fmt.Errorf("listening for peers on %s: %w", cfg.PeerListen, err)
+		}
+		e.listener = lis
+		e.advertise = cfg.Advertise
+		if e.advertise == "" {
+			host, _, _ := net.SplitHostPort(lis.Addr().String())
+			if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+				lis.Close()
+				return nil, fmt.Errorf("peer listener %s has no host to advertise; set the advertise address", lis.Addr())
+			}
+			e.advertise = lis.Addr().String()
+		}
+		e.server = grpc.NewServer(grpc.Creds(credentials.NewTLS(cfg.Credential.ServerTLS())))
+	} else {
+		// gubernator registers its services on at least one gRPC server. A
+		// single replica's server is never started: no port is opened.
+		e.server = grpc.NewServer()
+	}
+
+	conf := guber.Config{
+		GRPCServers: []*grpc.Server{e.server},
+		Behaviors: guber.BehaviorConfig{
+			// Batching waits up to BatchWait (500µs by default, measured at
+			// ~0.6 ms with Go's timer granularity) before forwarding a hit
+			// to its owner, on every forwarded request. Per-key traffic is
+			// too sparse to batch usefully; send at once.
+			DisableBatching: cfg.batchWait <= 0,
+			BatchWait:       cfg.batchWait,
+			BatchTimeout:    time.Second,
+		},
+		Store:         &hookStore{checkpoint: cfg.Checkpoint},
+		AdvertiseAddr: e.advertise,
+		Logger:        logrusToSlog(cfg.Log),
+		CacheSize:     cfg.CacheSize,
+	}
+	if cfg.Credential != nil {
+		conf.PeerTLS = cfg.Credential.ClientTLS()
+	}
+	instance, err := guber.NewV1Instance(conf)
+	if err != nil {
+		if e.listener != nil {
+			e.listener.Close()
+		}
+		return nil, fmt.Errorf("starting gubernator: %w", err)
+	}
+	e.instance = instance
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(instance); err != nil && !errors.As(err, &prometheus.AlreadyRegisteredError{}) {
+			instance.Close()
+			if e.listener != nil {
+				e.listener.Close()
+			}
+			return nil, fmt.Errorf("registering gubernator metrics: %w", err)
+		}
+	}
+	e.SetPeers(cfg.Peers)
+
+	e.serveDone = make(chan struct{})
+	if e.listener != nil {
+		go func() {
+			defer close(e.serveDone)
+			if err := e.server.Serve(e.listener); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				e.log.Error("Peer listener stopped", "address", e.listener.Addr().String(), "error", err)
+			}
+		}()
+	} else {
+		close(e.serveDone)
+	}
+	e.closed = make(chan struct{})
+	if ctx.Done() != nil {
+		go func() {
+			select {
+			case <-ctx.Done():
+				e.Close()
+			case <-e.closed:
+			}
+		}()
+	}
+	return e, nil
+}
+
+// Addr is the address peers reach this replica at (its entry in their peer
+// lists).
+func (e *Engine) Addr() string { return e.advertise }
+
+// SetPeers replaces the peer list (host:port of every replica; this one is
+// added if missing). Counters whose owner changes start over on their new
+// owner from Checkpoint, so a peer list that flaps costs accuracy: feed it
+// ready replicas only.
+func (e *Engine) SetPeers(addrs []string) {
+	if e.listener == nil {
+		addrs = nil
+	}
+	e.instance.SetPeers(peerInfos(addrs, e.advertise))
+}
+
+// peerInfos maps a peer address list to gubernator's PeerInfo: sorted,
+// without blanks and duplicates, always containing self, which is marked as
+// the owner (gubernator answers for the owner in-process).
+func peerInfos(addrs []string, self string) []guber.PeerInfo {
+	all := []string{self}
+	for _, a := range addrs {
+		if a = strings.TrimSpace(a); a != "" {
+			all = append(all, a)
+		}
+	}
+	slices.Sort(all)
+	all = slices.Compact(all)
+	infos := make([]guber.PeerInfo, len(all))
+	for i, a := range all {
+		infos[i] = guber.PeerInfo{GRPCAddress: a, IsOwner: a == self}
+	}
+	return infos
+}
+
+// Close stops serving peers and drops all counters. It is safe to call
+// more than once.
+func (e *Engine) Close() error {
+	var err error
+	e.closeOnce.Do(func() {
+		// An empty peer list shuts down the connections to peers.
+		e.instance.SetPeers(nil)
+		err = e.instance.Close()
+		e.server.Stop()
+		<-e.serveDone
+		close(e.closed)
+	})
+	return err
+}
+
+// Hit is an amount to take from one counter.
+type Hit struct {
+	Counter Counter
+	Hits    int64
+}
+
+// Take takes hits from c if they fit and refuses them whole otherwise
+// (Decision.Allowed false, nothing counted). Zero hits reads the counter and
+// is allowed while something remains. Negative hits are a refund and behave
+// like Settle.
+func (e *Engine) Take(ctx context.Context, c Counter, hits int64) (Decision, error) {
+	ok, ds, err := e.TakeAll(ctx, Hit{Counter: c, Hits: hits})
+	if err != nil {
+		return Decision{}, err
+	}
+	ds[0].Allowed = ok
+	return ds[0], nil
+}
+
+// TakeAll takes from several counters of one request (requests per minute,
+// tokens per minute, budget) in one round: the request passes only if every
+// counter admits its hits. When one refuses, what the others took is given
+// back, so a refused request counts nowhere. Between the take and the give
+// back a concurrent request may see the others lower than they end up; the
+// error is always towards refusing, never towards admitting too much.
+func (e *Engine) TakeAll(ctx context.Context, hits ...Hit) (bool, []Decision, error) {
+	reqs := make([]*guber.RateLimitReq, len(hits))
+	ds := make([]Decision, len(hits))
+	for i, h := range hits {
+		var err error
+		if h.Hits < 0 {
+			reqs[i], ds[i], err = e.request(h.Counter, 0, h.Hits)
+		} else {
+			reqs[i], ds[i], err = e.request(h.Counter, h.Hits, 0)
+		}
+		if err != nil {
+			return false, nil, err
+		}
+	}
+	resps, err := e.send(ctx, reqs)
+	allowed := true
+	var taken []int
+	for i, r := range resps {
+		if r == nil || r.Error != "" {
+			continue
+		}
+		ds[i].Remaining = r.Remaining
+		switch {
+		case hits[i].Hits < 0:
+			ds[i].Remaining -= hits[i].Hits
+			ds[i].Allowed = true
+		case hits[i].Hits == 0:
+			// A read passes only if there is something left: a budget
+			// checked with no estimate still refuses once it is spent.
+			ds[i].Allowed = r.Remaining > 0
+			allowed = allowed && ds[i].Allowed
+		case r.Status == guber.Status_UNDER_LIMIT:
+			ds[i].Allowed = true
+			taken = append(taken, i)
+		default:
+			allowed = false
+		}
+	}
+	if err != nil || !allowed {
+		if len(taken) > 0 {
+			if rerr := e.giveBack(ctx, hits, ds, taken); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+		}
+		if err != nil {
+			return false, nil, err
+		}
+	}
+	return allowed, ds, nil
+}
+
+// giveBack refunds the counters in taken after another counter of the same
+// request refused, and corrects their decisions.
+func (e *Engine) giveBack(ctx context.Context, hits []Hit, ds []Decision, taken []int) error {
+	reqs := make([]*guber.RateLimitReq, len(taken))
+	for j, i := range taken {
+		c := hits[i].Counter
+		c.At = ds[i].PeriodStart
+		reqs[j], _, _ = e.request(c, 0, -hits[i].Hits) // validated by the take
+	}
+	_, err := e.send(ctx, reqs)
+	if err != nil {
+		return fmt.Errorf("giving back hits of a refused request: %w", err)
+	}
+	for _, i := range taken {
+		ds[i].Remaining += hits[i].Hits
+	}
+	return nil
+}
+
+// Settle adds delta to what c counts, whatever the limit: the difference
+// between a reservation and the real usage, negative to give back, positive
+// when the usage was higher than reserved, even if that overdraws the
+// counter (Decision.Remaining then goes negative and takes refuse until the
+// period ends). Set c.At to the reservation's Decision.PeriodStart.
+func (e *Engine) Settle(ctx context.Context, c Counter, delta int64) (Decision, error) {
+	req, d, err := e.request(c, 0, delta)
+	if err != nil {
+		return Decision{}, err
+	}
+	resps, err := e.send(ctx, []*guber.RateLimitReq{req})
+	if err != nil {
+		return Decision{}, err
+	}
+	d.Allowed = true
+	// A settlement is a read (hits 0) whose amount the owner applies after
+	// answering, so the answer is the state before it.
+	d.Remaining = resps[0].Remaining - delta
+	return d, nil
+}
+
+// request builds the gubernator request for c. With settle non-zero it is a
+// settlement (see hookStore) and hits must be zero.
+func (e *Engine) request(c Counter, hits, settle int64) (*guber.RateLimitReq, Decision, error) {
+	if c.Key == "" {
+		return nil, Decision{}, errors.New("counter has no key")
+	}
+	if c.Limit < 0 {
+		return nil, Decision{}, fmt.Errorf("counter %q has a negative limit", c.Key)
+	}
+	start, end, err := c.span(e.clock.Now())
+	if err != nil {
+		return nil, Decision{}, err
+	}
+	// CreatedAt is the period start rather than now: gubernator sets a new
+	// item's expiry to CreatedAt+Duration, which makes it the period end.
+	createdAt := start.UnixMilli()
+	req := &guber.RateLimitReq{
+		Name:      counterName,
+		UniqueKey: uniqueKey(c.Key, start),
+		Hits:      hits,
+		Limit:     c.Limit,
+		Duration:  end.Sub(start).Milliseconds(),
+		Algorithm: guber.Algorithm_TOKEN_BUCKET,
+		Behavior:  e.behavior,
+		CreatedAt: &createdAt,
+	}
+	if settle != 0 {
+		req.Metadata = map[string]string{settleMetadata: strconv.FormatInt(settle, 10)}
+	}
+	return req, Decision{Limit: c.Limit, PeriodStart: start, ResetAt: end}, nil
+}
+
+// send runs one GetRateLimits call. Responses stay aligned with reqs; the
+// error joins the per-counter errors (an unreachable owner, a refused
+// credential), whose responses are nil or carry Error.
+func (e *Engine) send(ctx context.Context, reqs []*guber.RateLimitReq) ([]*guber.RateLimitResp, error) {
+	resp, err := e.instance.GetRateLimits(ctx, &guber.GetRateLimitsReq{Requests: reqs})
+	if err != nil {
+		return make([]*guber.RateLimitResp, len(reqs)), fmt.Errorf("counting: %w", err)
+	}
+	var errs []error
+	for i, r := range resp.Responses {
+		if r == nil {
+			errs = append(errs, fmt.Errorf("counter %s: no answer", reqs[i].UniqueKey))
+		} else if r.Error != "" {
+			errs = append(errs, fmt.Errorf("counter %s: %s", reqs[i].UniqueKey, r.Error))
+		}
+	}
+	return resp.Responses, errors.Join(errs...)
+}
