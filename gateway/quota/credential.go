@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"sync"
 	"time"
@@ -18,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
@@ -230,4 +232,33 @@ func randomSerial() *big.Int {
 		panic(fmt.Sprintf("reading random serial: %v", err))
 	}
 	return n
+}
+
+// ReadCredential returns the credential in the Secret PeerSecretName in
+// namespace, waiting until it exists: the manager creates it
+// (EnsureCredential), so that gateways need no right to create Secrets in
+// the namespace that holds the key hashes (one that could create Secrets
+// there could plant a hash). c must read from the API server.
+func ReadCredential(ctx context.Context, c client.Client, namespace string, log *slog.Logger) (*Credential, error) {
+	var cred *Credential
+	var last error
+	logged := false
+	err := wait.PollUntilContextCancel(ctx, 2*time.Second, true, func(ctx context.Context) (bool, error) {
+		s := &corev1.Secret{}
+		if last = c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: PeerSecretName}, s); last != nil {
+			if apierrors.IsNotFound(last) && !logged {
+				logged = true
+				log.Info("Waiting for the manager to create the peer credential", "secret", namespace+"/"+PeerSecretName)
+			}
+			return false, nil
+		}
+		if cred, last = credentialFromData(s.Data); last != nil {
+			return false, nil
+		}
+		return true, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading Secret %s/%s: %w (last: %v)", namespace, PeerSecretName, err, last)
+	}
+	return cred, nil
 }

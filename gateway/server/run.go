@@ -15,13 +15,22 @@ import (
 func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// Ready once the keys are known and the quota engine counts: a replica
+	// with peers first waits for their shared credential.
+	quotaFailed := make(chan error, 1)
 	go func() {
-		if g.watches.run(ctx) {
-			g.health.synced.Store(true)
-			g.log.Info("Watch cache synced; gateway ready", "keys", g.index.Len())
+		if !g.watches.run(ctx) {
+			return
 		}
+		if err := g.startQuota(ctx, g.restConfig); err != nil {
+			quotaFailed <- fmt.Errorf("starting the quota engine: %w", err)
+			return
+		}
+		g.health.synced.Store(true)
+		g.log.Info("Watch cache synced; gateway ready", "keys", g.index.Len())
 	}()
 	go g.usage.Run(ctx)
+	go g.spend.Run(ctx)
 	go g.probeAPIServer(ctx)
 	go func() {
 		t := time.NewTicker(time.Minute)
@@ -59,6 +68,9 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 	select {
 	case err := <-serveDone:
 		return fmt.Errorf("serving: %w", err)
+	case err := <-quotaFailed:
+		_ = srv.Close()
+		return err
 	case <-ctx.Done():
 	}
 	shutdownCtx, stop := context.WithTimeout(context.Background(), 10*time.Second)

@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
@@ -25,6 +26,7 @@ import (
 	"github.com/codevector/codevector/gateway/console"
 	"github.com/codevector/codevector/gateway/docs"
 	"github.com/codevector/codevector/gateway/keyindex"
+	"github.com/codevector/codevector/gateway/policy"
 	"github.com/codevector/codevector/gateway/proxy"
 	"github.com/codevector/codevector/gateway/usage"
 )
@@ -53,6 +55,11 @@ type Options struct {
 	// Console configures the web console at /api-keys and its API.
 	// Console.Namespace defaults to SystemNamespace.
 	Console console.Options
+	// Peers are the replicas this one shares per-key counters with.
+	Peers PeerOptions
+	// PodIP is this replica's pod IP (the POD_IP environment variable),
+	// advertised to peers found through Kubernetes.
+	PodIP string
 }
 
 // DefaultQPS and DefaultBurst bound the gateway's own requests to the API
@@ -71,6 +78,10 @@ type Gateway struct {
 	index    *keyindex.Index
 	auth     *auth.Authenticator
 	usage    *usage.Recorder
+	spend    *usage.SpendRecorder
+	meter    *policy.Meter
+	// restConfig is kept for the peer discovery started in Run.
+	restConfig *rest.Config
 	registry *prometheus.Registry
 	handler  http.Handler
 	health   *health
@@ -104,6 +115,9 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	}
 	if o.Console.Namespace == "" {
 		o.Console.Namespace = o.SystemNamespace
+	}
+	if err := o.Peers.validate(); err != nil {
+		return nil, err
 	}
 	for _, ns := range o.Namespaces {
 		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
@@ -147,6 +161,9 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 		return keyindex.NewWatch(watchClients, g.index, o.SystemNamespace, o.Namespaces, g.health.watchEvent)
 	})
 	g.usage = usage.New(g.index, g.client, o.LastUsedInterval, g.log, g.registry)
+	g.restConfig = cfg
+	g.spend = usage.NewSpendRecorder(g.index, g.client, o.LastUsedInterval, clock.RealClock{}, g.log, g.registry)
+	g.meter = policy.New(policy.Options{Providers: o.Providers, Spend: g.spend, Log: g.log, Metrics: policy.NewMetrics(g.registry)})
 	g.registerHealthMetrics()
 	g.connsRefused = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "codevector", Subsystem: "gateway", Name: "connections_refused_total",
@@ -167,6 +184,7 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	proxyOpts.Logger = g.log
 	proxyOpts.Metrics = proxy.NewMetrics(g.registry)
 	proxyOpts.LogAttrs = requestLogAttrs
+	proxyOpts.Meter = g.meter
 	g.handler = g.routes(proxy.New(o.Providers, proxyOpts))
 	for _, name := range o.Providers.Names() {
 		p := o.Providers.Get(name)

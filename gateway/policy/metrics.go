@@ -1,0 +1,68 @@
+package policy
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/codevector/codevector/gateway/keyindex"
+)
+
+// Metrics count policy decisions by namespace and owner, never by key: a
+// namespace has a handful of owners, but keys come and go by the thousand,
+// and a label per key would grow Prometheus without bound.
+type Metrics struct {
+	requests     *prometheus.CounterVec
+	tokens       *prometheus.CounterVec
+	refusals     *prometheus.CounterVec
+	engineErrors prometheus.Counter
+}
+
+// NewMetrics registers the policy metrics with reg (nil: unregistered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "codevector", Subsystem: "gateway", Name: "policy_requests_total",
+			Help: "Requests admitted for keys with a per-key policy, by namespace and owner.",
+		}, []string{"namespace", "owner"}),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "codevector", Subsystem: "gateway", Name: "policy_tokens_total",
+			Help: "Tokens used by keys with a per-key policy, by namespace, owner and direction (input, output).",
+		}, []string{"namespace", "owner", "direction"}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "codevector", Subsystem: "gateway", Name: "policy_refusals_total",
+			Help: "Requests refused by a key's policy, by namespace, owner and reason (model_not_allowed, model_not_priced, requests_per_minute, tokens_per_minute, concurrent_requests, budget_exceeded).",
+		}, []string{"namespace", "owner", "reason"}),
+		engineErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "codevector", Subsystem: "gateway", Name: "policy_engine_errors_total",
+			Help: "Quota engine calls that failed; the request was then served uncounted.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.tokens, m.refusals, m.engineErrors)
+	}
+	return m
+}
+
+func (m *Metrics) admitted(e *keyindex.Entry) {
+	if m != nil {
+		m.requests.WithLabelValues(e.Name.Namespace, e.Owner).Inc()
+	}
+}
+
+func (m *Metrics) refused(e *keyindex.Entry, reason string) {
+	if m != nil {
+		m.refusals.WithLabelValues(e.Name.Namespace, e.Owner, reason).Inc()
+	}
+}
+
+func (m *Metrics) used(e *keyindex.Entry, in, out int64) {
+	if m != nil {
+		m.tokens.WithLabelValues(e.Name.Namespace, e.Owner, "input").Add(float64(in))
+		m.tokens.WithLabelValues(e.Name.Namespace, e.Owner, "output").Add(float64(out))
+	}
+}
+
+func (m *Metrics) engineError() {
+	if m != nil {
+		m.engineErrors.Inc()
+	}
+}

@@ -1,0 +1,101 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/codevector/codevector/gateway/policy"
+	"github.com/codevector/codevector/gateway/quota"
+)
+
+// PeerOptions say how this replica finds the others it shares per-key
+// counters with (DESIGN.md section 12). The zero value is one replica.
+type PeerOptions struct {
+	// Listen is the address this replica serves its peers on; empty means
+	// a single replica (no listener, the dev default).
+	Listen string
+	// Advertise is the address the peers reach this replica at; default
+	// Listen when it names a host, else the pod IP (POD_IP) with Listen's
+	// port.
+	Advertise string
+	// Static is a fixed peer list (tests on one host).
+	Static []string
+	// Discovery is "kubernetes" to find the peers as the ready pods in the
+	// system namespace matching Selector, on Listen's port.
+	Discovery string
+	Selector  string
+}
+
+// DiscoveryKubernetes is PeerOptions.Discovery's one value.
+const DiscoveryKubernetes = "kubernetes"
+
+func (o PeerOptions) validate() error {
+	switch {
+	case o.Listen == "" && (len(o.Static) > 0 || o.Discovery != ""):
+		return errors.New("peers are set but no peer listen address: add --peer-listen")
+	case o.Discovery != "" && o.Discovery != DiscoveryKubernetes:
+		return fmt.Errorf("peer discovery %q: the one method is kubernetes", o.Discovery)
+	case o.Discovery == DiscoveryKubernetes && o.Selector == "":
+		return errors.New("--peer-discovery kubernetes needs --peer-selector (the gateway pods' labels)")
+	case o.Discovery == DiscoveryKubernetes && len(o.Static) > 0:
+		return errors.New("--peers and --peer-discovery are exclusive")
+	}
+	return nil
+}
+
+// startQuota starts the quota engine: at once for a single replica; with
+// peers once the peer credential is read (the manager creates it), then
+// following the peer list. The Meter counts nothing until it has the
+// engine.
+func (g *Gateway) startQuota(ctx context.Context, cfg *rest.Config) error {
+	o := g.opts.Peers
+	qc := quota.Config{
+		PeerListen: o.Listen,
+		Advertise:  o.Advertise,
+		Peers:      o.Static,
+		Checkpoint: policy.Checkpoint(g.index),
+		Log:        g.log.With("component", "quota"),
+		Registerer: g.registry,
+	}
+	if o.Listen != "" {
+		cred, err := quota.ReadCredential(ctx, g.client, g.opts.SystemNamespace, g.log)
+		if err != nil {
+			return err
+		}
+		qc.Credential = cred
+		if qc.Advertise == "" && o.Discovery == DiscoveryKubernetes {
+			_, port, err := net.SplitHostPort(o.Listen)
+			if err != nil {
+				return fmt.Errorf("--peer-listen %q: %w", o.Listen, err)
+			}
+			if g.opts.PodIP == "" {
+				return errors.New("--peer-discovery kubernetes needs the pod's IP (the POD_IP environment variable, from the downward API) or --peer-advertise")
+			}
+			qc.Advertise = net.JoinHostPort(g.opts.PodIP, port)
+		}
+	}
+	engine, err := quota.New(ctx, qc)
+	if err != nil {
+		return err
+	}
+	if o.Discovery == DiscoveryKubernetes {
+		cs, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			engine.Close()
+			return err
+		}
+		_, port, _ := net.SplitHostPort(o.Listen)
+		if err := quota.WatchPeers(ctx, cs, g.opts.SystemNamespace, o.Selector, port, engine, g.log); err != nil {
+			engine.Close()
+			return err
+		}
+	}
+	g.meter.SetEngine(engine)
+	g.log.Info("Quota engine started", "peerAddress", engine.Addr(), "discovery", o.Discovery, "staticPeers", o.Static)
+	return nil
+}
