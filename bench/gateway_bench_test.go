@@ -16,7 +16,7 @@ import (
 
 	"github.com/codevector/codevector/gateway/echo"
 	"github.com/codevector/codevector/internal/keys"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 )
 
 // Gateway benchmarks (issue 3). Each starts a real manager with default
@@ -31,7 +31,7 @@ type gatewaySetup struct {
 
 func setUpGateway(b *testing.B, upstream http.Handler, withRouted bool) gatewaySetup {
 	b.Helper()
-	env.StartManager(b, operator.Options{Argon2: keys.DefaultParams})
+	env.StartManager(b, manager.Options{Argon2: keys.DefaultParams})
 	up := serve(b, upstream)
 	bare := bareProxy(b, up)
 	gw := startGateway(b, providers(b, up, false))
@@ -333,7 +333,7 @@ func BenchmarkRevocationPropagation(b *testing.B) {
 		pollInterval = time.Millisecond
 		giveUp       = 5 * time.Second
 	)
-	env.StartManager(b, operator.Options{Argon2: keys.DefaultParams})
+	env.StartManager(b, manager.Options{Argon2: keys.DefaultParams})
 	up := serve(b, http.HandlerFunc(fixedUpstream))
 	p := providers(b, up, false)
 	gws := make([]*replica, replicas)

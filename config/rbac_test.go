@@ -27,7 +27,7 @@ import (
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/bootstrap"
 	"github.com/codevector/codevector/internal/devcluster"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/testenv"
 )
 
@@ -58,7 +58,7 @@ func asServiceAccount(t *testing.T, name string) *identity {
 		t.Fatal(err)
 	}
 	id.cfg = u.Config()
-	if id.client, err = client.New(id.cfg, client.Options{Scheme: operator.Scheme()}); err != nil {
+	if id.client, err = client.New(id.cfg, client.Options{Scheme: manager.Scheme()}); err != nil {
 		t.Fatal(err)
 	}
 	return id
@@ -68,7 +68,7 @@ func asServiceAccount(t *testing.T, name string) *identity {
 // under id until the test ends.
 func startManagerAs(t *testing.T, id *identity) {
 	t.Helper()
-	testenv.RunManager(t, id.cfg, operator.Options{LeaderElection: true})
+	testenv.RunManager(t, id.cfg, manager.Options{LeaderElection: true})
 }
 
 // access is one question for a SubjectAccessReview.

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/codevector/codevector/gateway/echo"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/testenv"
 )
 
@@ -21,7 +21,7 @@ import (
 // keeps serving every request, and the restarted one is ready (and
 // authenticates) once its watches have synced.
 func TestGatewayReplicaKilledUnderLoad(t *testing.T) {
-	env.StartManager(t, operator.Options{})
+	env.StartManager(t, manager.Options{})
 	kubeconfig := env.KubeconfigFor(t, "resilience-admin", "system:masters")
 	up := httptest.NewServer(&echo.Handler{})
 	defer up.Close()

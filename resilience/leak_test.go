@@ -27,7 +27,7 @@ import (
 	"github.com/codevector/codevector/gateway/proxy"
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/keys"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/testenv"
 )
 
@@ -37,7 +37,7 @@ import (
 // response may contain either key or its secret part.
 func TestNoKeyLeaksAnywhere(t *testing.T) {
 	ctx := context.Background()
-	env.StartManager(t, operator.Options{})
+	env.StartManager(t, manager.Options{})
 	up := httptest.NewServer(&echo.Handler{})
 	defer up.Close()
 	providers, err := proxy.ParseProviders([]byte("providers:\n  openai:\n    baseURL: "+up.URL+"\n"), nil)

@@ -24,7 +24,7 @@ import (
 	"github.com/codevector/codevector/gateway/echo"
 	"github.com/codevector/codevector/gateway/proxy"
 	"github.com/codevector/codevector/gateway/server"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/testenv"
 )
 
@@ -120,7 +120,7 @@ func startStack(t *testing.T, withManager bool, mutate func(*server.Options)) *s
 func startStackAt(t *testing.T, withManager bool, mutate func(*stack, *server.Options)) *stack {
 	t.Helper()
 	if withManager {
-		env.StartManager(t, operator.Options{})
+		env.StartManager(t, manager.Options{})
 	}
 	up := httptest.NewServer(&echo.Handler{})
 	t.Cleanup(up.Close)
@@ -164,7 +164,7 @@ var clusterAdmin = sync.OnceValues(func() (client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return client.New(u.Config(), client.Options{Scheme: operator.Scheme()})
+	return client.New(u.Config(), client.Options{Scheme: manager.Scheme()})
 })
 
 // kubectlKey creates an APIKey for owner as a cluster admin would with

@@ -33,7 +33,7 @@ import (
 	"github.com/codevector/codevector/internal/bootstrap"
 	"github.com/codevector/codevector/internal/devcluster"
 	"github.com/codevector/codevector/internal/k8sversion"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 )
 
 // k8sVersion is the version of the control-plane binaries `make envtest`
@@ -123,7 +123,7 @@ Flags:
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	mgr, err := operator.New(runCtx, sys.manager, operator.Options{})
+	mgr, err := manager.New(runCtx, sys.manager, manager.Options{})
 	if err != nil {
 		return err
 	}
@@ -187,7 +187,7 @@ type devIdentities struct {
 // service accounts' users, bound by config/rbac exactly as in a cluster,
 // and the person at the keyboard gets DIR/kubeconfig as devcluster.DevUser.
 func setUpDevCluster(ctx context.Context, cluster *devcluster.Cluster) (*devIdentities, error) {
-	admin, err := client.New(cluster.Admin, client.Options{Scheme: operator.Scheme()})
+	admin, err := client.New(cluster.Admin, client.Options{Scheme: manager.Scheme()})
 	if err != nil {
 		return nil, err
 	}

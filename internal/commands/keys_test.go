@@ -20,7 +20,7 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/internal/devcluster"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/reveal"
 	"github.com/codevector/codevector/internal/testenv"
 )
@@ -71,7 +71,7 @@ const (
 // user whose requests meet RBAC and the admission policies.
 func TestKeysCLI(t *testing.T) {
 	e := sharedEnv(t)
-	e.StartManager(t, operator.Options{})
+	e.StartManager(t, manager.Options{})
 	ns := e.Namespace(t)
 	alice := userKubeconfig(t, e, "alice@example.com", ns, editor, revealer)
 
@@ -220,7 +220,7 @@ func TestKeysCLIErrors(t *testing.T) {
 		check(t, err, errNotIssued, "the controller did not issue the key within 1s", "is the codevector manager running?", "revoke it with 'kubectl apikey revoke orphan")
 	})
 
-	e.StartManager(t, operator.Options{})
+	e.StartManager(t, manager.Options{})
 
 	t.Run("no cluster", func(t *testing.T) {
 		addr := freeAddr(t) // nothing listens there

@@ -21,7 +21,7 @@ import (
 	"github.com/codevector/codevector/config"
 	"github.com/codevector/codevector/internal/bootstrap"
 	"github.com/codevector/codevector/internal/k8sversion"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 )
 
 // K8sVersion is the version of the control-plane binaries under bin/k8s.
@@ -73,8 +73,8 @@ func StartWith(ctx context.Context, o Options) (*Env, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting kube-apiserver and etcd: %w", err)
 	}
-	cfg.QPS, cfg.Burst = operator.DefaultQPS, operator.DefaultBurst
-	c, err := client.New(cfg, client.Options{Scheme: operator.Scheme()})
+	cfg.QPS, cfg.Burst = manager.DefaultQPS, manager.DefaultBurst
+	c, err := client.New(cfg, client.Options{Scheme: manager.Scheme()})
 	if err != nil {
 		_ = env.Stop()
 		return nil, err

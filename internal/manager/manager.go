@@ -1,8 +1,8 @@
-// Package operator assembles the manager process: the cache settings, the
+// Package manager assembles the manager process: the cache settings, the
 // APIKey controller, health probes and leader election. The `codevector
 // manager` command, dev mode and the tests all build it here, so tests run
 // the manager exactly as it is deployed.
-package operator
+package manager
 
 import (
 	"context"
