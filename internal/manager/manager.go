@@ -88,7 +88,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
-	hasher, err := controllers.NewHasher(o.Argon2, runtime.GOMAXPROCS(0))
+	hasher, err := keys.NewHasher(o.Argon2, runtime.GOMAXPROCS(0), controllers.ObserveHashDuration)
 	if err != nil {
 		return nil, err
 	}
