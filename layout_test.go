@@ -2,6 +2,7 @@ package main
 
 import (
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -27,5 +28,41 @@ func TestGatewayDoesNotLinkTheController(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// Dev mode links the manager, the gateway and a control plane at once: only
+// the dev command, the test environment and tests may import it (test
+// files anywhere, bench and resilience whole), never a package that ships
+// in the manager or the gateway.
+func TestOnlyTheDevCommandAndTestsImportDevMode(t *testing.T) {
+	const module = "github.com/codevector/codevector"
+	const devmode = module + "/internal/devmode"
+	allowed := map[string]bool{
+		devmode:                       true,
+		module + "/internal/commands": true,
+		module + "/internal/testenv":  true,
+	}
+	allowedTrees := []string{module + "/bench", module + "/resilience"}
+	// .Imports excludes what only _test.go files import (.TestImports,
+	// .XTestImports): tests may use dev mode's pieces anywhere.
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "./...").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list ./...: %v\n%s", err, out)
+	}
+	checked := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		pkg, imports := fields[0], fields[1:]
+		checked++
+		if allowed[pkg] || slices.ContainsFunc(allowedTrees, func(tree string) bool { return pkg == tree || strings.HasPrefix(pkg, tree+"/") }) {
+			continue
+		}
+		if slices.Contains(imports, devmode) {
+			t.Errorf("%s imports %s; only the dev command, internal/testenv and tests may", pkg, devmode)
+		}
+	}
+	if checked < 10 {
+		t.Fatalf("go list ./... listed only %d packages:\n%s", checked, out)
 	}
 }

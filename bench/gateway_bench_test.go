@@ -14,7 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/codevector/codevector/gateway/echo"
+	"github.com/codevector/codevector/internal/devmode"
 	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/manager"
 )
@@ -223,7 +223,7 @@ func BenchmarkGatewayAddedLatency(b *testing.B) {
 func BenchmarkGatewayStreamTTFB(b *testing.B) {
 	n := envInt("BENCH_STREAMS", 200)
 	const chunkDelay = 10 * time.Millisecond
-	s := setUpGateway(b, &echo.Handler{ChunkDelay: chunkDelay}, false)
+	s := setUpGateway(b, &devmode.EchoUpstream{ChunkDelay: chunkDelay}, false)
 	targets := s.targets()
 	body := []byte(`{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"one two three"}]}`)
 
@@ -283,7 +283,7 @@ func BenchmarkGatewayStreamTTFB(b *testing.B) {
 		command: benchCommand("BenchmarkGatewayStreamTTFB"),
 		tables:  []*table{tb},
 		notes: append([]string{
-			fmt.Sprintf("The upstream is gateway/echo streaming %d SSE events with %v between words (about %v per stream); TTFB is from sending the request to reading the first `data:` line, %d streams per target one at a time on a kept-alive connection, targets interleaved stream by stream.", chunks, chunkDelay, 3*chunkDelay, n),
+			fmt.Sprintf("The upstream is the echo stand-in (devmode.EchoUpstream) streaming %d SSE events with %v between words (about %v per stream); TTFB is from sending the request to reading the first `data:` line, %d streams per target one at a time on a kept-alive connection, targets interleaved stream by stream.", chunks, chunkDelay, 3*chunkDelay, n),
 			"`last event` (the `[DONE]` line) arrives about 30 ms after the first on every path: the gateway passes events through as they come instead of buffering the stream.",
 		}, notes...),
 	})

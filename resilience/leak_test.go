@@ -23,9 +23,9 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/console"
-	"github.com/codevector/codevector/gateway/echo"
 	"github.com/codevector/codevector/gateway/proxy"
 	"github.com/codevector/codevector/gateway/server"
+	"github.com/codevector/codevector/internal/devmode"
 	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/testenv"
@@ -38,7 +38,7 @@ import (
 func TestNoKeyLeaksAnywhere(t *testing.T) {
 	ctx := context.Background()
 	env.StartManager(t, manager.Options{})
-	up := httptest.NewServer(&echo.Handler{})
+	up := httptest.NewServer(&devmode.EchoUpstream{})
 	defer up.Close()
 	providers, err := proxy.ParseProviders([]byte("providers:\n  openai:\n    baseURL: "+up.URL+"\n"), nil)
 	if err != nil {

@@ -46,7 +46,9 @@ const (
 // X-Forwarded-User.
 const DefaultUserHeader = "X-Forwarded-User"
 
-// DevUser is the fixed user of AuthDev.
+// DevUser is the fixed user of AuthDev. It is also the user of dev mode's
+// kubeconfig (internal/devmode), so keys made in the console and with
+// kubectl have the same owner; this is the name's one home.
 const DevUser = "dev@codevector.local"
 
 // DefaultCreateTimeout is how long a create waits for the controller.

@@ -18,9 +18,9 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	"github.com/codevector/codevector/gateway/echo"
 	"github.com/codevector/codevector/gateway/proxy"
 	"github.com/codevector/codevector/gateway/server"
+	"github.com/codevector/codevector/internal/devmode"
 	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/testenv"
 )
@@ -58,7 +58,7 @@ func TestMain(m *testing.M) {
 // records what it received.
 type upstream struct {
 	*httptest.Server
-	echo *echo.Handler
+	echo *devmode.EchoUpstream
 	mu   sync.Mutex
 	reqs []recorded
 	// done receives once per finished request, with its context error.
@@ -72,7 +72,7 @@ type recorded struct {
 }
 
 func newUpstream(t *testing.T, chunkDelay time.Duration) *upstream {
-	u := &upstream{echo: &echo.Handler{ChunkDelay: chunkDelay}, done: make(chan error, 100)}
+	u := &upstream{echo: &devmode.EchoUpstream{ChunkDelay: chunkDelay}, done: make(chan error, 100)}
 	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		u.mu.Lock()

@@ -19,7 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
-	"github.com/codevector/codevector/internal/devcluster"
+	"github.com/codevector/codevector/internal/devmode"
 	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/reveal"
 	"github.com/codevector/codevector/internal/testenv"
@@ -56,7 +56,7 @@ func userKubeconfig(t *testing.T, e *testenv.Env, user, ns string, roles ...stri
 		}
 	}
 	path := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := devcluster.WriteKubeconfig(path, u.Config(), "test", user, ns); err != nil {
+	if err := devmode.WriteKubeconfig(path, u.Config(), "test", user, ns); err != nil {
 		t.Fatal(err)
 	}
 	return path
@@ -249,7 +249,7 @@ func TestKeysCLIErrors(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = bare.Stop() })
 		path := filepath.Join(t.TempDir(), "kubeconfig")
-		if err := devcluster.WriteKubeconfig(path, cfg, "bare", "admin", "default"); err != nil {
+		if err := devmode.WriteKubeconfig(path, cfg, "bare", "admin", "default"); err != nil {
 			t.Fatal(err)
 		}
 		for _, args := range [][]string{{"list"}, {"create", "laptop"}, {"revoke", "laptop", "--yes"}} {
