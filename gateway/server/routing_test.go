@@ -18,8 +18,9 @@ import (
 
 // One router serves everything: each route's methods, what other methods
 // and unknown paths get, and that the security headers, no-store and the
-// identity check come before a console 404 or 405. The "csrf" cases (dev mode) carry
-// a valid token and JSON, so the console's guard lets them reach routing.
+// identity check come before a console 404 or 405. The "csrf" cases (dev
+// mode) carry a valid token and JSON, so the console's guard lets them
+// reach routing.
 func TestRouting(t *testing.T) {
 	modes := map[string]console.Options{
 		"dev":    {Auth: console.AuthDev},
