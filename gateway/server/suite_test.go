@@ -35,23 +35,16 @@ var logs = &testenv.LogBuffer{}
 
 func TestMain(m *testing.M) {
 	ctrl.SetLogger(zap.New(zap.WriteTo(logs), zap.UseDevMode(true)))
-	var err error
-	env, err = testenv.Start(context.Background())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if code == 0 {
+	testenv.Main(m, &env, testenv.AfterTests(func(code int) int {
+		if code != 0 {
+			return code
+		}
 		if err := testenv.KeyLeaks("gateway and manager logs", logs.String(), env.IssuedKeys()); err != nil {
 			fmt.Fprintln(os.Stderr, err)
-			code = 1
+			return 1
 		}
-	}
-	if err := env.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "stopping control plane:", err)
-	}
-	os.Exit(code)
+		return code
+	}))
 }
 
 // upstream is a fake LLM provider that answers like OpenAI (echo) and
