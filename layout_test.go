@@ -1,7 +1,12 @@
 package main
 
 import (
+	"go/parser"
+	"go/token"
 	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -11,16 +16,93 @@ import (
 // console and the CLI share with it. The one binary links both through
 // internal/commands; nothing below it may.
 func TestGatewayDoesNotLinkTheController(t *testing.T) {
-	const controller = "github.com/codevector/codevector/controllers"
+	forbidden := []string{
+		"github.com/codevector/codevector/controllers",
+		"github.com/codevector/codevector/internal/manager",
+	}
 	for _, pkg := range []string{"./gateway/...", "./internal/keys", "./internal/seal", "./internal/reveal", "./api/..."} {
 		out, err := exec.Command("go", "list", "-deps", pkg).CombinedOutput()
 		if err != nil {
 			t.Fatalf("go list -deps %s: %v\n%s", pkg, err, out)
 		}
 		for _, dep := range strings.Fields(string(out)) {
-			if dep == controller || strings.HasPrefix(dep, controller+"/") || dep == "github.com/codevector/codevector/internal/operator" {
-				t.Errorf("%s links %s", pkg, dep)
+			for _, f := range forbidden {
+				if dep == f || strings.HasPrefix(dep, f+"/") {
+					t.Errorf("%s links %s", pkg, dep)
+				}
 			}
 		}
 	}
+}
+
+// Dev mode links the manager, the gateway and a control plane at once: only
+// the dev command (internal/commands/dev.go), the test environment and tests
+// may import it (test files anywhere, bench and resilience whole), never a
+// package that ships in the manager or the gateway.
+func TestOnlyTheDevCommandAndTestsImportDevMode(t *testing.T) {
+	const module = "github.com/codevector/codevector"
+	const devmode = module + "/internal/devmode"
+	allowed := map[string]bool{
+		devmode:                      true,
+		module + "/internal/testenv": true,
+	}
+	allowedTrees := []string{module + "/bench", module + "/resilience"}
+	// .Imports excludes what only _test.go files import (.TestImports,
+	// .XTestImports): tests may use dev mode's pieces anywhere.
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{.Dir}} {{join .Imports " "}}`, "./...").Output()
+	if ee, ok := err.(*exec.ExitError); ok {
+		t.Fatalf("go list ./...: %v\n%s", err, ee.Stderr)
+	} else if err != nil {
+		t.Fatalf("go list ./...: %v", err)
+	}
+	checked := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		pkg, dir, imports := fields[0], fields[1], fields[2:]
+		checked++
+		if allowed[pkg] || slices.ContainsFunc(allowedTrees, func(tree string) bool { return pkg == tree || strings.HasPrefix(pkg, tree+"/") }) {
+			continue
+		}
+		if !slices.Contains(imports, devmode) {
+			continue
+		}
+		if pkg != module+"/internal/commands" {
+			t.Errorf("%s imports %s; only the dev command, internal/testenv and tests may", pkg, devmode)
+			continue
+		}
+		// The one binary's commands package: the dev command only.
+		for _, file := range importersOf(t, dir, devmode) {
+			if file != "dev.go" {
+				t.Errorf("internal/commands/%s imports %s; only the dev command (dev.go) may", file, devmode)
+			}
+		}
+	}
+	if checked < 10 {
+		t.Fatalf("go list ./... listed only %d packages:\n%s", checked, out)
+	}
+}
+
+// importersOf lists the non-test Go files of dir that import path.
+func importersOf(t *testing.T, dir, path string) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		parsed, err := parser.ParseFile(token.NewFileSet(), f, nil, parser.ImportsOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, imp := range parsed.Imports {
+			if imp.Path.Value == strconv.Quote(path) {
+				out = append(out, filepath.Base(f))
+			}
+		}
+	}
+	return out
 }

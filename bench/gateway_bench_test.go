@@ -14,9 +14,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/codevector/codevector/gateway/echo"
+	"github.com/codevector/codevector/internal/devmode"
 	"github.com/codevector/codevector/internal/keys"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 )
 
 // Gateway benchmarks (issue 3). Each starts a real manager with default
@@ -31,7 +31,7 @@ type gatewaySetup struct {
 
 func setUpGateway(b *testing.B, upstream http.Handler, withRouted bool) gatewaySetup {
 	b.Helper()
-	env.StartManager(b, operator.Options{Argon2: keys.DefaultParams})
+	env.StartManager(b, manager.Options{Argon2: keys.DefaultParams})
 	up := serve(b, upstream)
 	bare := bareProxy(b, up)
 	gw := startGateway(b, providers(b, up, false))
@@ -223,7 +223,7 @@ func BenchmarkGatewayAddedLatency(b *testing.B) {
 func BenchmarkGatewayStreamTTFB(b *testing.B) {
 	n := envInt("BENCH_STREAMS", 200)
 	const chunkDelay = 10 * time.Millisecond
-	s := setUpGateway(b, &echo.Handler{ChunkDelay: chunkDelay}, false)
+	s := setUpGateway(b, &devmode.EchoUpstream{ChunkDelay: chunkDelay}, false)
 	targets := s.targets()
 	body := []byte(`{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"one two three"}]}`)
 
@@ -283,7 +283,7 @@ func BenchmarkGatewayStreamTTFB(b *testing.B) {
 		command: benchCommand("BenchmarkGatewayStreamTTFB"),
 		tables:  []*table{tb},
 		notes: append([]string{
-			fmt.Sprintf("The upstream is gateway/echo streaming %d SSE events with %v between words (about %v per stream); TTFB is from sending the request to reading the first `data:` line, %d streams per target one at a time on a kept-alive connection, targets interleaved stream by stream.", chunks, chunkDelay, 3*chunkDelay, n),
+			fmt.Sprintf("The upstream is the echo stand-in (devmode.EchoUpstream) streaming %d SSE events with %v between words (about %v per stream); TTFB is from sending the request to reading the first `data:` line, %d streams per target one at a time on a kept-alive connection, targets interleaved stream by stream.", chunks, chunkDelay, 3*chunkDelay, n),
 			"`last event` (the `[DONE]` line) arrives about 30 ms after the first on every path: the gateway passes events through as they come instead of buffering the stream.",
 		}, notes...),
 	})
@@ -333,7 +333,7 @@ func BenchmarkRevocationPropagation(b *testing.B) {
 		pollInterval = time.Millisecond
 		giveUp       = 5 * time.Second
 	)
-	env.StartManager(b, operator.Options{Argon2: keys.DefaultParams})
+	env.StartManager(b, manager.Options{Argon2: keys.DefaultParams})
 	up := serve(b, http.HandlerFunc(fixedUpstream))
 	p := providers(b, up, false)
 	gws := make([]*replica, replicas)

@@ -22,7 +22,7 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/internal/keys"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/testenv"
 )
 
@@ -31,7 +31,7 @@ import (
 // annotation of BENCH_ANNOTATION_KIB (100) KiB, 1 GiB in all: its peak
 // memory while its caches fill and its memory once settled, against the
 // memory limit of config/manager/manager.yaml. The manager caches APIKeys
-// without annotations (internal/operator), so the figures should stay near
+// without annotations (internal/manager), so the figures should stay near
 // those of keys without any.
 //
 // It runs on a control plane of its own, with etcd's quota raised (every
@@ -68,7 +68,7 @@ func BenchmarkManagerMemoryLargeAnnotations(b *testing.B) {
 	rec0, _ := gather("controller_runtime_reconcile_total", map[string]string{"controller": "apikey"})
 	writes0 := apiWrites()
 	started := time.Now()
-	stop := cp.StartManager(b, operator.Options{})
+	stop := cp.StartManager(b, manager.Options{})
 	var last float64
 	lastChange := time.Now()
 	testenv.Eventually(b, 15*time.Minute, func() error {
@@ -124,7 +124,7 @@ func populateAnnotated(b *testing.B, cp *testenv.Env, n, size int) time.Duration
 	ctx := context.Background()
 	cfg := rest.CopyConfig(cp.Config)
 	cfg.QPS, cfg.Burst = 5000, 10000 // bound by the API server, not by the client
-	c, err := client.New(cfg, client.Options{Scheme: operator.Scheme()})
+	c, err := client.New(cfg, client.Options{Scheme: manager.Scheme()})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -19,7 +19,7 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/internal/keys"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/testenv"
 )
 
@@ -31,7 +31,7 @@ import (
 // burst of keys, default argon2 parameters, one manager.
 func BenchmarkManagerIssueRate(b *testing.B) {
 	n := envInt("BENCH_ISSUE_KEYS", 1000)
-	env.StartManager(b, operator.Options{Argon2: keys.DefaultParams})
+	env.StartManager(b, manager.Options{Argon2: keys.DefaultParams})
 	ns := env.Namespace(b)
 	r := issueBurst(b, ns, "rate", n)
 	rate := r.rate()
@@ -188,7 +188,7 @@ func BenchmarkManagerMemory(b *testing.B) {
 
 	before := sampleMemory()
 	memRow("no manager running (baseline)", keysCell(), before, before)
-	stop := env.StartManager(b, operator.Options{Argon2: keys.DefaultParams})
+	stop := env.StartManager(b, manager.Options{Argon2: keys.DefaultParams})
 	ns := env.Namespace(b)
 	var r burst
 	if toCreate > 0 {
@@ -203,7 +203,7 @@ func BenchmarkManagerMemory(b *testing.B) {
 	total, _ := count()
 	rec0, _ := gather("controller_runtime_reconcile_total", map[string]string{"controller": "apikey"})
 	restartedAt := time.Now()
-	stop = env.StartManager(b, operator.Options{Argon2: keys.DefaultParams})
+	stop = env.StartManager(b, manager.Options{Argon2: keys.DefaultParams})
 	// Settled: every APIKey reconciled once and no pass for two seconds.
 	var last float64
 	lastChange := time.Now()
@@ -293,7 +293,7 @@ type activeWatcher struct {
 
 func watchActive(b *testing.B, ns string, want int) *activeWatcher {
 	b.Helper()
-	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: operator.Scheme()})
+	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: manager.Scheme()})
 	if err != nil {
 		b.Fatal(err)
 	}

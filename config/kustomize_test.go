@@ -22,7 +22,7 @@ import (
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/proxy"
 	"github.com/codevector/codevector/internal/commands"
-	"github.com/codevector/codevector/internal/devcluster"
+	"github.com/codevector/codevector/internal/devmode"
 )
 
 // built indexes the output of kubectl kustomize by kind and name.
@@ -152,7 +152,7 @@ func TestDefaultBuildsAPlatformReadyDeployment(t *testing.T) {
 	vap := b["ValidatingAdmissionPolicy/apikey-owner.gateway.codevector.io"]
 	vars, _, _ := unstructured.NestedSlice(vap.Object, "spec", "variables")
 	for variable, d := range map[string]*appsv1.Deployment{"gatewayUser": &gw, "managerUser": &mgr} {
-		user, _ := devcluster.ServiceAccountUser(d.Namespace, d.Spec.Template.Spec.ServiceAccountName)
+		user, _ := devmode.ServiceAccountUser(d.Namespace, d.Spec.Template.Spec.ServiceAccountName)
 		found := false
 		for _, v := range vars {
 			if m, ok := v.(map[string]any); ok && m["name"] == variable {

@@ -22,12 +22,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
-	"github.com/codevector/codevector/gateway/echo"
 	"github.com/codevector/codevector/gateway/proxy"
 	"github.com/codevector/codevector/gateway/server"
-	"github.com/codevector/codevector/internal/bootstrap"
-	"github.com/codevector/codevector/internal/devcluster"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/devmode"
+	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/testenv"
 )
 
@@ -48,17 +46,17 @@ type identity struct {
 func asServiceAccount(t *testing.T, name string) *identity {
 	t.Helper()
 	out, _ := kustomize(t, "rbac")
-	if err := bootstrap.ApplyYAML(context.Background(), env.Client, out, "config/rbac"); err != nil {
+	if err := devmode.ApplyYAML(context.Background(), env.Client, out, "config/rbac"); err != nil {
 		t.Fatal(err)
 	}
 	id := &identity{}
-	id.user, id.groups = devcluster.ServiceAccountUser(systemNS, name)
+	id.user, id.groups = devmode.ServiceAccountUser(systemNS, name)
 	u, err := env.AddUser(envtest.User{Name: id.user, Groups: id.groups}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	id.cfg = u.Config()
-	if id.client, err = client.New(id.cfg, client.Options{Scheme: operator.Scheme()}); err != nil {
+	if id.client, err = client.New(id.cfg, client.Options{Scheme: manager.Scheme()}); err != nil {
 		t.Fatal(err)
 	}
 	return id
@@ -68,7 +66,7 @@ func asServiceAccount(t *testing.T, name string) *identity {
 // under id until the test ends.
 func startManagerAs(t *testing.T, id *identity) {
 	t.Helper()
-	testenv.RunManager(t, id.cfg, operator.Options{LeaderElection: true})
+	testenv.RunManager(t, id.cfg, manager.Options{LeaderElection: true})
 }
 
 // access is one question for a SubjectAccessReview.
@@ -122,7 +120,7 @@ func TestGatewayRBACIsEnoughAndNoMore(t *testing.T) {
 	startManagerAs(t, asServiceAccount(t, "codevector-manager"))
 	gw := asServiceAccount(t, "codevector-gateway")
 
-	upstream := httptest.NewServer(&echo.Handler{})
+	upstream := httptest.NewServer(&devmode.EchoUpstream{})
 	t.Cleanup(upstream.Close)
 	providers, err := proxy.ParseProviders([]byte("providers:\n  openai:\n    baseURL: "+upstream.URL+"\n"), nil)
 	if err != nil {

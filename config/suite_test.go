@@ -13,12 +13,12 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	"github.com/codevector/codevector/internal/bootstrap"
+	"github.com/codevector/codevector/internal/devmode"
 	"github.com/codevector/codevector/internal/testenv"
 )
 
 // env is one real kube-apiserver + etcd for the package, with CodeVector
-// installed by internal/bootstrap.
+// installed by devmode.Install.
 var env *testenv.Env
 
 // logs holds what the managers of this package log.
@@ -46,7 +46,7 @@ func kustomize(t *testing.T, dir string) ([]byte, []*unstructured.Unstructured) 
 	if err != nil {
 		t.Fatalf("kubectl kustomize %s: %v\n%s", dir, err, stderrOf(err))
 	}
-	objs, err := bootstrap.DecodeYAML(out)
+	objs, err := devmode.DecodeYAML(out)
 	if err != nil {
 		t.Fatalf("decoding the output of kubectl kustomize %s: %v", dir, err)
 	}

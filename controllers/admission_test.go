@@ -11,7 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 )
 
 // userClient returns a client authenticated as a real user of the API
@@ -30,7 +30,7 @@ func userClient(t *testing.T, ns, name string, groups ...string) client.Client {
 	if err := env.Client.Create(context.Background(), binding); err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.New(u.Config(), client.Options{Scheme: operator.Scheme()})
+	c, err := client.New(u.Config(), client.Options{Scheme: manager.Scheme()})
 	if err != nil {
 		t.Fatal(err)
 	}

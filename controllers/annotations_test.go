@@ -14,19 +14,19 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/testenv"
 )
 
 // The manager caches APIKeys without annotations and managed fields
-// (internal/operator), so that large annotations cost it nothing. Its
+// (internal/manager), so that large annotations cost it nothing. Its
 // writes are merge patches computed against that cached copy: none of them
 // may touch the annotations it does not see. The user's annotations must
 // come through issue (finalizer and status patches), a change made while
 // the key is live, revocation and deletion (the finalizer's removal).
 func TestUserAnnotationsSurviveTheController(t *testing.T) {
 	ctx := context.Background()
-	mgr, _ := testenv.RunManager(t, env.Config, operator.Options{})
+	mgr, _ := testenv.RunManager(t, env.Config, manager.Options{})
 	ns := env.Namespace(t)
 
 	want := map[string]string{

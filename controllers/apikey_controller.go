@@ -50,7 +50,7 @@ type APIKeyReconciler struct {
 	// RevealWindow is how long a reveal Secret waits to be consumed.
 	RevealWindow time.Duration
 	// Hasher hashes new keys with bounded concurrency.
-	Hasher *Hasher
+	Hasher *keys.Hasher
 	// RevealMode says how a key without spec.revealPublicKey is revealed:
 	// not at all until its owner supplies one (RevealSealed, the default),
 	// or in plaintext (RevealPlain).

@@ -11,11 +11,11 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/internal/keys"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 )
 
 func TestBurstOf200KeysAllActiveWithDistinctIDs(t *testing.T) {
-	env.StartManager(t, operator.Options{Argon2: keys.DefaultParams})
+	env.StartManager(t, manager.Options{Argon2: keys.DefaultParams})
 	ns := env.Namespace(t)
 	const n = 200
 	var wg sync.WaitGroup

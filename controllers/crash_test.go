@@ -13,7 +13,7 @@ import (
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/controllers"
 	"github.com/codevector/codevector/internal/keys"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/seal"
 	"github.com/codevector/codevector/internal/testenv"
 )
@@ -107,7 +107,7 @@ func TestCrashAfterHashWriteIssuesAFreshKey(t *testing.T) {
 	lost, _ := keys.Generate()
 	orphan := plantHash(t, k, lost)
 
-	env.StartManager(t, operator.Options{})
+	env.StartManager(t, manager.Options{})
 	checkFreshKey(t, k, lost)
 	if h, _ := hashSecretOf(t, k); h.UID == orphan.UID {
 		t.Error("the hash Secret of the interrupted issue was kept")
@@ -123,7 +123,7 @@ func TestCrashAfterRevealWriteIssuesAFreshKey(t *testing.T) {
 	plantHash(t, k, lost)
 	planted := plantReveal(t, k, lost)
 
-	env.StartManager(t, operator.Options{})
+	env.StartManager(t, manager.Options{})
 	checkFreshKey(t, k, lost)
 	if rs, _ := secret(t, ns, gatewayv1alpha1.RevealSecretName(k.Name)); rs.UID == planted.UID {
 		t.Error("the reveal Secret of the interrupted issue was kept")
@@ -134,7 +134,7 @@ func TestCrashAfterRevealWriteIssuesAFreshKey(t *testing.T) {
 // another user's (prefixes are visible to viewers), changes nothing: the
 // controller never reads key material from a tenant namespace.
 func TestPlantedRevealBeforeIssueIsNeverAdopted(t *testing.T) {
-	env.StartManager(t, operator.Options{})
+	env.StartManager(t, manager.Options{})
 	ns := env.Namespace(t)
 	victim, victimKey := env.IssueKey(t, ns, "victim")
 
@@ -170,7 +170,7 @@ func TestPlantedRevealBeforeIssueIsNeverAdopted(t *testing.T) {
 // A hash Secret deleted by hand cannot be rebuilt without the plaintext,
 // so the key is marked Failed rather than silently re-keyed.
 func TestDeletedHashSecretFailsTheKey(t *testing.T) {
-	env.StartManager(t, operator.Options{})
+	env.StartManager(t, manager.Options{})
 	ns := env.Namespace(t)
 	create(t, newKey(ns, "tampered"))
 	k := env.WaitForPhase(t, ns, "tampered", gatewayv1alpha1.PhaseActive, 10*time.Second)

@@ -20,7 +20,7 @@ import (
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/controllers"
 	"github.com/codevector/codevector/internal/keys"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/reveal"
 	"github.com/codevector/codevector/internal/seal"
 	"github.com/codevector/codevector/internal/testenv"
@@ -57,7 +57,7 @@ func teammate(t *testing.T, ns, name string, groups ...string) client.Client {
 func teammates(t *testing.T) (ns string, alice, bob client.Client) {
 	t.Helper()
 	applyPeopleRoles(t)
-	env.StartManager(t, operator.Options{})
+	env.StartManager(t, manager.Options{})
 	ns = env.Namespace(t)
 	return ns, teammate(t, ns, "alice@example.com"), teammate(t, ns, "bob@example.com")
 }
@@ -131,7 +131,7 @@ func TestNoFullKeyAnywhereInTheClusterDuringTheRevealWindow(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("sealed", func(t *testing.T) {
-		env.StartManager(t, operator.Options{})
+		env.StartManager(t, manager.Options{})
 		ns := env.Namespace(t)
 		alice := teammate(t, ns, "alice@example.com")
 		k, private := createSealed(t, alice, ns, "laptop")
@@ -142,7 +142,7 @@ func TestNoFullKeyAnywhereInTheClusterDuringTheRevealWindow(t *testing.T) {
 	})
 
 	t.Run("plain mode finds it", func(t *testing.T) {
-		env.StartManager(t, operator.Options{RevealMode: controllers.RevealPlain})
+		env.StartManager(t, manager.Options{RevealMode: controllers.RevealPlain})
 		ns := env.Namespace(t)
 		create(t, newKey(ns, "applied", unsealed))
 		k := env.WaitForPhase(t, ns, "applied", gatewayv1alpha1.PhaseActive, 10*time.Second)
@@ -404,7 +404,7 @@ func TestPlantedRevealDuringAndAfterIssue(t *testing.T) {
 // A second hash Secret carrying a key's ID (only writable by hand in the
 // system namespace) is reported on the key, and changes nothing about it.
 func TestSecondKeyIDClaimantIsReported(t *testing.T) {
-	env.StartManager(t, operator.Options{})
+	env.StartManager(t, manager.Options{})
 	ns := env.Namespace(t)
 	victim, victimKey := env.IssueKey(t, ns, "victim")
 	intruder := create(t, newKey(ns, "intruder", unsealed))

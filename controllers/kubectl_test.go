@@ -12,7 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/testenv"
 )
 
@@ -27,7 +27,7 @@ func kubectl(t *testing.T, kubeconfig string, args ...string) string {
 }
 
 func TestKubectlGetAPIKeysColumns(t *testing.T) {
-	env.StartManager(t, operator.Options{})
+	env.StartManager(t, manager.Options{})
 	ns := env.Namespace(t)
 	kc := env.KubeconfigFor(t, "kubectl-admin", "system:masters")
 	manifest := filepath.Join(t.TempDir(), "key.yaml")

@@ -12,14 +12,14 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/internal/keys"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/testenv"
 )
 
 func TestCreateIssuesHashedKeyAndDeleteCleansUp(t *testing.T) {
 	// Default argon2 parameters: this is the test that the hash at rest is
 	// what DESIGN.md section 4 promises.
-	env.StartManager(t, operator.Options{Argon2: keys.DefaultParams})
+	env.StartManager(t, manager.Options{Argon2: keys.DefaultParams})
 	ns := env.Namespace(t)
 	create(t, newKey(ns, "laptop", func(k *gatewayv1alpha1.APIKey) { k.Spec.DisplayName = "Alice's laptop" }))
 
@@ -103,7 +103,7 @@ func TestCreateIssuesHashedKeyAndDeleteCleansUp(t *testing.T) {
 }
 
 func TestTTLExpiry(t *testing.T) {
-	env.StartManager(t, operator.Options{})
+	env.StartManager(t, manager.Options{})
 	ns := env.Namespace(t)
 	// Long enough to see the key Active first on a loaded machine (issue,
 	// then a poll), short enough to wait out.
@@ -127,7 +127,7 @@ func TestTTLExpiry(t *testing.T) {
 // server (CRD validation has no clock) and the key is Expired at once:
 // no key is ever generated, so nothing can leak for it.
 func TestExpiresAtInThePastIsExpiredWithoutAKey(t *testing.T) {
-	env.StartManager(t, operator.Options{})
+	env.StartManager(t, manager.Options{})
 	ns := env.Namespace(t)
 	past := metav1.NewTime(time.Now().Add(-time.Hour))
 	create(t, newKey(ns, "stale", func(k *gatewayv1alpha1.APIKey) { k.Spec.ExpiresAt = &past }))
@@ -144,7 +144,7 @@ func TestExpiresAtInThePastIsExpiredWithoutAKey(t *testing.T) {
 }
 
 func TestRevokeIsImmediateAndFinal(t *testing.T) {
-	env.StartManager(t, operator.Options{})
+	env.StartManager(t, manager.Options{})
 	ns := env.Namespace(t)
 	create(t, newKey(ns, "ci"))
 	k := env.WaitForPhase(t, ns, "ci", gatewayv1alpha1.PhaseActive, 10*time.Second)

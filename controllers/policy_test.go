@@ -17,7 +17,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/testenv"
 )
 
@@ -119,7 +119,7 @@ func TestOnlyAdminsChangeAKeysPolicy(t *testing.T) {
 // kubectl get apikeys -o wide shows the budget; the controller keeps the
 // column in step with spec.budget.
 func TestKubectlShowsTheBudget(t *testing.T) {
-	env.StartManager(t, operator.Options{})
+	env.StartManager(t, manager.Options{})
 	ns := env.Namespace(t)
 	k := create(t, newKey(ns, "budgeted", func(k *gatewayv1alpha1.APIKey) {
 		k.Spec.Budget = &gatewayv1alpha1.Budget{USD: "50"}

@@ -11,13 +11,13 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/internal/keys"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/reveal"
 	"github.com/codevector/codevector/internal/testenv"
 )
 
 func TestRevealIsOneShotUnderConcurrentReaders(t *testing.T) {
-	env.StartManager(t, operator.Options{})
+	env.StartManager(t, manager.Options{})
 	ns := env.Namespace(t)
 	create(t, newKey(ns, "shared"))
 	k := env.WaitForPhase(t, ns, "shared", gatewayv1alpha1.PhaseActive, 10*time.Second)
@@ -31,7 +31,7 @@ func TestRevealIsOneShotUnderConcurrentReaders(t *testing.T) {
 		errs    = make([]error, readers)
 	)
 	for i := range readers {
-		c, err := client.New(env.Config, client.Options{Scheme: operator.Scheme()})
+		c, err := client.New(env.Config, client.Options{Scheme: manager.Scheme()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -83,7 +83,7 @@ func TestRevealIsOneShotUnderConcurrentReaders(t *testing.T) {
 }
 
 func TestRevealWindowExpires(t *testing.T) {
-	env.StartManager(t, operator.Options{RevealWindow: 2 * time.Second})
+	env.StartManager(t, manager.Options{RevealWindow: 2 * time.Second})
 	ns := env.Namespace(t)
 	create(t, newKey(ns, "unread"))
 	k := env.WaitForPhase(t, ns, "unread", gatewayv1alpha1.PhaseActive, 10*time.Second)

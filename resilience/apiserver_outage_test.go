@@ -18,11 +18,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
-	"github.com/codevector/codevector/gateway/echo"
 	"github.com/codevector/codevector/gateway/proxy"
 	"github.com/codevector/codevector/gateway/server"
+	"github.com/codevector/codevector/internal/devmode"
 	"github.com/codevector/codevector/internal/keys"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/testenv"
 )
 
@@ -42,8 +42,8 @@ func outage() time.Duration {
 // Keys whose creation the outage interrupted are issued afterwards.
 func TestAPIServerOutageIsFailStatic(t *testing.T) {
 	ctx := context.Background()
-	env.StartManager(t, operator.Options{})
-	up := httptest.NewServer(&echo.Handler{})
+	env.StartManager(t, manager.Options{})
+	up := httptest.NewServer(&devmode.EchoUpstream{})
 	defer up.Close()
 	providers, err := proxy.ParseProviders([]byte("providers:\n  openai:\n    baseURL: "+up.URL+"\n"), nil)
 	if err != nil {

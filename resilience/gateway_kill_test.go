@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/codevector/codevector/gateway/echo"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/devmode"
+	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/testenv"
 )
 
@@ -21,9 +21,9 @@ import (
 // keeps serving every request, and the restarted one is ready (and
 // authenticates) once its watches have synced.
 func TestGatewayReplicaKilledUnderLoad(t *testing.T) {
-	env.StartManager(t, operator.Options{})
+	env.StartManager(t, manager.Options{})
 	kubeconfig := env.KubeconfigFor(t, "resilience-admin", "system:masters")
-	up := httptest.NewServer(&echo.Handler{})
+	up := httptest.NewServer(&devmode.EchoUpstream{})
 	defer up.Close()
 	providers := filepath.Join(t.TempDir(), "providers.yaml")
 	if err := os.WriteFile(providers, []byte("providers:\n  openai:\n    baseURL: "+up.URL+"\n"), 0o600); err != nil {

@@ -23,11 +23,11 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/console"
-	"github.com/codevector/codevector/gateway/echo"
 	"github.com/codevector/codevector/gateway/proxy"
 	"github.com/codevector/codevector/gateway/server"
+	"github.com/codevector/codevector/internal/devmode"
 	"github.com/codevector/codevector/internal/keys"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/testenv"
 )
 
@@ -37,8 +37,8 @@ import (
 // response may contain either key or its secret part.
 func TestNoKeyLeaksAnywhere(t *testing.T) {
 	ctx := context.Background()
-	env.StartManager(t, operator.Options{})
-	up := httptest.NewServer(&echo.Handler{})
+	env.StartManager(t, manager.Options{})
+	up := httptest.NewServer(&devmode.EchoUpstream{})
 	defer up.Close()
 	providers, err := proxy.ParseProviders([]byte("providers:\n  openai:\n    baseURL: "+up.URL+"\n"), nil)
 	if err != nil {

@@ -9,7 +9,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/testenv"
 )
 
@@ -36,7 +36,7 @@ func BenchmarkManagerAtScale(b *testing.B) {
 		writesBefore, reconcilesBefore := apiWrites(b), reconciles(b)
 		heapBefore := heapInUse()
 		start := time.Now()
-		stop := env.StartManager(b, operator.Options{})
+		stop := env.StartManager(b, manager.Options{})
 		for reconciles(b)-reconcilesBefore < float64(n) {
 			if time.Since(start) > 15*time.Minute {
 				b.Fatalf("%s: %v of %d keys reconciled after 15 minutes", label, reconciles(b)-reconcilesBefore, n)

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/gorilla/mux"
+
 	"github.com/codevector/codevector/gateway/httperr"
 )
 
@@ -81,7 +83,7 @@ func (c *Console) serveRevoke(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	item, aerr := c.revokeKey(r.Context(), identityFrom(r.Context()), r.PathValue("name"))
+	item, aerr := c.revokeKey(r.Context(), identityFrom(r.Context()), mux.Vars(r)["name"])
 	if aerr != nil {
 		writeError(w, aerr)
 		return

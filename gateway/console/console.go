@@ -46,7 +46,9 @@ const (
 // X-Forwarded-User.
 const DefaultUserHeader = "X-Forwarded-User"
 
-// DevUser is the fixed user of AuthDev.
+// DevUser is the fixed user of AuthDev. It is also the user of dev mode's
+// kubeconfig (internal/devmode), so keys made in the console and with
+// kubectl have the same owner; this is the name's one home.
 const DevUser = "dev@codevector.local"
 
 // DefaultCreateTimeout is how long a create waits for the controller.
@@ -154,7 +156,6 @@ type Console struct {
 	crossOrigin *http.CrossOriginProtection
 	page        *template.Template
 	unauth      *template.Template
-	handler     http.Handler
 }
 
 // Keys is what the console reads keys from: the gateway's key index, which
@@ -226,25 +227,6 @@ func New(keys Keys, writer client.Client, o Options) (*Console, error) {
 		return nil, fmt.Errorf("console templates: %w", err)
 	}
 
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /api-keys", c.servePage)
-	mux.HandleFunc("GET /api/v1/apikeys", c.serveList)
-	mux.HandleFunc("POST /api/v1/apikeys", c.serveCreate)
-	mux.HandleFunc("POST /api/v1/apikeys/{name}/revoke", c.serveRevoke)
-	mux.HandleFunc("/api/v1/apikeys/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, &apiError{http.StatusNotFound, "not_found", "No such endpoint. The console API has GET and POST /api/v1/apikeys and POST /api/v1/apikeys/{name}/revoke."})
-	})
-	// Sign-in and sign-out come before identity: they are how one gets it.
-	root := http.NewServeMux()
-	root.Handle("/", c.identify(c.guard(mux)))
-	if c.oidc != nil {
-		root.HandleFunc("GET "+SignInPath, c.serveSignIn)
-		root.HandleFunc("GET "+CallbackPath, c.serveCallback)
-		root.HandleFunc("POST "+SignOutPath, c.serveSignOut)
-		root.HandleFunc("GET "+SignOutPath, c.serveSignedOut)
-	}
-	c.handler = web.SecureHeaders(c.noStore(root))
-
 	switch {
 	case o.Auth == AuthDev:
 		c.log.Warn("Console runs in dev mode: every visitor is signed in as the dev user; never expose it", "user", DevUser, "groups", o.DevGroups)
@@ -257,12 +239,6 @@ func New(keys Keys, writer client.Client, o Options) (*Console, error) {
 	}
 	return c, nil
 }
-
-// Prefixes are the URL paths the console serves, for the gateway's router.
-var Prefixes = []string{"/api-keys", "/api/v1/apikeys", "/oauth2/"}
-
-// ServeHTTP serves /api-keys and /api/v1/apikeys...
-func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) { c.handler.ServeHTTP(w, r) }
 
 // noStore keeps every console response out of caches: pages carry a CSRF
 // token and a user's key list, and the create response carries a key.

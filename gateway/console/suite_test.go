@@ -21,16 +21,16 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
-	"github.com/codevector/codevector/gateway/echo"
 	"github.com/codevector/codevector/gateway/proxy"
 	"github.com/codevector/codevector/gateway/server"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/devmode"
+	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/testenv"
 )
 
 // gatewayUser is the gateway's service account as config/rbac binds it.
 // The tests run the gateway as that user, with the RBAC roles and admission
-// policies that bootstrap installs, so they prove that the console works
+// policies that devmode.Install installs, so they prove that the console works
 // with exactly the permissions the gateway is deployed with.
 const gatewayUser = "system:serviceaccount:" + gatewayv1alpha1.DefaultSystemNamespace + ":codevector-gateway"
 
@@ -120,9 +120,9 @@ func startStack(t *testing.T, withManager bool, mutate func(*server.Options)) *s
 func startStackAt(t *testing.T, withManager bool, mutate func(*stack, *server.Options)) *stack {
 	t.Helper()
 	if withManager {
-		env.StartManager(t, operator.Options{})
+		env.StartManager(t, manager.Options{})
 	}
-	up := httptest.NewServer(&echo.Handler{})
+	up := httptest.NewServer(&devmode.EchoUpstream{})
 	t.Cleanup(up.Close)
 	providers, err := proxy.ParseProviders([]byte(fmt.Sprintf(`providers:
   openai:
@@ -164,7 +164,7 @@ var clusterAdmin = sync.OnceValues(func() (client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return client.New(u.Config(), client.Options{Scheme: operator.Scheme()})
+	return client.New(u.Config(), client.Options{Scheme: manager.Scheme()})
 })
 
 // kubectlKey creates an APIKey for owner as a cluster admin would with

@@ -11,6 +11,9 @@ import (
 	"html/template"
 	"log/slog"
 	"net/http"
+	"strings"
+
+	"github.com/gorilla/mux"
 
 	"github.com/codevector/codevector/gateway/web"
 )
@@ -45,7 +48,6 @@ type Docs struct {
 	log      *slog.Logger
 	pages    map[string]*template.Template
 	notFound *template.Template
-	handler  http.Handler
 }
 
 // New parses the pages. log may be nil.
@@ -65,21 +67,35 @@ func New(log *slog.Logger) (*Docs, error) {
 	if d.notFound, err = web.Templates(nil, pagesFS, "pages/frame.html", "pages/not-found.html"); err != nil {
 		return nil, fmt.Errorf("docs page not-found: %w", err)
 	}
-
-	mux := http.NewServeMux()
-	first := "/docs/" + docPages[0].Slug
-	mux.Handle("GET /docs", http.RedirectHandler(first, http.StatusFound))
-	mux.Handle("GET /docs/{$}", http.RedirectHandler(first, http.StatusFound))
-	mux.HandleFunc("GET /docs/{slug}", d.servePage)
-	mux.HandleFunc("/docs/", func(w http.ResponseWriter, r *http.Request) { d.render(w, r, d.notFound, "", http.StatusNotFound) })
-	d.handler = web.SecureHeaders(mux)
 	return d, nil
 }
 
-func (d *Docs) ServeHTTP(w http.ResponseWriter, r *http.Request) { d.handler.ServeHTTP(w, r) }
+// Register adds the docs' routes to the gateway's router r: /docs and
+// every path that starts with it, each response with the security headers.
+// Only GET and HEAD find a page; any other method, like any other path,
+// gets the "Page not found" page.
+func (d *Docs) Register(r *mux.Router) {
+	routes := r.MatcherFunc(func(req *http.Request, _ *mux.RouteMatch) bool {
+		return strings.HasPrefix(req.URL.Path, "/docs")
+	}).Subrouter()
+	routes.Use(web.SecureHeaders)
+	first := http.RedirectHandler("/docs/"+docPages[0].Slug, http.StatusFound)
+	routes.Path("/docs").Methods(http.MethodGet, http.MethodHead).Handler(first)
+	routes.Path("/docs/").Methods(http.MethodGet, http.MethodHead).Handler(first)
+	routes.Path("/docs/{slug}").Methods(http.MethodGet, http.MethodHead).HandlerFunc(d.servePage)
+	routes.Path("/docs").HandlerFunc(d.serveNotFound)
+	routes.PathPrefix("/docs/").HandlerFunc(d.serveNotFound)
+	// Paths such as /docsx are not pages; they get a plain 404 (with the
+	// security headers, like everything under the /docs prefix).
+	routes.NewRoute().HandlerFunc(http.NotFound)
+}
+
+func (d *Docs) serveNotFound(w http.ResponseWriter, r *http.Request) {
+	d.render(w, r, d.notFound, "", http.StatusNotFound)
+}
 
 func (d *Docs) servePage(w http.ResponseWriter, r *http.Request) {
-	slug := r.PathValue("slug")
+	slug := mux.Vars(r)["slug"]
 	t, ok := d.pages[slug]
 	if !ok {
 		d.render(w, r, d.notFound, "", http.StatusNotFound)

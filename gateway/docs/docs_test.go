@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gorilla/mux"
+
 	"github.com/codevector/codevector/gateway/docs"
 	"github.com/codevector/codevector/gateway/web"
 )
@@ -19,11 +21,10 @@ func newDocsServer(t *testing.T) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/docs", d)
-	mux.Handle("/docs/", d)
-	mux.Handle(web.AssetPrefix, web.Assets())
-	srv := httptest.NewServer(mux)
+	r := mux.NewRouter()
+	d.Register(r)
+	r.PathPrefix(web.AssetPrefix).Handler(web.Assets())
+	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
 	return srv
 }

@@ -160,7 +160,7 @@ func parseProviders(source string, data []byte, getenv func(string) string) (*Pr
 
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		msg := syntaxError(data, err)
+		msg := syntaxError(err)
 		if source != "" {
 			msg = source + ": " + msg
 		}

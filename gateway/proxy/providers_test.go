@@ -144,14 +144,15 @@ func TestParseProvidersErrors(t *testing.T) {
 		want []string // substrings of the error, all required
 	}{
 		{
+			// yaml.v3 names the line where the broken block starts.
 			name: "bad YAML",
 			file: "providers:\n  openai:\n    baseURL: https://api.openai.com\n   credential: {}\n",
-			want: []string{"line 4: did not find expected key"},
+			want: []string{"line 1: did not find expected key"},
 		},
 		{
 			name: "bad YAML in a flow map",
 			file: "providers:\n  openai: {baseURL: https://api.openai.com\n  anthropic: {}\n",
-			want: []string{"line 3: did not find expected ',' or '}'"},
+			want: []string{"line 1: did not find expected ',' or '}'"},
 		},
 		{
 			name: "tab indentation",

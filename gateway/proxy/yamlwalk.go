@@ -6,46 +6,18 @@ import (
 	"strconv"
 	"strings"
 
-	yaml2 "go.yaml.in/yaml/v2"
 	"go.yaml.in/yaml/v3"
 )
 
-// syntaxError words a YAML syntax error as "line N: problem". yaml.v3
-// reports the line where the enclosing block starts ("line 1: did not find
-// expected key" for a mis-indented line 4); yaml.v2 reports the line of the
-// problem itself, but 0-based for parser (as opposed to scanner) errors. So
-// the text comes from v2, corrected, falling back to v3's.
-func syntaxError(data []byte, v3err error) string {
-	msg := strings.TrimPrefix(v3err.Error(), "yaml: ")
-	var ignored yaml2.MapSlice
-	err := yaml2.Unmarshal(data, &ignored)
-	if err == nil {
-		return msg
-	}
-	rest, ok := strings.CutPrefix(err.Error(), "yaml: line ")
-	if !ok {
-		return msg
-	}
-	lineText, problem, ok := strings.Cut(rest, ": ")
-	line, convErr := strconv.Atoi(lineText)
-	if !ok || convErr != nil {
-		return msg
-	}
-	if parserProblems[problem] {
-		line++
-	}
-	return "line " + strconv.Itoa(line) + ": " + problem
-}
-
-// parserProblems are the yaml.v2 messages raised by its parser, whose line is
-// 0-based; the scanner's are 1-based.
-var parserProblems = map[string]bool{
-	"did not find expected key":              true,
-	"did not find expected node content":     true,
-	"did not find expected '-' indicator":    true,
-	"did not find expected ',' or ']'":       true,
-	"did not find expected ',' or '}'":       true,
-	"did not find expected <document start>": true,
+// syntaxError words a YAML syntax error as yaml.v3 reports it, without its
+// "yaml: " prefix: "line N: problem". For a problem inside a block (a
+// mis-indented key, an unclosed flow map) N is the line where that block
+// starts, which is where to start looking, not always the line of the
+// mistake: yaml.v3 reports the context's position rather than the
+// problem's. Getting the exact line took a second parse with yaml.v2 and
+// matching its error wording; not worth a second YAML implementation.
+func syntaxError(err error) string {
+	return strings.TrimPrefix(err.Error(), "yaml: ")
 }
 
 // errorf records a problem at node n (nil for none) and field path at.

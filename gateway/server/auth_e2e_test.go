@@ -14,7 +14,7 @@ import (
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/keys"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/testenv"
 )
 
@@ -37,7 +37,7 @@ func assert401(t *testing.T, what string, status int, h http.Header, body []byte
 }
 
 func TestRefusedKeys(t *testing.T) {
-	stopManager := env.StartManager(t, operator.Options{})
+	stopManager := env.StartManager(t, manager.Options{})
 	up := newUpstream(t, 0)
 	gw := startGateway(t, server.Options{Providers: providersFor(t, up, up)})
 	ns := env.Namespace(t)

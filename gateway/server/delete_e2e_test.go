@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/codevector/codevector/gateway/server"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/testenv"
 )
 
@@ -17,7 +17,7 @@ import (
 // it: the key is refused as revoked as soon as the watch delivers the
 // deletionTimestamp, and a stream with it is ended like a revocation.
 func TestDeletedKeyIsRefusedWhileTheManagerIsDown(t *testing.T) {
-	stopManager := env.StartManager(t, operator.Options{})
+	stopManager := env.StartManager(t, manager.Options{})
 	up := newUpstream(t, 200*time.Millisecond) // a long, slow answer
 	gw := startGateway(t, server.Options{Providers: providersFor(t, up, up)})
 	ns := env.Namespace(t)

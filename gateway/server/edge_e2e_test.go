@@ -15,7 +15,7 @@ import (
 
 	"github.com/codevector/codevector/gateway/console"
 	"github.com/codevector/codevector/gateway/server"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/testenv"
 )
 
@@ -325,7 +325,7 @@ func TestDevModeAnswersOnlyLoopbackHosts(t *testing.T) {
 // that declare the largest allowed body and then stall must not make the
 // gateway allocate what they declared.
 func TestModelRoutingDoesNotAllocateTheDeclaredLength(t *testing.T) {
-	env.StartManager(t, operator.Options{})
+	env.StartManager(t, manager.Options{})
 	up := newUpstream(t, 0)
 	gw := startGateway(t, server.Options{Providers: providersFor(t, up, up), Timeouts: server.Timeouts{Body: time.Minute}})
 	_, key := env.IssueKey(t, env.Namespace(t), "stall")

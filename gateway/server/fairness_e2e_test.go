@@ -12,7 +12,7 @@ import (
 	"github.com/codevector/codevector/gateway/auth"
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/keys"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 )
 
 // postFrom sends the docs' request with key, as the client at clientAddr
@@ -37,7 +37,7 @@ func postFrom(url, key, clientAddr string) int {
 // addresses, and not a neighbour's, when a bad client shares an address
 // with them (one ingress in front of everyone).
 func TestFailureLimitsNeverLockOutAGoodKey(t *testing.T) {
-	env.StartManager(t, operator.Options{})
+	env.StartManager(t, manager.Options{})
 	up := newUpstream(t, 0)
 	ns := env.Namespace(t)
 	_, victim := env.IssueKey(t, ns, "victim")
@@ -103,7 +103,7 @@ func TestFailureLimitsNeverLockOutAGoodKey(t *testing.T) {
 // A key ID that exists and one that does not are refused in the same
 // time, so refusals do not tell a stranger which prefixes are live.
 func TestUnknownAndKnownKeyIDsAreRefusedInTheSameTime(t *testing.T) {
-	env.StartManager(t, operator.Options{})
+	env.StartManager(t, manager.Options{})
 	up := newUpstream(t, 0)
 	gw := startGateway(t, server.Options{Providers: providersFor(t, up, up), Auth: auth.Options{RefusalDelay: -1}})
 	_, known := env.IssueKey(t, env.Namespace(t), "known")

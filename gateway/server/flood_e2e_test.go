@@ -14,13 +14,13 @@ import (
 	"github.com/codevector/codevector/gateway/auth"
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/keys"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 )
 
 // A flood of wrong secrets for one real key ID, from many connections at
 // once, must not push argon2 work past its bounds nor starve a good key.
 func TestFloodOfWrongSecretsIsBoundedAndDoesNotStarveGoodKeys(t *testing.T) {
-	env.StartManager(t, operator.Options{Argon2: keys.DefaultParams})
+	env.StartManager(t, manager.Options{Argon2: keys.DefaultParams})
 	up := newUpstream(t, 0)
 	const concurrency = 2
 	// A short tarpit delay keeps the test quick; the tarpit still engages.

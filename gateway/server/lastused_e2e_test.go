@@ -7,12 +7,12 @@ import (
 	"time"
 
 	"github.com/codevector/codevector/gateway/server"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/testenv"
 )
 
 func TestLastUsedIsRecordedAndNeverMovesBackwards(t *testing.T) {
-	env.StartManager(t, operator.Options{})
+	env.StartManager(t, manager.Options{})
 	up := newUpstream(t, 0)
 	providers := providersFor(t, up, up)
 	const interval = time.Second

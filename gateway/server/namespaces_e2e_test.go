@@ -6,13 +6,13 @@ import (
 	"testing"
 
 	"github.com/codevector/codevector/gateway/server"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 )
 
 // A gateway restricted to some namespaces accepts only their keys, and
 // does not even hold the hashes of the others.
 func TestNamespacesLimitWhichKeysAuthenticate(t *testing.T) {
-	env.StartManager(t, operator.Options{})
+	env.StartManager(t, manager.Options{})
 	up := newUpstream(t, 0)
 	watched, other := env.Namespace(t), env.Namespace(t)
 	_, in := env.IssueKey(t, watched, "in")

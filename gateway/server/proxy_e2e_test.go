@@ -12,12 +12,12 @@ import (
 	"github.com/openai/openai-go/v3/option"
 
 	"github.com/codevector/codevector/gateway/server"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 )
 
 // The request from the product docs, byte for byte, through the gateway.
 func TestDocsRequestReachesRoutedProvider(t *testing.T) {
-	env.StartManager(t, operator.Options{})
+	env.StartManager(t, manager.Options{})
 	openaiUp, anthropicUp := newUpstream(t, 0), newUpstream(t, 0)
 	gw := startGateway(t, server.Options{Providers: providersFor(t, openaiUp, anthropicUp)})
 	_, key := env.IssueKey(t, env.Namespace(t), "laptop")
@@ -77,7 +77,7 @@ func TestDocsRequestReachesRoutedProvider(t *testing.T) {
 }
 
 func TestOpenAIClientLibraryThroughGateway(t *testing.T) {
-	env.StartManager(t, operator.Options{})
+	env.StartManager(t, manager.Options{})
 	openaiUp := newUpstream(t, 0)
 	gw := startGateway(t, server.Options{Providers: providersFor(t, openaiUp, newUpstream(t, 0))})
 	_, key := env.IssueKey(t, env.Namespace(t), "sdk")

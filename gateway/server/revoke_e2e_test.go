@@ -9,11 +9,11 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/server"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 )
 
 func TestRevocationReachesEveryReplicaWithinOneSecond(t *testing.T) {
-	env.StartManager(t, operator.Options{})
+	env.StartManager(t, manager.Options{})
 	up := newUpstream(t, 0)
 	providers := providersFor(t, up, up)
 	replicas := []*gateway{startGateway(t, server.Options{Providers: providers}), startGateway(t, server.Options{Providers: providers})}
@@ -51,7 +51,7 @@ func TestRevocationReachesEveryReplicaWithinOneSecond(t *testing.T) {
 // A stream whose key is revoked mid-flight ends within the watch latency
 // instead of running to completion.
 func TestRevocationEndsInFlightStream(t *testing.T) {
-	env.StartManager(t, operator.Options{})
+	env.StartManager(t, manager.Options{})
 	up := newUpstream(t, 200*time.Millisecond) // a long, slow answer
 	gw := startGateway(t, server.Options{Providers: providersFor(t, up, up)})
 	k, key := env.IssueKey(t, env.Namespace(t), "streamer")

@@ -24,10 +24,8 @@ func (g *Gateway) routes(p http.Handler) http.Handler {
 	r.Handle("/metrics", promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{Registry: g.registry}))
 	r.PathPrefix("/gateway/").Handler(g.auth.Middleware(g.recordUsage(p)))
 	// For people: the console and its API, the docs, and their assets.
-	for _, prefix := range console.Prefixes {
-		r.PathPrefix(prefix).Handler(g.console)
-	}
-	r.PathPrefix("/docs").Handler(g.docs)
+	g.console.Register(r)
+	g.docs.Register(r)
 	r.PathPrefix(web.AssetPrefix).Handler(web.Assets())
 	r.Path("/").Handler(http.RedirectHandler("/api-keys", http.StatusFound))
 

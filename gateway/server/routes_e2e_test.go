@@ -10,7 +10,7 @@ import (
 
 	"github.com/codevector/codevector/gateway/proxy"
 	"github.com/codevector/codevector/gateway/server"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 )
 
 // send makes one request through the gateway with key (none if empty) and
@@ -58,7 +58,7 @@ func send(t *testing.T, method, url, key string, header http.Header, body string
 // (files, batches, stored completions, organization) answer 404 without
 // reaching the provider, and the client's account headers are dropped.
 func TestOnlyInferenceRoutesReachTheProvider(t *testing.T) {
-	env.StartManager(t, operator.Options{})
+	env.StartManager(t, manager.Options{})
 	openaiUp, anthropicUp := newUpstream(t, 0), newUpstream(t, 0)
 	gw := startGateway(t, server.Options{Providers: providersFor(t, openaiUp, anthropicUp)})
 	_, key := env.IssueKey(t, env.Namespace(t), "routes")
@@ -144,7 +144,7 @@ func TestOnlyInferenceRoutesReachTheProvider(t *testing.T) {
 // key, and the provider's own organization header (headers:) is the only
 // one that reaches it.
 func TestOperatorListedRoutesAndAccountHeaders(t *testing.T) {
-	env.StartManager(t, operator.Options{})
+	env.StartManager(t, manager.Options{})
 	up := newUpstream(t, 0)
 	yaml := fmt.Sprintf(`providers:
   openai:

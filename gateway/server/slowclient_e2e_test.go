@@ -12,14 +12,14 @@ import (
 	"time"
 
 	"github.com/codevector/codevector/gateway/server"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/testenv"
 )
 
 // Slow and half-open clients are disconnected by the server's own
 // timeouts; they do not pin goroutines, and they do not cut a stream.
 func TestSlowClientsAreDisconnectedAndStreamsAreNot(t *testing.T) {
-	env.StartManager(t, operator.Options{})
+	env.StartManager(t, manager.Options{})
 	up := newUpstream(t, 100*time.Millisecond)
 	timeouts := server.Timeouts{ReadHeader: 500 * time.Millisecond, Body: 500 * time.Millisecond, Idle: 500 * time.Millisecond}
 	gw := startGateway(t, server.Options{Providers: providersFor(t, up, up), Timeouts: timeouts})

@@ -9,11 +9,11 @@ import (
 	"time"
 
 	"github.com/codevector/codevector/gateway/server"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 )
 
 func TestStreamArrivesInPiecesAndDisconnectCancelsUpstream(t *testing.T) {
-	env.StartManager(t, operator.Options{})
+	env.StartManager(t, manager.Options{})
 	const gap = 150 * time.Millisecond
 	up := newUpstream(t, gap)
 	gw := startGateway(t, server.Options{Providers: providersFor(t, up, up)})

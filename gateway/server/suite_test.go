@@ -18,9 +18,9 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	"github.com/codevector/codevector/gateway/echo"
 	"github.com/codevector/codevector/gateway/proxy"
 	"github.com/codevector/codevector/gateway/server"
+	"github.com/codevector/codevector/internal/devmode"
 	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/testenv"
 )
@@ -35,30 +35,23 @@ var logs = &testenv.LogBuffer{}
 
 func TestMain(m *testing.M) {
 	ctrl.SetLogger(zap.New(zap.WriteTo(logs), zap.UseDevMode(true)))
-	var err error
-	env, err = testenv.Start(context.Background())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if code == 0 {
+	testenv.Main(m, &env, testenv.AfterTests(func(code int) int {
+		if code != 0 {
+			return code
+		}
 		if err := testenv.KeyLeaks("gateway and manager logs", logs.String(), env.IssuedKeys()); err != nil {
 			fmt.Fprintln(os.Stderr, err)
-			code = 1
+			return 1
 		}
-	}
-	if err := env.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "stopping control plane:", err)
-	}
-	os.Exit(code)
+		return code
+	}))
 }
 
 // upstream is a fake LLM provider that answers like OpenAI (echo) and
 // records what it received.
 type upstream struct {
 	*httptest.Server
-	echo *echo.Handler
+	echo *devmode.EchoUpstream
 	mu   sync.Mutex
 	reqs []recorded
 	// done receives once per finished request, with its context error.
@@ -72,7 +65,7 @@ type recorded struct {
 }
 
 func newUpstream(t *testing.T, chunkDelay time.Duration) *upstream {
-	u := &upstream{echo: &echo.Handler{ChunkDelay: chunkDelay}, done: make(chan error, 100)}
+	u := &upstream{echo: &devmode.EchoUpstream{ChunkDelay: chunkDelay}, done: make(chan error, 100)}
 	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		u.mu.Lock()

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/codevector/codevector/internal/devcluster"
+	"github.com/codevector/codevector/internal/devmode"
 	"github.com/codevector/codevector/internal/testenv"
 )
 
@@ -48,7 +48,7 @@ func startDev(t *testing.T, listen, state string) *devProcess {
 			_ = d.cmd.Process.Kill()
 			<-d.done
 		}
-		for _, pid := range devcluster.ProcessesOf(state) {
+		for _, pid := range devmode.ProcessesOf(state) {
 			t.Errorf("process %d of %s survived the test; killing it", pid, state)
 			_ = syscall.Kill(-pid, syscall.SIGKILL)
 			_ = syscall.Kill(pid, syscall.SIGKILL)
@@ -195,7 +195,7 @@ func TestDevEndToEnd(t *testing.T) {
 	eventuallyStatus(t, base, ci, http.StatusUnauthorized)
 
 	// Stop: nothing survives.
-	pids := devcluster.ProcessesOf(state)
+	pids := devmode.ProcessesOf(state)
 	if len(pids) != 2 {
 		t.Fatalf("found %d etcd/kube-apiserver processes for %s, want 2", len(pids), state)
 	}
@@ -245,7 +245,7 @@ func TestDevEndToEnd(t *testing.T) {
 
 	// SIGKILL leaves etcd and kube-apiserver behind; the next start stops
 	// them before it starts its own, and its own stop leaves nothing.
-	pids = devcluster.ProcessesOf(state)
+	pids = devmode.ProcessesOf(state)
 	if err := d.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +258,7 @@ func TestDevEndToEnd(t *testing.T) {
 	if code, _ := docsCurl(t, base, laptop, false); code != http.StatusUnauthorized {
 		t.Errorf("revoked laptop after the SIGKILL and restart: %d, want 401", code)
 	}
-	pids = devcluster.ProcessesOf(state)
+	pids = devmode.ProcessesOf(state)
 	d.stop(t)
 	assertGone(t, state, pids)
 }
@@ -268,7 +268,7 @@ func TestDevEndToEnd(t *testing.T) {
 func assertGone(t *testing.T, state string, pids []int) {
 	t.Helper()
 	assertGoneNow(t, pids)
-	if left := devcluster.ProcessesOf(state); len(left) > 0 {
+	if left := devmode.ProcessesOf(state); len(left) > 0 {
 		t.Errorf("processes %v still serve %s after the stop", left, state)
 	}
 }

@@ -19,8 +19,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
-	"github.com/codevector/codevector/internal/devcluster"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/devmode"
+	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/reveal"
 	"github.com/codevector/codevector/internal/testenv"
 )
@@ -56,7 +56,7 @@ func userKubeconfig(t *testing.T, e *testenv.Env, user, ns string, roles ...stri
 		}
 	}
 	path := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := devcluster.WriteKubeconfig(path, u.Config(), "test", user, ns); err != nil {
+	if err := devmode.WriteKubeconfig(path, u.Config(), "test", user, ns); err != nil {
 		t.Fatal(err)
 	}
 	return path
@@ -71,7 +71,7 @@ const (
 // user whose requests meet RBAC and the admission policies.
 func TestKeysCLI(t *testing.T) {
 	e := sharedEnv(t)
-	e.StartManager(t, operator.Options{})
+	e.StartManager(t, manager.Options{})
 	ns := e.Namespace(t)
 	alice := userKubeconfig(t, e, "alice@example.com", ns, editor, revealer)
 
@@ -220,7 +220,7 @@ func TestKeysCLIErrors(t *testing.T) {
 		check(t, err, errNotIssued, "the controller did not issue the key within 1s", "is the codevector manager running?", "revoke it with 'kubectl apikey revoke orphan")
 	})
 
-	e.StartManager(t, operator.Options{})
+	e.StartManager(t, manager.Options{})
 
 	t.Run("no cluster", func(t *testing.T) {
 		addr := freeAddr(t) // nothing listens there
@@ -249,7 +249,7 @@ func TestKeysCLIErrors(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = bare.Stop() })
 		path := filepath.Join(t.TempDir(), "kubeconfig")
-		if err := devcluster.WriteKubeconfig(path, cfg, "bare", "admin", "default"); err != nil {
+		if err := devmode.WriteKubeconfig(path, cfg, "bare", "admin", "default"); err != nil {
 			t.Fatal(err)
 		}
 		for _, args := range [][]string{{"list"}, {"create", "laptop"}, {"revoke", "laptop", "--yes"}} {
@@ -433,7 +433,7 @@ func firstN(s string, n int) string {
 // read is refused before anything is created.
 func TestKeysCLICreateWithPolicy(t *testing.T) {
 	e := sharedEnv(t)
-	e.StartManager(t, operator.Options{})
+	e.StartManager(t, manager.Options{})
 	ns := e.Namespace(t)
 	alice := userKubeconfig(t, e, "alice@example.com", ns, editor, revealer)
 

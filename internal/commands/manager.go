@@ -12,14 +12,14 @@ import (
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/controllers"
 	"github.com/codevector/codevector/internal/keys"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 )
 
 func runManager(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		o          operator.Options
+		o          manager.Options
 		kubeconfig string
 		qps        float64
 		burst      int
@@ -34,12 +34,12 @@ func runManager(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz, or 0 to disable")
 	fs.UintVar(&memory, "argon2-memory", uint(keys.DefaultParams.Memory), "argon2id memory per hash, in KiB")
 	fs.UintVar(&time, "argon2-time", uint(keys.DefaultParams.Time), "argon2id passes per hash")
-	fs.DurationVar(&o.RevealWindow, "reveal-window", operator.DefaultRevealWindow, "How long a new key can be revealed before its reveal Secret is deleted")
+	fs.DurationVar(&o.RevealWindow, "reveal-window", manager.DefaultRevealWindow, "How long a new key can be revealed before its reveal Secret is deleted")
 	fs.StringVar(&revealMode, "reveal-mode", string(controllers.RevealSealed), "How a new key reaches its owner: sealed (only to the public key its owner's kubectl or console request supplies; a key applied without one waits for 'kubectl apikey reveal') or plain (a key applied without a public key is issued at once, in plaintext, readable by anyone with Secret read in its namespace during the reveal window)")
 	fs.StringVar(&o.SystemNamespace, "system-namespace", gatewayv1alpha1.DefaultSystemNamespace, "Namespace of the hash Secrets (and of the leader election lease)")
 	fs.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", 0, "APIKeys reconciled at once (default 4 x CPUs)")
-	fs.Float64Var(&qps, "kube-api-qps", operator.DefaultQPS, "Sustained requests per second to the API server")
-	fs.IntVar(&burst, "kube-api-burst", operator.DefaultBurst, "Burst of requests to the API server")
+	fs.Float64Var(&qps, "kube-api-qps", manager.DefaultQPS, "Sustained requests per second to the API server")
+	fs.IntVar(&burst, "kube-api-burst", manager.DefaultBurst, "Burst of requests to the API server")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -59,7 +59,7 @@ func runManager(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	cfg.QPS, cfg.Burst = float32(qps), burst
-	mgr, err := operator.New(ctx, cfg, o)
+	mgr, err := manager.New(ctx, cfg, o)
 	if err != nil {
 		return err
 	}

@@ -14,7 +14,7 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/internal/keys"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/reveal"
 	"github.com/codevector/codevector/internal/seal"
 	"github.com/codevector/codevector/internal/testenv"
@@ -30,7 +30,7 @@ func TestMain(m *testing.M) { testenv.Main(m, &env) }
 func issued(t *testing.T, names ...string) []*gatewayv1alpha1.APIKey {
 	t.Helper()
 	ns := env.Namespace(t)
-	stop := env.StartManager(t, operator.Options{})
+	stop := env.StartManager(t, manager.Options{})
 	var out []*gatewayv1alpha1.APIKey
 	for _, name := range names {
 		k := &gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}

@@ -13,12 +13,12 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/internal/keys"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 )
 
 // FastArgon2 keeps tests quick where the cost of a hash is not the point.
@@ -26,7 +26,7 @@ var FastArgon2 = keys.Params{Memory: keys.MinMemoryKiB, Time: 1, Threads: 1}
 
 // StartManager runs the real manager, with production cache settings,
 // until the test ends (or until the returned stop is called).
-func (e *Env) StartManager(t testing.TB, o operator.Options) (stop func()) {
+func (e *Env) StartManager(t testing.TB, o manager.Options) (stop func()) {
 	t.Helper()
 	_, stop = RunManager(t, e.Config, o)
 	return stop
@@ -35,13 +35,13 @@ func (e *Env) StartManager(t testing.TB, o operator.Options) (stop func()) {
 // RunManager runs the real manager against the API server of cfg (as
 // whichever user cfg is), with FastArgon2 unless o says otherwise, until
 // the test ends or stop is called; tests that look inside it get it too.
-func RunManager(t testing.TB, cfg *rest.Config, o operator.Options) (mgr manager.Manager, stop func()) {
+func RunManager(t testing.TB, cfg *rest.Config, o manager.Options) (mgr ctrl.Manager, stop func()) {
 	t.Helper()
 	if o.Argon2 == (keys.Params{}) {
 		o.Argon2 = FastArgon2
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	mgr, err := operator.New(ctx, cfg, o)
+	mgr, err := manager.New(ctx, cfg, o)
 	if err != nil {
 		cancel()
 		t.Fatalf("creating manager: %v", err)

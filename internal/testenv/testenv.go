@@ -1,6 +1,6 @@
 // Package testenv starts a real kube-apiserver and etcd (the binaries that
 // `make envtest` builds) with CodeVector's CRD, RBAC roles and admission
-// policies installed (by internal/bootstrap, which dev mode uses too), for
+// policies installed (by devmode.Install, as dev mode installs them), for
 // tests.
 package testenv
 
@@ -19,9 +19,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/codevector/codevector/config"
-	"github.com/codevector/codevector/internal/bootstrap"
+	"github.com/codevector/codevector/internal/devmode"
 	"github.com/codevector/codevector/internal/k8sversion"
-	"github.com/codevector/codevector/internal/operator"
+	"github.com/codevector/codevector/internal/manager"
 )
 
 // K8sVersion is the version of the control-plane binaries under bin/k8s.
@@ -39,7 +39,7 @@ type Env struct {
 }
 
 // Start starts etcd and kube-apiserver and installs CodeVector on them
-// with bootstrap.Install (CRD, system namespace, RBAC roles, admission
+// with devmode.Install (CRD, system namespace, RBAC roles, admission
 // policies in force): the same installation dev mode does.
 func Start(ctx context.Context) (*Env, error) { return StartWith(ctx, Options{}) }
 
@@ -73,14 +73,14 @@ func StartWith(ctx context.Context, o Options) (*Env, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting kube-apiserver and etcd: %w", err)
 	}
-	cfg.QPS, cfg.Burst = operator.DefaultQPS, operator.DefaultBurst
-	c, err := client.New(cfg, client.Options{Scheme: operator.Scheme()})
+	cfg.QPS, cfg.Burst = manager.DefaultQPS, manager.DefaultBurst
+	c, err := client.New(cfg, client.Options{Scheme: manager.Scheme()})
 	if err != nil {
 		_ = env.Stop()
 		return nil, err
 	}
 	e := &Env{Environment: env, Config: cfg, Client: c, Root: root}
-	if err := bootstrap.Install(ctx, cfg, c); err != nil {
+	if err := devmode.Install(ctx, cfg, c); err != nil {
 		_ = env.Stop()
 		return nil, err
 	}
@@ -115,7 +115,7 @@ func RepoRoot() (string, error) {
 
 // CreateNamespace creates a namespace; one that exists is fine.
 func (e *Env) CreateNamespace(ctx context.Context, name string) error {
-	return bootstrap.CreateNamespace(ctx, e.Client, name)
+	return devmode.CreateNamespace(ctx, e.Client, name)
 }
 
 // ApplyFile server-side applies every object of a multi-document YAML file.
@@ -124,14 +124,14 @@ func (e *Env) ApplyFile(ctx context.Context, path string) error {
 	if err != nil {
 		return err
 	}
-	return bootstrap.ApplyYAML(ctx, e.Client, data, path)
+	return devmode.ApplyYAML(ctx, e.Client, data, path)
 }
 
 // InstallPolicies applies the admission policies again and waits until a
 // probe shows both in force (Start has already done so once).
 func (e *Env) InstallPolicies(ctx context.Context) error {
 	for _, m := range config.Policies() {
-		if err := bootstrap.ApplyYAML(ctx, e.Client, m.Data, m.Path); err != nil {
+		if err := devmode.ApplyYAML(ctx, e.Client, m.Data, m.Path); err != nil {
 			return err
 		}
 	}
@@ -141,5 +141,5 @@ func (e *Env) InstallPolicies(ctx context.Context) error {
 // WaitForPolicies dry-runs APIKey creations until the owner is defaulted
 // and a foreign owner is rejected.
 func WaitForPolicies(ctx context.Context, c client.Client) error {
-	return bootstrap.WaitForPolicies(ctx, c)
+	return devmode.WaitForPolicies(ctx, c)
 }

@@ -1,9 +1,4 @@
-// Package echo is a stand-in LLM provider that answers OpenAI-shaped chat
-// completions by echoing the last user message, streamed or not. Dev mode
-// points the openai provider at it when no real credentials are set, and
-// tests and benchmarks use it as a fast upstream. It is never a product
-// feature: dev mode says so on start-up.
-package echo
+package devmode
 
 import (
 	"encoding/json"
@@ -14,14 +9,19 @@ import (
 	"time"
 )
 
-// Handler answers /v1/chat/completions and /v1/models.
-type Handler struct {
+// EchoUpstream is a stand-in LLM provider that answers OpenAI-shaped chat
+// completions (/v1/chat/completions) by echoing the last user message,
+// streamed or not, and lists one model (/v1/models). Dev mode points the
+// openai provider at it when no real credentials are set, and tests and
+// benchmarks use it as a fast upstream. It is never a product feature: dev
+// mode says so on start-up.
+type EchoUpstream struct {
 	// ChunkDelay is the pause between streamed chunks.
 	ChunkDelay time.Duration
 	seq        atomic.Int64
 }
 
-type chatRequest struct {
+type echoRequest struct {
 	Model    string `json:"model"`
 	Stream   bool   `json:"stream"`
 	Messages []struct {
@@ -30,7 +30,7 @@ type chatRequest struct {
 	} `json:"messages"`
 }
 
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (h *EchoUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case strings.HasSuffix(r.URL.Path, "/chat/completions") && r.Method == http.MethodPost:
 		h.chat(w, r)
@@ -44,15 +44,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (h *Handler) chat(w http.ResponseWriter, r *http.Request) {
-	var req chatRequest
+func (h *EchoUpstream) chat(w http.ResponseWriter, r *http.Request) {
+	var req echoRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 10<<20)).Decode(&req); err != nil {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusBadRequest)
 		fmt.Fprintf(w, `{"error":{"message":"request body is not JSON: %s","type":"invalid_request_error","code":null}}`, jsonEscape(err.Error()))
 		return
 	}
-	text := "Echo: " + lastUserText(req)
+	text := "Echo: " + echoedText(req)
 	id := fmt.Sprintf("chatcmpl-echo-%d", h.seq.Add(1))
 	created := time.Now().Unix()
 	if !req.Stream {
@@ -106,9 +106,9 @@ func (h *Handler) chat(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// lastUserText is the text of the last user message; content may be a
+// echoedText is the text of the last user message; content may be a
 // string or an array of parts.
-func lastUserText(req chatRequest) string {
+func echoedText(req echoRequest) string {
 	for i := len(req.Messages) - 1; i >= 0; i-- {
 		m := req.Messages[i]
 		if m.Role != "user" {

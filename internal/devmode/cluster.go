@@ -1,4 +1,4 @@
-// Package devcluster runs the embedded control plane of `codevector dev`:
+// The embedded control plane of `codevector dev`:
 // etcd and kube-apiserver (the binaries `make envtest` builds), started
 // through controller-runtime's envtest, with etcd's data kept in a state
 // directory so that keys survive a restart.
@@ -18,7 +18,8 @@
 // which then stops them in order: API server, then etcd. If codevector is
 // killed without a chance to do that (SIGKILL), the next start finds the
 // leftovers by their command lines (they name DIR) and stops them first.
-package devcluster
+
+package devmode
 
 import (
 	"errors"
@@ -34,8 +35,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
-// Options configure Start.
-type Options struct {
+// controlPlaneOptions configure startControlPlane.
+type controlPlaneOptions struct {
 	// StateDir holds etcd's data, the control plane's logs and the
 	// kubeconfig files. Created if missing.
 	StateDir string
@@ -49,8 +50,8 @@ type Options struct {
 	Notify func(format string, args ...any)
 }
 
-// Cluster is a running control plane.
-type Cluster struct {
+// controlPlane is a running etcd and kube-apiserver.
+type controlPlane struct {
 	// StateDir is the absolute state directory.
 	StateDir string
 	// Admin is a cluster-admin (system:masters) client configuration.
@@ -61,9 +62,9 @@ type Cluster struct {
 	logs []*os.File
 }
 
-// Start takes the state directory's lock, stops leftovers of a previous
-// run that was killed, and starts etcd and kube-apiserver.
-func Start(o Options) (_ *Cluster, err error) {
+// startControlPlane takes the state directory's lock, stops leftovers of a
+// previous run that was killed, and starts etcd and kube-apiserver.
+func startControlPlane(o controlPlaneOptions) (_ *controlPlane, err error) {
 	if o.StartTimeout == 0 {
 		o.StartTimeout = 60 * time.Second
 	}
@@ -82,7 +83,7 @@ func Start(o Options) (_ *Cluster, err error) {
 			return nil, fmt.Errorf("%s not found in %s: run 'make envtest' (it builds kube-apiserver and etcd once, about five minutes)", bin, o.Assets)
 		}
 	}
-	c := &Cluster{StateDir: dir}
+	c := &controlPlane{StateDir: dir}
 	if c.lock, err = lockStateDir(dir); err != nil {
 		return nil, err
 	}
@@ -134,7 +135,7 @@ func Start(o Options) (_ *Cluster, err error) {
 
 // AddUser returns a client configuration that authenticates as name, in
 // groups, with a client certificate valid until the next start.
-func (c *Cluster) AddUser(name string, groups ...string) (*rest.Config, error) {
+func (c *controlPlane) AddUser(name string, groups ...string) (*rest.Config, error) {
 	u, err := c.env.AddUser(envtest.User{Name: name, Groups: groups}, nil)
 	if err != nil {
 		return nil, fmt.Errorf("creating user %s: %w", name, err)
@@ -144,7 +145,7 @@ func (c *Cluster) AddUser(name string, groups ...string) (*rest.Config, error) {
 
 // Stop stops kube-apiserver, then etcd (each gets SIGTERM, then SIGKILL
 // after 20s), and releases the state directory.
-func (c *Cluster) Stop() error {
+func (c *controlPlane) Stop() error {
 	err := c.env.Stop()
 	c.release()
 	return err
@@ -152,14 +153,14 @@ func (c *Cluster) Stop() error {
 
 // Kill sends SIGKILL to etcd and kube-apiserver at once: for a second
 // Ctrl-C when a clean stop takes too long.
-func (c *Cluster) Kill() {
+func (c *controlPlane) Kill() {
 	for _, p := range leftovers(c.StateDir) {
 		_ = syscall.Kill(-p.pid, syscall.SIGKILL)
 		_ = syscall.Kill(p.pid, syscall.SIGKILL)
 	}
 }
 
-func (c *Cluster) openLog(name string) (*os.File, error) {
+func (c *controlPlane) openLog(name string) (*os.File, error) {
 	f, err := os.OpenFile(filepath.Join(c.StateDir, "logs", name), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, err
@@ -168,7 +169,7 @@ func (c *Cluster) openLog(name string) (*os.File, error) {
 	return f, nil
 }
 
-func (c *Cluster) release() {
+func (c *controlPlane) release() {
 	for _, f := range c.logs {
 		_ = f.Close()
 	}

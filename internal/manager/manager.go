@@ -1,8 +1,8 @@
-// Package operator assembles the manager process: the cache settings, the
+// Package manager assembles the manager process: the cache settings, the
 // APIKey controller, health probes and leader election. The `codevector
 // manager` command, dev mode and the tests all build it here, so tests run
 // the manager exactly as it is deployed.
-package operator
+package manager
 
 import (
 	"context"
@@ -88,7 +88,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
-	hasher, err := controllers.NewHasher(o.Argon2, runtime.GOMAXPROCS(0))
+	hasher, err := keys.NewHasher(o.Argon2, runtime.GOMAXPROCS(0), controllers.ObserveHashDuration)
 	if err != nil {
 		return nil, err
 	}

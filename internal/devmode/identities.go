@@ -1,4 +1,4 @@
-package devcluster
+package devmode
 
 import (
 	"context"
@@ -12,17 +12,20 @@ import (
 	"github.com/codevector/codevector/gateway/console"
 )
 
-const (
-	// DevUser is the person at the keyboard: the user of DIR/kubeconfig,
-	// and the user the console signs everyone in as in dev mode, so keys
-	// made either way have the same owner. It is an ordinary user (not an
-	// admin, not system:masters), so its requests meet the admission
-	// policies and RBAC like anyone's.
-	DevUser = console.DevUser
-	// DevNamespace is the default namespace of DIR/kubeconfig, where the
-	// dev user may create, reveal and revoke keys.
-	DevNamespace = "default"
-)
+// The dev user is the person at the keyboard: the user of DIR/kubeconfig,
+// and the user the console signs everyone in as in dev mode, so keys made
+// either way have the same owner. It is an ordinary user (not an admin, not
+// system:masters), so its requests meet the admission policies and RBAC
+// like anyone's.
+//
+// Its name has one home, console.DevUser: the console's dev sign-in
+// (AuthDev) and the gateway's loopback guard use it at run time, and the
+// gateway must not link this package (it links the manager). Dev mode wires
+// the console anyway, so it takes the name from there.
+
+// DevNamespace is the default namespace of DIR/kubeconfig, where the dev
+// user may create, reveal and revoke keys.
+const DevNamespace = "default"
 
 // ServiceAccountUser is the username and groups the API server gives the
 // service account ns/name. Dev mode and the RBAC tests run the manager and
@@ -34,11 +37,11 @@ func ServiceAccountUser(ns, name string) (string, []string) {
 		[]string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"}
 }
 
-// GrantDevUser binds DevUser like a team member of DevNamespace: the
+// GrantDevUser binds console.DevUser like a team member of DevNamespace: the
 // APIKey editor and revealer roles there (create, reveal, revoke), and
 // the viewer role cluster-wide (`kubectl get apikeys -A`).
 func GrantDevUser(ctx context.Context, c client.Client) error {
-	subject := []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: DevUser}}
+	subject := []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: console.DevUser}}
 	ref := func(role string) rbacv1.RoleRef {
 		return rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role}
 	}
@@ -58,7 +61,7 @@ func GrantDevUser(ctx context.Context, c client.Client) error {
 	}
 	for _, o := range objs {
 		if err := c.Create(ctx, o); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("binding %s: %w", DevUser, err)
+			return fmt.Errorf("binding %s: %w", console.DevUser, err)
 		}
 	}
 	return nil

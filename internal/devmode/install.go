@@ -1,9 +1,4 @@
-// Package bootstrap prepares a bare API server for CodeVector: the CRD, the
-// system namespace, the RBAC roles and the admission policies, all from the
-// manifests embedded by package config. Dev mode and the test environment
-// both call Install, so tests run against exactly what dev mode (and
-// `kubectl apply -k config/default`) installs.
-package bootstrap
+package devmode
 
 import (
 	"bytes"
@@ -31,10 +26,14 @@ import (
 // writes.
 const FieldOwner = "codevector-bootstrap"
 
-// Install applies the CRD and waits until the API server serves it, creates
-// the system namespace, applies the RBAC roles and the admission policies,
-// and waits until a probe shows both policies in force. It is idempotent:
-// a second call (dev mode's restart) updates what changed and waits again.
+// Install prepares a bare API server for CodeVector, from the manifests
+// embedded by package config: it applies the CRD and waits until the API
+// server serves it, creates the system namespace, applies the RBAC roles and
+// the admission policies, and waits until a probe shows both policies in
+// force. Dev mode and the test environment (internal/testenv) both call it,
+// so tests run against exactly what dev mode (and `kubectl apply -k
+// config/default`) installs. It is idempotent: a second call (dev mode's
+// restart) updates what changed and waits again.
 //
 // c must be allowed to do all of that (cluster-admin).
 func Install(ctx context.Context, cfg *rest.Config, c client.Client) error {

@@ -1,0 +1,69 @@
+package console
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/gorilla/mux"
+
+	"github.com/codevector/codevector/gateway/web"
+)
+
+// prefixes are the URL paths the console owns: every request under one of
+// them is the console's to answer, 404 and 405 included, so that those too
+// carry its security headers and pass its identity check first.
+var prefixes = []string{"/api-keys", "/api/v1/apikeys", "/oauth2/"}
+
+// Register adds the console's routes to the gateway's router r: the page,
+// the JSON API and, in OIDC mode, the sign-in routes. Every response passes
+// security headers -> no-store; all but sign-in and sign-out then pass
+// identity -> CSRF guard before anything else, a 404 or a 405 included.
+func (c *Console) Register(r *mux.Router) {
+	routes := r.MatcherFunc(func(req *http.Request, _ *mux.RouteMatch) bool {
+		for _, p := range prefixes {
+			if strings.HasPrefix(req.URL.Path, p) {
+				return true
+			}
+		}
+		return false
+	}).Subrouter()
+	routes.Use(web.SecureHeaders, c.noStore)
+
+	// Sign-in and sign-out come before identity: they are how one gets
+	// it. Other methods on these paths go on to identity, then 404.
+	if c.oidc != nil {
+		routes.Path(SignInPath).Methods(http.MethodGet, http.MethodHead).HandlerFunc(c.serveSignIn)
+		routes.Path(CallbackPath).Methods(http.MethodGet, http.MethodHead).HandlerFunc(c.serveCallback)
+		routes.Path(SignOutPath).Methods(http.MethodPost).HandlerFunc(c.serveSignOut)
+		routes.Path(SignOutPath).Methods(http.MethodGet, http.MethodHead).HandlerFunc(c.serveSignedOut)
+	}
+
+	identified := routes.NewRoute().Subrouter()
+	identified.Use(c.identify, c.guard)
+	identified.Path("/api-keys").Methods(http.MethodGet, http.MethodHead).HandlerFunc(c.servePage)
+	identified.Path("/api-keys").Handler(methodNotAllowed("GET, HEAD"))
+	identified.Path("/api/v1/apikeys").Methods(http.MethodGet, http.MethodHead).HandlerFunc(c.serveList)
+	identified.Path("/api/v1/apikeys").Methods(http.MethodPost).HandlerFunc(c.serveCreate)
+	identified.Path("/api/v1/apikeys/{name}/revoke").Methods(http.MethodPost).HandlerFunc(c.serveRevoke)
+	identified.Path("/api/v1/apikeys").HandlerFunc(c.serveNoSuchEndpoint)
+	identified.PathPrefix("/api/v1/apikeys/").HandlerFunc(c.serveNoSuchEndpoint)
+	// The rest of the console's paths (/api-keys/..., /oauth2/... in
+	// other modes): the last route, so no request leaves this router
+	// without identity and guard.
+	identified.NewRoute().HandlerFunc(http.NotFound)
+}
+
+// serveNoSuchEndpoint answers what the API does not have, with what it has.
+func (c *Console) serveNoSuchEndpoint(w http.ResponseWriter, _ *http.Request) {
+	writeError(w, &apiError{http.StatusNotFound, "not_found", "No such endpoint. The console API has GET and POST /api/v1/apikeys and POST /api/v1/apikeys/{name}/revoke."})
+}
+
+// methodNotAllowed answers 405 as net/http does, naming the methods the
+// path has in Allow. (gorilla/mux's own 405 has no Allow header and would
+// come before identity.)
+func methodNotAllowed(allow string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Allow", allow)
+		http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
+	})
+}
