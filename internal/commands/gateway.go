@@ -37,6 +37,7 @@ func runGateway(ctx context.Context, args []string, _, stderr io.Writer) error {
 		tarpitDelay   time.Duration
 		trustedCIDRs  string
 		maxKeys       int
+		peers         string
 	)
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "Path to a kubeconfig (default: $KUBECONFIG, then in-cluster config)")
 	fs.StringVar(&listen, "listen", ":8080", "Address to serve the gateway, console and docs on")
@@ -70,6 +71,11 @@ func runGateway(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs.DurationVar(&o.Timeouts.Body, "request-body-timeout", server.DefaultTimeouts.Body, "How long a client may take to send a request body, on every route (counted from the end of the headers; responses may stream for longer)")
 	fs.DurationVar(&o.Timeouts.Idle, "idle-timeout", server.DefaultTimeouts.Idle, "How long a keep-alive connection may wait for its next request")
 	fs.IntVar(&o.MaxConnsPerClient, "max-conns-per-client", server.DefaultMaxConnsPerClient, "Connections one client address (an IPv6 /64) may hold open at once; more are closed on arrival. Behind a load balancer, all clients share its address: size it for the balancer. 0 means no cap")
+	fs.StringVar(&o.Peers.Listen, "peer-listen", "", "Address this replica serves its peers on, for per-key limits and budgets counted across replicas (default: none, a single replica)")
+	fs.StringVar(&o.Peers.Advertise, "peer-advertise", "", "Address the peers reach this replica at (default: --peer-listen when it names a host, else $POD_IP with its port)")
+	fs.StringVar(&peers, "peers", "", "Comma-separated HOST:PORT of the other replicas' peer listeners (a fixed list; see --peer-discovery)")
+	fs.StringVar(&o.Peers.Discovery, "peer-discovery", "", "kubernetes: the peers are the ready pods in the system namespace matching --peer-selector")
+	fs.StringVar(&o.Peers.Selector, "peer-selector", "", "Label selector of the gateway pods, for --peer-discovery kubernetes (e.g. app.kubernetes.io/name=codevector-gateway)")
 	fs.Float64Var(&qps, "kube-api-qps", server.DefaultQPS, "Sustained requests per second to the API server (watches, last-use writes, console)")
 	fs.IntVar(&burst, "kube-api-burst", server.DefaultBurst, "Burst of requests to the API server")
 	if err := fs.Parse(args); err != nil {
@@ -97,6 +103,8 @@ func runGateway(ctx context.Context, args []string, _, stderr io.Writer) error {
 		}
 	}
 	o.Namespaces = splitList(namespaces)
+	o.Peers.Static = splitList(peers)
+	o.PodIP = os.Getenv("POD_IP")
 	o.Auth.RefusalDelay = tarpitDelay
 	if tarpitDelay == 0 {
 		o.Auth.RefusalDelay = -1 // off; zero in Options means the default

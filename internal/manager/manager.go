@@ -13,16 +13,19 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	ctrlmanager "sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/controllers"
+	"github.com/codevector/codevector/gateway/quota"
 	"github.com/codevector/codevector/internal/keys"
 )
 
@@ -106,6 +109,9 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		return nil, fmt.Errorf("setting up APIKey controller: %w", err)
 	}
+	if err := mgr.Add(peerCredential(cfg, o.SystemNamespace)); err != nil {
+		return nil, err
+	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return nil, err
 	}
@@ -170,4 +176,29 @@ func stripSecretData(obj any) (any, error) {
 		s.ManagedFields = nil
 	}
 	return obj, nil
+}
+
+// peerCredential creates the Secret with the credential the gateway
+// replicas authenticate each other with (gateway/quota), once, if it is
+// absent. The manager creates it rather than the gateways so that the
+// internet-facing gateway needs no right to create Secrets in the system
+// namespace: one that could would be able to plant a hash Secret.
+func peerCredential(cfg *rest.Config, namespace string) ctrlmanager.RunnableFunc {
+	return func(ctx context.Context) error {
+		// The manager's own client caches only data-less copies of its
+		// Secrets; this one reads the API server.
+		c, err := client.New(cfg, client.Options{Scheme: Scheme()})
+		if err != nil {
+			return err
+		}
+		var last error
+		err = wait.PollUntilContextCancel(ctx, 2*time.Second, true, func(ctx context.Context) (bool, error) {
+			_, last = quota.EnsureCredential(ctx, c, namespace)
+			return last == nil, nil
+		})
+		if err != nil && ctx.Err() == nil {
+			return fmt.Errorf("creating the gateways' peer credential: %w (last: %v)", err, last)
+		}
+		return nil
+	}
 }
