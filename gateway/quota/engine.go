@@ -33,6 +33,10 @@ type Config struct {
 	// PeerListen is the host:port this replica serves its peers on. Empty
 	// means a single replica: no listener, no peers.
 	PeerListen string
+	// PeerListener, if set, is used instead of listening on PeerListen
+	// (tests: a port held open from the start cannot be taken by another
+	// process in between).
+	PeerListener net.Listener
 	// Advertise is the host:port peers reach this replica at, as it appears
 	// in their peer lists. Defaults to the listener's address when that
 	// names a host (not 0.0.0.0 or [::]).
@@ -89,6 +93,9 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
+	if cfg.PeerListener != nil {
+		cfg.PeerListen = cfg.PeerListener.Addr().String()
+	}
 	if cfg.PeerListen == "" && len(cfg.Peers) > 0 {
 		return nil, errors.New("peers given without a peer listen address")
 	}
@@ -101,9 +108,12 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 
 	if cfg.PeerListen != "" {
-		lis, err := net.Listen("tcp", cfg.PeerListen)
-		if err != nil {
-			return nil, fmt.Errorf("listening for peers on %s: %w", cfg.PeerListen, err)
+		lis := cfg.PeerListener
+		if lis == nil {
+			var err error
+			if lis, err = net.Listen("tcp", cfg.PeerListen); err != nil {
+				return nil, fmt.Errorf("listening for peers on %s: %w", cfg.PeerListen, err)
+			}
 		}
 		e.listener = lis
 		e.advertise = cfg.Advertise

@@ -19,6 +19,8 @@ type PeerOptions struct {
 	// Listen is the address this replica serves its peers on; empty means
 	// a single replica (no listener, the dev default).
 	Listen string
+	// Listener, if set, replaces Listen (tests).
+	Listener net.Listener
 	// Advertise is the address the peers reach this replica at; default
 	// Listen when it names a host, else the pod IP (POD_IP) with Listen's
 	// port.
@@ -36,7 +38,7 @@ const DiscoveryKubernetes = "kubernetes"
 
 func (o PeerOptions) validate() error {
 	switch {
-	case o.Listen == "" && (len(o.Static) > 0 || o.Discovery != ""):
+	case o.Listen == "" && o.Listener == nil && (len(o.Static) > 0 || o.Discovery != ""):
 		return errors.New("peers are set but no peer listen address: add --peer-listen")
 	case o.Discovery != "" && o.Discovery != DiscoveryKubernetes:
 		return fmt.Errorf("peer discovery %q: the one method is kubernetes", o.Discovery)
@@ -55,12 +57,16 @@ func (o PeerOptions) validate() error {
 func (g *Gateway) startQuota(ctx context.Context, cfg *rest.Config) error {
 	o := g.opts.Peers
 	qc := quota.Config{
-		PeerListen: o.Listen,
-		Advertise:  o.Advertise,
-		Peers:      o.Static,
-		Checkpoint: policy.Checkpoint(g.index),
-		Log:        g.log.With("component", "quota"),
-		Registerer: g.registry,
+		PeerListen:   o.Listen,
+		PeerListener: o.Listener,
+		Advertise:    o.Advertise,
+		Peers:        o.Static,
+		Checkpoint:   policy.Checkpoint(g.index),
+		Log:          g.log.With("component", "quota"),
+		Registerer:   g.registry,
+	}
+	if o.Listener != nil {
+		o.Listen = o.Listener.Addr().String()
 	}
 	if o.Listen != "" {
 		cred, err := quota.ReadCredential(ctx, g.client, g.opts.SystemNamespace, g.log)

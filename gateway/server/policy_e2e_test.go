@@ -1,0 +1,253 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+
+	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/gateway/server"
+	"github.com/codevector/codevector/internal/manager"
+	"github.com/codevector/codevector/internal/testenv"
+)
+
+// peeredReplicas starts n gateways that share per-key counters, each with
+// its peer listener open before any starts. The manager creates the
+// peers' credential; the gateways wait for it.
+func peeredReplicas(t *testing.T, n int, o server.Options) []*gateway {
+	t.Helper()
+	return peeredReplicasUntil(t, t.Context(), n, o)
+}
+
+// postChat sends a chat completion for model with key, and returns the
+// status, headers and body.
+func postChat(t *testing.T, url, key, model string) (int, http.Header, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url+"/gateway/openai/v1/chat/completions",
+		strings.NewReader(fmt.Sprintf(`{"model": %q, "messages": [{"role": "user", "content": "Hello there"}], "max_tokens": 20}`, model)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Header, string(body)
+}
+
+// awayFromMinuteEnd waits, if needed, until at least need remains of the
+// current minute: per-minute limits count in calendar minutes, and a test
+// that straddles two would see two minutes' worth.
+func awayFromMinuteEnd(need time.Duration) {
+	now := time.Now()
+	if left := now.Truncate(time.Minute).Add(time.Minute).Sub(now); left < need {
+		time.Sleep(left + 50*time.Millisecond)
+	}
+}
+
+func errorCode(t *testing.T, body string) string {
+	t.Helper()
+	var e struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(body), &e); err != nil {
+		t.Fatalf("not an OpenAI-style error: %s", body)
+	}
+	return e.Error.Code
+}
+
+// A key's model allowlist and request rate hold across three replicas:
+// the limit is the key's, not each replica's (LiteLLM's local counters let
+// through limit x replicas).
+func TestPolicyAcrossThreeReplicas(t *testing.T) {
+	env.StartManager(t, manager.Options{})
+	up := newUpstream(t, 0)
+	replicas := peeredReplicas(t, 3, server.Options{Providers: providersFor(t, up, up)})
+	const rpm = 12
+	k, key := env.IssueKey(t, env.Namespace(t), "limited", func(k *gatewayv1alpha1.APIKey) {
+		k.Spec.Models = []gatewayv1alpha1.ModelGlob{"gpt-4o*"}
+		k.Spec.Limits = &gatewayv1alpha1.Limits{RequestsPerMinute: ptr.To[int64](rpm)}
+	})
+	testenv.Eventually(t, 5*time.Second, func() error {
+		for i, gw := range replicas {
+			if e := gw.Index().Lookup(strings.TrimPrefix(k.Status.Prefix, "cvk_")); e == nil || e.Policy == nil {
+				return fmt.Errorf("replica %d has not seen the key's policy", i)
+			}
+		}
+		return nil
+	})
+
+	// A model outside the allowlist: 403 naming it, on every replica, and
+	// it costs nothing against the rate.
+	for i, gw := range replicas {
+		status, _, body := postChat(t, gw.URL, key.Reveal(), "o3-pro")
+		if status != http.StatusForbidden || errorCode(t, body) != "model_not_allowed" || !strings.Contains(body, "o3-pro") {
+			t.Errorf("replica %d, model o3-pro: %d %s", i, status, body)
+		}
+	}
+
+	// 3 x the limit, spread over the replicas at once: exactly the limit
+	// passes.
+	awayFromMinuteEnd(20 * time.Second)
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	var refusal http.Header
+	var wg sync.WaitGroup
+	for i := range 3 * rpm {
+		gw := replicas[i%len(replicas)]
+		wg.Go(func() {
+			status, h, body := postChat(t, gw.URL, key.Reveal(), "gpt-4o-mini")
+			mu.Lock()
+			defer mu.Unlock()
+			statuses[status]++
+			if status == http.StatusTooManyRequests && refusal == nil {
+				refusal = h
+				if code := errorCode(t, body); code != "rate_limit_exceeded" {
+					t.Errorf("429 code %q, want rate_limit_exceeded: %s", code, body)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if statuses[http.StatusOK] != rpm || statuses[http.StatusTooManyRequests] != 2*rpm {
+		t.Fatalf("statuses %v, want %d x 200 and %d x 429", statuses, rpm, 2*rpm)
+	}
+	for _, h := range []string{"Retry-After", "X-Ratelimit-Limit-Requests", "X-Ratelimit-Remaining-Requests", "X-Ratelimit-Reset-Requests"} {
+		if refusal.Get(h) == "" {
+			t.Errorf("the 429 lacks %s: %v", h, refusal)
+		}
+	}
+	if got := refusal.Get("X-Ratelimit-Limit-Requests"); got != fmt.Sprint(rpm) {
+		t.Errorf("X-Ratelimit-Limit-Requests = %s, want %d", got, rpm)
+	}
+
+	// status.usage adds up every replica's share exactly.
+	testenv.Eventually(t, 10*time.Second, func() error {
+		live := &gatewayv1alpha1.APIKey{}
+		if err := env.Client.Get(context.Background(), types.NamespacedName{Namespace: k.Namespace, Name: k.Name}, live); err != nil {
+			return err
+		}
+		u := live.Status.Usage
+		// The echo upstream reports 1 prompt token and one completion
+		// token per word of its answer.
+		if u == nil || u.Requests != rpm || u.InputTokens != rpm {
+			return fmt.Errorf("status.usage = %+v, want %d requests and %d input tokens", u, rpm, rpm)
+		}
+		if !strings.HasSuffix(u.Summary, "tokens") {
+			return fmt.Errorf("usage summary %q", u.Summary)
+		}
+		return nil
+	})
+}
+
+// A token budget is spent across replicas, refused with budget_exceeded
+// once spent, and stays spent when every replica restarts: the period's
+// usage comes back from status.usage.
+func TestBudgetSurvivesRestartOfAllReplicas(t *testing.T) {
+	env.StartManager(t, manager.Options{})
+	up := newUpstream(t, 0)
+	opts := server.Options{Providers: providersFor(t, up, up)}
+	const budget = 200
+	k, key := env.IssueKey(t, env.Namespace(t), "budgeted", func(k *gatewayv1alpha1.APIKey) {
+		k.Spec.Budget = &gatewayv1alpha1.Budget{Tokens: ptr.To[int64](budget), Period: gatewayv1alpha1.BudgetMonth}
+	})
+
+	spend := func(replicas []*gateway) (ok int, lastStatus int, lastBody string) {
+		for i := range 100 {
+			status, _, body := postChat(t, replicas[i%len(replicas)].URL, key.Reveal(), "gpt-4o-mini")
+			if status != http.StatusOK {
+				return ok, status, body
+			}
+			ok++
+		}
+		return ok, 0, ""
+	}
+
+	{
+		ctx, cancel := context.WithCancel(context.Background())
+		replicas := peeredReplicasUntil(t, ctx, 3, opts)
+		ok, status, body := spend(replicas)
+		if status != http.StatusTooManyRequests || errorCode(t, body) != "budget_exceeded" {
+			t.Fatalf("after %d requests: %d %s, want 429 budget_exceeded", ok, status, body)
+		}
+		t.Logf("%d requests passed a budget of %d tokens before 429 budget_exceeded", ok, budget)
+		if ok == 0 || ok > budget {
+			t.Fatalf("%d requests passed a budget of %d tokens", ok, budget)
+		}
+		// Every replica has written its share before it stops.
+		testenv.Eventually(t, 10*time.Second, func() error {
+			live := &gatewayv1alpha1.APIKey{}
+			if err := env.Client.Get(context.Background(), types.NamespacedName{Namespace: k.Namespace, Name: k.Name}, live); err != nil {
+				return err
+			}
+			if u := live.Status.Usage; u == nil || u.Requests != int64(ok) {
+				return fmt.Errorf("status.usage = %+v, want %d requests", u, ok)
+			}
+			return nil
+		})
+		cancel()
+	}
+
+	// Three fresh replicas know nothing but status.usage.
+	replicas := peeredReplicas(t, 3, opts)
+	testenv.Eventually(t, 5*time.Second, func() error {
+		for i, gw := range replicas {
+			if e := gw.Index().Lookup(strings.TrimPrefix(k.Status.Prefix, "cvk_")); e == nil || e.Policy == nil || e.Policy.Usage == nil {
+				return fmt.Errorf("replica %d has not seen the stored usage", i)
+			}
+		}
+		return nil
+	})
+	ok2, status2, body2 := spend(replicas)
+	t.Logf("after restart: %d ok, then %d %s", ok2, status2, body2)
+	if ok, status, body := ok2, status2, body2; ok != 0 || status != http.StatusTooManyRequests || errorCode(t, body) != "budget_exceeded" {
+		t.Errorf("after a restart of every replica, %d more requests passed, then %d %s; want none", ok, status, body)
+	}
+}
+
+// peeredReplicasUntil is peeredReplicas whose gateways stop when ctx ends.
+func peeredReplicasUntil(t *testing.T, ctx context.Context, n int, o server.Options) []*gateway {
+	t.Helper()
+	listeners := make([]net.Listener, n)
+	addrs := make([]string, n)
+	for i := range listeners {
+		listeners[i] = testenv.Listener(t)
+		addrs[i] = listeners[i].Addr().String()
+	}
+	replicas := make([]*gateway, n)
+	var wg sync.WaitGroup
+	for i := range replicas {
+		o := o
+		o.LastUsedInterval = 200 * time.Millisecond
+		o.Peers = server.PeerOptions{Listener: listeners[i], Static: addrs}
+		o.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		wg.Go(func() {
+			url, g, stop := testenv.RunGateway(t, 15*time.Second, env.Config, o)
+			replicas[i] = &gateway{URL: url, Gateway: g}
+			go func() { <-ctx.Done(); stop() }()
+		})
+	}
+	wg.Wait()
+	return replicas
+}
