@@ -125,10 +125,10 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	conf := guber.Config{
 		GRPCServers: []*grpc.Server{e.server},
 		Behaviors: guber.BehaviorConfig{
-			// Batching waits up to BatchWait (500µs by default, measured at
-			// ~0.6 ms with Go's timer granularity) before forwarding a hit
-			// to its owner, on every forwarded request. Per-key traffic is
-			// too sparse to batch usefully; send at once.
+			// Batching holds every forwarded hit for up to BatchWait
+			// (500 µs by default) to share one RPC with others for the same
+			// owner: ~1.5 ms p50 per forwarded Take against ~0.2 ms without
+			// (BenchmarkTake). Not worth it at the gateway's request rates.
 			DisableBatching: cfg.batchWait <= 0,
 			BatchWait:       cfg.batchWait,
 			BatchTimeout:    time.Second,
