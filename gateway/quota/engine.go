@@ -75,6 +75,8 @@ type Engine struct {
 	clock     clock.PassiveClock
 	log       *slog.Logger
 	behavior  guber.Behavior
+	peersMu   sync.Mutex // serializes SetPeers
+	stopped   bool       // guarded by peersMu; no SetPeers after Close
 	closeOnce sync.Once
 	closed    chan struct{}
 	serveDone chan struct{}
@@ -196,6 +198,13 @@ func (e *Engine) SetPeers(addrs []string) {
 	if e.listener == nil {
 		addrs = nil
 	}
+	// gubernator's SetPeers reads its pickers outside its own lock, so two
+	// calls at once (discovery and Close) race; serialize them here.
+	e.peersMu.Lock()
+	defer e.peersMu.Unlock()
+	if e.stopped {
+		return
+	}
 	e.instance.SetPeers(peerInfos(addrs, e.advertise))
 }
 
@@ -224,7 +233,10 @@ func (e *Engine) Close() error {
 	var err error
 	e.closeOnce.Do(func() {
 		// An empty peer list shuts down the connections to peers.
+		e.peersMu.Lock()
+		e.stopped = true
 		e.instance.SetPeers(nil)
+		e.peersMu.Unlock()
 		err = e.instance.Close()
 		e.server.Stop()
 		<-e.serveDone
