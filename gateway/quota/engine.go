@@ -79,6 +79,8 @@ type Engine struct {
 	clock     clock.PassiveClock
 	log       *slog.Logger
 	behavior  guber.Behavior
+	peersMu   sync.Mutex // serializes SetPeers
+	stopped   bool       // guarded by peersMu; no SetPeers after Close
 	closeOnce sync.Once
 	closed    chan struct{}
 	serveDone chan struct{}
@@ -135,10 +137,10 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	conf := guber.Config{
 		GRPCServers: []*grpc.Server{e.server},
 		Behaviors: guber.BehaviorConfig{
-			// Batching waits up to BatchWait (500µs by default, measured at
-			// ~0.6 ms with Go's timer granularity) before forwarding a hit
-			// to its owner, on every forwarded request. Per-key traffic is
-			// too sparse to batch usefully; send at once.
+			// Batching holds every forwarded hit for up to BatchWait
+			// (500 µs by default) to share one RPC with others for the same
+			// owner: ~1.5 ms p50 per forwarded Take against ~0.2 ms without
+			// (BenchmarkTake). Not worth it at the gateway's request rates.
 			DisableBatching: cfg.batchWait <= 0,
 			BatchWait:       cfg.batchWait,
 			BatchTimeout:    time.Second,
@@ -206,6 +208,13 @@ func (e *Engine) SetPeers(addrs []string) {
 	if e.listener == nil {
 		addrs = nil
 	}
+	// gubernator's SetPeers reads its pickers outside its own lock, so two
+	// calls at once (discovery and Close) race; serialize them here.
+	e.peersMu.Lock()
+	defer e.peersMu.Unlock()
+	if e.stopped {
+		return
+	}
 	e.instance.SetPeers(peerInfos(addrs, e.advertise))
 }
 
@@ -234,7 +243,10 @@ func (e *Engine) Close() error {
 	var err error
 	e.closeOnce.Do(func() {
 		// An empty peer list shuts down the connections to peers.
+		e.peersMu.Lock()
+		e.stopped = true
 		e.instance.SetPeers(nil)
+		e.peersMu.Unlock()
 		err = e.instance.Close()
 		e.server.Stop()
 		<-e.serveDone
