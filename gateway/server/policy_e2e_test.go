@@ -251,3 +251,93 @@ func peeredReplicasUntil(t *testing.T, ctx context.Context, n int, o server.Opti
 	wg.Wait()
 	return replicas
 }
+
+// A token limit reserves each request's prompt and max_tokens before it is
+// forwarded and settles to what the provider reported; a request that can
+// never fit is told to lower max_tokens.
+func TestTokensPerMinuteAcrossReplicas(t *testing.T) {
+	env.StartManager(t, manager.Options{})
+	up := newUpstream(t, 0)
+	replicas := peeredReplicas(t, 3, server.Options{Providers: providersFor(t, up, up)})
+	const tpm = 300
+	k, key := env.IssueKey(t, env.Namespace(t), "tokens", func(k *gatewayv1alpha1.APIKey) {
+		k.Spec.Limits = &gatewayv1alpha1.Limits{TokensPerMinute: ptr.To[int64](tpm)}
+	})
+	waitForPolicy(t, replicas, k)
+
+	awayFromMinuteEnd(20 * time.Second)
+	admitted := 0
+	var refusal http.Header
+	var body string
+	for i := range 200 {
+		status, h, b := postChat(t, replicas[i%3].URL, key.Reveal(), "gpt-4o-mini")
+		if status == http.StatusTooManyRequests {
+			refusal, body = h, b
+			break
+		}
+		if status != http.StatusOK {
+			t.Fatalf("request %d: %d %s", i, status, b)
+		}
+		admitted++
+	}
+	if refusal == nil {
+		t.Fatalf("%d requests passed a limit of %d tokens per minute", admitted, tpm)
+	}
+	if errorCode(t, body) != "rate_limit_exceeded" || refusal.Get("X-Ratelimit-Limit-Tokens") != fmt.Sprint(tpm) || refusal.Get("Retry-After") == "" {
+		t.Errorf("refusal after %d requests: %v %s", admitted, refusal, body)
+	}
+	// Each request settles to 1 prompt token and a few completion tokens
+	// (the echo upstream), far less than it reserves: settlement gives the
+	// difference back, so many more requests pass than reservations alone
+	// would allow (about 60 tokens each).
+	if admitted < tpm/60+2 {
+		t.Errorf("only %d requests passed: reservations were not settled back", admitted)
+	}
+
+	huge := fmt.Sprintf(`{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": %d}`, 10*tpm)
+	status, b := testenv.PostChat(t, replicas[0].URL, key.Reveal(), huge)
+	if status != http.StatusTooManyRequests || !strings.Contains(b, "Lower max_tokens") {
+		t.Errorf("a request reserving more than a minute allows: %d %s", status, b)
+	}
+}
+
+// concurrentRequests counts requests in flight on every replica together.
+func TestConcurrentRequestsAcrossReplicas(t *testing.T) {
+	env.StartManager(t, manager.Options{})
+	up := newUpstream(t, 20*time.Millisecond) // 100 words 20ms apart: streams last 2s
+	replicas := peeredReplicas(t, 3, server.Options{Providers: providersFor(t, up, up)})
+	k, key := env.IssueKey(t, env.Namespace(t), "concurrent", func(k *gatewayv1alpha1.APIKey) {
+		k.Spec.Limits = &gatewayv1alpha1.Limits{ConcurrentRequests: ptr.To[int32](2)}
+	})
+	waitForPolicy(t, replicas, k)
+
+	first := startLongStream(t, replicas[0], key)
+	second := startLongStream(t, replicas[1], key)
+	status, _, body := postChat(t, replicas[2].URL, key.Reveal(), "gpt-4o-mini")
+	if status != http.StatusTooManyRequests || !strings.Contains(body, "2 requests at a time") {
+		t.Errorf("a third request while two stream: %d %s", status, body)
+	}
+	// Once the streams end, their slots are back.
+	for first.Scan() {
+	}
+	for second.Scan() {
+	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if status, _, body := postChat(t, replicas[2].URL, key.Reveal(), "gpt-4o-mini"); status != http.StatusOK {
+			return fmt.Errorf("after the streams ended: %d %s", status, body)
+		}
+		return nil
+	})
+}
+
+func waitForPolicy(t *testing.T, replicas []*gateway, k *gatewayv1alpha1.APIKey) {
+	t.Helper()
+	testenv.Eventually(t, 5*time.Second, func() error {
+		for i, gw := range replicas {
+			if e := gw.Index().Lookup(strings.TrimPrefix(k.Status.Prefix, "cvk_")); e == nil || e.Policy == nil {
+				return fmt.Errorf("replica %d has not seen the key's policy", i)
+			}
+		}
+		return nil
+	})
+}
