@@ -341,3 +341,53 @@ func waitForPolicy(t *testing.T, replicas []*gateway, k *gatewayv1alpha1.APIKey)
 		return nil
 	})
 }
+
+// 200 concurrent first requests against a small budget, across three
+// replicas: reservations are taken atomically at the counter's owner, so
+// what was admitted never spends more than the budget (LiteLLM's budgets
+// overrun under concurrent first requests).
+func TestConcurrentFirstRequestsCannotOverrunABudget(t *testing.T) {
+	env.StartManager(t, manager.Options{})
+	up := newUpstream(t, 0)
+	replicas := peeredReplicas(t, 3, server.Options{Providers: providersFor(t, up, up)})
+	const budget = 500
+	k, key := env.IssueKey(t, env.Namespace(t), "first-rush", func(k *gatewayv1alpha1.APIKey) {
+		k.Spec.Budget = &gatewayv1alpha1.Budget{Tokens: ptr.To[int64](budget), Period: gatewayv1alpha1.BudgetTotal}
+	})
+	waitForPolicy(t, replicas, k)
+
+	var mu sync.Mutex
+	codes := map[string]int{}
+	var wg sync.WaitGroup
+	for i := range 200 {
+		wg.Go(func() {
+			status, _, body := postChat(t, replicas[i%3].URL, key.Reveal(), "gpt-4o-mini")
+			code := "ok"
+			if status != http.StatusOK {
+				code = errorCode(t, body)
+			}
+			mu.Lock()
+			codes[code]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	t.Logf("200 concurrent requests against %d tokens: %v", budget, codes)
+	if codes["ok"] == 0 || codes["ok"]+codes["budget_exceeded"] != 200 {
+		t.Fatalf("outcomes %v: want some admitted and the rest budget_exceeded", codes)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		live := &gatewayv1alpha1.APIKey{}
+		if err := env.Client.Get(context.Background(), types.NamespacedName{Namespace: k.Namespace, Name: k.Name}, live); err != nil {
+			return err
+		}
+		u := live.Status.Usage
+		if u == nil || u.Requests != int64(codes["ok"]) {
+			return fmt.Errorf("status.usage = %+v, want %d requests", u, codes["ok"])
+		}
+		if spent := u.InputTokens + u.OutputTokens; spent > budget {
+			t.Errorf("the admitted requests spent %d tokens of a %d budget", spent, budget)
+		}
+		return nil
+	})
+}
