@@ -297,3 +297,24 @@ func TestCheckpointRestoresAfterAllReplicasRestart(t *testing.T) {
 		t.Errorf("a January checkpoint counted in February: %+v", d)
 	}
 }
+
+// An admin raising a key's limit mid-window: the next hits are admitted at
+// once, and counted, even though the counter had refused before.
+func TestRaisingALimitAfterARefusal(t *testing.T) {
+	e := newSingle(t, Config{Clock: clocktesting.NewFakePassiveClock(testStart)})
+	ctx := context.Background()
+	c := Counter{Key: "team-a/ci/rpm", Limit: 3, Window: time.Minute}
+	for i := range 4 {
+		d, err := e.Take(ctx, c, 1)
+		if err != nil || d.Allowed != (i < 3) {
+			t.Fatalf("take %d at limit 3: %+v, %v", i, d, err)
+		}
+	}
+	c.Limit = 5
+	for i := range 3 {
+		d, err := e.Take(ctx, c, 1)
+		if err != nil || d.Allowed != (i < 2) {
+			t.Errorf("take %d after raising the limit to 5: %+v, %v; want the first two admitted", i, d, err)
+		}
+	}
+}

@@ -60,11 +60,13 @@ func (s *hookStore) OnChange(_ context.Context, r *guber.RateLimitReq, item *gub
 	}
 	// gubernator sets the item's status to OVER_LIMIT when a hit finds it
 	// empty and never clears it within the period, because without refunds
-	// the remainder cannot grow again. After a refund it can, and the stale
-	// status would make every later admitted hit report OVER_LIMIT.
-	if t.Remaining > 0 {
-		t.Status = guber.Status_UNDER_LIMIT
-	}
+	// or limit changes the remainder cannot grow again. With them it can,
+	// and the stale status would be copied into the answer to the next hit
+	// even when that hit is admitted (the copy is made before the hit is
+	// applied, and before this hook runs). gubernator decides refusals from
+	// the remainder and sets OVER_LIMIT on the answer itself, so the
+	// item's own status is never needed: keep it UNDER_LIMIT.
+	t.Status = guber.Status_UNDER_LIMIT
 }
 
 func (s *hookStore) Get(_ context.Context, r *guber.RateLimitReq) (*guber.CacheItem, bool) {

@@ -142,6 +142,45 @@ func TestPolicyAcrossThreeReplicas(t *testing.T) {
 		t.Errorf("X-Ratelimit-Limit-Requests = %s, want %d", got, rpm)
 	}
 
+	// Refusals are counted by namespace, owner and reason, never by key.
+	resp, err := http.Get(replicas[0].URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	want := fmt.Sprintf(`codevector_gateway_policy_refusals_total{namespace=%q,owner=%q,reason="model_not_allowed"} 1`, k.Namespace, k.Spec.Owner)
+	if !strings.Contains(string(metrics), want) {
+		t.Errorf("/metrics lacks %s", want)
+	}
+	if strings.Contains(string(metrics), `"`+k.Name+`"`) || strings.Contains(string(metrics), k.Status.Prefix) {
+		t.Error("/metrics names the key")
+	}
+
+	// An admin raises the limit: every replica applies it from the watch.
+	patch(t, k, func(k *gatewayv1alpha1.APIKey) { k.Spec.Limits.RequestsPerMinute = ptr.To[int64](rpm + 3) })
+	testenv.Eventually(t, 5*time.Second, func() error {
+		for i, gw := range replicas {
+			e := gw.Index().Lookup(strings.TrimPrefix(k.Status.Prefix, "cvk_"))
+			if e == nil || e.Policy == nil || *e.Policy.Limits.RequestsPerMinute != rpm+3 {
+				return fmt.Errorf("replica %d has not seen the new limit", i)
+			}
+		}
+		return nil
+	})
+	minute := time.Now().Truncate(time.Minute)
+	extra := 0
+	for i := range 6 {
+		status, _, body := postChat(t, replicas[i%3].URL, key.Reveal(), "gpt-4o-mini")
+		t.Logf("extra %d: %d %s", i, status, body)
+		if status == http.StatusOK {
+			extra++
+		}
+	}
+	if time.Now().Truncate(time.Minute).Equal(minute) && extra != 3 {
+		t.Errorf("after raising the limit by 3, %d more requests passed in the same minute", extra)
+	}
+
 	// status.usage adds up every replica's share exactly.
 	testenv.Eventually(t, 10*time.Second, func() error {
 		live := &gatewayv1alpha1.APIKey{}
@@ -151,8 +190,8 @@ func TestPolicyAcrossThreeReplicas(t *testing.T) {
 		u := live.Status.Usage
 		// The echo upstream reports 1 prompt token and one completion
 		// token per word of its answer.
-		if u == nil || u.Requests != rpm || u.InputTokens != rpm {
-			return fmt.Errorf("status.usage = %+v, want %d requests and %d input tokens", u, rpm, rpm)
+		if u == nil || u.Requests != int64(rpm+extra) || u.InputTokens != int64(rpm+extra) {
+			return fmt.Errorf("status.usage = %+v, want %d requests and %d input tokens", u, rpm+extra, rpm+extra)
 		}
 		if !strings.HasSuffix(u.Summary, "tokens") {
 			return fmt.Errorf("usage summary %q", u.Summary)
