@@ -59,7 +59,7 @@ func (c *Console) serveList(w http.ResponseWriter, r *http.Request) {
 // ever travels; it is not logged and not cached (noStore).
 func (c *Console) serveCreate(w http.ResponseWriter, r *http.Request) {
 	var req createRequest
-	if aerr := decodeJSON(w, r, &req); aerr != nil {
+	if aerr := decodeJSON(w, r, &req, createFields); aerr != nil {
 		writeError(w, aerr)
 		return
 	}
@@ -78,7 +78,7 @@ func (c *Console) serveRevoke(w http.ResponseWriter, r *http.Request) {
 	// guard has already insisted on the content type.
 	var ignored struct{}
 	if r.ContentLength != 0 {
-		if aerr := decodeJSON(w, r, &ignored); aerr != nil {
+		if aerr := decodeJSON(w, r, &ignored, "none"); aerr != nil {
 			writeError(w, aerr)
 			return
 		}
@@ -91,9 +91,29 @@ func (c *Console) serveRevoke(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, item)
 }
 
+// serveSetPolicy: POST /api/v1/apikeys/{name}/policy, for admins. The body
+// is the whole policy the key should have (policyRequest).
+func (c *Console) serveSetPolicy(w http.ResponseWriter, r *http.Request) {
+	var req policyRequest
+	if aerr := decodeJSON(w, r, &req, policyFields); aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	item, aerr := c.setPolicy(r.Context(), identityFrom(r.Context()), mux.Vars(r)["name"], req)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	writeJSON(w, http.StatusOK, item)
+}
+
+// createFields are the fields of createRequest, for error messages.
+const createFields = "name, displayName, expiresAt, ttl"
+
 // decodeJSON reads one small JSON object and refuses unknown fields, so a
-// typo ("expires") is an error rather than a key without the expiry asked for.
-func decodeJSON(w http.ResponseWriter, r *http.Request, v any) *apiError {
+// typo ("expires") is an error rather than a key without the expiry asked
+// for. known lists the fields there are, for that error.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any, known string) *apiError {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<10))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
@@ -110,7 +130,7 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) *apiError {
 	}
 	msg := err.Error()
 	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
-		msg = "unknown field " + f + " (known fields: name, displayName, expiresAt, ttl)"
+		msg = "unknown field " + f + " (known fields: " + known + ")"
 	}
 	return &apiError{http.StatusBadRequest, "invalid_json", fmt.Sprintf("The request body is not valid: %s.", msg)}
 }

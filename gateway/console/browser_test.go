@@ -116,8 +116,8 @@ func TestBrowserCreateUseAndRevokeKey(t *testing.T) {
 		t.Errorf("Active dot is %s, want green %s", got, green)
 	}
 	cells := webtest.Eval[[]string](t, ctx, `Array.from(document.querySelectorAll('`+row+` td'), td => td.textContent.trim())`)
-	if len(cells) != 6 || cells[3] != "Never" || cells[4] == "-" || !strings.Contains(cells[2], "Active") {
-		t.Errorf("row cells %q: want status Active, last used Never, an expiry date", cells)
+	if len(cells) != 7 || cells[3] != "-" || cells[4] != "Never" || cells[5] == "-" || !strings.Contains(cells[2], "Active") {
+		t.Errorf("row cells %q: want status Active, usage not counted (-), last used Never, an expiry date", cells)
 	}
 	if status := s.chat(t, key); status != http.StatusOK {
 		t.Fatalf("the gateway answered the new key with %d", status)

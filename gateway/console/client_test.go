@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 )
 
 // keyFormat is the documented key format (DESIGN.md section 3).
@@ -27,6 +29,30 @@ type item struct {
 	Owner       string     `json:"owner"`
 
 	AwaitingReveal bool `json:"awaitingReveal"`
+
+	Models []string                `json:"models"`
+	Limits *gatewayv1alpha1.Limits `json:"limits"`
+	Budget *budgetJSON             `json:"budget"`
+	Usage  *usageJSON              `json:"usage"`
+}
+
+type budgetJSON struct {
+	Summary  string  `json:"summary"`
+	Tokens   *int64  `json:"tokens"`
+	USD      string  `json:"usd"`
+	Period   string  `json:"period"`
+	Spent    float64 `json:"spent"`
+	Exceeded bool    `json:"exceeded"`
+}
+
+type usageJSON struct {
+	PeriodStart  time.Time  `json:"periodStart"`
+	PeriodEnd    *time.Time `json:"periodEnd"`
+	Requests     int64      `json:"requests"`
+	InputTokens  int64      `json:"inputTokens"`
+	OutputTokens int64      `json:"outputTokens"`
+	USD          string     `json:"usd"`
+	Summary      string     `json:"summary"`
 }
 
 type created struct {
@@ -181,6 +207,15 @@ func (u *user) list(t *testing.T, query string) (listed, response) {
 		t.Fatal(err)
 	}
 	return l, r
+}
+
+// setPolicy posts a key's whole policy, as the Edit limits dialog does.
+func (u *user) setPolicy(t *testing.T, name string, body any, mutate ...func(*http.Request)) response {
+	t.Helper()
+	if u.token == "" {
+		u.page(t, "")
+	}
+	return u.do(t, http.MethodPost, "/api/v1/apikeys/"+name+"/policy", body, mutate...)
 }
 
 func (u *user) revoke(t *testing.T, name string) response {

@@ -1,6 +1,7 @@
 // Package console serves the web console at /api-keys and the JSON API
-// behind it at /api/v1/apikeys: list, create (with the key shown once) and
-// revoke. A request passes security headers -> identity -> CSRF guard (state
+// behind it at /api/v1/apikeys: list (with each key's usage, models, limits
+// and budget), create (with the key shown once), revoke, and for admins
+// changing a key's models, limits and budget (policy.go). A request passes security headers -> identity -> CSRF guard (state
 // changes only) -> handler. Identity comes from a fixed dev user, from a
 // sign-in proxy's headers, or from the console's own OpenID Connect sign-in
 // (/oauth2/..., oidc.go), which keeps it in a sealed session cookie. Lists come from the gateway's watch cache and

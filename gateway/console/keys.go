@@ -41,6 +41,15 @@ type keyItem struct {
 	// AwaitingReveal: no key has been generated yet; its owner receives it
 	// with RevealCommand (it is sealed to a key pair on their machine).
 	AwaitingReveal bool `json:"awaitingReveal,omitempty"`
+
+	// The key's policy (DESIGN.md section 12, usage.go). Models absent:
+	// every model; limits absent: none; budget absent: none. Usage is
+	// absent for a key with none of the three, which the gateway serves
+	// without counting anything.
+	Models []string                `json:"models,omitempty"`
+	Limits *gatewayv1alpha1.Limits `json:"limits,omitempty"`
+	Budget *budgetItem             `json:"budget,omitempty"`
+	Usage  *usageItem              `json:"usage,omitempty"`
 }
 
 // Label is what a person calls the key: its display name, else its name.
@@ -65,7 +74,7 @@ func (k keyItem) RevokeCommand() string {
 }
 
 func itemOf(k *keyindex.APIKeyFacts, now time.Time) keyItem {
-	return keyItem{
+	item := keyItem{
 		Name:        k.Name.Name,
 		Namespace:   k.Name.Namespace,
 		DisplayName: k.DisplayName,
@@ -79,6 +88,11 @@ func itemOf(k *keyindex.APIKeyFacts, now time.Time) keyItem {
 
 		AwaitingReveal: k.AwaitingRevealKey,
 	}
+	if p := k.Policy; p != nil {
+		item.Models, item.Limits = p.Models, p.Limits
+		item.Usage, item.Budget = policyItems(p, k.CreatedAt, now)
+	}
+	return item
 }
 
 // statusOf is what the user should believe about the key right now. It

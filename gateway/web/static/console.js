@@ -1,4 +1,5 @@
-// The API keys page: create (with the key shown once), row menus, revoke.
+// The API keys page: create (with the key shown once), row menus, revoke,
+// and for admins "Edit limits" (a key's models, limits and budget).
 // Rows are rendered by the server only: after every change this script
 // fetches the page again and swaps the table in. A row is a namespace and a
 // name together: keys made with kubectl in other namespaces are listed too,
@@ -73,6 +74,11 @@
     if (!fresh) return true;
     closeMenus();
     const region = $("keys");
+    // Row details the reader opened stay open.
+    const opened = Array.from(region.querySelectorAll("details[open]"), function (d) {
+      const tr = d.closest("tr");
+      return tr ? { namespace: tr.dataset.namespace, name: tr.dataset.name } : null;
+    }).filter(Boolean);
     region.replaceChildren.apply(region, Array.from(fresh.childNodes, function (n) { return document.importNode(n, true); }));
     const freshOwner = doc.getElementById("owner");
     const owner = $("owner");
@@ -83,6 +89,11 @@
     const meta = document.querySelector('meta[name="csrf-token"]');
     if (token && meta) meta.content = token.content;
     CV.localizeTimes(region);
+    opened.forEach(function (k) {
+      const row = rowOf(region, k.namespace, k.name);
+      const details = row && row.querySelector("details.key-policy");
+      if (details) details.open = true;
+    });
     if (highlight) {
       const row = rowOf(region, highlight.namespace, highlight.name);
       if (row) row.classList.add("row-new");
@@ -275,6 +286,13 @@
       openRevoke(revoke.dataset.namespace, revoke.dataset.revoke, revoke.dataset.label, button);
       return;
     }
+    const edit = e.target.closest("[data-edit-policy]");
+    if (edit) {
+      const button = $(edit.closest('[role="menu"]').getAttribute("aria-labelledby"));
+      closeMenus();
+      openPolicy(edit, button);
+      return;
+    }
     const command = e.target.closest("[data-copy-command]");
     if (command) {
       copyCommand(command);
@@ -386,6 +404,117 @@
   document.querySelectorAll("dialog [data-close]").forEach(function (b) {
     b.addEventListener("click", function () { b.closest("dialog").close(); });
   });
+
+  // ---- Edit limits (admins) ----
+
+  const policyDialog = $("policy-dialog");
+  const policyForm = $("policy-form");
+  const policyTitle = $("policy-title");
+  const policyError = $("policy-error");
+  const policySubmit = $("policy-submit");
+  const policyFields = {
+    models: $("policy-models"),
+    requestsPerMinute: $("policy-rpm"),
+    tokensPerMinute: $("policy-tpm"),
+    concurrentRequests: $("policy-concurrency"),
+    budget: $("policy-budget"),
+  };
+  const limitNames = {
+    requestsPerMinute: "Requests per minute",
+    tokensPerMinute: "Tokens per minute",
+    concurrentRequests: "Concurrent requests",
+  };
+  let editing = null;
+  let policyBusy = false;
+
+  function clearInvalid() {
+    Object.values(policyFields).forEach(function (f) { if (f) f.removeAttribute("aria-invalid"); });
+  }
+
+  // markInvalid points at the field a refusal is about, when it says.
+  function markInvalid(field) {
+    if (!field) return;
+    field.setAttribute("aria-invalid", "true");
+    field.focus();
+  }
+
+  // fieldOf finds the field an error from the console or the API server
+  // (CRD rules, guardrails) is about.
+  function fieldOf(err) {
+    if (err.code === "invalid_models" || /spec\.models/.test(err.message)) return policyFields.models;
+    if (err.code === "invalid_budget" || /spec\.budget/.test(err.message)) return policyFields.budget;
+    for (const name in limitNames) {
+      if (err.message.indexOf(name) >= 0 || err.message.indexOf(limitNames[name]) >= 0) return policyFields[name];
+    }
+    return null;
+  }
+
+  // The menu item carries the key's policy as the fields write it.
+  function openPolicy(item, opener) {
+    editing = { namespace: item.dataset.namespace, name: item.dataset.editPolicy, label: item.dataset.label, opener: opener };
+    policyTitle.textContent = "Edit limits for " + item.dataset.label;
+    policyFields.models.value = item.dataset.models || "";
+    policyFields.requestsPerMinute.value = item.dataset.rpm || "";
+    policyFields.tokensPerMinute.value = item.dataset.tpm || "";
+    policyFields.concurrentRequests.value = item.dataset.concurrency || "";
+    policyFields.budget.value = item.dataset.budget || "";
+    clearInvalid();
+    showError(policyError, "");
+    policyDialog.showModal();
+    policyFields.models.focus();
+  }
+
+  if (policyDialog) {
+    policyForm.addEventListener("submit", async function (e) {
+      e.preventDefault();
+      if (!editing || policyBusy) return;
+      clearInvalid();
+      showError(policyError, "");
+      const body = {
+        models: policyFields.models.value.split(",").map(function (m) { return m.trim(); }).filter(Boolean),
+        budget: policyFields.budget.value.trim(),
+      };
+      for (const name in limitNames) {
+        const text = policyFields[name].value.trim().replace(/[\s,_]/g, "");
+        if (text === "") {
+          body[name] = null;
+        } else if (/^[0-9]+$/.test(text)) {
+          body[name] = Number(text);
+        } else {
+          showError(policyError, limitNames[name] + " must be a whole number, like 600, or empty for no limit.");
+          markInvalid(policyFields[name]);
+          return;
+        }
+      }
+      const target = editing;
+      policyBusy = true;
+      setBusy(policySubmit, true, "Saving…");
+      try {
+        await api("/api/v1/apikeys/" + encodeURIComponent(target.name) + "/policy", body);
+        editing = null; // focus goes to the row once it is rendered again
+        policyDialog.close();
+        await refresh();
+        CV.toast("The limits of " + target.label + " were saved.");
+        const row = rowOf($("keys"), target.namespace, target.name);
+        const button = row && row.querySelector('[aria-haspopup="menu"]');
+        if (button) button.focus();
+      } catch (err) {
+        showError(policyError, err.message);
+        markInvalid(fieldOf(err));
+      } finally {
+        policyBusy = false;
+        setBusy(policySubmit, false);
+      }
+    });
+    policyDialog.addEventListener("cancel", function (e) {
+      if (policyBusy) e.preventDefault();
+    });
+    policyDialog.addEventListener("close", function () {
+      const target = editing;
+      editing = null;
+      if (target && target.opener && document.contains(target.opener)) target.opener.focus();
+    });
+  }
 
   // ---- Keys outside the console namespace ----
 
