@@ -27,7 +27,7 @@ func (mp ModelPrice) Cost(inputTokens, outputTokens int64) gatewayv1alpha1.NanoU
 // maxPricedTokens bounds the token count a cost is computed for: with a
 // price of at most maxPricePerMillion, the product stays within int64.
 const (
-	maxPricedTokens    = 1_000_000_000                          // a billion tokens in one request
+	maxPricedTokens    = 1_000_000_000                              // a billion tokens in one request
 	maxPricePerMillion = gatewayv1alpha1.NanoUSD(1_000_000_000_000) // $1,000 per million tokens
 )
 

@@ -71,23 +71,23 @@ const (
 
 // Gateway is one gateway replica.
 type Gateway struct {
-	opts     Options
-	log      *slog.Logger
-	watches  *watches
-	client   client.Client
-	index    *keyindex.Index
-	auth     *auth.Authenticator
-	usage    *usage.Recorder
-	spend    *usage.SpendRecorder
-	meter    *policy.Meter
+	opts    Options
+	log     *slog.Logger
+	watches *watches
+	client  client.Client
+	index   *keyindex.Index
+	auth    *auth.Authenticator
+	usage   *usage.Recorder
+	spend   *usage.SpendRecorder
+	meter   *policy.Meter
 	// restConfig is kept for the peer discovery started in Run.
 	restConfig *rest.Config
-	registry *prometheus.Registry
-	handler  http.Handler
-	health   *health
-	probe    discovery.DiscoveryInterface
-	console  *console.Console
-	docs     *docs.Docs
+	registry   *prometheus.Registry
+	handler    http.Handler
+	health     *health
+	probe      discovery.DiscoveryInterface
+	console    *console.Console
+	docs       *docs.Docs
 	// connsRefused counts connections over MaxConnsPerClient.
 	connsRefused prometheus.Counter
 }
