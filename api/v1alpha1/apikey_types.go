@@ -20,6 +20,7 @@ import (
 // +kubebuilder:validation:XValidation:rule="has(self.ttl) == has(oldSelf.ttl) && (!has(self.ttl) || self.ttl == oldSelf.ttl)",message="ttl is immutable: create a new key instead"
 // +kubebuilder:validation:XValidation:rule="!(has(oldSelf.revoked) && oldSelf.revoked) || (has(self.revoked) && self.revoked)",message="revocation cannot be undone: create a new key instead"
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.revealPublicKey) || (has(self.revealPublicKey) && self.revealPublicKey == oldSelf.revealPublicKey)",message="revealPublicKey can be set once and never changed: the key is sealed to it"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.rotation) || (has(self.rotation) && (self.rotation == oldSelf.rotation || timestamp(self.rotation.requestedAt) > timestamp(oldSelf.rotation.requestedAt)))",message="spec.rotation cannot be removed or changed, only replaced by one with a later requestedAt (which rotates again)"
 type APIKeySpec struct {
 	// displayName is a human-friendly label shown in the console and in
 	// `kubectl get apikeys -o wide`. The console shows metadata.name when it
@@ -85,6 +86,12 @@ type APIKeySpec struct {
 	// Set by admins.
 	// +optional
 	Budget *Budget `json:"budget,omitempty"`
+
+	// rotation, when set to a later requestedAt, makes the controller issue
+	// a new key for this APIKey and keep the old one working for the grace
+	// period. Set by the owner: `kubectl apikey rotate NAME`.
+	// +optional
+	Rotation *Rotation `json:"rotation,omitempty"`
 }
 
 // Phase is where an APIKey is in its life.
@@ -191,6 +198,16 @@ type APIKeyStatus struct {
 	// counted it (DESIGN.md section 12).
 	// +optional
 	Usage *Usage `json:"usage,omitempty"`
+
+	// previous is the key the last rotation replaced, while its grace
+	// period lasts.
+	// +optional
+	Previous *PreviousKey `json:"previous,omitempty"`
+
+	// rotatedAt is spec.rotation.requestedAt of the last rotation the
+	// controller carried out.
+	// +optional
+	RotatedAt *metav1.Time `json:"rotatedAt,omitempty"`
 
 	// budget is spec.budget as `kubectl get apikeys -o wide` shows it
 	// ("$50/month", "5M tokens/day"); empty without a budget.

@@ -1,0 +1,52 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Rotation asks for a new key for the same APIKey (DESIGN.md section 13):
+// same name, same UID, a new key ID and secret, revealed once like the
+// first, sealed to revealPublicKey. The old key keeps working until
+// gracePeriod has passed. Set by the owner (it carries the public key the
+// new key is sealed to: whoever sets it receives the key); a later
+// requestedAt rotates again.
+type Rotation struct {
+	// requestedAt identifies the rotation; it only moves forward.
+	RequestedAt metav1.Time `json:"requestedAt"`
+
+	// gracePeriod is how long the old key keeps working after the new one
+	// is issued, e.g. "24h"; "0s" ends it at once. Default 24h.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	GracePeriod *metav1.Duration `json:"gracePeriod,omitempty"`
+
+	// revealPublicKey is the public key the new key is sealed to (as
+	// spec.revealPublicKey for the first key), made fresh for this
+	// rotation by `kubectl apikey rotate` or the console.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9+/]+={0,2}$`
+	RevealPublicKey string `json:"revealPublicKey"`
+}
+
+// DefaultRotationGracePeriod is the grace period of a rotation that names
+// none.
+const DefaultRotationGracePeriod = "24h"
+
+// PreviousKey is the key a rotation replaced, while it still works.
+type PreviousKey struct {
+	// prefix is the old key's prefix ("cvk_" and its key ID).
+	Prefix string `json:"prefix"`
+	// expiresAt is when the grace period ends and the old key stops
+	// working (earlier if the APIKey is revoked or expires).
+	ExpiresAt metav1.Time `json:"expiresAt"`
+	// lastUsedAt is when a gateway last authenticated a request with the
+	// old key, so the owner can see when its users moved to the new one.
+	// +optional
+	LastUsedAt *metav1.Time `json:"lastUsedAt,omitempty"`
+	// hashSecretRef points at the old key's hash, deleted when the grace
+	// period ends.
+	// +optional
+	HashSecretRef *SecretReference `json:"hashSecretRef,omitempty"`
+}
