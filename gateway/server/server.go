@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
@@ -53,6 +54,11 @@ type Options struct {
 	// Console configures the web console at /api-keys and its API.
 	// Console.Namespace defaults to SystemNamespace.
 	Console console.Options
+	// Clock is the gateway's one clock: key expiry, the failure limits and
+	// the tarpit (unless Auth.Clock is set), last-use times and their
+	// writes, and the console (unless Console.Clock is set). Tests share a
+	// fake one with the manager and step it. Default clock.RealClock{}.
+	Clock clock.WithTickerAndDelayedExecution
 }
 
 // DefaultQPS and DefaultBurst bound the gateway's own requests to the API
@@ -105,6 +111,15 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	if o.Console.Namespace == "" {
 		o.Console.Namespace = o.SystemNamespace
 	}
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	if o.Auth.Clock == nil {
+		o.Auth.Clock = o.Clock
+	}
+	if o.Console.Clock == nil {
+		o.Console.Clock = o.Clock
+	}
 	for _, ns := range o.Namespaces {
 		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
 			return nil, fmt.Errorf("namespace %q to watch is not a namespace name: %s", ns, strings.Join(errs, "; "))
@@ -146,7 +161,7 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	g.watches = newWatches(func() *keyindex.Watch {
 		return keyindex.NewWatch(watchClients, g.index, o.SystemNamespace, o.Namespaces, g.health.watchEvent)
 	})
-	g.usage = usage.New(g.index, g.client, o.LastUsedInterval, g.log, g.registry)
+	g.usage = usage.New(g.index, g.client, o.LastUsedInterval, o.Clock, g.log, g.registry)
 	g.registerHealthMetrics()
 	g.connsRefused = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "codevector", Subsystem: "gateway", Name: "connections_refused_total",
