@@ -102,20 +102,25 @@ func TestCreateIssuesHashedKeyAndDeleteCleansUp(t *testing.T) {
 	})
 }
 
+// A key with a TTL expires at creation + TTL: once its clock reaches that
+// time the controller, woken by the requeue it scheduled for the expiry,
+// marks the key Expired and deletes its Secrets. The test steps the
+// manager's fake clock to the expiry instead of waiting it out.
 func TestTTLExpiry(t *testing.T) {
-	env.StartManager(t, operator.Options{})
+	clk := testenv.FakeClock(t)
+	env.StartManager(t, operator.Options{Clock: clk})
 	ns := env.Namespace(t)
-	// Long enough to see the key Active first on a loaded machine (issue,
-	// then a poll), short enough to wait out.
-	const ttl = 6 * time.Second
+	const ttl = time.Hour
 	create(t, newKey(ns, "short", func(k *gatewayv1alpha1.APIKey) { k.Spec.TTL = &metav1.Duration{Duration: ttl} }))
-	k := env.WaitForPhase(t, ns, "short", gatewayv1alpha1.PhaseActive, ttl)
+	k := env.WaitForPhase(t, ns, "short", gatewayv1alpha1.PhaseActive, 10*time.Second)
+	// The expiry is the API server's creationTimestamp plus the TTL.
 	if k.Status.ExpiresAt == nil || !k.Status.ExpiresAt.Equal(&metav1.Time{Time: k.CreationTimestamp.Add(ttl)}) {
-		t.Errorf("status.expiresAt = %v, want creation + %v (%v)", k.Status.ExpiresAt, ttl, k.CreationTimestamp.Add(ttl))
+		t.Fatalf("status.expiresAt = %v, want creation + %v (%v)", k.Status.ExpiresAt, ttl, k.CreationTimestamp.Add(ttl))
 	}
 	hashName := gatewayv1alpha1.HashSecretName(string(k.UID))
 
-	k = env.WaitForPhase(t, ns, "short", gatewayv1alpha1.PhaseExpired, ttl+10*time.Second)
+	testenv.StepTo(clk, k.Status.ExpiresAt.Time)
+	k = env.WaitForPhase(t, ns, "short", gatewayv1alpha1.PhaseExpired, 10*time.Second)
 	waitForSecretGone(t, gatewayv1alpha1.DefaultSystemNamespace, hashName)
 	waitForSecretGone(t, ns, gatewayv1alpha1.RevealSecretName("short"))
 	if c := findCondition(k, gatewayv1alpha1.ConditionReady); c == nil || c.Status != metav1.ConditionFalse || c.Reason != "Expired" {

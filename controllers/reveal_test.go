@@ -82,15 +82,26 @@ func TestRevealIsOneShotUnderConcurrentReaders(t *testing.T) {
 	}
 }
 
+// A reveal nobody consumes within the reveal window is withdrawn: its
+// Secret is deleted and the reveal recorded Expired, and the key stays
+// Active. The test steps the manager's fake clock to the window's end
+// instead of waiting it out.
 func TestRevealWindowExpires(t *testing.T) {
-	env.StartManager(t, operator.Options{RevealWindow: 2 * time.Second})
+	clk := testenv.FakeClock(t)
+	env.StartManager(t, operator.Options{Clock: clk})
 	ns := env.Namespace(t)
 	create(t, newKey(ns, "unread"))
 	k := env.WaitForPhase(t, ns, "unread", gatewayv1alpha1.PhaseActive, 10*time.Second)
-	if got := k.Status.Reveal.ExpiresAt.Sub(k.CreationTimestamp.Time); got < time.Second || got > 4*time.Second {
-		t.Errorf("reveal window = %v after creation, want about 2s", got)
+	// The window starts when the API server created the reveal Secret.
+	window := operator.DefaultRevealWindow
+	if got := k.Status.Reveal.ExpiresAt.Sub(k.CreationTimestamp.Time); got < window-time.Second || got > window+5*time.Second {
+		t.Errorf("reveal window = %v after creation, want about %v", got, window)
+	}
+	if k.Status.Reveal.State != gatewayv1alpha1.RevealPending {
+		t.Fatalf("reveal state %s before the window ended, want Pending", k.Status.Reveal.State)
 	}
 
+	testenv.StepTo(clk, k.Status.Reveal.ExpiresAt.Time)
 	waitForSecretGone(t, ns, gatewayv1alpha1.RevealSecretName("unread"))
 	testenv.Eventually(t, 10*time.Second, func() error {
 		k = get(t, ns, "unread")
