@@ -104,8 +104,8 @@ func TestCreateIssuesHashedKeyAndDeleteCleansUp(t *testing.T) {
 
 // A key with a TTL expires at creation + TTL: once its clock reaches that
 // time the controller, woken by the requeue it scheduled for the expiry,
-// marks the key Expired and deletes its Secrets. The test steps the
-// manager's fake clock to the expiry instead of waiting it out.
+// marks the key Expired and deletes its Secrets; not before. The test
+// moves the manager's fake clock to the expiry instead of waiting it out.
 func TestTTLExpiry(t *testing.T) {
 	clk := testenv.FakeClock(t)
 	env.StartManager(t, operator.Options{Clock: clk})
@@ -119,12 +119,19 @@ func TestTTLExpiry(t *testing.T) {
 	}
 	hashName := gatewayv1alpha1.HashSecretName(string(k.UID))
 
-	testenv.StepTo(clk, k.Status.ExpiresAt.Time)
-	k = env.WaitForPhase(t, ns, "short", gatewayv1alpha1.PhaseExpired, 10*time.Second)
+	expiresAt := k.Status.ExpiresAt.Time
+	testenv.AdvanceUntil(t, clk, expiresAt, 10*time.Second, func() error {
+		if k = get(t, ns, "short"); k.Status.Phase != gatewayv1alpha1.PhaseExpired {
+			return fmt.Errorf("phase %s, want Expired", k.Status.Phase)
+		}
+		return nil
+	})
 	waitForSecretGone(t, gatewayv1alpha1.DefaultSystemNamespace, hashName)
 	waitForSecretGone(t, ns, gatewayv1alpha1.RevealSecretName("short"))
 	if c := findCondition(k, gatewayv1alpha1.ConditionReady); c == nil || c.Status != metav1.ConditionFalse || c.Reason != "Expired" {
 		t.Errorf("Ready condition = %+v, want False/Expired", c)
+	} else if c.LastTransitionTime.Time.Before(expiresAt) {
+		t.Errorf("Ready became False at %v by the manager's clock, before the expiry %v", c.LastTransitionTime, expiresAt)
 	}
 }
 

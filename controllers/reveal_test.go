@@ -3,6 +3,7 @@ package controllers_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -84,8 +85,8 @@ func TestRevealIsOneShotUnderConcurrentReaders(t *testing.T) {
 
 // A reveal nobody consumes within the reveal window is withdrawn: its
 // Secret is deleted and the reveal recorded Expired, and the key stays
-// Active. The test steps the manager's fake clock to the window's end
-// instead of waiting it out.
+// Active; not before the window ends. The test moves the manager's fake
+// clock to the window's end instead of waiting it out.
 func TestRevealWindowExpires(t *testing.T) {
 	clk := testenv.FakeClock(t)
 	env.StartManager(t, operator.Options{Clock: clk})
@@ -101,15 +102,13 @@ func TestRevealWindowExpires(t *testing.T) {
 		t.Fatalf("reveal state %s before the window ended, want Pending", k.Status.Reveal.State)
 	}
 
-	testenv.StepTo(clk, k.Status.Reveal.ExpiresAt.Time)
-	waitForSecretGone(t, ns, gatewayv1alpha1.RevealSecretName("unread"))
-	testenv.Eventually(t, 10*time.Second, func() error {
-		k = get(t, ns, "unread")
-		if k.Status.Reveal.State != gatewayv1alpha1.RevealExpired {
-			return errNotYet
+	testenv.AdvanceUntil(t, clk, k.Status.Reveal.ExpiresAt.Time, 10*time.Second, func() error {
+		if k = get(t, ns, "unread"); k.Status.Reveal.State != gatewayv1alpha1.RevealExpired {
+			return fmt.Errorf("reveal state %s, want Expired", k.Status.Reveal.State)
 		}
 		return nil
 	})
+	waitForSecretGone(t, ns, gatewayv1alpha1.RevealSecretName("unread"))
 	if _, err := testenv.Reveal(context.Background(), env.Client, k); !errors.Is(err, reveal.ErrRevealExpired) {
 		t.Errorf("consume after the window: err = %v, want ErrRevealExpired", err)
 	}

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -54,5 +55,12 @@ func TestExpiryEndsInFlightStreamAndTheKey(t *testing.T) {
 	if !strings.Contains(string(body), "expired") {
 		t.Errorf("expired key's owner should be told it expired: %s", body)
 	}
-	env.WaitForPhase(t, ns, "expiring", gatewayv1alpha1.PhaseExpired, 10*time.Second)
+	// The controller's requeue for the expiry was armed from the clock
+	// too; AdvanceUntil keeps the clock moving until it fires.
+	testenv.AdvanceUntil(t, clk, k.Status.ExpiresAt.Time, 10*time.Second, func() error {
+		if phase := get(t, ns, "expiring").Status.Phase; phase != gatewayv1alpha1.PhaseExpired {
+			return fmt.Errorf("phase %s, want Expired", phase)
+		}
+		return nil
+	})
 }
