@@ -46,8 +46,8 @@ type APIKeyReconciler struct {
 	Recorder  events.EventRecorder
 	// Clock is the time expiry and reveal windows are judged by, and the
 	// one requeues wait on: a test that steps a fake clock past a deadline
-	// wakes the key as the deadline would (see SetupWithManager).
-	Clock clock.WithTicker
+	// wakes the key as the deadline would (see clockQueue).
+	Clock clock.WithDelayedExecution
 
 	// SystemNamespace holds the hash Secrets.
 	SystemNamespace string
@@ -448,12 +448,9 @@ func (r *APIKeyReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manage
 		SkipNameValidation: ptr.To(true),
 	}
 	if _, isReal := r.Clock.(clock.RealClock); !isReal {
-		// A test's fake clock. controller-runtime's priority queue waits
-		// for RequeueAfter in real time only, so stepping the clock past
-		// an expiry would wake nothing; client-go's rate-limited queue
-		// waits on the clock it is given.
+		// A test's fake clock: requeues must wait on it (clockQueue).
 		opts.NewQueue = func(name string, rl workqueue.TypedRateLimiter[reconcile.Request]) workqueue.TypedRateLimitingInterface[reconcile.Request] {
-			return workqueue.NewTypedRateLimitingQueueWithConfig(rl, workqueue.TypedRateLimitingQueueConfig[reconcile.Request]{Name: name, Clock: r.Clock})
+			return newClockQueue(name, r.Clock, rl)
 		}
 	}
 	return ctrl.NewControllerManagedBy(mgr).

@@ -110,7 +110,11 @@ func TestTTLExpiry(t *testing.T) {
 	clk := testenv.FakeClock(t)
 	env.StartManager(t, operator.Options{Clock: clk})
 	ns := env.Namespace(t)
-	const ttl = time.Hour
+	// Long enough to see the key Active first; short enough that moving
+	// the clock to its expiry crosses no deadline of the keys that earlier
+	// tests left in the cluster (their 10-minute reveal windows), which the
+	// manager would otherwise work through first.
+	const ttl = time.Minute
 	create(t, newKey(ns, "short", func(k *gatewayv1alpha1.APIKey) { k.Spec.TTL = &metav1.Duration{Duration: ttl} }))
 	k := env.WaitForPhase(t, ns, "short", gatewayv1alpha1.PhaseActive, 10*time.Second)
 	// The expiry is the API server's creationTimestamp plus the TTL.
