@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -43,7 +44,10 @@ type APIKeyReconciler struct {
 	// confirming that a reveal or hash Secret is really gone.
 	APIReader client.Reader
 	Recorder  events.EventRecorder
-	Clock     clock.PassiveClock
+	// Clock is the time expiry and reveal windows are judged by, and the
+	// one requeues wait on: a test that steps a fake clock past a deadline
+	// wakes the key as the deadline would (see clockQueue).
+	Clock clock.WithDelayedExecution
 
 	// SystemNamespace holds the hash Secrets.
 	SystemNamespace string
@@ -438,6 +442,18 @@ func (r *APIKeyReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manage
 	}); err != nil {
 		return fmt.Errorf("indexing hash Secrets by key ID: %w", err)
 	}
+	opts := controller.Options{
+		MaxConcurrentReconciles: r.MaxConcurrentReconciles,
+		// Dev mode and tests run several managers in one process one
+		// after another; the name check would refuse the second.
+		SkipNameValidation: ptr.To(true),
+	}
+	if _, isReal := r.Clock.(clock.RealClock); !isReal {
+		// A test's fake clock: requeues must wait on it (clockQueue).
+		opts.NewQueue = func(name string, rl workqueue.TypedRateLimiter[reconcile.Request]) workqueue.TypedRateLimitingInterface[reconcile.Request] {
+			return newClockQueue(name, r.Clock, rl)
+		}
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		// Status-only updates (the gateways' lastUsedAt, our own status
 		// patches) do not need a pass; spec changes and deletion bump the
@@ -447,12 +463,7 @@ func (r *APIKeyReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manage
 		Owns(&corev1.Secret{}, builder.WithPredicates(deletesOnly{})).
 		// A hash Secret deleted by hand marks the key Failed.
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(hashSecretOwner), builder.WithPredicates(deletesOnly{})).
-		WithOptions(controller.Options{
-			MaxConcurrentReconciles: r.MaxConcurrentReconciles,
-			// Dev mode and tests run several managers in one process one
-			// after another; the name check would refuse the second.
-			SkipNameValidation: ptr.To(true),
-		}).
+		WithOptions(opts).
 		Named("apikey").
 		Complete(r)
 }

@@ -102,24 +102,40 @@ func TestCreateIssuesHashedKeyAndDeleteCleansUp(t *testing.T) {
 	})
 }
 
+// A key with a TTL expires at creation + TTL: once its clock reaches that
+// time the controller, woken by the requeue it scheduled for the expiry,
+// marks the key Expired and deletes its Secrets; not before. The test
+// moves the manager's fake clock to the expiry instead of waiting it out.
 func TestTTLExpiry(t *testing.T) {
-	env.StartManager(t, manager.Options{})
+	clk := testenv.FakeClock(t)
+	env.StartManager(t, manager.Options{Clock: clk})
 	ns := env.Namespace(t)
-	// Long enough to see the key Active first on a loaded machine (issue,
-	// then a poll), short enough to wait out.
-	const ttl = 6 * time.Second
+	// Long enough to see the key Active first; short enough that moving
+	// the clock to its expiry crosses no deadline of the keys that earlier
+	// tests left in the cluster (their 10-minute reveal windows), which the
+	// manager would otherwise work through first.
+	const ttl = time.Minute
 	create(t, newKey(ns, "short", func(k *gatewayv1alpha1.APIKey) { k.Spec.TTL = &metav1.Duration{Duration: ttl} }))
-	k := env.WaitForPhase(t, ns, "short", gatewayv1alpha1.PhaseActive, ttl)
+	k := env.WaitForPhase(t, ns, "short", gatewayv1alpha1.PhaseActive, 10*time.Second)
+	// The expiry is the API server's creationTimestamp plus the TTL.
 	if k.Status.ExpiresAt == nil || !k.Status.ExpiresAt.Equal(&metav1.Time{Time: k.CreationTimestamp.Add(ttl)}) {
-		t.Errorf("status.expiresAt = %v, want creation + %v (%v)", k.Status.ExpiresAt, ttl, k.CreationTimestamp.Add(ttl))
+		t.Fatalf("status.expiresAt = %v, want creation + %v (%v)", k.Status.ExpiresAt, ttl, k.CreationTimestamp.Add(ttl))
 	}
 	hashName := gatewayv1alpha1.HashSecretName(string(k.UID))
 
-	k = env.WaitForPhase(t, ns, "short", gatewayv1alpha1.PhaseExpired, ttl+10*time.Second)
+	expiresAt := k.Status.ExpiresAt.Time
+	testenv.AdvanceUntil(t, clk, expiresAt, 10*time.Second, func() error {
+		if k = get(t, ns, "short"); k.Status.Phase != gatewayv1alpha1.PhaseExpired {
+			return fmt.Errorf("phase %s, want Expired", k.Status.Phase)
+		}
+		return nil
+	})
 	waitForSecretGone(t, gatewayv1alpha1.DefaultSystemNamespace, hashName)
 	waitForSecretGone(t, ns, gatewayv1alpha1.RevealSecretName("short"))
 	if c := findCondition(k, gatewayv1alpha1.ConditionReady); c == nil || c.Status != metav1.ConditionFalse || c.Reason != "Expired" {
 		t.Errorf("Ready condition = %+v, want False/Expired", c)
+	} else if c.LastTransitionTime.Time.Before(expiresAt) {
+		t.Errorf("Ready became False at %v by the manager's clock, before the expiry %v", c.LastTransitionTime, expiresAt)
 	}
 }
 

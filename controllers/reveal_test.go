@@ -3,6 +3,7 @@ package controllers_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -82,23 +83,34 @@ func TestRevealIsOneShotUnderConcurrentReaders(t *testing.T) {
 	}
 }
 
+// A reveal nobody consumes within the reveal window is withdrawn: its
+// Secret is deleted and the reveal recorded Expired, and the key stays
+// Active; not before the window ends. The test moves the manager's fake
+// clock to the window's end instead of waiting it out.
 func TestRevealWindowExpires(t *testing.T) {
-	env.StartManager(t, manager.Options{RevealWindow: 2 * time.Second})
+	clk := testenv.FakeClock(t)
+	// Shorter than the default, so that moving the clock to its end
+	// crosses no deadline of the keys earlier tests left in the cluster.
+	const window = time.Minute
+	env.StartManager(t, manager.Options{Clock: clk, RevealWindow: window})
 	ns := env.Namespace(t)
 	create(t, newKey(ns, "unread"))
 	k := env.WaitForPhase(t, ns, "unread", gatewayv1alpha1.PhaseActive, 10*time.Second)
-	if got := k.Status.Reveal.ExpiresAt.Sub(k.CreationTimestamp.Time); got < time.Second || got > 4*time.Second {
-		t.Errorf("reveal window = %v after creation, want about 2s", got)
+	// The window starts when the API server created the reveal Secret.
+	if got := k.Status.Reveal.ExpiresAt.Sub(k.CreationTimestamp.Time); got < window-time.Second || got > window+5*time.Second {
+		t.Errorf("reveal window = %v after creation, want about %v", got, window)
+	}
+	if k.Status.Reveal.State != gatewayv1alpha1.RevealPending {
+		t.Fatalf("reveal state %s before the window ended, want Pending", k.Status.Reveal.State)
 	}
 
-	waitForSecretGone(t, ns, gatewayv1alpha1.RevealSecretName("unread"))
-	testenv.Eventually(t, 10*time.Second, func() error {
-		k = get(t, ns, "unread")
-		if k.Status.Reveal.State != gatewayv1alpha1.RevealExpired {
-			return errNotYet
+	testenv.AdvanceUntil(t, clk, k.Status.Reveal.ExpiresAt.Time, 10*time.Second, func() error {
+		if k = get(t, ns, "unread"); k.Status.Reveal.State != gatewayv1alpha1.RevealExpired {
+			return fmt.Errorf("reveal state %s, want Expired", k.Status.Reveal.State)
 		}
 		return nil
 	})
+	waitForSecretGone(t, ns, gatewayv1alpha1.RevealSecretName("unread"))
 	if _, err := testenv.Reveal(context.Background(), env.Client, k); !errors.Is(err, reveal.ErrRevealExpired) {
 		t.Errorf("consume after the window: err = %v, want ErrRevealExpired", err)
 	}

@@ -45,7 +45,7 @@ func TestGatewayReplicaKilledUnderLoad(t *testing.T) {
 	a := startReplica(addrA)
 	startReplica(addrB)
 
-	var okB, failB atomic.Int64
+	var okA, downA, okB, failB atomic.Int64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for range 4 {
@@ -63,14 +63,33 @@ func TestGatewayReplicaKilledUnderLoad(t *testing.T) {
 				} else {
 					failB.Add(1)
 				}
-				chatStatus("http://"+addrA, key) // A's failures are expected once it is killed
+				// A's failures are expected once it is killed.
+				switch chatStatus("http://"+addrA, key) {
+				case http.StatusOK:
+					okA.Add(1)
+				case 0: // no answer at all
+					downA.Add(1)
+				}
 			}
 		}()
 	}
-	time.Sleep(500 * time.Millisecond)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if okA.Load() == 0 || okB.Load() == 0 {
+			return fmt.Errorf("the load is not served by both replicas yet: %d requests ok on A, %d on B", okA.Load(), okB.Load())
+		}
+		return nil
+	})
 	a.kill()
 	killedAt := time.Now()
-	time.Sleep(time.Second)
+	okBAtKill := okB.Load()
+	// Restart A only once the load has found it gone and B has served on
+	// without it.
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if downA.Load() < 8 || okB.Load() < okBAtKill+8 {
+			return fmt.Errorf("since the kill: %d requests unanswered by A, %d served by B", downA.Load(), okB.Load()-okBAtKill)
+		}
+		return nil
+	})
 	a = startReplica(addrA)
 	t.Logf("killed replica ready again %v after SIGKILL", time.Since(killedAt).Round(time.Millisecond))
 	if status := chatStatus("http://"+addrA, key); status != http.StatusOK {

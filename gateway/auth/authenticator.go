@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"time"
 
+	"k8s.io/utils/clock"
+
 	"github.com/codevector/codevector/gateway/keyindex"
 	"github.com/codevector/codevector/internal/keys"
 )
@@ -45,8 +47,11 @@ type Options struct {
 	// rightmost address that is not itself a trusted proxy. Empty: the
 	// peer is the client.
 	TrustedProxies []netip.Prefix
-	Now            func() time.Time
-	Metrics        *Metrics
+	// Clock is the time keys expire by, rate limits refill by and the
+	// tarpit holds refusals for; tests step a fake one. Default
+	// clock.RealClock{}.
+	Clock   clock.WithDelayedExecution
+	Metrics *Metrics
 }
 
 // Authenticator decides whether a key may use the gateway.
@@ -57,7 +62,7 @@ type Authenticator struct {
 	tarpit   *tarpit
 	slots    chan struct{}
 	wait     time.Duration
-	now      func() time.Time
+	clock    clock.WithDelayedExecution
 	metrics  *Metrics
 	inflight inflight
 	trusted  []netip.Prefix
@@ -93,8 +98,8 @@ func New(index *keyindex.Index, o Options) *Authenticator {
 	if o.RefusalDelay == 0 {
 		o.RefusalDelay = time.Second
 	}
-	if o.Now == nil {
-		o.Now = time.Now
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
 	}
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(nil)
@@ -103,10 +108,10 @@ func New(index *keyindex.Index, o Options) *Authenticator {
 		index:    index,
 		verified: newVerifiedCache(o.VerifiedCacheSize),
 		limiter:  newFailureLimiter(rateSpec{o.KeyRefill, o.KeyBurst}, rateSpec{o.ClientRefill, o.ClientBurst}),
-		tarpit:   newTarpit(o.RefusalDelay, rateSpec{o.RefusalRefill, o.RefusalBurst}, o.MaxHeldRefusals, o.Metrics),
+		tarpit:   newTarpit(o.Clock, o.RefusalDelay, rateSpec{o.RefusalRefill, o.RefusalBurst}, o.MaxHeldRefusals, o.Metrics),
 		slots:    make(chan struct{}, o.Argon2Concurrency),
 		wait:     o.Argon2Wait,
-		now:      o.Now,
+		clock:    o.Clock,
 		metrics:  o.Metrics,
 		inflight: inflight{byKey: map[string]map[*inflightRequest]struct{}{}},
 		trusted:  o.TrustedProxies,
@@ -156,7 +161,7 @@ func (a *Authenticator) authenticate(ctx context.Context, raw, client string) (*
 		}
 		return nil, failInvalid("malformed")
 	}
-	now := a.now()
+	now := a.clock.Now()
 	e := a.index.Lookup(k.ID())
 	mac := a.verified.mac(k.Reveal())
 
@@ -204,7 +209,7 @@ func (a *Authenticator) authenticate(ctx context.Context, raw, client string) (*
 	if p, ok := a.verified.get(mac); ok && p.keyID == e.KeyID && p.uid == e.UID && p.version == e.Version {
 		return e, nil
 	}
-	if !a.limiter.allow(k.ID(), client, a.now()) {
+	if !a.limiter.allow(k.ID(), client, a.clock.Now()) {
 		return nil, failLimited
 	}
 	ok, f := a.verify(waitCtx, k, e)
@@ -212,7 +217,7 @@ func (a *Authenticator) authenticate(ctx context.Context, raw, client string) (*
 		return nil, f
 	}
 	if !ok {
-		a.limiter.failed(client, a.now())
+		a.limiter.failed(client, a.clock.Now())
 		return nil, failInvalid("wrong_secret")
 	}
 	a.verified.put(mac, proof{keyID: e.KeyID, uid: e.UID, version: e.Version})
@@ -252,8 +257,8 @@ func (a *Authenticator) verify(ctx context.Context, k keys.Key, e *keyindex.Entr
 
 // Sweep drops rate-limit state that has expired; call it every minute or so.
 func (a *Authenticator) Sweep() {
-	a.limiter.sweep(a.now())
-	a.tarpit.sweep(a.now())
+	a.limiter.sweep(a.clock.Now())
+	a.tarpit.sweep(a.clock.Now())
 }
 
 // VerifiedKeys is the size of the verified-key cache.

@@ -11,6 +11,8 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	testingclock "k8s.io/utils/clock/testing"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/keyindex"
@@ -19,8 +21,9 @@ import (
 
 var fastParams = keys.Params{Memory: keys.MinMemoryKiB, Time: 1, Threads: 1}
 
-// fixture is an index holding one Active key, and that key.
-func fixture(t testing.TB, now *time.Time) (*Authenticator, *keyindex.Index, keys.Key, keyindex.APIKeyFacts) {
+// fixture is an index holding one Active key, that key, and an
+// Authenticator over the index that tells time by c.
+func fixture(t testing.TB, c clock.WithDelayedExecution) (*Authenticator, *keyindex.Index, keys.Key, keyindex.APIKeyFacts) {
 	t.Helper()
 	k, err := keys.Generate()
 	if err != nil {
@@ -31,7 +34,7 @@ func fixture(t testing.TB, now *time.Time) (*Authenticator, *keyindex.Index, key
 		Prefix: k.DisplayPrefix(), Owner: "alice", Phase: gatewayv1alpha1.PhaseActive}
 	ix.SetAPIKey(facts)
 	setHash(t, ix, k, "uid-1", "hash-1")
-	a := New(ix, Options{Now: func() time.Time { return *now }})
+	a := New(ix, Options{Clock: c})
 	return a, ix, k, facts
 }
 
@@ -55,8 +58,8 @@ func argon2Runs(a *Authenticator) float64 {
 }
 
 func TestArgon2RunsOncePerKeyWhileUnchanged(t *testing.T) {
-	now := time.Now()
-	a, ix, k, facts := fixture(t, &now)
+	clk := testingclock.NewFakeClock(time.Now())
+	a, ix, k, facts := fixture(t, clk)
 	ctx := context.Background()
 	for i := range 3 {
 		if _, f := a.Authenticate(ctx, k.Reveal(), "10.0.0.1"); f != nil {
@@ -68,7 +71,7 @@ func TestArgon2RunsOncePerKeyWhileUnchanged(t *testing.T) {
 	}
 
 	// A lastUsedAt update is not a change that matters.
-	facts.LastUsedAt = now
+	facts.LastUsedAt = clk.Now()
 	ix.SetAPIKey(facts)
 	a.Authenticate(ctx, k.Reveal(), "10.0.0.1")
 	if n := argon2Runs(a); n != 1 {
@@ -89,8 +92,8 @@ func TestArgon2RunsOncePerKeyWhileUnchanged(t *testing.T) {
 }
 
 func TestRefusalsArePreciseOnlyForProvenSecrets(t *testing.T) {
-	now := time.Now()
-	a, ix, k, facts := fixture(t, &now)
+	clk := testingclock.NewFakeClock(time.Now())
+	a, ix, k, facts := fixture(t, clk)
 	ctx := context.Background()
 	wrong, err := keys.Generate()
 	if err != nil {
@@ -104,9 +107,9 @@ func TestRefusalsArePreciseOnlyForProvenSecrets(t *testing.T) {
 	if _, f := a.Authenticate(ctx, k.Reveal(), "10.0.0.1"); f != nil {
 		t.Fatal(f)
 	}
-	facts.ExpiresAt = now.Add(time.Minute)
+	facts.ExpiresAt = clk.Now().Add(time.Minute)
 	ix.SetAPIKey(facts)
-	now = now.Add(2 * time.Minute)
+	clk.Step(2 * time.Minute)
 
 	cases := []struct {
 		name, key, wantReason, wantMessageWord string
@@ -133,8 +136,7 @@ func TestRefusalsArePreciseOnlyForProvenSecrets(t *testing.T) {
 }
 
 func TestWrongSecretsAreRateLimitedBeforeArgon2(t *testing.T) {
-	now := time.Now()
-	a, _, k, _ := fixture(t, &now)
+	a, _, k, _ := fixture(t, testingclock.NewFakeClock(time.Now()))
 	ctx := context.Background()
 	if _, f := a.Authenticate(ctx, k.Reveal(), "10.0.0.1"); f != nil { // the owner, verified once
 		t.Fatal(f)
@@ -169,7 +171,6 @@ func TestWrongSecretsAreRateLimitedBeforeArgon2(t *testing.T) {
 // extra verifications could start. A client with many good keys, verified
 // at once, is queued, not refused.
 func TestConcurrentWrongSecretsGetOnlyTheClientsAllowance(t *testing.T) {
-	now := time.Now()
 	ix := keyindex.New(nil)
 	var real []keys.Key
 	for i := range 60 {
@@ -179,7 +180,7 @@ func TestConcurrentWrongSecretsGetOnlyTheClientsAllowance(t *testing.T) {
 		setHash(t, ix, k, uid, "hash-"+uid)
 		real = append(real, k)
 	}
-	a := New(ix, Options{Now: func() time.Time { return now }, ClientBurst: 10, Argon2Concurrency: 1})
+	a := New(ix, Options{Clock: testingclock.NewFakeClock(time.Now()), ClientBurst: 10, Argon2Concurrency: 1})
 	var wg sync.WaitGroup
 	for _, k := range real[:40] {
 		wg.Go(func() {

@@ -3,7 +3,6 @@ package auth
 import (
 	"context"
 	"sync"
-	"time"
 
 	"github.com/codevector/codevector/gateway/keyindex"
 )
@@ -24,7 +23,7 @@ func (a *Authenticator) track(parent context.Context, e *keyindex.Entry) (contex
 	ctx, cancel := context.WithCancelCause(parent)
 	stopDeadline := func() bool { return false }
 	if !e.ExpiresAt.IsZero() {
-		t := time.AfterFunc(time.Until(e.ExpiresAt), func() { cancel(ErrKeyExpired) })
+		t := a.clock.AfterFunc(e.ExpiresAt.Sub(a.clock.Now()), func() { cancel(ErrKeyExpired) })
 		stopDeadline = t.Stop
 	}
 	req := &inflightRequest{cancel: cancel}
@@ -66,7 +65,7 @@ func (a *Authenticator) endedSince(e *keyindex.Entry) error {
 		// covers expiry.
 		return nil
 	}
-	switch reason := cur.Usable(a.now()); {
+	switch reason := cur.Usable(a.clock.Now()); {
 	case reason == keyindex.ReasonExpired:
 		return ErrKeyExpired
 	case reason != "", cur.UID != e.UID:
@@ -90,7 +89,7 @@ func (a *Authenticator) OnIndexChange(keyID string) {
 	}
 	a.inflight.mu.Unlock()
 
-	reason := a.index.Lookup(keyID).Usable(a.now())
+	reason := a.index.Lookup(keyID).Usable(a.clock.Now())
 	if reason == "" {
 		return
 	}

@@ -5,13 +5,14 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	testingclock "k8s.io/utils/clock/testing"
 )
 
 // BenchmarkMiddlewareVerifiedKey is the authentication cost every request
 // pays once its key is in the verified cache.
 func BenchmarkMiddlewareVerifiedKey(b *testing.B) {
-	now := time.Now()
-	a, _, k, _ := fixture(b, &now)
+	a, _, k, _ := fixture(b, testingclock.NewFakeClock(time.Now()))
 	h := a.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	req := httptest.NewRequest(http.MethodPost, "/gateway/openai/v1/chat/completions", nil)
 	req.Header.Set("Authorization", "Bearer "+k.Reveal())

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+	testingclock "k8s.io/utils/clock/testing"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/keyindex"
@@ -97,4 +98,49 @@ func TestIndexChangeBetweenAuthenticationAndTrackingEndsTheRequest(t *testing.T)
 			}
 		})
 	}
+}
+
+// A request whose key expires while it is served (a long stream) ends at
+// the expiry, by the Authenticator's clock, with ErrKeyExpired as its
+// cause; not a moment before.
+func TestKeyExpiringDuringARequestEndsIt(t *testing.T) {
+	clk := testingclock.NewFakeClock(time.Now())
+	_, ix, k, facts := fixture(t, clk)
+	facts.ExpiresAt = clk.Now().Add(time.Minute)
+	ix.SetAPIKey(facts)
+	a := New(ix, Options{Clock: clk})
+
+	served := make(chan context.Context, 1)
+	release := make(chan struct{})
+	h := a.Middleware(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		served <- r.Context()
+		<-release
+	}))
+	req := httptest.NewRequest(http.MethodPost, "/gateway/openai/v1/chat/completions", nil)
+	req.Header.Set("Authorization", "Bearer "+k.Reveal())
+	done := make(chan int)
+	go func() {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		done <- w.Code
+	}()
+	var ctx context.Context
+	select {
+	case ctx = <-served:
+	case code := <-done:
+		t.Fatalf("the key was refused (%d) before its expiry", code)
+	}
+
+	// The fake clock runs expiry callbacks within Step, so the request's
+	// context is already ended (or not) when Step returns.
+	clk.Step(time.Minute - time.Second)
+	if err := context.Cause(ctx); err != nil {
+		t.Errorf("a second before the expiry the request's context ended: %v", err)
+	}
+	clk.Step(time.Second)
+	if err := context.Cause(ctx); !errors.Is(err, ErrKeyExpired) {
+		t.Errorf("at the expiry the request's context ended with %v, want %v", err, ErrKeyExpired)
+	}
+	close(release)
+	<-done
 }

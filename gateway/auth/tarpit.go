@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+	"k8s.io/utils/clock"
 )
 
 // tarpit slows down clients that keep getting refused. Each client address
@@ -23,6 +24,7 @@ import (
 // once and the connection is closed, which makes the sender pay for a new
 // one.
 type tarpit struct {
+	clock   clock.Clock
 	delay   time.Duration
 	perAddr rateSpec
 	held    chan struct{}
@@ -32,8 +34,8 @@ type tarpit struct {
 	addrs map[string]*rate.Limiter
 }
 
-func newTarpit(delay time.Duration, perAddr rateSpec, maxHeld int, m *Metrics) *tarpit {
-	return &tarpit{delay: delay, perAddr: perAddr, held: make(chan struct{}, maxHeld), metrics: m, addrs: map[string]*rate.Limiter{}}
+func newTarpit(c clock.Clock, delay time.Duration, perAddr rateSpec, maxHeld int, m *Metrics) *tarpit {
+	return &tarpit{clock: c, delay: delay, perAddr: perAddr, held: make(chan struct{}, maxHeld), metrics: m, addrs: map[string]*rate.Limiter{}}
 }
 
 // refused charges a refusal to client and, once its allowance is spent,
@@ -63,10 +65,10 @@ func (t *tarpit) refused(ctx context.Context, client string, now time.Time) (clo
 	}()
 	// Jittered, so that refusals held together are not all answered (and
 	// their clients' next requests all sent) in the same instant.
-	timer := time.NewTimer(t.delay/2 + rand.N(t.delay))
+	timer := t.clock.NewTimer(t.delay/2 + rand.N(t.delay))
 	defer timer.Stop()
 	select {
-	case <-timer.C:
+	case <-timer.C():
 	case <-ctx.Done():
 	}
 	return false
@@ -81,7 +83,7 @@ func (t *tarpit) sweep(now time.Time) {
 // writeRefusal answers a refused request, after the tarpit's delay when
 // its client has been refused too often.
 func (a *Authenticator) writeRefusal(w http.ResponseWriter, r *http.Request, f *Failure) {
-	if a.tarpit.refused(r.Context(), a.clientAddress(r), a.now()) {
+	if a.tarpit.refused(r.Context(), a.clientAddress(r), a.clock.Now()) {
 		w.Header().Set("Connection", "close")
 	}
 	WriteFailure(w, f)

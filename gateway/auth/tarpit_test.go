@@ -6,11 +6,17 @@ import (
 	"net/netip"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
+
+	"k8s.io/utils/clock"
 
 	"github.com/codevector/codevector/internal/keys"
 )
 
+// sendFrom serves one request from addr and says how long it took. Run in
+// a synctest bubble, the time is the bubble's: exactly the tarpit's delay
+// when it held the request, exactly zero when nothing waited.
 func sendFrom(h http.Handler, addr, key string) (*httptest.ResponseRecorder, time.Duration) {
 	r := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", nil)
 	r.RemoteAddr = addr
@@ -27,56 +33,64 @@ func sendFrom(h http.Handler, addr, key string) (*httptest.ResponseRecorder, tim
 // good key from the same address is never slowed, and other addresses
 // are not affected.
 func TestTarpitHoldsRefusalsOfAClientThatKeepsFailing(t *testing.T) {
-	now := time.Now()
-	_, ix, good, _ := fixture(t, &now)
-	const delay = 200 * time.Millisecond
-	a := New(ix, Options{Now: func() time.Time { return now }, RefusalBurst: 3, RefusalDelay: delay})
-	h := a.Middleware(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
-	bad, _ := keys.Generate()
+	synctest.Test(t, func(t *testing.T) {
+		_, ix, good, _ := fixture(t, clock.RealClock{})
+		const delay = 200 * time.Millisecond
+		a := New(ix, Options{RefusalBurst: 3, RefusalDelay: delay})
+		h := a.Middleware(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+		bad, _ := keys.Generate()
 
-	for i := range 3 {
-		if w, took := sendFrom(h, "192.0.2.1:1000", bad.Reveal()); w.Code != http.StatusUnauthorized || took >= delay/2 {
-			t.Fatalf("refusal %d within the allowance: %d after %v", i+1, w.Code, took)
+		for i := range 3 {
+			if w, took := sendFrom(h, "192.0.2.1:1000", bad.Reveal()); w.Code != http.StatusUnauthorized || took != 0 {
+				t.Fatalf("refusal %d within the allowance: %d after %v, want 401 at once", i+1, w.Code, took)
+			}
 		}
-	}
-	if w, took := sendFrom(h, "192.0.2.1:1001", ""); w.Code != http.StatusUnauthorized || took < delay/2 {
-		t.Errorf("refusal past the allowance (no key at all): %d after %v, want 401 after %v give or take half", w.Code, took, delay)
-	}
-	if w, took := sendFrom(h, "192.0.2.1:1002", good.Reveal()); w.Code != http.StatusOK || took >= delay/2 {
-		t.Errorf("good key from the tarpitted address: %d after %v, want 200 at once", w.Code, took)
-	}
-	if w, took := sendFrom(h, "192.0.2.2:1000", bad.Reveal()); w.Code != http.StatusUnauthorized || took >= delay/2 {
-		t.Errorf("another address: %d after %v, want 401 at once", w.Code, took)
-	}
-	// The allowance refills (one per RefusalRefill, 100 ms by default).
-	now = now.Add(time.Second)
-	if _, took := sendFrom(h, "192.0.2.1:1003", bad.Reveal()); took >= delay/2 {
-		t.Errorf("after a refill: answered after %v, want at once", took)
-	}
+		if w, took := sendFrom(h, "192.0.2.1:1001", ""); w.Code != http.StatusUnauthorized || took < delay/2 || took >= delay*3/2 {
+			t.Errorf("refusal past the allowance (no key at all): %d after %v, want 401 after %v give or take half", w.Code, took, delay)
+		}
+		if w, took := sendFrom(h, "192.0.2.1:1002", good.Reveal()); w.Code != http.StatusOK || took != 0 {
+			t.Errorf("good key from the tarpitted address: %d after %v, want 200 at once", w.Code, took)
+		}
+		if w, took := sendFrom(h, "192.0.2.2:1000", bad.Reveal()); w.Code != http.StatusUnauthorized || took != 0 {
+			t.Errorf("another address: %d after %v, want 401 at once", w.Code, took)
+		}
+		// The allowance refills, one refusal per RefusalRefill (100 ms by
+		// default), up to the burst.
+		time.Sleep(time.Second)
+		for i := range 3 {
+			if w, took := sendFrom(h, "192.0.2.1:1003", bad.Reveal()); w.Code != http.StatusUnauthorized || took != 0 {
+				t.Errorf("refusal %d after a refill: %d after %v, want 401 at once", i+1, w.Code, took)
+			}
+		}
+		if _, took := sendFrom(h, "192.0.2.1:1004", bad.Reveal()); took < delay/2 || took >= delay*3/2 {
+			t.Errorf("with the refill spent: answered after %v, want %v give or take half", took, delay)
+		}
+	})
 }
 
 // The tarpit holds at most MaxHeldRefusals; past that it answers at once
 // and closes the connection.
 func TestTarpitOverflowClosesTheConnection(t *testing.T) {
-	now := time.Now()
-	_, ix, _, _ := fixture(t, &now)
-	a := New(ix, Options{Now: func() time.Time { return now }, RefusalBurst: 1, RefusalDelay: time.Second, MaxHeldRefusals: 2})
-	h := a.Middleware(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
-	sendFrom(h, "192.0.2.1:1", "") // the allowance
+	synctest.Test(t, func(t *testing.T) {
+		_, ix, _, _ := fixture(t, clock.RealClock{})
+		a := New(ix, Options{RefusalBurst: 1, RefusalDelay: time.Second, MaxHeldRefusals: 2})
+		h := a.Middleware(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+		sendFrom(h, "192.0.2.1:1", "") // the allowance
 
-	var wg sync.WaitGroup
-	for range 2 {
-		wg.Go(func() { sendFrom(h, "192.0.2.1:1", "") }) // held
-	}
-	deadline := time.Now().Add(500 * time.Millisecond)
-	for len(a.tarpit.held) < 2 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	w, took := sendFrom(h, "192.0.2.1:1", "")
-	if took >= time.Second/2 || w.Header().Get("Connection") != "close" || w.Code != http.StatusUnauthorized {
-		t.Errorf("with the tarpit full: %d after %v, Connection %q; want 401 at once with Connection: close", w.Code, took, w.Header().Get("Connection"))
-	}
-	wg.Wait()
+		var wg sync.WaitGroup
+		for range 2 {
+			wg.Go(func() { sendFrom(h, "192.0.2.1:1", "") }) // held
+		}
+		synctest.Wait() // both are waiting out their delay
+		if held := len(a.tarpit.held); held != 2 {
+			t.Fatalf("%d refusals held, want 2", held)
+		}
+		w, took := sendFrom(h, "192.0.2.1:1", "")
+		if took != 0 || w.Header().Get("Connection") != "close" || w.Code != http.StatusUnauthorized {
+			t.Errorf("with the tarpit full: %d after %v, Connection %q; want 401 at once with Connection: close", w.Code, took, w.Header().Get("Connection"))
+		}
+		wg.Wait()
+	})
 }
 
 func TestClientAddressGroupsIPv6By64(t *testing.T) {

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
@@ -93,8 +94,9 @@ type Options struct {
 	// session from one is refused by another. Empty: a random key per
 	// process (fine for a single replica; sign-ins end with the process).
 	CSRFKey []byte
-	// Clock is the time for sessions and CSRF tokens. Default time.Now.
-	Clock func() time.Time
+	// Clock is the console's time: sessions, CSRF tokens, the expiry a TTL
+	// gives, and which keys count as expired. Default clock.RealClock{}.
+	Clock clock.PassiveClock
 	// CreateTimeout bounds the wait for the controller to issue a key.
 	CreateTimeout time.Duration
 	Logger        *slog.Logger
@@ -192,7 +194,7 @@ func New(keys Keys, writer client.Client, o Options) (*Console, error) {
 		return nil, fmt.Errorf("console: the user header and the groups header are both %s", o.UserHeader)
 	}
 	if o.Clock == nil {
-		o.Clock = time.Now
+		o.Clock = clock.RealClock{}
 	}
 	if o.AdminGroup == "" {
 		o.AdminGroup = gatewayv1alpha1.DefaultAdminGroup
@@ -214,10 +216,10 @@ func New(keys Keys, writer client.Client, o Options) (*Console, error) {
 	if err != nil {
 		return nil, err
 	}
-	signer.now = o.Clock
-	c := &Console{opts: o, log: o.Logger, keys: keys, writer: writer, csrf: signer, now: o.Clock, crossOrigin: http.NewCrossOriginProtection()}
+	signer.now = o.Clock.Now
+	c := &Console{opts: o, log: o.Logger, keys: keys, writer: writer, csrf: signer, now: o.Clock.Now, crossOrigin: http.NewCrossOriginProtection()}
 	if o.Auth == AuthOIDC {
-		if c.oidc, err = newOIDCLogin(o.OIDC, o.CSRFKey, o.AdminGroup, o.Clock, o.Logger); err != nil {
+		if c.oidc, err = newOIDCLogin(o.OIDC, o.CSRFKey, o.AdminGroup, o.Clock.Now, o.Logger); err != nil {
 			return nil, err
 		}
 	}

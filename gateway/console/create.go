@@ -125,7 +125,7 @@ func (c *Console) createKey(ctx context.Context, id *Identity, req createRequest
 	if aerr := c.checkKeyQuota(id); aerr != nil {
 		return keyItem{}, keys.Key{}, aerr
 	}
-	k, aerr := req.toAPIKey(c.opts.Namespace, id.User, time.Now())
+	k, aerr := req.toAPIKey(c.opts.Namespace, id.User, c.now())
 	if aerr != nil {
 		return keyItem{}, keys.Key{}, aerr
 	}
@@ -188,7 +188,7 @@ func (c *Console) createKey(ctx context.Context, id *Identity, req createRequest
 			"The key was created but could not be shown (%v), so it has been revoked. Try again.", err)}
 	}
 	log.Info("Created API key in the console", "prefix", plain.DisplayPrefix())
-	return itemOf(issued, time.Now()), plain, nil
+	return itemOf(issued, c.now()), plain, nil
 }
 
 func humanSeconds(d time.Duration) string {

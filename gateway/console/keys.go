@@ -122,7 +122,7 @@ func timeOf(t time.Time) *time.Time {
 // name another). The console can revoke only those in its own namespace;
 // see revokeKey.
 func (c *Console) listKeys(id *Identity, owner string) ([]keyItem, []string) {
-	now := time.Now()
+	now := c.now()
 	var items []keyItem
 	owners := map[string]bool{}
 	for _, k := range c.keys.APIKeys() {

@@ -35,7 +35,7 @@ func waitThroughNavigation(t *testing.T, ctx context.Context, what, predicate st
 // out, and sign in as an admin.
 func TestBrowserOIDCSignIn(t *testing.T) {
 	p := startIDP(t)
-	clock := &testClock{}
+	clock := testenv.FakeClock(t)
 	s := oidcStack(t, p, clock)
 	alices := kubectlKey(t, s.Namespace, "", "alice@example.com", "alice's kubectl key")
 	bobs := kubectlKey(t, s.Namespace, "", "bob@example.com", "bob's kubectl key")
@@ -77,7 +77,7 @@ func TestBrowserOIDCSignIn(t *testing.T) {
 
 	// The session ends. The page notices on its next quiet refresh and
 	// loads itself again, which goes through the provider and back.
-	clock.AdvancePast(sessionLifetime)
+	clock.Step(sessionLifetime + time.Minute)
 	p.queue("alice@example.com", "engineering")
 	webtest.Eval[bool](t, ctx, `window.beforeTheSessionEnded = true`)
 	webtest.Eval[bool](t, ctx, `document.dispatchEvent(new Event("visibilitychange")) || true`)

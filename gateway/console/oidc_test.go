@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/oauth2-proxy/mockoidc"
+	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/codevector/codevector/gateway/console"
 	"github.com/codevector/codevector/gateway/server"
@@ -97,14 +98,6 @@ func (p *idp) queue(email string, groups ...string) {
 	p.QueueUser(&mockoidc.MockUser{Subject: "sub-" + email, Email: email, EmailVerified: true, PreferredUsername: strings.Split(email, "@")[0], Groups: groups})
 }
 
-// testClock is the console's clock, which a test moves forward to expire
-// sessions.
-type testClock struct{ offset atomic.Int64 }
-
-func (c *testClock) Now() time.Time              { return time.Now().Add(time.Duration(c.offset.Load())) }
-func (c *testClock) Advance(d time.Duration)     { c.offset.Add(int64(d)) }
-func (c *testClock) AdvancePast(d time.Duration) { c.Advance(d + time.Minute) }
-
 // consoleKey is the key file's content shared by the replicas of a test.
 var consoleKey = bytes.Repeat([]byte("console-key-file-"), 3)
 
@@ -114,13 +107,13 @@ const sessionLifetime = 5 * time.Minute
 
 // oidcOptions are the console options of OIDC mode against p, for a
 // gateway at gatewayURL.
-func oidcOptions(namespace, gatewayURL string, p *idp, clock *testClock, key []byte) console.Options {
+func oidcOptions(namespace, gatewayURL string, p *idp, clock *testingclock.FakeClock, key []byte) console.Options {
 	cfg := p.Config()
 	return console.Options{
 		Namespace: namespace,
 		Auth:      console.AuthOIDC,
 		CSRFKey:   key,
-		Clock:     clock.Now,
+		Clock:     clock,
 		OIDC: console.OIDCOptions{
 			IssuerURL:       cfg.Issuer,
 			ClientID:        cfg.ClientID,
@@ -138,7 +131,7 @@ func oidcOptions(namespace, gatewayURL string, p *idp, clock *testClock, key []b
 }
 
 // oidcStack is the whole system with the console in OIDC mode against p.
-func oidcStack(t *testing.T, p *idp, clock *testClock) *stack {
+func oidcStack(t *testing.T, p *idp, clock *testingclock.FakeClock) *stack {
 	t.Helper()
 	return startStackAt(t, true, func(s *stack, o *server.Options) {
 		o.Console = oidcOptions(o.Console.Namespace, s.URL, p, clock, consoleKey)
@@ -242,7 +235,7 @@ func get(t *testing.T, c *http.Client, url string, mutate ...func(*http.Request)
 
 func TestOIDCSignInAndOwnKeys(t *testing.T) {
 	p := startIDP(t)
-	clock := &testClock{}
+	clock := testenv.FakeClock(t)
 	s := oidcStack(t, p, clock)
 
 	// Nobody is signed in: the API says 401, a page sends you to sign in.
@@ -332,7 +325,7 @@ func TestOIDCSignInAndOwnKeys(t *testing.T) {
 
 	// The session ends after its lifetime, whatever the cookie's own
 	// expiry says: the API says so, a page sends you to sign in again.
-	clock.AdvancePast(sessionLifetime)
+	clock.Step(sessionLifetime + time.Minute)
 	r := alice.do(t, http.MethodGet, "/api/v1/apikeys", nil, func(r *http.Request) { r.AddCookie(ck) })
 	if r.Status != http.StatusUnauthorized || !strings.Contains(r.errorMessage(), "expired") {
 		t.Errorf("API with an expired session: %d %s", r.Status, r.Body)
@@ -349,7 +342,7 @@ func TestOIDCSignInAndOwnKeys(t *testing.T) {
 
 func TestOIDCSessionsAcrossReplicasAndSignOut(t *testing.T) {
 	p := startIDP(t)
-	clock := &testClock{}
+	clock := testenv.FakeClock(t)
 	s := oidcStack(t, p, clock)
 	dave := s.signIn(t, p, "dave@example.com")
 	ck := dave.sessionCookie(t)

@@ -43,7 +43,7 @@ func (c *Console) servePage(w http.ResponseWriter, r *http.Request) {
 			CSRFToken: c.csrf.Token(id.User),
 			Scripts:   []string{"console.js"},
 		},
-		Now:         time.Now(),
+		Now:         c.now(),
 		IsAdmin:     id.Admin,
 		OwnerFilter: owner,
 		Namespace:   c.opts.Namespace,

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
@@ -48,7 +47,7 @@ func (c *Console) checkKeyQuota(id *Identity) *apiError {
 	if limit == 0 {
 		return nil
 	}
-	now := time.Now()
+	now := c.now()
 	held, elsewhere := 0, 0
 	for _, k := range c.keys.APIKeys() {
 		if k.Owner != id.User {

@@ -54,7 +54,7 @@ func (c *Console) revokeKey(ctx context.Context, id *Identity, name string) (key
 		revoked.Revoked = true
 		k = &revoked
 	}
-	return itemOf(k, time.Now()), nil
+	return itemOf(k, c.now()), nil
 }
 
 // objectOf is the APIKey that f describes, as far as a patch or a reveal

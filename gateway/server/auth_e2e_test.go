@@ -37,9 +37,10 @@ func assert401(t *testing.T, what string, status int, h http.Header, body []byte
 }
 
 func TestRefusedKeys(t *testing.T) {
+	clk := testenv.FakeClock(t) // the gateway's; the manager keeps real time
 	stopManager := env.StartManager(t, manager.Options{})
 	up := newUpstream(t, 0)
-	gw := startGateway(t, server.Options{Providers: providersFor(t, up, up)})
+	gw := startGateway(t, server.Options{Providers: providersFor(t, up, up), Clock: clk})
 	ns := env.Namespace(t)
 	_, good := env.IssueKey(t, ns, "good")
 	revokedKey, revoked := env.IssueKey(t, ns, "revoked")
@@ -109,12 +110,15 @@ func TestRefusedKeys(t *testing.T) {
 	testenv.Eventually(t, 5*time.Second, func() error { return expectStatus(t, gw.URL, deleted, http.StatusUnauthorized) })
 
 	// Expired, with the manager stopped: only the gateway can enforce it.
-	_, expiring := env.IssueKey(t, ns, "expiring", func(k *gatewayv1alpha1.APIKey) { k.Spec.TTL = &metav1.Duration{Duration: 3 * time.Second} })
+	// The gateway's clock is stepped to the expiry the controller resolved
+	// (creationTimestamp + TTL, in the API server's time).
+	expiringKey, expiring := env.IssueKey(t, ns, "expiring", func(k *gatewayv1alpha1.APIKey) { k.Spec.TTL = &metav1.Duration{Duration: time.Hour} })
 	if status, _, _ := chat(t, gw.URL, expiring.Reveal()); status != http.StatusOK {
 		t.Fatalf("expiring key did not work before its expiry: %d", status)
 	}
 	stopManager()
-	testenv.Eventually(t, 8*time.Second, func() error { return expectStatus(t, gw.URL, expiring, http.StatusUnauthorized) })
+	testenv.StepTo(clk, expiringKey.Status.ExpiresAt.Time)
+	testenv.Eventually(t, time.Second, func() error { return expectStatus(t, gw.URL, expiring, http.StatusUnauthorized) })
 	status, h, body = chat(t, gw.URL, expiring.Reveal())
 	assert401(t, "expired", status, h, body)
 	if !strings.Contains(string(body), "expired") {

@@ -11,14 +11,19 @@ import (
 	"github.com/codevector/codevector/internal/testenv"
 )
 
+// Three replicas record the use of one key: lastUsedAt is the time of a
+// use (not of the write), is written once an interval has passed, never
+// moves backwards, and lags constant use by at most one interval. The
+// replicas share a fake clock that the test steps through the intervals.
 func TestLastUsedIsRecordedAndNeverMovesBackwards(t *testing.T) {
 	env.StartManager(t, manager.Options{})
+	clk := testenv.FakeClock(t)
 	up := newUpstream(t, 0)
 	providers := providersFor(t, up, up)
-	const interval = time.Second
+	const interval = 30 * time.Second
 	var replicas []*gateway
 	for range 3 {
-		replicas = append(replicas, startGateway(t, server.Options{Providers: providers, LastUsedInterval: interval}))
+		replicas = append(replicas, startGateway(t, server.Options{Providers: providers, LastUsedInterval: interval, Clock: clk}))
 	}
 	ns := env.Namespace(t)
 	k, key := env.IssueKey(t, ns, "busy")
@@ -26,34 +31,46 @@ func TestLastUsedIsRecordedAndNeverMovesBackwards(t *testing.T) {
 		t.Fatalf("lastUsedAt = %v before any use", k.Status.LastUsedAt)
 	}
 
-	firstUse := time.Now()
+	firstUse := clk.Now()
 	if status, _, _ := chat(t, replicas[0].URL, key.Reveal()); status != http.StatusOK {
 		t.Fatal(status)
 	}
-	testenv.Eventually(t, 2*interval+time.Second, func() error {
-		if get(t, ns, "busy").Status.LastUsedAt == nil {
-			return fmt.Errorf("lastUsedAt not written yet")
+	clk.Step(interval)
+	testenv.Eventually(t, 5*time.Second, func() error {
+		stored := get(t, ns, "busy").Status.LastUsedAt
+		if stored == nil {
+			return fmt.Errorf("lastUsedAt not written one interval after the first use")
+		}
+		if stored.Time.Before(firstUse.Truncate(time.Second)) || !stored.Time.Before(firstUse.Add(interval)) {
+			t.Fatalf("lastUsedAt = %v, want the time of the first use, %v", stored.Time, firstUse)
 		}
 		return nil
 	})
-	t.Logf("lastUsedAt appeared %v after the first use", time.Since(firstUse).Round(time.Millisecond))
 
-	// Use the key on all replicas for a while, sampling the stored value:
-	// it must never go backwards.
-	var previous time.Time
-	deadline := time.Now().Add(5 * interval)
-	for i := 0; time.Now().Before(deadline); i++ {
+	// Use the key on all replicas through a dozen intervals, sampling the
+	// stored value: it must never go backwards.
+	var previous, lastUse time.Time
+	for i := range 24 {
+		lastUse = clk.Now()
 		if status, _, _ := chat(t, replicas[i%len(replicas)].URL, key.Reveal()); status != http.StatusOK {
 			t.Fatal(status)
 		}
+		clk.Step(interval / 2)
 		stored := get(t, ns, "busy").Status.LastUsedAt.Time
 		if stored.Before(previous) {
 			t.Fatalf("lastUsedAt moved backwards from %v to %v", previous, stored)
 		}
 		previous = stored
-		time.Sleep(50 * time.Millisecond)
 	}
-	if lag := time.Since(previous); lag > 3*interval {
-		t.Errorf("lastUsedAt lags %v behind constant use; want within a few intervals", lag)
-	}
+	clk.Step(interval) // every replica's next flush
+	testenv.Eventually(t, 5*time.Second, func() error {
+		stored := get(t, ns, "busy").Status.LastUsedAt.Time
+		if stored.Before(previous) {
+			t.Fatalf("lastUsedAt moved backwards from %v to %v", previous, stored)
+		}
+		if lag := lastUse.Sub(stored); lag > interval+time.Second {
+			return fmt.Errorf("lastUsedAt %v lags the last use by %v; want within one interval (%v)", stored, lag, interval)
+		}
+		return nil
+	})
 }

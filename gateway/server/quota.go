@@ -59,6 +59,7 @@ func (g *Gateway) startQuota(ctx context.Context, cfg *rest.Config) error {
 	qc := quota.Config{
 		PeerListen:   o.Listen,
 		PeerListener: o.Listener,
+		Clock:        g.opts.Clock,
 		Advertise:    o.Advertise,
 		Peers:        o.Static,
 		Checkpoint:   policy.Checkpoint(g.index),

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"time"
 
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -47,7 +46,7 @@ func (g *Gateway) routes(p http.Handler) http.Handler {
 func (g *Gateway) recordUsage(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if e := auth.FromContext(r.Context()); e != nil {
-			g.usage.Record(e, time.Now())
+			g.usage.Record(e, g.opts.Clock.Now())
 		}
 		next.ServeHTTP(w, r)
 	})

@@ -33,13 +33,13 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 	go g.spend.Run(ctx)
 	go g.probeAPIServer(ctx)
 	go func() {
-		t := time.NewTicker(time.Minute)
+		t := g.opts.Clock.NewTicker(time.Minute)
 		defer t.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-t.C:
+			case <-t.C():
 				g.auth.Sweep()
 			}
 		}

@@ -60,6 +60,11 @@ type Options struct {
 	// PodIP is this replica's pod IP (the POD_IP environment variable),
 	// advertised to peers found through Kubernetes.
 	PodIP string
+	// Clock is the gateway's one clock: key expiry, the failure limits and
+	// the tarpit (unless Auth.Clock is set), last-use times and their
+	// writes, and the console (unless Console.Clock is set). Tests share a
+	// fake one with the manager and step it. Default clock.RealClock{}.
+	Clock clock.WithTickerAndDelayedExecution
 }
 
 // DefaultQPS and DefaultBurst bound the gateway's own requests to the API
@@ -116,6 +121,15 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	if o.Console.Namespace == "" {
 		o.Console.Namespace = o.SystemNamespace
 	}
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	if o.Auth.Clock == nil {
+		o.Auth.Clock = o.Clock
+	}
+	if o.Console.Clock == nil {
+		o.Console.Clock = o.Clock
+	}
 	if err := o.Peers.validate(); err != nil {
 		return nil, err
 	}
@@ -160,10 +174,10 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	g.watches = newWatches(func() *keyindex.Watch {
 		return keyindex.NewWatch(watchClients, g.index, o.SystemNamespace, o.Namespaces, g.health.watchEvent)
 	})
-	g.usage = usage.New(g.index, g.client, o.LastUsedInterval, g.log, g.registry)
+	g.usage = usage.New(g.index, g.client, o.LastUsedInterval, o.Clock, g.log, g.registry)
 	g.restConfig = cfg
-	g.spend = usage.NewSpendRecorder(g.index, g.client, o.LastUsedInterval, clock.RealClock{}, g.log, g.registry)
-	g.meter = policy.New(policy.Options{Providers: o.Providers, Spend: g.spend, Log: g.log, Metrics: policy.NewMetrics(g.registry)})
+	g.spend = usage.NewSpendRecorder(g.index, g.client, o.LastUsedInterval, o.Clock, g.log, g.registry)
+	g.meter = policy.New(policy.Options{Providers: o.Providers, Spend: g.spend, Clock: o.Clock, Log: g.log, Metrics: policy.NewMetrics(g.registry)})
 	g.registerHealthMetrics()
 	g.connsRefused = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "codevector", Subsystem: "gateway", Name: "connections_refused_total",

@@ -17,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
@@ -29,6 +30,7 @@ type Recorder struct {
 	index    *keyindex.Index
 	client   client.Client
 	interval time.Duration
+	clock    clock.WithTicker
 	log      *slog.Logger
 	writes   *prometheus.CounterVec
 
@@ -43,10 +45,14 @@ type slot struct {
 }
 
 // New returns a Recorder that patches through c (which must be allowed to
-// patch apikeys/status) every interval.
-func New(index *keyindex.Index, c client.Client, interval time.Duration, log *slog.Logger, reg prometheus.Registerer) *Recorder {
+// patch apikeys/status) every interval, as measured by clk (nil means
+// clock.RealClock{}).
+func New(index *keyindex.Index, c client.Client, interval time.Duration, clk clock.WithTicker, log *slog.Logger, reg prometheus.Registerer) *Recorder {
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
 	r := &Recorder{
-		index: index, client: c, interval: interval, log: log, seen: map[string]*slot{},
+		index: index, client: c, interval: interval, clock: clk, log: log, seen: map[string]*slot{},
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "codevector", Subsystem: "gateway", Name: "last_used_writes_total",
 			Help: "lastUsedAt status writes by outcome: written, skipped (already recent enough), conflict (another replica wrote first), error.",
@@ -81,7 +87,7 @@ func (r *Recorder) Record(e *keyindex.Entry, now time.Time) {
 
 // Run flushes every interval until ctx ends, then flushes once more.
 func (r *Recorder) Run(ctx context.Context) {
-	t := time.NewTicker(r.interval)
+	t := r.clock.NewTicker(r.interval)
 	defer t.Stop()
 	for {
 		select {
@@ -90,7 +96,7 @@ func (r *Recorder) Run(ctx context.Context) {
 			r.Flush(flushCtx)
 			cancel()
 			return
-		case <-t.C:
+		case <-t.C():
 			r.Flush(ctx)
 		}
 	}

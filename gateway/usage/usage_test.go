@@ -78,7 +78,7 @@ func recorderFor(t *testing.T, patchErr func(n int) error) (*Recorder, *keyindex
 	if e == nil {
 		t.Fatal("key not in the index")
 	}
-	return New(ix, c, time.Minute, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry()), e, &patches
+	return New(ix, c, time.Minute, nil, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry()), e, &patches
 }
 
 func TestFlushWritesOnlyNewerTimes(t *testing.T) {

@@ -39,7 +39,7 @@ type Options struct {
 	LeaderElection          bool
 	MetricsBindAddress      string // "0" disables
 	HealthProbeBindAddress  string // "0" disables
-	Clock                   clock.PassiveClock
+	Clock                   clock.WithDelayedExecution
 }
 
 // Defaults used by the command line and by tests.
