@@ -184,7 +184,7 @@ func TestAPIPolicyEditWithinGuardrails(t *testing.T) {
 	carol := s.as("carol@example.com", gatewayv1alpha1.DefaultAdminGroup)
 	carol.create(t, map[string]any{"name": "ci"})
 	guardrails := &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Namespace: s.Namespace, Name: "codevector-guardrails"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: s.Namespace, Name: "codevector-guardrails", Labels: map[string]string{"gateway.codevector.io/guardrails": "true"}},
 		Data:       map[string]string{"maxRequestsPerMinute": "100"},
 	}
 	if err := env.Client.Create(context.Background(), guardrails); err != nil {
