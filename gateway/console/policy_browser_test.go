@@ -2,9 +2,11 @@ package console_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
@@ -12,6 +14,7 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/web/webtest"
+	"github.com/codevector/codevector/internal/testenv"
 )
 
 // signedInAs makes every request of the tab carry the sign-in proxy's
@@ -101,6 +104,17 @@ func TestBrowserAdminSetsLimitsOwnerReadsThem(t *testing.T) {
 
 	// The key spends $75 of its $50.
 	putUsage(t, s.Namespace, "laptop", gatewayv1alpha1.Usage{PeriodStart: metav1.NewTime(monthStart()), Requests: 40, InputTokens: 120000, OutputTokens: 30000, USD: "75"})
+	// The page reads the gateway's watch: reload once it has the spend.
+	carol := s.as("carol@example.com", gatewayv1alpha1.DefaultAdminGroup)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		l, _ := carol.list(t, "")
+		for _, i := range l.Items {
+			if i.Name == "laptop" && i.Usage != nil && i.Usage.Requests == 40 {
+				return nil
+			}
+		}
+		return errors.New("the gateway has not seen the key's spend yet")
+	})
 	webtest.Do(t, ctx, "reloading", chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("keys")))
 	webtest.WaitJS(t, ctx, "the row shows the spend", `document.querySelector('`+row+` .usage-summary').textContent === "$75 of $50"`)
 	if got := text(row + " .badge-danger"); got != "Over budget" {
