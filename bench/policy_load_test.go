@@ -71,6 +71,11 @@ func driveKeys(keys []*limitedKey, urls *atomic.Pointer[[]string], until time.Ti
 				if wait := time.Until(at); wait > 0 {
 					time.Sleep(wait)
 				}
+				if !time.Now().Before(until) {
+					// Fell behind the schedule: a send now would
+					// land in the minute after the run.
+					break
+				}
 				us := *urls.Load()
 				url := us[i%len(us)]
 				inFlight.Go(func() {
