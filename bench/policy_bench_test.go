@@ -262,7 +262,8 @@ func BenchmarkPolicyCost(b *testing.B) {
 	gateways := append(append([]*peeredReplica(nil), singleRep...), set.replicas...)
 	limits := gatewayv1alpha1.Limits{RequestsPerMinute: ptr.To[int64](1_000_000_000), TokensPerMinute: ptr.To[int64](1_000_000_000_000)}
 	limitedBearer, _ := issueLimitedKey(b, ns, "limited", limits, gateways)
-	plainBearer := "Bearer " + issueKeys(b, ns, "plain", 1)[0].key.Reveal()
+	_, plain := env.IssueKey(b, ns, "plain")
+	plainBearer := "Bearer " + plain.Reveal()
 
 	type costTarget struct {
 		topology string
