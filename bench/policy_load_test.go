@@ -245,3 +245,10 @@ func within(admitted, limit int64, lo, hi float64) bool {
 	r := float64(admitted) / float64(limit)
 	return r >= lo && r <= hi
 }
+
+func abs(x float64) float64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
