@@ -59,8 +59,12 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 60s); a crash is saved
 	go test -run='^$$' -fuzz='^FuzzDecodeProtobufListFacts$$' -fuzztime=$${FUZZTIME:-60s} ./gateway/keyindex/
 
 .PHONY: bench
-bench: envtest ## Run the benchmarks recorded in BENCHMARKS.md (about 10 minutes; tables also in bin/bench-results.md).
+bench: envtest ## Run the benchmarks recorded in BENCHMARKS.md (about 15 minutes; tables also in bin/bench-results.md).
 	BENCH_OUT=$(LOCALBIN)/bench-results.md go test -run='^$$' -bench=. -benchtime=1x -timeout 60m ./bench/
+
+.PHONY: bench-policy
+bench-policy: envtest ## Only the per-key policy benchmarks (issue 13): accuracy, cost, a replica stopped; about 7 minutes.
+	BENCH_OUT=$(LOCALBIN)/bench-policy-results.md go test -run='^$$' -bench='^BenchmarkPolicy' -benchtime=1x -timeout 60m ./bench/
 
 .PHONY: bench-scale
 bench-scale: envtest ## Scale benchmarks: 10k and 100k keys (SCALE_KEYS), gateway and manager; about 30 minutes.

@@ -1,8 +1,10 @@
 // Package bench holds CodeVector's benchmarks (`make bench`): gateway
 // throughput and added latency against a bare reverse proxy and the
 // upstream itself, revocation propagation across gateway replicas, time to
-// first byte of a streamed response, and the manager's key issue rate and
-// memory. Everything runs in this one test process against a real
+// first byte of a streamed response, the manager's key issue rate and
+// memory, and per-key policy (`make bench-policy`): how exactly three
+// peered replicas hold keys to their per-minute limits, what counting
+// costs a request, and what a replica stopped mid-minute does to a count. Everything runs in this one test process against a real
 // kube-apiserver and etcd (internal/testenv) on loopback; BENCHMARKS.md at
 // the repository root records the results and how to read them.
 //
@@ -12,7 +14,12 @@
 // brackets): BENCH_DURATION [5s] per throughput or latency point,
 // BENCH_ROUNDS [2] rounds of throughput and latency, BENCH_CONNS [1,16,64], BENCH_RATE
 // [1000] req/s for added latency, BENCH_REVOCATIONS [100],
-// BENCH_ISSUE_KEYS [1000], BENCH_MEMORY_KEYS [10000], BENCH_STREAMS [200];
+// BENCH_ISSUE_KEYS [1000], BENCH_MEMORY_KEYS [10000], BENCH_STREAMS [200],
+// BENCH_POLICY_DURATION [2m] of full calendar minutes the policy accuracy
+// and replica-stopped benchmarks judge (after the rest of the minute they
+// start in), BENCH_POLICY_OVERLOAD [3] times its limit each key is driven
+// at, BENCH_POLICY_RATE [200] req/s for the cost of counting (which also
+// uses BENCH_ROUNDS and BENCH_DURATION);
 // BENCH_HEAP_PROFILE=file writes a heap profile of the fresh manager at
 // BENCH_MEMORY_KEYS keys; BENCH_BREAKDOWN=1 runs a diagnostic of where the
 // gateway's CPU per request goes; BENCH_LARGE_ANNOTATIONS=1 runs the

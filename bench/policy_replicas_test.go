@@ -1,0 +1,218 @@
+package bench
+
+import (
+	"context"
+	"crypto/md5"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/segmentio/fasthash/fnv1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/gateway/keyindex"
+	"github.com/codevector/codevector/gateway/proxy"
+	"github.com/codevector/codevector/gateway/server"
+	"github.com/codevector/codevector/internal/testenv"
+)
+
+// Gateway replicas that share per-key counters, found the way production
+// finds them (--peer-discovery kubernetes): each replica is a Pod in the
+// system namespace, Ready, with its own loopback address (127.0.0.1,
+// .2, .3) as pod IP and the same peer port on each, so that a replica
+// stopped mid-run leaves the others' peer list as a terminating pod does.
+// A static peer list (--peers) would keep the stopped replica listed, and
+// every counter it owned would be served uncounted (the Meter fails open)
+// until it came back.
+
+// peeredReplica is one gateway of a peered set.
+type peeredReplica struct {
+	url      string
+	peerAddr string // host:port its peers reach it at
+	pod      *corev1.Pod
+	gw       *server.Gateway
+	stop     func()
+}
+
+// peeredSet is n gateways sharing counters.
+type peeredSet struct {
+	replicas []*peeredReplica
+	peerPort string
+}
+
+var peeredSetSeq int
+
+// startPeeredReplicas runs n gateways (n <= 254) with Kubernetes peer
+// discovery against Pods this function creates, and returns once every
+// one is ready (its quota engine started with the whole peer list). A
+// manager must be running: it creates the peers' credential.
+func startPeeredReplicas(b *testing.B, n int, p *proxy.Providers) *peeredSet {
+	b.Helper()
+	peeredSetSeq++
+	selector := fmt.Sprintf("bench-peers=%s-%d", sanitize(b.Name()), peeredSetSeq)
+	listeners, port := peerListeners(b, n)
+	set := &peeredSet{peerPort: port}
+	ns := gatewayv1alpha1.DefaultSystemNamespace
+	for i := range n {
+		ip := fmt.Sprintf("127.0.0.%d", i+1)
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("bench-gateway-%d-%d", peeredSetSeq, i),
+				Labels: map[string]string{"bench-peers": selector[len("bench-peers="):]}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "gateway", Image: "codevector:bench"}}},
+		}
+		if err := env.Client.Create(context.Background(), pod); err != nil {
+			b.Fatalf("creating peer pod: %v", err)
+		}
+		b.Cleanup(func() { _ = env.Client.Delete(context.Background(), pod) })
+		pod.Status = corev1.PodStatus{
+			Phase:  corev1.PodRunning,
+			PodIP:  ip,
+			PodIPs: []corev1.PodIP{{IP: ip}},
+			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue,
+				LastTransitionTime: metav1.Now()}},
+		}
+		if err := env.Client.Status().Update(context.Background(), pod); err != nil {
+			b.Fatalf("marking peer pod %s Ready: %v", pod.Name, err)
+		}
+		set.replicas = append(set.replicas, &peeredReplica{pod: pod, peerAddr: net.JoinHostPort(ip, port)})
+	}
+	var wg sync.WaitGroup
+	for i, r := range set.replicas {
+		wg.Go(func() {
+			r.url, r.gw, r.stop = testenv.RunGatewayOn(b, testenv.Listener(b), 60*time.Second, env.Config, server.Options{
+				Providers: p,
+				Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+				Peers: server.PeerOptions{
+					Listener:  listeners[i],
+					Discovery: server.DiscoveryKubernetes,
+					Selector:  selector,
+				},
+				PodIP: r.pod.Status.PodIP,
+			})
+		})
+	}
+	wg.Wait()
+	return set
+}
+
+// peerListeners opens n listeners on 127.0.0.1, .2, ... with one port
+// number, as pods of one Deployment listen on one port at different IPs.
+func peerListeners(b *testing.B, n int) ([]net.Listener, string) {
+	b.Helper()
+	for range 20 {
+		first, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, port, _ := net.SplitHostPort(first.Addr().String())
+		lns := []net.Listener{first}
+		for i := 1; i < n; i++ {
+			ln, err := net.Listen("tcp", net.JoinHostPort(fmt.Sprintf("127.0.0.%d", i+1), port))
+			if err != nil {
+				break
+			}
+			lns = append(lns, ln)
+		}
+		if len(lns) == n {
+			for _, ln := range lns {
+				b.Cleanup(func() { _ = ln.Close() })
+			}
+			return lns, port
+		}
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}
+	b.Fatalf("found no port free on 127.0.0.1 to 127.0.0.%d", n)
+	return nil, ""
+}
+
+// killErr stops replica i as Kubernetes stops a pod: the pod is deleted
+// (the other replicas' discovery drops it from their peer list) while the
+// gateway's Run context is cancelled (graceful shutdown; its quota engine
+// closes its peer listener and drops its counters). It returns when the
+// gateway has stopped.
+func (s *peeredSet) killErr(i int) error {
+	r := s.replicas[i]
+	var wg sync.WaitGroup
+	var delErr error
+	wg.Go(func() {
+		delErr = env.Client.Delete(context.Background(), r.pod, client.GracePeriodSeconds(0))
+	})
+	r.stop()
+	wg.Wait()
+	if delErr != nil {
+		return fmt.Errorf("deleting peer pod %s: %w", r.pod.Name, delErr)
+	}
+	return nil
+}
+
+func (s *peeredSet) urls() []string {
+	out := make([]string, len(s.replicas))
+	for i, r := range s.replicas {
+		out[i] = r.url
+	}
+	return out
+}
+
+func (s *peeredSet) peerAddrs() []string {
+	out := make([]string, len(s.replicas))
+	for i, r := range s.replicas {
+		out[i] = r.peerAddr
+	}
+	return out
+}
+
+// counterOwner predicts which of peers owns a key's per-minute counter for
+// the minute starting at windowStart. It mirrors, for the benchmark's
+// report only, three things it cannot reach: gateway/policy's counter
+// name (key ID / APIKey UID / "rpm"), gateway/quota's gubernator key
+// (name "codevector", unique key "<counter>@<window start ms>") and
+// gubernator v2.13.0's ReplicatedConsistentHash (512 points per peer at
+// fnv1(i + md5hex(address)), the key at fnv1("codevector_" + unique key),
+// the first point at or after it). BenchmarkPolicyReplicaKilled's results
+// show whether the prediction held: only the counters it names restart.
+func counterOwner(peers []string, e *keyindex.Entry, what string, windowStart time.Time) string {
+	type point struct {
+		hash uint64
+		peer string
+	}
+	var ring []point
+	for _, p := range peers {
+		key := fmt.Sprintf("%x", md5.Sum([]byte(p)))
+		for i := range 512 {
+			ring = append(ring, point{fnv1.HashString64(strconv.Itoa(i) + key), p})
+		}
+	}
+	sort.Slice(ring, func(i, j int) bool { return ring[i].hash < ring[j].hash })
+	unique := e.KeyID + "/" + string(e.UID) + "/" + what + "@" + strconv.FormatInt(windowStart.UnixMilli(), 10)
+	h := fnv1.HashString64("codevector_" + unique)
+	i := sort.Search(len(ring), func(i int) bool { return ring[i].hash >= h })
+	if i == len(ring) {
+		i = 0
+	}
+	return ring[i].peer
+}
+
+// sanitize makes a benchmark name usable in a label value.
+func sanitize(name string) string {
+	out := []byte(name)
+	for i, c := range out {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			out[i] = '-'
+		}
+	}
+	if len(out) > 40 {
+		out = out[:40]
+	}
+	return string(out)
+}
