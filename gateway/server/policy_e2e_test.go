@@ -223,6 +223,7 @@ func TestBudgetSurvivesRestartOfAllReplicas(t *testing.T) {
 		return ok, 0, ""
 	}
 
+	var spentBefore int
 	{
 		ctx, cancel := context.WithCancel(context.Background())
 		replicas := peeredReplicasUntil(t, ctx, 3, opts)
@@ -231,6 +232,7 @@ func TestBudgetSurvivesRestartOfAllReplicas(t *testing.T) {
 			t.Fatalf("after %d requests: %d %s, want 429 budget_exceeded", ok, status, body)
 		}
 		t.Logf("%d requests passed a budget of %d tokens before 429 budget_exceeded", ok, budget)
+		spentBefore = ok
 		if ok == 0 || ok > budget {
 			t.Fatalf("%d requests passed a budget of %d tokens", ok, budget)
 		}
@@ -252,8 +254,8 @@ func TestBudgetSurvivesRestartOfAllReplicas(t *testing.T) {
 	replicas := peeredReplicas(t, 3, opts)
 	testenv.Eventually(t, 5*time.Second, func() error {
 		for i, gw := range replicas {
-			if e := gw.Index().Lookup(strings.TrimPrefix(k.Status.Prefix, "cvk_")); e == nil || e.Policy == nil || e.Policy.Usage == nil {
-				return fmt.Errorf("replica %d has not seen the stored usage", i)
+			if e := gw.Index().Lookup(strings.TrimPrefix(k.Status.Prefix, "cvk_")); e == nil || e.Policy == nil || e.Policy.Usage == nil || e.Policy.Usage.Requests != int64(spentBefore) {
+				return fmt.Errorf("replica %d has not seen the stored usage of %d requests", i, spentBefore)
 			}
 		}
 		return nil
