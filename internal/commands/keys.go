@@ -14,6 +14,8 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
@@ -59,10 +61,6 @@ func runKeysAs(ctx context.Context, prog string, args []string, stdin io.Reader,
 // newKeysCommand is the keys CLI under the name use: "keys" under
 // `codevector`, or kubectlPluginRoot as the root of the kubectl plugin.
 func newKeysCommand(use string, streams genericiooptions.IOStreams) *cobra.Command {
-	// controller-runtime's client logs through a global logger; the CLI has
-	// nothing to log, and an unset logger prints a warning of its own.
-	ctrllog.SetLogger(logr.Discard())
-
 	cli := &keysCLI{prog: "codevector keys", streams: streams, now: time.Now}
 	cli.config = genericclioptions.NewConfigFlags(true).WithWarningPrinter(streams)
 	cli.config.Timeout = ptr.To(defaultRequestTimeout)
@@ -117,6 +115,8 @@ func exactArgs(names ...string) cobra.PositionalArgs {
 	}
 }
 
+var errNoConfig = errors.New("no Kubernetes configuration found: pass --kubeconfig or set KUBECONFIG (for codevector dev: export KUBECONFIG=.codevector/dev/kubeconfig)")
+
 // session is a connection to one cluster, in one namespace.
 type session struct {
 	c         client.Client
@@ -137,11 +137,24 @@ func (cli *keysCLI) connect() (*session, error) {
 			return nil, fmt.Errorf("--kubeconfig %s: %w", kc, err)
 		}
 	}
+	// The client libraries log what they retry and give up on (klog), and
+	// controller-runtime's client warns when its logger is unset; the CLI
+	// reports errors itself, once, and a stray log line would garble a
+	// shell's completion.
+	ctrllog.SetLogger(logr.Discard())
+	klog.SetLogger(logr.Discard())
+
 	loader := cli.config.ToRawKubeConfigLoader()
+	// kubectl falls back to http://localhost:8080 with no configuration at
+	// all; say what is missing instead.
+	if raw, err := loader.RawConfig(); err == nil && clientcmdapi.IsConfigEmpty(&raw) &&
+		*cli.config.APIServer == "" && os.Getenv("KUBERNETES_SERVICE_HOST") == "" {
+		return nil, errNoConfig
+	}
 	cfg, err := cli.config.ToRESTConfig()
 	if err != nil {
 		if clientcmd.IsEmptyConfig(err) {
-			return nil, errors.New("no Kubernetes configuration found: pass --kubeconfig or set KUBECONFIG (for codevector dev: export KUBECONFIG=.codevector/dev/kubeconfig)")
+			return nil, errNoConfig
 		}
 		return nil, fmt.Errorf("loading the kubeconfig: %w", err)
 	}
