@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"os/exec"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -95,8 +97,19 @@ func TestKeysCLIOutput(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^alpha\s+cvk_\w{8}\s+Active\s+Never\s+-\s+\$3\.40 of \$50\s+\$50/month\s+\S+\s+Alpha bot$`).MatchString(out) {
 		t.Errorf("list -o wide lacks alpha's usage, budget or display name:\n%s", out)
 	}
-	if names := firstColumn(run(alice, "list", "--no-headers")); !reflect.DeepEqual(names, []string{"laptop", "beta", "alpha"}) {
-		t.Errorf("list --no-headers: names %v, want newest first", names)
+	var all gatewayv1alpha1.APIKeyList
+	if err := e.Client.List(ctx, &all, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(all.Items, func(a, b gatewayv1alpha1.APIKey) int {
+		return cmp.Or(b.CreationTimestamp.Compare(a.CreationTimestamp.Time), cmp.Compare(a.Name, b.Name))
+	})
+	var newestFirst []string
+	for _, k := range all.Items {
+		newestFirst = append(newestFirst, k.Name)
+	}
+	if names := firstColumn(run(alice, "list", "--no-headers")); !reflect.DeepEqual(names, newestFirst) {
+		t.Errorf("list --no-headers: names %v, want newest first (then by name): %v", names, newestFirst)
 	}
 	if names := firstColumn(run(alice, "list", "--no-headers", "--sort-by", ".metadata.name")); !reflect.DeepEqual(names, []string{"alpha", "beta", "laptop"}) {
 		t.Errorf("list --sort-by .metadata.name: %v", names)
@@ -172,7 +185,7 @@ func TestKeysCLIOutput(t *testing.T) {
 	}{
 		{[]string{"list", "-o", "table"}, `unknown output format "table"`},
 		{[]string{"list", "-o", "custom-columns="}, "needs columns"},
-		{[]string{"list", "-o", "jsonpath={.items[*"}, "unclosed"},
+		{[]string{"list", "-o", "jsonpath={.items[*"}, "error parsing jsonpath"},
 		{[]string{"list", "-l", "team in ("}, "-l team in ("},
 		{[]string{"list", "--sort-by", "{{.a}}"}, "--sort-by"},
 		{[]string{"get", "nothing"}, `APIKey "nothing" not found in namespace "` + ns + `"`},
