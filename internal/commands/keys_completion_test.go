@@ -80,7 +80,7 @@ func bashComplete(t *testing.T, bin, kubeconfig, script string, words []string) 
 	for i, w := range words {
 		quoted[i] = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
 	}
-	prog := `set -u
+	prog := `COLUMNS=200 # the width completions with descriptions are laid out in
 source ` + bashCompletion + `
 source <(` + script + `)
 COMP_WORDS=(` + strings.Join(quoted, " ") + `)
