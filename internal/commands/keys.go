@@ -67,7 +67,7 @@ func newKeysCommand(use string, streams genericiooptions.IOStreams) *cobra.Comma
 
 	cmd := &cobra.Command{
 		Use:   use,
-		Short: "Create, list, revoke and reveal API keys (also kubectl apikey)",
+		Short: "Create, list, get, revoke and reveal API keys (also kubectl apikey)",
 		Long: `Create, list, get, revoke and reveal CodeVector API keys (APIKey objects).
 
 A key is shown once, at creation, on stdout and alone:
