@@ -17,9 +17,13 @@ ENV GOFLAGS=-mod=mod
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
+# What `codevector version` prints (.git is not in the build context):
+#   docker build --build-arg VERSION=v1.0.0 --build-arg COMMIT=$(git rev-parse HEAD) .
+ARG VERSION=dev
+ARG COMMIT=
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
-    go build -trimpath -ldflags="-s -w" -o /out/codevector .
+    go build -trimpath -ldflags="-s -w -X github.com/codevector/codevector/internal/commands.version=$VERSION -X github.com/codevector/codevector/internal/commands.commit=$COMMIT" -o /out/codevector .
 
 # Runtime: distroless static, no shell or package manager, non-root
 # (uid 65532). The manifests in config/ also set runAsNonRoot and a

@@ -72,10 +72,17 @@ bench-scale: envtest ## Scale benchmarks: 10k and 100k keys (SCALE_KEYS), gatewa
 
 ##@ Build
 
+# What `codevector version` prints: the tag (else "dev") and the commit.
+VERSION ?= $(shell git describe --tags --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS ?= -X github.com/codevector/codevector/internal/commands.version=$(VERSION) \
+	-X github.com/codevector/codevector/internal/commands.commit=$(COMMIT)
+
 .PHONY: build
-build: ## Build bin/codevector, and bin/kubectl-apikey (the kubectl plugin: a link to it).
-	CGO_ENABLED=0 go build -trimpath -o $(LOCALBIN)/codevector .
+build: ## Build bin/codevector, and bin/kubectl-apikey and bin/kubectl_complete-apikey (the kubectl plugin and its shell completion: links to it).
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(LOCALBIN)/codevector .
 	ln -sf codevector $(LOCALBIN)/kubectl-apikey
+	ln -sf codevector $(LOCALBIN)/kubectl_complete-apikey
 
 # DEV_FLAGS are passed to `codevector dev`, e.g. DEV_FLAGS='--listen localhost:8081'.
 DEV_FLAGS ?=

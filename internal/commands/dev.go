@@ -1,13 +1,12 @@
 package commands
 
 import (
-	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 
+	"github.com/spf13/cobra"
 	"go.uber.org/zap/zapcore"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -15,45 +14,38 @@ import (
 	"github.com/codevector/codevector/internal/devmode"
 )
 
-func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func newDevCommand() *cobra.Command {
 	var listen, stateDir, logLevel string
-	fs.StringVar(&listen, "listen", "localhost:8080", "Address of the gateway, console and docs")
-	fs.StringVar(&stateDir, "state-dir", ".codevector/dev", "Directory for etcd's data, logs and DIR/kubeconfig (kept across restarts)")
-	fs.StringVar(&logLevel, "log-level", "info", "Log level: debug, info, warn or error")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `Usage: codevector dev [--listen localhost:8080] [--state-dir .codevector/dev]
-
-Runs the whole system on this machine: etcd and kube-apiserver (data kept in
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run everything on this machine: control plane, manager, gateway",
+		Long: `Runs the whole system on this machine: etcd and kube-apiserver (data kept in
 --state-dir), the CRD and admission policies, the manager, and the gateway
 with its console and docs. Ctrl-C stops everything.
 
 Set OPENAI_API_KEY and/or ANTHROPIC_API_KEY to use real providers; without
-them the openai provider is a built-in echo stand-in.
-
-Flags:
-`)
-		fs.PrintDefaults()
+them the openai provider is a built-in echo stand-in.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newDevLogger(cmd.ErrOrStderr(), logLevel)
+			if err != nil {
+				return err
+			}
+			return devmode.Run(cmd.Context(), devmode.Options{
+				Listen:   listen,
+				StateDir: stateDir,
+				Logger:   log,
+				Getenv:   os.Getenv,
+				Stdout:   cmd.OutOrStdout(),
+				Stderr:   cmd.ErrOrStderr(),
+			})
+		},
 	}
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q (see 'codevector dev -h')", fs.Arg(0))
-	}
-	log, err := newDevLogger(stderr, logLevel)
-	if err != nil {
-		return err
-	}
-	return devmode.Run(ctx, devmode.Options{
-		Listen:   listen,
-		StateDir: stateDir,
-		Logger:   log,
-		Getenv:   os.Getenv,
-		Stdout:   stdout,
-		Stderr:   stderr,
-	})
+	fs := cmd.Flags()
+	fs.StringVar(&listen, "listen", "localhost:8080", "Address of the gateway, console and docs")
+	fs.StringVar(&stateDir, "state-dir", ".codevector/dev", "Directory for etcd's data, logs and DIR/kubeconfig (kept across restarts)")
+	fs.StringVar(&logLevel, "log-level", "info", "Log level: debug, info, warn or error")
+	return cmd
 }
 
 // newDevLogger sets up human-readable logs on stderr for both halves of

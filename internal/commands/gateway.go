@@ -1,8 +1,6 @@
 package commands
 
 import (
-	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,15 +9,21 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/console"
 	"github.com/codevector/codevector/gateway/proxy"
 	"github.com/codevector/codevector/gateway/server"
 )
 
-func runGateway(ctx context.Context, args []string, _, stderr io.Writer) error {
-	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func newGatewayCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "gateway --providers FILE",
+		Short: "Run the authenticating LLM gateway, its console and docs",
+		Args:  cobra.NoArgs,
+	}
+	fs := cmd.Flags()
 	var (
 		o             server.Options
 		kubeconfig    string
@@ -78,92 +82,93 @@ func runGateway(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs.StringVar(&o.Peers.Selector, "peer-selector", "", "Label selector of the gateway pods, for --peer-discovery kubernetes (e.g. app.kubernetes.io/name=codevector-gateway)")
 	fs.Float64Var(&qps, "kube-api-qps", server.DefaultQPS, "Sustained requests per second to the API server (watches, last-use writes, console)")
 	fs.IntVar(&burst, "kube-api-burst", server.DefaultBurst, "Burst of requests to the API server")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	log, err := newLogger(stderr, logLevel)
-	if err != nil {
-		return err
-	}
-	if providersFile == "" {
-		return fmt.Errorf("--providers is required: a YAML file naming the LLM providers (see README)")
-	}
-	if o.Providers, err = proxy.LoadProviders(providersFile, os.Getenv); err != nil {
-		return err
-	}
-	if o.MaxConnsPerClient < 0 {
-		return fmt.Errorf("--max-conns-per-client %d: want 0 (no cap) or more", o.MaxConnsPerClient)
-	}
-	if o.MaxConnsPerClient == 0 {
-		o.MaxConnsPerClient = -1 // no cap; zero in Options means the default
-	}
-	for name, d := range map[string]time.Duration{"read-header-timeout": o.Timeouts.ReadHeader, "request-body-timeout": o.Timeouts.Body, "idle-timeout": o.Timeouts.Idle} {
-		if d <= 0 {
-			return fmt.Errorf("--%s %v: want a positive duration", name, d)
-		}
-	}
-	o.Namespaces = splitList(namespaces)
-	o.Peers.Static = splitList(peers)
-	o.PodIP = os.Getenv("POD_IP")
-	o.Auth.RefusalDelay = tarpitDelay
-	if tarpitDelay == 0 {
-		o.Auth.RefusalDelay = -1 // off; zero in Options means the default
-	}
-	if o.Auth.TrustedProxies, err = console.ParseCIDRs(trustedCIDRs); err != nil {
-		return fmt.Errorf("--trusted-proxy-cidrs: %w", err)
-	}
-	o.Logger = log
-	if o.Console.Auth, err = console.ParseAuthMode(consoleAuth); err != nil {
-		return err
-	}
-	if o.Console.Auth != console.AuthOIDC && (o.Console.OIDC.IssuerURL != "" || o.Console.OIDC.ClientID != "") {
-		return fmt.Errorf("--oidc-issuer-url and --oidc-client-id are set, but --console-auth is %s: add --console-auth=oidc", o.Console.Auth)
-	}
-	if o.Console.ProxyCIDRs, err = console.ParseCIDRs(proxyCIDRs); err != nil {
-		return fmt.Errorf("--console-proxy-cidrs: %w", err)
-	}
-	switch {
-	case maxKeys < 0:
-		return fmt.Errorf("--max-keys-per-user %d: want 0 (no limit) or a positive number", maxKeys)
-	case maxKeys == 0:
-		o.Console.MaxKeysPerUser = -1 // no limit; zero in Options means the default
-	default:
-		o.Console.MaxKeysPerUser = maxKeys
-	}
-	o.Console.OIDC.Scopes = splitList(oidcScopes)
-	if clientSecret != "" {
-		secret, err := os.ReadFile(clientSecret)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		ctx, stderr := cmd.Context(), cmd.ErrOrStderr()
+		log, err := newLogger(stderr, logLevel)
 		if err != nil {
-			return fmt.Errorf("--oidc-client-secret-file: %w", err)
+			return err
 		}
-		if o.Console.OIDC.ClientSecret = strings.TrimSpace(string(secret)); o.Console.OIDC.ClientSecret == "" {
-			return fmt.Errorf("--oidc-client-secret-file %s is empty", clientSecret)
+		if providersFile == "" {
+			return fmt.Errorf("--providers is required: a YAML file naming the LLM providers (see README)")
 		}
-	}
-	if csrfKeyFile != "" {
-		key, err := os.ReadFile(csrfKeyFile)
-		if err != nil {
-			return fmt.Errorf("--console-csrf-key-file: %w", err)
+		if o.Providers, err = proxy.LoadProviders(providersFile, os.Getenv); err != nil {
+			return err
 		}
-		if o.Console.CSRFKey = []byte(strings.TrimSpace(string(key))); len(o.Console.CSRFKey) < 32 {
-			return fmt.Errorf("--console-csrf-key-file %s: the secret must be at least 32 bytes", csrfKeyFile)
+		if o.MaxConnsPerClient < 0 {
+			return fmt.Errorf("--max-conns-per-client %d: want 0 (no cap) or more", o.MaxConnsPerClient)
 		}
-	}
+		if o.MaxConnsPerClient == 0 {
+			o.MaxConnsPerClient = -1 // no cap; zero in Options means the default
+		}
+		for name, d := range map[string]time.Duration{"read-header-timeout": o.Timeouts.ReadHeader, "request-body-timeout": o.Timeouts.Body, "idle-timeout": o.Timeouts.Idle} {
+			if d <= 0 {
+				return fmt.Errorf("--%s %v: want a positive duration", name, d)
+			}
+		}
+		o.Namespaces = splitList(namespaces)
+		o.Peers.Static = splitList(peers)
+		o.PodIP = os.Getenv("POD_IP")
+		o.Auth.RefusalDelay = tarpitDelay
+		if tarpitDelay == 0 {
+			o.Auth.RefusalDelay = -1 // off; zero in Options means the default
+		}
+		if o.Auth.TrustedProxies, err = console.ParseCIDRs(trustedCIDRs); err != nil {
+			return fmt.Errorf("--trusted-proxy-cidrs: %w", err)
+		}
+		o.Logger = log
+		if o.Console.Auth, err = console.ParseAuthMode(consoleAuth); err != nil {
+			return err
+		}
+		if o.Console.Auth != console.AuthOIDC && (o.Console.OIDC.IssuerURL != "" || o.Console.OIDC.ClientID != "") {
+			return fmt.Errorf("--oidc-issuer-url and --oidc-client-id are set, but --console-auth is %s: add --console-auth=oidc", o.Console.Auth)
+		}
+		if o.Console.ProxyCIDRs, err = console.ParseCIDRs(proxyCIDRs); err != nil {
+			return fmt.Errorf("--console-proxy-cidrs: %w", err)
+		}
+		switch {
+		case maxKeys < 0:
+			return fmt.Errorf("--max-keys-per-user %d: want 0 (no limit) or a positive number", maxKeys)
+		case maxKeys == 0:
+			o.Console.MaxKeysPerUser = -1 // no limit; zero in Options means the default
+		default:
+			o.Console.MaxKeysPerUser = maxKeys
+		}
+		o.Console.OIDC.Scopes = splitList(oidcScopes)
+		if clientSecret != "" {
+			secret, err := os.ReadFile(clientSecret)
+			if err != nil {
+				return fmt.Errorf("--oidc-client-secret-file: %w", err)
+			}
+			if o.Console.OIDC.ClientSecret = strings.TrimSpace(string(secret)); o.Console.OIDC.ClientSecret == "" {
+				return fmt.Errorf("--oidc-client-secret-file %s is empty", clientSecret)
+			}
+		}
+		if csrfKeyFile != "" {
+			key, err := os.ReadFile(csrfKeyFile)
+			if err != nil {
+				return fmt.Errorf("--console-csrf-key-file: %w", err)
+			}
+			if o.Console.CSRFKey = []byte(strings.TrimSpace(string(key))); len(o.Console.CSRFKey) < 32 {
+				return fmt.Errorf("--console-csrf-key-file %s: the secret must be at least 32 bytes", csrfKeyFile)
+			}
+		}
 
-	cfg, err := restConfig(kubeconfig)
-	if err != nil {
-		return err
+		cfg, err := restConfig(kubeconfig)
+		if err != nil {
+			return err
+		}
+		cfg.QPS, cfg.Burst = float32(qps), burst
+		g, err := server.New(cfg, o)
+		if err != nil {
+			return err
+		}
+		ln, err := net.Listen("tcp", listen)
+		if err != nil {
+			return fmt.Errorf("listening on %s: %w (is another process using the port?)", listen, err)
+		}
+		return g.Run(ctx, ln)
 	}
-	cfg.QPS, cfg.Burst = float32(qps), burst
-	g, err := server.New(cfg, o)
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		return fmt.Errorf("listening on %s: %w (is another process using the port?)", listen, err)
-	}
-	return g.Run(ctx, ln)
+	return cmd
 }
 
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {

@@ -3,136 +3,119 @@ package commands
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 )
 
+// kubectlPluginRoot is the Use of the keys command when it is the root of
+// the kubectl plugin: cobra names the completion script after it, the
+// executable kubectl runs.
+const kubectlPluginRoot = kubectlPlugin
+
+// defaultRequestTimeout bounds every request unless --request-timeout says
+// otherwise, so an unreachable server fails in seconds rather than hanging
+// the terminal (kubectl's own default is no bound).
+const defaultRequestTimeout = "20s"
+
 // keysCLI is `codevector keys` / `kubectl apikey`: the command-line face of
 // the APIKey resource. Keys go to stdout (and nothing else does, so
 // KEY=$(kubectl apikey create laptop) works); guidance and prompts go to
 // stderr.
 type keysCLI struct {
-	prog   string // "codevector keys" or "kubectl apikey", for messages
-	in     io.Reader
-	out    io.Writer
-	errOut io.Writer
-	now    func() time.Time
+	prog    string // "codevector keys" or "kubectl apikey", for messages
+	streams genericiooptions.IOStreams
+	config  *genericclioptions.ConfigFlags // kubectl's connection flags
+	now     func() time.Time
 }
 
-func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return runKeysAs(ctx, "codevector keys", args, os.Stdin, stdout, stderr)
-}
-
-// runKeysAs runs the keys CLI under the name prog.
+// runKeysAs runs the keys CLI as the kubectl plugin (prog "kubectl
+// apikey") or as `codevector keys`, with args after the command's name.
 func runKeysAs(ctx context.Context, prog string, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	// controller-runtime's client logs through a global logger; the CLI has
-	// nothing to log, and an unset logger prints a warning of its own.
-	ctrllog.SetLogger(logr.Discard())
-	cli := &keysCLI{prog: prog, in: stdin, out: stdout, errOut: stderr, now: time.Now}
-	if len(args) == 0 {
-		cli.usage()
-		return flag.ErrHelp
+	streams := genericiooptions.IOStreams{In: stdin, Out: stdout, ErrOut: stderr}
+	use := kubectlPluginRoot
+	if prog != "kubectl apikey" {
+		use = "keys"
 	}
-	sub, rest := args[0], args[1:]
-	switch sub {
-	case "create":
-		return cli.create(ctx, rest)
-	case "list", "ls":
-		return cli.list(ctx, rest)
-	case "revoke":
-		return cli.revoke(ctx, rest)
-	case "reveal":
-		return cli.reveal(ctx, rest)
-	case "-h", "--help", "help":
-		cli.usage()
-		return flag.ErrHelp
-	default:
-		cli.usage()
-		return fmt.Errorf("unknown command %q", sub)
-	}
+	cmd := newKeysCommand(use, streams)
+	setCommon(cmd, streams)
+	cmd.SetArgs(args)
+	return cmd.ExecuteContext(ctx)
 }
 
-func (cli *keysCLI) usage() {
-	fmt.Fprintf(cli.errOut, `Usage: %[1]s <command> [flags]
+// newKeysCommand is the keys CLI under the name use: "keys" under
+// `codevector`, or kubectlPluginRoot as the root of the kubectl plugin.
+func newKeysCommand(use string, streams genericiooptions.IOStreams) *cobra.Command {
+	cli := &keysCLI{prog: "codevector keys", streams: streams, now: time.Now}
+	cli.config = genericclioptions.NewConfigFlags(true).WithWarningPrinter(streams)
+	cli.config.Timeout = ptr.To(defaultRequestTimeout)
 
-Commands:
-  create NAME [--expires 30d|YYYY-MM-DD] [--display-name TEXT]
-                        Create a key and print it, once, on stdout:
-                        KEY=$(%[1]s create laptop)
-  list [-A] [-o wide]   List keys: NAME PREFIX STATUS LAST USED EXPIRES
-  revoke NAME [--yes]   Revoke a key: requests with it get 401 at once (cannot be undone)
-  reveal NAME           Print a new key whose one-time copy nobody has read yet
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: "Create, list, get, revoke and reveal API keys (also kubectl apikey)",
+		Long: `Create, list, get, revoke and reveal CodeVector API keys (APIKey objects).
 
-Flags of every command, as in kubectl:
-  -n, --namespace NS    Namespace of the keys (default: the context's namespace)
-  --context NAME        kubeconfig context to use
-  --kubeconfig FILE     kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)
-
-Run '%[1]s <command> -h' for the flags of a command.
-`, cli.prog)
-}
-
-// flagSet is a FlagSet for one subcommand with the kubectl-style
-// connection flags bound to kf.
-func (cli *keysCLI) flagSet(name, synopsis string, kf *kubeFlags) *flag.FlagSet {
-	fs := flag.NewFlagSet(cli.prog+" "+name, flag.ContinueOnError)
-	fs.SetOutput(cli.errOut)
-	fs.Usage = func() {
-		fmt.Fprintf(cli.errOut, "Usage: %s %s\n\nFlags:\n", fs.Name(), synopsis)
-		fs.PrintDefaults()
+A key is shown once, at creation, on stdout and alone:
+  KEY=$(%[1]s create laptop)
+Everything else the commands say goes to stderr. Every kubectl connection
+flag works (--context, -n, --as, --token, ...); the kubeconfig is
+--kubeconfig, else $KUBECONFIG, else ~/.kube/config.`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
 	}
-	fs.StringVar(&kf.kubeconfig, "kubeconfig", "", "Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
-	fs.StringVar(&kf.context, "context", "", "The kubeconfig context to use (default: the current context)")
-	fs.StringVar(&kf.namespace, "namespace", "", "Namespace of the keys (default: the context's namespace, else default)")
-	fs.StringVar(&kf.namespace, "n", "", "Shorthand for --namespace")
-	return fs
+	if use == kubectlPluginRoot {
+		cli.prog = "kubectl apikey"
+		cmd.Annotations = map[string]string{cobra.CommandDisplayNameAnnotation: cli.prog}
+		cmd.AddCommand(newVersionCommand())
+	}
+	cmd.Long = fmt.Sprintf(cmd.Long, cli.prog)
+	cli.config.AddFlags(cmd.PersistentFlags())
+	cli.registerConnectionCompletions(cmd)
+
+	cmd.AddCommand(
+		cli.newCreateCommand(),
+		cli.newListCommand(),
+		cli.newGetCommand(),
+		cli.newRevokeCommand(),
+		cli.newRevealCommand(),
+		// rotate (DESIGN.md section 13) goes here: it issues a new key
+		// sealed to a key pair made in memory, like create and reveal
+		// (issueAndReveal, savedGuidance), and completes names with
+		// completeKeyNames(notRevoked).
+	)
+	return cmd
 }
 
-// parseArgs parses flags wherever they stand among the positional
-// arguments, as kubectl does (`create laptop -n team-a`), and checks that
-// exactly the named positionals are there.
-func parseArgs(fs *flag.FlagSet, args []string, names ...string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
+// exactArgs accepts exactly the named positional arguments, and says which
+// is missing or unexpected.
+func exactArgs(names ...string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		switch {
+		case len(args) < len(names):
+			return fmt.Errorf("missing %s (see '%s --help')", names[len(args)], cmd.CommandPath())
+		case len(args) > len(names):
+			return fmt.Errorf("unexpected argument %q (see '%s --help')", args[len(names)], cmd.CommandPath())
 		}
-		rest := fs.Args()
-		consumed := len(args) - len(rest)
-		if consumed > 0 && args[consumed-1] == "--" {
-			pos = append(pos, rest...) // everything after -- is positional
-			break
-		}
-		if len(rest) == 0 {
-			break
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
+		return nil
 	}
-	switch {
-	case len(pos) < len(names):
-		return nil, fmt.Errorf("missing %s (see '%s -h')", names[len(pos)], fs.Name())
-	case len(pos) > len(names):
-		return nil, fmt.Errorf("unexpected argument %q (see '%s -h')", pos[len(names)], fs.Name())
-	}
-	return pos, nil
 }
 
-// kubeFlags are the connection flags every subcommand takes.
-type kubeFlags struct {
-	kubeconfig, context, namespace string
-}
+var errNoConfig = errors.New("no Kubernetes configuration found: pass --kubeconfig or set KUBECONFIG (for codevector dev: export KUBECONFIG=.codevector/dev/kubeconfig)")
 
 // session is a connection to one cluster, in one namespace.
 type session struct {
@@ -143,25 +126,35 @@ type session struct {
 	prog      string
 }
 
-// connect loads the kubeconfig as kubectl does: --kubeconfig, else
-// $KUBECONFIG, else ~/.kube/config (else the in-cluster configuration);
-// --context picks the context; the namespace is -n, else the context's,
-// else "default".
-func (kf kubeFlags) connect(prog string) (*session, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	if kf.kubeconfig != "" {
-		if _, err := os.Stat(kf.kubeconfig); err != nil {
-			return nil, fmt.Errorf("--kubeconfig %s: %w", kf.kubeconfig, err)
+// connect loads the kubeconfig as kubectl does, from the same flags:
+// --kubeconfig, else $KUBECONFIG, else ~/.kube/config (else the in-cluster
+// configuration); --context, --cluster, --user, --server, --token, --as
+// and the rest override it; the namespace is -n, else the context's, else
+// "default".
+func (cli *keysCLI) connect() (*session, error) {
+	if kc := *cli.config.KubeConfig; kc != "" {
+		if _, err := os.Stat(kc); err != nil {
+			return nil, fmt.Errorf("--kubeconfig %s: %w", kc, err)
 		}
-		rules.ExplicitPath = kf.kubeconfig
 	}
-	overrides := &clientcmd.ConfigOverrides{CurrentContext: kf.context}
-	overrides.Context.Namespace = kf.namespace
-	loader := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides)
-	cfg, err := loader.ClientConfig()
+	// The client libraries log what they retry and give up on (klog), and
+	// controller-runtime's client warns when its logger is unset; the CLI
+	// reports errors itself, once, and a stray log line would garble a
+	// shell's completion.
+	ctrllog.SetLogger(logr.Discard())
+	klog.SetLogger(logr.Discard())
+
+	loader := cli.config.ToRawKubeConfigLoader()
+	// kubectl falls back to http://localhost:8080 with no configuration at
+	// all; say what is missing instead.
+	if raw, err := loader.RawConfig(); err == nil && clientcmdapi.IsConfigEmpty(&raw) &&
+		*cli.config.APIServer == "" && os.Getenv("KUBERNETES_SERVICE_HOST") == "" {
+		return nil, errNoConfig
+	}
+	cfg, err := cli.config.ToRESTConfig()
 	if err != nil {
 		if clientcmd.IsEmptyConfig(err) {
-			return nil, errors.New("no Kubernetes configuration found: pass --kubeconfig or set KUBECONFIG (for codevector dev: export KUBECONFIG=.codevector/dev/kubeconfig)")
+			return nil, errNoConfig
 		}
 		return nil, fmt.Errorf("loading the kubeconfig: %w", err)
 	}
@@ -169,21 +162,23 @@ func (kf kubeFlags) connect(prog string) (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading the kubeconfig: %w", err)
 	}
-	s := &session{namespace: ns, server: cfg.Host, context: kf.context, prog: prog}
+	s := &session{namespace: ns, server: cfg.Host, context: *cli.config.Context, prog: cli.prog}
 	if s.context == "" {
 		if raw, err := loader.RawConfig(); err == nil {
 			s.context = raw.CurrentContext
 		}
 	}
-	// A bound on every request, so an unreachable server fails in seconds
-	// rather than hanging the terminal.
-	cfg.Timeout = 20 * time.Second
 	cfg.UserAgent = "codevector-keys"
 	// kubectl's own rate (client-go's default of 5/s is below the 10/s at
 	// which create and reveal poll for the controller, and its limiter then
 	// refuses a request it predicts would miss the --timeout deadline).
 	cfg.QPS, cfg.Burst = 50, 300
-	if s.c, err = client.New(cfg, client.Options{Scheme: gatewayv1alpha1.NewScheme()}); err != nil {
+	// kubectl's discovery, cached under --cache-dir as kubectl caches it.
+	mapper, err := cli.config.ToRESTMapper()
+	if err != nil {
+		return nil, s.explain(err, "connect", "")
+	}
+	if s.c, err = client.New(cfg, client.Options{Scheme: gatewayv1alpha1.NewScheme(), Mapper: mapper}); err != nil {
 		return nil, s.explain(err, "connect", "")
 	}
 	return s, nil

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -27,30 +29,56 @@ import (
 // errNotIssued: the controller did not issue the key in time.
 var errNotIssued = errors.New("the controller did not issue the key")
 
+// createOptions are create's flags.
+type createOptions struct {
+	expires, displayName, models, budget string
+	rpm, tpm                             int64
+	concurrency                          int
+	timeout                              time.Duration
+}
+
+func (cli *keysCLI) newCreateCommand() *cobra.Command {
+	o := &createOptions{}
+	cmd := &cobra.Command{
+		Use:   "create NAME [--expires 30d|YYYY-MM-DD] [--display-name TEXT] [--models GLOBS] [--rpm N] [--tpm N] [--concurrency N] [--budget 50usd/month]",
+		Short: "Create a key and print it, once, on stdout",
+		Long: `Create an APIKey, wait for the controller to issue it, and print the key,
+alone, on stdout. This is the only time the key is shown.
+
+The key is sealed to a key pair made in this process's memory: nobody else,
+admins included, can read it.`,
+		Example: fmt.Sprintf(`  KEY=$(%[1]s create laptop)
+  %[1]s create ci --expires 30d --models 'gpt-4o-mini*' --rpm 60 --budget 5usd/day`, cli.prog),
+		Args:              exactArgs("NAME"),
+		ValidArgsFunction: cobra.NoFileCompletions,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return cli.create(cmd.Context(), args[0], o)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&o.expires, "expires", "", "When the key stops working: a lifetime (30d, 2w, 12h) or a date (2027-01-01, midnight UTC; or an RFC 3339 time). Default: never")
+	fs.StringVar(&o.displayName, "display-name", "", "A label shown in the console and in list -o wide")
+	fs.StringVar(&o.models, "models", "", "The only models the key may use, comma-separated globs (gpt-4o*,claude-sonnet-*). Default: all")
+	fs.Int64Var(&o.rpm, "rpm", 0, "Most requests per minute, across all gateway replicas. Default: no limit")
+	fs.Int64Var(&o.tpm, "tpm", 0, "Most tokens (input + output) per minute. Default: no limit")
+	fs.IntVar(&o.concurrency, "concurrency", 0, "Most requests in flight at once. Default: no limit")
+	fs.StringVar(&o.budget, "budget", "", "Most spend per period: 50usd/month, 5Mtokens/day, 200usd/total. Default: none")
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "How long to wait for the controller to issue the key")
+	for _, f := range []string{"expires", "display-name", "models", "rpm", "tpm", "concurrency", "budget", "timeout"} {
+		_ = cmd.RegisterFlagCompletionFunc(f, cobra.NoFileCompletions)
+	}
+	return cmd
+}
+
 // create makes an APIKey sealed to a key pair made here, in memory, waits
 // for the controller to issue it, consumes its reveal Secret and prints the
 // key: alone, on stdout.
-func (cli *keysCLI) create(ctx context.Context, args []string) error {
-	var kf kubeFlags
-	fs := cli.flagSet("create", "NAME [--expires 30d|YYYY-MM-DD] [--display-name TEXT] [--models GLOBS] [--rpm N] [--tpm N] [--concurrency N] [--budget 50usd/month]", &kf)
-	expires := fs.String("expires", "", "When the key stops working: a lifetime (30d, 12h) or a date (2027-01-01, midnight UTC; or an RFC 3339 time). Default: never")
-	displayName := fs.String("display-name", "", "A label shown in the console and in list -o wide")
-	models := fs.String("models", "", "The only models the key may use, comma-separated globs (gpt-4o*,claude-sonnet-*). Default: all")
-	rpm := fs.Int64("rpm", 0, "Most requests per minute, across all gateway replicas. Default: no limit")
-	tpm := fs.Int64("tpm", 0, "Most tokens (input + output) per minute. Default: no limit")
-	concurrency := fs.Int("concurrency", 0, "Most requests in flight at once. Default: no limit")
-	budget := fs.String("budget", "", "Most spend per period: 50usd/month, 5Mtokens/day, 200usd/total. Default: none")
-	timeout := fs.Duration("timeout", 30*time.Second, "How long to wait for the controller to issue the key")
-	pos, err := parseArgs(fs, args, "NAME")
-	if err != nil {
+func (cli *keysCLI) create(ctx context.Context, name string, o *createOptions) error {
+	spec := gatewayv1alpha1.APIKeySpec{DisplayName: o.displayName}
+	if err := setExpiry(&spec, o.expires, cli.now()); err != nil {
 		return err
 	}
-	name := pos[0]
-	spec := gatewayv1alpha1.APIKeySpec{DisplayName: *displayName}
-	if err := setExpiry(&spec, *expires, cli.now()); err != nil {
-		return err
-	}
-	if err := setPolicy(&spec, *models, *rpm, *tpm, *concurrency, *budget); err != nil {
+	if err := setPolicy(&spec, o.models, o.rpm, o.tpm, o.concurrency, o.budget); err != nil {
 		return err
 	}
 	private, err := seal.NewPrivateKey()
@@ -58,7 +86,7 @@ func (cli *keysCLI) create(ctx context.Context, args []string) error {
 		return err
 	}
 	spec.RevealPublicKey = private.PublicKey()
-	s, err := kf.connect(cli.prog)
+	s, err := cli.connect()
 	if err != nil {
 		return err
 	}
@@ -66,11 +94,11 @@ func (cli *keysCLI) create(ctx context.Context, args []string) error {
 	if err := s.c.Create(ctx, key); err != nil {
 		return s.explain(err, "create", name)
 	}
-	plain, err := s.issueAndReveal(ctx, name, private, *timeout)
+	plain, err := s.issueAndReveal(ctx, name, private, o.timeout)
 	if err != nil {
 		return fmt.Errorf("%w\nThe APIKey %s/%s was created; revoke it with '%s revoke %s -n %s' if you cannot use it", err, s.namespace, name, cli.prog, name, s.namespace)
 	}
-	fmt.Fprintln(cli.out, plain.key)
+	fmt.Fprintln(cli.streams.Out, plain.key)
 	cli.savedGuidance(s, name, plain)
 	return nil
 }
@@ -109,21 +137,32 @@ func setPolicy(spec *gatewayv1alpha1.APIKeySpec, models string, rpm, tpm int64, 
 	return nil
 }
 
+func (cli *keysCLI) newRevealCommand() *cobra.Command {
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "reveal NAME [--timeout 30s]",
+		Short: "Print a key you own whose one-time copy nobody has read yet",
+		Long: `Print a key you own that nobody has received yet: one applied without a
+public key (kubectl apply, GitOps, an admin). The key is sealed to a key pair
+made in this process's memory, and printed, alone, on stdout.`,
+		Args:              exactArgs("NAME"),
+		ValidArgsFunction: cli.completeKeyNames(awaitingReveal),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return cli.reveal(cmd.Context(), args[0], timeout)
+		},
+	}
+	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "How long to wait for the controller to issue the key")
+	_ = cmd.RegisterFlagCompletionFunc("timeout", cobra.NoFileCompletions)
+	return cmd
+}
+
 // reveal prints a key nobody has received yet: one made with kubectl apply
 // (which waits, AwaitingRevealKey, for its owner to ask), or one whose
 // creator's create was interrupted before the controller issued it. It
 // seals the key to a key pair made here, in memory: only this process can
 // read it.
-func (cli *keysCLI) reveal(ctx context.Context, args []string) error {
-	var kf kubeFlags
-	fs := cli.flagSet("reveal", "NAME", &kf)
-	timeout := fs.Duration("timeout", 30*time.Second, "How long to wait for the controller to issue the key")
-	pos, err := parseArgs(fs, args, "NAME")
-	if err != nil {
-		return err
-	}
-	name := pos[0]
-	s, err := kf.connect(cli.prog)
+func (cli *keysCLI) reveal(ctx context.Context, name string, timeout time.Duration) error {
+	s, err := cli.connect()
 	if err != nil {
 		return err
 	}
@@ -156,11 +195,11 @@ func (cli *keysCLI) reveal(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	plain, err := s.issueAndReveal(ctx, name, private, *timeout)
+	plain, err := s.issueAndReveal(ctx, name, private, timeout)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(cli.out, plain.key)
+	fmt.Fprintln(cli.streams.Out, plain.key)
 	cli.savedGuidance(s, name, plain)
 	return nil
 }
@@ -261,9 +300,9 @@ func (cli *keysCLI) savedGuidance(s *session, name string, k revealed) {
 	if k.expires != nil {
 		exp = "expires " + k.expires.UTC().Format(time.RFC3339)
 	}
-	fmt.Fprintf(cli.errOut, "API key %s/%s (prefix %s, %s).\n", s.namespace, name, k.prefix, exp)
-	fmt.Fprintln(cli.errOut, "This is the only time the key is shown: store it now. If you lose it, create a new key and revoke this one.")
-	fmt.Fprintln(cli.errOut, `Use it as:  -H "Authorization: Bearer <key>"  on requests to the gateway's /gateway/openai/v1/...`)
+	fmt.Fprintf(cli.streams.ErrOut, "API key %s/%s (prefix %s, %s).\n", s.namespace, name, k.prefix, exp)
+	fmt.Fprintln(cli.streams.ErrOut, "This is the only time the key is shown: store it now. If you lose it, create a new key and revoke this one.")
+	fmt.Fprintln(cli.streams.ErrOut, `Use it as:  -H "Authorization: Bearer <key>"  on requests to the gateway's /gateway/openai/v1/...`)
 }
 
 var lifetime = regexp.MustCompile(`^([0-9]+)([dw])$`)

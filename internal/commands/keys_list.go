@@ -1,86 +1,244 @@
 package commands
 
 import (
+	"cmp"
 	"context"
 	"fmt"
-	"sort"
-	"strings"
-	"text/tabwriter"
+	"slices"
+	"strconv"
 	"time"
+	"unicode"
 
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/util/jsonpath"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/internal/humantime"
 )
 
-// list prints the console's table: NAME PREFIX STATUS LAST USED EXPIRES,
-// newest first.
-func (cli *keysCLI) list(ctx context.Context, args []string) error {
-	var kf kubeFlags
-	fs := cli.flagSet("list", "[-A] [-o wide]", &kf)
-	var all bool
-	fs.BoolVar(&all, "all-namespaces", false, "List the keys of every namespace you may read")
-	fs.BoolVar(&all, "A", false, "Shorthand for --all-namespaces")
-	output := fs.String("o", "", "Output format: wide adds OWNER and DISPLAY NAME")
-	if _, err := parseArgs(fs, args); err != nil {
-		return err
+// listOptions are list's flags.
+type listOptions struct {
+	output        *outputOptions
+	allNamespaces bool
+	selector      string
+	fieldSelector string
+	owner         string
+	sortBy        string
+}
+
+func (cli *keysCLI) newListCommand() *cobra.Command {
+	o := &listOptions{output: newOutputOptions()}
+	cmd := &cobra.Command{
+		Use:     "list [-A] [-o wide|json|yaml|name|jsonpath=...|custom-columns=...] [-l SELECTOR] [--owner USER] [--sort-by FIELD]",
+		Aliases: []string{"ls"},
+		Short:   "List keys: NAME PREFIX STATUS LAST USED EXPIRES USAGE",
+		Long: `List keys, newest first: the console's columns. A revocation or an expiry
+counts at once, before the controller records it. -o wide adds BUDGET, OWNER
+and DISPLAY NAME; the other formats are kubectl's.`,
+		Example: fmt.Sprintf(`  %[1]s list -A -o wide
+  %[1]s list --owner alice@example.com --sort-by .status.lastUsedAt
+  %[1]s list -o jsonpath='{.items[*].status.prefix}'
+  %[1]s list -o custom-columns=NAME:.metadata.name,USED:.status.lastUsedAt --no-headers`, cli.prog),
+		Args:              exactArgs(),
+		ValidArgsFunction: cobra.NoFileCompletions,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return cli.list(cmd.Context(), o)
+		},
 	}
-	if *output != "" && *output != "wide" {
-		return fmt.Errorf("-o %s: the only output format is wide", *output)
+	fs := cmd.Flags()
+	fs.BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "List the keys of every namespace you may read")
+	fs.StringVarP(&o.selector, "selector", "l", "", "Label selector to filter on (-l team=ml,env!=prod)")
+	fs.StringVar(&o.fieldSelector, "field-selector", "", "Field selector to filter on, as the API server supports it for APIKeys (metadata.name, metadata.namespace, spec.owner)")
+	fs.StringVar(&o.owner, "owner", "", "Only the keys of this owner (the field selector spec.owner=USER)")
+	fs.StringVar(&o.sortBy, "sort-by", "", "Sort by this field, a JSONPath (.metadata.name, {.status.lastUsedAt}), instead of newest first")
+	o.output.addFlags(cmd)
+	for _, f := range []string{"selector", "field-selector", "owner"} {
+		_ = cmd.RegisterFlagCompletionFunc(f, cobra.NoFileCompletions)
 	}
-	s, err := kf.connect(cli.prog)
+	_ = cmd.RegisterFlagCompletionFunc("sort-by", func(*cobra.Command, []string, string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		return []string{".metadata.name", ".metadata.creationTimestamp", ".status.lastUsedAt", ".status.expiresAt", ".spec.owner", ".status.phase"}, cobra.ShellCompDirectiveNoFileComp
+	})
+	return cmd
+}
+
+// list prints the keys of the namespace (or of all, -A) in the format -o
+// asks for.
+func (cli *keysCLI) list(ctx context.Context, o *listOptions) error {
+	// Everything the flags can get wrong is checked before connecting.
+	p, err := o.output.printer(cli.now(), o.allNamespaces)
 	if err != nil {
 		return err
 	}
-	list := &gatewayv1alpha1.APIKeyList{}
-	var opts []client.ListOption
-	if !all {
+	opts := []client.ListOption{}
+	if o.selector != "" {
+		sel, err := labels.Parse(o.selector)
+		if err != nil {
+			return fmt.Errorf("-l %s: %w", o.selector, err)
+		}
+		opts = append(opts, client.MatchingLabelsSelector{Selector: sel})
+	}
+	var fieldSel []fields.Selector
+	if o.fieldSelector != "" {
+		sel, err := fields.ParseSelector(o.fieldSelector)
+		if err != nil {
+			return fmt.Errorf("--field-selector %s: %w", o.fieldSelector, err)
+		}
+		fieldSel = append(fieldSel, sel)
+	}
+	if o.owner != "" {
+		fieldSel = append(fieldSel, fields.OneTermEqualSelector("spec.owner", o.owner))
+	}
+	if len(fieldSel) > 0 {
+		opts = append(opts, client.MatchingFieldsSelector{Selector: fields.AndSelectors(fieldSel...)})
+	}
+	var sortPath *jsonpath.JSONPath
+	if o.sortBy != "" {
+		if sortPath, err = parseSortBy(o.sortBy); err != nil {
+			return err
+		}
+	}
+
+	s, err := cli.connect()
+	if err != nil {
+		return err
+	}
+	if !o.allNamespaces {
 		opts = append(opts, client.InNamespace(s.namespace))
 	}
+	// Unstructured: -o json and yaml print what the API server sent, field
+	// for field, as kubectl get does.
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(gatewayv1alpha1.GroupVersion.WithKind("APIKeyList"))
 	if err := s.c.List(ctx, list, opts...); err != nil {
 		return s.explain(err, "list", "")
 	}
-	if len(list.Items) == 0 {
-		if all {
-			fmt.Fprintln(cli.errOut, "No API keys found.")
-		} else {
-			fmt.Fprintf(cli.errOut, "No API keys found in namespace %s.\n", s.namespace)
+	if err := sortKeys(list.Items, sortPath); err != nil {
+		return err
+	}
+	if len(list.Items) == 0 && p.table() {
+		switch {
+		case o.allNamespaces:
+			fmt.Fprintln(cli.streams.ErrOut, "No API keys found.")
+		default:
+			fmt.Fprintf(cli.streams.ErrOut, "No API keys found in namespace %s.\n", s.namespace)
 		}
 		return nil
 	}
-	sort.SliceStable(list.Items, func(i, j int) bool {
-		a, b := list.Items[i].CreationTimestamp, list.Items[j].CreationTimestamp
-		if !a.Equal(&b) {
-			return b.Before(&a)
-		}
-		return list.Items[i].Name < list.Items[j].Name
-	})
+	return p.printList(list.Items, cli.streams.Out)
+}
 
-	now := cli.now()
-	tw := tabwriter.NewWriter(cli.out, 0, 4, 3, ' ', 0)
-	var header []string
-	if all {
-		header = append(header, "NAMESPACE")
+// parseSortBy reads --sort-by as kubectl does: a field spec, .a.b or {.a.b}.
+func parseSortBy(field string) (*jsonpath.JSONPath, error) {
+	expr, err := relaxedJSONPath(field)
+	if err != nil {
+		return nil, fmt.Errorf("--sort-by: %w", err)
 	}
-	header = append(header, "NAME", "PREFIX", "STATUS", "LAST USED", "EXPIRES")
-	if *output == "wide" {
-		header = append(header, "OWNER", "DISPLAY NAME")
+	jp := jsonpath.New("sort-by").AllowMissingKeys(true)
+	if err := jp.Parse(expr); err != nil {
+		return nil, fmt.Errorf("--sort-by %s: %w", field, err)
 	}
-	fmt.Fprintln(tw, strings.Join(header, "\t"))
-	for i := range list.Items {
-		k := &list.Items[i]
-		var row []string
-		if all {
-			row = append(row, k.Namespace)
+	return jp, nil
+}
+
+// sortKeys orders keys newest first (then by namespace and name), as the
+// console does; or, with a --sort-by path, by that field, ascending, keys
+// without it first (as kubectl sorts: numbers by value, strings in natural
+// order, so key2 comes before key10).
+func sortKeys(items []unstructured.Unstructured, path *jsonpath.JSONPath) error {
+	if path == nil {
+		slices.SortStableFunc(items, func(a, b unstructured.Unstructured) int {
+			ta, tb := a.GetCreationTimestamp(), b.GetCreationTimestamp()
+			return cmp.Or(tb.Compare(ta.Time), cmp.Compare(a.GetNamespace(), b.GetNamespace()), cmp.Compare(a.GetName(), b.GetName()))
+		})
+		return nil
+	}
+	type keyed struct {
+		item  unstructured.Unstructured
+		value any // nil when the key has no such field
+	}
+	ks := make([]keyed, len(items))
+	for i := range items {
+		results, err := path.FindResults(items[i].Object)
+		if err != nil {
+			return fmt.Errorf("--sort-by: %w", err)
 		}
-		row = append(row, k.Name, dash(k.Status.Prefix), string(keyStatus(k, now)), lastUsed(k, now), expires(k))
-		if *output == "wide" {
-			row = append(row, dash(k.Spec.Owner), dash(k.Spec.DisplayName))
+		ks[i].item = items[i]
+		if len(results) > 0 && len(results[0]) > 0 {
+			ks[i].value = results[0][0].Interface()
 		}
-		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
-	return tw.Flush()
+	slices.SortStableFunc(ks, func(a, b keyed) int { return compareValues(a.value, b.value) })
+	for i := range ks {
+		items[i] = ks[i].item
+	}
+	return nil
+}
+
+// compareValues orders JSON values: absent first, numbers by value,
+// strings in natural order, anything else by its printed form.
+func compareValues(a, b any) int {
+	switch {
+	case a == nil && b == nil:
+		return 0
+	case a == nil:
+		return -1
+	case b == nil:
+		return 1
+	}
+	if fa, ok := number(a); ok {
+		if fb, ok := number(b); ok {
+			return cmp.Compare(fa, fb)
+		}
+	}
+	return naturalCompare(fmt.Sprint(a), fmt.Sprint(b))
+}
+
+func number(v any) (float64, bool) {
+	switch n := v.(type) {
+	case int64:
+		return float64(n), true
+	case float64:
+		return n, true
+	case int:
+		return float64(n), true
+	}
+	return 0, false
+}
+
+// naturalCompare compares strings with runs of digits compared as numbers.
+func naturalCompare(a, b string) int {
+	for a != "" && b != "" {
+		da, db := digitRun(a), digitRun(b)
+		if da > 0 && db > 0 {
+			na, _ := strconv.ParseUint(a[:da], 10, 64)
+			nb, _ := strconv.ParseUint(b[:db], 10, 64)
+			if c := cmp.Compare(na, nb); c != 0 {
+				return c
+			}
+			if c := cmp.Compare(da, db); c != 0 { // 01 after 1
+				return c
+			}
+			a, b = a[da:], b[db:]
+			continue
+		}
+		if a[0] != b[0] {
+			return cmp.Compare(a[0], b[0])
+		}
+		a, b = a[1:], b[1:]
+	}
+	return cmp.Compare(len(a), len(b))
+}
+
+func digitRun(s string) int {
+	n := 0
+	for n < len(s) && n < 18 && unicode.IsDigit(rune(s[n])) {
+		n++
+	}
+	return n
 }
 
 // keyStatus is what the console shows (see APIKey.EffectiveStatus).

@@ -122,13 +122,13 @@ func TestKeysCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(stdout), "\n")
-	if got := strings.Join(strings.Fields(lines[0]), " "); got != "NAME PREFIX STATUS LAST USED EXPIRES" {
+	if got := strings.Join(strings.Fields(lines[0]), " "); got != "NAME PREFIX STATUS LAST USED EXPIRES USAGE" {
 		t.Errorf("list header = %q", lines[0])
 	}
 	wantExpiry := ak.CreationTimestamp.Add(30 * 24 * time.Hour).UTC().Format(time.DateOnly)
 	for _, row := range []string{
-		`^ci\s+cvk_\w{8}\s+Active\s+Never\s+-$`,
-		`^laptop\s+` + regexp.QuoteMeta(key[:12]) + `\s+Active\s+Never\s+` + wantExpiry + `$`,
+		`^ci\s+cvk_\w{8}\s+Active\s+Never\s+-\s+-$`,
+		`^laptop\s+` + regexp.QuoteMeta(key[:12]) + `\s+Active\s+Never\s+` + wantExpiry + `\s+-$`,
 	} {
 		if !regexp.MustCompile(`(?m)` + row).MatchString(stdout) {
 			t.Errorf("list does not match %s:\n%s", row, stdout)

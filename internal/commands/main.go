@@ -1,85 +1,95 @@
-// Package commands holds the codevector subcommands and their flags.
+// Package commands holds the codevector subcommands and their flags: one
+// cobra tree, so every command parses, documents and completes its flags
+// the same way (--flag, completion for bash, zsh and fish).
 package commands
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sort"
 	"syscall"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
 )
 
-// command is one subcommand: its one-line summary and what runs it.
-type command struct {
-	summary string
-	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
-}
+const (
+	// kubectlPlugin is the name under which the binary is the kubectl plugin
+	// `kubectl apikey` (make build links bin/kubectl-apikey to it).
+	kubectlPlugin = "kubectl-apikey"
+	// kubectlPluginCompletion is the name under which kubectl's own shell
+	// completion asks the plugin for its completions (kubectl 1.26+ runs
+	// kubectl_complete-apikey ARGS... for `kubectl apikey ARGS<TAB>`); make
+	// build links it to the binary too.
+	kubectlPluginCompletion = "kubectl_complete-apikey"
+)
 
-var subcommands = map[string]command{
-	"manager": {"Run the APIKey controller", runManager},
-	"gateway": {"Run the authenticating LLM gateway", runGateway},
-	"dev":     {"Run everything on this machine: control plane, manager, gateway", runDev},
-	"keys":    {"Create, list, revoke and reveal API keys (also kubectl apikey)", runKeys},
-}
-
-// kubectlPlugin is the name under which the binary is the kubectl plugin
-// `kubectl apikey` (make build links bin/kubectl-apikey to it).
-const kubectlPlugin = "kubectl-apikey"
-
-// Main runs the subcommand named in args and returns the exit code.
+// Main runs the command line args (args[0] is the program) and returns the
+// exit code.
 func Main(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	streams := genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}
 
-	if filepath.Base(args[0]) == kubectlPlugin {
-		if err := runKeysAs(ctx, "kubectl apikey", args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return 0
-			}
-			fmt.Fprintf(os.Stderr, "error: %v\n", err)
-			return 1
-		}
-		return 0
-	}
-
-	name := ""
+	var root *cobra.Command
 	rest := args[1:]
-	if len(rest) > 0 {
-		name, rest = rest[0], rest[1:]
+	switch filepath.Base(args[0]) {
+	case kubectlPlugin:
+		root = newKeysCommand(kubectlPluginRoot, streams)
+	case kubectlPluginCompletion:
+		root = newKeysCommand(kubectlPluginRoot, streams)
+		rest = append([]string{cobra.ShellCompRequestCmd}, rest...)
+	default:
+		root = newRootCommand(streams)
 	}
-	cmd, ok := subcommands[name]
-	if !ok {
-		usage(os.Stderr, filepath.Base(args[0]))
-		if name == "" || name == "-h" || name == "--help" || name == "help" {
-			return 0
-		}
-		fmt.Fprintf(os.Stderr, "\nunknown command %q\n", name)
-		return 2
-	}
-	if err := cmd.run(ctx, rest, os.Stdout, os.Stderr); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintf(os.Stderr, "codevector %s: %v\n", name, err)
+	return execute(ctx, root, rest, streams)
+}
+
+// execute runs root with args and prints its error, kubectl's way
+// ("error: ..." on stderr, exit 1).
+func execute(ctx context.Context, root *cobra.Command, args []string, streams genericiooptions.IOStreams) int {
+	setCommon(root, streams)
+	root.SetArgs(args)
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintf(streams.ErrOut, "error: %v\n", err)
 		return 1
 	}
 	return 0
 }
 
-func usage(w io.Writer, prog string) {
-	fmt.Fprintf(w, "Usage: %s <command> [flags]\n\nCommands:\n", prog)
-	names := make([]string, 0, len(subcommands))
-	for n := range subcommands {
-		names = append(names, n)
+// newRootCommand is `codevector`: the manager, the gateway, dev mode and
+// the keys CLI in one binary.
+func newRootCommand(streams genericiooptions.IOStreams) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "codevector",
+		Short: "CodeVector: per-user API keys for an LLM gateway on Kubernetes",
+		Long: `CodeVector: per-user API keys for an LLM gateway on Kubernetes.
+
+One binary: the APIKey controller (manager), the gateway with its console and
+docs (gateway), all of it on this machine (dev), and the keys CLI (keys, also
+the kubectl plugin 'kubectl apikey' through a kubectl-apikey link).`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-10s %s\n", n, subcommands[n].summary)
-	}
-	fmt.Fprintf(w, "\nRun '%s <command> -h' for the flags of a command.\n", prog)
+	root.AddCommand(
+		newManagerCommand(),
+		newGatewayCommand(),
+		newDevCommand(),
+		newKeysCommand("keys", streams),
+		newVersionCommand(),
+	)
+	return root
+}
+
+// setCommon gives a root command kubectl's conventions: output on the
+// streams, a hint to --help after a flag error.
+func setCommon(root *cobra.Command, streams genericiooptions.IOStreams) {
+	root.SetIn(streams.In)
+	root.SetOut(streams.Out)
+	root.SetErr(streams.ErrOut)
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return fmt.Errorf("%w\nSee '%s --help' for usage", err, cmd.CommandPath())
+	})
 }

@@ -48,7 +48,8 @@ func sharedEnv(t *testing.T) *testenv.Env {
 	return env
 }
 
-// binaries builds codevector (and its kubectl-apikey link) once and
+// binaries builds codevector (and its kubectl-apikey and
+// kubectl_complete-apikey links) once and
 // returns the directory that holds both.
 func binaries(t *testing.T) string {
 	t.Helper()
@@ -69,7 +70,12 @@ func binaries(t *testing.T) string {
 			binErr = fmt.Errorf("go build: %v\n%s", err, out)
 			return
 		}
-		binErr = os.Symlink("codevector", filepath.Join(binDir, kubectlPlugin))
+		// The links make build makes: the kubectl plugin and its completion.
+		for _, link := range []string{kubectlPlugin, kubectlPluginCompletion} {
+			if binErr = os.Symlink("codevector", filepath.Join(binDir, link)); binErr != nil {
+				return
+			}
+		}
 	})
 	if binErr != nil {
 		t.Fatal(binErr)

@@ -4,8 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
 
+	"github.com/spf13/cobra"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -15,50 +15,64 @@ import (
 	"github.com/codevector/codevector/internal/manager"
 )
 
-func runManager(ctx context.Context, args []string, _, stderr io.Writer) error {
-	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var (
-		o          manager.Options
-		kubeconfig string
-		qps        float64
-		burst      int
-		memory     uint
-		time       uint
-		revealMode string
-		err        error
-	)
-	fs.StringVar(&kubeconfig, "kubeconfig", "", "Path to a kubeconfig (default: $KUBECONFIG, then in-cluster config)")
-	fs.BoolVar(&o.LeaderElection, "leader-elect", false, "Elect a leader so only one replica reconciles at a time")
-	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", "Address of the Prometheus /metrics endpoint, or 0 to disable")
-	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz, or 0 to disable")
-	fs.UintVar(&memory, "argon2-memory", uint(keys.DefaultParams.Memory), "argon2id memory per hash, in KiB")
-	fs.UintVar(&time, "argon2-time", uint(keys.DefaultParams.Time), "argon2id passes per hash")
-	fs.DurationVar(&o.RevealWindow, "reveal-window", manager.DefaultRevealWindow, "How long a new key can be revealed before its reveal Secret is deleted")
-	fs.StringVar(&revealMode, "reveal-mode", string(controllers.RevealSealed), "How a new key reaches its owner: sealed (only to the public key its owner's kubectl or console request supplies; a key applied without one waits for 'kubectl apikey reveal') or plain (a key applied without a public key is issued at once, in plaintext, readable by anyone with Secret read in its namespace during the reveal window)")
-	fs.StringVar(&o.SystemNamespace, "system-namespace", gatewayv1alpha1.DefaultSystemNamespace, "Namespace of the hash Secrets (and of the leader election lease)")
-	fs.IntVar(&o.MaxConcurrentReconciles, "max-concurrent-reconciles", 0, "APIKeys reconciled at once (default 4 x CPUs)")
-	fs.Float64Var(&qps, "kube-api-qps", manager.DefaultQPS, "Sustained requests per second to the API server")
-	fs.IntVar(&burst, "kube-api-burst", manager.DefaultBurst, "Burst of requests to the API server")
-	zapOpts := zap.Options{}
-	zapOpts.BindFlags(fs)
-	if err := fs.Parse(args); err != nil {
+// managerFlags are `codevector manager`'s flags, beyond manager.Options.
+type managerFlags struct {
+	o          manager.Options
+	kubeconfig string
+	qps        float64
+	burst      int
+	memory     uint
+	time       uint
+	revealMode string
+	zap        zap.Options
+}
+
+func newManagerCommand() *cobra.Command {
+	f := &managerFlags{}
+	cmd := &cobra.Command{
+		Use:   "manager",
+		Short: "Run the APIKey controller",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return f.run(cmd.Context()) },
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "Path to a kubeconfig (default: $KUBECONFIG, then in-cluster config)")
+	fs.BoolVar(&f.o.LeaderElection, "leader-elect", false, "Elect a leader so only one replica reconciles at a time")
+	fs.StringVar(&f.o.MetricsBindAddress, "metrics-bind-address", ":8080", "Address of the Prometheus /metrics endpoint, or 0 to disable")
+	fs.StringVar(&f.o.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz, or 0 to disable")
+	fs.UintVar(&f.memory, "argon2-memory", uint(keys.DefaultParams.Memory), "argon2id memory per hash, in KiB")
+	fs.UintVar(&f.time, "argon2-time", uint(keys.DefaultParams.Time), "argon2id passes per hash")
+	fs.DurationVar(&f.o.RevealWindow, "reveal-window", manager.DefaultRevealWindow, "How long a new key can be revealed before its reveal Secret is deleted")
+	fs.StringVar(&f.revealMode, "reveal-mode", string(controllers.RevealSealed), "How a new key reaches its owner: sealed (only to the public key its owner's kubectl or console request supplies; a key applied without one waits for 'kubectl apikey reveal') or plain (a key applied without a public key is issued at once, in plaintext, readable by anyone with Secret read in its namespace during the reveal window)")
+	fs.StringVar(&f.o.SystemNamespace, "system-namespace", gatewayv1alpha1.DefaultSystemNamespace, "Namespace of the hash Secrets (and of the leader election lease)")
+	fs.IntVar(&f.o.MaxConcurrentReconciles, "max-concurrent-reconciles", 0, "APIKeys reconciled at once (default 4 x CPUs)")
+	fs.Float64Var(&f.qps, "kube-api-qps", manager.DefaultQPS, "Sustained requests per second to the API server")
+	fs.IntVar(&f.burst, "kube-api-burst", manager.DefaultBurst, "Burst of requests to the API server")
+	// controller-runtime's zap flags (--zap-log-level, ...) exist only as a
+	// standard library FlagSet; pflag adopts them with -- spellings.
+	zapFlags := flag.NewFlagSet("zap", flag.ContinueOnError)
+	f.zap.BindFlags(zapFlags)
+	fs.AddGoFlagSet(zapFlags)
+	return cmd
+}
+
+func (f *managerFlags) run(ctx context.Context) error {
+	o := f.o
+	var err error
+	if o.RevealMode, err = controllers.ParseRevealMode(f.revealMode); err != nil {
 		return err
 	}
-	if o.RevealMode, err = controllers.ParseRevealMode(revealMode); err != nil {
-		return err
-	}
-	o.Argon2 = keys.Params{Memory: uint32(memory), Time: uint32(time), Threads: keys.DefaultParams.Threads}
+	o.Argon2 = keys.Params{Memory: uint32(f.memory), Time: uint32(f.time), Threads: keys.DefaultParams.Threads}
 	if err := o.Argon2.Validate(); err != nil {
 		return fmt.Errorf("--argon2-memory/--argon2-time: %w", err)
 	}
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&f.zap)))
 
-	cfg, err := restConfig(kubeconfig)
+	cfg, err := restConfig(f.kubeconfig)
 	if err != nil {
 		return err
 	}
-	cfg.QPS, cfg.Burst = float32(qps), burst
+	cfg.QPS, cfg.Burst = float32(f.qps), f.burst
 	mgr, err := manager.New(ctx, cfg, o)
 	if err != nil {
 		return err
