@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the programs the tests drive that Go cannot build: kubectl (the
-# e2e tests use the real one) and Debian's chromium (the console's browser
-# tests). Does nothing when both are on the PATH.
+# e2e tests use the real one), Debian's chromium (the console's browser
+# tests) and bash-completion (the CLI's completion scripts are loaded into
+# a real bash). Does nothing when all are there.
 set -euo pipefail
 
 packages=()
 command -v kubectl >/dev/null || packages+=(kubectl)
 command -v chromium >/dev/null || packages+=(chromium)
+[[ -f /usr/share/bash-completion/bash_completion ]] || packages+=(bash-completion)
 ((${#packages[@]})) || exit 0
 
 if [[ $(id -u) -ne 0 ]] && ! command -v sudo >/dev/null; then

@@ -25,7 +25,7 @@ const bashCompletion = "/usr/share/bash-completion/bash_completion"
 // own completion, which asks kubectl_complete-apikey.
 func TestCompletionInBash(t *testing.T) {
 	if _, err := os.Stat(bashCompletion); err != nil {
-		t.Skipf("bash-completion is not installed (%v): apt-get install bash-completion", err)
+		t.Fatalf("bash-completion is not installed (%v): run hack/install-test-deps.sh (make test does)", err)
 	}
 	e := sharedEnv(t)
 	e.StartManager(t, manager.Options{})
