@@ -102,7 +102,7 @@ envtest: ## Build kube-apiserver and etcd (once) into bin/k8s/$(K8S_VERSION)-lin
 	@K8S_VERSION=$(K8S_VERSION) hack/envtest-build.sh
 
 .PHONY: test-deps
-test-deps: ## Install kubectl and chromium with apt-get when they are missing.
+test-deps: ## Install kubectl, chromium and bash-completion with apt-get when they are missing.
 	@hack/install-test-deps.sh
 
 .PHONY: controller-gen
