@@ -97,12 +97,17 @@ func (r *APIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 
 	s := nextStep(key, now)
 	pending := &eventLog{}
+	// Deletions that may only happen once status no longer names what
+	// they delete (the old key of a rotation with no grace period).
+	var afterStatus []func(context.Context) error
 	var err error
 	switch s {
 	case stepIssue:
 		err = r.issue(ctx, key, pending)
 	case stepMaintain:
 		err = r.maintain(ctx, key, now, pending)
+	case stepRotate:
+		err = r.rotate(ctx, key, now, pending, &afterStatus)
 	case stepRevoke:
 		err = r.retire(ctx, key, gatewayv1alpha1.PhaseRevoked, now, pending)
 	case stepExpire:
@@ -125,6 +130,11 @@ func (r *APIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 			return ctrl.Result{}, perr
 		}
 		phaseTransitions.WithLabelValues(string(key.Status.Phase)).Inc()
+	}
+	for _, f := range afterStatus {
+		if aerr := f(ctx); aerr != nil {
+			err = errors.Join(err, aerr)
+		}
 	}
 	// Events go out after the status write, so nobody reads an event about
 	// a state the API does not show yet.
@@ -177,10 +187,10 @@ func (r *APIKeyReconciler) issue(ctx context.Context, key *gatewayv1alpha1.APIKe
 	if err != nil {
 		return err
 	}
-	if err := r.createHashSecret(ctx, key, k); err != nil {
+	if err := r.createHashSecret(ctx, key, k, gatewayv1alpha1.HashSecretName(string(key.UID))); err != nil {
 		return err
 	}
-	reveal, err := r.createRevealSecret(ctx, key, k)
+	reveal, err := r.createRevealSecret(ctx, key, k, key.Spec.RevealPublicKey)
 	if err != nil {
 		return err
 	}
@@ -271,6 +281,10 @@ func (r *APIKeyReconciler) generateUniqueKey(ctx context.Context) (keys.Key, err
 // maintain keeps an Active key in order: ends the reveal window, notices a
 // consumed reveal, and makes sure the hash Secret is still there.
 func (r *APIKeyReconciler) maintain(ctx context.Context, key *gatewayv1alpha1.APIKey, now time.Time, ev *eventLog) error {
+	if err := r.endGrace(ctx, key, now, ev); err != nil {
+		return err
+	}
+	warnExpiry(key, now, ev)
 	revealName := gatewayv1alpha1.RevealSecretName(key.Name)
 	if rs := key.Status.Reveal; rs != nil && rs.State == gatewayv1alpha1.RevealPending {
 		switch present, err := r.revealPresent(ctx, key); {
@@ -295,7 +309,7 @@ func (r *APIKeyReconciler) maintain(ctx context.Context, key *gatewayv1alpha1.AP
 		}
 	}
 
-	hashName := gatewayv1alpha1.HashSecretName(string(key.UID))
+	hashName := currentHashSecretName(key)
 	present, err := r.exists(ctx, r.SystemNamespace, hashName)
 	if err != nil || present {
 		if present {
@@ -328,7 +342,7 @@ func (r *APIKeyReconciler) reportKeyIDClaimants(ctx context.Context, key *gatewa
 		return fmt.Errorf("checking key ID uniqueness: %w", err)
 	}
 	for _, s := range same.Items {
-		if s.Name != gatewayv1alpha1.HashSecretName(string(key.UID)) {
+		if s.Labels[gatewayv1alpha1.LabelAPIKeyUID] != string(key.UID) {
 			keyIDCollisions.Inc()
 			ev.warning("KeyIDClaimedTwice", "The hash Secret %s/%s also claims key ID %s; gateways keep it for the APIKey created first and refuse the other", s.Namespace, s.Name, key.Status.Prefix)
 		}
@@ -367,6 +381,8 @@ func (r *APIKeyReconciler) retire(ctx context.Context, key *gatewayv1alpha1.APIK
 	if rs := key.Status.Reveal; rs != nil && rs.State == gatewayv1alpha1.RevealPending {
 		rs.State = gatewayv1alpha1.RevealExpired
 	}
+	// The previous key of a rotation ends with the APIKey.
+	key.Status.Previous = nil
 	switch phase {
 	case gatewayv1alpha1.PhaseRevoked:
 		if key.Status.RevokedAt == nil {
@@ -379,25 +395,31 @@ func (r *APIKeyReconciler) retire(ctx context.Context, key *gatewayv1alpha1.APIK
 		r.setReady(key, metav1.ConditionFalse, "Expired", "The key expired; gateway requests with it are rejected")
 		ev.normal("Expired", "Key %s expired", key.Status.Prefix)
 	}
+	// Live: a rotation may have written a hash Secret a moment ago.
+	if err := r.deleteHashSecrets(ctx, key, true); err != nil {
+		return err
+	}
 	return r.settle(ctx, key)
 }
 
 // settle makes sure a key in a final phase has no Secrets left. It reads
 // the cache first so a resync of many settled keys writes nothing.
 func (r *APIKeyReconciler) settle(ctx context.Context, key *gatewayv1alpha1.APIKey) error {
-	if err := r.deleteIfPresent(ctx, r.SystemNamespace, gatewayv1alpha1.HashSecretName(string(key.UID))); err != nil {
+	if err := r.deleteHashSecrets(ctx, key, false); err != nil {
 		return err
 	}
 	return r.deleteIfPresent(ctx, key.Namespace, gatewayv1alpha1.RevealSecretName(key.Name))
 }
 
-// finalize removes the hash Secret (which owner references cannot reach
-// across namespaces) and the reveal Secret, then lets the APIKey go.
+// finalize removes the hash Secrets (which owner references cannot reach
+// across namespaces: the current key's and, during a rotation's grace
+// period, the previous one's) and the reveal Secret, then lets the APIKey
+// go.
 func (r *APIKeyReconciler) finalize(ctx context.Context, key *gatewayv1alpha1.APIKey) error {
 	if !controllerutil.ContainsFinalizer(key, gatewayv1alpha1.Finalizer) {
 		return nil
 	}
-	if err := r.deleteByName(ctx, r.SystemNamespace, gatewayv1alpha1.HashSecretName(string(key.UID))); err != nil {
+	if err := r.deleteHashSecrets(ctx, key, true); err != nil {
 		return err
 	}
 	// The reveal Secret would go with its owner reference too, but only
@@ -441,6 +463,17 @@ func (r *APIKeyReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manage
 		return nil
 	}); err != nil {
 		return fmt.Errorf("indexing hash Secrets by key ID: %w", err)
+	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Secret{}, apiKeyUIDField, func(o client.Object) []string {
+		if uid := o.GetLabels()[gatewayv1alpha1.LabelAPIKeyUID]; uid != "" {
+			return []string{uid}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("indexing hash Secrets by APIKey UID: %w", err)
+	}
+	if err := mgr.Add(expiringSoon.source(r)); err != nil {
+		return fmt.Errorf("registering the expiring keys gauge: %w", err)
 	}
 	opts := controller.Options{
 		MaxConcurrentReconciles: r.MaxConcurrentReconciles,
