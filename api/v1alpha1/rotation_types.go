@@ -2,7 +2,6 @@ package v1alpha1
 
 import (
 	"encoding/hex"
-	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -64,17 +63,6 @@ const (
 	ExpiryWarning1d ExpiryWarning = "1d"
 	ExpiryWarning1h ExpiryWarning = "1h"
 )
-
-// ExpiryWarnings are the warnings a key gets before it expires, from the
-// earliest to the last, each with how long before expiry it is due.
-var ExpiryWarnings = []struct {
-	Name   ExpiryWarning
-	Before time.Duration
-}{
-	{ExpiryWarning7d, 7 * 24 * time.Hour},
-	{ExpiryWarning1d, 24 * time.Hour},
-	{ExpiryWarning1h, time.Hour},
-}
 
 // RotatedHashSecretName is the name of the hash Secret of a key issued by
 // a rotation: ak-<APIKey UID>-<key ID in hex>. During a grace period an
