@@ -64,11 +64,23 @@ func TestNextDeadline(t *testing.T) {
 		{"active, no deadlines", gatewayv1alpha1.APIKey{Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive}}, 0},
 		{"expiry", gatewayv1alpha1.APIKey{
 			Spec:   gatewayv1alpha1.APIKeySpec{ExpiresAt: at(time.Hour)},
-			Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive},
+			Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive, ExpiryWarning: gatewayv1alpha1.ExpiryWarning1h},
 		}, time.Hour},
+		{"expiry warning due", gatewayv1alpha1.APIKey{
+			Spec:   gatewayv1alpha1.APIKeySpec{ExpiresAt: at(time.Hour)},
+			Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive, ExpiryWarning: gatewayv1alpha1.ExpiryWarning7d},
+		}, time.Millisecond},
+		{"next expiry warning", gatewayv1alpha1.APIKey{
+			Spec:   gatewayv1alpha1.APIKeySpec{ExpiresAt: at(8 * 24 * time.Hour)},
+			Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive},
+		}, 24 * time.Hour},
+		{"end of a grace period", gatewayv1alpha1.APIKey{
+			Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive,
+				Previous: &gatewayv1alpha1.PreviousKey{Prefix: "cvk_ABCDEFGH", ExpiresAt: *at(5 * time.Minute)}},
+		}, 5 * time.Minute},
 		{"pending reveal before expiry", gatewayv1alpha1.APIKey{
 			Spec: gatewayv1alpha1.APIKeySpec{ExpiresAt: at(time.Hour)},
-			Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive,
+			Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive, ExpiryWarning: gatewayv1alpha1.ExpiryWarning1h,
 				Reveal: &gatewayv1alpha1.RevealStatus{State: gatewayv1alpha1.RevealPending, ExpiresAt: at(10 * time.Minute)}},
 		}, 10 * time.Minute},
 		{"consumed reveal is no deadline", gatewayv1alpha1.APIKey{
