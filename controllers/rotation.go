@@ -205,7 +205,7 @@ func warnExpiry(key *gatewayv1alpha1.APIKey, now time.Time, ev *eventLog) {
 	}
 	key.Status.ExpiryWarning = w
 	exp := key.ResolvedExpiry().Time
-	ev.warning("ExpiresSoon", "Key %s expires at %s, in less than %s; rotate it or create a new one",
+	ev.warning("ExpiresSoon", "Key %s expires at %s, in less than %s; its users need a new APIKey before then (a rotation keeps the expiry)",
 		key.Status.Prefix, exp.UTC().Format(time.RFC3339), expiryWarningText[w])
 }
 

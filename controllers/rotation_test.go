@@ -319,3 +319,34 @@ func TestManagerKilledMidRotation(t *testing.T) {
 		})
 	}
 }
+
+// The expiry of the APIKey during a grace period ends both keys, though
+// the old key's grace period runs longer.
+func TestExpiryDuringGracePeriodEndsBothKeys(t *testing.T) {
+	clk := testenv.FakeClock(t)
+	env.StartManager(t, manager.Options{Clock: clk})
+	ns := env.Namespace(t)
+	create(t, newKey(ns, "expiring", func(k *gatewayv1alpha1.APIKey) { k.Spec.TTL = &metav1.Duration{Duration: time.Minute} }))
+	k := env.WaitForPhase(t, ns, "expiring", gatewayv1alpha1.PhaseActive, 10*time.Second)
+	grace := time.Hour
+	requestRotation(t, k, time.Now(), &grace)
+	rotated := waitRotated(t, k)
+	if n := len(hashSecretsOf(t, rotated)); n != 2 {
+		t.Fatalf("%d hash Secrets during the grace period, want 2", n)
+	}
+	testenv.AdvanceUntil(t, clk, rotated.Status.ExpiresAt.Time, 10*time.Second, func() error {
+		if got := get(t, ns, "expiring"); got.Status.Phase != gatewayv1alpha1.PhaseExpired {
+			return fmt.Errorf("phase %s", got.Status.Phase)
+		}
+		return nil
+	})
+	if p := get(t, ns, "expiring").Status.Previous; p != nil {
+		t.Errorf("expired key still shows a previous key: %+v", p)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := len(hashSecretsOf(t, rotated)); n != 0 {
+			return fmt.Errorf("%d hash Secrets left after expiry, want 0", n)
+		}
+		return nil
+	})
+}
