@@ -97,12 +97,17 @@ func (r *APIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 
 	s := nextStep(key, now)
 	pending := &eventLog{}
+	// Deletions that may only happen once status no longer names what
+	// they delete (the old key of a rotation with no grace period).
+	var afterStatus []func(context.Context) error
 	var err error
 	switch s {
 	case stepIssue:
 		err = r.issue(ctx, key, pending)
 	case stepMaintain:
 		err = r.maintain(ctx, key, now, pending)
+	case stepRotate:
+		err = r.rotate(ctx, key, now, pending, &afterStatus)
 	case stepRevoke:
 		err = r.retire(ctx, key, gatewayv1alpha1.PhaseRevoked, now, pending)
 	case stepExpire:
@@ -125,6 +130,11 @@ func (r *APIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 			return ctrl.Result{}, perr
 		}
 		phaseTransitions.WithLabelValues(string(key.Status.Phase)).Inc()
+	}
+	for _, f := range afterStatus {
+		if aerr := f(ctx); aerr != nil {
+			err = errors.Join(err, aerr)
+		}
 	}
 	// Events go out after the status write, so nobody reads an event about
 	// a state the API does not show yet.
@@ -177,10 +187,10 @@ func (r *APIKeyReconciler) issue(ctx context.Context, key *gatewayv1alpha1.APIKe
 	if err != nil {
 		return err
 	}
-	if err := r.createHashSecret(ctx, key, k); err != nil {
+	if err := r.createHashSecret(ctx, key, k, gatewayv1alpha1.HashSecretName(string(key.UID))); err != nil {
 		return err
 	}
-	reveal, err := r.createRevealSecret(ctx, key, k)
+	reveal, err := r.createRevealSecret(ctx, key, k, key.Spec.RevealPublicKey)
 	if err != nil {
 		return err
 	}
@@ -271,6 +281,10 @@ func (r *APIKeyReconciler) generateUniqueKey(ctx context.Context) (keys.Key, err
 // maintain keeps an Active key in order: ends the reveal window, notices a
 // consumed reveal, and makes sure the hash Secret is still there.
 func (r *APIKeyReconciler) maintain(ctx context.Context, key *gatewayv1alpha1.APIKey, now time.Time, ev *eventLog) error {
+	if err := r.endGrace(ctx, key, now, ev); err != nil {
+		return err
+	}
+	warnExpiry(key, now, ev)
 	revealName := gatewayv1alpha1.RevealSecretName(key.Name)
 	if rs := key.Status.Reveal; rs != nil && rs.State == gatewayv1alpha1.RevealPending {
 		switch present, err := r.revealPresent(ctx, key); {
@@ -295,7 +309,7 @@ func (r *APIKeyReconciler) maintain(ctx context.Context, key *gatewayv1alpha1.AP
 		}
 	}
 
-	hashName := gatewayv1alpha1.HashSecretName(string(key.UID))
+	hashName := currentHashSecretName(key)
 	present, err := r.exists(ctx, r.SystemNamespace, hashName)
 	if err != nil || present {
 		if present {
@@ -328,7 +342,7 @@ func (r *APIKeyReconciler) reportKeyIDClaimants(ctx context.Context, key *gatewa
 		return fmt.Errorf("checking key ID uniqueness: %w", err)
 	}
 	for _, s := range same.Items {
-		if s.Name != gatewayv1alpha1.HashSecretName(string(key.UID)) {
+		if s.Labels[gatewayv1alpha1.LabelAPIKeyUID] != string(key.UID) {
 			keyIDCollisions.Inc()
 			ev.warning("KeyIDClaimedTwice", "The hash Secret %s/%s also claims key ID %s; gateways keep it for the APIKey created first and refuse the other", s.Namespace, s.Name, key.Status.Prefix)
 		}
@@ -359,66 +373,6 @@ func (r *APIKeyReconciler) revealPresent(ctx context.Context, key *gatewayv1alph
 	return want == "" || s.UID == want, nil
 }
 
-// retire ends a key for good (revoked or expired): status first records the
-// phase, then both Secrets are deleted. Once the hash is gone no gateway
-// can verify the key, even after a restart.
-func (r *APIKeyReconciler) retire(ctx context.Context, key *gatewayv1alpha1.APIKey, phase gatewayv1alpha1.Phase, now time.Time, ev *eventLog) error {
-	key.Status.Phase = phase
-	if rs := key.Status.Reveal; rs != nil && rs.State == gatewayv1alpha1.RevealPending {
-		rs.State = gatewayv1alpha1.RevealExpired
-	}
-	switch phase {
-	case gatewayv1alpha1.PhaseRevoked:
-		if key.Status.RevokedAt == nil {
-			t := metav1.NewTime(now)
-			key.Status.RevokedAt = &t
-		}
-		r.setReady(key, metav1.ConditionFalse, "Revoked", "The key was revoked; gateway requests with it are rejected")
-		ev.normal("Revoked", "Revoked key %s", key.Status.Prefix)
-	case gatewayv1alpha1.PhaseExpired:
-		r.setReady(key, metav1.ConditionFalse, "Expired", "The key expired; gateway requests with it are rejected")
-		ev.normal("Expired", "Key %s expired", key.Status.Prefix)
-	}
-	return r.settle(ctx, key)
-}
-
-// settle makes sure a key in a final phase has no Secrets left. It reads
-// the cache first so a resync of many settled keys writes nothing.
-func (r *APIKeyReconciler) settle(ctx context.Context, key *gatewayv1alpha1.APIKey) error {
-	if err := r.deleteIfPresent(ctx, r.SystemNamespace, gatewayv1alpha1.HashSecretName(string(key.UID))); err != nil {
-		return err
-	}
-	return r.deleteIfPresent(ctx, key.Namespace, gatewayv1alpha1.RevealSecretName(key.Name))
-}
-
-// finalize removes the hash Secret (which owner references cannot reach
-// across namespaces) and the reveal Secret, then lets the APIKey go.
-func (r *APIKeyReconciler) finalize(ctx context.Context, key *gatewayv1alpha1.APIKey) error {
-	if !controllerutil.ContainsFinalizer(key, gatewayv1alpha1.Finalizer) {
-		return nil
-	}
-	if err := r.deleteByName(ctx, r.SystemNamespace, gatewayv1alpha1.HashSecretName(string(key.UID))); err != nil {
-		return err
-	}
-	// The reveal Secret would go with its owner reference too, but only
-	// once a garbage collector runs; deleting it here closes that window.
-	reveal, err := r.getLive(ctx, key.Namespace, gatewayv1alpha1.RevealSecretName(key.Name))
-	if err != nil {
-		return err
-	}
-	if reveal != nil && metav1.IsControlledBy(reveal, key) {
-		if err := r.deleteSecret(ctx, reveal); err != nil {
-			return err
-		}
-	}
-	base := key.DeepCopy()
-	controllerutil.RemoveFinalizer(key, gatewayv1alpha1.Finalizer)
-	if err := r.Client.Patch(ctx, key, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
-		return client.IgnoreNotFound(err)
-	}
-	return nil
-}
-
 func (r *APIKeyReconciler) setReady(key *gatewayv1alpha1.APIKey, status metav1.ConditionStatus, reason, message string) {
 	// meta.SetStatusCondition keeps LastTransitionTime when the status did
 	// not change, so a resync does not rewrite the condition.
@@ -441,6 +395,17 @@ func (r *APIKeyReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manage
 		return nil
 	}); err != nil {
 		return fmt.Errorf("indexing hash Secrets by key ID: %w", err)
+	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Secret{}, apiKeyUIDField, func(o client.Object) []string {
+		if uid := o.GetLabels()[gatewayv1alpha1.LabelAPIKeyUID]; uid != "" {
+			return []string{uid}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("indexing hash Secrets by APIKey UID: %w", err)
+	}
+	if err := mgr.Add(expiringSoon.source(r)); err != nil {
+		return fmt.Errorf("registering the expiring keys gauge: %w", err)
 	}
 	opts := controller.Options{
 		MaxConcurrentReconciles: r.MaxConcurrentReconciles,

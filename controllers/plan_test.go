@@ -64,11 +64,23 @@ func TestNextDeadline(t *testing.T) {
 		{"active, no deadlines", gatewayv1alpha1.APIKey{Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive}}, 0},
 		{"expiry", gatewayv1alpha1.APIKey{
 			Spec:   gatewayv1alpha1.APIKeySpec{ExpiresAt: at(time.Hour)},
-			Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive},
+			Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive, ExpiryWarning: gatewayv1alpha1.ExpiryWarning1h},
 		}, time.Hour},
+		{"expiry warning due", gatewayv1alpha1.APIKey{
+			Spec:   gatewayv1alpha1.APIKeySpec{ExpiresAt: at(time.Hour)},
+			Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive, ExpiryWarning: gatewayv1alpha1.ExpiryWarning7d},
+		}, time.Millisecond},
+		{"next expiry warning", gatewayv1alpha1.APIKey{
+			Spec:   gatewayv1alpha1.APIKeySpec{ExpiresAt: at(8 * 24 * time.Hour)},
+			Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive},
+		}, 24 * time.Hour},
+		{"end of a grace period", gatewayv1alpha1.APIKey{
+			Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive,
+				Previous: &gatewayv1alpha1.PreviousKey{Prefix: "cvk_ABCDEFGH", ExpiresAt: *at(5 * time.Minute)}},
+		}, 5 * time.Minute},
 		{"pending reveal before expiry", gatewayv1alpha1.APIKey{
 			Spec: gatewayv1alpha1.APIKeySpec{ExpiresAt: at(time.Hour)},
-			Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive,
+			Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive, ExpiryWarning: gatewayv1alpha1.ExpiryWarning1h,
 				Reveal: &gatewayv1alpha1.RevealStatus{State: gatewayv1alpha1.RevealPending, ExpiresAt: at(10 * time.Minute)}},
 		}, 10 * time.Minute},
 		{"consumed reveal is no deadline", gatewayv1alpha1.APIKey{
@@ -86,5 +98,66 @@ func TestNextDeadline(t *testing.T) {
 				t.Errorf("nextDeadline = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestNextStepRotation(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	asked := &gatewayv1alpha1.Rotation{RequestedAt: metav1.NewTime(now), RevealPublicKey: "cHVi"}
+	earlier := metav1.NewTime(now.Add(-time.Hour))
+	same := metav1.NewTime(now)
+	cases := []struct {
+		name      string
+		spec      gatewayv1alpha1.APIKeySpec
+		phase     gatewayv1alpha1.Phase
+		rotatedAt *metav1.Time
+		want      step
+	}{
+		{"first rotation", gatewayv1alpha1.APIKeySpec{Rotation: asked}, gatewayv1alpha1.PhaseActive, nil, stepRotate},
+		{"a later rotation", gatewayv1alpha1.APIKeySpec{Rotation: asked}, gatewayv1alpha1.PhaseActive, &earlier, stepRotate},
+		{"rotation carried out", gatewayv1alpha1.APIKeySpec{Rotation: asked}, gatewayv1alpha1.PhaseActive, &same, stepMaintain},
+		{"pending key is issued, not rotated", gatewayv1alpha1.APIKeySpec{Rotation: asked}, gatewayv1alpha1.PhasePending, nil, stepIssue},
+		{"revocation wins over rotation", gatewayv1alpha1.APIKeySpec{Rotation: asked, Revoked: true}, gatewayv1alpha1.PhaseActive, nil, stepRevoke},
+		{"expiry wins over rotation", gatewayv1alpha1.APIKeySpec{Rotation: asked, ExpiresAt: &earlier}, gatewayv1alpha1.PhaseActive, nil, stepExpire},
+	}
+	for _, tc := range cases {
+		k := &gatewayv1alpha1.APIKey{Spec: tc.spec, Status: gatewayv1alpha1.APIKeyStatus{Phase: tc.phase, RotatedAt: tc.rotatedAt}}
+		if got := nextStep(k, now); got != tc.want {
+			t.Errorf("%s: nextStep = %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestDueExpiryWarning(t *testing.T) {
+	expires := time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC)
+	at := metav1.NewTime(expires)
+	cases := []struct {
+		name     string
+		before   time.Duration // now = expires - before
+		warned   gatewayv1alpha1.ExpiryWarning
+		want     gatewayv1alpha1.ExpiryWarning
+		wantNext time.Duration // the next warning's time, before expiry; 0 for none
+	}{
+		{"more than 7 days left", 8 * 24 * time.Hour, "", "", 7 * 24 * time.Hour},
+		{"7 days left", 7 * 24 * time.Hour, "", gatewayv1alpha1.ExpiryWarning7d, 7 * 24 * time.Hour},
+		{"7d already warned", 3 * 24 * time.Hour, gatewayv1alpha1.ExpiryWarning7d, "", 24 * time.Hour},
+		{"1 day left", 23 * time.Hour, gatewayv1alpha1.ExpiryWarning7d, gatewayv1alpha1.ExpiryWarning1d, 24 * time.Hour},
+		{"missed thresholds: only the latest", 30 * time.Minute, "", gatewayv1alpha1.ExpiryWarning1h, 7 * 24 * time.Hour},
+		{"1h already warned", 30 * time.Minute, gatewayv1alpha1.ExpiryWarning1h, "", 0},
+		{"expired: nothing", -time.Minute, gatewayv1alpha1.ExpiryWarning1d, "", time.Hour},
+	}
+	for _, tc := range cases {
+		k := &gatewayv1alpha1.APIKey{Spec: gatewayv1alpha1.APIKeySpec{ExpiresAt: &at}, Status: gatewayv1alpha1.APIKeyStatus{ExpiryWarning: tc.warned}}
+		got, _ := dueExpiryWarning(k, expires.Add(-tc.before))
+		if got != tc.want {
+			t.Errorf("%s: due = %q, want %q", tc.name, got, tc.want)
+		}
+		next, _, ok := nextExpiryWarning(k)
+		if ok != (tc.wantNext != 0) || (ok && !next.Equal(expires.Add(-tc.wantNext))) {
+			t.Errorf("%s: next warning at %v (%v), want %v before expiry", tc.name, next, ok, tc.wantNext)
+		}
+	}
+	if w, ok := dueExpiryWarning(&gatewayv1alpha1.APIKey{}, expires); ok {
+		t.Errorf("a key that never expires is warned: %q", w)
 	}
 }

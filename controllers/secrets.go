@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
@@ -19,6 +21,10 @@ import (
 
 // keyIDField indexes cached hash Secrets by key ID for the uniqueness check.
 const keyIDField = "codevector.keyID"
+
+// apiKeyUIDField indexes cached hash Secrets by the UID of their APIKey:
+// a label selector would scan every hash Secret of the system namespace.
+const apiKeyUIDField = "codevector.apiKeyUID"
 
 // errStaleCache means the cached APIKey is older than the API server's;
 // the pass is retried shortly instead of acting on old data.
@@ -52,9 +58,12 @@ func ParseRevealMode(s string) (RevealMode, error) {
 // owned by the APIKey so it is collected with it. With a public key in the
 // spec it holds only k sealed to that key; the plaintext is written only
 // for a key without one, in RevealPlain mode.
-func (r *APIKeyReconciler) createRevealSecret(ctx context.Context, key *gatewayv1alpha1.APIKey, k keys.Key) (*corev1.Secret, error) {
+//
+// pub is the public key to seal to: spec.revealPublicKey for the first
+// key, spec.rotation.revealPublicKey for a rotated one.
+func (r *APIKeyReconciler) createRevealSecret(ctx context.Context, key *gatewayv1alpha1.APIKey, k keys.Key, pub string) (*corev1.Secret, error) {
 	data := map[string][]byte{}
-	if pub := key.Spec.RevealPublicKey; pub != "" {
+	if pub != "" {
 		sealed, err := seal.Seal(pub, key.UID, k)
 		if err != nil {
 			return nil, fmt.Errorf("sealing the key of APIKey %s/%s: %w", key.Namespace, key.Name, err)
@@ -82,8 +91,10 @@ func (r *APIKeyReconciler) createRevealSecret(ctx context.Context, key *gatewayv
 }
 
 // createHashSecret hashes k and stores the PHC string, immutable, in the
-// system namespace with labels that name its APIKey and key ID.
-func (r *APIKeyReconciler) createHashSecret(ctx context.Context, key *gatewayv1alpha1.APIKey, k keys.Key) error {
+// system namespace with labels that name its APIKey and key ID, under name
+// (HashSecretName for the first key, RotatedHashSecretName for a rotated
+// one).
+func (r *APIKeyReconciler) createHashSecret(ctx context.Context, key *gatewayv1alpha1.APIKey, k keys.Key, name string) error {
 	phc, err := r.Hasher.Hash(ctx, k)
 	if err != nil {
 		return err
@@ -93,6 +104,7 @@ func (r *APIKeyReconciler) createHashSecret(ctx context.Context, key *gatewayv1a
 		return fmt.Errorf("reading back the hash of key %s: %w", k.DisplayPrefix(), err)
 	}
 	s := NewHashSecret(r.SystemNamespace, key, k, parsed)
+	s.Name = name
 	if err := r.Client.Create(ctx, s); err != nil {
 		return fmt.Errorf("creating hash Secret %s/%s: %w", s.Namespace, s.Name, err)
 	}
@@ -175,4 +187,51 @@ func (r *APIKeyReconciler) deleteSecret(ctx context.Context, s *corev1.Secret) e
 		return fmt.Errorf("deleting Secret %s/%s: %w", s.Namespace, s.Name, err)
 	}
 	return nil
+}
+
+// hashSecrets lists the hash Secrets written for this incarnation of key
+// (by the UID label): the current key's, the previous key's during a grace
+// period, and whatever an interrupted rotation left. From the cache, or
+// from the API server when live (the cache may not have a Secret created
+// a moment ago).
+func (r *APIKeyReconciler) hashSecrets(ctx context.Context, key *gatewayv1alpha1.APIKey, live bool) ([]corev1.Secret, error) {
+	var list corev1.SecretList
+	var err error
+	if live {
+		err = r.APIReader.List(ctx, &list, client.InNamespace(r.SystemNamespace), client.MatchingLabels{gatewayv1alpha1.LabelAPIKeyUID: string(key.UID)})
+	} else {
+		err = r.Client.List(ctx, &list, client.InNamespace(r.SystemNamespace), client.MatchingFields{apiKeyUIDField: string(key.UID)})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing the hash Secrets of APIKey %s/%s: %w", key.Namespace, key.Name, err)
+	}
+	return slices.DeleteFunc(list.Items, func(s corev1.Secret) bool { return s.Type != gatewayv1alpha1.HashSecretType }), nil
+}
+
+// deleteHashSecrets deletes every hash Secret of key: a retired or deleted
+// APIKey ends its current and its previous key at once.
+func (r *APIKeyReconciler) deleteHashSecrets(ctx context.Context, key *gatewayv1alpha1.APIKey, live bool) error {
+	hashes, err := r.hashSecrets(ctx, key, live)
+	if err != nil {
+		return err
+	}
+	for i := range hashes {
+		if err := r.deleteSecret(ctx, &hashes[i]); err != nil {
+			return err
+		}
+	}
+	// A hash Secret from before the UID label, by its name.
+	if live {
+		return r.deleteByName(ctx, r.SystemNamespace, gatewayv1alpha1.HashSecretName(string(key.UID)))
+	}
+	return r.deleteIfPresent(ctx, r.SystemNamespace, gatewayv1alpha1.HashSecretName(string(key.UID)))
+}
+
+// currentHashSecretName is the name of the hash Secret of key's current
+// key: the one status records, else the first key's.
+func currentHashSecretName(key *gatewayv1alpha1.APIKey) string {
+	if ref := key.Status.HashSecretRef; ref != nil && ref.Name != "" {
+		return ref.Name
+	}
+	return gatewayv1alpha1.HashSecretName(string(key.UID))
 }

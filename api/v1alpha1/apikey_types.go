@@ -169,6 +169,12 @@ type APIKeyStatus struct {
 	// +optional
 	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
 
+	// expiryWarning is the last expiry warning the controller emitted as
+	// an event ("7d", "1d" or "1h" before expiresAt), so that each is
+	// emitted once, across manager restarts.
+	// +optional
+	ExpiryWarning ExpiryWarning `json:"expiryWarning,omitempty"`
+
 	// revokedAt is when the controller saw spec.revoked become true.
 	// +optional
 	RevokedAt *metav1.Time `json:"revokedAt,omitempty"`

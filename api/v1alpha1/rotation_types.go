@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"encoding/hex"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -49,4 +51,23 @@ type PreviousKey struct {
 	// period ends.
 	// +optional
 	HashSecretRef *SecretReference `json:"hashSecretRef,omitempty"`
+}
+
+// ExpiryWarning names how long before its expiry a key was last warned
+// about.
+// +kubebuilder:validation:Enum="7d";"1d";"1h"
+type ExpiryWarning string
+
+const (
+	ExpiryWarning7d ExpiryWarning = "7d"
+	ExpiryWarning1d ExpiryWarning = "1d"
+	ExpiryWarning1h ExpiryWarning = "1h"
+)
+
+// RotatedHashSecretName is the name of the hash Secret of a key issued by
+// a rotation: ak-<APIKey UID>-<key ID in hex>. During a grace period an
+// APIKey has two hash Secrets, so the name carries the key ID (in hex:
+// Secret names are lowercase and key IDs are not).
+func RotatedHashSecretName(apiKeyUID, keyID string) string {
+	return HashSecretName(apiKeyUID) + "-" + hex.EncodeToString([]byte(keyID))
 }

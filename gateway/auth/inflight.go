@@ -22,8 +22,13 @@ type inflightRequest struct {
 func (a *Authenticator) track(parent context.Context, e *keyindex.Entry) (context.Context, func()) {
 	ctx, cancel := context.WithCancelCause(parent)
 	stopDeadline := func() bool { return false }
-	if !e.ExpiresAt.IsZero() {
-		t := a.clock.AfterFunc(e.ExpiresAt.Sub(a.clock.Now()), func() { cancel(ErrKeyExpired) })
+	deadline := e.ExpiresAt
+	if e.Previous && (deadline.IsZero() || e.PreviousExpiresAt.Before(deadline)) {
+		// The key a rotation replaced ends with its grace period.
+		deadline = e.PreviousExpiresAt
+	}
+	if !deadline.IsZero() {
+		t := a.clock.AfterFunc(deadline.Sub(a.clock.Now()), func() { cancel(ErrKeyExpired) })
 		stopDeadline = t.Stop
 	}
 	req := &inflightRequest{cancel: cancel}
@@ -62,7 +67,7 @@ func (a *Authenticator) endedSince(e *keyindex.Entry) error {
 	cur := a.index.Lookup(e.KeyID)
 	if cur == e {
 		// Unchanged, so only time can have ended it; track's deadline
-		// covers expiry.
+		// covers expiry and the end of a grace period.
 		return nil
 	}
 	switch reason := cur.Usable(a.clock.Now()); {

@@ -33,6 +33,15 @@ type Entry struct {
 	// down.
 	*APIKeyFacts
 
+	// KeyID and Prefix are this entry's key's: the APIKey's current key
+	// (APIKeyFacts.KeyID), or during a rotation's grace period its
+	// previous key (Previous). They shadow the APIKey's on purpose, so
+	// that whatever is done per key (the verified cache, in-flight
+	// streams, last-use times, log lines) is done for the key the
+	// request used.
+	KeyID  string
+	Prefix string
+
 	// Hash is the parsed argon2id hash, nil until a hash Secret written for
 	// this APIKey is seen.
 	Hash *keys.PHC
@@ -48,6 +57,11 @@ type Entry struct {
 	// argon2 run per key per flush interval). A verified-key cache entry is
 	// honoured only for the Version it was verified against.
 	Version uint64
+
+	// Previous: this entry is for the key a rotation replaced
+	// (status.previous), which works until PreviousExpiresAt; the APIKey's
+	// current key has an entry of its own under its own key ID.
+	Previous bool
 
 	// hashSide is the hash Secret claiming this key ID (the first in
 	// claim order when several do), even one written for another
@@ -70,6 +84,11 @@ func (e *Entry) Usable(now time.Time) Reason {
 	case gatewayv1alpha1.PhaseActive:
 		if e.Hash == nil || e.UID == "" {
 			return ReasonUnknown
+		}
+		if e.Previous && !now.Before(e.PreviousExpiresAt) {
+			// The grace period is over, whether or not the controller has
+			// deleted the hash yet.
+			return ReasonExpired
 		}
 		return ""
 	default:
@@ -94,7 +113,14 @@ type APIKeyFacts struct {
 	Name  types.NamespacedName
 	UID   types.UID
 	KeyID string // from status.prefix; empty before the key is issued
-	Owner string
+	// PreviousKeyID is the key ID of status.previous: the key a rotation
+	// replaced, which keeps working until PreviousExpiresAt. Empty
+	// without one. The APIKey claims both key IDs meanwhile.
+	PreviousKeyID      string
+	PreviousPrefix     string
+	PreviousExpiresAt  time.Time
+	PreviousLastUsedAt time.Time
+	Owner              string
 	// Prefix is status.prefix, the part of the key shown everywhere.
 	Prefix      string
 	DisplayName string
@@ -260,12 +286,17 @@ func (ix *Index) change(f func(changed *[]string)) {
 func (ix *Index) setAPIKeyLocked(f *APIKeyFacts, changed *[]string) {
 	old := ix.apiKeys[f.Name]
 	ix.apiKeys[f.Name] = f
-	if old != nil && old.KeyID != "" && old.KeyID != f.KeyID {
-		// Re-keyed or re-created under the same name: the old ID goes.
-		ix.claimAPIKeyLocked(old.KeyID, old.Name, nil, changed)
+	if old != nil {
+		// Re-keyed (rotated, or a grace period ended) or re-created under
+		// the same name: the key IDs it no longer claims go.
+		for _, id := range old.claimedKeyIDs() {
+			if id != f.KeyID && id != f.PreviousKeyID {
+				ix.claimAPIKeyLocked(id, old.Name, nil, changed)
+			}
+		}
 	}
-	if f.KeyID != "" {
-		ix.claimAPIKeyLocked(f.KeyID, f.Name, f, changed)
+	for _, id := range f.claimedKeyIDs() {
+		ix.claimAPIKeyLocked(id, f.Name, f, changed)
 	}
 }
 
@@ -275,8 +306,23 @@ func (ix *Index) deleteAPIKeyLocked(name types.NamespacedName, changed *[]string
 		return
 	}
 	delete(ix.apiKeys, name)
-	if old.KeyID != "" {
-		ix.claimAPIKeyLocked(old.KeyID, name, nil, changed)
+	for _, id := range old.claimedKeyIDs() {
+		ix.claimAPIKeyLocked(id, name, nil, changed)
+	}
+}
+
+// claimedKeyIDs are the key IDs the APIKey claims: its current key's and,
+// during a rotation's grace period, its previous key's.
+func (f *APIKeyFacts) claimedKeyIDs() []string {
+	switch {
+	case f.KeyID == "" && f.PreviousKeyID == "":
+		return nil
+	case f.PreviousKeyID == "" || f.PreviousKeyID == f.KeyID:
+		return []string{f.KeyID}
+	case f.KeyID == "":
+		return []string{f.PreviousKeyID}
+	default:
+		return []string{f.KeyID, f.PreviousKeyID}
 	}
 }
 
@@ -310,6 +356,8 @@ func (ix *Index) rejoinLocked(id string, a *APIKeyFacts, h *HashFacts, changed *
 	if a == nil {
 		e.APIKeyFacts = &APIKeyFacts{KeyID: id}
 	}
+	e.KeyID, e.Prefix = id, keys.DisplayPrefixOf(id)
+	e.Previous = a != nil && id != a.KeyID && id == a.PreviousKeyID
 	// A hash counts only if it was written for this incarnation of the
 	// APIKey: a hash Secret left over from a deleted APIKey must never
 	// authenticate for a new one.
@@ -327,7 +375,9 @@ func (ix *Index) rejoinLocked(id string, a *APIKeyFacts, h *HashFacts, changed *
 }
 
 // sameDecision reports whether a and b authenticate exactly the same way.
+// A previous key's entry also changes with the end of its grace period.
 func sameDecision(a, b *Entry) bool {
 	return a.UID == b.UID && a.HashUID == b.HashUID && a.Revoked == b.Revoked && a.Deleting == b.Deleting &&
-		a.Phase == b.Phase && a.ExpiresAt.Equal(b.ExpiresAt) && a.Owner == b.Owner
+		a.Phase == b.Phase && a.ExpiresAt.Equal(b.ExpiresAt) && a.Owner == b.Owner &&
+		a.Previous == b.Previous && (!a.Previous || a.PreviousExpiresAt.Equal(b.PreviousExpiresAt))
 }

@@ -173,6 +173,14 @@ func APIKeyFactsOf(k *gatewayv1alpha1.APIKey) APIKeyFacts {
 	if id, ok := strings.CutPrefix(k.Status.Prefix, keys.Prefix); ok && keys.ValidID(id) {
 		f.KeyID = id
 	}
+	if p := k.Status.Previous; p != nil {
+		if id, ok := strings.CutPrefix(p.Prefix, keys.Prefix); ok && keys.ValidID(id) {
+			f.PreviousKeyID, f.PreviousPrefix, f.PreviousExpiresAt = id, p.Prefix, p.ExpiresAt.Time
+			if p.LastUsedAt != nil {
+				f.PreviousLastUsedAt = p.LastUsedAt.Time
+			}
+		}
+	}
 	pending := k.Status.Phase == "" || k.Status.Phase == gatewayv1alpha1.PhasePending
 	f.AwaitingRevealKey = pending && k.Spec.RevealPublicKey == "" && !k.Spec.Revoked
 	if t := k.ResolvedExpiry(); t != nil {

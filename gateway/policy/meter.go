@@ -92,13 +92,15 @@ func (rm *requestMeter) AllowsModel(model string) bool {
 }
 
 // counters are a key's counters, named by key ID and UID so that a
-// recreated APIKey starts from zero and Checkpoint can find the key.
+// recreated APIKey starts from zero and Checkpoint can find the key. The
+// APIKey's current key ID, not the entry's: during a rotation's grace
+// period its old and new keys share one set of counters.
 type counters struct {
 	requests, tokens, concurrent, budget *quota.Counter
 }
 
 func counterKey(e *keyindex.Entry, what string) string {
-	return e.KeyID + "/" + string(e.UID) + "/" + what
+	return e.APIKeyFacts.KeyID + "/" + string(e.UID) + "/" + what
 }
 
 func countersOf(e *keyindex.Entry) counters {

@@ -104,7 +104,7 @@ func (r *SpendRecorder) Add(e *keyindex.Entry, periodStart time.Time, s Spend) {
 		}
 		// Whatever is left of an earlier period is dropped with it: its
 		// figures stop mattering once it ends.
-		p = &pendingSpend{name: e.Name, keyID: e.KeyID, periodStart: periodStart}
+		p = &pendingSpend{name: e.Name, keyID: e.APIKeyFacts.KeyID, periodStart: periodStart}
 		r.pending[e.UID] = p
 	}
 	p.spend = p.spend.plus(s)

@@ -127,13 +127,19 @@ func (r *Recorder) Flush(ctx context.Context) {
 			r.forget(p.id)
 			continue
 		}
-		stored := unixOrZero(e.LastUsedAt)
+		storedAt, previousPrefix := e.LastUsedAt, ""
+		if e.Previous {
+			// The key a rotation replaced: its own lastUsedAt, so the owner
+			// sees when its users stopped using it.
+			storedAt, previousPrefix = e.PreviousLastUsedAt, e.Prefix
+		}
+		stored := unixOrZero(storedAt)
 		if stored > last-int64(r.interval/time.Second) && stored > 0 {
 			p.s.flushed = last
 			r.writes.WithLabelValues("skipped").Inc()
 			continue
 		}
-		outcome, err := r.write(ctx, p.s.name, e.LastUsedAt, time.Unix(last, 0))
+		outcome, err := r.write(ctx, p.s.name, previousPrefix, storedAt, time.Unix(last, 0))
 		r.writes.WithLabelValues(outcome).Inc()
 		if err != nil {
 			r.log.Warn("Failed to record last use of API key", "apikey", p.s.name.String(), "prefix", e.Prefix, "error", err)
@@ -146,10 +152,12 @@ func (r *Recorder) Flush(ctx context.Context) {
 // write sets lastUsedAt to t if the stored value is still `stored` (a JSON
 // patch `test` makes the write conditional). When another replica wrote in
 // between, it re-reads and writes only if t is still newer: the stored time
-// never moves backwards.
-func (r *Recorder) write(ctx context.Context, name types.NamespacedName, stored, t time.Time) (string, error) {
+// never moves backwards. With previousPrefix set it writes
+// status.previous.lastUsedAt instead, and only while status.previous is
+// still that key.
+func (r *Recorder) write(ctx context.Context, name types.NamespacedName, previousPrefix string, stored, t time.Time) (string, error) {
 	for attempt := 0; attempt < 3; attempt++ {
-		patch, err := conditionalPatch(stored, t)
+		patch, err := conditionalPatch(previousPrefix, stored, t)
 		if err != nil {
 			return "error", err
 		}
@@ -170,8 +178,16 @@ func (r *Recorder) write(ctx context.Context, name types.NamespacedName, stored,
 			return "error", client.IgnoreNotFound(err)
 		}
 		stored = time.Time{}
-		if live.Status.LastUsedAt != nil {
-			stored = live.Status.LastUsedAt.Time
+		liveLastUsed := live.Status.LastUsedAt
+		if previousPrefix != "" {
+			p := live.Status.Previous
+			if p == nil || p.Prefix != previousPrefix {
+				return "skipped", nil // its grace period ended meanwhile
+			}
+			liveLastUsed = p.LastUsedAt
+		}
+		if liveLastUsed != nil {
+			stored = liveLastUsed.Time
 		}
 		if !stored.Before(t) {
 			return "conflict", nil
@@ -182,16 +198,23 @@ func (r *Recorder) write(ctx context.Context, name types.NamespacedName, stored,
 
 // conditionalPatch is a JSON patch that sets lastUsedAt to t only if it is
 // still stored (null when absent, which the API server's test treats as
-// "missing").
-func conditionalPatch(stored, t time.Time) ([]byte, error) {
+// "missing"): status.lastUsedAt, or with previousPrefix set
+// status.previous.lastUsedAt, tested to still be that key's.
+func conditionalPatch(previousPrefix string, stored, t time.Time) ([]byte, error) {
 	var expect any
 	if !stored.IsZero() {
 		expect = metav1.NewTime(stored)
 	}
-	return json.Marshal([]map[string]any{
-		{"op": "test", "path": "/status/lastUsedAt", "value": expect},
-		{"op": "add", "path": "/status/lastUsedAt", "value": metav1.NewTime(t)},
-	})
+	path := "/status/lastUsedAt"
+	var ops []map[string]any
+	if previousPrefix != "" {
+		path = "/status/previous/lastUsedAt"
+		ops = append(ops, map[string]any{"op": "test", "path": "/status/previous/prefix", "value": previousPrefix})
+	}
+	ops = append(ops,
+		map[string]any{"op": "test", "path": path, "value": expect},
+		map[string]any{"op": "add", "path": path, "value": metav1.NewTime(t)})
+	return json.Marshal(ops)
 }
 
 // writtenFirstByOther: a failed `test` comes back as 422 Invalid.

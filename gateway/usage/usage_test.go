@@ -27,14 +27,17 @@ func TestConditionalPatch(t *testing.T) {
 	for _, tc := range []struct {
 		name         string
 		stored, used time.Time
+		previous     string
 		want         string
 	}{
-		{"none stored", time.Time{}, stored,
+		{"previous key", stored, stored.Add(time.Hour), "cvk_a1B2c3D4",
+			`[{"op":"test","path":"/status/previous/prefix","value":"cvk_a1B2c3D4"},{"op":"test","path":"/status/previous/lastUsedAt","value":"2026-05-01T12:00:00Z"},{"op":"add","path":"/status/previous/lastUsedAt","value":"2026-05-01T13:00:00Z"}]`},
+		{"none stored", time.Time{}, stored, "",
 			`[{"op":"test","path":"/status/lastUsedAt","value":null},{"op":"add","path":"/status/lastUsedAt","value":"2026-05-01T12:00:00Z"}]`},
-		{"newer than stored", stored, stored.Add(90 * time.Minute),
+		{"newer than stored", stored, stored.Add(90 * time.Minute), "",
 			`[{"op":"test","path":"/status/lastUsedAt","value":"2026-05-01T12:00:00Z"},{"op":"add","path":"/status/lastUsedAt","value":"2026-05-01T13:30:00Z"}]`},
 	} {
-		patch, err := conditionalPatch(tc.stored, tc.used)
+		patch, err := conditionalPatch(tc.previous, tc.stored, tc.used)
 		if err != nil {
 			t.Fatal(err)
 		}
