@@ -93,10 +93,7 @@ flag works (--context, -n, --as, --token, ...); the kubeconfig is
 		cli.newGetCommand(),
 		cli.newRevokeCommand(),
 		cli.newRevealCommand(),
-		// rotate (DESIGN.md section 13) goes here: it issues a new key
-		// sealed to a key pair made in memory, like create and reveal
-		// (issueAndReveal, savedGuidance), and completes names with
-		// completeKeyNames(notRevoked).
+		cli.newRotateCommand(),
 	)
 	return cmd
 }

@@ -238,7 +238,13 @@ type revealed struct {
 // preconditions, so only one reader ever gets the key) and opens it with
 // private.
 func (s *session) issueAndReveal(ctx context.Context, name string, private *seal.PrivateKey, timeout time.Duration) (revealed, error) {
-	key, err := s.waitIssued(ctx, name, timeout)
+	return s.issueAndRevealWhen(ctx, name, private, timeout, nil)
+}
+
+// issueAndRevealWhen is issueAndReveal that also waits for issued to hold
+// of the Active APIKey (a rotation: the controller has carried it out).
+func (s *session) issueAndRevealWhen(ctx context.Context, name string, private *seal.PrivateKey, timeout time.Duration, issued func(*gatewayv1alpha1.APIKey) bool) (revealed, error) {
+	key, err := s.waitIssued(ctx, name, timeout, issued)
 	if err != nil {
 		return revealed{}, err
 	}
@@ -253,8 +259,9 @@ func (s *session) issueAndReveal(ctx context.Context, name string, private *seal
 	return revealed{key: plain.Reveal(), prefix: plain.DisplayPrefix(), expires: key.Status.ExpiresAt}, nil
 }
 
-// waitIssued polls the APIKey until the controller has made it Active.
-func (s *session) waitIssued(ctx context.Context, name string, timeout time.Duration) (*gatewayv1alpha1.APIKey, error) {
+// waitIssued polls the APIKey until the controller has made it Active
+// (and issued, when given, holds of it).
+func (s *session) waitIssued(ctx context.Context, name string, timeout time.Duration, issued func(*gatewayv1alpha1.APIKey) bool) (*gatewayv1alpha1.APIKey, error) {
 	var key *gatewayv1alpha1.APIKey
 	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		k := &gatewayv1alpha1.APIKey{}
@@ -270,7 +277,7 @@ func (s *session) waitIssued(ctx context.Context, name string, timeout time.Dura
 		key = k
 		switch k.Status.Phase {
 		case gatewayv1alpha1.PhaseActive:
-			return true, nil
+			return issued == nil || issued(k), nil
 		case gatewayv1alpha1.PhaseRevoked, gatewayv1alpha1.PhaseExpired:
 			return false, fmt.Errorf("APIKey %s/%s is %s: there is no key to show", s.namespace, name, k.Status.Phase)
 		case gatewayv1alpha1.PhaseFailed:

@@ -460,3 +460,47 @@ func TestKeysCLICreateWithPolicy(t *testing.T) {
 		t.Error("the APIKey was created despite the bad --budget")
 	}
 }
+
+// rotate gives the same APIKey a new key, printed alone on stdout; the old
+// one is kept for the grace period, shown in status.previous; only the
+// owner can rotate.
+func TestKeysCLIRotate(t *testing.T) {
+	e := sharedEnv(t)
+	e.StartManager(t, manager.Options{})
+	ns := e.Namespace(t)
+	alice := userKubeconfig(t, e, "alice@example.com", ns, editor, revealer)
+
+	first, stderr, err := keysRun(alice, "", "create", "laptop")
+	if err != nil {
+		t.Fatalf("create: %v\n%s", err, stderr)
+	}
+	before := &gatewayv1alpha1.APIKey{}
+	if err := e.Client.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: "laptop"}, before); err != nil {
+		t.Fatal(err)
+	}
+
+	second, stderr, err := keysRun(alice, "", "rotate", "laptop", "--grace", "2h")
+	if err != nil {
+		t.Fatalf("rotate: %v\n%s", err, stderr)
+	}
+	if !keyPattern.MatchString(second) || second == first {
+		t.Fatalf("rotate printed %q... on stdout, want a new key alone", firstN(second, 12))
+	}
+	after := &gatewayv1alpha1.APIKey{}
+	if err := e.Client.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: "laptop"}, after); err != nil {
+		t.Fatal(err)
+	}
+	if after.UID != before.UID || after.Status.Prefix != second[:12] || after.Status.Previous == nil || after.Status.Previous.Prefix != first[:12] {
+		t.Errorf("after rotate: uid %s (was %s), prefix %s, previous %+v; want the same APIKey with the new prefix and the old one as previous", after.UID, before.UID, after.Status.Prefix, after.Status.Previous)
+	}
+	if !strings.Contains(stderr, "The old key "+first[:12]+" keeps working until") || strings.Contains(stderr, second[12:44]) {
+		t.Errorf("rotate's stderr:\n%s", stderr)
+	}
+
+	// An admin (even one RBAC lets do anything) cannot receive alice's key.
+	carol := e.KubeconfigFor(t, "carol@example.com", gatewayv1alpha1.DefaultAdminGroup, "system:masters")
+	_, stderr, err = keysRun(carol, "", "rotate", "laptop", "-n", ns)
+	if err == nil || !strings.Contains(stderr+err.Error(), "only the key's owner (alice@example.com) can rotate") {
+		t.Errorf("an admin rotating alice's key: %v\n%s", err, stderr)
+	}
+}

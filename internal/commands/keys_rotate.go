@@ -1,0 +1,104 @@
+package commands
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/spf13/cobra"
+
+	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/internal/seal"
+)
+
+func (cli *keysCLI) newRotateCommand() *cobra.Command {
+	var (
+		grace   time.Duration
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "rotate NAME [--grace 24h]",
+		Short: "Give a key you own a new secret; the old one keeps working for --grace",
+		Long: `Rotate a key: the same APIKey (same name, same UID, same limits) gets a new
+key, printed alone on stdout, once, like create. The old key keeps working on
+every gateway until the grace period ends (--grace, default 24h; 0 ends it at
+once), so you can move its users over; kubectl apikey get NAME shows when the
+old key was last used. Only the key's owner can rotate it.`,
+		Args:              exactArgs("NAME"),
+		ValidArgsFunction: cli.completeKeyNames(notRevoked),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if grace < 0 {
+				return errors.New("--grace must be 0 or more")
+			}
+			return cli.rotate(cmd.Context(), args[0], grace, timeout)
+		},
+	}
+	cmd.Flags().DurationVar(&grace, "grace", 24*time.Hour, "How long the old key keeps working (0: stops at once)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "How long to wait for the controller to issue the new key")
+	_ = cmd.RegisterFlagCompletionFunc("grace", cobra.NoFileCompletions)
+	_ = cmd.RegisterFlagCompletionFunc("timeout", cobra.NoFileCompletions)
+	return cmd
+}
+
+// rotate sets spec.rotation with a public key made here, in memory, waits
+// for the controller to carry it out, and prints the new key.
+func (cli *keysCLI) rotate(ctx context.Context, name string, grace, timeout time.Duration) error {
+	s, err := cli.connect()
+	if err != nil {
+		return err
+	}
+	key, err := s.getKey(ctx, name)
+	if err != nil {
+		return err
+	}
+	if phase := phaseOrPending(key); key.Spec.Revoked || phase != gatewayv1alpha1.PhaseActive {
+		return fmt.Errorf("APIKey %s/%s is %s: only an Active key can be rotated", s.namespace, name, key.EffectiveStatus(cli.now()))
+	}
+	private, err := seal.NewPrivateKey()
+	if err != nil {
+		return err
+	}
+	// Whole seconds, later than any rotation before: the API server keeps
+	// requestedAt moving forward.
+	at := metav1.NewTime(cli.now().UTC().Truncate(time.Second))
+	if prev := key.Spec.Rotation; prev != nil && !at.After(prev.RequestedAt.Time) {
+		at = metav1.NewTime(prev.RequestedAt.Add(time.Second))
+	}
+	patch, err := json.Marshal(map[string]any{
+		"metadata": map[string]any{"resourceVersion": key.ResourceVersion},
+		"spec": map[string]any{"rotation": gatewayv1alpha1.Rotation{
+			RequestedAt: at, GracePeriod: &metav1.Duration{Duration: grace}, RevealPublicKey: private.PublicKey(),
+		}},
+	})
+	if err != nil {
+		return err
+	}
+	switch err := s.c.Patch(ctx, key, client.RawPatch(types.MergePatchType, patch)); {
+	case apierrors.IsConflict(err):
+		return fmt.Errorf("APIKey %s/%s changed while asking to rotate it; run the command again", s.namespace, name)
+	case err != nil:
+		return s.explain(err, "rotate", name)
+	}
+	plain, err := s.issueAndRevealWhen(ctx, name, private, timeout, func(k *gatewayv1alpha1.APIKey) bool {
+		return k.Status.RotatedAt != nil && k.Status.RotatedAt.Equal(&at)
+	})
+	if err != nil {
+		return fmt.Errorf("%w\nThe rotation of %s/%s was requested; the old key keeps working", err, s.namespace, name)
+	}
+	fmt.Fprintln(cli.streams.Out, plain.key)
+	cli.savedGuidance(s, name, plain)
+	old := dash(key.Status.Prefix)
+	if now, err := s.getKey(ctx, name); err == nil && now.Status.Previous != nil {
+		fmt.Fprintf(cli.streams.ErrOut, "The old key %s keeps working until %s (--grace %v).\n", old, now.Status.Previous.ExpiresAt.UTC().Format(time.RFC3339), grace)
+	} else {
+		fmt.Fprintf(cli.streams.ErrOut, "The old key %s no longer works.\n", old)
+	}
+	return nil
+}
