@@ -284,8 +284,9 @@ func (r *APIKeyReconciler) generateUniqueKey(ctx context.Context) (keys.Key, err
 	return keys.Key{}, fmt.Errorf("could not draw a unique key ID in 5 attempts")
 }
 
-// maintain keeps an Active key in order: ends the reveal window, notices a
-// consumed reveal, and makes sure the hash Secret is still there.
+// maintain keeps an Active key in order: ends a rotation's grace period,
+// warns of the coming expiry, ends the reveal window, notices a consumed
+// reveal, and makes sure the hash Secret is still there.
 func (r *APIKeyReconciler) maintain(ctx context.Context, key *gatewayv1alpha1.APIKey, now time.Time, ev *eventLog) error {
 	if err := r.endGrace(ctx, key, now, ev); err != nil {
 		return err
