@@ -201,6 +201,12 @@ func (r *APIKeyReconciler) issue(ctx context.Context, key *gatewayv1alpha1.APIKe
 	key.Status.HashSecretRef = &gatewayv1alpha1.SecretReference{Namespace: r.SystemNamespace, Name: gatewayv1alpha1.HashSecretName(string(key.UID))}
 	key.Status.Reveal = &gatewayv1alpha1.RevealStatus{SecretName: reveal.Name, SecretUID: reveal.UID, ExpiresAt: &revealExpires, State: gatewayv1alpha1.RevealPending}
 	r.setReady(key, metav1.ConditionTrue, "KeyActive", "The key authenticates gateway requests")
+	if rotationDue(key) {
+		// A rotation asked for before the first key existed: the key just
+		// issued is already newer than the request.
+		requested := key.Spec.Rotation.RequestedAt
+		key.Status.RotatedAt = &requested
+	}
 	keysIssued.Inc()
 	ev.normal("Issued", "Issued key %s; it can be revealed once until %s", k.DisplayPrefix(), revealExpires.UTC().Format(time.RFC3339))
 	return nil
@@ -278,8 +284,9 @@ func (r *APIKeyReconciler) generateUniqueKey(ctx context.Context) (keys.Key, err
 	return keys.Key{}, fmt.Errorf("could not draw a unique key ID in 5 attempts")
 }
 
-// maintain keeps an Active key in order: ends the reveal window, notices a
-// consumed reveal, and makes sure the hash Secret is still there.
+// maintain keeps an Active key in order: ends a rotation's grace period,
+// warns of the coming expiry, ends the reveal window, notices a consumed
+// reveal, and makes sure the hash Secret is still there.
 func (r *APIKeyReconciler) maintain(ctx context.Context, key *gatewayv1alpha1.APIKey, now time.Time, ev *eventLog) error {
 	if err := r.endGrace(ctx, key, now, ev); err != nil {
 		return err

@@ -350,3 +350,27 @@ func TestExpiryDuringGracePeriodEndsBothKeys(t *testing.T) {
 		return nil
 	})
 }
+
+// A rotation asked for while the key waits for its owner's public key
+// (never issued) rotates nothing: the first key, issued afterwards, is
+// the only one, and the rotation counts as carried out.
+func TestRotationBeforeTheFirstKeyIssuesOneKey(t *testing.T) {
+	env.StartManager(t, manager.Options{})
+	ns := env.Namespace(t)
+	create(t, newKey(ns, "waiting", unsealed))
+	k := env.WaitForPhase(t, ns, "waiting", gatewayv1alpha1.PhasePending, 10*time.Second)
+	requestRotation(t, k, time.Now(), nil)
+	if err := patchSpec(t, k, testenv.SealToTests); err != nil {
+		t.Fatal(err)
+	}
+	issued := waitRotated(t, k)
+	if issued.Status.Phase != gatewayv1alpha1.PhaseActive || issued.Status.Previous != nil {
+		t.Errorf("phase %s, previous %+v: want one Active key", issued.Status.Phase, issued.Status.Previous)
+	}
+	if n := len(hashSecretsOf(t, issued)); n != 1 {
+		t.Errorf("%d hash Secrets, want 1", n)
+	}
+	if evs := eventsOf(t, issued, "Rotated"); len(evs) != 0 {
+		t.Errorf("%d Rotated events for a key never issued before", len(evs))
+	}
+}
