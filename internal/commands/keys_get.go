@@ -92,6 +92,13 @@ func describeKey(w io.Writer, k *gatewayv1alpha1.APIKey, now time.Time) error {
 	} else {
 		line("Last used", when(k.Status.LastUsedAt.Time))
 	}
+	if p := k.Status.Previous; p != nil && now.Before(p.ExpiresAt.Time) {
+		used := "never used since the rotation"
+		if p.LastUsedAt != nil {
+			used = "last used " + humantime.Ago(now, p.LastUsedAt.Time)
+		}
+		line("Old key", fmt.Sprintf("%s still works until %s; %s", p.Prefix, when(p.ExpiresAt.Time), used))
+	}
 	if k.Status.RevokedAt != nil {
 		line("Revoked", when(k.Status.RevokedAt.Time))
 	} else if k.Spec.Revoked {

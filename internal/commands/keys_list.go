@@ -254,13 +254,22 @@ func lastUsed(k *gatewayv1alpha1.APIKey, now time.Time) string {
 	return humantime.Ago(now, k.Status.LastUsedAt.Time)
 }
 
-// expires is the expiry date (UTC), or "-".
-func expires(k *gatewayv1alpha1.APIKey) string {
+// expiringSoon is how close an expiry must be for list to flag it, as the
+// controller's first expiry warning (7 days before) and the console do.
+const expiringSoon = 7 * 24 * time.Hour
+
+// expires is the expiry date (UTC), or "-"; an active key expiring within
+// a week gets "(soon)" so it stands out in a long list.
+func expires(k *gatewayv1alpha1.APIKey, now time.Time) string {
 	exp := k.ResolvedExpiry()
 	if exp == nil {
 		return "-"
 	}
-	return exp.UTC().Format(time.DateOnly)
+	date := exp.UTC().Format(time.DateOnly)
+	if k.EffectiveStatus(now) == gatewayv1alpha1.PhaseActive && exp.Sub(now) < expiringSoon {
+		date += " (soon)"
+	}
+	return date
 }
 
 func dash(s string) string {

@@ -171,7 +171,7 @@ func (p *keyPrinter) printKeysTable(items []unstructured.Unstructured, w io.Writ
 		if p.namespaceColumn {
 			row = append(row, k.Namespace)
 		}
-		row = append(row, k.Name, dash(k.Status.Prefix), string(keyStatus(k, p.now)), lastUsed(k, p.now), expires(k), usageSummary(k))
+		row = append(row, k.Name, dash(k.Status.Prefix), string(keyStatus(k, p.now)), lastUsed(k, p.now), expires(k, p.now), usageSummary(k))
 		if p.layout == wideTable {
 			row = append(row, dash(k.Status.Budget), dash(k.Spec.Owner), dash(k.Spec.DisplayName))
 		}

@@ -497,6 +497,18 @@ func TestKeysCLIRotate(t *testing.T) {
 		t.Errorf("rotate's stderr:\n%s", stderr)
 	}
 
+	out, _, err := keysRun(alice, "", "get", "laptop")
+	if err != nil || !strings.Contains(out, "Old key:") || !strings.Contains(out, first[:12]+" still works until") || !strings.Contains(out, "never used since the rotation") {
+		t.Errorf("get after a rotation (%v):\n%s", err, out)
+	}
+	if _, stderr, err := keysRun(alice, "", "create", "short", "--expires", "3d"); err != nil {
+		t.Fatalf("create: %v\n%s", err, stderr)
+	}
+	out, _, _ = keysRun(alice, "", "list")
+	if !regexp.MustCompile(`(?m)^short\s.*\(soon\)`).MatchString(out) || regexp.MustCompile(`(?m)^laptop\s.*\(soon\)`).MatchString(out) {
+		t.Errorf("list should flag only the key expiring within a week:\n%s", out)
+	}
+
 	// An admin (even one RBAC lets do anything) cannot receive alice's key.
 	carol := e.KubeconfigFor(t, "carol@example.com", gatewayv1alpha1.DefaultAdminGroup, "system:masters")
 	_, stderr, err = keysRun(carol, "", "rotate", "laptop", "-n", ns)
