@@ -34,23 +34,8 @@ func peeredReplicas(t *testing.T, n int, o server.Options) []*gateway {
 // status, headers and body.
 func postChat(t *testing.T, url, key, model string) (int, http.Header, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url+"/gateway/openai/v1/chat/completions",
-		strings.NewReader(fmt.Sprintf(`{"model": %q, "messages": [{"role": "user", "content": "Hello there"}], "max_tokens": 20}`, model)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, resp.Header, string(body)
+	return testenv.PostChatWithHeaders(t, url, key,
+		fmt.Sprintf(`{"model": %q, "messages": [{"role": "user", "content": "Hello there"}], "max_tokens": 20}`, model))
 }
 
 // awayFromMinuteEnd waits, if needed, until at least need remains of the

@@ -111,21 +111,7 @@ func (r *SpendRecorder) Add(e *keyindex.Entry, periodStart time.Time, s Spend) {
 }
 
 // Run flushes every interval until ctx ends, then flushes once more.
-func (r *SpendRecorder) Run(ctx context.Context) {
-	t := r.clock.NewTicker(r.interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			r.Flush(flushCtx)
-			cancel()
-			return
-		case <-t.C():
-			r.Flush(ctx)
-		}
-	}
-}
+func (r *SpendRecorder) Run(ctx context.Context) { flushEvery(ctx, r.clock, r.interval, r.Flush) }
 
 // Flush adds every key's pending share to its status.usage.
 func (r *SpendRecorder) Flush(ctx context.Context) {

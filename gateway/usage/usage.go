@@ -86,18 +86,23 @@ func (r *Recorder) Record(e *keyindex.Entry, now time.Time) {
 }
 
 // Run flushes every interval until ctx ends, then flushes once more.
-func (r *Recorder) Run(ctx context.Context) {
-	t := r.clock.NewTicker(r.interval)
+func (r *Recorder) Run(ctx context.Context) { flushEvery(ctx, r.clock, r.interval, r.Flush) }
+
+// flushEvery calls flush every interval until ctx ends, then once more
+// with a few seconds of its own, so what a stopping gateway counted last
+// is not lost.
+func flushEvery(ctx context.Context, clk clock.WithTicker, interval time.Duration, flush func(context.Context)) {
+	t := clk.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			r.Flush(flushCtx)
+			flush(flushCtx)
 			cancel()
 			return
 		case <-t.C():
-			r.Flush(ctx)
+			flush(ctx)
 		}
 	}
 }

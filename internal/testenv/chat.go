@@ -22,6 +22,14 @@ func DocsChat(t testing.TB, base, key string) (status int, body string) {
 // OpenAI route at base with key and returns the answer's status and body.
 func PostChat(t testing.TB, base, key, chatBody string) (status int, body string) {
 	t.Helper()
+	status, _, body = PostChatWithHeaders(t, base, key, chatBody)
+	return status, body
+}
+
+// PostChatWithHeaders is PostChat that also returns the answer's headers
+// (a 429's Retry-After and x-ratelimit-*).
+func PostChatWithHeaders(t testing.TB, base, key, chatBody string) (status int, header http.Header, body string) {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, base+"/gateway/openai/v1/chat/completions", strings.NewReader(chatBody))
 	if err != nil {
 		t.Fatal(err)
@@ -34,5 +42,5 @@ func PostChat(t testing.TB, base, key, chatBody string) (status int, body string
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return resp.StatusCode, resp.Header, string(b)
 }
