@@ -132,25 +132,12 @@ func startGateway(t *testing.T, o server.Options) *gateway {
 	return gw
 }
 
-// chat sends the docs' request with key in the Authorization header.
+// chat sends the docs' request with key in the Authorization header (none
+// for "").
 func chat(t *testing.T, url, key string) (int, http.Header, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url+"/gateway/openai/v1/chat/completions",
-		strings.NewReader(`{"model": "claude-sonnet-4-6", "messages": [{"role": "user", "content": "Hello"}]}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, body
+	status, h, body := testenv.PostChatWithHeaders(t, url, key, testenv.DocsChatBody)
+	return status, h, []byte(body)
 }
 
 // startLongStream starts a streamed chat with key through gw whose answer,
