@@ -45,6 +45,7 @@ func (c *Console) Register(r *mux.Router) {
 	identified.Path("/api/v1/apikeys").Methods(http.MethodGet, http.MethodHead).HandlerFunc(c.serveList)
 	identified.Path("/api/v1/apikeys").Methods(http.MethodPost).HandlerFunc(c.serveCreate)
 	identified.Path("/api/v1/apikeys/{name}/revoke").Methods(http.MethodPost).HandlerFunc(c.serveRevoke)
+	identified.Path("/api/v1/apikeys/{name}/rotate").Methods(http.MethodPost).HandlerFunc(c.serveRotate)
 	identified.Path("/api/v1/apikeys/{name}/policy").Methods(http.MethodPost).HandlerFunc(c.serveSetPolicy)
 	identified.Path("/api/v1/apikeys").HandlerFunc(c.serveNoSuchEndpoint)
 	identified.PathPrefix("/api/v1/apikeys/").HandlerFunc(c.serveNoSuchEndpoint)
@@ -56,7 +57,7 @@ func (c *Console) Register(r *mux.Router) {
 
 // serveNoSuchEndpoint answers what the API does not have, with what it has.
 func (c *Console) serveNoSuchEndpoint(w http.ResponseWriter, _ *http.Request) {
-	writeError(w, &apiError{http.StatusNotFound, "not_found", "No such endpoint. The console API has GET and POST /api/v1/apikeys, POST /api/v1/apikeys/{name}/revoke and (for admins) POST /api/v1/apikeys/{name}/policy."})
+	writeError(w, &apiError{http.StatusNotFound, "not_found", "No such endpoint. The console API has GET and POST /api/v1/apikeys, POST /api/v1/apikeys/{name}/revoke, POST /api/v1/apikeys/{name}/rotate and (for admins) POST /api/v1/apikeys/{name}/policy."})
 }
 
 // methodNotAllowed answers 405 as net/http does, naming the methods the
