@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -91,64 +92,35 @@ func (c *Console) rotateKey(ctx context.Context, id *Identity, name string, req 
 	if f.Owner != id.User {
 		return rotateResponse{}, &apiError{http.StatusForbidden, "not_owner", "Only the key's owner can rotate it: only the owner receives the new key."}
 	}
-	live := &gatewayv1alpha1.APIKey{}
-	if err := c.writer.Get(ctx, nn, live); err != nil {
-		if apierrors.IsNotFound(err) {
-			return rotateResponse{}, notFound
-		}
-		c.log.Error("Failed to read an API key to rotate", "apikey", nn.String(), "error", err)
-		return rotateResponse{}, &apiError{http.StatusBadGateway, "rotate_failed", "The key could not be rotated: the Kubernetes API server did not answer. Try again in a moment."}
-	}
-	if live.UID != f.UID || live.Spec.Owner != id.User {
-		return rotateResponse{}, notFound
-	}
-	if status := gatewayv1alpha1.StatusOf(live.Spec.Revoked, live.DeletionTimestamp != nil, live.Status.Phase, timeOrZero(live.Status.ExpiresAt), c.now()); status != gatewayv1alpha1.PhaseActive {
-		return rotateResponse{}, &apiError{http.StatusConflict, "not_active", fmt.Sprintf("The key is %s: only an active key can be rotated. Create a new key instead.", status)}
-	}
-	oldPrefix := live.Status.Prefix
-
-	private, err := seal.NewPrivateKey()
-	if err != nil {
-		c.log.Error("Failed to generate a reveal key pair", "error", err)
-		return rotateResponse{}, &apiError{http.StatusInternalServerError, "rotate_failed", "The key could not be rotated: the gateway could not generate a key pair. Try again."}
-	}
-	// Whole seconds, later than any rotation before (the API server keeps
-	// requestedAt moving forward).
-	at := metav1.NewTime(c.now().UTC().Truncate(time.Second))
-	if prev := live.Spec.Rotation; prev != nil && !at.After(prev.RequestedAt.Time) {
-		at = metav1.NewTime(prev.RequestedAt.Add(time.Second))
-	}
-	patch, err := json.Marshal(map[string]any{
-		"metadata": map[string]any{"uid": live.UID, "resourceVersion": live.ResourceVersion},
-		"spec": map[string]any{"rotation": gatewayv1alpha1.Rotation{
-			RequestedAt: at, GracePeriod: &metav1.Duration{Duration: grace}, RevealPublicKey: private.PublicKey(),
-		}},
-	})
-	if err != nil {
-		return rotateResponse{}, &apiError{http.StatusInternalServerError, "rotate_failed", "The key could not be rotated. Try again."}
-	}
+	var (
+		live      *gatewayv1alpha1.APIKey
+		oldPrefix string
+		private   *seal.PrivateKey
+		at        metav1.Time
+	)
 	log := c.log.With("apikey", nn.String(), "owner", id.User)
-	if err := c.writer.Patch(ctx, live.DeepCopy(), client.RawPatch(types.MergePatchType, patch)); err != nil {
-		switch {
-		case apierrors.IsConflict(err):
-			return rotateResponse{}, &apiError{http.StatusConflict, "changed", "The key changed while the console was rotating it. Reload the page and try again."}
-		case apierrors.IsNotFound(err):
-			return rotateResponse{}, notFound
-		case apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
-			return rotateResponse{}, &apiError{http.StatusBadRequest, "invalid_request", "The key could not be rotated: " + apiMessage(err)}
-		case apierrors.IsForbidden(err):
-			log.Error("API server refused a console rotation; check the gateway's RBAC and the admission policies", "error", err)
-			return rotateResponse{}, &apiError{http.StatusInternalServerError, "gateway_forbidden", fmt.Sprintf(
-				"The key could not be rotated: the gateway is not allowed to (%s). Ask your administrator to check the gateway's permissions.", apiMessage(err))}
-		default:
-			log.Error("Failed to request a rotation", "error", err)
-			return rotateResponse{}, &apiError{http.StatusBadGateway, "rotate_failed", "The key could not be rotated: the Kubernetes API server did not accept the change. Try again in a moment."}
+	// The controller writes the key's status (last use, reveal) at any
+	// time; a conflict with that is retried, from a fresh read.
+	for attempt := 0; ; attempt++ {
+		var aerr *apiError
+		live, oldPrefix, private, at, aerr = c.requestRotation(ctx, id, nn, f, grace, log)
+		if aerr == nil {
+			break
+		}
+		if aerr.Code != "changed" || attempt == 4 {
+			return rotateResponse{}, aerr
+		}
+		select {
+		case <-ctx.Done():
+			return rotateResponse{}, aerr
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 
 	// Wait for the controller on the API server itself: the index holds no
 	// status.rotatedAt. The old key works until this succeeds.
 	var issued *gatewayv1alpha1.APIKey
+	var err error
 	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, c.opts.CreateTimeout, true, func(ctx context.Context) (bool, error) {
 		k := &gatewayv1alpha1.APIKey{}
 		if err := c.writer.Get(ctx, nn, k); err != nil {
@@ -209,6 +181,69 @@ func (c *Console) rotateKey(ctx context.Context, id *Identity, name string, req 
 		resp.PreviousPrefix, resp.PreviousExpiresAt = p.Prefix, &t
 	}
 	return resp, nil
+}
+
+// requestRotation reads the APIKey, checks it may be rotated by id, and
+// sets spec.rotation with a key pair made here, on exactly the version
+// read (a conflict comes back as code "changed").
+func (c *Console) requestRotation(ctx context.Context, id *Identity, nn types.NamespacedName, f *keyindex.APIKeyFacts, grace time.Duration, log *slog.Logger) (*gatewayv1alpha1.APIKey, string, *seal.PrivateKey, metav1.Time, *apiError) {
+	var none metav1.Time
+	notFound := &apiError{http.StatusNotFound, "not_found", fmt.Sprintf("You have no API key named %q.", nn.Name)}
+	live := &gatewayv1alpha1.APIKey{}
+	if err := c.writer.Get(ctx, nn, live); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, "", nil, none, notFound
+		}
+		c.log.Error("Failed to read an API key to rotate", "apikey", nn.String(), "error", err)
+		return nil, "", nil, none, &apiError{http.StatusBadGateway, "rotate_failed", "The key could not be rotated: the Kubernetes API server did not answer. Try again in a moment."}
+	}
+	if live.UID != f.UID || live.Spec.Owner != id.User {
+		return nil, "", nil, none, notFound
+	}
+	if status := gatewayv1alpha1.StatusOf(live.Spec.Revoked, live.DeletionTimestamp != nil, live.Status.Phase, timeOrZero(live.Status.ExpiresAt), c.now()); status != gatewayv1alpha1.PhaseActive {
+		return nil, "", nil, none, &apiError{http.StatusConflict, "not_active", fmt.Sprintf("The key is %s: only an active key can be rotated. Create a new key instead.", status)}
+	}
+	oldPrefix := live.Status.Prefix
+
+	private, err := seal.NewPrivateKey()
+	if err != nil {
+		c.log.Error("Failed to generate a reveal key pair", "error", err)
+		return nil, "", nil, none, &apiError{http.StatusInternalServerError, "rotate_failed", "The key could not be rotated: the gateway could not generate a key pair. Try again."}
+	}
+	// Whole seconds, later than any rotation before (the API server keeps
+	// requestedAt moving forward).
+	at := metav1.NewTime(c.now().UTC().Truncate(time.Second))
+	if prev := live.Spec.Rotation; prev != nil && !at.After(prev.RequestedAt.Time) {
+		at = metav1.NewTime(prev.RequestedAt.Add(time.Second))
+	}
+	patch, err := json.Marshal(map[string]any{
+		"metadata": map[string]any{"uid": live.UID, "resourceVersion": live.ResourceVersion},
+		"spec": map[string]any{"rotation": gatewayv1alpha1.Rotation{
+			RequestedAt: at, GracePeriod: &metav1.Duration{Duration: grace}, RevealPublicKey: private.PublicKey(),
+		}},
+	})
+	if err != nil {
+		return nil, "", nil, none, &apiError{http.StatusInternalServerError, "rotate_failed", "The key could not be rotated. Try again."}
+	}
+	if err := c.writer.Patch(ctx, live.DeepCopy(), client.RawPatch(types.MergePatchType, patch)); err != nil {
+		switch {
+		case apierrors.IsConflict(err):
+			return nil, "", nil, none, &apiError{http.StatusConflict, "changed", "The key changed while the console was rotating it. Reload the page and try again."}
+		case apierrors.IsNotFound(err):
+			return nil, "", nil, none, notFound
+		case apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
+			return nil, "", nil, none, &apiError{http.StatusBadRequest, "invalid_request", "The key could not be rotated: " + apiMessage(err)}
+		case apierrors.IsForbidden(err):
+			log.Error("API server refused a console rotation; check the gateway's RBAC and the admission policies", "error", err)
+			return nil, "", nil, none, &apiError{http.StatusInternalServerError, "gateway_forbidden", fmt.Sprintf(
+				"The key could not be rotated: the gateway is not allowed to (%s). Ask your administrator to check the gateway's permissions.", apiMessage(err))}
+		default:
+			log.Error("Failed to request a rotation", "error", err)
+			return nil, "", nil, none, &apiError{http.StatusBadGateway, "rotate_failed", "The key could not be rotated: the Kubernetes API server did not accept the change. Try again in a moment."}
+		}
+	}
+
+	return live, oldPrefix, private, at, nil
 }
 
 func timeOrZero(t *metav1.Time) time.Time {
