@@ -297,13 +297,14 @@ func TestBrowserKeyboard(t *testing.T) {
 	}
 	webtest.WaitJS(t, ctx, "the row is there", `document.querySelector('#keys [aria-haspopup="menu"]') !== null`)
 
-	// The row menu: Enter opens it on its first item, Esc closes it back
-	// onto its button, ArrowDown opens it too.
+	// The row menu: Enter opens it on its first item (Rotate, as the dev
+	// user owns the key), Esc closes it back onto its button, ArrowUp
+	// opens it on its last item (Revoke).
 	menuOpen := `document.querySelector('#keys [role="menu"]').hidden === false`
 	webtest.Do(t, ctx, "opening the menu with Enter", chromedp.Focus(chromedp.CSS(`#keys [aria-haspopup="menu"]`)), chromedp.KeyEvent(kb.Enter))
 	webtest.WaitJS(t, ctx, "the menu is open", menuOpen)
-	if got := active(); got != "Revoke" {
-		t.Errorf("focus is on %q, want the Revoke item", got)
+	if got := active(); got != "Rotate" {
+		t.Errorf("focus is on %q, want the Rotate item", got)
 	}
 	if exp := webtest.Eval[string](t, ctx, `document.querySelector('#keys [aria-haspopup="menu"]').getAttribute("aria-expanded")`); exp != "true" {
 		t.Errorf("aria-expanded = %s while open", exp)
@@ -313,8 +314,11 @@ func TestBrowserKeyboard(t *testing.T) {
 	if got := active(); got != "Actions for ci" {
 		t.Errorf("after Esc focus is on %q, want the menu button", got)
 	}
-	webtest.Do(t, ctx, "opening the menu with ArrowDown", chromedp.KeyEvent(kb.ArrowDown))
+	webtest.Do(t, ctx, "opening the menu with ArrowUp", chromedp.KeyEvent(kb.ArrowUp))
 	webtest.WaitJS(t, ctx, "the menu is open", menuOpen)
+	if got := active(); got != "Revoke" {
+		t.Errorf("focus is on %q, want the Revoke item", got)
+	}
 	webtest.Do(t, ctx, "choosing Revoke with Enter", chromedp.KeyEvent(kb.Enter))
 	webtest.WaitJS(t, ctx, "the confirmation is open", `document.getElementById("revoke-dialog").open`)
 	if got := active(); got != "Cancel" {

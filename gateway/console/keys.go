@@ -42,6 +42,9 @@ type keyItem struct {
 	// with RevealCommand (it is sealed to a key pair on their machine).
 	AwaitingReveal bool `json:"awaitingReveal,omitempty"`
 
+	// Previous is the key a rotation replaced, while it still works.
+	Previous *previousItem `json:"previous,omitempty"`
+
 	// The key's policy (DESIGN.md section 12, usage.go). Models absent:
 	// every model; limits absent: none; budget absent: none. Usage is
 	// absent for a key with none of the three, which the gateway serves
@@ -50,6 +53,27 @@ type keyItem struct {
 	Limits *gatewayv1alpha1.Limits `json:"limits,omitempty"`
 	Budget *budgetItem             `json:"budget,omitempty"`
 	Usage  *usageItem              `json:"usage,omitempty"`
+}
+
+// previousItem is status.previous as the console shows it.
+type previousItem struct {
+	Prefix     string     `json:"prefix"`
+	ExpiresAt  time.Time  `json:"expiresAt"`
+	LastUsedAt *time.Time `json:"lastUsedAt"`
+}
+
+// expiringSoon is how long before its expiry a key gets a badge.
+const expiringSoon = 7 * 24 * time.Hour
+
+// ExpiresWithin says whether an active key expires within 7 days of now.
+func (k keyItem) ExpiresWithin(now time.Time) bool {
+	return k.Status == StatusActive && k.ExpiresAt != nil && k.ExpiresAt.After(now) && k.ExpiresAt.Sub(now) <= expiringSoon
+}
+
+// Rotatable tells whether the console can rotate the key for user: an
+// active key in its own namespace, owned by user.
+func (k keyItem) Rotatable(user, namespace string) bool {
+	return k.Status == StatusActive && k.Owner == user && k.Namespace == namespace
 }
 
 // Label is what a person calls the key: its display name, else its name.
@@ -87,6 +111,9 @@ func itemOf(k *keyindex.APIKeyFacts, now time.Time) keyItem {
 		Owner:       k.Owner,
 
 		AwaitingReveal: k.AwaitingRevealKey,
+	}
+	if k.PreviousPrefix != "" && now.Before(k.PreviousExpiresAt) && item.Status == StatusActive {
+		item.Previous = &previousItem{Prefix: k.PreviousPrefix, ExpiresAt: k.PreviousExpiresAt.UTC(), LastUsedAt: timeOf(k.PreviousLastUsedAt)}
 	}
 	if p := k.Policy; p != nil {
 		item.Models, item.Limits = p.Models, p.Limits

@@ -2,6 +2,7 @@ package console
 
 import (
 	"embed"
+	"fmt"
 	"html/template"
 	"net/http"
 	"time"
@@ -61,6 +62,7 @@ func (c *Console) servePage(w http.ResponseWriter, r *http.Request) {
 // the reader's time zone; these are the server's UTC fallback.
 var viewFuncs = template.FuncMap{
 	"ago":     relativeTime,
+	"until":   untilText,
 	"date":    func(t time.Time) string { return t.UTC().Format("Jan 2, 2006") },
 	"exact":   func(t time.Time) string { return t.UTC().Format("Jan 2, 2006, 15:04 UTC") },
 	"rfc3339": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
@@ -80,3 +82,21 @@ var viewFuncs = template.FuncMap{
 
 // relativeTime says how long ago t was, in the words the CLI uses too.
 func relativeTime(now, t time.Time) string { return humantime.Ago(now, t) }
+
+// untilText says how long until t, for the expiry badge: "3 days",
+// "1 day", "5 hours", "less than an hour".
+func untilText(now, t time.Time) string {
+	d := t.Sub(now)
+	switch {
+	case d >= 48*time.Hour:
+		return fmt.Sprintf("%d days", int(d/(24*time.Hour)))
+	case d >= 24*time.Hour:
+		return "1 day"
+	case d >= 2*time.Hour:
+		return fmt.Sprintf("%d hours", int(d/time.Hour))
+	case d >= time.Hour:
+		return "1 hour"
+	default:
+		return "less than an hour"
+	}
+}

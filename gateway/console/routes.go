@@ -1,8 +1,11 @@
 package console
 
 import (
+	"bytes"
+	_ "embed"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/gorilla/mux"
 
@@ -42,9 +45,11 @@ func (c *Console) Register(r *mux.Router) {
 	identified.Use(c.identify, c.guard)
 	identified.Path("/api-keys").Methods(http.MethodGet, http.MethodHead).HandlerFunc(c.servePage)
 	identified.Path("/api-keys").Handler(methodNotAllowed("GET, HEAD"))
+	identified.Path(rotateScriptPath).Methods(http.MethodGet, http.MethodHead).HandlerFunc(serveRotateScript)
 	identified.Path("/api/v1/apikeys").Methods(http.MethodGet, http.MethodHead).HandlerFunc(c.serveList)
 	identified.Path("/api/v1/apikeys").Methods(http.MethodPost).HandlerFunc(c.serveCreate)
 	identified.Path("/api/v1/apikeys/{name}/revoke").Methods(http.MethodPost).HandlerFunc(c.serveRevoke)
+	identified.Path("/api/v1/apikeys/{name}/rotate").Methods(http.MethodPost).HandlerFunc(c.serveRotate)
 	identified.Path("/api/v1/apikeys/{name}/policy").Methods(http.MethodPost).HandlerFunc(c.serveSetPolicy)
 	identified.Path("/api/v1/apikeys").HandlerFunc(c.serveNoSuchEndpoint)
 	identified.PathPrefix("/api/v1/apikeys/").HandlerFunc(c.serveNoSuchEndpoint)
@@ -56,7 +61,7 @@ func (c *Console) Register(r *mux.Router) {
 
 // serveNoSuchEndpoint answers what the API does not have, with what it has.
 func (c *Console) serveNoSuchEndpoint(w http.ResponseWriter, _ *http.Request) {
-	writeError(w, &apiError{http.StatusNotFound, "not_found", "No such endpoint. The console API has GET and POST /api/v1/apikeys, POST /api/v1/apikeys/{name}/revoke and (for admins) POST /api/v1/apikeys/{name}/policy."})
+	writeError(w, &apiError{http.StatusNotFound, "not_found", "No such endpoint. The console API has GET and POST /api/v1/apikeys, POST /api/v1/apikeys/{name}/revoke, POST /api/v1/apikeys/{name}/rotate and (for admins) POST /api/v1/apikeys/{name}/policy."})
 }
 
 // methodNotAllowed answers 405 as net/http does, naming the methods the
@@ -67,4 +72,16 @@ func methodNotAllowed(allow string) http.Handler {
 		w.Header().Set("Allow", allow)
 		http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
 	})
+}
+
+// rotateScriptPath serves the page's rotate dialog script, which lives with
+// the console (static/rotate.js) rather than with the site's assets.
+const rotateScriptPath = "/api-keys/rotate.js"
+
+//go:embed static/rotate.js
+var rotateScript []byte
+
+func serveRotateScript(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+	http.ServeContent(w, r, "rotate.js", time.Time{}, bytes.NewReader(rotateScript))
 }

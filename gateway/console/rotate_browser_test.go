@@ -1,0 +1,111 @@
+package console_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/codevector/codevector/gateway/web/webtest"
+)
+
+// The owner rotates a key from the row menu: a grace-period dialog, the
+// new key shown once, and the row then says how long the old key works.
+func TestBrowserRotateKey(t *testing.T) {
+	s, ctx, watch := devStack(t)
+	defer watch.Check(t)
+	webtest.Eval[bool](t, ctx, `window.stillTheSamePage = true`)
+	old := createInPage(t, ctx, "laptop", "")
+	clickDone(t, ctx)
+
+	webtest.Do(t, ctx, "choosing Rotate in the row menu",
+		chromedp.Click(chromedp.CSS(`button[aria-label="Actions for laptop"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[role="menu"] [data-rotate]`)),
+		chromedp.Click(chromedp.CSS(`[role="menu"] [data-rotate]`)),
+		chromedp.WaitVisible(chromedp.ID("rotate-grace")),
+	)
+	if title := webtest.Eval[string](t, ctx, `document.getElementById("rotate-title").textContent`); title != "Rotate laptop?" {
+		t.Errorf("rotate dialog title %q", title)
+	}
+	if grace := webtest.Eval[string](t, ctx, `document.getElementById("rotate-grace").value`); grace != "24h" {
+		t.Errorf("default grace period %q, want 24h", grace)
+	}
+	options := webtest.Eval[[]string](t, ctx, `Array.from(document.querySelectorAll("#rotate-grace option"), o => o.textContent)`)
+	if len(options) != 4 || options[0] != "1 hour" || options[1] != "24 hours" || options[2] != "7 days" || !strings.Contains(options[3], "immediately") {
+		t.Errorf("grace options %q", options)
+	}
+	webtest.Screenshot(t, ctx, "console-rotate-dialog")
+	webtest.Do(t, ctx, "rotating",
+		chromedp.Click(chromedp.ID("rotate-submit")),
+		chromedp.WaitVisible(chromedp.ID("rotate-key")),
+	)
+	key := webtest.Eval[string](t, ctx, `document.getElementById("rotate-key").value`)
+	if !keyFormat.MatchString(key) || key == old {
+		t.Fatalf("the dialog shows %q..., not a new key", key[:min(len(key), 12)])
+	}
+	handedOut.Store(key, true)
+	if warning := webtest.Eval[string](t, ctx, `document.querySelector("#rotate-reveal-step .alert-warning").textContent`); !strings.Contains(warning, "only time the key is shown") {
+		t.Errorf("warning %q", warning)
+	}
+	if line := webtest.Eval[string](t, ctx, `document.getElementById("rotate-old").textContent`); !strings.Contains(line, old[:12]) || !strings.Contains(line, "keeps working until") {
+		t.Errorf("old-key line %q", line)
+	}
+	webtest.WaitJS(t, ctx, "the row shows the old key's grace period", `(document.querySelector("#keys .key-grace") || {}).textContent !== undefined`)
+	webtest.Screenshot(t, ctx, "console-rotate-reveal")
+	webtest.Do(t, ctx, "closing the dialog", chromedp.Click(chromedp.ID("rotate-done")))
+	webtest.WaitJS(t, ctx, "the dialog is closed", `!document.getElementById("rotate-dialog").open`)
+
+	html := webtest.Eval[string](t, ctx, `document.documentElement.outerHTML`)
+	if strings.Contains(html, key[12:44]) || strings.Contains(html, old[12:44]) {
+		t.Fatal("after Done the page still holds a key")
+	}
+	if !webtest.Eval[bool](t, ctx, `window.stillTheSamePage === true`) {
+		t.Error("the page reloaded")
+	}
+	if got := webtest.Eval[string](t, ctx, `document.querySelector('#keys tbody tr .prefix').textContent`); got != key[:12]+"…" {
+		t.Errorf("row prefix %q, want the new %s…", got, key[:12])
+	}
+	grace := webtest.Eval[string](t, ctx, `document.querySelector("#keys .key-grace").textContent`)
+	if !strings.Contains(grace, old[:12]) || !strings.Contains(grace, "still works until") || !strings.Contains(grace, "last used") {
+		t.Errorf("grace line %q", grace)
+	}
+	if status := s.chat(t, key); status != http.StatusOK {
+		t.Errorf("the new key: %d", status)
+	}
+	if status := s.chat(t, old); status != http.StatusOK {
+		t.Errorf("the old key during its grace period: %d", status)
+	}
+	webtest.Screenshot(t, ctx, "console-rotated")
+}
+
+// A key that expires within 7 days has a badge that says so in words.
+func TestBrowserExpirySoonBadge(t *testing.T) {
+	_, ctx, watch := devStack(t)
+	defer watch.Check(t)
+	webtest.Do(t, ctx, "creating a key that expires in 3 days",
+		chromedp.Click(chromedp.CSS(".page-header [data-open-create]")),
+		chromedp.WaitVisible(chromedp.ID("create-name")),
+		chromedp.SendKeys(chromedp.ID("create-name"), "short"),
+	)
+	webtest.Eval[bool](t, ctx, `(() => {
+		const s = document.getElementById("create-expiry");
+		s.value = "custom";
+		s.dispatchEvent(new Event("change", { bubbles: true }));
+		const d = new Date(Date.now() + 3 * 86400000);
+		const pad = n => String(n).padStart(2, "0");
+		document.getElementById("create-date").value = d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate());
+		return true;
+	})()`)
+	webtest.Do(t, ctx, "creating", chromedp.Click(chromedp.ID("create-submit")), chromedp.WaitVisible(chromedp.ID("reveal-key")))
+	handedOut.Store(webtest.Eval[string](t, ctx, `document.getElementById("reveal-key").value`), true)
+	clickDone(t, ctx)
+	webtest.WaitJS(t, ctx, "the row has an expiry badge", `document.querySelector("#keys .expiry-badge") !== null`)
+	if got := webtest.Eval[string](t, ctx, `document.querySelector("#keys .expiry-badge").textContent`); got != "Expires in 3 days" {
+		t.Errorf("badge %q, want \"Expires in 3 days\"", got)
+	}
+	if title := webtest.Eval[string](t, ctx, `document.querySelector("#keys .expiry-badge").title`); !strings.HasPrefix(title, "Expires ") {
+		t.Errorf("badge title %q", title)
+	}
+	webtest.Screenshot(t, ctx, "console-expiry-badge")
+}
