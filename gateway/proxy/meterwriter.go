@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"mime"
 	"net/http"
 	"strconv"
@@ -61,6 +62,8 @@ type meterWriter struct {
 	listTooLarge bool
 	// failed: a write to the client failed (it went away).
 	failed bool
+	// streamEnded: the stream's final event reached the client.
+	streamEnded bool
 }
 
 // recorderOf returns the responseRecorder under w.
@@ -158,9 +161,19 @@ func (w *meterWriter) forward(b []byte) (int, error) {
 	n, err := w.rec.Write(b)
 	if err != nil {
 		w.failed = true
+	} else if bytes.Contains(b, sseDone) || bytes.Contains(b, sseMessageStop) {
+		w.streamEnded = true
 	}
 	return n, err
 }
+
+// sseDone and sseMessageStop end an OpenAI and an Anthropic stream. A
+// client that has received one may close the connection before the proxy
+// has seen the upstream's end; the response was complete all the same.
+var (
+	sseDone        = []byte("data: [DONE]")
+	sseMessageStop = []byte("event: message_stop")
+)
 
 // writeStripped forwards complete events, holding back an incomplete one
 // until its end arrives.
@@ -234,7 +247,7 @@ func (w *meterWriter) finish(aborted bool) {
 
 // usage is what the request settles with; see Usage.
 func (w *meterWriter) usage(aborted bool) Usage {
-	u := Usage{Model: w.req.Model, Status: w.status, Complete: !aborted && !w.failed}
+	u := Usage{Model: w.req.Model, Status: w.status, Complete: w.streamEnded || !aborted && !w.failed}
 	if w.free || w.status/100 != 2 {
 		return u
 	}
