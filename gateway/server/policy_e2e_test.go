@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+	testingclock "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
@@ -38,14 +39,14 @@ func postChat(t *testing.T, url, key, model string) (int, http.Header, string) {
 		fmt.Sprintf(`{"model": %q, "messages": [{"role": "user", "content": "Hello there"}], "max_tokens": 20}`, model))
 }
 
-// awayFromMinuteEnd waits, if needed, until at least need remains of the
-// current minute: per-minute limits count in calendar minutes, and a test
-// that straddles two would see two minutes' worth.
-func awayFromMinuteEnd(need time.Duration) {
-	now := time.Now()
-	if left := now.Truncate(time.Minute).Add(time.Minute).Sub(now); left < need {
-		time.Sleep(left + 50*time.Millisecond)
-	}
+// minuteStartClock is a clock for gateways whose per-minute limits a test
+// checks: it starts at the beginning of the next calendar minute, so the
+// test has the whole minute before its counters reset, whenever it runs.
+// It runs ahead of the wall clock, never behind (gateway/quota needs that).
+func minuteStartClock(t *testing.T) *testingclock.FakeClock {
+	clk := testenv.FakeClock(t)
+	clk.SetTime(time.Now().Truncate(time.Minute).Add(time.Minute))
+	return clk
 }
 
 func errorCode(t *testing.T, body string) string {
@@ -68,7 +69,8 @@ func errorCode(t *testing.T, body string) string {
 func TestPolicyAcrossThreeReplicas(t *testing.T) {
 	env.StartManager(t, manager.Options{})
 	up := newUpstream(t, 0)
-	replicas := peeredReplicas(t, 3, server.Options{Providers: providersFor(t, up, up)})
+	clk := minuteStartClock(t)
+	replicas := peeredReplicas(t, 3, server.Options{Providers: providersFor(t, up, up), Clock: clk})
 	const rpm = 12
 	k, key := env.IssueKey(t, env.Namespace(t), "limited", func(k *gatewayv1alpha1.APIKey) {
 		k.Spec.Models = []gatewayv1alpha1.ModelGlob{"gpt-4o*"}
@@ -94,7 +96,6 @@ func TestPolicyAcrossThreeReplicas(t *testing.T) {
 
 	// 3 x the limit, spread over the replicas at once: exactly the limit
 	// passes.
-	awayFromMinuteEnd(20 * time.Second)
 	var mu sync.Mutex
 	statuses := map[int]int{}
 	var refusal http.Header
@@ -153,16 +154,15 @@ func TestPolicyAcrossThreeReplicas(t *testing.T) {
 		}
 		return nil
 	})
-	minute := time.Now().Truncate(time.Minute)
+	minute := clk.Now().Truncate(time.Minute)
 	extra := 0
 	for i := range 6 {
-		status, _, body := postChat(t, replicas[i%3].URL, key.Reveal(), "gpt-4o-mini")
-		t.Logf("extra %d: %d %s", i, status, body)
+		status, _, _ := postChat(t, replicas[i%3].URL, key.Reveal(), "gpt-4o-mini")
 		if status == http.StatusOK {
 			extra++
 		}
 	}
-	if time.Now().Truncate(time.Minute).Equal(minute) && extra != 3 {
+	if clk.Now().Truncate(time.Minute).Equal(minute) && extra != 3 {
 		t.Errorf("after raising the limit by 3, %d more requests passed in the same minute", extra)
 	}
 
@@ -284,14 +284,13 @@ func peeredReplicasUntil(t *testing.T, ctx context.Context, n int, o server.Opti
 func TestTokensPerMinuteAcrossReplicas(t *testing.T) {
 	env.StartManager(t, manager.Options{})
 	up := newUpstream(t, 0)
-	replicas := peeredReplicas(t, 3, server.Options{Providers: providersFor(t, up, up)})
+	replicas := peeredReplicas(t, 3, server.Options{Providers: providersFor(t, up, up), Clock: minuteStartClock(t)})
 	const tpm = 300
 	k, key := env.IssueKey(t, env.Namespace(t), "tokens", func(k *gatewayv1alpha1.APIKey) {
 		k.Spec.Limits = &gatewayv1alpha1.Limits{TokensPerMinute: ptr.To[int64](tpm)}
 	})
 	waitForPolicy(t, replicas, k)
 
-	awayFromMinuteEnd(20 * time.Second)
 	admitted := 0
 	var refusal http.Header
 	var body string
