@@ -53,6 +53,12 @@ func plantReveal(t *testing.T, k *gatewayv1alpha1.APIKey, plain keys.Key) *corev
 // right after writing it leaves it.
 func plantHash(t *testing.T, k *gatewayv1alpha1.APIKey, plain keys.Key) *corev1.Secret {
 	t.Helper()
+	return plantHashNamed(t, k, plain, "")
+}
+
+// plantHashNamed is plantHash under the given name ("": the first key's).
+func plantHashNamed(t *testing.T, k *gatewayv1alpha1.APIKey, plain keys.Key, name string) *corev1.Secret {
+	t.Helper()
 	phc, err := keys.Hash(plain, testenv.FastArgon2)
 	if err != nil {
 		t.Fatal(err)
@@ -62,6 +68,9 @@ func plantHash(t *testing.T, k *gatewayv1alpha1.APIKey, plain keys.Key) *corev1.
 		t.Fatal(err)
 	}
 	h := controllers.NewHashSecret(gatewayv1alpha1.DefaultSystemNamespace, k, plain, parsed)
+	if name != "" {
+		h.Name = name
+	}
 	if err := env.Client.Create(context.Background(), h); err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
-	"github.com/codevector/codevector/controllers"
 	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/testenv"
@@ -255,20 +254,7 @@ func TestRevokeOrDeleteDuringGracePeriodEndsBothKeys(t *testing.T) {
 // manager killed right after it leaves it.
 func plantRotatedHash(t *testing.T, k *gatewayv1alpha1.APIKey, plain keys.Key) *corev1.Secret {
 	t.Helper()
-	phc, err := keys.Hash(plain, testenv.FastArgon2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	parsed, err := keys.ParsePHC(phc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := controllers.NewHashSecret(gatewayv1alpha1.DefaultSystemNamespace, k, plain, parsed)
-	h.Name = gatewayv1alpha1.RotatedHashSecretName(string(k.UID), plain.ID())
-	if err := env.Client.Create(context.Background(), h); err != nil {
-		t.Fatal(err)
-	}
-	return h
+	return plantHashNamed(t, k, plain, gatewayv1alpha1.RotatedHashSecretName(string(k.UID), plain.ID()))
 }
 
 // A manager killed between the writes of a rotation (after the new hash,
