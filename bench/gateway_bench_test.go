@@ -181,20 +181,8 @@ func BenchmarkGatewayAddedLatency(b *testing.B) {
 	summary := newTable("percentile", "direct ms", "bare proxy ms", "gateway ms", "gateway − direct ms", "bare − direct ms", "target")
 	var p99Met bool
 	for _, p := range []float64{50, 90, 99} {
-		at := func(ti int) []float64 {
-			var out []float64
-			for _, r := range byTarget[ti] {
-				out = append(out, float64(r.pct(p))/float64(time.Millisecond))
-			}
-			return out
-		}
-		diff := func(a, b []float64) []float64 {
-			out := make([]float64, len(a))
-			for i := range a {
-				out[i] = a[i] - b[i]
-			}
-			return out
-		}
+		at := func(ti int) []float64 { return pctMillis(byTarget[ti], p) }
+		diff := minus
 		gwMinusDirect := diff(at(2), at(0))
 		goal := "-"
 		if p == 99 {

@@ -86,6 +86,24 @@ func (r loadResult) cpuPerRequest() time.Duration {
 
 func (r loadResult) pct(p float64) time.Duration { return percentile(r.latencies, p) }
 
+// pctMillis is the p-th percentile of each round, in milliseconds.
+func pctMillis(rounds []loadResult, p float64) []float64 {
+	out := make([]float64, len(rounds))
+	for i, r := range rounds {
+		out[i] = float64(r.pct(p)) / float64(time.Millisecond)
+	}
+	return out
+}
+
+// minus is a - b, round by round.
+func minus(a, b []float64) []float64 {
+	out := make([]float64, len(a))
+	for i := range a {
+		out[i] = a[i] - b[i]
+	}
+	return out
+}
+
 // closedLoop runs conns workers, each sending its next request as soon as
 // the previous answer is read, for d.
 func closedLoop(t target, c *http.Client, conns int, d time.Duration) loadResult {

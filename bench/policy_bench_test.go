@@ -322,20 +322,8 @@ func BenchmarkPolicyCost(b *testing.B) {
 		}
 	}
 
-	at := func(ti int, p float64) []float64 {
-		var out []float64
-		for _, r := range byTarget[ti] {
-			out = append(out, float64(r.pct(p))/float64(time.Millisecond))
-		}
-		return out
-	}
-	diff := func(a, b []float64) []float64 {
-		out := make([]float64, len(a))
-		for i := range a {
-			out[i] = a[i] - b[i]
-		}
-		return out
-	}
+	at := func(ti int, p float64) []float64 { return pctMillis(byTarget[ti], p) }
+	diff := minus
 	summary := newTable("through", "key", "p50 ms", "added p50 ms", "p99 ms", "added p99 ms", "target added p50 ≤ 0.2 ms")
 	allMet := true
 	for tp, topo := range topologies {

@@ -37,14 +37,21 @@ func userClient(t *testing.T, ns, name string, groups ...string) client.Client {
 	return c
 }
 
-func TestAdmissionPoliciesEnforceOwnership(t *testing.T) {
-	ctx := context.Background()
-	if err := env.ApplyFile(ctx, env.Root+"/config/rbac/apikey_editor_role.yaml"); err != nil {
+// teamNamespace is a fresh namespace where alice is a plain member (the
+// editor role) and carol an admin (the admin group as well), both real users
+// of the API server whose requests meet RBAC and the admission policies.
+func teamNamespace(t *testing.T) (ns string, alice, carol client.Client) {
+	t.Helper()
+	if err := env.ApplyFile(context.Background(), env.Root+"/config/rbac/apikey_editor_role.yaml"); err != nil {
 		t.Fatal(err)
 	}
-	ns := env.Namespace(t)
-	alice := userClient(t, ns, "alice@example.com")
-	carol := userClient(t, ns, "carol@example.com", gatewayv1alpha1.DefaultAdminGroup)
+	ns = env.Namespace(t)
+	return ns, userClient(t, ns, "alice@example.com"), userClient(t, ns, "carol@example.com", gatewayv1alpha1.DefaultAdminGroup)
+}
+
+func TestAdmissionPoliciesEnforceOwnership(t *testing.T) {
+	ctx := context.Background()
+	ns, alice, carol := teamNamespace(t)
 
 	// alice's key gets her as owner without her saying so.
 	own := newKey(ns, "alice-laptop")

@@ -71,12 +71,7 @@ func TestPolicyFieldsAreValidatedByTheAPIServer(t *testing.T) {
 // may change them, and the owner may still revoke.
 func TestOnlyAdminsChangeAKeysPolicy(t *testing.T) {
 	ctx := context.Background()
-	if err := env.ApplyFile(ctx, env.Root+"/config/rbac/apikey_editor_role.yaml"); err != nil {
-		t.Fatal(err)
-	}
-	ns := env.Namespace(t)
-	alice := userClient(t, ns, "alice@example.com")
-	carol := userClient(t, ns, "carol@example.com", gatewayv1alpha1.DefaultAdminGroup)
+	ns, alice, carol := teamNamespace(t)
 
 	k := newKey(ns, "limited", func(k *gatewayv1alpha1.APIKey) {
 		k.Spec.Owner = "alice@example.com"
@@ -151,11 +146,7 @@ func TestKubectlShowsTheBudget(t *testing.T) {
 // of a manifest (as GitOps tools do).
 func TestNamespaceGuardrails(t *testing.T) {
 	ctx := context.Background()
-	if err := env.ApplyFile(ctx, env.Root+"/config/rbac/apikey_editor_role.yaml"); err != nil {
-		t.Fatal(err)
-	}
-	ns := env.Namespace(t)
-	alice := userClient(t, ns, "alice@example.com")
+	ns, alice, _ := teamNamespace(t)
 
 	// A key from before the guardrails, with no expiry and no limits.
 	old := newKey(ns, "from-before", func(k *gatewayv1alpha1.APIKey) { k.Spec.RevealPublicKey = "" })

@@ -17,12 +17,7 @@ import (
 // public key it carries), and a rotation only moves forward.
 func TestRotationRequestsAreTheOwners(t *testing.T) {
 	ctx := context.Background()
-	if err := env.ApplyFile(ctx, env.Root+"/config/rbac/apikey_editor_role.yaml"); err != nil {
-		t.Fatal(err)
-	}
-	ns := env.Namespace(t)
-	alice := userClient(t, ns, "alice@example.com")
-	carol := userClient(t, ns, "carol@example.com", gatewayv1alpha1.DefaultAdminGroup)
+	ns, alice, carol := teamNamespace(t)
 	k := newKey(ns, "rotating", func(k *gatewayv1alpha1.APIKey) { k.Spec.Owner = "alice@example.com"; k.Spec.RevealPublicKey = "" })
 	if err := alice.Create(ctx, k); err != nil {
 		t.Fatal(err)
