@@ -1,7 +1,8 @@
 // The API keys page: rotate a key you own. The new key is shown once, in
 // its own dialog, and wiped from the DOM when the dialog closes. Served by
 // the console itself (/api-keys/rotate.js); it works next to console.js,
-// which owns the row menus.
+// which owns the row menus, the CSRF token and the table's refresh
+// (CodeVector.keysPage).
 (function () {
   "use strict";
   const $ = function (id) { return document.getElementById(id); };
@@ -21,22 +22,9 @@
   let busy = false;
   let shown = false;
 
-  function csrfToken() {
-    const meta = document.querySelector('meta[name="csrf-token"]');
-    return meta ? meta.content : "";
-  }
-
   function showError(message) {
     errorBox.textContent = message;
     errorBox.hidden = !message;
-  }
-
-  function closeMenus() {
-    document.querySelectorAll('[aria-haspopup="menu"][aria-expanded="true"]').forEach(function (b) {
-      b.setAttribute("aria-expanded", "false");
-      const menu = $(b.getAttribute("aria-controls"));
-      if (menu) menu.hidden = true;
-    });
   }
 
   function reset() {
@@ -48,32 +36,13 @@
     showError("");
   }
 
-  // refresh re-renders the table from the server, as console.js does.
-  async function refresh() {
-    try {
-      const resp = await fetch(location.pathname + location.search, { headers: { Accept: "text/html" }, credentials: "same-origin", cache: "no-store" });
-      if (!resp.ok) return;
-      const doc = new DOMParser().parseFromString(await resp.text(), "text/html");
-      const fresh = doc.getElementById("keys");
-      const region = $("keys");
-      if (!fresh || !region) return;
-      closeMenus();
-      region.replaceChildren.apply(region, Array.from(fresh.childNodes, function (n) { return document.importNode(n, true); }));
-      const token = doc.querySelector('meta[name="csrf-token"]');
-      const meta = document.querySelector('meta[name="csrf-token"]');
-      if (token && meta) meta.content = token.content;
-      CV.localizeTimes(region);
-    } catch (e) {
-      // The table stays as it was; the next change refreshes it.
-    }
-  }
 
   document.addEventListener("click", function (e) {
     const item = e.target.closest("[data-rotate]");
     if (!item) return;
     const menu = item.closest('[role="menu"]');
     opener = menu ? $(menu.getAttribute("aria-labelledby")) : null;
-    closeMenus();
+    CV.keysPage.closeMenus();
     target = { namespace: item.dataset.namespace, name: item.dataset.rotate, label: item.dataset.label };
     reset();
     title.textContent = "Rotate " + target.label + "?";
@@ -95,7 +64,7 @@
       try {
         resp = await fetch("/api/v1/apikeys/" + encodeURIComponent(target.name) + "/rotate", {
           method: "POST",
-          headers: { "Content-Type": "application/json", "Accept": "application/json", "X-CSRF-Token": csrfToken() },
+          headers: { "Content-Type": "application/json", "Accept": "application/json", "X-CSRF-Token": CV.keysPage.csrfToken() },
           body: JSON.stringify({ gracePeriod: grace.value }),
           credentials: "same-origin",
           cache: "no-store",
@@ -121,7 +90,7 @@
       shown = true;
       keyField.focus();
       keyField.select();
-      refresh();
+      CV.keysPage.refresh();
     } catch (err) {
       showError(err.message);
     } finally {

@@ -15,6 +15,8 @@
   const revealStep = $("reveal-step");
   const revokeDialog = $("revoke-dialog");
   if (!createDialog || !revokeDialog) return;
+  // What the page's other dialogs (the console's rotate.js) share with it.
+  CV.keysPage = { csrfToken: csrfToken, closeMenus: closeMenus, refresh: refresh };
 
   // rowOf finds the row of the key namespace/name under root.
   function rowOf(root, namespace, name) {
