@@ -66,6 +66,10 @@ bench: envtest ## Run the benchmarks recorded in BENCHMARKS.md (about 15 minutes
 bench-policy: envtest ## Only the per-key policy benchmarks (issue 13): accuracy, cost, a replica stopped; about 7 minutes.
 	BENCH_OUT=$(LOCALBIN)/bench-policy-results.md go test -run='^$$' -bench='^BenchmarkPolicy' -benchtime=1x -timeout 60m ./bench/
 
+.PHONY: bench-rollout
+bench-rollout: envtest ## Only the rollout benchmark (issue 15): 3 replicas replaced one at a time under 10,000 keys in use; about 6 minutes per mode.
+	BENCH_OUT=$(LOCALBIN)/bench-rollout-results.md go test -run='^$$' -bench='^BenchmarkRollout$$' -benchtime=1x -timeout 60m ./bench/
+
 .PHONY: bench-scale
 bench-scale: envtest ## Scale benchmarks: 10k and 100k keys (SCALE_KEYS), gateway and manager; about 30 minutes.
 	go test -v -run='^$$' -bench=. -benchtime=1x -timeout 120m ./bench/scale/

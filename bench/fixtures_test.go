@@ -154,6 +154,11 @@ func waitOK(b *testing.B, t target) {
 func untilOK(t target, timeout time.Duration) error {
 	c := newClient(1)
 	defer c.CloseIdleConnections()
+	return untilOKWith(c, t, timeout)
+}
+
+// untilOKWith is untilOK on a client the caller keeps, for many targets.
+func untilOKWith(c *http.Client, t target, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		status, err := t.do(context.Background(), c, chatBody)

@@ -47,6 +47,14 @@ type peeredReplica struct {
 type peeredSet struct {
 	replicas []*peeredReplica
 	peerPort string
+	seq      int    // names the set's Pods
+	selector string // the label selector of the set's Pods (--peer-selector)
+	// listeners[i] is the peer listener of replicas[i], on 127.0.0.(i+1);
+	// those past len(replicas) are for replicas added later (addReplica).
+	listeners []net.Listener
+	providers *proxy.Providers
+	// configure, if set, adjusts every replica's options before it starts.
+	configure func(*server.Options)
 }
 
 var peeredSetSeq int
@@ -57,51 +65,97 @@ var peeredSetSeq int
 // manager must be running: it creates the peers' credential.
 func startPeeredReplicas(b *testing.B, n int, p *proxy.Providers) *peeredSet {
 	b.Helper()
+	return startPeeredReplicasWith(b, n, 0, p, nil)
+}
+
+// startPeeredReplicasWith is startPeeredReplicas with room for spare more
+// replicas (addReplica) on the next loopback addresses and the same peer
+// port, as a rollout adds pods, and configure (if not nil) applied to
+// every replica's options.
+func startPeeredReplicasWith(b *testing.B, n, spare int, p *proxy.Providers, configure func(*server.Options)) *peeredSet {
+	b.Helper()
 	peeredSetSeq++
-	selector := fmt.Sprintf("bench-peers=%s-%d", sanitize(b.Name()), peeredSetSeq)
-	listeners, port := peerListeners(b, n)
-	set := &peeredSet{peerPort: port}
-	ns := gatewayv1alpha1.DefaultSystemNamespace
-	for i := range n {
-		ip := fmt.Sprintf("127.0.0.%d", i+1)
-		pod := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("bench-gateway-%d-%d", peeredSetSeq, i),
-				Labels: map[string]string{"bench-peers": selector[len("bench-peers="):]}},
-			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "gateway", Image: "codevector:bench"}}},
-		}
-		if err := env.Client.Create(context.Background(), pod); err != nil {
-			b.Fatalf("creating peer pod: %v", err)
-		}
-		b.Cleanup(func() { _ = env.Client.Delete(context.Background(), pod) })
-		pod.Status = corev1.PodStatus{
-			Phase:  corev1.PodRunning,
-			PodIP:  ip,
-			PodIPs: []corev1.PodIP{{IP: ip}},
-			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue,
-				LastTransitionTime: metav1.Now()}},
-		}
-		if err := env.Client.Status().Update(context.Background(), pod); err != nil {
-			b.Fatalf("marking peer pod %s Ready: %v", pod.Name, err)
-		}
-		set.replicas = append(set.replicas, &peeredReplica{pod: pod, peerAddr: net.JoinHostPort(ip, port)})
+	set := &peeredSet{seq: peeredSetSeq, selector: fmt.Sprintf("bench-peers=%s-%d", sanitize(b.Name()), peeredSetSeq), providers: p, configure: configure}
+	set.listeners, set.peerPort = peerListeners(b, n+spare)
+	for range n {
+		set.replicas = append(set.replicas, set.newPod(b, true))
 	}
 	var wg sync.WaitGroup
 	for i, r := range set.replicas {
-		wg.Go(func() {
-			r.url, r.gw, r.stop = testenv.RunGatewayOn(b, testenv.Listener(b), 60*time.Second, env.Config, server.Options{
-				Providers: p,
-				Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-				Peers: server.PeerOptions{
-					Listener:  listeners[i],
-					Discovery: server.DiscoveryKubernetes,
-					Selector:  selector,
-				},
-				PodIP: r.pod.Status.PodIP,
-			})
-		})
+		wg.Go(func() { set.run(b, r, i) })
 	}
 	wg.Wait()
 	return set
+}
+
+// addReplica starts one more replica as a Deployment's rollout does: its
+// Pod, with the next loopback address as pod IP, is created not Ready (so
+// the other replicas do not list it as a peer yet), the gateway starts,
+// and once its /readyz answers 200 the Pod is marked Ready, as the kubelet
+// does after a readiness probe. It returns the replica's index.
+func (s *peeredSet) addReplica(b *testing.B) int {
+	b.Helper()
+	i := len(s.replicas)
+	if i >= len(s.listeners) {
+		b.Fatalf("peered set has no listener left for replica %d", i+1)
+	}
+	r := s.newPod(b, false)
+	s.replicas = append(s.replicas, r)
+	s.run(b, r, i)
+	s.markReady(b, r.pod)
+	return i
+}
+
+// newPod creates the Pod of the next replica, running with the next
+// loopback address as pod IP, Ready or not.
+func (s *peeredSet) newPod(b *testing.B, ready bool) *peeredReplica {
+	b.Helper()
+	i := len(s.replicas)
+	ip := fmt.Sprintf("127.0.0.%d", i+1)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: gatewayv1alpha1.DefaultSystemNamespace, Name: fmt.Sprintf("bench-gateway-%d-%d", s.seq, i),
+			Labels: map[string]string{"bench-peers": s.selector[len("bench-peers="):]}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "gateway", Image: "codevector:bench"}}},
+	}
+	if err := env.Client.Create(context.Background(), pod); err != nil {
+		b.Fatalf("creating peer pod: %v", err)
+	}
+	b.Cleanup(func() { _ = env.Client.Delete(context.Background(), pod) })
+	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}}
+	if ready {
+		pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()}}
+	}
+	if err := env.Client.Status().Update(context.Background(), pod); err != nil {
+		b.Fatalf("setting the status of peer pod %s: %v", pod.Name, err)
+	}
+	return &peeredReplica{pod: pod, peerAddr: net.JoinHostPort(ip, s.peerPort)}
+}
+
+// markReady marks pod Ready, which adds it to the others' peer lists.
+func (s *peeredSet) markReady(b *testing.B, pod *corev1.Pod) {
+	b.Helper()
+	pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()}}
+	if err := env.Client.Status().Update(context.Background(), pod); err != nil {
+		b.Fatalf("marking peer pod %s Ready: %v", pod.Name, err)
+	}
+}
+
+// run starts replica r, the set's i-th, and returns once it is ready.
+func (s *peeredSet) run(b *testing.B, r *peeredReplica, i int) {
+	o := server.Options{
+		Providers: s.providers,
+		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Peers: server.PeerOptions{
+			Listener:  s.listeners[i],
+			Discovery: server.DiscoveryKubernetes,
+			Selector:  s.selector,
+		},
+		PodIP: r.pod.Status.PodIP,
+	}
+	if s.configure != nil {
+		s.configure(&o)
+	}
+	r.url, r.gw, r.stop = testenv.RunGatewayOn(b, testenv.Listener(b), 60*time.Second, env.Config, o)
 }
 
 // peerListeners opens n listeners on 127.0.0.1, .2, ... with one port

@@ -9,11 +9,9 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/testenv"
 )
@@ -94,13 +92,6 @@ func populate(b testing.TB, env *testenv.Env, prefix string, n, nsCount, sampleS
 // writeKey writes one Active APIKey and its hash Secret, as the controller
 // would have left them.
 func writeKey(ctx context.Context, c client.Client, ns, name string, k keys.Key, realHash bool) error {
-	ak := &gatewayv1alpha1.APIKey{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Finalizers: []string{gatewayv1alpha1.Finalizer}},
-		Spec:       gatewayv1alpha1.APIKeySpec{DisplayName: "scale " + name}, // owner: defaulted to the writer
-	}
-	if err := c.Create(ctx, ak); err != nil {
-		return err
-	}
 	phc := testenv.FakeHash()
 	if realHash {
 		// At most one hash per core at a time: 48 writers hashing at once
@@ -115,7 +106,7 @@ func writeKey(ctx context.Context, c client.Client, ns, name string, k keys.Key,
 			return err
 		}
 	}
-	return testenv.WriteIssuedKey(ctx, c, ak, k, phc)
+	return testenv.PlantKey(ctx, c, ns, name, k, phc)
 }
 
 var hashSlots = make(chan struct{}, runtime.GOMAXPROCS(0))

@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"crypto/rand"
+	"fmt"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -42,4 +43,18 @@ func WriteIssuedKey(ctx context.Context, c client.Client, ak *gatewayv1alpha1.AP
 			Message: "The key authenticates gateway requests", ObservedGeneration: ak.Generation, LastTransitionTime: metav1.Now()}},
 	}
 	return c.Status().Patch(ctx, ak, client.MergeFrom(base))
+}
+
+// PlantKey creates APIKey ns/name and writes what the controller leaves
+// for it once issued and revealed (WriteIssuedKey): an Active key whose
+// hash Secret holds phc, in three writes, without a manager or argon2.
+func PlantKey(ctx context.Context, c client.Client, ns, name string, k keys.Key, phc keys.PHC) error {
+	ak := &gatewayv1alpha1.APIKey{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Finalizers: []string{gatewayv1alpha1.Finalizer}},
+		Spec:       gatewayv1alpha1.APIKeySpec{DisplayName: "planted " + name}, // owner: defaulted to the writer
+	}
+	if err := c.Create(ctx, ak); err != nil {
+		return fmt.Errorf("creating APIKey %s/%s: %w", ns, name, err)
+	}
+	return WriteIssuedKey(ctx, c, ak, k, phc)
 }

@@ -1,0 +1,213 @@
+package bench
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/codevector/codevector/gateway/proxy"
+	"github.com/codevector/codevector/gateway/server"
+	"github.com/codevector/codevector/internal/keys"
+	"github.com/codevector/codevector/internal/manager"
+)
+
+// Rollout (issue 15): what replacing every gateway replica, one at a time
+// as a Deployment's rollout does, costs the requests of many keys in use.
+// A new replica knows every key's hash but has verified none, so until it
+// has, each key's first request to it pays argon2id, behind its two
+// argon2 slots.
+
+// rolloutParams hash the planted keys: the cheapest argon2id the gateway
+// accepts (keys.MinMemoryKiB, one pass), about a seventh of the cost of
+// keys.DefaultParams, so that 10,000 keys verified on six replicas take
+// minutes, not a quarter of an hour. BENCHMARKS.md says how the figures
+// scale to the default parameters.
+var rolloutParams = keys.Params{Memory: keys.MinMemoryKiB, Time: 1, Threads: 1}
+
+// rolloutMode is one way of running the replicas, a sub-benchmark each.
+type rolloutMode struct {
+	name         string
+	proofSharing bool
+}
+
+// rolloutModes are the modes BENCH_ROLLOUT_MODES picks from (default:
+// all): "before" issue 15's fix, replicas verify every key themselves;
+// "after", replicas share verified-key proofs with their peers (the
+// gateway's default once the fix is in).
+var rolloutModes = []rolloutMode{{"before", false}, {"after", true}}
+
+// setProofSharing is the one place a mode reaches a replica's options. It
+// reports whether the gateway can run the mode: until issue 15's fix adds
+// server.PeerOptions.DisableProofSharing, no replica shares proofs, so
+// only "before" runs and "after" is skipped rather than measured wrongly.
+func setProofSharing(o *server.Options, on bool) bool {
+	// With the fix, this body becomes:
+	//	o.Peers.DisableProofSharing = !on
+	//	return true
+	return !on
+}
+
+// rolloutReplicas is the Deployment's replica count. Its rollout is
+// Kubernetes' default strategy at 3 replicas: maxSurge 25% (rounded up: 1)
+// and maxUnavailable 25% (rounded down: 0), so one new pod at a time, and
+// an old one goes only when a new one is ready.
+const rolloutReplicas = 3
+
+// rolloutLastUsedInterval is the replicas' --last-used-interval: longer
+// than a run, so no replica writes a last-use time while measured.
+const rolloutLastUsedInterval = time.Hour
+
+// rolloutClients is how many client addresses the load comes from.
+const rolloutClients = 64
+
+// chatPath is where the benchmark request goes on a gateway.
+const chatPath = "/gateway/openai/v1/chat/completions"
+
+// BenchmarkRollout: 3 peered replicas serve BENCH_ROLLOUT_KEYS keys, all
+// in use (open loop, a random key per request, round robin over the ready
+// replicas); once every replica has verified every key, each replica is
+// replaced in turn as a rollout replaces pods. Latency and refusals are
+// measured per second, against the steady state before the rollout.
+func BenchmarkRollout(b *testing.B) {
+	n := envInt("BENCH_ROLLOUT_KEYS", 10000)
+	p := providers(b, serve(b, http.HandlerFunc(fixedUpstream)), false)
+	start := time.Now()
+	bearers := plantRolloutKeys(b, env.Namespace(b), n)
+	planted := time.Since(start)
+	// After planting: a running manager would issue keys of its own to
+	// APIKeys it saw before their hash Secret and status were written.
+	env.StartManager(b, manager.Options{}) // the peers' credential
+	fmt.Printf("rollout: %d keys planted in %v\n", n, planted.Round(time.Second))
+	for _, m := range selectedRolloutModes(b) {
+		b.Run(m.name, func(b *testing.B) {
+			if !setProofSharing(&server.Options{}, m.proofSharing) {
+				b.Skipf("mode %q: this gateway has no switch for proof sharing yet (see setProofSharing)", m.name)
+			}
+			runRollout(b, m, p, bearers, planted)
+		})
+	}
+}
+
+func selectedRolloutModes(b *testing.B) []rolloutMode {
+	list := os.Getenv("BENCH_ROLLOUT_MODES")
+	if list == "" {
+		list = "before,after"
+	}
+	var out []rolloutMode
+	for _, name := range strings.Split(list, ",") {
+		i := slices.IndexFunc(rolloutModes, func(m rolloutMode) bool { return m.name == strings.TrimSpace(name) })
+		if i < 0 {
+			b.Fatalf("BENCH_ROLLOUT_MODES: unknown mode %q (before, after)", name)
+		}
+		out = append(out, rolloutModes[i])
+	}
+	return out
+}
+
+func runRollout(b *testing.B, m rolloutMode, p *proxy.Providers, bearers []string, planted time.Duration) {
+	rate := envInt("BENCH_ROLLOUT_RATE", 500)
+	steadyFor := envDuration("BENCH_ROLLOUT_STEADY", 15*time.Second)
+	settleMax := envDuration("BENCH_ROLLOUT_SETTLE", 60*time.Second)
+	const tail = 10 * time.Second // measured after every replica has verified every key
+	set := startPeeredReplicasWith(b, rolloutReplicas, rolloutReplicas, p, func(o *server.Options) {
+		setProofSharing(o, m.proofSharing)
+		// At the default 30s, last-use writes for 10,000 keys in use
+		// would keep kube-apiserver and etcd busy throughout (a few
+		// hundred patches a second) and measure them, not authentication.
+		o.LastUsedInterval = rolloutLastUsedInterval
+	})
+	warmedIn := warmReplicas(b, set.replicas, bearers)
+	fmt.Printf("rollout %s: %d replicas verified %d keys each in %v\n", m.name, rolloutReplicas, len(bearers), warmedIn.Round(time.Second))
+
+	var lb atomic.Pointer[[]string] // the ready replicas, as a Service's endpoints
+	ready := set.urls()
+	lb.Store(&ready)
+	var events timeline
+	cpu0 := sampleCPU()
+	load := startRandomKeyLoad(bearers, &lb, rate)
+	time.Sleep(steadyFor) // the steady state is measured for a fixed time
+	rolloutStart, cpu1 := time.Now(), sampleCPU()
+	for old := range rolloutReplicas {
+		t0 := time.Now()
+		events.add(t0, fmt.Sprintf("replica %d starts", len(set.replicas)+1))
+		i := set.addReplica(b)
+		events.add(time.Now(), fmt.Sprintf("%d ready after %.1fs", i+1, time.Since(t0).Seconds()))
+		ready = append(slices.Clone(ready[1:]), set.replicas[i].url)
+		lb.Store(&ready)
+		if err := set.killErr(old); err != nil {
+			b.Fatal(err)
+		}
+		events.add(time.Now(), fmt.Sprintf("%d stopped", old+1))
+	}
+	rolloutEnd := time.Now()
+	current := set.replicas[rolloutReplicas:]
+	allVerified := time.Time{}
+	for time.Since(rolloutEnd) < settleMax {
+		if allVerified.IsZero() && minVerified(current) >= len(bearers) {
+			allVerified = time.Now()
+			events.add(allVerified, "all keys verified on 4-6")
+		}
+		if !allVerified.IsZero() && time.Since(allVerified) >= tail && time.Since(rolloutEnd) >= tail {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	loadEnd, cpu2 := time.Now(), sampleCPU()
+	samples, maxLag := load.stop()
+
+	steady := window(samples, rolloutStart.Add(-steadyFor), rolloutStart)
+	during := window(samples, rolloutStart, rolloutEnd)
+	after := window(samples, rolloutEnd, loadEnd)
+	whole := window(samples, rolloutStart, loadEnd)
+	limit := 2 * steady.pct(99)
+	recovered, ok := recoveredAt(samples, rolloutStart, loadEnd, limit)
+
+	summary := newTable("phase", "seconds", "requests", "200", "503", "other non-200", "p50 ms", "p99 ms", "max ms", "p99 / steady")
+	phaseRow := func(name string, r rolloutWindow) {
+		summary.row(name, fmt.Sprintf("%.0f", r.elapsed.Seconds()), r.ok+r.failed, r.ok, r.refused, r.failed-r.refused,
+			ms(r.pct(50)), ms(r.pct(99)), ms(r.pct(100)), fmt.Sprintf("%.1f", float64(r.pct(99))/float64(steady.pct(99))))
+	}
+	phaseRow("steady state (every key verified on every replica)", steady)
+	phaseRow("rollout: first new replica started → last old one stopped", during)
+	phaseRow("after the rollout, to the end of the measurement", after)
+	phaseRow("whole rollout (the two above)", whole)
+	targetMet := whole.pct(99) <= limit && whole.refused == 0
+	back := fmt.Sprintf("not within the %.0fs measured after the rollout", loadEnd.Sub(rolloutEnd).Seconds())
+	if ok {
+		back = fmt.Sprintf("%.0fs after the first new replica started (%+.0fs from the last old one stopping)",
+			recovered.Sub(rolloutStart).Seconds(), recovered.Sub(rolloutEnd).Seconds())
+	}
+
+	verified := make([]string, len(current))
+	for i, r := range current {
+		verified[i] = fmt.Sprint(verifiedKeys(r.gw))
+	}
+	rowEvery := envDuration("BENCH_ROLLOUT_ROW", 5*time.Second)
+	results.add(section{
+		title:   fmt.Sprintf("Rollout (issue 15), %s: %d keys in use at %d req/s, 3 replicas replaced one at a time", m.name, len(bearers), rate),
+		command: "BENCH_ROLLOUT_MODES=" + m.name + " " + benchCommand("BenchmarkRollout"),
+		tables:  []*table{summary, rolloutTimeline(samples, rolloutStart.Add(-steadyFor), loadEnd, rolloutStart, rowEvery, limit, &events)},
+		notes: []string{
+			fmt.Sprintf("Mode %s: proof sharing %s.", m.name, map[bool]string{true: "on (the default)", false: "off"}[m.proofSharing]),
+			fmt.Sprintf("%d Active keys planted with real argon2id hashes (m=%d KiB, t=%d, p=%d: the cheapest the gateway accepts) in %v; each of the first 3 replicas then verified every key (%v; the steady state).",
+				len(bearers), rolloutParams.Memory, rolloutParams.Time, rolloutParams.Threads, planted.Round(time.Second), warmedIn.Round(time.Second)),
+			fmt.Sprintf("Load: open loop at %d req/s, each request with a key drawn at random from all %d, sent round robin to the ready replicas (those /readyz had passed and not yet being stopped, as a Service's endpoints), from %d client addresses; worst send lag behind the schedule %v. Latency percentiles are of the 200 answers; 503s and other non-200 answers (and errors) are counted apart.", rate, len(bearers), rolloutClients, maxLag.Round(time.Millisecond)),
+			"Rollout: for each old replica in turn a new one starts with a new pod IP, its Pod created not Ready; once its /readyz answers 200 the Pod is marked Ready (the others add it to their peers) and it joins the balancer, then the old replica leaves the balancer and is stopped as Kubernetes stops a pod (Pod deleted, graceful shutdown).",
+			fmt.Sprintf("Replicas run with the default options (2 argon2 slots, --argon2-wait 5s) but a last-use interval of %v, so that no last-use writes (hundreds a second at this many keys in use) load the control plane while measured.", rolloutLastUsedInterval),
+			fmt.Sprintf("Measured until the new replicas had all verified every key and %v more, at most %v after the rollout; verified keys on replicas 4-6 at the end: %s.", tail, settleMax, strings.Join(verified, ", ")),
+			fmt.Sprintf("Latency back to steady state (every later second: p99 ≤ 2 × the steady state's, %s ms, and only 200s): %s.", ms(limit), back),
+			fmt.Sprintf("CPU in cores, steady state / rollout and after: machine %.2f / %.2f, this process %.2f / %.2f, kube-apiserver+etcd %.2f / %.2f, other processes %.2f / %.2f.",
+				cpuBetween(cpu0, cpu1).machine, cpuBetween(cpu1, cpu2).machine, cpuBetween(cpu0, cpu1).self, cpuBetween(cpu1, cpu2).self,
+				cpuBetween(cpu0, cpu1).controlPlane, cpuBetween(cpu1, cpu2).controlPlane, cpuBetween(cpu0, cpu1).other, cpuBetween(cpu1, cpu2).other),
+			fmt.Sprintf("Target (whole rollout p99 within 2x of the steady state, no 503): %s.", met(targetMet)),
+		},
+	})
+	b.ReportMetric(float64(steady.pct(99))/1e6, "steady-p99-ms")
+	b.ReportMetric(float64(whole.pct(99))/1e6, "rollout-p99-ms")
+	b.ReportMetric(float64(whole.refused), "rollout-503s")
+}
