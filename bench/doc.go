@@ -4,7 +4,10 @@
 // first byte of a streamed response, the manager's key issue rate and
 // memory, and per-key policy (`make bench-policy`): how exactly three
 // peered replicas hold keys to their per-minute limits, what counting
-// costs a request, and what a replica stopped mid-minute does to a count. Everything runs in this one test process against a real
+// costs a request, and what a replica stopped mid-minute does to a count;
+// and a rollout (`make bench-rollout`): three peered replicas serving
+// 10,000 keys in use replaced one at a time, latency and refusals per
+// second against the steady state. Everything runs in this one test process against a real
 // kube-apiserver and etcd (internal/testenv) on loopback; BENCHMARKS.md at
 // the repository root records the results and how to read them.
 //
@@ -20,6 +23,11 @@
 // start in), BENCH_POLICY_OVERLOAD [3] times its limit each key is driven
 // at, BENCH_POLICY_RATE [200] req/s for the cost of counting (which also
 // uses BENCH_ROUNDS and BENCH_DURATION);
+// BENCH_ROLLOUT_KEYS [10000] keys in use in the rollout, BENCH_ROLLOUT_RATE
+// [500] req/s, BENCH_ROLLOUT_STEADY [15s] of steady state measured before
+// it, BENCH_ROLLOUT_SETTLE [60s] at most measured after it,
+// BENCH_ROLLOUT_ROW [5s] per row of its timeline, BENCH_ROLLOUT_MODES
+// [before,after] (proof sharing off, on);
 // BENCH_HEAP_PROFILE=file writes a heap profile of the fresh manager at
 // BENCH_MEMORY_KEYS keys; BENCH_BREAKDOWN=1 runs a diagnostic of where the
 // gateway's CPU per request goes; BENCH_LARGE_ANNOTATIONS=1 runs the

@@ -159,6 +159,7 @@ func runRollout(b *testing.B, m rolloutMode, p *proxy.Providers, bearers []strin
 	}
 	loadEnd, cpu2 := time.Now(), sampleCPU()
 	samples, maxLag := load.stop()
+	cpuSteady, cpuRollout := cpuBetween(cpu0, cpu1), cpuBetween(cpu1, cpu2)
 
 	steady := window(samples, rolloutStart.Add(-steadyFor), rolloutStart)
 	during := window(samples, rolloutStart, rolloutEnd)
@@ -202,8 +203,7 @@ func runRollout(b *testing.B, m rolloutMode, p *proxy.Providers, bearers []strin
 			fmt.Sprintf("Measured until the new replicas had all verified every key and %v more, at most %v after the rollout; verified keys on replicas 4-6 at the end: %s.", tail, settleMax, strings.Join(verified, ", ")),
 			fmt.Sprintf("Latency back to steady state (every later second: p99 ≤ 2 × the steady state's, %s ms, and only 200s): %s.", ms(limit), back),
 			fmt.Sprintf("CPU in cores, steady state / rollout and after: machine %.2f / %.2f, this process %.2f / %.2f, kube-apiserver+etcd %.2f / %.2f, other processes %.2f / %.2f.",
-				cpuBetween(cpu0, cpu1).machine, cpuBetween(cpu1, cpu2).machine, cpuBetween(cpu0, cpu1).self, cpuBetween(cpu1, cpu2).self,
-				cpuBetween(cpu0, cpu1).controlPlane, cpuBetween(cpu1, cpu2).controlPlane, cpuBetween(cpu0, cpu1).other, cpuBetween(cpu1, cpu2).other),
+				cpuSteady.machine, cpuRollout.machine, cpuSteady.self, cpuRollout.self, cpuSteady.controlPlane, cpuRollout.controlPlane, cpuSteady.other, cpuRollout.other),
 			fmt.Sprintf("Target (whole rollout p99 within 2x of the steady state, no 503): %s.", met(targetMet)),
 		},
 	})
