@@ -82,7 +82,7 @@ func startPeeredReplicasWith(b *testing.B, n, spare int, p *proxy.Providers, con
 	}
 	var wg sync.WaitGroup
 	for i, r := range set.replicas {
-		wg.Go(func() { set.run(b, r, i) })
+		wg.Go(func() { set.run(b, r, i, time.Minute) })
 	}
 	wg.Wait()
 	return set
@@ -91,9 +91,10 @@ func startPeeredReplicasWith(b *testing.B, n, spare int, p *proxy.Providers, con
 // addReplica starts one more replica as a Deployment's rollout does: its
 // Pod, with the next loopback address as pod IP, is created not Ready (so
 // the other replicas do not list it as a peer yet), the gateway starts,
-// and once its /readyz answers 200 the Pod is marked Ready, as the kubelet
-// does after a readiness probe. It returns the replica's index.
-func (s *peeredSet) addReplica(b *testing.B) int {
+// and once its /readyz answers 200 (within ready) the Pod is marked Ready,
+// as the kubelet does after a readiness probe. It returns the replica's
+// index.
+func (s *peeredSet) addReplica(b *testing.B, ready time.Duration) int {
 	b.Helper()
 	i := len(s.replicas)
 	if i >= len(s.listeners) {
@@ -101,7 +102,7 @@ func (s *peeredSet) addReplica(b *testing.B) int {
 	}
 	r := s.newPod(b, false)
 	s.replicas = append(s.replicas, r)
-	s.run(b, r, i)
+	s.run(b, r, i, ready)
 	s.markReady(b, r.pod)
 	return i
 }
@@ -140,8 +141,9 @@ func (s *peeredSet) markReady(b *testing.B, pod *corev1.Pod) {
 	}
 }
 
-// run starts replica r, the set's i-th, and returns once it is ready.
-func (s *peeredSet) run(b *testing.B, r *peeredReplica, i int) {
+// run starts replica r, the set's i-th, and returns once it is ready,
+// failing b if that takes longer than ready.
+func (s *peeredSet) run(b *testing.B, r *peeredReplica, i int, ready time.Duration) {
 	o := server.Options{
 		Providers: s.providers,
 		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
@@ -155,7 +157,7 @@ func (s *peeredSet) run(b *testing.B, r *peeredReplica, i int) {
 	if s.configure != nil {
 		s.configure(&o)
 	}
-	r.url, r.gw, r.stop = testenv.RunGatewayOn(b, testenv.Listener(b), 60*time.Second, env.Config, o)
+	r.url, r.gw, r.stop = testenv.RunGatewayOn(b, testenv.Listener(b), ready, env.Config, o)
 }
 
 // peerListeners opens n listeners on 127.0.0.1, .2, ... with one port

@@ -108,7 +108,7 @@ func warmReplicas(b *testing.B, replicas []*peeredReplica, bearers []string) tim
 			}
 			return time.Since(start)
 		case <-tick.C:
-			fmt.Printf("rollout warm-up: %v, keys verified per replica %d\n", time.Since(start).Round(time.Second), verifiedCounts(replicas))
+			fmt.Printf("%s rollout warm-up: %v, keys verified per replica %d\n", clockNow(), time.Since(start).Round(time.Second), verifiedCounts(replicas))
 		}
 	}
 }
@@ -327,3 +327,6 @@ func rolloutTimeline(samples []rolloutSample, from, to, zero time.Time, every, l
 func minVerified(replicas []*peeredReplica) int {
 	return slices.Min(verifiedCounts(replicas))
 }
+
+// clockNow is the time of day for progress lines.
+func clockNow() string { return time.Now().UTC().Format("15:04:05") }

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"slices"
@@ -82,7 +83,7 @@ func BenchmarkRollout(b *testing.B) {
 	// After planting: a running manager would issue keys of its own to
 	// APIKeys it saw before their hash Secret and status were written.
 	env.StartManager(b, manager.Options{}) // the peers' credential
-	fmt.Printf("rollout: %d keys planted in %v\n", n, planted.Round(time.Second))
+	fmt.Printf("%s rollout: %d keys planted in %v\n", clockNow(), n, planted.Round(time.Second))
 	for _, m := range selectedRolloutModes(b) {
 		b.Run(m.name, func(b *testing.B) {
 			if !setProofSharing(&server.Options{}, m.proofSharing) {
@@ -120,9 +121,13 @@ func runRollout(b *testing.B, m rolloutMode, p *proxy.Providers, bearers []strin
 		// would keep kube-apiserver and etcd busy throughout (a few
 		// hundred patches a second) and measure them, not authentication.
 		o.LastUsedInterval = rolloutLastUsedInterval
+		// A stopping replica flushes every key it used: thousands of
+		// warnings here when its few seconds run out, which would cost
+		// the CPU being measured.
+		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	})
 	warmedIn := warmReplicas(b, set.replicas, bearers)
-	fmt.Printf("rollout %s: %d replicas verified %d keys each in %v\n", m.name, rolloutReplicas, len(bearers), warmedIn.Round(time.Second))
+	fmt.Printf("%s rollout %s: %d replicas verified %d keys each in %v\n", clockNow(), m.name, rolloutReplicas, len(bearers), warmedIn.Round(time.Second))
 
 	var lb atomic.Pointer[[]string] // the ready replicas, as a Service's endpoints
 	ready := set.urls()
@@ -135,7 +140,10 @@ func runRollout(b *testing.B, m rolloutMode, p *proxy.Providers, bearers []strin
 	for old := range rolloutReplicas {
 		t0 := time.Now()
 		events.add(t0, fmt.Sprintf("replica %d starts", len(set.replicas)+1))
-		i := set.addReplica(b)
+		// A Deployment waits for a new pod up to its progress deadline
+		// (10 minutes by default); 10,000 keys on a loaded machine can
+		// take a minute or more.
+		i := set.addReplica(b, 5*time.Minute)
 		events.add(time.Now(), fmt.Sprintf("%d ready after %.1fs", i+1, time.Since(t0).Seconds()))
 		ready = append(slices.Clone(ready[1:]), set.replicas[i].url)
 		lb.Store(&ready)
@@ -143,6 +151,7 @@ func runRollout(b *testing.B, m rolloutMode, p *proxy.Providers, bearers []strin
 			b.Fatal(err)
 		}
 		events.add(time.Now(), fmt.Sprintf("%d stopped", old+1))
+		fmt.Printf("%s rollout %s: replica %d replaced by %d\n", clockNow(), m.name, old+1, i+1)
 	}
 	rolloutEnd := time.Now()
 	current := set.replicas[rolloutReplicas:]
@@ -199,7 +208,7 @@ func runRollout(b *testing.B, m rolloutMode, p *proxy.Providers, bearers []strin
 				len(bearers), rolloutParams.Memory, rolloutParams.Time, rolloutParams.Threads, planted.Round(time.Second), warmedIn.Round(time.Second)),
 			fmt.Sprintf("Load: open loop at %d req/s, each request with a key drawn at random from all %d, sent round robin to the ready replicas (those /readyz had passed and not yet being stopped, as a Service's endpoints), from %d client addresses; worst send lag behind the schedule %v. Latency percentiles are of the 200 answers; 503s and other non-200 answers (and errors) are counted apart.", rate, len(bearers), rolloutClients, maxLag.Round(time.Millisecond)),
 			"Rollout: for each old replica in turn a new one starts with a new pod IP, its Pod created not Ready; once its /readyz answers 200 the Pod is marked Ready (the others add it to their peers) and it joins the balancer, then the old replica leaves the balancer and is stopped as Kubernetes stops a pod (Pod deleted, graceful shutdown).",
-			fmt.Sprintf("Replicas run with the default options (2 argon2 slots, --argon2-wait 5s) but a last-use interval of %v, so that no last-use writes (hundreds a second at this many keys in use) load the control plane while measured.", rolloutLastUsedInterval),
+			fmt.Sprintf("Replicas run with the default options (2 argon2 slots, --argon2-wait 5s) but a last-use interval of %v, so that no last-use writes (hundreds a second at this many keys in use) load the control plane while measured, except the final flush of each stopping replica (at most 5 s of writes, as in production).", rolloutLastUsedInterval),
 			fmt.Sprintf("Measured until the new replicas had all verified every key and %v more, at most %v after the rollout; verified keys on replicas 4-6 at the end: %s.", tail, settleMax, strings.Join(verified, ", ")),
 			fmt.Sprintf("Latency back to steady state (every later second: p99 ≤ 2 × the steady state's, %s ms, and only 200s): %s.", ms(limit), back),
 			fmt.Sprintf("CPU in cores, steady state / rollout and after: machine %.2f / %.2f, this process %.2f / %.2f, kube-apiserver+etcd %.2f / %.2f, other processes %.2f / %.2f.",
