@@ -33,6 +33,7 @@ type PeerProof struct {
 	UID      types.UID // the APIKey's
 	HashUID  types.UID // the hash Secret's
 	Previous bool      // made for a rotated key in its grace period
+	HashSum  HashSum   // the argon2id hash's (HashSumOf)
 	Epoch    int64
 	MAC      [sha256.Size]byte
 }
@@ -73,7 +74,7 @@ func (t *PeerProofs) enabled() bool { return t.root.Load() != nil }
 func epochOf(now time.Time) int64 { return now.Unix() / int64(ProofEpoch/time.Second) }
 
 // mac computes a proof's MAC for the full key raw.
-func (t *PeerProofs) mac(p *PeerProof, raw string, hash *keys.PHC) (sum [sha256.Size]byte) {
+func (t *PeerProofs) mac(p *PeerProof, raw string) (sum [sha256.Size]byte) {
 	root := *t.root.Load()
 	var epoch [8]byte
 	binary.BigEndian.PutUint64(epoch[:], uint64(p.Epoch))
@@ -95,13 +96,7 @@ func (t *PeerProofs) mac(p *PeerProof, raw string, hash *keys.PHC) (sum [sha256.
 	} else {
 		field([]byte{0})
 	}
-	var params [12]byte
-	binary.BigEndian.PutUint32(params[0:], hash.Params.Memory)
-	binary.BigEndian.PutUint32(params[4:], hash.Params.Time)
-	binary.BigEndian.PutUint32(params[8:], uint32(hash.Params.Threads))
-	field(params[:])
-	field(hash.Salt)
-	field(hash.Hash)
+	field(p.HashSum[:])
 	field([]byte(raw))
 	m.Sum(sum[:0])
 	return sum
@@ -114,8 +109,8 @@ func (t *PeerProofs) record(e *keyindex.Entry, raw string, now time.Time) int64 
 	if !t.enabled() || e.Hash == nil {
 		return 0
 	}
-	p := PeerProof{KeyID: e.KeyID, UID: e.UID, HashUID: e.HashUID, Previous: e.Previous, Epoch: epochOf(now)}
-	p.MAC = t.mac(&p, raw, e.Hash)
+	p := PeerProof{KeyID: e.KeyID, UID: e.UID, HashUID: e.HashUID, Previous: e.Previous, HashSum: HashSumOf(e.Hash), Epoch: epochOf(now)}
+	p.MAC = t.mac(&p, raw)
 	t.put(p)
 	if t.publish != nil {
 		t.publish(p)
@@ -135,7 +130,7 @@ func (t *PeerProofs) check(e *keyindex.Entry, raw string, now time.Time) int64 {
 	if !ok || !bindsTo(p, e) || !currentEpoch(p.Epoch, now) {
 		return 0
 	}
-	want := t.mac(&p, raw, e.Hash)
+	want := t.mac(&p, raw)
 	if subtle.ConstantTimeCompare(want[:], p.MAC[:]) != 1 {
 		return 0
 	}
@@ -143,10 +138,20 @@ func (t *PeerProofs) check(e *keyindex.Entry, raw string, now time.Time) int64 {
 }
 
 // bindsTo reports whether p was made for e's APIKey incarnation, hash and
-// rotation state (the MAC checks the same and the secret; this is the
-// cheap part).
+// rotation state; the MAC binds the same to the key's secret.
 func bindsTo(p PeerProof, e *keyindex.Entry) bool {
-	return p.KeyID == e.KeyID && p.UID == e.UID && p.HashUID == e.HashUID && p.Previous == e.Previous
+	return e.Hash != nil && p.KeyID == e.KeyID && p.UID == e.UID && p.HashUID == e.HashUID &&
+		p.Previous == e.Previous && p.HashSum == HashSumOf(e.Hash)
+}
+
+// HashSum identifies an argon2id hash (parameters, salt and output).
+type HashSum [16]byte
+
+// HashSumOf is SHA-256 of h's PHC string, truncated.
+func HashSumOf(h *keys.PHC) (sum HashSum) {
+	full := sha256.Sum256([]byte(h.String()))
+	copy(sum[:], full[:])
+	return sum
 }
 
 func currentEpoch(epoch int64, now time.Time) bool {
@@ -172,7 +177,7 @@ func (t *PeerProofs) put(p PeerProof) {
 }
 
 func bindsToSame(a, b PeerProof) bool {
-	return a.UID == b.UID && a.HashUID == b.HashUID && a.Previous == b.Previous
+	return a.UID == b.UID && a.HashUID == b.HashUID && a.Previous == b.Previous && a.HashSum == b.HashSum
 }
 
 // Import adds proofs learned from a peer and returns how many it kept.

@@ -16,7 +16,8 @@ import (
 // build. A batch is a version byte, then per proof:
 //
 //	u8 len | key ID | u8 len | APIKey UID | u8 len | hash Secret UID |
-//	u8 flags (bit 0: previous key) | i64 epoch, big endian | 32-byte MAC
+//	u8 flags (bit 0: previous key) | 16-byte hash sum |
+//	i64 epoch, big endian | 32-byte MAC
 const wireVersion = 1
 
 // maxBatch is how many proofs one message carries (about 150 bytes each,
@@ -39,6 +40,7 @@ func encode(proofs []auth.PeerProof) []byte {
 			flags = 1
 		}
 		b = append(b, flags)
+		b = append(b, p.HashSum[:]...)
 		b = binary.BigEndian.AppendUint64(b, uint64(p.Epoch))
 		b = append(b, p.MAC[:]...)
 	}
@@ -72,14 +74,17 @@ func decode(b []byte) ([]auth.PeerProof, error) {
 		if hashUID, b, ok = readField(b); !ok {
 			return nil, errTruncated
 		}
-		if len(b) < 1+8+len(p.MAC) {
+		const fixed = 1 + len(auth.HashSum{}) + 8 + len(auth.PeerProof{}.MAC)
+		if len(b) < fixed {
 			return nil, errTruncated
 		}
 		p.UID, p.HashUID = types.UID(uid), types.UID(hashUID)
 		p.Previous = b[0]&1 == 1
-		p.Epoch = int64(binary.BigEndian.Uint64(b[1:9]))
-		copy(p.MAC[:], b[9:])
-		b = b[9+len(p.MAC):]
+		b = b[1:]
+		b = b[copy(p.HashSum[:], b):]
+		p.Epoch = int64(binary.BigEndian.Uint64(b))
+		b = b[8:]
+		b = b[copy(p.MAC[:], b):]
 		out = append(out, p)
 	}
 	return out, nil
