@@ -78,8 +78,11 @@ func decode(b []byte) ([]auth.PeerProof, error) {
 		if len(b) < fixed {
 			return nil, errTruncated
 		}
+		if b[0] > 1 {
+			return nil, fmt.Errorf("unknown proof flags %#x", b[0])
+		}
 		p.UID, p.HashUID = types.UID(uid), types.UID(hashUID)
-		p.Previous = b[0]&1 == 1
+		p.Previous = b[0] == 1
 		b = b[1:]
 		b = b[copy(p.HashSum[:], b):]
 		p.Epoch = int64(binary.BigEndian.Uint64(b))

@@ -86,6 +86,7 @@ type Engine struct {
 	peersMu   sync.Mutex // serializes SetPeers
 	stopped   bool       // guarded by peersMu; no SetPeers after Close
 	peers     []string   // guarded by peersMu; the others' addresses
+	shadows   *shadowCounts // nil for a single replica
 	closeOnce sync.Once
 	closed    chan struct{}
 	serveDone chan struct{}
@@ -133,6 +134,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 			e.advertise = lis.Addr().String()
 		}
 		e.server = grpc.NewServer(grpc.Creds(credentials.NewTLS(cfg.Credential.ServerTLS())))
+		e.shadows = newShadowCounts(maxShadows)
 	} else {
 		// gubernator registers its services on at least one gRPC server. A
 		// single replica's server is never started: no port is opened.
@@ -154,7 +156,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 			BatchWait:       cfg.batchWait,
 			BatchTimeout:    time.Second,
 		},
-		Store:         &hookStore{checkpoint: cfg.Checkpoint},
+		Store:         &hookStore{checkpoint: cfg.Checkpoint, shadows: e.shadows},
 		AdvertiseAddr: e.advertise,
 		Logger:        logrusToSlog(cfg.Log),
 		CacheSize:     cfg.CacheSize,
@@ -433,6 +435,9 @@ func (e *Engine) send(ctx context.Context, reqs []*guber.RateLimitReq) ([]*guber
 	resp, err := e.instance.GetRateLimits(ctx, &guber.GetRateLimitsReq{Requests: reqs})
 	if err != nil {
 		return make([]*guber.RateLimitResp, len(reqs)), fmt.Errorf("counting: %w", err)
+	}
+	if e.shadows != nil {
+		e.shadows.observe(reqs, resp.Responses)
 	}
 	var errs []error
 	for i, r := range resp.Responses {
