@@ -120,7 +120,12 @@ func TestProofBindsKeyIncarnationHashAndSecret(t *testing.T) {
 		{name: "the key itself", raw: k.Reveal()},
 		{name: "another secret under the key ID", raw: wrongSecret.Reveal()},
 		{name: "another APIKey with the key ID", raw: k.Reveal(),
-			entry: func(e keyindex.Entry) *keyindex.Entry { f := *e.APIKeyFacts; f.UID = "uid-2"; e.APIKeyFacts = &f; return &e }},
+			entry: func(e keyindex.Entry) *keyindex.Entry {
+				f := *e.APIKeyFacts
+				f.UID = "uid-2"
+				e.APIKeyFacts = &f
+				return &e
+			}},
 		{name: "another hash Secret", raw: k.Reveal(), entry: func(e keyindex.Entry) *keyindex.Entry { e.HashUID = "hash-2"; return &e }},
 		{name: "a new hash of the same key", raw: k.Reveal(), entry: func(e keyindex.Entry) *keyindex.Entry { h := hashOf(t, k); e.Hash = &h; return &e }},
 		{name: "the key rotated out", raw: k.Reveal(), entry: func(e keyindex.Entry) *keyindex.Entry { e.Previous = true; return &e }},

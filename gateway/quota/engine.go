@@ -83,9 +83,9 @@ type Engine struct {
 	clock     clock.PassiveClock
 	log       *slog.Logger
 	behavior  guber.Behavior
-	peersMu   sync.Mutex // serializes SetPeers
-	stopped   bool       // guarded by peersMu; no SetPeers after Close
-	peers     []string   // guarded by peersMu; the others' addresses
+	peersMu   sync.Mutex    // serializes SetPeers
+	stopped   bool          // guarded by peersMu; no SetPeers after Close
+	peers     []string      // guarded by peersMu; the others' addresses
 	shadows   *shadowCounts // nil for a single replica
 	closeOnce sync.Once
 	closed    chan struct{}
