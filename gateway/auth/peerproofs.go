@@ -9,10 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"k8s.io/apimachinery/pkg/types"
-
 	"github.com/codevector/codevector/gateway/keyindex"
-	"github.com/codevector/codevector/internal/keys"
 )
 
 // ProofEpoch is how long one proof key lasts. Proof keys are derived from
@@ -23,19 +20,46 @@ import (
 const ProofEpoch = 6 * time.Hour
 
 // PeerProof says that a replica verified a key's secret with argon2id
-// against one APIKey incarnation and one hash. MAC is HMAC-SHA256, under
-// the epoch's proof key, of everything below and of the full key itself:
-// without the key's secret it proves nothing, so a replica that learns it
-// still needs the key from the client, and a proof made for another key,
-// APIKey, hash or rotation state never matches.
+// against one APIKey incarnation, hash Secret, hash and rotation state
+// (Binding). MAC is HMAC-SHA256, under the epoch's proof key, of the
+// binding and of the full key itself: without the key's secret it proves
+// nothing, so a replica that learns it still needs the key from the
+// client, and a proof made for another key, APIKey, hash or rotation state
+// never matches.
 type PeerProof struct {
-	KeyID    string
-	UID      types.UID // the APIKey's
-	HashUID  types.UID // the hash Secret's
-	Previous bool      // made for a rotated key in its grace period
-	HashSum  HashSum   // the argon2id hash's (HashSumOf)
-	Epoch    int64
-	MAC      [sha256.Size]byte
+	KeyID   string
+	Binding Binding
+	Epoch   int64
+	MAC     [sha256.Size]byte
+}
+
+// Binding identifies what a key was verified against: SHA-256, truncated,
+// of its key ID, APIKey UID, hash Secret UID, rotation state and argon2id
+// hash (parameters, salt and output). A fixed 16 bytes rather than the
+// fields themselves keeps a proof at about 150 bytes of memory.
+type Binding [16]byte
+
+// BindingOf is e's Binding; e must have a hash.
+func BindingOf(e *keyindex.Entry) (b Binding) {
+	h := sha256.New()
+	field := func(s string) {
+		var n [4]byte
+		binary.BigEndian.PutUint32(n[:], uint32(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	field("codevector verified-key binding v1")
+	field(e.KeyID)
+	field(string(e.UID))
+	field(string(e.HashUID))
+	if e.Previous {
+		field("previous")
+	} else {
+		field("current")
+	}
+	field(e.Hash.String())
+	copy(b[:], h.Sum(nil))
+	return b
 }
 
 // PeerProofs is the table of proofs a replica shares with its peers: those
@@ -82,22 +106,12 @@ func (t *PeerProofs) mac(p *PeerProof, raw string) (sum [sha256.Size]byte) {
 	kdf.Write([]byte("codevector verified-key proof key v1\x00"))
 	kdf.Write(epoch[:])
 	m := hmac.New(sha256.New, kdf.Sum(nil))
-	field := func(b []byte) {
-		var n [4]byte
-		binary.BigEndian.PutUint32(n[:], uint32(len(b)))
-		m.Write(n[:])
-		m.Write(b)
-	}
-	field([]byte(p.KeyID))
-	field([]byte(p.UID))
-	field([]byte(p.HashUID))
-	if p.Previous {
-		field([]byte{1})
-	} else {
-		field([]byte{0})
-	}
-	field(p.HashSum[:])
-	field([]byte(raw))
+	var n [4]byte
+	binary.BigEndian.PutUint32(n[:], uint32(len(p.KeyID)))
+	m.Write(n[:])
+	m.Write([]byte(p.KeyID))
+	m.Write(p.Binding[:])
+	m.Write([]byte(raw))
 	m.Sum(sum[:0])
 	return sum
 }
@@ -109,7 +123,7 @@ func (t *PeerProofs) record(e *keyindex.Entry, raw string, now time.Time) int64 
 	if !t.enabled() || e.Hash == nil {
 		return 0
 	}
-	p := PeerProof{KeyID: e.KeyID, UID: e.UID, HashUID: e.HashUID, Previous: e.Previous, HashSum: HashSumOf(e.Hash), Epoch: epochOf(now)}
+	p := PeerProof{KeyID: e.KeyID, Binding: BindingOf(e), Epoch: epochOf(now)}
 	p.MAC = t.mac(&p, raw)
 	t.put(p)
 	if t.publish != nil {
@@ -137,21 +151,10 @@ func (t *PeerProofs) check(e *keyindex.Entry, raw string, now time.Time) int64 {
 	return p.Epoch
 }
 
-// bindsTo reports whether p was made for e's APIKey incarnation, hash and
-// rotation state; the MAC binds the same to the key's secret.
+// bindsTo reports whether p was made for e's APIKey incarnation, hash
+// and rotation state; the MAC binds the same to the key's secret.
 func bindsTo(p PeerProof, e *keyindex.Entry) bool {
-	return e.Hash != nil && p.KeyID == e.KeyID && p.UID == e.UID && p.HashUID == e.HashUID &&
-		p.Previous == e.Previous && p.HashSum == HashSumOf(e.Hash)
-}
-
-// HashSum identifies an argon2id hash (parameters, salt and output).
-type HashSum [16]byte
-
-// HashSumOf is SHA-256 of h's PHC string, truncated.
-func HashSumOf(h *keys.PHC) (sum HashSum) {
-	full := sha256.Sum256([]byte(h.String()))
-	copy(sum[:], full[:])
-	return sum
+	return e.Hash != nil && p.KeyID == e.KeyID && p.Binding == BindingOf(e)
 }
 
 func currentEpoch(epoch int64, now time.Time) bool {
@@ -162,7 +165,7 @@ func currentEpoch(epoch int64, now time.Time) bool {
 func (t *PeerProofs) put(p PeerProof) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if old, ok := t.byKey[p.KeyID]; ok && old.Epoch > p.Epoch && bindsToSame(old, p) {
+	if old, ok := t.byKey[p.KeyID]; ok && old.Epoch > p.Epoch && old.Binding == p.Binding {
 		return // a newer proof of the same key stays
 	}
 	if _, ok := t.byKey[p.KeyID]; !ok && len(t.byKey) >= t.max {
@@ -174,10 +177,6 @@ func (t *PeerProofs) put(p PeerProof) {
 		}
 	}
 	t.byKey[p.KeyID] = p
-}
-
-func bindsToSame(a, b PeerProof) bool {
-	return a.UID == b.UID && a.HashUID == b.HashUID && a.Previous == b.Previous && a.HashSum == b.HashSum
 }
 
 // Import adds proofs learned from a peer and returns how many it kept.

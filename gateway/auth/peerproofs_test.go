@@ -131,7 +131,7 @@ func TestProofBindsKeyIncarnationHashAndSecret(t *testing.T) {
 		{name: "the key rotated out", raw: k.Reveal(), entry: func(e keyindex.Entry) *keyindex.Entry { e.Previous = true; return &e }},
 		{name: "a proof claiming the new state", raw: k.Reveal(),
 			entry: func(e keyindex.Entry) *keyindex.Entry { e.HashUID = "hash-2"; return &e },
-			proof: func(p PeerProof) PeerProof { p.HashUID = "hash-2"; return p }},
+			proof: func(p PeerProof) PeerProof { e2 := *e; e2.HashUID = "hash-2"; p.Binding = BindingOf(&e2); return p }},
 		{name: "a forged MAC", raw: k.Reveal(), proof: func(p PeerProof) PeerProof { p.MAC[0] ^= 1; return p }},
 		{name: "a foreign root", root: "another cluster's root", raw: k.Reveal()},
 		{name: "three epochs later", raw: k.Reveal(), after: 3 * ProofEpoch},

@@ -9,7 +9,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"k8s.io/apimachinery/pkg/types"
 	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/codevector/codevector/gateway/auth"
@@ -25,7 +24,7 @@ type replica struct {
 	addr   string
 }
 
-func newReplica(t *testing.T, cred *quota.Credential, clk *testingclock.FakeClock) *replica {
+func newReplica(t testing.TB, cred *quota.Credential, clk *testingclock.FakeClock) *replica {
 	t.Helper()
 	a := auth.New(keyindex.New(nil), auth.Options{Clock: clk})
 	s := New(Config{Proofs: a.PeerProofs(), Credential: cred, Clock: clk, PushInterval: 10 * time.Millisecond, FetchTimeout: time.Second})
@@ -43,12 +42,12 @@ func newReplica(t *testing.T, cred *quota.Credential, clk *testingclock.FakeCloc
 func proofsAt(now time.Time, ids ...string) []auth.PeerProof {
 	out := make([]auth.PeerProof, len(ids))
 	for i, id := range ids {
-		out[i] = auth.PeerProof{KeyID: id, UID: types.UID("uid-" + id), HashUID: "hash", Epoch: now.Unix() / int64(auth.ProofEpoch/time.Second)}
+		out[i] = auth.PeerProof{KeyID: id, Binding: auth.Binding{byte(i)}, Epoch: now.Unix() / int64(auth.ProofEpoch/time.Second)}
 	}
 	return out
 }
 
-func credential(t *testing.T) *quota.Credential {
+func credential(t testing.TB) *quota.Credential {
 	t.Helper()
 	c, err := quota.NewCredential()
 	if err != nil {

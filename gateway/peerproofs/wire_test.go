@@ -9,8 +9,8 @@ import (
 
 func sampleProofs() []auth.PeerProof {
 	return []auth.PeerProof{
-		{KeyID: "a1B2c3D4e5F6g7H8", UID: "0b6a1c5e-uid", HashUID: "9f2d-hash", Epoch: 81234, HashSum: auth.HashSum{1, 2, 3}, MAC: [32]byte{9, 8, 7}},
-		{KeyID: "Z9y8X7w6V5u4T3s2", UID: "uid", HashUID: "hash", Previous: true, Epoch: 81233, MAC: [32]byte{31: 1}},
+		{KeyID: "a1B2c3D4e5F6g7H8", Binding: auth.Binding{1, 2, 3}, Epoch: 81234, MAC: [32]byte{9, 8, 7}},
+		{KeyID: "Z9y8X7w6V5u4T3s2", Binding: auth.Binding{15: 4}, Epoch: 81233, MAC: [32]byte{31: 1}},
 	}
 }
 
