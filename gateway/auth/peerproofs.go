@@ -14,9 +14,9 @@ import (
 
 // ProofEpoch is how long one proof key lasts. Proof keys are derived from
 // the replicas' shared root per epoch, so they rotate on this schedule with
-// nothing written anywhere; a proof is honoured in the epoch it was made in
-// and the ones either side (peers' clocks differ), so it lives two to three
-// epochs unless the key is used again, which renews it.
+// nothing written anywhere. A proof is honoured in the epoch it was made in
+// and the next (and the one before, for a peer whose clock runs ahead), so
+// it lasts 6 to 12 hours unless the key is used again, which renews it.
 const ProofEpoch = 6 * time.Hour
 
 // PeerProof says that a replica verified a key's secret with argon2id

@@ -202,3 +202,32 @@ func TestProofDroppedWhenKeyChanges(t *testing.T) {
 		})
 	}
 }
+
+// Proof keys rotate every epoch: a key in use gets a proof of the new
+// epoch on its first request in it (one HMAC, no argon2), which is passed
+// on, so peers keep skipping argon2 for it; an unused key's proof ages out.
+func TestProofRenewedEachEpochWhileInUse(t *testing.T) {
+	clk := testingclock.NewFakeClock(time.Now())
+	k, _ := keys.Generate()
+	r := newPeerReplica(t, clk, "", activeFacts(k), k, hashOf(t, k))
+	var published []PeerProof
+	r.a.PeerProofs().Enable([]byte("shared root"), func(p PeerProof) { published = append(published, p) })
+	ctx := context.Background()
+	r.a.Authenticate(ctx, k.Reveal(), "10.0.0.1")
+	r.a.Authenticate(ctx, k.Reveal(), "10.0.0.1")
+	clk.Step(ProofEpoch)
+	r.a.Authenticate(ctx, k.Reveal(), "10.0.0.1")
+	r.a.Authenticate(ctx, k.Reveal(), "10.0.0.1")
+	if len(published) != 2 || published[1].Epoch != published[0].Epoch+1 {
+		t.Fatalf("published %+v over two epochs of use, want one proof per epoch", published)
+	}
+	if runs := argon2Runs(r.a); runs != 1 {
+		t.Errorf("argon2 ran %v times, want 1", runs)
+	}
+	if got := r.a.PeerProofs().Export(clk.Now().Add(ProofEpoch)); len(got) != 1 {
+		t.Errorf("in the next epoch the proof is not exported (%d)", len(got))
+	}
+	if got := r.a.PeerProofs().Export(clk.Now().Add(2 * ProofEpoch)); len(got) != 0 {
+		t.Errorf("two epochs later the unused key's proof is still exported")
+	}
+}
