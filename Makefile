@@ -57,6 +57,7 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 60s); a crash is saved
 	go test -run='^$$' -fuzz='^FuzzUsageScanner$$' -fuzztime=$${FUZZTIME:-60s} ./gateway/proxy/
 	go test -run='^$$' -fuzz='^FuzzOpen$$' -fuzztime=$${FUZZTIME:-60s} ./gateway/console/sealedcookie/
 	go test -run='^$$' -fuzz='^FuzzDecodeProtobufListFacts$$' -fuzztime=$${FUZZTIME:-60s} ./gateway/keyindex/
+	go test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$${FUZZTIME:-60s} ./gateway/peerproofs/
 
 .PHONY: bench
 bench: envtest ## Run the benchmarks recorded in BENCHMARKS.md (about 15 minutes; tables also in bin/bench-results.md).

@@ -58,6 +58,7 @@ type Options struct {
 type Authenticator struct {
 	index    *keyindex.Index
 	verified *verifiedCache
+	proofs   *PeerProofs
 	limiter  *failureLimiter
 	tarpit   *tarpit
 	slots    chan struct{}
@@ -107,6 +108,7 @@ func New(index *keyindex.Index, o Options) *Authenticator {
 	return &Authenticator{
 		index:    index,
 		verified: newVerifiedCache(o.VerifiedCacheSize),
+		proofs:   newPeerProofs(o.VerifiedCacheSize),
 		limiter:  newFailureLimiter(rateSpec{o.KeyRefill, o.KeyBurst}, rateSpec{o.ClientRefill, o.ClientBurst}),
 		tarpit:   newTarpit(o.Clock, o.RefusalDelay, rateSpec{o.RefusalRefill, o.RefusalBurst}, o.MaxHeldRefusals, o.Metrics),
 		slots:    make(chan struct{}, o.Argon2Concurrency),
@@ -176,6 +178,12 @@ func (a *Authenticator) authenticate(ctx context.Context, raw, client string) (*
 		case "":
 			if p.version == e.Version {
 				a.metrics.cacheHits.Inc()
+				if p.sharedEpoch != 0 && p.sharedEpoch != epochOf(now) {
+					// Renew the shared proof once per epoch while the key
+					// is in use, so peers keep skipping argon2 for it.
+					p.sharedEpoch = a.proofs.record(e, k.Reveal(), now)
+					a.verified.put(mac, p)
+				}
 				return e, nil
 			}
 		}
@@ -196,6 +204,13 @@ func (a *Authenticator) authenticate(ctx context.Context, raw, client string) (*
 		// verifications, nor a bad client behind a shared address those of
 		// its neighbours (keys.QuickCheck says why this is safe).
 		return nil, failInvalid("wrong_secret")
+	}
+	if epoch := a.proofs.check(e, k.Reveal(), now); epoch != 0 {
+		// A peer verified this very key against this hash: one HMAC
+		// instead of argon2id (a new replica after a rollout).
+		a.metrics.peerProofHits.Inc()
+		a.verified.put(mac, proof{keyID: e.KeyID, uid: e.UID, version: e.Version, sharedEpoch: epoch})
+		return e, nil
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, a.wait)
 	defer cancel()
@@ -220,7 +235,8 @@ func (a *Authenticator) authenticate(ctx context.Context, raw, client string) (*
 		a.limiter.failed(client, a.clock.Now())
 		return nil, failInvalid("wrong_secret")
 	}
-	a.verified.put(mac, proof{keyID: e.KeyID, uid: e.UID, version: e.Version})
+	epoch := a.proofs.record(e, k.Reveal(), a.clock.Now())
+	a.verified.put(mac, proof{keyID: e.KeyID, uid: e.UID, version: e.Version, sharedEpoch: epoch})
 	return e, nil
 }
 
@@ -263,3 +279,7 @@ func (a *Authenticator) Sweep() {
 
 // VerifiedKeys is the size of the verified-key cache.
 func (a *Authenticator) VerifiedKeys() int { return a.verified.len() }
+
+// PeerProofs is the table of verified-key proofs this replica shares with
+// its peers; it is off until enabled.
+func (a *Authenticator) PeerProofs() *PeerProofs { return a.proofs }

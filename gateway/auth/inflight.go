@@ -80,8 +80,11 @@ func (a *Authenticator) endedSince(e *keyindex.Entry) error {
 }
 
 // OnIndexChange ends the in-flight requests of keyID if the key can no
-// longer be used. The key index calls it on every change.
+// longer be used, and drops its shared proof if that no longer binds to
+// the key (revoked, expired, deleted, rotated, a new hash). The key index
+// calls it on every change.
 func (a *Authenticator) OnIndexChange(keyID string) {
+	a.proofs.forget(keyID, a.index.Lookup(keyID), a.clock.Now())
 	a.inflight.mu.Lock()
 	set := a.inflight.byKey[keyID]
 	if len(set) == 0 {

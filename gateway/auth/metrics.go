@@ -16,6 +16,7 @@ type Metrics struct {
 	duration       *prometheus.HistogramVec
 	cacheHits      prometheus.Counter
 	cacheMisses    prometheus.Counter
+	peerProofHits  prometheus.Counter
 	argon2Total    prometheus.Counter
 	argon2InFlight prometheus.Gauge
 	streamsEnded   prometheus.Counter
@@ -44,6 +45,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "codevector", Subsystem: "gateway", Name: "verified_cache_misses_total",
 			Help: "Requests whose key was not in the verified-key cache.",
 		}),
+		peerProofHits: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "codevector", Subsystem: "gateway", Name: "peer_proof_hits_total",
+			Help: "Verified-cache misses settled by a verified-key proof (one HMAC, no argon2id), most of them learned from a peer replica.",
+		}),
 		argon2Total: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "codevector", Subsystem: "gateway", Name: "argon2_verifications_total",
 			Help: "argon2id verifications run.",
@@ -71,7 +76,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.okResult, m.okDuration = m.results.WithLabelValues("ok"), m.duration.WithLabelValues("ok")
 	if reg != nil {
-		reg.MustRegister(m.results, m.duration, m.cacheHits, m.cacheMisses, m.argon2Total, m.argon2InFlight, m.streamsEnded,
+		reg.MustRegister(m.results, m.duration, m.cacheHits, m.cacheMisses, m.peerProofHits, m.argon2Total, m.argon2InFlight, m.streamsEnded,
 			m.tarpitHeld, m.tarpitDelayed, m.tarpitOverflow)
 	}
 	return m

@@ -26,10 +26,13 @@ type verifiedCache struct {
 
 // proof records what a secret was verified against: the APIKey incarnation
 // and the index entry version. A hit counts only while both still hold.
+// sharedEpoch is the epoch of the key's proof in the PeerProofs table (0:
+// none, sharing is off).
 type proof struct {
-	keyID   string
-	uid     types.UID
-	version uint64
+	keyID       string
+	uid         types.UID
+	version     uint64
+	sharedEpoch int64
 }
 
 func newVerifiedCache(max int) *verifiedCache {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -198,6 +200,22 @@ func (c *Credential) certificate() (*tls.Certificate, error) {
 	}
 	c.leaf = &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
 	return c.leaf, nil
+}
+
+// DeriveSecret returns a 32-byte secret for purpose that every holder of
+// the credential derives alike and nobody else can: HKDF-SHA256 over the
+// CA's private key. Replicas share keyed data (verified-key proofs) under
+// it without another Secret to create, mount or rotate.
+func (c *Credential) DeriveSecret(purpose string) []byte {
+	raw, err := c.caKey.Bytes()
+	if err != nil {
+		panic(fmt.Sprintf("encoding peer CA key: %v", err)) // P-256 always encodes
+	}
+	secret, err := hkdf.Key(sha256.New, raw, nil, "codevector gateway peers: "+purpose, 32)
+	if err != nil {
+		panic(fmt.Sprintf("deriving %s secret: %v", purpose, err)) // only for lengths over 8 KiB
+	}
+	return secret
 }
 
 // ServerTLS is the TLS configuration of the peer listener: it requires a

@@ -45,10 +45,13 @@
 // While the peer list is stable and agreed, counts are exact: every hit is
 // applied once, by the owner, in order. They are not exact when:
 //
-//   - the peer list changes: a counter whose owner moves starts over on the
-//     new owner from Checkpoint (status.usage), so what was counted since
-//     the last checkpoint write is lost for the rest of the period; a
-//     counter whose ownership moves back finds its old, stale copy;
+//   - the peer list changes: a counter whose owner moves resumes on the
+//     new owner from the larger of Checkpoint (status.usage) and the count
+//     the old owner last reported to the new one in answer to its own
+//     takes (shadowCounts), so what the old owner counted after that
+//     answer is lost for the rest of the period (at a steady rate over N
+//     replicas, about N-1 requests); a counter whose ownership moves back
+//     finds its old, stale copy;
 //   - replicas disagree on the peer list (a new pod is Ready for some and
 //     not yet for others): both may own a counter for that moment;
 //   - replicas' clocks differ: near a period boundary a hit may land in the

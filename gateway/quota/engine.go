@@ -63,6 +63,10 @@ type Config struct {
 	// default 50,000). Evicted counters come back through Checkpoint.
 	CacheSize int
 
+	// Services, if set, registers more services on the peer listener
+	// (verified-key proofs): they get the same mutual TLS as the counters.
+	Services func(grpc.ServiceRegistrar)
+
 	// batchWait, when positive, turns gubernator's batching of forwarded
 	// hits back on; only BenchmarkTake uses it, to measure what it costs.
 	batchWait time.Duration
@@ -79,8 +83,10 @@ type Engine struct {
 	clock     clock.PassiveClock
 	log       *slog.Logger
 	behavior  guber.Behavior
-	peersMu   sync.Mutex // serializes SetPeers
-	stopped   bool       // guarded by peersMu; no SetPeers after Close
+	peersMu   sync.Mutex    // serializes SetPeers
+	stopped   bool          // guarded by peersMu; no SetPeers after Close
+	peers     []string      // guarded by peersMu; the others' addresses
+	shadows   *shadowCounts // nil for a single replica
 	closeOnce sync.Once
 	closed    chan struct{}
 	serveDone chan struct{}
@@ -128,10 +134,15 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 			e.advertise = lis.Addr().String()
 		}
 		e.server = grpc.NewServer(grpc.Creds(credentials.NewTLS(cfg.Credential.ServerTLS())))
+		e.shadows = newShadowCounts(maxShadows)
 	} else {
 		// gubernator registers its services on at least one gRPC server. A
 		// single replica's server is never started: no port is opened.
 		e.server = grpc.NewServer()
+	}
+
+	if cfg.Services != nil {
+		cfg.Services(e.server)
 	}
 
 	conf := guber.Config{
@@ -145,7 +156,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 			BatchWait:       cfg.batchWait,
 			BatchTimeout:    time.Second,
 		},
-		Store:         &hookStore{checkpoint: cfg.Checkpoint},
+		Store:         &hookStore{checkpoint: cfg.Checkpoint, shadows: e.shadows},
 		AdvertiseAddr: e.advertise,
 		Logger:        logrusToSlog(cfg.Log),
 		CacheSize:     cfg.CacheSize,
@@ -215,7 +226,21 @@ func (e *Engine) SetPeers(addrs []string) {
 	if e.stopped {
 		return
 	}
-	e.instance.SetPeers(peerInfos(addrs, e.advertise))
+	infos := peerInfos(addrs, e.advertise)
+	e.peers = e.peers[:0:0]
+	for _, p := range infos {
+		if !p.IsOwner {
+			e.peers = append(e.peers, p.GRPCAddress)
+		}
+	}
+	e.instance.SetPeers(infos)
+}
+
+// Peers returns the addresses of the other replicas, as last set.
+func (e *Engine) Peers() []string {
+	e.peersMu.Lock()
+	defer e.peersMu.Unlock()
+	return slices.Clone(e.peers)
 }
 
 // peerInfos maps a peer address list to gubernator's PeerInfo: sorted,
@@ -410,6 +435,9 @@ func (e *Engine) send(ctx context.Context, reqs []*guber.RateLimitReq) ([]*guber
 	resp, err := e.instance.GetRateLimits(ctx, &guber.GetRateLimitsReq{Requests: reqs})
 	if err != nil {
 		return make([]*guber.RateLimitResp, len(reqs)), fmt.Errorf("counting: %w", err)
+	}
+	if e.shadows != nil {
+		e.shadows.observe(reqs, resp.Responses)
 	}
 	var errs []error
 	for i, r := range resp.Responses {

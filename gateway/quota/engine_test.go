@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -316,5 +317,56 @@ func TestRaisingALimitAfterARefusal(t *testing.T) {
 		if err != nil || d.Allowed != (i < 2) {
 			t.Errorf("take %d after raising the limit to 5: %+v, %v; want the first two admitted", i, d, err)
 		}
+	}
+}
+
+// When a counter's owner dies mid-period and the counter moves to another
+// replica, it resumes from what the owner last told that replica, not from
+// zero: the period admits about its limit, not up to twice it.
+func TestCounterResumesOnItsNewOwnerAfterTheOwnerDies(t *testing.T) {
+	engines := newCluster(t, 3, Config{Clock: clocktesting.NewFakePassiveClock(testStart)})
+	c := Counter{Key: "team-a/ci/rpm", Limit: 100, Window: time.Minute}
+	start, _, err := c.span(testStart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := engines[0].instance.GetPeer(context.Background(), counterName+"_"+uniqueKey(c.Key, start))
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := slices.IndexFunc(engines, func(e *Engine) bool { return e.Addr() == p.Info().GRPCAddress })
+	var survivors []*Engine
+	var addrs []string
+	for i, e := range engines {
+		if i != owner {
+			survivors = append(survivors, e)
+			addrs = append(addrs, e.Addr())
+		}
+	}
+
+	// 60 admitted, round robin over all three replicas (so each survivor
+	// has seen the owner's count recently), then the owner dies.
+	admitted := 0
+	for i := range 60 {
+		if take(t, engines[i%3], c, 1).Allowed {
+			admitted++
+		}
+	}
+	engines[owner].Close()
+	for _, e := range survivors {
+		e.SetPeers(addrs)
+	}
+	for i := range 200 {
+		if take(t, survivors[i%2], c, 1).Allowed {
+			admitted++
+		}
+	}
+	// The survivors' last answers from the owner were at most one of the
+	// other replicas' takes behind.
+	if admitted > 102 {
+		t.Errorf("admitted %d in the period with a limit of 100 across the owner's death, want at most 102", admitted)
+	}
+	if admitted < 100 {
+		t.Errorf("admitted %d, want the limit of 100", admitted)
 	}
 }

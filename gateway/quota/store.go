@@ -44,6 +44,7 @@ const settleMetadata = "codevector-settle"
 // so this is as atomic as a normal hit.
 type hookStore struct {
 	checkpoint Checkpoint
+	shadows    *shadowCounts // nil for a single replica
 }
 
 var _ guber.Store = (*hookStore)(nil)
@@ -69,19 +70,18 @@ func (s *hookStore) OnChange(_ context.Context, r *guber.RateLimitReq, item *gub
 	t.Status = guber.Status_UNDER_LIMIT
 }
 
+// Get resumes a counter this replica does not hold from the larger of its
+// checkpoint and its shadow count (what its previous owner last told this
+// replica it had counted).
 func (s *hookStore) Get(_ context.Context, r *guber.RateLimitReq) (*guber.CacheItem, bool) {
-	if s.checkpoint == nil || r.CreatedAt == nil {
+	if r.CreatedAt == nil {
 		return nil, false
 	}
-	key, start, ok := parseUniqueKey(r.UniqueKey)
+	spent, ok := s.shadows.lookup(r.UniqueKey)
+	if checkpointed, found := s.checkpointed(r.UniqueKey); found {
+		spent, ok = max(spent, checkpointed), true
+	}
 	if !ok {
-		return nil, false
-	}
-	spent, periodStart, ok := s.checkpoint(key)
-	if !ok {
-		return nil, false
-	}
-	if start != totalStart.UnixMilli() && periodStart.UnixMilli() != start {
 		return nil, false
 	}
 	return &guber.CacheItem{
@@ -96,6 +96,23 @@ func (s *hookStore) Get(_ context.Context, r *guber.RateLimitReq) (*guber.CacheI
 			CreatedAt: *r.CreatedAt,
 		},
 	}, true
+}
+
+// checkpointed is the Checkpoint of the counter-period uniqueKey, if it
+// is for that period.
+func (s *hookStore) checkpointed(uniqueKey string) (int64, bool) {
+	if s.checkpoint == nil {
+		return 0, false
+	}
+	key, start, ok := parseUniqueKey(uniqueKey)
+	if !ok {
+		return 0, false
+	}
+	spent, periodStart, ok := s.checkpoint(key)
+	if !ok || (start != totalStart.UnixMilli() && periodStart.UnixMilli() != start) {
+		return 0, false
+	}
+	return spent, true
 }
 
 func (s *hookStore) Remove(context.Context, string) {}

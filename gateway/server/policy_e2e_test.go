@@ -264,18 +264,22 @@ func peeredReplicasUntil(t *testing.T, ctx context.Context, n int, o server.Opti
 	replicas := make([]*gateway, n)
 	var wg sync.WaitGroup
 	for i := range replicas {
-		o := o
-		o.LastUsedInterval = 200 * time.Millisecond
-		o.Peers = server.PeerOptions{Listener: listeners[i], Static: addrs}
-		o.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		wg.Go(func() {
-			url, g, stop := testenv.RunGateway(t, 15*time.Second, env.Config, o)
-			replicas[i] = &gateway{URL: url, Gateway: g}
-			go func() { <-ctx.Done(); stop() }()
-		})
+		wg.Go(func() { replicas[i] = joinReplica(t, ctx, listeners[i], addrs, o) })
 	}
 	wg.Wait()
 	return replicas
+}
+
+// joinReplica starts a replica serving its peers on ln, with the static
+// peer list peers, that stops when ctx ends, and waits until it is ready.
+func joinReplica(t *testing.T, ctx context.Context, ln net.Listener, peers []string, o server.Options) *gateway {
+	t.Helper()
+	o.LastUsedInterval = 200 * time.Millisecond
+	o.Peers.Listener, o.Peers.Static = ln, peers
+	o.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	url, g, stop := testenv.RunGateway(t, 15*time.Second, env.Config, o)
+	go func() { <-ctx.Done(); stop() }()
+	return &gateway{URL: url, Gateway: g, PeerAddr: ln.Addr().String()}
 }
 
 // A token limit reserves each request's prompt and max_tokens before it is

@@ -9,6 +9,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/codevector/codevector/gateway/peerproofs"
 	"github.com/codevector/codevector/gateway/policy"
 	"github.com/codevector/codevector/gateway/quota"
 )
@@ -31,6 +32,10 @@ type PeerOptions struct {
 	// system namespace matching Selector, on Listen's port.
 	Discovery string
 	Selector  string
+	// DisableProofSharing turns off the sharing of verified-key proofs
+	// with the peers (package peerproofs): then every replica, a new one
+	// after a rollout too, runs argon2id once for each key it serves.
+	DisableProofSharing bool
 }
 
 // DiscoveryKubernetes is PeerOptions.Discovery's one value.
@@ -53,7 +58,9 @@ func (o PeerOptions) validate() error {
 // startQuota starts the quota engine: at once for a single replica; with
 // peers once the peer credential is read (the manager creates it), then
 // following the peer list. The Meter counts nothing until it has the
-// engine.
+// engine. With peers it also shares verified-key proofs over the same
+// listener, and learns the peers' before it returns (and the replica
+// reports ready).
 func (g *Gateway) startQuota(ctx context.Context, cfg *rest.Config) error {
 	o := g.opts.Peers
 	qc := quota.Config{
@@ -69,12 +76,23 @@ func (g *Gateway) startQuota(ctx context.Context, cfg *rest.Config) error {
 	if o.Listener != nil {
 		o.Listen = o.Listener.Addr().String()
 	}
+	var sharer *peerproofs.Sharer
 	if o.Listen != "" {
 		cred, err := quota.ReadCredential(ctx, g.client, g.opts.SystemNamespace, g.log)
 		if err != nil {
 			return err
 		}
 		qc.Credential = cred
+		if !o.DisableProofSharing {
+			sharer = peerproofs.New(peerproofs.Config{
+				Proofs:     g.auth.PeerProofs(),
+				Credential: cred,
+				Clock:      g.opts.Clock,
+				Log:        g.log.With("component", "peerproofs"),
+				Registerer: g.registry,
+			})
+			qc.Services = sharer.Register
+		}
 		if qc.Advertise == "" && o.Discovery == DiscoveryKubernetes {
 			_, port, err := net.SplitHostPort(o.Listen)
 			if err != nil {
@@ -101,6 +119,12 @@ func (g *Gateway) startQuota(ctx context.Context, cfg *rest.Config) error {
 			engine.Close()
 			return err
 		}
+	}
+	if sharer != nil {
+		// Before ready: a new replica of a rollout starts with what its
+		// peers verified instead of running argon2id for every key.
+		sharer.Fetch(ctx, engine.Peers())
+		go sharer.Run(ctx, engine.Peers)
 	}
 	g.meter.SetEngine(engine)
 	g.log.Info("Quota engine started", "peerAddress", engine.Addr(), "discovery", o.Discovery, "staticPeers", o.Static)

@@ -217,5 +217,9 @@ func (g *Gateway) Handler() http.Handler { return g.handler }
 // Index is the gateway's key index (for tests and benchmarks).
 func (g *Gateway) Index() *keyindex.Index { return g.index }
 
+// PeerProofs is the table of verified-key proofs this replica shares with
+// its peers (for tests and benchmarks).
+func (g *Gateway) PeerProofs() *auth.PeerProofs { return g.auth.PeerProofs() }
+
 // Registry holds the gateway's metrics.
 func (g *Gateway) Registry() *prometheus.Registry { return g.registry }

@@ -118,6 +118,7 @@ func providersFor(t *testing.T, openai, anthropic *upstream) *proxy.Providers {
 type gateway struct {
 	URL string
 	*server.Gateway
+	PeerAddr string // where its peers reach it; empty for a single replica
 }
 
 // startGateway runs a gateway replica until the test ends and waits until

@@ -80,6 +80,7 @@ func newGatewayCommand() *cobra.Command {
 	fs.StringVar(&peers, "peers", "", "Comma-separated HOST:PORT of the other replicas' peer listeners (a fixed list; see --peer-discovery)")
 	fs.StringVar(&o.Peers.Discovery, "peer-discovery", "", "kubernetes: the peers are the ready pods in the system namespace matching --peer-selector")
 	fs.StringVar(&o.Peers.Selector, "peer-selector", "", "Label selector of the gateway pods, for --peer-discovery kubernetes (e.g. app.kubernetes.io/name=codevector-gateway)")
+	fs.BoolVar(&o.Peers.DisableProofSharing, "no-peer-proofs", false, "Do not share verified-key proofs with the peers: every replica, a new one too, verifies each key with argon2id itself")
 	fs.Float64Var(&qps, "kube-api-qps", server.DefaultQPS, "Sustained requests per second to the API server (watches, last-use writes, console)")
 	fs.IntVar(&burst, "kube-api-burst", server.DefaultBurst, "Burst of requests to the API server")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
