@@ -76,7 +76,10 @@ func hashPHC(k keys.Key, p keys.Params) (keys.PHC, error) {
 
 // warmReplicas sends every key to every replica, a few requests at a time
 // each, until each has answered 200 for all of them: the steady state of
-// replicas that have run for a while. It returns how long that took.
+// replicas that have run for a while. Replica i starts its sweep i/n of
+// the way through the keys, so that with proof sharing most keys reach it
+// after a peer has verified them, as keys in use do. It returns how long
+// that took.
 func warmReplicas(b *testing.B, replicas []*peeredReplica, bearers []string) time.Duration {
 	b.Helper()
 	const perReplica = 4 // the per-client argon2 queue (auth's slotsPerClient)
@@ -88,8 +91,10 @@ func warmReplicas(b *testing.B, replicas []*peeredReplica, bearers []string) tim
 	for ri, r := range replicas {
 		for w := range perReplica {
 			wg.Go(func() {
-				for i := w; i < len(bearers); i += perReplica {
-					if err := untilOKWith(c, target{name: r.url, url: r.url + chatPath, bearer: bearers[i]}, time.Minute); err != nil {
+				offset := ri * len(bearers) / len(replicas)
+				for j := w; j < len(bearers); j += perReplica {
+					bearer := bearers[(offset+j)%len(bearers)]
+					if err := untilOKWith(c, target{name: r.url, url: r.url + chatPath, bearer: bearer}, time.Minute); err != nil {
 						errs[ri*perReplica+w] = err
 						return
 					}
@@ -301,8 +306,8 @@ func rolloutTimeline(samples []rolloutSample, from, to, zero time.Time, every, l
 	tb := newTable("seconds from the rollout's start", "events", "requests", "503", "other non-200", "p50 ms", "p99 ms", "worst 1s p99 ms", "seconds not like steady state")
 	for rs := from; rs.Before(to); rs = rs.Add(every) {
 		re := rs.Add(every)
-		if re.After(to) {
-			re = to
+		if to.Sub(re) < time.Second {
+			re = to // the last row takes what is left
 		}
 		w := window(samples, rs, re)
 		var worst time.Duration
@@ -324,8 +329,18 @@ func rolloutTimeline(samples []rolloutSample, from, to, zero time.Time, every, l
 	return tb
 }
 
-func minVerified(replicas []*peeredReplica) int {
-	return slices.Min(verifiedCounts(replicas))
+// minProven is the fewest keys any of replicas can authenticate without
+// argon2: those in its verified-key cache or, with proof sharing, those
+// it holds a proof of (its own or a peer's), whichever is more.
+func minProven(replicas []*peeredReplica) int {
+	fewest := -1
+	for _, r := range replicas {
+		n := max(verifiedKeys(r.gw), r.gw.PeerProofs().Len())
+		if fewest < 0 || n < fewest {
+			fewest = n
+		}
+	}
+	return fewest
 }
 
 // clockNow is the time of day for progress lines.
