@@ -304,8 +304,8 @@ func (t *timeline) between(from, to time.Time) string {
 // its seconds were not good (p99 over limit, or anything but 200).
 func rolloutTimeline(samples []rolloutSample, from, to, zero time.Time, every, limit time.Duration, events *timeline) *table {
 	tb := newTable("seconds from the rollout's start", "events", "requests", "503", "other non-200", "p50 ms", "p99 ms", "worst 1s p99 ms", "seconds not like steady state")
-	for rs := from; rs.Before(to); rs = rs.Add(every) {
-		re := rs.Add(every)
+	for rs, re := from, from; rs.Before(to); rs = re {
+		re = rs.Add(every)
 		if to.Sub(re) < time.Second {
 			re = to // the last row takes what is left
 		}
