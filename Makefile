@@ -68,7 +68,7 @@ bench-policy: envtest ## Only the per-key policy benchmarks (issue 13): accuracy
 	BENCH_OUT=$(LOCALBIN)/bench-policy-results.md go test -run='^$$' -bench='^BenchmarkPolicy' -benchtime=1x -timeout 60m ./bench/
 
 .PHONY: bench-rollout
-bench-rollout: envtest ## Only the rollout benchmark (issue 15): 3 replicas replaced one at a time under 10,000 keys in use; about 6 minutes per mode.
+bench-rollout: envtest ## Only the rollout benchmark (issue 15): 3 replicas replaced one at a time under 10,000 keys in use, before and after proof sharing (BENCH_ROLLOUT_KEYS=3000: 8 minutes on a loaded machine).
 	BENCH_OUT=$(LOCALBIN)/bench-rollout-results.md go test -run='^$$' -bench='^BenchmarkRollout$$' -benchtime=1x -timeout 60m ./bench/
 
 .PHONY: bench-scale
