@@ -128,9 +128,8 @@ func policyWindowRow(tb *table, k *limitedKey, w windowCounts, phase, goal strin
 // BenchmarkPolicyReplicaKilled: three keys limited to 600 requests a
 // minute, driven at 3x through three peered replicas; in the middle of a
 // minute the replica that owns the first key's counter for that minute is
-// stopped. Counters it owned start over on their new owner from zero
-// (only budgets are checkpointed), so that minute can admit up to what it
-// had already counted on top of the limit.
+// stopped. Counters it owned resume on their new owner from the count it
+// last reported to that replica, so that minute admits about its limit.
 func BenchmarkPolicyReplicaKilled(b *testing.B) {
 	env.StartManager(b, manager.Options{})
 	up := serve(b, &devmode.EchoUpstream{})
@@ -244,7 +243,7 @@ func BenchmarkPolicyReplicaKilled(b *testing.B) {
 		tables:  []*table{tb},
 		notes: append(notes,
 			fmt.Sprintf("Three keys, each requestsPerMinute %d, each driven open loop at %gx (%.0f req/s), round-robin over 3 peered replicas found through Pods (as `--peer-discovery kubernetes` finds them). At :30 of the minute %s the replica owning key rpm-a's counter for that minute (replica %d) is stopped as Kubernetes stops a pod: its Pod is deleted (the others drop it from their peer list) while its Run context is cancelled (graceful shutdown; its quota engine closes the peer listener and its counters are gone). From that instant the load goes round-robin to the two others, as a Service would route it; stopping took %v.", policyRPM, policyOverload(), keys[0].rate, killWindow.UTC().Format("15:04"), victim+1, killTook.Round(time.Millisecond)),
-			"Per-minute counters are not checkpointed (only budgets are): a counter whose owner stops starts over from zero on its new owner, so at 3x the limit, where a minute's limit is used up in its first 20 seconds, the stopped minute admits up to the limit again in its second half for every key whose counter the stopped replica owned. Counters owned by a surviving replica keep counting (their owner does not change when a peer leaves).",
+			"A counter whose owner stops resumes on its new owner from the count the old owner last reported to it (every answer to a forwarded take carries it; gateway/quota shadowCounts), so the stopped minute loses only what the old owner counted after that answer, plus the requests served uncounted while the survivors still forwarded to it (the Meter fails open). Before shadow counts the counter started over from zero and the stopped minute admitted up to 200%. Counters owned by a surviving replica keep counting (their owner does not change when a peer leaves).",
 			"The owner column is predicted from the peer list with gubernator's consistent hash (see counterOwner); it changes every minute because the window's start is part of the counter's name. The results show whether the prediction held: the keys named with the stopped replica restart, the others do not.",
 			fmt.Sprintf("CPU during the run, in cores: machine %.2f, this process %.2f, kube-apiserver+etcd %.2f, other processes %.2f.", cpu.machine, cpu.self, cpu.controlPlane, cpu.other),
 			fmt.Sprintf("Targets: the stopped minute within 110%% of the limit: %s (worst %.0f%%); the minutes after back to 97-103%%: %s.", met(killMet), 100*worstKill, met(afterMet))),

@@ -2,10 +2,12 @@ package config_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -15,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/internal/testenv"
 )
 
 // apikeyCount is the object-count quota resource of APIKeys.
@@ -62,7 +65,29 @@ func TestQuotaExampleCapsAPIKeys(t *testing.T) {
 		t.Fatalf("setting the quota's status as its controller would: %v", err)
 	}
 
-	for i := range int(limit.Value()) {
+	// Quota admission reads quotas from its informer: until that has seen
+	// the status set above, it admits creates without counting them (and a
+	// loaded machine can make that take a while). Wait until a create is
+	// counted; one that was not is deleted and tried again.
+	attempt := 0
+	testenv.Eventually(t, 20*time.Second, func() error {
+		attempt++
+		first := &gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("key-00-%d", attempt)}}
+		if err := env.Client.Create(ctx, first); err != nil {
+			return fmt.Errorf("creating the first APIKey: %w", err)
+		}
+		if err := env.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: "codevector-apikeys"}, q); err != nil {
+			return err
+		}
+		if used := q.Status.Used[apikeyCount]; used.Value() == 1 {
+			return nil
+		}
+		if err := env.Client.Delete(ctx, first); err != nil {
+			t.Fatalf("deleting an APIKey created before quota admission counted: %v", err)
+		}
+		return errors.New("quota admission has not seen the quota's status yet; it admitted an APIKey uncounted")
+	})
+	for i := 1; i < int(limit.Value()); i++ {
 		k := &gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("key-%02d", i)}}
 		if err := env.Client.Create(ctx, k); err != nil {
 			t.Fatalf("APIKey %d of %d was refused: %v", i+1, limit.Value(), err)

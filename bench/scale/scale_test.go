@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -74,10 +75,17 @@ func gatewayAtScale(b *testing.B, n, nsCount int) {
 	providers := fastProviders(b)
 
 	layout := fmt.Sprintf("%d keys in %d namespaces", n, nsCount)
-	small := measure(b, env, "baseline: 100 keys, --namespaces (1)", server.Options{Providers: providers, Namespaces: base.namespaces}, 100, base.sample)
-	all := measure(b, env, layout+", all namespaces", server.Options{Providers: providers}, n, pop.sample)
-	restricted := measure(b, env, fmt.Sprintf("%s, --namespaces (%d)", layout, nsCount), server.Options{Providers: providers, Namespaces: pop.namespaces}, n, pop.sample)
+	apiserver := apiserverCPU(b, env)
+	small := measure(b, env, apiserver, "baseline: 100 keys, --namespaces (1)", server.Options{Providers: providers, Namespaces: base.namespaces}, 100, base.sample)
+	all := measure(b, env, apiserver, layout+", all namespaces", server.Options{Providers: providers}, n, pop.sample)
+	restricted := measure(b, env, apiserver, fmt.Sprintf("%s, --namespaces (%d)", layout, nsCount), server.Options{Providers: providers, Namespaces: pop.namespaces}, n, pop.sample)
 	results := []*result{small, all, restricted}
+	// Each gateway was stopped after its starts, so that no other one ran
+	// (and weighed on the process's RSS) while one started; the warm
+	// rounds need all three at once, each with its sample verified once.
+	for _, r := range results {
+		r.url = serve(b, env, r)
+	}
 	// Warm: rounds that take the gateways in turn, so load from outside
 	// the benchmark falls on all of them alike; each gateway's figure is
 	// its median round.
@@ -106,7 +114,11 @@ type result struct {
 	keys           int
 	ready          time.Duration   // median of readies
 	readies        []time.Duration // of three starts
-	heapPerKey     float64         // bytes
+	gatewayCPU     []time.Duration // this process's CPU time during each start: the gateway's
+	apiserverCPU   []time.Duration // kube-apiserver's CPU time during each start
+	load           []float64       // the 1-minute load average as each start began
+	opts           server.Options
+	heapPerKey     float64 // bytes
 	heapMiB        float64
 	peakRSSMiB     float64       // of the whole process, while the gateway started
 	coldVerify     time.Duration // time until every sample key was verified once
@@ -114,26 +126,30 @@ type result struct {
 	warmVsBaseline float64
 }
 
-// measure starts a gateway, times its first sync, weighs it, and verifies
-// every sample key once (cold); the warm load comes later, in rounds.
-func measure(b *testing.B, env *testenv.Env, name string, o server.Options, n int, sample []keys.Key) *result {
-	r := &result{name: name, keys: n, sample: sample}
+// measure starts a gateway three times, times its first sync, weighs
+// it, and verifies every sample key once (cold); the warm load comes later,
+// in rounds, on a gateway serve starts again.
+func measure(b *testing.B, env *testenv.Env, apiserver func() time.Duration, name string, o server.Options, n int, sample []keys.Key) *result {
 	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	r := &result{name: name, keys: n, sample: sample, opts: o}
 	// Three starts, each gateway stopped before the next; the figure is the
 	// median, since one start can coincide with work of the API server's
-	// own (compaction, a cache refill). The third gateway stays and is
-	// weighed and loaded. RunGateway polls /readyz every 50 ms: ready times
-	// are that coarse.
-	var readies []time.Duration
-	var url string
-	var g *server.Gateway
+	// own (compaction, a cache refill). The third gateway is weighed and
+	// verifies the sample once. RunGateway polls /readyz every 50 ms:
+	// ready times are that coarse.
 	for i := range 3 {
 		heapBefore := heapInUse()
+		// What earlier gateways freed goes back to the system first, so
+		// the peak is this gateway's start and what lives besides it.
+		debug.FreeOSMemory()
 		resetPeakRSS()
+		r.load = append(r.load, loadAverage())
+		cpuBefore, apiBefore := processCPU(), apiserver()
 		start := time.Now()
-		var stop func()
-		url, g, stop = testenv.RunGateway(b, 5*time.Minute, env.Config, o)
-		readies = append(readies, time.Since(start))
+		url, g, stop := testenv.RunGateway(b, 5*time.Minute, env.Config, o)
+		r.readies = append(r.readies, time.Since(start))
+		r.gatewayCPU = append(r.gatewayCPU, processCPU()-cpuBefore)
+		r.apiserverCPU = append(r.apiserverCPU, apiserver()-apiBefore)
 		if got := g.Index().Len(); got < n {
 			b.Fatalf("%s: ready with %d keys indexed, want %d", name, got, n)
 		}
@@ -144,12 +160,27 @@ func measure(b *testing.B, env *testenv.Env, name string, o server.Options, n in
 		r.peakRSSMiB = peakRSS()
 		heap := float64(int64(heapInUse()) - int64(heapBefore))
 		r.heapMiB, r.heapPerKey = heap/(1<<20), heap/float64(n)
+		r.coldVerify = verifyAll(b, name, url, sample)
+		stop()
 	}
-	r.readies = readies
-	r.ready, r.url = slices.Sorted(slices.Values(readies))[1], url
+	r.ready = slices.Sorted(slices.Values(r.readies))[1]
+	b.Logf("%s: ready %v (starts: %v; gateway CPU %v; API server CPU %v; load %v), heap %.1f MiB (%.0f B/key), process peak RSS while starting %.0f MiB, cold verify of %d keys %v",
+		name, r.ready.Round(time.Millisecond), r.readies, r.gatewayCPU, r.apiserverCPU, r.load, r.heapMiB, r.heapPerKey, r.peakRSSMiB, len(sample), r.coldVerify.Round(time.Millisecond))
+	return r
+}
 
-	// Cold: every sample key once (argon2 each), 16 at a time.
-	coldStart := time.Now()
+// serve starts r's gateway again for the warm rounds, with its sample
+// verified once, and returns its URL; it stops when the benchmark ends.
+func serve(b *testing.B, env *testenv.Env, r *result) string {
+	url, _, _ := testenv.RunGateway(b, 5*time.Minute, env.Config, r.opts)
+	verifyAll(b, r.name, url, r.sample)
+	return url
+}
+
+// verifyAll authenticates every sample key once (argon2 each), 16 at a
+// time, and returns how long that took.
+func verifyAll(b *testing.B, name, url string, sample []keys.Key) time.Duration {
+	start := time.Now()
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range 16 {
@@ -165,10 +196,7 @@ func measure(b *testing.B, env *testenv.Env, name string, o server.Options, n in
 		}()
 	}
 	wg.Wait()
-	r.coldVerify = time.Since(coldStart)
-	b.Logf("%s: ready %v (starts: %v), heap %.1f MiB (%.0f B/key), process peak RSS while starting %.0f MiB, cold verify of %d keys %v",
-		name, r.ready.Round(time.Millisecond), r.readies, r.heapMiB, r.heapPerKey, r.peakRSSMiB, len(sample), r.coldVerify.Round(time.Millisecond))
-	return r
+	return time.Since(start)
 }
 
 var httpClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}}
@@ -232,19 +260,32 @@ func printReport() {
 	reportMu.Lock()
 	defer reportMu.Unlock()
 	var b strings.Builder
-	b.WriteString("| gateway | keys | ready (median; the 3 starts) | heap | heap/key | process peak RSS while starting | cold verify (sample) | warm req/s | warm vs baseline |\n|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| gateway | keys | ready (median; the 3 starts) | gateway CPU (the 3 starts) | API server CPU (the 3 starts) | load average (1 min) at the starts | heap | heap/key | process peak RSS while starting | cold verify (sample) | warm req/s | warm vs baseline |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range report {
-		var starts []string
-		for _, d := range r.readies {
-			starts = append(starts, d.Round(100*time.Millisecond).String())
-		}
-		fmt.Fprintf(&b, "| %s | %d | %v (%s) | %.1f MiB | %.0f B | %.0f MiB | %v | %.0f | %.2f |\n", r.name, r.keys, r.ready.Round(time.Millisecond), strings.Join(starts, ", "),
+		fmt.Fprintf(&b, "| %s | %d | %v (%s) | %s | %s | %s | %.1f MiB | %.0f B | %.0f MiB | %v | %.0f | %.2f |\n", r.name, r.keys, r.ready.Round(time.Millisecond), durations(r.readies),
+			durations(r.gatewayCPU), durations(r.apiserverCPU), loads(r.load),
 			r.heapMiB, r.heapPerKey, r.peakRSSMiB, r.coldVerify.Round(time.Millisecond), r.warmRPS, r.warmVsBaseline)
 	}
 	fmt.Print(b.String())
 	if path := os.Getenv("BENCH_OUT"); path != "" {
 		_ = os.WriteFile(path, []byte(b.String()), 0o644)
 	}
+}
+
+func durations(ds []time.Duration) string {
+	var out []string
+	for _, d := range ds {
+		out = append(out, d.Round(100*time.Millisecond).String())
+	}
+	return strings.Join(out, ", ")
+}
+
+func loads(ls []float64) string {
+	var out []string
+	for _, l := range ls {
+		out = append(out, strconv.FormatFloat(l, 'f', 1, 64))
+	}
+	return strings.Join(out, ", ")
 }
 
 // fastProviders points the openai provider at an upstream that answers at

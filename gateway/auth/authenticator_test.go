@@ -40,15 +40,7 @@ func fixture(t testing.TB, c clock.WithDelayedExecution) (*Authenticator, *keyin
 
 func setHash(t testing.TB, ix *keyindex.Index, k keys.Key, apiKeyUID, secretUID string) {
 	t.Helper()
-	s, err := keys.Hash(k, fastParams)
-	if err != nil {
-		t.Fatal(err)
-	}
-	phc, err := keys.ParsePHC(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ix.SetHash(keyindex.HashFacts{SecretUID: types.UID(secretUID), KeyID: k.ID(), APIKeyUID: types.UID(apiKeyUID), Hash: phc})
+	ix.SetHash(keyindex.HashFacts{SecretUID: types.UID(secretUID), KeyID: k.ID(), APIKeyUID: types.UID(apiKeyUID), Hash: hashOf(t, k)})
 }
 
 func argon2Runs(a *Authenticator) float64 {

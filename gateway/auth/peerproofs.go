@@ -70,8 +70,7 @@ func BindingOf(e *keyindex.Entry) (b Binding) {
 //
 // It does nothing until Enable: a single replica has no one to share with.
 type PeerProofs struct {
-	root    atomic.Pointer[[]byte]
-	publish func(PeerProof)
+	sharing atomic.Pointer[sharing] // nil until Enable
 
 	mu    sync.RWMutex
 	byKey map[string]PeerProof
@@ -87,19 +86,24 @@ func newPeerProofs(max int) *PeerProofs {
 // with each proof this replica makes, to pass on to its peers; it must not
 // block.
 func (t *PeerProofs) Enable(root []byte, publish func(PeerProof)) {
-	t.publish = publish
-	r := append([]byte(nil), root...)
-	t.root.Store(&r)
+	t.sharing.Store(&sharing{root: append([]byte(nil), root...), publish: publish})
 }
 
-func (t *PeerProofs) enabled() bool { return t.root.Load() != nil }
+// sharing is what Enable sets, swapped in at once: requests may already
+// be served while a replica starts.
+type sharing struct {
+	root    []byte
+	publish func(PeerProof)
+}
+
+func (t *PeerProofs) enabled() bool { return t.sharing.Load() != nil }
 
 // epochOf is the proof epoch that now falls in.
 func epochOf(now time.Time) int64 { return now.Unix() / int64(ProofEpoch/time.Second) }
 
 // mac computes a proof's MAC for the full key raw.
 func (t *PeerProofs) mac(p *PeerProof, raw string) (sum [sha256.Size]byte) {
-	root := *t.root.Load()
+	root := t.sharing.Load().root
 	var epoch [8]byte
 	binary.BigEndian.PutUint64(epoch[:], uint64(p.Epoch))
 	kdf := hmac.New(sha256.New, root)
@@ -126,8 +130,8 @@ func (t *PeerProofs) record(e *keyindex.Entry, raw string, now time.Time) int64 
 	p := PeerProof{KeyID: e.KeyID, Binding: BindingOf(e), Epoch: epochOf(now)}
 	p.MAC = t.mac(&p, raw)
 	t.put(p)
-	if t.publish != nil {
-		t.publish(p)
+	if publish := t.sharing.Load().publish; publish != nil {
+		publish(p)
 	}
 	return p.Epoch
 }

@@ -40,7 +40,8 @@ func peerProofHits(a *Authenticator) float64 {
 	return m.GetCounter().GetValue()
 }
 
-func hashOf(t *testing.T, k keys.Key) keys.PHC {
+// hashOf is k's argon2id hash, at the cheapest parameters.
+func hashOf(t testing.TB, k keys.Key) keys.PHC {
 	t.Helper()
 	s, err := keys.Hash(k, fastParams)
 	if err != nil {

@@ -89,6 +89,7 @@ func newGatewayCommand() *cobra.Command {
 		if err != nil {
 			return err
 		}
+		setSoftMemoryLimit(log)
 		if providersFile == "" {
 			return fmt.Errorf("--providers is required: a YAML file naming the LLM providers (see README)")
 		}
