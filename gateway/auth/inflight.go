@@ -84,7 +84,9 @@ func (a *Authenticator) endedSince(e *keyindex.Entry) error {
 // the key (revoked, expired, deleted, rotated, a new hash). The key index
 // calls it on every change.
 func (a *Authenticator) OnIndexChange(keyID string) {
-	a.proofs.forget(keyID, a.index.Lookup(keyID), a.clock.Now())
+	if a.proofs.Has(keyID) { // most changes (a first list of 100,000 keys) concern keys without one
+		a.proofs.forget(keyID, a.index.Lookup(keyID), a.clock.Now())
+	}
 	a.inflight.mu.Lock()
 	set := a.inflight.byKey[keyID]
 	if len(set) == 0 {
