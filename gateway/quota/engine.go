@@ -85,7 +85,6 @@ type Engine struct {
 	behavior  guber.Behavior
 	peersMu   sync.Mutex    // serializes SetPeers
 	stopped   bool          // guarded by peersMu; no SetPeers after Close
-	peers     []string      // guarded by peersMu; the others' addresses
 	shadows   *shadowCounts // nil for a single replica
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -226,21 +225,19 @@ func (e *Engine) SetPeers(addrs []string) {
 	if e.stopped {
 		return
 	}
-	infos := peerInfos(addrs, e.advertise)
-	e.peers = e.peers[:0:0]
-	for _, p := range infos {
-		if !p.IsOwner {
-			e.peers = append(e.peers, p.GRPCAddress)
-		}
-	}
-	e.instance.SetPeers(infos)
+	e.instance.SetPeers(peerInfos(addrs, e.advertise))
 }
 
-// Peers returns the addresses of the other replicas, as last set.
+// Peers returns the addresses of the other replicas, from gubernator's own
+// peer list.
 func (e *Engine) Peers() []string {
-	e.peersMu.Lock()
-	defer e.peersMu.Unlock()
-	return slices.Clone(e.peers)
+	var out []string
+	for _, p := range e.instance.GetPeerList() {
+		if info := p.Info(); !info.IsOwner {
+			out = append(out, info.GRPCAddress)
+		}
+	}
+	return out
 }
 
 // peerInfos maps a peer address list to gubernator's PeerInfo: sorted,
