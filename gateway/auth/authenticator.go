@@ -193,6 +193,11 @@ func (a *Authenticator) authenticate(ctx context.Context, raw, client string) (*
 	// salt when there is no hash), so every refusal here costs the same
 	// and timing does not tell a stranger which key IDs exist.
 	plausible := passesQuickCheck(k, e)
+	if plausible {
+		// A gateway that has just started may hold a key's hash before its
+		// APIKey (keyindex/listing.go): it reads the APIKey now.
+		e = a.index.Resolve(ctx, k.ID())
+	}
 	if reason := e.Usable(now); reason != "" {
 		// Unproven secret: the reply stays generic; the metric is precise.
 		return nil, failInvalid(string(reason))

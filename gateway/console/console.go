@@ -166,6 +166,9 @@ type Console struct {
 type Keys interface {
 	APIKey(types.NamespacedName) *keyindex.APIKeyFacts
 	APIKeys() []*keyindex.APIKeyFacts
+	// Listed is closed once every key is in: a gateway that has just
+	// started serves requests before it has listed every APIKey.
+	Listed() <-chan struct{}
 }
 
 // New builds the console. keys should be the gateway's key index (it must

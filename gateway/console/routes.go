@@ -46,11 +46,13 @@ func (c *Console) Register(r *mux.Router) {
 	identified.Path("/api-keys").Methods(http.MethodGet, http.MethodHead).HandlerFunc(c.servePage)
 	identified.Path("/api-keys").Handler(methodNotAllowed("GET, HEAD"))
 	identified.Path(rotateScriptPath).Methods(http.MethodGet, http.MethodHead).HandlerFunc(serveRotateScript)
-	identified.Path("/api/v1/apikeys").Methods(http.MethodGet, http.MethodHead).HandlerFunc(c.serveList)
-	identified.Path("/api/v1/apikeys").Methods(http.MethodPost).HandlerFunc(c.serveCreate)
-	identified.Path("/api/v1/apikeys/{name}/revoke").Methods(http.MethodPost).HandlerFunc(c.serveRevoke)
-	identified.Path("/api/v1/apikeys/{name}/rotate").Methods(http.MethodPost).HandlerFunc(c.serveRotate)
-	identified.Path("/api/v1/apikeys/{name}/policy").Methods(http.MethodPost).HandlerFunc(c.serveSetPolicy)
+	keys := identified.NewRoute().Subrouter()
+	keys.Use(c.waitForKeys)
+	keys.Path("/api/v1/apikeys").Methods(http.MethodGet, http.MethodHead).HandlerFunc(c.serveList)
+	keys.Path("/api/v1/apikeys").Methods(http.MethodPost).HandlerFunc(c.serveCreate)
+	keys.Path("/api/v1/apikeys/{name}/revoke").Methods(http.MethodPost).HandlerFunc(c.serveRevoke)
+	keys.Path("/api/v1/apikeys/{name}/rotate").Methods(http.MethodPost).HandlerFunc(c.serveRotate)
+	keys.Path("/api/v1/apikeys/{name}/policy").Methods(http.MethodPost).HandlerFunc(c.serveSetPolicy)
 	identified.Path("/api/v1/apikeys").HandlerFunc(c.serveNoSuchEndpoint)
 	identified.PathPrefix("/api/v1/apikeys/").HandlerFunc(c.serveNoSuchEndpoint)
 	// The rest of the console's paths (/api-keys/..., /oauth2/... in
@@ -84,4 +86,25 @@ var rotateScript []byte
 func serveRotateScript(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
 	http.ServeContent(w, r, "rotate.js", time.Time{}, bytes.NewReader(rotateScript))
+}
+
+// keysWait is how long an API request waits for a gateway that has just
+// started to list every key before it is told to retry.
+const keysWait = 10 * time.Second
+
+// waitForKeys holds the console's API until the gateway holds every key:
+// a list or a name looked up before would miss keys that exist.
+func (c *Console) waitForKeys(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t := time.NewTimer(keysWait)
+		defer t.Stop()
+		select {
+		case <-c.keys.Listed():
+			next.ServeHTTP(w, r)
+		case <-t.C:
+			w.Header().Set("Retry-After", "5")
+			writeError(w, &apiError{http.StatusServiceUnavailable, "starting", "The gateway has just started and is still loading keys. Retry in a few seconds."})
+		case <-r.Context().Done():
+		}
+	})
 }

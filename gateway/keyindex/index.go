@@ -110,9 +110,13 @@ const (
 // shares one value between its maps and the entries it hands out.
 type APIKeyFacts struct {
 	// Name names the resource; UID ties it to one incarnation of it.
-	Name  types.NamespacedName
-	UID   types.UID
-	KeyID string // from status.prefix; empty before the key is issued
+	Name types.NamespacedName
+	UID  types.UID
+	// ResourceVersion is metadata.resourceVersion as a number (0 when it
+	// is not one). While APIKeys are listed in the background (listing.go)
+	// an older version of an APIKey never replaces a newer one.
+	ResourceVersion uint64
+	KeyID           string // from status.prefix; empty before the key is issued
 	// PreviousKeyID is the key ID of status.previous: the key a rotation
 	// replaced, which keeps working until PreviousExpiresAt. Empty
 	// without one. The APIKey claims both key IDs meanwhile.
@@ -188,6 +192,10 @@ type Index struct {
 	log       *slog.Logger
 	// warnings wait here, under the lock, to be logged after it.
 	warnings []warning
+	// listing is set while the APIKeys are listed in the background
+	// (listing.go); listed is closed once they are all in.
+	listing *listing
+	listed  chan struct{}
 }
 
 // New returns an empty index. onChange, if set, is called (outside the
@@ -200,6 +208,7 @@ func New(onChange func(keyID string)) *Index {
 		contested: map[string]*claimants{},
 		onChange:  onChange,
 		log:       slog.Default(),
+		listed:    closedChannel(),
 	}
 }
 
@@ -285,6 +294,9 @@ func (ix *Index) change(f func(changed *[]string)) {
 
 func (ix *Index) setAPIKeyLocked(f *APIKeyFacts, changed *[]string) {
 	old := ix.apiKeys[f.Name]
+	if ix.listing != nil && ix.listing.stale(f, old) {
+		return
+	}
 	ix.apiKeys[f.Name] = f
 	if old != nil {
 		// Re-keyed (rotated, or a grace period ended) or re-created under
@@ -301,6 +313,15 @@ func (ix *Index) setAPIKeyLocked(f *APIKeyFacts, changed *[]string) {
 }
 
 func (ix *Index) deleteAPIKeyLocked(name types.NamespacedName, changed *[]string) {
+	ix.deleteAPIKeyAtLocked(name, 0, changed)
+}
+
+// deleteAPIKeyAtLocked forgets an APIKey deleted at resource version rv
+// (0 if unknown), which a background list then cannot bring back.
+func (ix *Index) deleteAPIKeyAtLocked(name types.NamespacedName, rv uint64, changed *[]string) {
+	if ix.listing != nil {
+		ix.listing.deleted(name, rv)
+	}
 	old, ok := ix.apiKeys[name]
 	if !ok {
 		return

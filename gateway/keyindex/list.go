@@ -32,6 +32,8 @@ import (
 // 7 s without).
 type factsListWatch struct {
 	toolscache.ListWatch
+	// list reads one list, whole, and decodes it to facts.
+	list func(ctx context.Context, opts metav1.ListOptions) (*factsList, error)
 }
 
 func (factsListWatch) IsWatchListSemanticsUnSupported() bool { return true }
@@ -43,38 +45,57 @@ func newFactsListWatch(c rest.Interface, resource, namespace string, fieldSelect
 		opts.FieldSelector, opts.LabelSelector = fieldSelector.String(), labelSelector.String()
 		return c.Get().Namespace(namespace).Resource(resource).VersionedParams(opts, metav1.ParameterCodec)
 	}
-	return &factsListWatch{toolscache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-			// One response, however long: pages would each be a consistent
-			// read that the API server may send to etcd, and at 100,000
-			// keys 200 of them took longer than the whole list.
-			opts.Limit, opts.Continue = 0, ""
-			body, err := request(&opts).Stream(ctx)
-			if err != nil {
-				return nil, err
-			}
-			defer body.Close()
-			// The client asks for protobuf where the type has it (Secrets;
-			// custom resources are JSON only), and the server may answer
-			// either way.
-			br := bufio.NewReaderSize(body, 64<<10)
-			if isProtobuf(br) {
-				return decodeProtobufListFacts(br, newItem, reduce)
-			}
-			return decodeListFacts(br, newItem, reduce)
-		},
-		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-			opts.Watch = true
-			w, err := request(&opts).Watch(ctx)
-			if err != nil && ctx.Err() != nil {
-				// Stopped on purpose (shutdown, or fresh watches after an
-				// outage): io.EOF is how a reflector is told quietly; any
-				// other error it logs as a failure.
-				return nil, io.EOF
-			}
-			return w, err
-		},
+	lw := &factsListWatch{list: func(ctx context.Context, opts metav1.ListOptions) (*factsList, error) {
+		body, err := request(&opts).Stream(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer body.Close()
+		// The client asks for protobuf where the type has it (Secrets;
+		// custom resources are JSON only), and the server may answer
+		// either way.
+		br := bufio.NewReaderSize(body, 64<<10)
+		if isProtobuf(br) {
+			return decodeProtobufListFacts(br, newItem, reduce)
+		}
+		return decodeListFacts(br, newItem, reduce)
 	}}
+	lw.ListWithContextFunc = func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+		return lw.fullList(ctx, opts)
+	}
+	lw.WatchFuncWithContext = func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+		opts.Watch = true
+		w, err := request(&opts).Watch(ctx)
+		if err != nil && ctx.Err() != nil {
+			// Stopped on purpose (shutdown, or fresh watches after an
+			// outage): io.EOF is how a reflector is told quietly; any
+			// other error it logs as a failure.
+			return nil, io.EOF
+		}
+		return w, err
+	}
+	return lw
+}
+
+// fullList reads every object in one response, however long: pages would
+// each be a consistent read that the API server may send to etcd, and at
+// 100,000 keys 200 of them took longer than the whole list.
+func (lw *factsListWatch) fullList(ctx context.Context, opts metav1.ListOptions) (*factsList, error) {
+	opts.Limit, opts.Continue = 0, ""
+	return lw.list(ctx, opts)
+}
+
+// currentVersion reads the resource version the API server is at now,
+// with a list of at most one object read from etcd.
+func (lw *factsListWatch) currentVersion(ctx context.Context) (string, error) {
+	l, err := lw.list(ctx, metav1.ListOptions{Limit: 1})
+	if err != nil {
+		return "", err
+	}
+	if l.ResourceVersion == "" {
+		return "", fmt.Errorf("the list carries no resourceVersion")
+	}
+	return l.ResourceVersion, nil
 }
 
 // decodeListFacts reads a JSON list ({"metadata": ..., "items": [...]})

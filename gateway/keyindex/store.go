@@ -47,6 +47,15 @@ type apiKeyStore struct {
 	store
 	namespace string
 	only      map[string]bool
+	// generation counts Replaces: a background list (faststart.go) merges
+	// only into the generation it was started for.
+	generation atomic.Uint64
+	// fastList: the list Replace is about to receive is a fast start's
+	// empty one, not a full list.
+	fastList atomic.Bool
+	// complete: every APIKey of this watch has been listed.
+	complete   atomic.Bool
+	onComplete func()
 }
 
 // wants reports whether the store keeps keys of namespace ns.
@@ -74,7 +83,10 @@ func (s *apiKeyStore) Delete(obj any) error {
 		return fmt.Errorf("APIKey watch delivered a %T", obj)
 	}
 	if s.wants(k.Namespace) {
-		s.ix.DeleteAPIKey(types.NamespacedName{Namespace: k.Namespace, Name: k.Name})
+		name := types.NamespacedName{Namespace: k.Namespace, Name: k.Name}
+		s.ix.change(func(changed *[]string) {
+			s.ix.deleteAPIKeyAtLocked(name, resourceVersionNumber(k.ResourceVersion), changed)
+		})
 	}
 	s.touch()
 	return nil
@@ -82,23 +94,59 @@ func (s *apiKeyStore) Delete(obj any) error {
 
 // Replace makes the index's APIKeys of this watch exactly list: what the
 // list lacks was deleted while nobody watched.
-func (s *apiKeyStore) Replace(list []any, _ string) error {
+func (s *apiKeyStore) Replace(list []any, resourceVersion string) error {
 	facts, err := collectFacts[*APIKeyFacts](list, reduceAPIKey)
 	if err != nil {
 		return err
 	}
 	facts = slices.DeleteFunc(facts, func(f *APIKeyFacts) bool { return !s.wants(f.Name.Namespace) })
+	// A background list still running is superseded from here on.
+	s.generation.Add(1)
+	listedAt := resourceVersionNumber(resourceVersion)
 	replaceAll(s.ix, facts, func(f *APIKeyFacts) types.NamespacedName { return f.Name }, s.ix.setAPIKeyLocked,
 		func(listed map[types.NamespacedName]struct{}, changed *[]string) {
 			for name := range s.ix.apiKeys {
 				if _, ok := listed[name]; !ok && (s.namespace == "" || name.Namespace == s.namespace) {
-					s.ix.deleteAPIKeyLocked(name, changed)
+					s.ix.deleteAPIKeyAtLocked(name, listedAt, changed)
 				}
 			}
 		})
 	s.synced.Store(true)
+	if !s.fastList.Swap(false) {
+		s.markComplete()
+	}
 	s.touch()
 	return nil
+}
+
+// merge adds a background list of this watch's APIKeys to the index,
+// unless a Replace has come since generation gen began; it reports whether
+// it did. Facts older than the index's are left out (see listing.go).
+func (s *apiKeyStore) merge(facts []*APIKeyFacts, gen uint64) bool {
+	for chunk := range slices.Chunk(facts, replaceChunk) {
+		superseded := false
+		s.ix.change(func(changed *[]string) {
+			if superseded = s.generation.Load() != gen; superseded {
+				return
+			}
+			for _, f := range chunk {
+				if s.wants(f.Name.Namespace) {
+					s.ix.setAPIKeyLocked(f, changed)
+				}
+			}
+		})
+		if superseded {
+			return false
+		}
+	}
+	s.touch()
+	return true
+}
+
+func (s *apiKeyStore) markComplete() {
+	if !s.complete.Swap(true) && s.onComplete != nil {
+		s.onComplete()
+	}
 }
 
 // hashStore receives the watch of hash Secrets in the system namespace.
@@ -113,7 +161,7 @@ func (s *hashStore) Update(obj any) error {
 	if !ok {
 		return fmt.Errorf("secret watch delivered a %T", obj)
 	}
-	if f, ok := HashFactsOf(sec); ok {
+	if f, ok := s.factsOf(sec); ok {
 		s.ix.SetHash(f)
 	} else {
 		// No longer a usable hash Secret (relabelled): it authenticates
@@ -134,10 +182,31 @@ func (s *hashStore) Delete(obj any) error {
 	return nil
 }
 
+// factsOf is HashFactsOf, noting while the index lists APIKeys in the
+// background which APIKey the hash Secret was written for.
+func (s *hashStore) factsOf(sec *corev1.Secret) (HashFacts, bool) {
+	f, ok := HashFactsOf(sec)
+	if ok {
+		s.ix.noteOwner(f.KeyID, types.NamespacedName{
+			Namespace: sec.Labels[gatewayv1alpha1.LabelAPIKeyNamespace], Name: sec.Labels[gatewayv1alpha1.LabelAPIKeyName]})
+	}
+	return f, ok
+}
+
+// reduce turns a listed hash Secret into its facts.
+func (s *hashStore) reduce(o runtime.Object) (any, bool) {
+	sec, ok := o.(*corev1.Secret)
+	if !ok {
+		return nil, false
+	}
+	f, ok := s.factsOf(sec)
+	return &f, ok
+}
+
 // Replace makes the index's hashes exactly list. Secrets that are not
 // usable hash Secrets are left out of it, and so authenticate nothing.
 func (s *hashStore) Replace(list []any, _ string) error {
-	facts, err := collectFacts[*HashFacts](list, reduceHashSecret)
+	facts, err := collectFacts[*HashFacts](list, s.reduce)
 	if err != nil {
 		return err
 	}

@@ -31,6 +31,11 @@ import (
 type Watch struct {
 	reflectors []*toolscache.Reflector
 	stores     []*store
+	apiKeys    []*apiKeyStore
+	ix         *Index
+	// fastStarts list APIKeys in the background (listing.go); only the
+	// first Watch of an empty index has any.
+	fastStarts []*fastStart
 }
 
 // Clients are what a Watch lists and watches with; build them once and
@@ -70,8 +75,16 @@ const maxNamespaceWatches = 16
 
 // NewWatch prepares the reflectors that feed ix; onEvent, if set, is
 // called on every event. Nothing runs until Run.
+//
+// When ix holds no APIKeys yet (a gateway starting), the Watch starts
+// fast: it is synced once it holds every hash and its APIKey watches are
+// open, and lists the APIKeys in the background (listing.go).
 func NewWatch(c *Clients, ix *Index, systemNamespace string, namespaces []string, onEvent func()) *Watch {
 	w := &Watch{}
+	fast := ix.holdsNoAPIKeys()
+	if fast {
+		ix.beginListing(c.fetchAPIKey)
+	}
 	add := func(name string, lw toolscache.ListerWatcher, expected runtime.Object, s toolscache.ReflectorStore, st *store) {
 		w.reflectors = append(w.reflectors, toolscache.NewReflectorWithOptions(lw, expected, s, toolscache.ReflectorOptions{Name: name}))
 		w.stores = append(w.stores, st)
@@ -103,26 +116,54 @@ func NewWatch(c *Clients, ix *Index, systemNamespace string, namespaces []string
 		namespaces = []string{metav1.NamespaceAll}
 	}
 	for _, ns := range namespaces {
-		s := &apiKeyStore{store: store{ix: ix, onEvent: onEvent}, namespace: ns, only: only}
+		s := &apiKeyStore{store: store{ix: ix, onEvent: onEvent}, namespace: ns, only: only, onComplete: w.apiKeyListComplete}
 		lw := newFactsListWatch(c.apiKeys, "apikeys", ns, fields.Everything(), labels.Everything(),
 			func() runtime.Object { return &gatewayv1alpha1.APIKey{} }, reduceAPIKey)
+		if fast {
+			w.fastStarts = append(w.fastStarts, newFastStart(lw, s, ix.log))
+		}
 		add("apikeys "+cmp.Or(ns, "(all namespaces)"), lw, &gatewayv1alpha1.APIKey{}, s, &s.store)
+		w.apiKeys = append(w.apiKeys, s)
 	}
 	hashes := &hashStore{store{ix: ix, onEvent: onEvent}}
 	lw := newFactsListWatch(c.secrets, "secrets", systemNamespace, fields.OneTermEqualSelector("type", gatewayv1alpha1.HashSecretType), hashSelector,
-		func() runtime.Object { return &corev1.Secret{} }, reduceHashSecret)
+		func() runtime.Object { return &corev1.Secret{} }, hashes.reduce)
 	add("hash secrets", lw, &corev1.Secret{}, hashes, &hashes.store)
+	w.ix = ix
 	return w
 }
 
-// Run runs the reflectors until ctx ends and they have stopped: after Run
-// returns, this Watch writes nothing more to the index.
+// Run runs the reflectors, and any background lists, until ctx ends and
+// they have stopped: after Run returns, this Watch writes nothing more to
+// the index.
 func (w *Watch) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, r := range w.reflectors {
 		wg.Go(func() { r.RunWithContext(ctx) })
 	}
+	for _, f := range w.fastStarts {
+		wg.Go(func() { f.listInBackground(ctx, w.Synced) })
+	}
 	wg.Wait()
+}
+
+// Listed reports whether every APIKey this Watch watches is in the index
+// (Synced may come first: see listing.go).
+func (w *Watch) Listed() bool {
+	for _, s := range w.apiKeys {
+		if !s.complete.Load() {
+			return false
+		}
+	}
+	return true
+}
+
+// apiKeyListComplete ends the index's listing state once every APIKey
+// watch has listed in full, from a background list or a relist.
+func (w *Watch) apiKeyListComplete() {
+	if w.Listed() {
+		w.ix.endListing()
+	}
 }
 
 // Synced reports whether every reflector's first full list is in the
@@ -160,15 +201,16 @@ func reduceHashSecret(o runtime.Object) (any, bool) {
 // that many keys share (namespace, owner, phase) are interned.
 func APIKeyFactsOf(k *gatewayv1alpha1.APIKey) APIKeyFacts {
 	f := APIKeyFacts{
-		Name:        types.NamespacedName{Namespace: intern(k.Namespace), Name: k.Name},
-		UID:         k.UID,
-		Owner:       intern(k.Spec.Owner),
-		Prefix:      k.Status.Prefix,
-		DisplayName: k.Spec.DisplayName,
-		Revoked:     k.Spec.Revoked,
-		Deleting:    k.DeletionTimestamp != nil,
-		Phase:       gatewayv1alpha1.Phase(intern(string(k.Status.Phase))),
-		CreatedAt:   k.CreationTimestamp.Time,
+		Name:            types.NamespacedName{Namespace: intern(k.Namespace), Name: k.Name},
+		UID:             k.UID,
+		ResourceVersion: resourceVersionNumber(k.ResourceVersion),
+		Owner:           intern(k.Spec.Owner),
+		Prefix:          k.Status.Prefix,
+		DisplayName:     k.Spec.DisplayName,
+		Revoked:         k.Spec.Revoked,
+		Deleting:        k.DeletionTimestamp != nil,
+		Phase:           gatewayv1alpha1.Phase(intern(string(k.Status.Phase))),
+		CreatedAt:       k.CreationTimestamp.Time,
 	}
 	if id, ok := strings.CutPrefix(k.Status.Prefix, keys.Prefix); ok && keys.ValidID(id) {
 		f.KeyID = id
