@@ -33,6 +33,7 @@ type Watch struct {
 	stores     []*store
 	apiKeys    []*apiKeyStore
 	ix         *Index
+	fetch      FetchFunc
 	// fastStarts list APIKeys in the background (listing.go); only the
 	// first Watch of an empty index has any.
 	fastStarts []*fastStart
@@ -80,11 +81,8 @@ const maxNamespaceWatches = 16
 // fast: it is synced once it holds every hash and its APIKey watches are
 // open, and lists the APIKeys in the background (listing.go).
 func NewWatch(c *Clients, ix *Index, systemNamespace string, namespaces []string, onEvent func()) *Watch {
-	w := &Watch{}
+	w := &Watch{fetch: c.fetchAPIKey}
 	fast := ix.holdsNoAPIKeys()
-	if fast {
-		ix.beginListing(c.fetchAPIKey)
-	}
 	add := func(name string, lw toolscache.ListerWatcher, expected runtime.Object, s toolscache.ReflectorStore, st *store) {
 		w.reflectors = append(w.reflectors, toolscache.NewReflectorWithOptions(lw, expected, s, toolscache.ReflectorOptions{Name: name}))
 		w.stores = append(w.stores, st)
@@ -137,6 +135,9 @@ func NewWatch(c *Clients, ix *Index, systemNamespace string, namespaces []string
 // they have stopped: after Run returns, this Watch writes nothing more to
 // the index.
 func (w *Watch) Run(ctx context.Context) {
+	if len(w.fastStarts) > 0 {
+		w.ix.beginListing(w.fetch)
+	}
 	var wg sync.WaitGroup
 	for _, r := range w.reflectors {
 		wg.Go(func() { r.RunWithContext(ctx) })
