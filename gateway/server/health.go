@@ -117,8 +117,19 @@ func (g *Gateway) registerHealthMetrics() {
 		}, func() float64 { return boolFloat(h.apiReachable.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "codevector", Subsystem: "gateway", Name: "cache_synced",
-			Help: "1 once the first sync of APIKeys and hash Secrets is done.",
+			Help: "1 once the first sync is done: every hash Secret listed and the APIKey watches open (the gateway is ready then).",
 		}, func() float64 { return boolFloat(h.synced.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "codevector", Subsystem: "gateway", Name: "apikeys_listed",
+			Help: "1 once every APIKey is in the index; until then, after a start, an APIKey not listed yet is read from the API server on its first request.",
+		}, func() float64 {
+			select {
+			case <-g.index.Listed():
+				return 1
+			default:
+				return 0
+			}
+		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "codevector", Subsystem: "gateway", Name: "last_watch_event_age_seconds",
 			Help: "Seconds since the last watch event on APIKeys or hash Secrets (-1 before the first).",
