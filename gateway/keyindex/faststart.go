@@ -110,7 +110,7 @@ func (f *fastStart) listFrom(ctx context.Context, rv string) ([]*APIKeyFacts, er
 // fetchAPIKey reads one APIKey for Index.Resolve.
 func (c *Clients) fetchAPIKey(ctx context.Context, name types.NamespacedName) (*APIKeyFacts, error) {
 	var k gatewayv1alpha1.APIKey
-	err := c.apiKeys.Get().Namespace(name.Namespace).Resource("apikeys").Name(name.Name).Do(ctx).Into(&k)
+	err := c.apiKeyReads.Get().Namespace(name.Namespace).Resource("apikeys").Name(name.Name).Do(ctx).Into(&k)
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}

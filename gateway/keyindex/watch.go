@@ -43,7 +43,17 @@ type Watch struct {
 // share them between Watches.
 type Clients struct {
 	apiKeys, secrets rest.Interface
+	// apiKeyReads reads single APIKeys while a starting gateway lists them
+	// (listing.go), under a rate limit of its own: a new replica of a
+	// rollout meets a key it has not listed yet on most of its first
+	// requests, a few hundred a second, and the gateway's shared limit
+	// (--kube-api-qps) would queue them for seconds behind each other.
+	apiKeyReads rest.Interface
 }
+
+// apiKeyReadQPS bounds single APIKey reads: one per key in use, and only
+// until the APIKeys are listed.
+const apiKeyReadQPS = 1000
 
 // NewClients builds the REST clients of APIKeys (JSON, as for every custom
 // resource) and Secrets (protobuf).
@@ -68,7 +78,13 @@ func NewClients(cfg *rest.Config, scheme *runtime.Scheme) (*Clients, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating Secret client: %w", err)
 	}
-	return &Clients{apiKeys: apiKeys, secrets: secrets}, nil
+	readCfg := rest.CopyConfig(cfg)
+	readCfg.QPS, readCfg.Burst, readCfg.RateLimiter = apiKeyReadQPS, apiKeyReadQPS, nil
+	apiKeyReads, err := apiutil.RESTClientForGVK(gatewayv1alpha1.GroupVersion.WithKind("APIKey"), false, false, readCfg, codecs, httpClient)
+	if err != nil {
+		return nil, fmt.Errorf("creating APIKey read client: %w", err)
+	}
+	return &Clients{apiKeys: apiKeys, secrets: secrets, apiKeyReads: apiKeyReads}, nil
 }
 
 // maxNamespaceWatches is the most namespaces watched one by one.
