@@ -22,10 +22,12 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 		if !g.watches.run(ctx) {
 			return
 		}
+		synced := time.Now()
 		if err := g.startQuota(ctx, g.restConfig); err != nil {
 			quotaFailed <- fmt.Errorf("starting the quota engine: %w", err)
 			return
 		}
+		g.awaitAPIKeys(ctx, synced)
 		g.health.synced.Store(true)
 		g.log.Info("Watch cache synced; gateway ready", "keys", g.index.Len())
 	}()
@@ -82,4 +84,25 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 		return srv.Close()
 	}
 	return err
+}
+
+// listGrace is how long a gateway that holds every hash waits for its
+// APIKeys before it reports ready without them (keyindex/listing.go). Up
+// to about 10,000 keys the list is in by then, and the first requests of a
+// new replica never wait on the API server; at 100,000 the list takes 15 s
+// and more, and readiness does not wait for it.
+const listGrace = 2 * time.Second
+
+// awaitAPIKeys waits until every APIKey is listed or listGrace has passed
+// since synced. Real time, not the gateway's clock: it bounds how long the
+// API server takes, not anything a key's lifetime depends on.
+func (g *Gateway) awaitAPIKeys(ctx context.Context, synced time.Time) {
+	t := time.NewTimer(time.Until(synced.Add(listGrace)))
+	defer t.Stop()
+	select {
+	case <-g.index.Listed():
+	case <-t.C:
+		g.log.Info("Ready before every APIKey is listed; the rest are read as they are used until the list is in")
+	case <-ctx.Done():
+	}
 }
