@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	guber "github.com/gubernator-io/gubernator/v2"
@@ -82,9 +83,21 @@ type Engine struct {
 	clock     clock.PassiveClock
 	log       *slog.Logger
 	behavior  guber.Behavior
-	peersMu   sync.Mutex    // serializes SetPeers
-	stopped   bool          // guarded by peersMu; no SetPeers after Close
-	shadows   *shadowCounts // nil for a single replica
+	peersMu   sync.Mutex       // serializes SetPeers
+	stopped   bool             // guarded by peersMu; no SetPeers after Close
+	peers     []guber.PeerInfo // guarded by peersMu; the list last set
+	replicas  atomic.Int32     // replicas in the peer list, this one included
+	shadows   *shadowCounts    // nil for a single replica
+	leases    *leaseTable      // nil for a single replica
+
+	// Background renewals and give-backs of leases (see startSync); Close
+	// stops them before gubernator.
+	syncCtx     context.Context
+	stopSyncs   context.CancelFunc
+	syncMu      sync.Mutex // guards syncStopped and syncs.Add against Close
+	syncStopped bool
+	syncs       sync.WaitGroup
+
 	closeOnce sync.Once
 	closed    chan struct{}
 	serveDone chan struct{}
@@ -109,6 +122,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, errors.New("a peer listener needs a peer credential")
 	}
 	e := &Engine{clock: cfg.Clock, log: cfg.Log, advertise: singleReplicaAddress, behavior: guber.Behavior_NO_BATCHING}
+	e.syncCtx, e.stopSyncs = context.WithCancel(context.Background())
 	if cfg.batchWait > 0 {
 		e.behavior = guber.Behavior_BATCHING
 	}
@@ -133,6 +147,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		}
 		e.server = grpc.NewServer(grpc.Creds(credentials.NewTLS(cfg.Credential.ServerTLS())))
 		e.shadows = newShadowCounts(maxShadows)
+		e.leases = newLeaseTable()
 	} else {
 		// gubernator registers its services on at least one gRPC server. A
 		// single replica's server is never started: no port is opened.
@@ -212,7 +227,8 @@ func (e *Engine) Addr() string { return e.advertise }
 // SetPeers replaces the peer list (host:port of every replica; this one is
 // added if missing). Counters whose owner changes start over on their new
 // owner from Checkpoint, so a peer list that flaps costs accuracy: feed it
-// ready replicas only.
+// ready replicas only. A change drops this replica's leases: their owner
+// may have changed, and their size depends on the number of replicas.
 func (e *Engine) SetPeers(addrs []string) {
 	if e.listener == nil {
 		addrs = nil
@@ -224,7 +240,13 @@ func (e *Engine) SetPeers(addrs []string) {
 	if e.stopped {
 		return
 	}
-	e.instance.SetPeers(peerInfos(addrs, e.advertise))
+	infos := peerInfos(addrs, e.advertise)
+	e.instance.SetPeers(infos)
+	e.replicas.Store(int32(len(infos)))
+	if e.leases != nil && !slices.Equal(infos, e.peers) {
+		e.leases.reset()
+	}
+	e.peers = infos
 }
 
 // Peers returns the addresses of the other replicas, from gubernator's own
@@ -263,6 +285,11 @@ func peerInfos(addrs []string, self string) []guber.PeerInfo {
 func (e *Engine) Close() error {
 	var err error
 	e.closeOnce.Do(func() {
+		e.syncMu.Lock()
+		e.syncStopped = true
+		e.syncMu.Unlock()
+		e.stopSyncs()
+		e.syncs.Wait()
 		// An empty peer list shuts down the connections to peers.
 		e.peersMu.Lock()
 		e.stopped = true

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	guber "github.com/gubernator-io/gubernator/v2"
 )
@@ -28,55 +29,72 @@ func (e *Engine) Take(ctx context.Context, c Counter, hits int64) (Decision, err
 	return ds[0], nil
 }
 
+// hitPlan is how one hit of a TakeAll is served.
+type hitPlan struct {
+	lease *lease // this replica's lease of the counter; nil if not leased
+	topUp int64  // units asked of the owner for the lease along with the hits
+	// forward: the owner is asked (the lease, if any, could not serve it).
+	forward bool
+	// taken: the hits were counted, by the lease or the owner, and are
+	// given back if another counter refuses the request.
+	taken bool
+}
+
 // TakeAll takes from several counters of one request (requests per minute,
 // tokens per minute, budget) in one round: the request passes only if every
 // counter admits its hits. When one refuses, what the others took is given
 // back, so a refused request counts nowhere. Between the take and the give
 // back a concurrent request may see the others lower than they end up; the
 // error is always towards refusing, never towards admitting too much.
+//
+// Counters this replica holds a lease of are served from the lease when it
+// covers the hits; the others are forwarded to their owners in one round.
 func (e *Engine) TakeAll(ctx context.Context, hits ...Hit) (bool, []Decision, error) {
-	reqs := make([]*guber.RateLimitReq, len(hits))
+	now := e.clock.Now()
 	ds := make([]Decision, len(hits))
+	plans := make([]hitPlan, len(hits))
+	forwarded := 0
 	for i, h := range hits {
-		var err error
-		if h.Hits < 0 {
-			reqs[i], ds[i], err = e.request(h.Counter, 0, h.Hits)
-		} else {
-			reqs[i], ds[i], err = e.request(h.Counter, h.Hits, 0)
-		}
+		start, end, err := h.Counter.window(now)
 		if err != nil {
 			return false, nil, err
 		}
-	}
-	resps, err := e.send(ctx, reqs)
-	allowed := true
-	var taken []int
-	for i, r := range resps {
-		if r == nil || r.Error != "" {
-			continue
-		}
-		ds[i].Remaining = r.Remaining
-		switch {
-		case hits[i].Hits < 0:
-			ds[i].Remaining -= hits[i].Hits
-			ds[i].Allowed = true
-		case hits[i].Hits == 0:
-			// A read passes only if there is something left: a budget
-			// checked with no estimate still refuses once it is spent.
-			ds[i].Allowed = r.Remaining > 0
-			allowed = allowed && ds[i].Allowed
-		case r.Status == guber.Status_UNDER_LIMIT:
-			ds[i].Allowed = true
-			taken = append(taken, i)
-		default:
-			allowed = false
-		}
-	}
-	if err != nil || !allowed {
-		if len(taken) > 0 {
-			if rerr := e.giveBack(ctx, hits, ds, taken); rerr != nil {
-				err = errors.Join(err, rerr)
+		ds[i] = Decision{Limit: h.Counter.Limit, PeriodStart: start, ResetAt: end}
+		p := &plans[i]
+		p.lease = e.leaseFor(h.Counter, start, end, now, h.Hits >= 0)
+		if p.lease != nil {
+			var served, startSync bool
+			if h.Hits < 0 {
+				served, ds[i].Remaining, startSync = p.lease.refund(-h.Hits)
+			} else {
+				served, ds[i].Remaining, startSync = p.lease.take(h.Hits)
+				p.taken = served && h.Hits > 0
 			}
+			if startSync {
+				e.startSync(h.Counter, start, p.lease)
+			}
+			if served {
+				ds[i].Allowed = true
+				continue
+			}
+			if h.Hits > 0 {
+				p.topUp = p.lease.askTopUp()
+			}
+		}
+		p.forward = true
+		forwarded++
+	}
+	var err error
+	if forwarded > 0 {
+		err = e.forward(ctx, hits, plans, ds)
+	}
+	allowed := err == nil
+	for i, h := range hits {
+		allowed = allowed && (h.Hits < 0 || ds[i].Allowed)
+	}
+	if !allowed {
+		if gerr := e.giveBack(ctx, hits, plans, ds); gerr != nil {
+			err = errors.Join(err, gerr)
 		}
 		if err != nil {
 			return false, nil, err
@@ -85,20 +103,99 @@ func (e *Engine) TakeAll(ctx context.Context, hits ...Hit) (bool, []Decision, er
 	return allowed, ds, nil
 }
 
-// giveBack refunds the counters in taken after another counter of the same
-// request refused, and corrects their decisions.
-func (e *Engine) giveBack(ctx context.Context, hits []Hit, ds []Decision, taken []int) error {
-	reqs := make([]*guber.RateLimitReq, len(taken))
-	for j, i := range taken {
-		c := hits[i].Counter
-		c.At = ds[i].PeriodStart
-		reqs[j], _, _ = e.request(c, 0, -hits[i].Hits) // validated by the take
+// forward asks the owners for the hits planned to be forwarded, in one
+// round, and records their answers in ds and plans. A take whose top-up
+// did not fit is asked again without it when its hits alone fit, so the
+// last units of a window are admitted exactly.
+func (e *Engine) forward(ctx context.Context, hits []Hit, plans []hitPlan, ds []Decision) error {
+	var idx []int
+	for i, p := range plans {
+		if p.forward {
+			idx = append(idx, i)
+		}
 	}
-	_, err := e.send(ctx, reqs)
-	if err != nil {
+	for len(idx) > 0 {
+		reqs := make([]*guber.RateLimitReq, len(idx))
+		for j, i := range idx {
+			h, d := hits[i], ds[i]
+			if h.Hits < 0 {
+				reqs[j] = e.request(h.Counter, d.PeriodStart, d.ResetAt, 0, h.Hits)
+			} else {
+				reqs[j] = e.request(h.Counter, d.PeriodStart, d.ResetAt, h.Hits+plans[i].topUp, 0)
+			}
+		}
+		resps, err := e.send(ctx, reqs)
+		var again []int
+		for j, i := range idx {
+			p, h, r := &plans[i], hits[i].Hits, resps[j]
+			if r == nil || r.Error != "" {
+				if p.topUp > 0 {
+					p.lease.abandon(p.topUp)
+				}
+				continue
+			}
+			granted := r.Status == guber.Status_UNDER_LIMIT
+			ownerLeft := r.Remaining
+			switch {
+			case h < 0:
+				// A settlement's answer is the state before it (hookStore).
+				ownerLeft -= h
+				ds[i].Allowed = true
+			case h == 0:
+				// A read passes only if there is something left: a budget
+				// checked with no estimate still refuses once it is spent.
+				ds[i].Allowed = r.Remaining > 0
+			case granted:
+				ds[i].Allowed = true
+				p.taken = true
+			case p.topUp > 0 && r.Remaining >= h:
+				again = append(again, i)
+			}
+			ds[i].Remaining = ownerLeft
+			if p.lease != nil {
+				ds[i].Remaining = p.lease.answered(p.topUp, granted, ownerLeft)
+			}
+			p.topUp = 0
+		}
+		if err != nil {
+			return err
+		}
+		idx = again
+	}
+	return nil
+}
+
+// giveBack refunds the counters that took their hits after another
+// counter of the same request refused, and corrects their decisions. A
+// leased counter's hits go back to the lease.
+func (e *Engine) giveBack(ctx context.Context, hits []Hit, plans []hitPlan, ds []Decision) error {
+	var reqs []*guber.RateLimitReq
+	var forwarded []int
+	for i, p := range plans {
+		if !p.taken {
+			continue
+		}
+		h, d := hits[i], ds[i]
+		if p.lease != nil {
+			refunded, remaining, startSync := p.lease.refund(h.Hits)
+			if startSync {
+				e.startSync(h.Counter, d.PeriodStart, p.lease)
+			}
+			if refunded {
+				ds[i].Remaining = remaining
+				continue
+			}
+		}
+		reqs = append(reqs, e.request(h.Counter, d.PeriodStart, d.ResetAt, 0, -h.Hits))
+		forwarded = append(forwarded, i)
+	}
+	if len(reqs) == 0 {
+		return nil
+	}
+	if _, err := e.send(ctx, reqs); err != nil {
 		return fmt.Errorf("giving back hits of a refused request: %w", err)
 	}
-	for _, i := range taken {
+	for _, i := range forwarded {
 		ds[i].Remaining += hits[i].Hits
 	}
 	return nil
@@ -109,35 +206,59 @@ func (e *Engine) giveBack(ctx context.Context, hits []Hit, ds []Decision, taken 
 // when the usage was higher than reserved, even if that overdraws the
 // counter (Decision.Remaining then goes negative and takes refuse until the
 // period ends). Set c.At to the reservation's Decision.PeriodStart.
+//
+// A leased counter settles against its lease when it can: a refund goes
+// back into it, an overdraw the lease covers comes out of it.
 func (e *Engine) Settle(ctx context.Context, c Counter, delta int64) (Decision, error) {
-	req, d, err := e.request(c, 0, delta)
+	now := e.clock.Now()
+	start, end, err := c.window(now)
 	if err != nil {
 		return Decision{}, err
 	}
-	resps, err := e.send(ctx, []*guber.RateLimitReq{req})
+	d := Decision{Allowed: true, Limit: c.Limit, PeriodStart: start, ResetAt: end}
+	l := e.leaseFor(c, start, end, now, false)
+	if l != nil && delta != 0 {
+		var settled, startSync bool
+		if delta < 0 {
+			settled, d.Remaining, startSync = l.refund(-delta)
+		} else {
+			settled, d.Remaining, startSync = l.overdraw(delta)
+		}
+		if startSync {
+			e.startSync(c, start, l)
+		}
+		if settled {
+			return d, nil
+		}
+	}
+	resps, err := e.send(ctx, []*guber.RateLimitReq{e.request(c, start, end, 0, delta)})
 	if err != nil {
 		return Decision{}, err
 	}
-	d.Allowed = true
 	// A settlement is a read (hits 0) whose amount the owner applies after
 	// answering, so the answer is the state before it.
 	d.Remaining = resps[0].Remaining - delta
+	if l != nil {
+		d.Remaining = l.answered(0, true, d.Remaining)
+	}
 	return d, nil
 }
 
-// request builds the gubernator request for c. With settle non-zero it is a
-// settlement (see hookStore) and hits must be zero.
-func (e *Engine) request(c Counter, hits, settle int64) (*guber.RateLimitReq, Decision, error) {
+// window validates c and returns its window or period at now (see span).
+func (c Counter) window(now time.Time) (start, end time.Time, err error) {
 	if c.Key == "" {
-		return nil, Decision{}, errors.New("counter has no key")
+		return time.Time{}, time.Time{}, errors.New("counter has no key")
 	}
 	if c.Limit < 0 {
-		return nil, Decision{}, fmt.Errorf("counter %q has a negative limit", c.Key)
+		return time.Time{}, time.Time{}, fmt.Errorf("counter %q has a negative limit", c.Key)
 	}
-	start, end, err := c.span(e.clock.Now())
-	if err != nil {
-		return nil, Decision{}, err
-	}
+	return c.span(now)
+}
+
+// request builds the gubernator request for c in the window [start, end).
+// With settle non-zero it is a settlement (see hookStore) and hits must be
+// zero.
+func (e *Engine) request(c Counter, start, end time.Time, hits, settle int64) *guber.RateLimitReq {
 	// CreatedAt is the period start rather than now: gubernator sets a new
 	// item's expiry to CreatedAt+Duration, which makes it the period end.
 	createdAt := start.UnixMilli()
@@ -154,7 +275,7 @@ func (e *Engine) request(c Counter, hits, settle int64) (*guber.RateLimitReq, De
 	if settle != 0 {
 		req.Metadata = map[string]string{settleMetadata: strconv.FormatInt(settle, 10)}
 	}
-	return req, Decision{Limit: c.Limit, PeriodStart: start, ResetAt: end}, nil
+	return req
 }
 
 // send runs one GetRateLimits call. Responses stay aligned with reqs; the
