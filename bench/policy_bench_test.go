@@ -345,7 +345,7 @@ func BenchmarkPolicyCost(b *testing.B) {
 		notes: append(notes,
 			fmt.Sprintf("Open loop at %d req/s, %v per target and round after a 1s warm-up, in 1s slices alternating between the six targets, %d round(s); through 3 replicas each slice is split evenly between them. Cells show the mean and, in brackets, each round; added figures are differences of percentiles against the key without policy through the same replicas.", rate, d, rounds),
 			"The keys with limits are never refused (limits of 10^9 requests and 10^12 tokens a minute). A key with requestsPerMinute only takes from one counter before its request is proxied and has nothing to settle. A key with tokensPerMinute too takes from both counters in one quota round before, and settles the token counter (the reservation against the answer's usage) after the answer, on the request's goroutine before the handler returns. The key without policy never reaches the counters. All send the small chat request to the fast fixed upstream of the throughput benchmarks.",
-			"Through one replica the counters are in-process. Through three, a counter's owner is another replica for two requests in three: one mTLS gRPC call to it per quota round.",
+			"Through one replica the counters are in-process. Through three, a counter's owner is another replica for two requests in three; that replica takes a lease of the counter from the owner (one mTLS gRPC call, at its first request of the minute) and serves the next requests from it, renewing it in the background (gateway/quota, Leases).",
 			fmt.Sprintf("Cost target (added p50 ≤ 0.2 ms for a key with limits): %s.", met(allMet))),
 	})
 }

@@ -177,28 +177,30 @@ func TestRefundAndOverdraw(t *testing.T) {
 func TestTakeAllRefundsTheOthersWhenOneRefuses(t *testing.T) {
 	engines := newCluster(t, 3, Config{Clock: clocktesting.NewFakePassiveClock(testStart)})
 	rpm := Counter{Key: "team-a/ci/rpm", Limit: 10, Window: time.Minute}
-	tpm := Counter{Key: "team-a/ci/tpm", Limit: 1000, Window: time.Minute}
+	// Limits too small to lease, so that every count is exact (leases:
+	// TestLeasedGiveBackOfARefusedRequest).
+	tpm := Counter{Key: "team-a/ci/tpm", Limit: 100, Window: time.Minute}
 	budget := Counter{Key: "team-a/ci/budget", Limit: 100, Period: Month}
 	ctx := context.Background()
 
-	ok, ds, err := engines[0].TakeAll(ctx, Hit{rpm, 1}, Hit{tpm, 300}, Hit{budget, 60})
+	ok, ds, err := engines[0].TakeAll(ctx, Hit{rpm, 1}, Hit{tpm, 30}, Hit{budget, 60})
 	if err != nil || !ok {
 		t.Fatalf("first request: ok=%v err=%v %+v", ok, err, ds)
 	}
-	ok, ds, err = engines[1].TakeAll(ctx, Hit{rpm, 1}, Hit{tpm, 300}, Hit{budget, 60})
+	ok, ds, err = engines[1].TakeAll(ctx, Hit{rpm, 1}, Hit{tpm, 30}, Hit{budget, 60})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ok || ds[2].Allowed || !ds[0].Allowed || !ds[1].Allowed {
 		t.Fatalf("second request: want refused by the budget only, got ok=%v %+v", ok, ds)
 	}
-	if ds[0].Remaining != 9 || ds[1].Remaining != 700 {
+	if ds[0].Remaining != 9 || ds[1].Remaining != 70 {
 		t.Fatalf("second request: decisions not corrected after give-back: %+v", ds)
 	}
 	for _, want := range []struct {
 		c         Counter
 		remaining int64
-	}{{rpm, 9}, {tpm, 700}, {budget, 40}} {
+	}{{rpm, 9}, {tpm, 70}, {budget, 40}} {
 		if d := take(t, engines[2], want.c, 0); d.Remaining != want.remaining {
 			t.Errorf("%s: remaining %d, want %d (refused request must count nowhere)", want.c.Key, d.Remaining, want.remaining)
 		}
