@@ -181,7 +181,13 @@ func measure(b *testing.B, env *testenv.Env, apiserver func() time.Duration, nam
 // serve starts r's gateway again for the warm rounds, with its sample
 // verified once, and returns its URL; it stops when the benchmark ends.
 func serve(b *testing.B, env *testenv.Env, r *result) string {
-	url, _, _ := testenv.RunGateway(b, 5*time.Minute, env.Config, r.opts)
+	url, g, _ := testenv.RunGateway(b, 5*time.Minute, env.Config, r.opts)
+	// Warm means steady: not while the gateway still lists its APIKeys.
+	select {
+	case <-g.Index().Listed():
+	case <-time.After(5 * time.Minute):
+		b.Fatalf("%s: APIKeys not all listed 5 minutes after the start", r.name)
+	}
 	verifyAll(b, r.name, url, r.sample)
 	return url
 }
