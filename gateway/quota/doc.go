@@ -61,7 +61,11 @@
 //	L = limit / (leaseShare × N), leaseShare = 50, N replicas in the peer
 //	list; no lease when L < 2 (then every take is forwarded exactly).
 //
-// A counter this replica owns is never leased (the take is in-process). A
+// Among peers, a counter this replica owns is not leased (the take is
+// in-process). A single replica owns every counter and leases from itself
+// all the same (N = 1): a take from a lease is a mutex, one from
+// gubernator a round trip through its worker pool, and through one
+// replica that was most of what a limit cost a request. A
 // settlement of a leased counter goes to the lease when it can: a refund
 // is kept up to L (the rest is owed to the owner and given back in the
 // background), an overdraw comes out of the lease when it holds enough;
@@ -84,11 +88,12 @@
 // While the peer list is stable and agreed, a counter never admits more
 // than its limit: every hit and every lease is applied once, by the
 // owner, in order. Counters that are not leased (budgets, limits below
-// 100 × N, counters on a single replica) are exact. A leased counter may
-// admit less than its limit, by what its leases hold unused when the
-// window ends: at most L for each of the N-1 replicas that do not own it,
+// 100 × N) are exact. A leased counter may admit less than its limit, by
+// what its leases hold unused when the window ends: at most L for each of
+// the N-1 replicas that do not own it (for the one replica of N = 1, its
+// own lease),
 //
-//	(N-1) × L <= limit × (N-1) / (50 × N) < 2 % of the limit,
+//	max(N-1, 1) × L <= limit × max(N-1, 1) / (50 × N) <= 2 % of the limit,
 //
 // only when load stops before the limit is reached (a window driven past
 // its limit drains the leases: a replica keeps serving its lease until it

@@ -147,12 +147,12 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		}
 		e.server = grpc.NewServer(grpc.Creds(credentials.NewTLS(cfg.Credential.ServerTLS())))
 		e.shadows = newShadowCounts(maxShadows)
-		e.leases = newLeaseTable()
 	} else {
 		// gubernator registers its services on at least one gRPC server. A
 		// single replica's server is never started: no port is opened.
 		e.server = grpc.NewServer()
 	}
+	e.leases = newLeaseTable()
 
 	if cfg.Services != nil {
 		cfg.Services(e.server)

@@ -34,9 +34,7 @@ const (
 // leaseSize is how many units a replica leases of a counter with limit,
 // among replicas replicas; 0 means the counter is not leased.
 func leaseSize(limit int64, replicas int) int64 {
-	if replicas < 2 {
-		return 0
-	}
+	replicas = max(replicas, 1)
 	size := limit / (leaseShare * int64(replicas))
 	if size < minLease {
 		return 0

@@ -11,7 +11,8 @@ func TestLeaseSize(t *testing.T) {
 		replicas int
 		want     int64
 	}{
-		{600, 1, 0},   // a single replica owns every counter
+		{600, 1, 12},  // a single replica leases from itself
+		{99, 1, 0},    // 1.98: not worth a lease
 		{600, 3, 4},   // 600 / 150
 		{299, 3, 0},   // 1.99: not worth a lease
 		{300, 3, 2},   // the smallest lease

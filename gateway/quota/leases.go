@@ -105,7 +105,12 @@ func (e *Engine) leaseFor(c Counter, start, end, now time.Time, create bool) *le
 		if err != nil {
 			return nil // taken exactly; the take reports the error
 		}
-		if owned {
+		if owned && e.listener != nil {
+			// Among peers the owner takes in-process, exactly. A single
+			// replica leases from itself all the same: a take from a lease
+			// is a mutex, one from gubernator a trip through its worker
+			// pool, and through one replica that is most of what a limit
+			// costs a request (BENCHMARKS.md, per-key policy).
 			size = 0
 		}
 		l = e.leases.put(k, newLease(size, c.Limit, end), now)

@@ -310,3 +310,36 @@ func at(c Counter, t time.Time) Counter {
 	c.At = t
 	return c
 }
+
+// A single replica owns every counter and leases from itself: its takes are
+// served from the lease, never over the limit, and load that stops leaves
+// at most one lease unused.
+func TestSingleReplicaLeasesFromItself(t *testing.T) {
+	e := newSingle(t, Config{Clock: clocktesting.NewFakePassiveClock(testStart)})
+	c := Counter{Key: "team-a/ci/rpm", Limit: 600, Window: time.Minute}
+	size := leaseSize(c.Limit, 1) // 12
+	if got := admitConcurrently(t, []*Engine{e}, c, 100); got != 100 {
+		t.Fatalf("admitted %d of 100 under a limit of 600", got)
+	}
+	waitForSyncs(e)
+	l := leaseOf(e, c)
+	if l == nil || l.size != size {
+		t.Fatalf("lease of a single replica's counter: %+v, want one of %d", l, size)
+	}
+	var admitted, sent atomic.Int64
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			for sent.Add(1) <= 3*c.Limit {
+				if take(t, e, c, 1).Allowed {
+					admitted.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	waitForSyncs(e)
+	if got := 100 + admitted.Load(); got > c.Limit || got < c.Limit-size {
+		t.Errorf("admitted %d in the window, want %d at most and %d at least", got, c.Limit, c.Limit-size)
+	}
+}
