@@ -196,7 +196,7 @@ func (a *Authenticator) authenticate(ctx context.Context, raw, client string) (*
 	if plausible {
 		// A gateway that has just started may hold a key's hash before its
 		// APIKey (keyindex/listing.go): it reads the APIKey now.
-		e = a.index.Resolve(ctx, k.ID())
+		e = a.index.Resolve(ctx, e)
 	}
 	if reason := e.Usable(now); reason != "" {
 		// Unproven secret: the reply stays generic; the metric is precise.

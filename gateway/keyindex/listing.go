@@ -127,15 +127,16 @@ func (ix *Index) noteOwner(keyID string, apiKey types.NamespacedName) {
 // fetchTimeout bounds the read of one APIKey by Resolve.
 const fetchTimeout = 5 * time.Second
 
-// Resolve is Lookup for a request about to be authenticated: while APIKeys
-// are listed in the background, a key whose hash is known and whose APIKey
-// is not yet is read from the API server first (once per key ID; requests
-// for the same APIKey share one read).
-func (ix *Index) Resolve(ctx context.Context, keyID string) *Entry {
-	e := ix.Lookup(keyID)
+// Resolve completes e, an entry Lookup returned for a request about to be
+// authenticated: while APIKeys are listed in the background, an entry
+// whose hash is known and whose APIKey is not yet has its APIKey read from
+// the API server (once per key ID; requests for the same APIKey share one
+// read) and is looked up again. Any other entry is returned as it is.
+func (ix *Index) Resolve(ctx context.Context, e *Entry) *Entry {
 	if e == nil || e.UID != "" || e.hashSide == nil {
 		return e
 	}
+	keyID := e.KeyID
 	ix.mu.RLock()
 	l := ix.listing
 	var name types.NamespacedName

@@ -97,7 +97,7 @@ func TestResolveReadsAnAPIKeyNotListedYetOnce(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
-			if r := ix.Resolve(t.Context(), "ABCDEFGH").Usable(time.Now()); r != "" {
+			if r := ix.Resolve(t.Context(), ix.Lookup("ABCDEFGH")).Usable(time.Now()); r != "" {
 				t.Errorf("resolved entry: Usable %q, want usable", r)
 			}
 		})
@@ -108,14 +108,14 @@ func TestResolveReadsAnAPIKeyNotListedYetOnce(t *testing.T) {
 	if n := reads.Load(); n != 1 {
 		t.Errorf("8 requests read the APIKey %d times, want once", n)
 	}
-	if ix.Resolve(t.Context(), "UNKNOWN0") != nil {
+	if ix.Resolve(t.Context(), ix.Lookup("UNKNOWN0")) != nil {
 		t.Error("an unknown key ID resolved to an entry")
 	}
 
 	// Once listed, a hash without its APIKey is unknown: nothing is read.
 	ix.DeleteAPIKey(versioned(0, false).Name)
 	ix.endListing()
-	if r := ix.Resolve(t.Context(), "ABCDEFGH").Usable(time.Now()); r != ReasonUnknown || reads.Load() != 1 {
+	if r := ix.Resolve(t.Context(), ix.Lookup("ABCDEFGH")).Usable(time.Now()); r != ReasonUnknown || reads.Load() != 1 {
 		t.Errorf("after the listing: Usable %q after %d reads; want unknown after 1", r, reads.Load())
 	}
 }

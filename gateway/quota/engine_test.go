@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -328,15 +327,7 @@ func TestRaisingALimitAfterARefusal(t *testing.T) {
 func TestCounterResumesOnItsNewOwnerAfterTheOwnerDies(t *testing.T) {
 	engines := newCluster(t, 3, Config{Clock: clocktesting.NewFakePassiveClock(testStart)})
 	c := Counter{Key: "team-a/ci/rpm", Limit: 100, Window: time.Minute}
-	start, _, err := c.span(testStart)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := engines[0].instance.GetPeer(context.Background(), counterName+"_"+uniqueKey(c.Key, start))
-	if err != nil {
-		t.Fatal(err)
-	}
-	owner := slices.IndexFunc(engines, func(e *Engine) bool { return e.Addr() == p.Info().GRPCAddress })
+	owner := ownerOf(t, engines, c)
 	var survivors []*Engine
 	var addrs []string
 	for i, e := range engines {
