@@ -112,7 +112,7 @@ func TestGatewayReadyBeforeEveryAPIKeyIsListed(t *testing.T) {
 	})
 	// A key issued meanwhile works at once.
 	_, issued := env.IssueKey(t, ns, "issued-meanwhile")
-	testenv.Eventually(t, 2*time.Second, func() error {
+	testenv.Eventually(t, 5*time.Second, func() error {
 		if status, _, body := chat(t, url, issued.Reveal()); status != http.StatusOK {
 			return fmt.Errorf("a key issued while the list was held: %d %s", status, body)
 		}
