@@ -96,6 +96,12 @@ const keysWait = 10 * time.Second
 // a list or a name looked up before would miss keys that exist.
 func (c *Console) waitForKeys(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-c.keys.Listed(): // every request but those of a gateway's first seconds
+			next.ServeHTTP(w, r)
+			return
+		default:
+		}
 		t := time.NewTimer(keysWait)
 		defer t.Stop()
 		select {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 )
@@ -64,32 +66,34 @@ func (f *fastStart) listInBackground(ctx context.Context, ready func() bool) {
 	case <-ctx.Done():
 		return
 	}
-	for !ready() || !f.store.synced.Load() {
-		if !sleep(ctx, 10*time.Millisecond) {
-			return
-		}
+	if wait.PollUntilContextCancel(ctx, 10*time.Millisecond, true, func(context.Context) (bool, error) {
+		return ready() && f.store.synced.Load(), nil
+	}) != nil {
+		return
 	}
 	// The fast list's Replace was the first: generation 1. Anything later
 	// is a full relist, which leaves nothing to do.
 	const gen = 1
 	start := time.Now()
-	for backoff := 250 * time.Millisecond; f.store.generation.Load() == gen; backoff = min(2*backoff, 10*time.Second) {
+	retry := wait.Backoff{Duration: 250 * time.Millisecond, Factor: 2, Cap: 10 * time.Second, Steps: math.MaxInt32}
+	_ = wait.ExponentialBackoffWithContext(ctx, retry, func(ctx context.Context) (bool, error) {
+		if f.store.generation.Load() != gen {
+			return true, nil
+		}
 		facts, err := f.listFrom(ctx, rv)
-		if err == nil {
-			if f.store.merge(facts, gen) {
-				f.log.Info("APIKeys listed in the background", "namespace", f.store.namespace, "apikeys", len(facts), "took", time.Since(start).Round(time.Millisecond))
-				f.store.markComplete()
+		if err != nil {
+			if ctx.Err() != nil {
+				return false, ctx.Err() // stopped, not failed
 			}
-			return
+			f.log.Warn("Listing APIKeys in the background failed; retrying", "namespace", f.store.namespace, "err", err)
+			return false, nil
 		}
-		if ctx.Err() != nil {
-			return
+		if f.store.merge(facts, gen) {
+			f.log.Info("APIKeys listed in the background", "namespace", f.store.namespace, "apikeys", len(facts), "took", time.Since(start).Round(time.Millisecond))
+			f.store.markComplete()
 		}
-		f.log.Warn("Listing APIKeys in the background failed; retrying", "namespace", f.store.namespace, "err", err, "retryIn", backoff)
-		if !sleep(ctx, backoff) {
-			return
-		}
-	}
+		return true, nil
+	})
 }
 
 // listFrom lists the watch's APIKeys at resource version rv or later: the
@@ -100,11 +104,7 @@ func (f *fastStart) listFrom(ctx context.Context, rv string) ([]*APIKeyFacts, er
 	if err != nil {
 		return nil, err
 	}
-	items := make([]any, len(list.Items))
-	for i, o := range list.Items {
-		items[i] = o
-	}
-	return collectFacts[*APIKeyFacts](items, reduceAPIKey)
+	return collectFacts[*APIKeyFacts](list.Items, reduceAPIKey)
 }
 
 // fetchAPIKey reads one APIKey for Index.Resolve.
@@ -119,16 +119,4 @@ func (c *Clients) fetchAPIKey(ctx context.Context, name types.NamespacedName) (*
 	}
 	f := APIKeyFactsOf(&k)
 	return &f, nil
-}
-
-// sleep waits d, or less if ctx ends first; false then.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

@@ -117,6 +117,14 @@ func (ix *Index) Listed() <-chan struct{} {
 // noteOwner records, while listing, which APIKey the hash Secret of key ID
 // keyID was written for.
 func (ix *Index) noteOwner(keyID string, apiKey types.NamespacedName) {
+	// Outside the listing, which is almost always, a hash Secret's event
+	// costs no write lock here: SetHash takes it next.
+	ix.mu.RLock()
+	listing := ix.listing != nil
+	ix.mu.RUnlock()
+	if !listing {
+		return
+	}
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	if ix.listing != nil {

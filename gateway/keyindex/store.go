@@ -248,11 +248,11 @@ func replaceAll[F any, K comparable](ix *Index, facts []F, keyOf func(F) K, set 
 // collectFacts takes the facts out of a list: facts a factsListWatch has
 // already reduced, or objects reduced here (a list that did not come
 // through one). Objects reduce drops are left out.
-func collectFacts[F any](list []any, reduce func(runtime.Object) (any, bool)) ([]F, error) {
+func collectFacts[F, O any](list []O, reduce func(runtime.Object) (any, bool)) ([]F, error) {
 	out := make([]F, 0, len(list))
 	for _, obj := range list {
 		var facts any
-		switch o := obj.(type) {
+		switch o := any(obj).(type) {
 		case *listedFacts:
 			facts = o.facts
 		case runtime.Object:

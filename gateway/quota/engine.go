@@ -243,7 +243,7 @@ func (e *Engine) SetPeers(addrs []string) {
 	infos := peerInfos(addrs, e.advertise)
 	e.instance.SetPeers(infos)
 	e.replicas.Store(int32(len(infos)))
-	if e.leases != nil && !slices.Equal(infos, e.peers) {
+	if !slices.Equal(infos, e.peers) {
 		e.leases.reset()
 	}
 	e.peers = infos

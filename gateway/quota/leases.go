@@ -88,10 +88,10 @@ func (t *leaseTable) reset() {
 
 // leaseFor returns this replica's lease of counter c in the window [start,
 // end), making one if create is set; nil when the counter is not leased
-// here: a single replica, a window that is over or too long, a limit too
-// small, or a counter this replica owns (its takes are in-process already).
+// here: a window that is over or too long, a limit too small, or, among
+// peers, a counter this replica owns (its takes are in-process already).
 func (e *Engine) leaseFor(c Counter, start, end, now time.Time, create bool) *lease {
-	if e.leases == nil || !now.Before(end) || end.Sub(start) > maxLeaseWindow {
+	if !now.Before(end) || end.Sub(start) > maxLeaseWindow {
 		return nil
 	}
 	size := leaseSize(c.Limit, int(e.replicas.Load()))
@@ -101,17 +101,19 @@ func (e *Engine) leaseFor(c Counter, start, end, now time.Time, create bool) *le
 	k := leaseKey{key: c.Key, start: start.UnixMilli()}
 	l := e.leases.get(k)
 	if (l == nil || l.limit != c.Limit) && create {
-		owned, err := e.ownsCounter(c.Key, start)
-		if err != nil {
-			return nil // taken exactly; the take reports the error
-		}
-		if owned && e.listener != nil {
-			// Among peers the owner takes in-process, exactly. A single
-			// replica leases from itself all the same: a take from a lease
-			// is a mutex, one from gubernator a trip through its worker
-			// pool, and through one replica that is most of what a limit
-			// costs a request (BENCHMARKS.md, per-key policy).
-			size = 0
+		// Among peers the owner takes in-process, exactly. A single
+		// replica owns every counter and leases from itself all the same:
+		// a take from a lease is a mutex, one from gubernator a trip
+		// through its worker pool, and through one replica that was most
+		// of what a limit cost a request (BENCHMARKS.md, per-key policy).
+		if e.listener != nil {
+			owned, err := e.ownsCounter(c.Key, start)
+			if err != nil {
+				return nil // taken exactly; the take reports the error
+			}
+			if owned {
+				size = 0
+			}
 		}
 		l = e.leases.put(k, newLease(size, c.Limit, end), now)
 	}
