@@ -115,7 +115,7 @@ func New(index *keyindex.Index, o Options) *Authenticator {
 		wait:     o.Argon2Wait,
 		clock:    o.Clock,
 		metrics:  o.Metrics,
-		inflight: inflight{byKey: map[string]map[*inflightRequest]struct{}{}},
+		inflight: inflight{byKey: map[string]*inflightRequest{}},
 		trusted:  o.TrustedProxies,
 	}
 }
@@ -143,8 +143,15 @@ var (
 
 // Authenticate checks raw, the key a client sent from address client.
 func (a *Authenticator) Authenticate(ctx context.Context, raw, client string) (*keyindex.Entry, *Failure) {
+	return a.authenticateFrom(ctx, raw, func() string { return client })
+}
+
+// authenticateFrom is Authenticate with the client's address worked out
+// only if it is needed: the per-client limits apply to argon2 runs, which
+// a key served from the verified cache does not reach.
+func (a *Authenticator) authenticateFrom(ctx context.Context, raw string, clientOf func() string) (*keyindex.Entry, *Failure) {
 	start := time.Now()
-	e, f := a.authenticate(ctx, raw, client)
+	e, f := a.authenticate(ctx, raw, clientOf)
 	result := "ok"
 	if f != nil {
 		result = f.Reason
@@ -153,7 +160,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, raw, client string) (*
 	return e, f
 }
 
-func (a *Authenticator) authenticate(ctx context.Context, raw, client string) (*keyindex.Entry, *Failure) {
+func (a *Authenticator) authenticate(ctx context.Context, raw string, clientOf func() string) (*keyindex.Entry, *Failure) {
 	k, err := keys.Parse(raw)
 	if err != nil {
 		// Format and checksum are checked before any lookup: a typo or a
@@ -217,6 +224,7 @@ func (a *Authenticator) authenticate(ctx context.Context, raw, client string) (*
 		a.verified.put(mac, proof{keyID: e.KeyID, uid: e.UID, version: e.Version, sharedEpoch: epoch})
 		return e, nil
 	}
+	client := clientOf()
 	waitCtx, cancel := context.WithTimeout(ctx, a.wait)
 	defer cancel()
 	release, ok := a.limiter.acquire(waitCtx, client)

@@ -4,41 +4,46 @@ import (
 	"context"
 	"sync"
 
+	"k8s.io/utils/clock"
+
 	"github.com/codevector/codevector/gateway/keyindex"
 )
 
 // inflight tracks the requests being served per key ID, so a revocation
-// can end them (a stream can otherwise run for minutes).
+// can end them (a stream can otherwise run for minutes). Each key's
+// requests form a linked list through the requests themselves: tracking
+// a request allocates nothing but the request, where a set per key would
+// allocate a map for every request of a key with no other in flight.
 type inflight struct {
 	mu    sync.Mutex
-	byKey map[string]map[*inflightRequest]struct{}
+	byKey map[string]*inflightRequest // the most recent request of each key
 }
 
 type inflightRequest struct {
-	cancel context.CancelCauseFunc
+	a          *Authenticator
+	keyID      string
+	cancel     context.CancelCauseFunc
+	deadline   clock.Timer // nil when the key does not expire
+	prev, next *inflightRequest
 }
 
 // track registers a request as in flight for its key until done is called.
-func (a *Authenticator) track(parent context.Context, e *keyindex.Entry) (context.Context, func()) {
+func (a *Authenticator) track(parent context.Context, e *keyindex.Entry) (context.Context, *inflightRequest) {
 	ctx, cancel := context.WithCancelCause(parent)
-	stopDeadline := func() bool { return false }
+	req := &inflightRequest{a: a, keyID: e.KeyID, cancel: cancel}
 	deadline := e.ExpiresAt
 	if e.Previous && (deadline.IsZero() || e.PreviousExpiresAt.Before(deadline)) {
 		// The key a rotation replaced ends with its grace period.
 		deadline = e.PreviousExpiresAt
 	}
 	if !deadline.IsZero() {
-		t := a.clock.AfterFunc(deadline.Sub(a.clock.Now()), func() { cancel(ErrKeyExpired) })
-		stopDeadline = t.Stop
+		req.deadline = a.clock.AfterFunc(deadline.Sub(a.clock.Now()), func() { cancel(ErrKeyExpired) })
 	}
-	req := &inflightRequest{cancel: cancel}
 	a.inflight.mu.Lock()
-	set := a.inflight.byKey[e.KeyID]
-	if set == nil {
-		set = map[*inflightRequest]struct{}{}
-		a.inflight.byKey[e.KeyID] = set
+	if head := a.inflight.byKey[e.KeyID]; head != nil {
+		head.prev, req.next = req, head
 	}
-	set[req] = struct{}{}
+	a.inflight.byKey[e.KeyID] = req
 	a.inflight.mu.Unlock()
 	// A change to the index between Authenticate's lookup and the
 	// registration above found no request to end, and nothing will repeat
@@ -47,16 +52,29 @@ func (a *Authenticator) track(parent context.Context, e *keyindex.Entry) (contex
 		cancel(cause)
 		a.metrics.streamsEnded.Inc()
 	}
-	return ctx, func() {
-		stopDeadline()
-		a.inflight.mu.Lock()
-		delete(set, req)
-		if len(set) == 0 {
-			delete(a.inflight.byKey, e.KeyID)
-		}
-		a.inflight.mu.Unlock()
-		cancel(nil)
+	return ctx, req
+}
+
+// done ends the tracking of a request that has been served.
+func (r *inflightRequest) done() {
+	if r.deadline != nil {
+		r.deadline.Stop()
 	}
+	in := &r.a.inflight
+	in.mu.Lock()
+	switch {
+	case r.prev != nil:
+		r.prev.next = r.next
+	case r.next != nil:
+		in.byKey[r.keyID] = r.next
+	default:
+		delete(in.byKey, r.keyID)
+	}
+	if r.next != nil {
+		r.next.prev = r.prev
+	}
+	in.mu.Unlock()
+	r.cancel(nil)
 }
 
 // endedSince returns why a request authenticated with e must end, judging
@@ -88,16 +106,14 @@ func (a *Authenticator) OnIndexChange(keyID string) {
 		a.proofs.forget(keyID, a.index.Lookup(keyID), a.clock.Now())
 	}
 	a.inflight.mu.Lock()
-	set := a.inflight.byKey[keyID]
-	if len(set) == 0 {
-		a.inflight.mu.Unlock()
-		return
-	}
-	reqs := make([]*inflightRequest, 0, len(set))
-	for r := range set {
+	var reqs []*inflightRequest
+	for r := a.inflight.byKey[keyID]; r != nil; r = r.next {
 		reqs = append(reqs, r)
 	}
 	a.inflight.mu.Unlock()
+	if len(reqs) == 0 {
+		return
+	}
 
 	reason := a.index.Lookup(keyID).Usable(a.clock.Now())
 	if reason == "" {

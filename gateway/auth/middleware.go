@@ -40,7 +40,7 @@ func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 			a.writeRefusal(w, r, f)
 			return
 		}
-		e, f := a.Authenticate(r.Context(), raw, a.clientAddress(r))
+		e, f := a.authenticateFrom(r.Context(), raw, func() string { return a.clientAddress(r) })
 		if f != nil {
 			a.writeRefusal(w, r, f)
 			return
@@ -48,8 +48,8 @@ func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 		if a.afterAuthenticate != nil {
 			a.afterAuthenticate()
 		}
-		ctx, done := a.track(r.Context(), e)
-		defer done()
+		ctx, req := a.track(r.Context(), e)
+		defer req.done()
 		next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, identityKey{}, e)))
 	})
 }

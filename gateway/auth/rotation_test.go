@@ -65,8 +65,8 @@ func TestRotatedKeysAreVerifiedAndCachedApart(t *testing.T) {
 	}
 
 	old, _ := a.Authenticate(ctx, oldKey.Reveal(), "10.0.0.1")
-	reqCtx, done := a.track(ctx, old)
-	defer done()
+	reqCtx, req := a.track(ctx, old)
+	defer req.done()
 
 	clk.SetTime(graceEnds)
 	if _, f := a.Authenticate(ctx, oldKey.Reveal(), "10.0.0.1"); f != failExpired {

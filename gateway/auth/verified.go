@@ -40,15 +40,26 @@ func newVerifiedCache(max int) *verifiedCache {
 	if _, err := rand.Read(c.macKey); err != nil {
 		panic("crypto/rand failed: " + err.Error())
 	}
-	c.macs.New = func() any { return hmac.New(sha256.New, c.macKey) }
+	c.macs.New = func() any { return &macState{h: hmac.New(sha256.New, c.macKey)} }
 	return c
 }
 
-func (c *verifiedCache) mac(key string) (sum [sha256.Size]byte) {
-	m := c.macs.Get().(hash.Hash)
-	m.Reset()
-	m.Write([]byte(key))
-	m.Sum(sum[:0])
+// macState is one HMAC with room for its input and output, pooled so
+// that hashing a key on every request allocates nothing.
+type macState struct {
+	h   hash.Hash
+	in  []byte
+	sum [sha256.Size]byte
+}
+
+func (c *verifiedCache) mac(key string) [sha256.Size]byte {
+	m := c.macs.Get().(*macState)
+	m.h.Reset()
+	m.in = append(m.in[:0], key...)
+	m.h.Write(m.in)
+	m.h.Sum(m.sum[:0])
+	sum := m.sum
+	clear(m.in) // no copy of a key outlives the request
 	c.macs.Put(m)
 	return sum
 }

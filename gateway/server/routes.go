@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -18,10 +19,13 @@ import (
 // the console, docs and assets for people.
 func (g *Gateway) routes(p http.Handler) http.Handler {
 	r := mux.NewRouter()
+	// The provider proxy comes first, matched by a plain prefix test: mux
+	// tries routes in order, and each path template is a regexp, which
+	// every proxied request would otherwise run for the routes before it.
+	r.MatcherFunc(pathUnder(proxyPrefix)).Handler(g.auth.Middleware(g.recordUsage(p)))
 	r.Handle("/healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") }))
 	r.Handle("/readyz", http.HandlerFunc(g.readyz))
 	r.Handle("/metrics", promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{Registry: g.registry}))
-	r.PathPrefix("/gateway/").Handler(g.auth.Middleware(g.recordUsage(p)))
 	// For people: the console and its API, the docs, and their assets.
 	g.console.Register(r)
 	g.docs.Register(r)
@@ -39,6 +43,15 @@ func (g *Gateway) routes(p http.Handler) http.Handler {
 	// Every route then gets the same chain, outermost first: the body
 	// deadline, a request ID, recovery from a panic.
 	return withBodyDeadline(g.opts.Timeouts.Body, withRequestID(withRecovery(g.log, h)))
+}
+
+// proxyPrefix is where the provider proxy is served: /gateway/{provider}/...
+const proxyPrefix = "/gateway/"
+
+// pathUnder matches requests whose path starts with prefix, as
+// Route.PathPrefix does, without a regexp.
+func pathUnder(prefix string) mux.MatcherFunc {
+	return func(r *http.Request, _ *mux.RouteMatch) bool { return strings.HasPrefix(r.URL.Path, prefix) }
 }
 
 // recordUsage notes the key's use in memory; the write to the API server

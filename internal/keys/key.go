@@ -198,13 +198,26 @@ func assemble(id, secret string) string {
 // checksum returns the CRC32 (IEEE) of body in base62, most significant
 // digit first, zero-padded to ChecksumLength characters.
 func checksum(body string) string {
-	sum := uint64(crc32.ChecksumIEEE([]byte(body)))
-	var out [ChecksumLength]byte
+	sum := checksumOf(body)
+	return string(sum[:])
+}
+
+// checksumOf is checksum without allocating, for Parse, which runs on
+// every request: crc32's own functions take a []byte, and converting a
+// string of this length allocates. The loop is the table-driven CRC32
+// over crc32's own IEEE table (key_test.go checks it against
+// crc32.ChecksumIEEE).
+func checksumOf(body string) (out [ChecksumLength]byte) {
+	crc := ^uint32(0)
+	for i := 0; i < len(body); i++ {
+		crc = crc32.IEEETable[byte(crc)^body[i]] ^ crc>>8
+	}
+	sum := uint64(^crc)
 	for i := ChecksumLength - 1; i >= 0; i-- {
 		out[i] = base62Alphabet[sum%62]
 		sum /= 62
 	}
-	return string(out[:])
+	return out
 }
 
 // Parse validates a key's format and checksum, with no lookup. Errors wrap
@@ -226,7 +239,7 @@ func Parse(s string) (Key, error) {
 	}
 	// The checksum is a public function of the key, so comparing it in
 	// variable time tells an attacker nothing they could not compute.
-	if checksum(s[:bodyLength]) != s[bodyLength:] {
+	if sum := checksumOf(s[:bodyLength]); string(sum[:]) != s[bodyLength:] {
 		return Key{}, ErrChecksum
 	}
 	// Copy so the Key does not pin a larger buffer s may be a slice of
