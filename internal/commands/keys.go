@@ -47,12 +47,18 @@ type keysCLI struct {
 // runKeysAs runs the keys CLI as the kubectl plugin (prog "kubectl
 // apikey") or as `codevector keys`, with args after the command's name.
 func runKeysAs(ctx context.Context, prog string, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	return runKeysAt(ctx, time.Now, prog, args, stdin, stdout, stderr)
+}
+
+// runKeysAt is runKeysAs on the clock now, which tests use to act at a
+// given point of a command (between its read of an APIKey and its write).
+func runKeysAt(ctx context.Context, now func() time.Time, prog string, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	streams := genericiooptions.IOStreams{In: stdin, Out: stdout, ErrOut: stderr}
 	use := kubectlPluginRoot
 	if prog != "kubectl apikey" {
 		use = "keys"
 	}
-	cmd := newKeysCommand(use, streams)
+	cmd := newKeysCommand(use, streams, now)
 	setCommon(cmd, streams)
 	cmd.SetArgs(args)
 	return cmd.ExecuteContext(ctx)
@@ -60,8 +66,8 @@ func runKeysAs(ctx context.Context, prog string, args []string, stdin io.Reader,
 
 // newKeysCommand is the keys CLI under the name use: "keys" under
 // `codevector`, or kubectlPluginRoot as the root of the kubectl plugin.
-func newKeysCommand(use string, streams genericiooptions.IOStreams) *cobra.Command {
-	cli := &keysCLI{prog: "codevector keys", streams: streams, now: time.Now}
+func newKeysCommand(use string, streams genericiooptions.IOStreams, now func() time.Time) *cobra.Command {
+	cli := &keysCLI{prog: "codevector keys", streams: streams, now: now}
 	cli.config = genericclioptions.NewConfigFlags(true).WithWarningPrinter(streams)
 	cli.config.Timeout = ptr.To(defaultRequestTimeout)
 

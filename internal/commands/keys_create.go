@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
@@ -166,34 +167,22 @@ func (cli *keysCLI) reveal(ctx context.Context, name string, timeout time.Durati
 	if err != nil {
 		return err
 	}
-	key, err := s.getKey(ctx, name)
+	// requestReveal's patch is conditional on the APIKey read; a status
+	// write in between (the controller's, a gateway's) is retried.
+	var private *seal.PrivateKey
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		key, err := s.getKey(ctx, name)
+		if err != nil {
+			return err
+		}
+		private, err = s.sealTo(ctx, key)
+		return err
+	})
+	if apierrors.IsConflict(err) {
+		return fmt.Errorf("APIKey %s/%s kept changing while asking to reveal it (another reveal?); run the command again", s.namespace, name)
+	}
 	if err != nil {
 		return err
-	}
-	var private *seal.PrivateKey
-	switch rs := key.Status.Reveal; {
-	case rs != nil && rs.State == gatewayv1alpha1.RevealConsumed:
-		return fmt.Errorf("APIKey %s/%s: %w", s.namespace, name, reveal.ErrAlreadyRevealed)
-	case rs != nil && rs.State == gatewayv1alpha1.RevealExpired:
-		return fmt.Errorf("APIKey %s/%s: %w", s.namespace, name, reveal.ErrRevealExpired)
-	case key.Spec.RevealPublicKey != "":
-		// Sealed to another request, whose private key only it held. If
-		// the sealed copy is gone, that request has read it (the status
-		// may not say so yet).
-		err := s.c.Get(ctx, types.NamespacedName{Namespace: s.namespace, Name: gatewayv1alpha1.RevealSecretName(name)}, &corev1.Secret{})
-		if apierrors.IsNotFound(err) && key.Status.Phase == gatewayv1alpha1.PhaseActive {
-			return fmt.Errorf("APIKey %s/%s: %w", s.namespace, name, reveal.ErrAlreadyRevealed)
-		}
-		return fmt.Errorf("APIKey %s/%s: %w", s.namespace, name, reveal.ErrSealedToAnother)
-	case key.Status.Phase == gatewayv1alpha1.PhaseActive:
-		// Issued in plaintext by a manager in --reveal-mode=plain.
-	default:
-		if private, err = seal.NewPrivateKey(); err != nil {
-			return err
-		}
-		if err := s.requestReveal(ctx, key, private); err != nil {
-			return err
-		}
 	}
 	plain, err := s.issueAndReveal(ctx, name, private, timeout)
 	if err != nil {
@@ -204,9 +193,40 @@ func (cli *keysCLI) reveal(ctx context.Context, name string, timeout time.Durati
 	return nil
 }
 
+// sealTo asks the controller to issue key sealed to a key pair made here,
+// and returns its private half; or nil if key was issued in plaintext
+// (a manager in --reveal-mode=plain). It says why when key cannot be
+// revealed to this caller.
+func (s *session) sealTo(ctx context.Context, key *gatewayv1alpha1.APIKey) (*seal.PrivateKey, error) {
+	switch rs := key.Status.Reveal; {
+	case rs != nil && rs.State == gatewayv1alpha1.RevealConsumed:
+		return nil, fmt.Errorf("APIKey %s/%s: %w", s.namespace, key.Name, reveal.ErrAlreadyRevealed)
+	case rs != nil && rs.State == gatewayv1alpha1.RevealExpired:
+		return nil, fmt.Errorf("APIKey %s/%s: %w", s.namespace, key.Name, reveal.ErrRevealExpired)
+	case key.Spec.RevealPublicKey != "":
+		// Sealed to another request, whose private key only it held. If
+		// the sealed copy is gone, that request has read it (the status
+		// may not say so yet).
+		err := s.c.Get(ctx, types.NamespacedName{Namespace: s.namespace, Name: gatewayv1alpha1.RevealSecretName(key.Name)}, &corev1.Secret{})
+		if apierrors.IsNotFound(err) && key.Status.Phase == gatewayv1alpha1.PhaseActive {
+			return nil, fmt.Errorf("APIKey %s/%s: %w", s.namespace, key.Name, reveal.ErrAlreadyRevealed)
+		}
+		return nil, fmt.Errorf("APIKey %s/%s: %w", s.namespace, key.Name, reveal.ErrSealedToAnother)
+	case key.Status.Phase == gatewayv1alpha1.PhaseActive:
+		return nil, nil // issued in plaintext
+	}
+	private, err := seal.NewPrivateKey()
+	if err != nil {
+		return nil, err
+	}
+	return private, s.requestReveal(ctx, key, private)
+}
+
 // requestReveal sets the APIKey's revealPublicKey, which asks the
 // controller to issue the key sealed to private. The API server lets only
 // the owner do so, and only once: a second request, by anyone, is refused.
+// The patch is conditional on key's resource version; a conflict is
+// returned as it is, for the caller to read the key again.
 func (s *session) requestReveal(ctx context.Context, key *gatewayv1alpha1.APIKey, private *seal.PrivateKey) error {
 	patch, err := json.Marshal(map[string]any{
 		"metadata": map[string]any{"resourceVersion": key.ResourceVersion},
@@ -216,14 +236,10 @@ func (s *session) requestReveal(ctx context.Context, key *gatewayv1alpha1.APIKey
 		return err
 	}
 	err = s.c.Patch(ctx, key, client.RawPatch(types.MergePatchType, patch))
-	switch {
-	case err == nil:
-		return nil
-	case apierrors.IsConflict(err):
-		return fmt.Errorf("APIKey %s/%s changed while asking to reveal it (another reveal?); run the command again", s.namespace, key.Name)
-	default:
+	if err != nil && !apierrors.IsConflict(err) {
 		return s.explain(err, "reveal", key.Name)
 	}
+	return err
 }
 
 // revealed is a key just read from its reveal Secret.

@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/spf13/cobra"
@@ -54,37 +55,52 @@ func (cli *keysCLI) rotate(ctx context.Context, name string, grace, timeout time
 	if err != nil {
 		return err
 	}
-	key, err := s.getKey(ctx, name)
-	if err != nil {
-		return err
-	}
-	if phase := phaseOrPending(key); key.Spec.Revoked || phase != gatewayv1alpha1.PhaseActive {
-		return fmt.Errorf("APIKey %s/%s is %s: only an Active key can be rotated", s.namespace, name, key.EffectiveStatus(cli.now()))
-	}
 	private, err := seal.NewPrivateKey()
 	if err != nil {
 		return err
 	}
-	// Whole seconds, later than any rotation before: the API server keeps
-	// requestedAt moving forward.
-	at := metav1.NewTime(cli.now().UTC().Truncate(time.Second))
-	if prev := key.Spec.Rotation; prev != nil && !at.After(prev.RequestedAt.Time) {
-		at = metav1.NewTime(prev.RequestedAt.Add(time.Second))
-	}
-	patch, err := json.Marshal(map[string]any{
-		"metadata": map[string]any{"resourceVersion": key.ResourceVersion},
-		"spec": map[string]any{"rotation": gatewayv1alpha1.Rotation{
-			RequestedAt: at, GracePeriod: &metav1.Duration{Duration: grace}, RevealPublicKey: private.PublicKey(),
-		}},
+	// The patch is conditional on the APIKey read, so that the rotation
+	// is of the key found Active. Gateways write a key's status (last use,
+	// usage) while it is in use, which fails the condition; read again
+	// and retry then, as kubectl's own read-modify-write commands do.
+	var (
+		key *gatewayv1alpha1.APIKey
+		at  metav1.Time
+	)
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var err error
+		if key, err = s.getKey(ctx, name); err != nil {
+			return err
+		}
+		if phase := phaseOrPending(key); key.Spec.Revoked || phase != gatewayv1alpha1.PhaseActive {
+			return fmt.Errorf("APIKey %s/%s is %s: only an Active key can be rotated", s.namespace, name, key.EffectiveStatus(cli.now()))
+		}
+		// Whole seconds, later than any rotation before: the API server
+		// keeps requestedAt moving forward.
+		at = metav1.NewTime(cli.now().UTC().Truncate(time.Second))
+		if prev := key.Spec.Rotation; prev != nil && !at.After(prev.RequestedAt.Time) {
+			at = metav1.NewTime(prev.RequestedAt.Add(time.Second))
+		}
+		patch, err := json.Marshal(map[string]any{
+			"metadata": map[string]any{"resourceVersion": key.ResourceVersion},
+			"spec": map[string]any{"rotation": gatewayv1alpha1.Rotation{
+				RequestedAt: at, GracePeriod: &metav1.Duration{Duration: grace}, RevealPublicKey: private.PublicKey(),
+			}},
+		})
+		if err != nil {
+			return err
+		}
+		err = s.c.Patch(ctx, key, client.RawPatch(types.MergePatchType, patch))
+		if err != nil && !apierrors.IsConflict(err) {
+			return s.explain(err, "rotate", name)
+		}
+		return err // nil, or a conflict, which is retried
 	})
+	if apierrors.IsConflict(err) {
+		return fmt.Errorf("APIKey %s/%s kept changing while asking to rotate it; run the command again", s.namespace, name)
+	}
 	if err != nil {
 		return err
-	}
-	switch err := s.c.Patch(ctx, key, client.RawPatch(types.MergePatchType, patch)); {
-	case apierrors.IsConflict(err):
-		return fmt.Errorf("APIKey %s/%s changed while asking to rotate it; run the command again", s.namespace, name)
-	case err != nil:
-		return s.explain(err, "rotate", name)
 	}
 	plain, err := s.issueAndRevealWhen(ctx, name, private, timeout, func(k *gatewayv1alpha1.APIKey) bool {
 		return k.Status.RotatedAt != nil && k.Status.RotatedAt.Equal(&at)

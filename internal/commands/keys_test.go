@@ -516,3 +516,52 @@ func TestKeysCLIRotate(t *testing.T) {
 		t.Errorf("an admin rotating alice's key: %v\n%s", err, stderr)
 	}
 }
+
+// A key in use has its status written by the gateways (last use, usage)
+// every few seconds; rotate must not fail when one of those writes lands
+// between its read of the APIKey and its conditional patch.
+func TestKeysCLIRotateWhileTheKeyIsInUse(t *testing.T) {
+	e := sharedEnv(t)
+	e.StartManager(t, manager.Options{})
+	ns := e.Namespace(t)
+	alice := userKubeconfig(t, e, "alice@example.com", ns, editor, revealer)
+	first, stderr, err := keysRun(alice, "", "create", "laptop")
+	if err != nil {
+		t.Fatalf("create: %v\n%s", err, stderr)
+	}
+	name := types.NamespacedName{Namespace: ns, Name: "laptop"}
+
+	// rotate reads the clock between its read and its patch: write the
+	// status there, as a gateway recording the key's last use would.
+	var gatewayWrites int
+	now := func() time.Time {
+		if gatewayWrites == 0 {
+			k := &gatewayv1alpha1.APIKey{}
+			if err := e.Client.Get(context.Background(), name, k); err != nil {
+				t.Error(err)
+			}
+			k.Status.LastUsedAt = &metav1.Time{Time: time.Now().Truncate(time.Second)}
+			if err := e.Client.Status().Update(context.Background(), k); err != nil {
+				t.Errorf("writing the key's last use: %v", err)
+			}
+		}
+		gatewayWrites++
+		return time.Now()
+	}
+	var o, eb bytes.Buffer
+	err = runKeysAt(context.Background(), now, "kubectl apikey", []string{"rotate", "laptop", "--kubeconfig", alice}, strings.NewReader(""), &o, &eb)
+	if err != nil {
+		t.Fatalf("rotate while a gateway writes the key's status: %v\n%s", err, eb.String())
+	}
+	if gatewayWrites < 2 {
+		t.Fatalf("the clock was read %d times; the test no longer writes between rotate's read and its patch", gatewayWrites)
+	}
+	second := o.String()
+	after := &gatewayv1alpha1.APIKey{}
+	if err := e.Client.Get(context.Background(), name, after); err != nil {
+		t.Fatal(err)
+	}
+	if !keyPattern.MatchString(second) || after.Status.Prefix != second[:12] || after.Status.Previous == nil || after.Status.Previous.Prefix != first[:12] {
+		t.Errorf("after rotate: printed %q..., prefix %s, previous %+v", firstN(second, 12), after.Status.Prefix, after.Status.Previous)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -37,9 +38,9 @@ func Main(args []string) int {
 	rest := args[1:]
 	switch filepath.Base(args[0]) {
 	case kubectlPlugin:
-		root = newKeysCommand(kubectlPluginRoot, streams)
+		root = newKeysCommand(kubectlPluginRoot, streams, time.Now)
 	case kubectlPluginCompletion:
-		root = newKeysCommand(kubectlPluginRoot, streams)
+		root = newKeysCommand(kubectlPluginRoot, streams, time.Now)
 		rest = append([]string{cobra.ShellCompRequestCmd}, rest...)
 	default:
 		root = newRootCommand(streams)
@@ -77,7 +78,7 @@ the kubectl plugin 'kubectl apikey' through a kubectl-apikey link).`,
 		newManagerCommand(),
 		newGatewayCommand(),
 		newDevCommand(),
-		newKeysCommand("keys", streams),
+		newKeysCommand("keys", streams, time.Now),
 		newVersionCommand(),
 	)
 	return root
