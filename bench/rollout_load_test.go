@@ -18,7 +18,6 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/testenv"
 )
@@ -118,25 +117,27 @@ func warmReplicas(b *testing.B, replicas []*peeredReplica, bearers []string) tim
 	}
 }
 
-// verifiedKeys is the size of g's verified-key cache (the gauge
-// codevector_gateway_verified_keys).
-func verifiedKeys(g *server.Gateway) int {
-	families, err := g.Registry().Gather()
+// metricsClient reads the replicas' /metrics.
+var metricsClient = &http.Client{Timeout: 5 * time.Second}
+
+// proofCounts are what replica r can authenticate without argon2, from
+// its /metrics: the keys in its verified-key cache (the gauge
+// codevector_gateway_verified_keys) and the proofs it holds, made there
+// or learned from a peer (codevector_gateway_peer_proofs, 0 without
+// proof sharing); -1 each when /metrics cannot be read.
+func proofCounts(r *peeredReplica) (verified, proofs int) {
+	const verifiedGauge, proofsGauge = "codevector_gateway_verified_keys", "codevector_gateway_peer_proofs"
+	g, err := gauges(metricsClient, r.url, verifiedGauge, proofsGauge)
 	if err != nil {
-		return -1
+		return -1, -1
 	}
-	for _, f := range families {
-		if f.GetName() == "codevector_gateway_verified_keys" && len(f.GetMetric()) == 1 {
-			return int(f.GetMetric()[0].GetGauge().GetValue())
-		}
-	}
-	return -1
+	return int(g[verifiedGauge]), int(g[proofsGauge])
 }
 
 func verifiedCounts(replicas []*peeredReplica) []int {
 	out := make([]int, len(replicas))
 	for i, r := range replicas {
-		out[i] = verifiedKeys(r.gw)
+		out[i], _ = proofCounts(r)
 	}
 	return out
 }
@@ -335,7 +336,8 @@ func rolloutTimeline(samples []rolloutSample, from, to, zero time.Time, every, l
 func minProven(replicas []*peeredReplica) int {
 	fewest := -1
 	for _, r := range replicas {
-		n := max(verifiedKeys(r.gw), r.gw.PeerProofs().Len())
+		verified, proofs := proofCounts(r)
+		n := max(verified, proofs)
 		if fewest < 0 || n < fewest {
 			fewest = n
 		}
