@@ -85,7 +85,7 @@ func newReplacementCPU() *replacementCPU {
 // between the snapshots from and to.
 func (c *replacementCPU) add(step string, replica int, from, to rolloutCPU) {
 	u := rolloutCPUBetween(from, to)
-	c.tb.row(step, fmt.Sprintf("%.1f", to.at.Sub(from.at).Seconds()), cores(u.machine), cores(u.replicas[replica]),
+	c.tb.row(step, fmt.Sprintf("%.2f", to.at.Sub(from.at).Seconds()), cores(u.machine), cores(u.replicas[replica]),
 		cores(u.replicasExcept(replica)), cores(u.controlPlane), cores(u.self), cores(u.other))
 }
 
