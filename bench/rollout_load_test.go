@@ -159,10 +159,11 @@ func spreadClient(conns, clients int) *http.Client {
 
 // rolloutSample is one request of the load.
 type rolloutSample struct {
-	sent   time.Time
-	took   time.Duration
-	status int    // 0: no answer
-	err    string // why not 200
+	replica string // the URL it was sent to
+	sent    time.Time
+	took    time.Duration
+	status  int    // 0: no answer
+	err     string // why not 200
 }
 
 // randomKeyLoad sends requests open loop (a slow answer never delays the
@@ -198,9 +199,10 @@ func startRandomKeyLoad(bearers []string, lb *atomic.Pointer[[]string], rate int
 			}
 			l.maxLag = max(l.maxLag, time.Since(at))
 			urls := *lb.Load()
-			t := target{url: urls[i%len(urls)] + chatPath, bearer: bearers[rand.IntN(len(bearers))]}
+			replica := urls[i%len(urls)]
+			t := target{url: replica + chatPath, bearer: bearers[rand.IntN(len(bearers))]}
 			inFlight.Go(func() {
-				s := rolloutSample{sent: time.Now()}
+				s := rolloutSample{replica: replica, sent: time.Now()}
 				status, err := t.do(context.Background(), c, chatBody)
 				s.took, s.status = time.Since(s.sent), status
 				if err != nil || status != http.StatusOK {
@@ -234,10 +236,18 @@ type rolloutWindow struct {
 // window summarises the requests of samples (in send order) sent in
 // [from, to).
 func window(samples []rolloutSample, from, to time.Time) rolloutWindow {
+	return windowOf(samples, from, to, func(rolloutSample) bool { return true })
+}
+
+// windowOf is window of the samples that match.
+func windowOf(samples []rolloutSample, from, to time.Time, match func(rolloutSample) bool) rolloutWindow {
 	lo := sort.Search(len(samples), func(i int) bool { return !samples[i].sent.Before(from) })
 	hi := sort.Search(len(samples), func(i int) bool { return !samples[i].sent.Before(to) })
 	w := rolloutWindow{loadResult: loadResult{elapsed: to.Sub(from)}}
 	for _, s := range samples[lo:hi] {
+		if !match(s) {
+			continue
+		}
 		switch s.status {
 		case http.StatusOK:
 			w.latencies = append(w.latencies, s.took)
@@ -326,6 +336,20 @@ func rolloutTimeline(samples []rolloutSample, from, to, zero time.Time, every, l
 		}
 		tb.row(fmt.Sprintf("%+.0f to %+.0f", rs.Sub(zero).Seconds(), re.Sub(zero).Seconds()), events.between(rs, re),
 			w.ok+w.failed, w.refused, w.failed-w.refused, ms(w.pct(50)), ms(w.pct(99)), ms(worst), bad)
+	}
+	return tb
+}
+
+// byReplica is the table of the requests sent to each replica in
+// [from, to): which replicas the slow answers came from.
+func byReplica(samples []rolloutSample, from, to time.Time, replicas []*peeredReplica) *table {
+	tb := newTable("replica", "requests", "503", "other non-200", "p50 ms", "p99 ms", "max ms")
+	for i, r := range replicas {
+		w := windowOf(samples, from, to, func(s rolloutSample) bool { return s.replica == r.url })
+		if w.ok+w.failed == 0 {
+			continue
+		}
+		tb.row(i+1, w.ok+w.failed, w.refused, w.failed-w.refused, ms(w.pct(50)), ms(w.pct(99)), ms(w.pct(100)))
 	}
 	return tb
 }

@@ -236,7 +236,7 @@ func runRollout(b *testing.B, m rolloutMode, launcher processReplicas, bearers [
 	results.add(section{
 		title:   fmt.Sprintf("Rollout (issue 15), %s: %d keys in use at %d req/s, 3 replicas replaced one at a time", m.name, len(bearers), rate),
 		command: "BENCH_ROLLOUT_MODES=" + m.name + " " + benchCommand("BenchmarkRollout"),
-		tables:  []*table{summary, rolloutTimeline(samples, rolloutStart.Add(-steadyFor), loadEnd, rolloutStart, rowEvery, limit, &events), stepCPU.tb},
+		tables:  []*table{summary, rolloutTimeline(samples, rolloutStart.Add(-steadyFor), loadEnd, rolloutStart, rowEvery, limit, &events), byReplica(samples, rolloutStart, loadEnd, set.replicas), stepCPU.tb},
 		notes: []string{
 			fmt.Sprintf("Mode %s: proof sharing %s.", m.name, map[bool]string{true: "on (the default)", false: "off (--no-peer-proofs)"}[m.proofSharing]),
 			fmt.Sprintf("%d Active keys planted with real argon2id hashes (m=%d KiB, t=%d, p=%d: the cheapest the gateway accepts) in %v; each of the first 3 replicas then verified every key (%v; the steady state).",
@@ -246,7 +246,7 @@ func runRollout(b *testing.B, m rolloutMode, launcher processReplicas, bearers [
 			fmt.Sprintf("Each replica is a process of the codevector binary (`codevector gateway`, listening on its pod IP), as each pod is; the load generator and the upstream run in the benchmark's process. Replicas run with the default options (2 argon2 slots, --argon2-wait 5s) but a last-use interval of %v, so that no last-use writes (hundreds a second at this many keys in use) load the control plane while measured, except the final flush of each stopping replica (at most 5 s of writes, as in production), and error-level logging; Go runtime: %s. New replicas ready after %s.", rolloutLastUsedInterval, launcher.replicaEnvironment(), strings.Join(readyIn, ", ")),
 			fmt.Sprintf("Measured until each new replica had every key in its verified-key cache or a proof of it (its own or a peer's), and %v more, at most %v after the rollout; keys verified / proofs held on replicas 4-6 at the end: %s.", tail, settleMax, strings.Join(verified, ", ")),
 			fmt.Sprintf("Latency back to steady state (every later second: p99 ≤ 2 × the steady state's, %s ms, and only 200s): %s.", ms(limit), back),
-			fmt.Sprintf("CPU in cores, steady state / rollout and after: machine %.2f / %.2f, replica processes %.2f / %.2f, this process (load generator, upstream) %.2f / %.2f, kube-apiserver+etcd %.2f / %.2f, other processes %.2f / %.2f. The last table splits the rollout's CPU by step and process.",
+			fmt.Sprintf("CPU in cores, steady state / rollout and after: machine %.2f / %.2f, replica processes %.2f / %.2f, this process (load generator, upstream) %.2f / %.2f, kube-apiserver+etcd %.2f / %.2f, other processes %.2f / %.2f. The table before the last splits the whole rollout's requests by the replica that answered them; the last splits its CPU by step and process.",
 				cpuSteady.machine, cpuRollout.machine, cpuSteady.allReplicas(), cpuRollout.allReplicas(), cpuSteady.self, cpuRollout.self, cpuSteady.controlPlane, cpuRollout.controlPlane, cpuSteady.other, cpuRollout.other),
 			fmt.Sprintf("Target (whole rollout p99 within 2x of the steady state, no 503): %s.", met(targetMet)),
 		},
