@@ -340,6 +340,27 @@ func rolloutTimeline(samples []rolloutSample, from, to, zero time.Time, every, l
 	return tb
 }
 
+// noteListed adds an event to events once new replica r (the n-th,
+// started at started) has every APIKey in its index (the gauge
+// codevector_gateway_apikeys_listed): a replica that holds every hash is
+// ready up to 2 s before that, and until then reads the APIKey of each key
+// not listed yet from the API server on its first request. It polls r's
+// /metrics every 100 ms until then, done is closed or a minute has passed.
+func noteListed(r *peeredReplica, n int, started time.Time, events *timeline, done <-chan struct{}) {
+	const listedGauge = "codevector_gateway_apikeys_listed"
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
+		if g, err := gauges(metricsClient, r.url, listedGauge); err == nil && g[listedGauge] == 1 {
+			events.add(time.Now(), fmt.Sprintf("%d has every APIKey listed (%.1fs after its start)", n, time.Since(started).Seconds()))
+			return
+		}
+		select {
+		case <-done:
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // byReplica is the table of the requests sent to each replica in
 // [from, to): which replicas the slow answers came from.
 func byReplica(samples []rolloutSample, from, to time.Time, replicas []*peeredReplica) *table {

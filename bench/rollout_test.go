@@ -164,6 +164,8 @@ func runRollout(b *testing.B, m rolloutMode, launcher processReplicas, bearers [
 	time.Sleep(steadyFor) // the steady state is measured for a fixed time
 	rolloutStart, cpu1 := time.Now(), sampleRolloutCPU(set)
 	stepCPU := newReplacementCPU()
+	stopNoting := make(chan struct{})
+	defer close(stopNoting)
 	var readyIn []string
 	for old := range rolloutReplicas {
 		t0, starting := time.Now(), sampleRolloutCPU(set)
@@ -176,6 +178,7 @@ func runRollout(b *testing.B, m rolloutMode, launcher processReplicas, bearers [
 		readyIn = append(readyIn, fmt.Sprintf("%.1fs", isReady.at.Sub(t0).Seconds()))
 		events.add(isReady.at, fmt.Sprintf("%d ready after %.1fs", i+1, isReady.at.Sub(t0).Seconds()))
 		stepCPU.add(fmt.Sprintf("replica %d starts", i+1), i, starting, isReady)
+		go noteListed(set.replicas[i], i+1, t0, &events, stopNoting)
 		ready = append(slices.Clone(ready[1:]), set.replicas[i].url)
 		lb.Store(&ready)
 		stopping := sampleRolloutCPU(set)
