@@ -87,9 +87,10 @@ func BenchmarkRollout(b *testing.B) {
 
 // rolloutReplicaProcesses builds the gateway and sets up its replicas'
 // command line: production defaults but for the last-use interval and
-// error-level logging, and the environment knobs BENCH_ROLLOUT_GOGC and
-// BENCH_ROLLOUT_GODEBUG (GOGC and GODEBUG of the replicas only; e.g.
-// gctrace=1 logs each collection). Their logs go to BENCH_ROLLOUT_LOGS
+// error-level logging, BENCH_ROLLOUT_FLAGS (more gateway flags,
+// space-separated, e.g. "--kube-api-qps 500") and the environment knobs
+// BENCH_ROLLOUT_GOGC and BENCH_ROLLOUT_GODEBUG (GOGC and GODEBUG of the
+// replicas only; e.g. gctrace=1 logs each collection). Their logs go to BENCH_ROLLOUT_LOGS
 // if set (kept), else to the benchmark's temporary directory.
 func rolloutReplicaProcesses(b *testing.B, upstream string) processReplicas {
 	b.Helper()
@@ -105,7 +106,7 @@ func rolloutReplicaProcesses(b *testing.B, upstream string) processReplicas {
 	// a second) and measure them, not authentication. Error-level
 	// logging: a stopping replica flushes every key it used, with
 	// thousands of warnings when its few seconds run out.
-	l.flags = []string{"--last-used-interval", rolloutLastUsedInterval.String(), "--log-level", "error"}
+	l.flags = append([]string{"--last-used-interval", rolloutLastUsedInterval.String(), "--log-level", "error"}, strings.Fields(os.Getenv("BENCH_ROLLOUT_FLAGS"))...)
 	for _, knob := range []struct{ from, to string }{{"BENCH_ROLLOUT_GOGC", "GOGC"}, {"BENCH_ROLLOUT_GODEBUG", "GODEBUG"}} {
 		if v := os.Getenv(knob.from); v != "" {
 			l.env = append(l.env, knob.to+"="+v)
@@ -117,14 +118,14 @@ func rolloutReplicaProcesses(b *testing.B, upstream string) processReplicas {
 // replicaEnvironment describes what the rollout's replicas run with
 // beyond the defaults, for the report.
 func (l processReplicas) replicaEnvironment() string {
-	var set []string
+	set := strings.Fields(os.Getenv("BENCH_ROLLOUT_FLAGS"))
 	for _, kv := range l.env {
 		if name, _, _ := strings.Cut(kv, "="); name == "GOGC" || name == "GODEBUG" {
 			set = append(set, kv)
 		}
 	}
 	if len(set) == 0 {
-		return "the Go runtime's defaults (GOGC 100, no GOMEMLIMIT: no container limit here)"
+		return "the Go runtime's defaults (GOGC 100, no GOMEMLIMIT: no container limit here), no other flags"
 	}
 	return strings.Join(set, " ")
 }
