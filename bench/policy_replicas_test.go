@@ -223,12 +223,17 @@ func peerListeners(b *testing.B, n int) ([]net.Listener, string) {
 // listener and drops its counters), as the kubelet's SIGTERM makes it.
 // It returns when the gateway has stopped.
 func (s *peeredSet) killErr(i int) error {
+	return errors.Join(s.deletePod(i), s.replicas[i].stop())
+}
+
+// deletePod deletes replica i's Pod at once (grace period 0), which
+// drops it from the other replicas' peer lists.
+func (s *peeredSet) deletePod(i int) error {
 	r := s.replicas[i]
-	delErr := env.Client.Delete(context.Background(), r.pod, client.GracePeriodSeconds(0))
-	if delErr != nil {
-		delErr = fmt.Errorf("deleting peer pod %s: %w", r.pod.Name, delErr)
+	if err := env.Client.Delete(context.Background(), r.pod, client.GracePeriodSeconds(0)); err != nil {
+		return fmt.Errorf("deleting peer pod %s: %w", r.pod.Name, err)
 	}
-	return errors.Join(delErr, r.stop())
+	return nil
 }
 
 func (s *peeredSet) urls() []string {

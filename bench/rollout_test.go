@@ -182,13 +182,19 @@ func runRollout(b *testing.B, m rolloutMode, launcher processReplicas, bearers [
 		go noteListed(set.replicas[i], i+1, t0, &events, stopNoting)
 		ready = append(slices.Clone(ready[1:]), set.replicas[i].url)
 		lb.Store(&ready)
+		// As Kubernetes stops a pod: the Pod is deleted, then the kubelet
+		// sends SIGTERM and waits for the process to exit.
 		stopping := sampleRolloutCPU(set)
-		if err := set.killErr(old); err != nil {
+		if err := set.deletePod(old); err != nil {
+			b.Fatal(err)
+		}
+		deleted := time.Now()
+		if err := set.replicas[old].stop(); err != nil {
 			b.Fatal(err)
 		}
 		stopped := sampleRolloutCPU(set)
 		stepCPU.add(fmt.Sprintf("replica %d stops", old+1), old, stopping, stopped)
-		events.add(stopped.at, fmt.Sprintf("%d stopped", old+1))
+		events.add(stopped.at, fmt.Sprintf("%d stopped (Pod deleted in %.2fs, process exited %.2fs after SIGTERM)", old+1, deleted.Sub(stopping.at).Seconds(), stopped.at.Sub(deleted).Seconds()))
 		fmt.Printf("%s rollout %s: replica %d replaced by %d\n", clockNow(), m.name, old+1, i+1)
 	}
 	rolloutEnd := time.Now()
