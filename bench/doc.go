@@ -33,7 +33,9 @@
 // gateway flags for its replicas, BENCH_ROLLOUT_GOGC and
 // BENCH_ROLLOUT_GODEBUG [unset] their GOGC and GODEBUG (gctrace=1 logs
 // each collection), BENCH_ROLLOUT_LOGS [a temporary directory] where
-// their logs go (kept when set);
+// their logs go (kept when set), BENCH_ROLLOUT_CONTROL_PLANE_NICE [0] the
+// nice value of kube-apiserver and etcd while it measures (19: the
+// replicas come first for the CPU, as with a control plane elsewhere);
 // BENCH_HEAP_PROFILE=file writes a heap profile of the fresh manager at
 // BENCH_MEMORY_KEYS keys; BENCH_BREAKDOWN=1 runs a diagnostic of where the
 // gateway's CPU per request goes; BENCH_LARGE_ANNOTATIONS=1 runs the

@@ -115,6 +115,27 @@ func rolloutReplicaProcesses(b *testing.B, upstream string) processReplicas {
 	return l
 }
 
+// controlPlaneNice applies BENCH_ROLLOUT_CONTROL_PLANE_NICE (default 0) to
+// kube-apiserver and etcd for the rest of b, and returns it. On this
+// machine they share two cores with every replica; in a cluster they run
+// elsewhere, and a nice of 19 comes closer to that.
+func controlPlaneNice(b *testing.B) int {
+	b.Helper()
+	nice := envInt("BENCH_ROLLOUT_CONTROL_PLANE_NICE", 0)
+	if nice == 0 {
+		return 0
+	}
+	if err := reniceControlPlane(nice); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if err := reniceControlPlane(0); err != nil {
+			b.Error(err)
+		}
+	})
+	return nice
+}
+
 // replicaEnvironment describes what the rollout's replicas run with
 // beyond the defaults, for the report.
 func (l processReplicas) replicaEnvironment() string {
@@ -154,6 +175,7 @@ func runRollout(b *testing.B, m rolloutMode, launcher processReplicas, bearers [
 	launcher.flags = append(slices.Clone(launcher.flags), m.flags()...)
 	set := startPeeredReplicasWith(b, rolloutReplicas, rolloutReplicas, launcher)
 	warmedIn := warmReplicas(b, set.replicas, bearers)
+	controlPlaneNice := controlPlaneNice(b)
 	fmt.Printf("%s rollout %s: %d replicas verified %d keys each in %v\n", clockNow(), m.name, rolloutReplicas, len(bearers), warmedIn.Round(time.Second))
 
 	var lb atomic.Pointer[[]string] // the ready replicas, as a Service's endpoints
@@ -258,6 +280,7 @@ func runRollout(b *testing.B, m rolloutMode, launcher processReplicas, bearers [
 			fmt.Sprintf("Latency back to steady state (every later second: p99 ≤ 2 × the steady state's, %s ms, and only 200s): %s.", ms(limit), back),
 			fmt.Sprintf("CPU in cores, steady state / rollout and after: machine %.2f / %.2f, replica processes %.2f / %.2f, this process (load generator, upstream) %.2f / %.2f, kube-apiserver+etcd %.2f / %.2f, other processes %.2f / %.2f. The table before the last splits the whole rollout's requests by the replica that answered them; the last splits its CPU by step and process.",
 				cpuSteady.machine, cpuRollout.machine, cpuSteady.allReplicas(), cpuRollout.allReplicas(), cpuSteady.self, cpuRollout.self, cpuSteady.controlPlane, cpuRollout.controlPlane, cpuSteady.other, cpuRollout.other),
+			fmt.Sprintf("kube-apiserver and etcd ran at nice %d (BENCH_ROLLOUT_CONTROL_PLANE_NICE; 0: sharing the cores equally with the replicas).", controlPlaneNice),
 			fmt.Sprintf("Target (whole rollout p99 within 2x of the steady state, no 503): %s.", met(targetMet)),
 		},
 	})
