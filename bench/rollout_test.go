@@ -90,8 +90,9 @@ func BenchmarkRollout(b *testing.B) {
 // error-level logging, BENCH_ROLLOUT_FLAGS (more gateway flags,
 // space-separated, e.g. "--kube-api-qps 500") and the environment knobs
 // BENCH_ROLLOUT_GOGC and BENCH_ROLLOUT_GODEBUG (GOGC and GODEBUG of the
-// replicas only; e.g. gctrace=1 logs each collection). Their logs go to BENCH_ROLLOUT_LOGS
-// if set (kept), else to the benchmark's temporary directory.
+// replicas only; e.g. gctrace=1 logs each collection). Their logs go to
+// BENCH_ROLLOUT_LOGS if set (kept), else to the benchmark's temporary
+// directory.
 func rolloutReplicaProcesses(b *testing.B, upstream string) processReplicas {
 	b.Helper()
 	logDir := os.Getenv("BENCH_ROLLOUT_LOGS")
