@@ -7,9 +7,11 @@
 // costs a request, and what a replica stopped mid-minute does to a count;
 // and a rollout (`make bench-rollout`): three peered replicas serving
 // 10,000 keys in use replaced one at a time, latency and refusals per
-// second against the steady state. Everything runs in this one test process against a real
-// kube-apiserver and etcd (internal/testenv) on loopback; BENCHMARKS.md at
-// the repository root records the results and how to read them.
+// second against the steady state. Everything runs in this one test
+// process against a real kube-apiserver and etcd (internal/testenv) on
+// loopback, except the rollout's gateway replicas, each a process of the
+// codevector binary it builds, as each pod is; BENCHMARKS.md at the
+// repository root records the results and how to read them.
 //
 // Each benchmark ignores b.N: run them with -benchtime=1x. They print
 // Markdown tables at the end of the run, and write them to the file named by
@@ -27,7 +29,13 @@
 // [500] req/s, BENCH_ROLLOUT_STEADY [15s] of steady state measured before
 // it, BENCH_ROLLOUT_SETTLE [60s] at most measured after it,
 // BENCH_ROLLOUT_ROW [5s] per row of its timeline, BENCH_ROLLOUT_MODES
-// [before,after] (proof sharing off, on);
+// [before,after] (proof sharing off, on), BENCH_ROLLOUT_FLAGS [none] more
+// gateway flags for its replicas, BENCH_ROLLOUT_GOGC and
+// BENCH_ROLLOUT_GODEBUG [unset] their GOGC and GODEBUG (gctrace=1 logs
+// each collection), BENCH_ROLLOUT_LOGS [a temporary directory] where
+// their logs go (kept when set), BENCH_ROLLOUT_CONTROL_PLANE_NICE [0] the
+// nice value of kube-apiserver and etcd while it measures (19: the
+// replicas come first for the CPU, as with a control plane elsewhere);
 // BENCH_HEAP_PROFILE=file writes a heap profile of the fresh manager at
 // BENCH_MEMORY_KEYS keys; BENCH_BREAKDOWN=1 runs a diagnostic of where the
 // gateway's CPU per request goes; BENCH_LARGE_ANNOTATIONS=1 runs the

@@ -98,6 +98,20 @@ func upstreamTransport() *http.Transport {
 // its model.
 func providers(b *testing.B, upstream string, routing bool) *proxy.Providers {
 	b.Helper()
+	p, err := proxy.ParseProviders([]byte(providersYAML(upstream, routing)), func(k string) string { return benchCredentials[k] })
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+// benchCredentials are the providers' credentials, by the environment
+// variable providersYAML reads each from.
+var benchCredentials = map[string]string{"OPENAI_API_KEY": "sk-bench-openai", "ANTHROPIC_API_KEY": "sk-bench-anthropic"}
+
+// providersYAML is the providers file of providers: openai at upstream
+// and, with routing, anthropic too (claude-* models).
+func providersYAML(upstream string, routing bool) string {
 	yaml := fmt.Sprintf(`providers:
   openai:
     baseURL: %s
@@ -112,12 +126,7 @@ func providers(b *testing.B, upstream string, routing bool) *proxy.Providers {
     headers: {anthropic-version: "2023-06-01"}
 `, upstream)
 	}
-	creds := map[string]string{"OPENAI_API_KEY": "sk-bench-openai", "ANTHROPIC_API_KEY": "sk-bench-anthropic"}
-	p, err := proxy.ParseProviders([]byte(yaml), func(k string) string { return creds[k] })
-	if err != nil {
-		b.Fatal(err)
-	}
-	return p
+	return yaml
 }
 
 // replica is one running gateway.

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"crypto/md5"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -39,8 +40,9 @@ type peeredReplica struct {
 	url      string
 	peerAddr string // host:port its peers reach it at
 	pod      *corev1.Pod
-	gw       *server.Gateway
-	stop     func()
+	gw       *server.Gateway // in this process (inProcessReplicas) only
+	proc     *gatewayProcess // in a process of its own (processReplicas) only
+	stop     func() error    // graceful shutdown; returns once stopped
 }
 
 // peeredSet is n gateways sharing counters.
@@ -52,30 +54,66 @@ type peeredSet struct {
 	// listeners[i] is the peer listener of replicas[i], on 127.0.0.(i+1);
 	// those past len(replicas) are for replicas added later (addReplica).
 	listeners []net.Listener
+	launcher  replicaLauncher
+}
+
+// replicaLauncher runs the gateway of a replica whose Pod exists.
+type replicaLauncher interface {
+	// launch runs r, serving its peers on peerListener and finding them
+	// by selector, sets r.url and r.stop (and r.gw if it runs in this
+	// process), and returns once r's /readyz answers 200, failing b if
+	// that takes longer than ready.
+	launch(b *testing.B, r *peeredReplica, peerListener net.Listener, selector string, ready time.Duration)
+}
+
+// inProcessReplicas run each replica as a server.Gateway in the
+// benchmark's process: cheap to start, and the benchmark can read their
+// key index, but they share one heap and one garbage collector with each
+// other and with the load generator.
+type inProcessReplicas struct {
 	providers *proxy.Providers
 	// configure, if set, adjusts every replica's options before it starts.
 	configure func(*server.Options)
 }
 
+func (l inProcessReplicas) launch(b *testing.B, r *peeredReplica, peerListener net.Listener, selector string, ready time.Duration) {
+	o := server.Options{
+		Providers: l.providers,
+		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Peers: server.PeerOptions{
+			Listener:  peerListener,
+			Discovery: server.DiscoveryKubernetes,
+			Selector:  selector,
+		},
+		PodIP: r.pod.Status.PodIP,
+	}
+	if l.configure != nil {
+		l.configure(&o)
+	}
+	var stop func()
+	r.url, r.gw, stop = testenv.RunGatewayOn(b, testenv.Listener(b), ready, env.Config, o)
+	r.stop = func() error { stop(); return nil }
+}
+
 var peeredSetSeq int
 
-// startPeeredReplicas runs n gateways (n <= 254) with Kubernetes peer
-// discovery against Pods this function creates, and returns once every
-// one is ready (its quota engine started with the whole peer list). A
-// manager must be running: it creates the peers' credential.
+// startPeeredReplicas runs n gateways (n <= 254) in this process with
+// Kubernetes peer discovery against Pods this function creates, and
+// returns once every one is ready (its quota engine started with the
+// whole peer list). A manager must be running: it creates the peers'
+// credential.
 func startPeeredReplicas(b *testing.B, n int, p *proxy.Providers) *peeredSet {
 	b.Helper()
-	return startPeeredReplicasWith(b, n, 0, p, nil)
+	return startPeeredReplicasWith(b, n, 0, inProcessReplicas{providers: p})
 }
 
 // startPeeredReplicasWith is startPeeredReplicas with room for spare more
 // replicas (addReplica) on the next loopback addresses and the same peer
-// port, as a rollout adds pods, and configure (if not nil) applied to
-// every replica's options.
-func startPeeredReplicasWith(b *testing.B, n, spare int, p *proxy.Providers, configure func(*server.Options)) *peeredSet {
+// port, as a rollout adds pods, each run by launcher.
+func startPeeredReplicasWith(b *testing.B, n, spare int, launcher replicaLauncher) *peeredSet {
 	b.Helper()
 	peeredSetSeq++
-	set := &peeredSet{seq: peeredSetSeq, selector: fmt.Sprintf("bench-peers=%s-%d", sanitize(b.Name()), peeredSetSeq), providers: p, configure: configure}
+	set := &peeredSet{seq: peeredSetSeq, selector: fmt.Sprintf("bench-peers=%s-%d", sanitize(b.Name()), peeredSetSeq), launcher: launcher}
 	set.listeners, set.peerPort = peerListeners(b, n+spare)
 	for range n {
 		set.replicas = append(set.replicas, set.newPod(b, true))
@@ -144,20 +182,7 @@ func (s *peeredSet) markReady(b *testing.B, pod *corev1.Pod) {
 // run starts replica r, the set's i-th, and returns once it is ready,
 // failing b if that takes longer than ready.
 func (s *peeredSet) run(b *testing.B, r *peeredReplica, i int, ready time.Duration) {
-	o := server.Options{
-		Providers: s.providers,
-		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Peers: server.PeerOptions{
-			Listener:  s.listeners[i],
-			Discovery: server.DiscoveryKubernetes,
-			Selector:  s.selector,
-		},
-		PodIP: r.pod.Status.PodIP,
-	}
-	if s.configure != nil {
-		s.configure(&o)
-	}
-	r.url, r.gw, r.stop = testenv.RunGatewayOn(b, testenv.Listener(b), ready, env.Config, o)
+	s.launcher.launch(b, r, s.listeners[i], s.selector, ready)
 }
 
 // peerListeners opens n listeners on 127.0.0.1, .2, ... with one port
@@ -193,21 +218,20 @@ func peerListeners(b *testing.B, n int) ([]net.Listener, string) {
 }
 
 // killErr stops replica i as Kubernetes stops a pod: the pod is deleted
-// (the other replicas' discovery drops it from their peer list) while the
-// gateway's Run context is cancelled (graceful shutdown; its quota engine
-// closes its peer listener and drops its counters). It returns when the
-// gateway has stopped.
+// (the other replicas' discovery drops it from their peer list), then
+// the gateway shuts down gracefully (its quota engine closes its peer
+// listener and drops its counters), as the kubelet's SIGTERM makes it.
+// It returns when the gateway has stopped.
 func (s *peeredSet) killErr(i int) error {
+	return errors.Join(s.deletePod(i), s.replicas[i].stop())
+}
+
+// deletePod deletes replica i's Pod at once (grace period 0), which
+// drops it from the other replicas' peer lists.
+func (s *peeredSet) deletePod(i int) error {
 	r := s.replicas[i]
-	var wg sync.WaitGroup
-	var delErr error
-	wg.Go(func() {
-		delErr = env.Client.Delete(context.Background(), r.pod, client.GracePeriodSeconds(0))
-	})
-	r.stop()
-	wg.Wait()
-	if delErr != nil {
-		return fmt.Errorf("deleting peer pod %s: %w", r.pod.Name, delErr)
+	if err := env.Client.Delete(context.Background(), r.pod, client.GracePeriodSeconds(0)); err != nil {
+		return fmt.Errorf("deleting peer pod %s: %w", r.pod.Name, err)
 	}
 	return nil
 }

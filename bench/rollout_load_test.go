@@ -18,7 +18,6 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/testenv"
 )
@@ -118,25 +117,27 @@ func warmReplicas(b *testing.B, replicas []*peeredReplica, bearers []string) tim
 	}
 }
 
-// verifiedKeys is the size of g's verified-key cache (the gauge
-// codevector_gateway_verified_keys).
-func verifiedKeys(g *server.Gateway) int {
-	families, err := g.Registry().Gather()
+// metricsClient reads the replicas' /metrics.
+var metricsClient = &http.Client{Timeout: 5 * time.Second}
+
+// proofCounts are what replica r can authenticate without argon2, from
+// its /metrics: the keys in its verified-key cache (the gauge
+// codevector_gateway_verified_keys) and the proofs it holds, made there
+// or learned from a peer (codevector_gateway_peer_proofs, 0 without
+// proof sharing); -1 each when /metrics cannot be read.
+func proofCounts(r *peeredReplica) (verified, proofs int) {
+	const verifiedGauge, proofsGauge = "codevector_gateway_verified_keys", "codevector_gateway_peer_proofs"
+	g, err := gauges(metricsClient, r.url, verifiedGauge, proofsGauge)
 	if err != nil {
-		return -1
+		return -1, -1
 	}
-	for _, f := range families {
-		if f.GetName() == "codevector_gateway_verified_keys" && len(f.GetMetric()) == 1 {
-			return int(f.GetMetric()[0].GetGauge().GetValue())
-		}
-	}
-	return -1
+	return int(g[verifiedGauge]), int(g[proofsGauge])
 }
 
 func verifiedCounts(replicas []*peeredReplica) []int {
 	out := make([]int, len(replicas))
 	for i, r := range replicas {
-		out[i] = verifiedKeys(r.gw)
+		out[i], _ = proofCounts(r)
 	}
 	return out
 }
@@ -158,10 +159,11 @@ func spreadClient(conns, clients int) *http.Client {
 
 // rolloutSample is one request of the load.
 type rolloutSample struct {
-	sent   time.Time
-	took   time.Duration
-	status int    // 0: no answer
-	err    string // why not 200
+	replica string // the URL it was sent to
+	sent    time.Time
+	took    time.Duration
+	status  int    // 0: no answer
+	err     string // why not 200
 }
 
 // randomKeyLoad sends requests open loop (a slow answer never delays the
@@ -197,9 +199,10 @@ func startRandomKeyLoad(bearers []string, lb *atomic.Pointer[[]string], rate int
 			}
 			l.maxLag = max(l.maxLag, time.Since(at))
 			urls := *lb.Load()
-			t := target{url: urls[i%len(urls)] + chatPath, bearer: bearers[rand.IntN(len(bearers))]}
+			replica := urls[i%len(urls)]
+			t := target{url: replica + chatPath, bearer: bearers[rand.IntN(len(bearers))]}
 			inFlight.Go(func() {
-				s := rolloutSample{sent: time.Now()}
+				s := rolloutSample{replica: replica, sent: time.Now()}
 				status, err := t.do(context.Background(), c, chatBody)
 				s.took, s.status = time.Since(s.sent), status
 				if err != nil || status != http.StatusOK {
@@ -233,10 +236,18 @@ type rolloutWindow struct {
 // window summarises the requests of samples (in send order) sent in
 // [from, to).
 func window(samples []rolloutSample, from, to time.Time) rolloutWindow {
+	return windowOf(samples, from, to, func(rolloutSample) bool { return true })
+}
+
+// windowOf is window of the samples that match.
+func windowOf(samples []rolloutSample, from, to time.Time, match func(rolloutSample) bool) rolloutWindow {
 	lo := sort.Search(len(samples), func(i int) bool { return !samples[i].sent.Before(from) })
 	hi := sort.Search(len(samples), func(i int) bool { return !samples[i].sent.Before(to) })
 	w := rolloutWindow{loadResult: loadResult{elapsed: to.Sub(from)}}
 	for _, s := range samples[lo:hi] {
+		if !match(s) {
+			continue
+		}
 		switch s.status {
 		case http.StatusOK:
 			w.latencies = append(w.latencies, s.took)
@@ -329,13 +340,49 @@ func rolloutTimeline(samples []rolloutSample, from, to, zero time.Time, every, l
 	return tb
 }
 
+// noteListed adds an event to events once new replica r (the n-th,
+// started at started) has every APIKey in its index (the gauge
+// codevector_gateway_apikeys_listed): a replica that holds every hash is
+// ready up to 2 s before that, and until then reads the APIKey of each key
+// not listed yet from the API server on its first request. It polls r's
+// /metrics every 100 ms until then, done is closed or a minute has passed.
+func noteListed(r *peeredReplica, n int, started time.Time, events *timeline, done <-chan struct{}) {
+	const listedGauge = "codevector_gateway_apikeys_listed"
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
+		if g, err := gauges(metricsClient, r.url, listedGauge); err == nil && g[listedGauge] == 1 {
+			events.add(time.Now(), fmt.Sprintf("%d has every APIKey listed (%.1fs after its start)", n, time.Since(started).Seconds()))
+			return
+		}
+		select {
+		case <-done:
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// byReplica is the table of the requests sent to each replica in
+// [from, to): which replicas the slow answers came from.
+func byReplica(samples []rolloutSample, from, to time.Time, replicas []*peeredReplica) *table {
+	tb := newTable("replica", "requests", "503", "other non-200", "p50 ms", "p99 ms", "max ms")
+	for i, r := range replicas {
+		w := windowOf(samples, from, to, func(s rolloutSample) bool { return s.replica == r.url })
+		if w.ok+w.failed == 0 {
+			continue
+		}
+		tb.row(i+1, w.ok+w.failed, w.refused, w.failed-w.refused, ms(w.pct(50)), ms(w.pct(99)), ms(w.pct(100)))
+	}
+	return tb
+}
+
 // minProven is the fewest keys any of replicas can authenticate without
 // argon2: those in its verified-key cache or, with proof sharing, those
 // it holds a proof of (its own or a peer's), whichever is more.
 func minProven(replicas []*peeredReplica) int {
 	fewest := -1
 	for _, r := range replicas {
-		n := max(verifiedKeys(r.gw), r.gw.PeerProofs().Len())
+		verified, proofs := proofCounts(r)
+		n := max(verified, proofs)
 		if fewest < 0 || n < fewest {
 			fewest = n
 		}

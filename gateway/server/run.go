@@ -7,12 +7,18 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 )
 
 // Run starts watching, serves on ln until ctx ends, then shuts down
-// gracefully and flushes last-use times.
+// gracefully and flushes last-use times and usage before it returns.
 func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
+	// Waited for last, after ctx is cancelled: the final flushes (5 s at
+	// most, in parallel) must be done when Run returns, since `codevector
+	// gateway` exits then and would take a flush under way with it.
+	var flushes sync.WaitGroup
+	defer flushes.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// Ready once the keys are known and the quota engine counts: a replica
@@ -31,8 +37,8 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 		g.health.synced.Store(true)
 		g.log.Info("Watch cache synced; gateway ready", "keys", g.index.Len())
 	}()
-	go g.usage.Run(ctx)
-	go g.spend.Run(ctx)
+	flushes.Go(func() { g.usage.Run(ctx) })
+	flushes.Go(func() { g.spend.Run(ctx) })
 	go g.probeAPIServer(ctx)
 	go func() {
 		t := g.opts.Clock.NewTicker(time.Minute)
