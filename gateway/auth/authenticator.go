@@ -139,6 +139,10 @@ var (
 	failExpired = &Failure{http.StatusUnauthorized, "invalid_api_key", "This API key has expired. Create a new key in the console.", "expired"}
 	failLimited = &Failure{http.StatusTooManyRequests, "rate_limit_exceeded", "Too many failed authentication attempts. Wait a minute and try again.", "rate_limited"}
 	failBusy    = &Failure{http.StatusServiceUnavailable, "server_busy", "The gateway is busy verifying keys. Retry shortly.", "busy"}
+	// failUnresolved: a replica still loading its keys could not read this
+	// one's APIKey. Whether the key works is not known, so it is neither
+	// refused nor let through.
+	failUnresolved = &Failure{http.StatusServiceUnavailable, "server_busy", "The gateway is still loading API keys and could not look this one up. Retry shortly.", "unresolved"}
 )
 
 // Authenticate checks raw, the key a client sent from address client.
@@ -203,7 +207,10 @@ func (a *Authenticator) authenticate(ctx context.Context, raw string, clientOf f
 	if plausible {
 		// A gateway that has just started may hold a key's hash before its
 		// APIKey (keyindex/listing.go): it reads the APIKey now.
-		e = a.index.Resolve(ctx, e)
+		var err error
+		if e, err = a.index.Resolve(ctx, e); err != nil {
+			return nil, failUnresolved
+		}
 	}
 	if reason := e.Usable(now); reason != "" {
 		// Unproven secret: the reply stays generic; the metric is precise.

@@ -81,9 +81,10 @@ func (t *tarpit) sweep(now time.Time) {
 }
 
 // writeRefusal answers a refused request, after the tarpit's delay when
-// its client has been refused too often.
+// its client has been refused too often. A 503 (the gateway is busy or
+// still loading keys) is not the client's doing and is not counted.
 func (a *Authenticator) writeRefusal(w http.ResponseWriter, r *http.Request, f *Failure) {
-	if a.tarpit.refused(r.Context(), a.clientAddress(r), a.clock.Now()) {
+	if f.Status < http.StatusInternalServerError && a.tarpit.refused(r.Context(), a.clientAddress(r), a.clock.Now()) {
 		w.Header().Set("Connection", "close")
 	}
 	WriteFailure(w, f)

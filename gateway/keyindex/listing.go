@@ -140,9 +140,13 @@ const fetchTimeout = 5 * time.Second
 // whose hash is known and whose APIKey is not yet has its APIKey read from
 // the API server (once per key ID; requests for the same APIKey share one
 // read) and is looked up again. Any other entry is returned as it is.
-func (ix *Index) Resolve(ctx context.Context, e *Entry) *Entry {
+//
+// An error means the read failed (the API server is slow or away), so
+// whether the key may be used is not known yet: the caller must not
+// refuse the key as if it were unknown, only ask the client to retry.
+func (ix *Index) Resolve(ctx context.Context, e *Entry) (*Entry, error) {
 	if e == nil || e.UID != "" || e.hashSide == nil {
-		return e
+		return e, nil
 	}
 	keyID := e.KeyID
 	ix.mu.RLock()
@@ -155,16 +159,16 @@ func (ix *Index) Resolve(ctx context.Context, e *Entry) *Entry {
 	log := ix.log
 	ix.mu.RUnlock()
 	if !ok {
-		return e
+		return e, nil
 	}
-	_, _, _ = l.flight.Do(name.String(), func() (any, error) {
+	_, err, _ := l.flight.Do(name.String(), func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
 		defer cancel()
 		f, err := l.fetch(ctx, name)
 		if err != nil {
 			// The next request for the key tries again.
 			log.Warn("Could not read an APIKey not listed yet", "apikey", name.String(), "err", err)
-			return nil, nil
+			return nil, err
 		}
 		ix.change(func(changed *[]string) {
 			// Once the listing is over, the index holds the listed version,
@@ -179,7 +183,13 @@ func (ix *Index) Resolve(ctx context.Context, e *Entry) *Entry {
 		})
 		return nil, nil
 	})
-	return ix.Lookup(keyID)
+	if err != nil {
+		if cur := ix.Lookup(keyID); cur != nil && cur.UID != "" {
+			return cur, nil // listed or watched meanwhile
+		}
+		return nil, err
+	}
+	return ix.Lookup(keyID), nil
 }
 
 func closedChannel() chan struct{} {

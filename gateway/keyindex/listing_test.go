@@ -2,6 +2,7 @@ package keyindex
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -97,8 +98,8 @@ func TestResolveReadsAnAPIKeyNotListedYetOnce(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
-			if r := ix.Resolve(t.Context(), ix.Lookup("ABCDEFGH")).Usable(time.Now()); r != "" {
-				t.Errorf("resolved entry: Usable %q, want usable", r)
+			if e, err := ix.Resolve(t.Context(), ix.Lookup("ABCDEFGH")); err != nil || e.Usable(time.Now()) != "" {
+				t.Errorf("resolved entry: Usable %q (err %v), want usable", e.Usable(time.Now()), err)
 			}
 		})
 	}
@@ -108,14 +109,39 @@ func TestResolveReadsAnAPIKeyNotListedYetOnce(t *testing.T) {
 	if n := reads.Load(); n != 1 {
 		t.Errorf("8 requests read the APIKey %d times, want once", n)
 	}
-	if ix.Resolve(t.Context(), ix.Lookup("UNKNOWN0")) != nil {
+	if e, err := ix.Resolve(t.Context(), ix.Lookup("UNKNOWN0")); e != nil || err != nil {
 		t.Error("an unknown key ID resolved to an entry")
 	}
 
 	// Once listed, a hash without its APIKey is unknown: nothing is read.
 	ix.DeleteAPIKey(versioned(0, false).Name)
 	ix.endListing()
-	if r := ix.Resolve(t.Context(), ix.Lookup("ABCDEFGH")).Usable(time.Now()); r != ReasonUnknown || reads.Load() != 1 {
-		t.Errorf("after the listing: Usable %q after %d reads; want unknown after 1", r, reads.Load())
+	if e, err := ix.Resolve(t.Context(), ix.Lookup("ABCDEFGH")); err != nil || e.Usable(time.Now()) != ReasonUnknown || reads.Load() != 1 {
+		t.Errorf("after the listing: Usable %q (err %v) after %d reads; want unknown after 1", e.Usable(time.Now()), err, reads.Load())
+	}
+}
+
+// A failed read leaves the key undecided (an error, no entry), and the next
+// request reads again.
+func TestResolveReportsAFailedReadAndTriesAgain(t *testing.T) {
+	ix := New(nil)
+	var reads atomic.Int32
+	ix.beginListing(func(context.Context, types.NamespacedName) (*APIKeyFacts, error) {
+		if reads.Add(1) == 1 {
+			return nil, errors.New("the API server did not answer in time")
+		}
+		return versioned(3, false), nil
+	})
+	hashes := &hashStore{store{ix: ix}}
+	sec := hashSecret("secret-1", "ABCDEFGH", "uid-1")
+	sec.Labels["gateway.codevector.io/apikey-namespace"], sec.Labels["gateway.codevector.io/apikey-name"] = "team", "laptop"
+	if err := hashes.Update(sec); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := ix.Resolve(t.Context(), ix.Lookup("ABCDEFGH")); err == nil || e != nil {
+		t.Errorf("a failed read: entry %v, err %v; want no entry and the error", e, err)
+	}
+	if e, err := ix.Resolve(t.Context(), ix.Lookup("ABCDEFGH")); err != nil || e.Usable(time.Now()) != "" || reads.Load() != 2 {
+		t.Errorf("the next request: Usable %q, err %v after %d reads; want usable after 2", e.Usable(time.Now()), err, reads.Load())
 	}
 }

@@ -26,10 +26,16 @@ type listHold struct {
 	next     http.RoundTripper
 	released chan struct{}
 	held     atomic.Int32
+	// failReads, when set, fails every read of a single APIKey, as an API
+	// server too busy to answer in time does.
+	failReads atomic.Bool
 }
 
 func (h *listHold) RoundTrip(r *http.Request) (*http.Response, error) {
 	q := r.URL.Query()
+	if h.failReads.Load() && r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/apikeys/") {
+		return nil, fmt.Errorf("test: the API server did not answer in time")
+	}
 	if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/apikeys") && q.Get("watch") != "true" && q.Get("limit") != "1" {
 		h.held.Add(1)
 		select {
@@ -162,5 +168,35 @@ func TestGatewayReadyBeforeEveryAPIKeyIsListed(t *testing.T) {
 		if status, _, _ := chat(t, url, key.Reveal()); status != want {
 			t.Errorf("%s after the list: %d, want %d", key.DisplayPrefix(), status, want)
 		}
+	}
+}
+
+// While the list is held, a key whose APIKey cannot be read (the API
+// server is overloaded by the list itself) is neither refused as unknown
+// nor let through: 503, which clients retry, until the read succeeds.
+func TestGatewayAsksToRetryAKeyItCannotReadYet(t *testing.T) {
+	env.StartManager(t, manager.Options{})
+	up := newUpstream(t, 0)
+	ns := env.Namespace(t)
+	_, k := env.IssueKey(t, ns, "unreadable")
+
+	cfg, hold, _ := holdAPIKeyLists(t)
+	hold.failReads.Store(true)
+	url, _ := testenv.StartGatewayWithin(t, 10*time.Second, cfg, server.Options{Providers: providersFor(t, up, up)})
+
+	status, _, body := chat(t, url, k.Reveal())
+	if status != http.StatusServiceUnavailable || !strings.Contains(string(body), "server_busy") {
+		t.Errorf("a valid key whose APIKey could not be read: %d %s, want 503 server_busy", status, body)
+	}
+	wrong, err := keys.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, _, _ := chat(t, url, wrong.Reveal()); status != http.StatusUnauthorized {
+		t.Errorf("an unknown key while reads fail: %d, want 401", status)
+	}
+	hold.failReads.Store(false)
+	if status, _, body := chat(t, url, k.Reveal()); status != http.StatusOK {
+		t.Errorf("the key once its APIKey can be read: %d %s", status, body)
 	}
 }
