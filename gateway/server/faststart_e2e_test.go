@@ -80,7 +80,7 @@ func TestGatewayReadyBeforeEveryAPIKeyIsListed(t *testing.T) {
 	patch(t, revokedBefore, func(k *gatewayv1alpha1.APIKey) { k.Spec.Revoked = true })
 
 	cfg, hold, release := holdAPIKeyLists(t)
-	url, gw := testenv.StartGatewayWithin(t, 10*time.Second, cfg, server.Options{Providers: providersFor(t, up, up), Console: console.Options{Namespace: ns, Auth: console.AuthDev}})
+	url, gw := testenv.StartGatewayWithin(t, 10*time.Second, cfg, server.Options{Providers: providersFor(t, up, up), Console: console.Options{Namespace: ns, Auth: console.AuthDev}, ListWait: time.Millisecond})
 	if hold.held.Load() == 0 {
 		t.Fatal("the gateway listed no APIKeys through the hold: the test holds nothing")
 	}
@@ -182,7 +182,7 @@ func TestGatewayAsksToRetryAKeyItCannotReadYet(t *testing.T) {
 
 	cfg, hold, _ := holdAPIKeyLists(t)
 	hold.failReads.Store(true)
-	url, _ := testenv.StartGatewayWithin(t, 10*time.Second, cfg, server.Options{Providers: providersFor(t, up, up)})
+	url, _ := testenv.StartGatewayWithin(t, 10*time.Second, cfg, server.Options{Providers: providersFor(t, up, up), ListWait: time.Millisecond})
 
 	status, _, body := chat(t, url, k.Reveal())
 	if status != http.StatusServiceUnavailable || !strings.Contains(string(body), "server_busy") {
@@ -200,3 +200,31 @@ func TestGatewayAsksToRetryAKeyItCannotReadYet(t *testing.T) {
 		t.Errorf("the key once its APIKey can be read: %d %s", status, body)
 	}
 }
+
+// A replica whose APIKey list comes within ListWait of its start waits for
+// it before it reports ready, so it takes no traffic while it would still
+// read keys one by one from the API server (at 10,000 keys in a rollout,
+// while the API server lists keys to it).
+func TestGatewayWaitsForAListThatComesWithinListWait(t *testing.T) {
+	up := newUpstream(t, 0)
+	ns := env.Namespace(t)
+	env.StartManager(t, manager.Options{})
+	_, k := env.IssueKey(t, ns, "listed")
+
+	cfg, hold, release := holdAPIKeyLists(t)
+	time.AfterFunc(listGraceForTests+time.Second, release)
+	start := time.Now()
+	url, gw := testenv.StartGatewayWithin(t, 20*time.Second, cfg, server.Options{Providers: providersFor(t, up, up), ListWait: 20 * time.Second})
+	select {
+	case <-gw.Index().Listed():
+	default:
+		t.Fatalf("ready after %v with the APIKey list still held (%d held lists): it did not wait for a list within ListWait", time.Since(start).Round(time.Millisecond), hold.held.Load())
+	}
+	if status, _, body := chat(t, url, k.Reveal()); status != http.StatusOK {
+		t.Errorf("a listed key: %d %s", status, body)
+	}
+}
+
+// listGraceForTests is server's listGrace: past it, a replica that did not
+// wait for its list would be ready.
+const listGraceForTests = 2 * time.Second

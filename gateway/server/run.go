@@ -19,6 +19,7 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 	// gateway` exits then and would take a flush under way with it.
 	var flushes sync.WaitGroup
 	defer flushes.Wait()
+	started := time.Now()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// Ready once the keys are known and the quota engine counts: a replica
@@ -33,7 +34,7 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 			quotaFailed <- fmt.Errorf("starting the quota engine: %w", err)
 			return
 		}
-		g.awaitAPIKeys(ctx, synced)
+		g.awaitAPIKeys(ctx, started, synced)
 		g.health.synced.Store(true)
 		g.log.Info("Watch cache synced; gateway ready", "keys", g.index.Len())
 	}()
@@ -93,17 +94,29 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 }
 
 // listGrace is how long a gateway that holds every hash waits for its
-// APIKeys before it reports ready without them (keyindex/listing.go). Up
-// to about 10,000 keys the list is in by then, and the first requests of a
-// new replica never wait on the API server; at 100,000 the list takes 15 s
-// and more, and readiness does not wait for it.
+// APIKeys, at least, before it reports ready without them
+// (keyindex/listing.go).
 const listGrace = 2 * time.Second
 
-// awaitAPIKeys waits until every APIKey is listed or listGrace has passed
-// since synced. Real time, not the gateway's clock: it bounds how long the
-// API server takes, not anything a key's lifetime depends on.
-func (g *Gateway) awaitAPIKeys(ctx context.Context, synced time.Time) {
-	t := time.NewTimer(time.Until(synced.Add(listGrace)))
+// DefaultListWait is Options.ListWait's default. Up to about 20,000 keys
+// the APIKey list is in by then even while the API server serves other
+// replicas' lists, so a new replica takes no traffic before it has it, and
+// its first requests do not each wait on a read of their APIKey from a
+// busy API server (the slowest seconds of a rollout at 10,000 keys,
+// BENCHMARKS.md). At 100,000 the list takes 15 s and more: readiness waits
+// for it no longer than this, which keeps a start within 10 s.
+const DefaultListWait = 7 * time.Second
+
+// awaitAPIKeys waits until every APIKey is listed, or until both
+// ListWait has passed since started and listGrace since synced. Real
+// time, not the gateway's clock: it bounds how long the API server takes,
+// not anything a key's lifetime depends on.
+func (g *Gateway) awaitAPIKeys(ctx context.Context, started, synced time.Time) {
+	deadline := synced.Add(listGrace)
+	if d := started.Add(g.opts.ListWait); d.After(deadline) {
+		deadline = d
+	}
+	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	select {
 	case <-g.index.Listed():

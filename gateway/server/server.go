@@ -40,6 +40,10 @@ type Options struct {
 	Auth             auth.Options
 	Proxy            proxy.Options
 	Logger           *slog.Logger
+	// ListWait is how long from its start a replica waits for every APIKey
+	// to be listed before it reports ready (and at least listGrace after
+	// it holds every hash). Default DefaultListWait.
+	ListWait time.Duration
 	// APIServerProbeInterval is how often reachability of the API server is
 	// checked for /readyz and metrics. Default 5s.
 	APIServerProbeInterval time.Duration
@@ -107,6 +111,9 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	}
 	if o.LastUsedInterval <= 0 {
 		o.LastUsedInterval = 30 * time.Second
+	}
+	if o.ListWait <= 0 {
+		o.ListWait = DefaultListWait
 	}
 	if o.APIServerProbeInterval <= 0 {
 		o.APIServerProbeInterval = 5 * time.Second
