@@ -85,12 +85,7 @@ func TestResolveReadsAnAPIKeyNotListedYetOnce(t *testing.T) {
 		}
 		return versioned(3, false), nil
 	})
-	hashes := &hashStore{store{ix: ix}}
-	sec := hashSecret("secret-1", "ABCDEFGH", "uid-1")
-	sec.Labels["gateway.codevector.io/apikey-namespace"], sec.Labels["gateway.codevector.io/apikey-name"] = "team", "laptop"
-	if err := hashes.Update(sec); err != nil {
-		t.Fatal(err)
-	}
+	addHashOf(t, ix, "ABCDEFGH", "team", "laptop")
 	if r := ix.Lookup("ABCDEFGH").Usable(time.Now()); r != ReasonUnknown {
 		t.Fatalf("a hash alone: Usable %q", r)
 	}
@@ -132,16 +127,22 @@ func TestResolveReportsAFailedReadAndTriesAgain(t *testing.T) {
 		}
 		return versioned(3, false), nil
 	})
-	hashes := &hashStore{store{ix: ix}}
-	sec := hashSecret("secret-1", "ABCDEFGH", "uid-1")
-	sec.Labels["gateway.codevector.io/apikey-namespace"], sec.Labels["gateway.codevector.io/apikey-name"] = "team", "laptop"
-	if err := hashes.Update(sec); err != nil {
-		t.Fatal(err)
-	}
+	addHashOf(t, ix, "ABCDEFGH", "team", "laptop")
 	if e, err := ix.Resolve(t.Context(), ix.Lookup("ABCDEFGH")); err == nil || e != nil {
 		t.Errorf("a failed read: entry %v, err %v; want no entry and the error", e, err)
 	}
 	if e, err := ix.Resolve(t.Context(), ix.Lookup("ABCDEFGH")); err != nil || e.Usable(time.Now()) != "" || reads.Load() != 2 {
 		t.Errorf("the next request: Usable %q, err %v after %d reads; want usable after 2", e.Usable(time.Now()), err, reads.Load())
+	}
+}
+
+// addHashOf gives ix the hash Secret of key ID keyID, labelled with the
+// APIKey it belongs to, as the manager writes it.
+func addHashOf(t *testing.T, ix *Index, keyID, namespace, name string) {
+	t.Helper()
+	sec := hashSecret("secret-1", keyID, "uid-1")
+	sec.Labels["gateway.codevector.io/apikey-namespace"], sec.Labels["gateway.codevector.io/apikey-name"] = namespace, name
+	if err := (&hashStore{store{ix: ix}}).Update(sec); err != nil {
+		t.Fatal(err)
 	}
 }
