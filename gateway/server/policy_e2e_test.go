@@ -274,12 +274,23 @@ func peeredReplicasUntil(t *testing.T, ctx context.Context, n int, o server.Opti
 // peer list peers, that stops when ctx ends, and waits until it is ready.
 func joinReplica(t *testing.T, ctx context.Context, ln net.Listener, peers []string, o server.Options) *gateway {
 	t.Helper()
-	o.LastUsedInterval = 200 * time.Millisecond
+	gw, stop := startReplica(t, ln, peers, o)
+	go func() { <-ctx.Done(); stop() }()
+	return gw
+}
+
+// startReplica is joinReplica with a stop function (which returns once
+// the replica's Run has) instead of a context. Last-use times are flushed
+// every 200ms unless o says otherwise.
+func startReplica(t *testing.T, ln net.Listener, peers []string, o server.Options) (gw *gateway, stop func()) {
+	t.Helper()
+	if o.LastUsedInterval == 0 {
+		o.LastUsedInterval = 200 * time.Millisecond
+	}
 	o.Peers.Listener, o.Peers.Static = ln, peers
 	o.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	url, g, stop := testenv.RunGateway(t, 15*time.Second, env.Config, o)
-	go func() { <-ctx.Done(); stop() }()
-	return &gateway{URL: url, Gateway: g, PeerAddr: ln.Addr().String()}
+	return &gateway{URL: url, Gateway: g, PeerAddr: ln.Addr().String()}, stop
 }
 
 // A token limit reserves each request's prompt and max_tokens before it is

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 
+	"google.golang.org/grpc"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -77,12 +78,15 @@ func (g *Gateway) startQuota(ctx context.Context, cfg *rest.Config) error {
 		o.Listen = o.Listener.Addr().String()
 	}
 	var sharer *peerproofs.Sharer
+	var cred *quota.Credential
 	if o.Listen != "" {
-		cred, err := quota.ReadCredential(ctx, g.client, g.opts.SystemNamespace, g.log)
+		var err error
+		cred, err = quota.ReadCredential(ctx, g.client, g.opts.SystemNamespace, g.log)
 		if err != nil {
 			return err
 		}
 		qc.Credential = cred
+		qc.Services = g.usage.RegisterHandOff
 		if !o.DisableProofSharing {
 			sharer = peerproofs.New(peerproofs.Config{
 				Proofs:     g.auth.PeerProofs(),
@@ -91,7 +95,10 @@ func (g *Gateway) startQuota(ctx context.Context, cfg *rest.Config) error {
 				Log:        g.log.With("component", "peerproofs"),
 				Registerer: g.registry,
 			})
-			qc.Services = sharer.Register
+			qc.Services = func(r grpc.ServiceRegistrar) {
+				g.usage.RegisterHandOff(r)
+				sharer.Register(r)
+			}
 		}
 		if qc.Advertise == "" && o.Discovery == DiscoveryKubernetes {
 			_, port, err := net.SplitHostPort(o.Listen)
@@ -125,6 +132,11 @@ func (g *Gateway) startQuota(ctx context.Context, cfg *rest.Config) error {
 		// peers verified instead of running argon2id for every key.
 		sharer.Fetch(ctx, engine.Peers())
 		go sharer.Run(ctx, engine.Peers)
+	}
+	if cred != nil {
+		// A stopping replica hands its last-use times to a peer rather
+		// than writing them during a rollout (gateway/usage/handoff.go).
+		g.usage.HandOffTo(engine.Peers, cred.ClientTLS())
 	}
 	g.meter.SetEngine(engine)
 	g.log.Info("Quota engine started", "peerAddress", engine.Addr(), "discovery", o.Discovery, "staticPeers", o.Static)

@@ -14,12 +14,18 @@ import (
 // Run starts watching, serves on ln until ctx ends, then shuts down
 // gracefully and flushes last-use times and usage before it returns.
 func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
-	// Waited for last, after ctx is cancelled: the final flushes (5 s at
-	// most, in parallel) must be done when Run returns, since `codevector
-	// gateway` exits then and would take a flush under way with it.
-	var flushes sync.WaitGroup
-	defer flushes.Wait()
 	started := time.Now()
+	// Three lifetimes end, in this order, once ctx ends: serving (HTTP,
+	// drained first, and the watches); the final flushes of last-use times
+	// and usage (5 s at most each, in parallel), which then count every
+	// request served and may hand their times to a peer; and the peer
+	// channel. `codevector gateway` exits when Run returns, so all three
+	// are over by then.
+	peerCtx, stopPeers := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopPeers()
+	flushCtx, endFlushes := context.WithCancel(context.WithoutCancel(ctx))
+	var flushes sync.WaitGroup
+	defer func() { endFlushes(); flushes.Wait() }()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// Ready once the keys are known and the quota engine counts: a replica
@@ -30,7 +36,7 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 			return
 		}
 		synced := time.Now()
-		if err := g.startQuota(ctx, g.restConfig); err != nil {
+		if err := g.startQuota(peerCtx, g.restConfig); err != nil {
 			quotaFailed <- fmt.Errorf("starting the quota engine: %w", err)
 			return
 		}
@@ -38,8 +44,8 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 		g.health.synced.Store(true)
 		g.log.Info("Watch cache synced; gateway ready", "keys", g.index.Len())
 	}()
-	flushes.Go(func() { g.usage.Run(ctx) })
-	flushes.Go(func() { g.spend.Run(ctx) })
+	flushes.Go(func() { g.usage.Run(flushCtx) })
+	flushes.Go(func() { g.spend.Run(flushCtx) })
 	go g.probeAPIServer(ctx)
 	go func() {
 		t := g.opts.Clock.NewTicker(time.Minute)

@@ -111,7 +111,9 @@ func (r *SpendRecorder) Add(e *keyindex.Entry, periodStart time.Time, s Spend) {
 }
 
 // Run flushes every interval until ctx ends, then flushes once more.
-func (r *SpendRecorder) Run(ctx context.Context) { flushEvery(ctx, r.clock, r.interval, r.Flush) }
+func (r *SpendRecorder) Run(ctx context.Context) {
+	flushEvery(ctx, r.clock, r.interval, r.Flush, r.Flush)
+}
 
 // Flush adds every key's pending share to its status.usage.
 func (r *SpendRecorder) Flush(ctx context.Context) {

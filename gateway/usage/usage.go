@@ -36,6 +36,15 @@ type Recorder struct {
 
 	mu   sync.RWMutex
 	seen map[string]*slot // key ID -> last use
+
+	// handOff, once set, takes the last-use times of the final flush to a
+	// peer instead of the API server (handoff.go); closing refuses the
+	// peers' hand-offs once that flush has begun (adopting holds
+	// closingMu's read lock, so no hand-off lands after it).
+	handOff   atomic.Pointer[handOff]
+	closingMu sync.RWMutex
+	closing   bool
+	handOffs  *prometheus.CounterVec
 }
 
 type slot struct {
@@ -57,9 +66,13 @@ func New(index *keyindex.Index, c client.Client, interval time.Duration, clk clo
 			Namespace: "codevector", Subsystem: "gateway", Name: "last_used_writes_total",
 			Help: "lastUsedAt status writes by outcome: written, skipped (already recent enough), conflict (another replica wrote first), error.",
 		}, []string{"outcome"}),
+		handOffs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "codevector", Subsystem: "gateway", Name: "last_used_handoffs_total",
+			Help: "Last-use times handed between replicas when one stops, instead of written by it: sent to a peer, or received from one (and written with this replica's next flush).",
+		}, []string{"direction"}),
 	}
 	if reg != nil {
-		reg.MustRegister(r.writes)
+		reg.MustRegister(r.writes, r.handOffs)
 	}
 	return r
 }
@@ -85,20 +98,23 @@ func (r *Recorder) Record(e *keyindex.Entry, now time.Time) {
 	}
 }
 
-// Run flushes every interval until ctx ends, then flushes once more.
-func (r *Recorder) Run(ctx context.Context) { flushEvery(ctx, r.clock, r.interval, r.Flush) }
+// Run flushes every interval until ctx ends, then once more: to a peer if
+// one takes the times (handoff.go), else to the API server.
+func (r *Recorder) Run(ctx context.Context) {
+	flushEvery(ctx, r.clock, r.interval, r.Flush, r.finalFlush)
+}
 
-// flushEvery calls flush every interval until ctx ends, then once more
+// flushEvery calls flush every interval until ctx ends, then final
 // with a few seconds of its own, so what a stopping gateway counted last
 // is not lost.
-func flushEvery(ctx context.Context, clk clock.WithTicker, interval time.Duration, flush func(context.Context)) {
+func flushEvery(ctx context.Context, clk clock.WithTicker, interval time.Duration, flush, final func(context.Context)) {
 	t := clk.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			flush(flushCtx)
+			final(flushCtx)
 			cancel()
 			return
 		case <-t.C():
@@ -112,20 +128,7 @@ func flushEvery(ctx context.Context, clk clock.WithTicker, interval time.Duratio
 // replica recorded a use recently): lastUsedAt is accurate to the interval,
 // and N replicas then cost about one write per key per interval, not N.
 func (r *Recorder) Flush(ctx context.Context) {
-	r.mu.RLock()
-	type pending struct {
-		id string
-		s  *slot
-	}
-	var todo []pending
-	for id, s := range r.seen {
-		if s.last.Load() > s.flushed {
-			todo = append(todo, pending{id, s})
-		}
-	}
-	r.mu.RUnlock()
-
-	for _, p := range todo {
+	for _, p := range r.unflushed() {
 		last := p.s.last.Load()
 		e := r.index.Lookup(p.id)
 		if e == nil || e.Name != p.s.name {
@@ -152,6 +155,24 @@ func (r *Recorder) Flush(ctx context.Context) {
 		}
 		p.s.flushed = last
 	}
+}
+
+// pendingUse is a key used since this replica last flushed it.
+type pendingUse struct {
+	id string
+	s  *slot
+}
+
+func (r *Recorder) unflushed() []pendingUse {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var todo []pendingUse
+	for id, s := range r.seen {
+		if s.last.Load() > s.flushed {
+			todo = append(todo, pendingUse{id, s})
+		}
+	}
+	return todo
 }
 
 // write sets lastUsedAt to t if the stored value is still `stored` (a JSON

@@ -1,0 +1,188 @@
+package usage
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// Hand-off of last-use times at shutdown.
+//
+// A stopping replica's final flush would write the lastUsedAt of every key
+// it used since its last flush: with thousands of keys in use, a burst of
+// status patches (about 7 ms of API server CPU each, BENCHMARKS.md) in
+// every step of a rollout, just when the API server is busy listing keys
+// to the new replicas. Instead the stopping replica hands those times to a
+// running peer over the peer listener's mutual TLS. The peer records them
+// as uses of its own and writes them with its next regular flush, where
+// they merge with its own uses of the same keys: one write, not two, and
+// none during the rollout step. If no peer takes them, the stopping
+// replica writes them itself, as a single replica always does.
+//
+// A message is protobuf's Struct mapping key ID to the Unix second of the
+// key's last use (a float64 holds every such second exactly), so the
+// service needs no generated code and no codec of our own.
+const (
+	handOffService = "codevector.gateway.v1.LastUse"
+	handOffMethod  = "/" + handOffService + "/HandOff"
+	// maxHandOffBatch keeps a message near 1 MiB (about 30 bytes per key),
+	// under gRPC's 4 MiB limit.
+	maxHandOffBatch = 32 * 1024
+	// handOffPeerTimeout bounds one peer's answer; the final flush's own
+	// 5 s then still leaves time to write the times here.
+	handOffPeerTimeout = 2 * time.Second
+)
+
+// handOff sends last-use times (key ID to Unix seconds) to some peer and
+// returns which one took them.
+type handOff func(ctx context.Context, times map[string]int64) (peer string, err error)
+
+// HandOffTo makes the final flush hand its times to one of peers() (the
+// first that accepts them, starting at a random one), called with
+// tlsConfig (the peers' mutual TLS).
+func (r *Recorder) HandOffTo(peers func() []string, tlsConfig *tls.Config) {
+	creds := credentials.NewTLS(tlsConfig)
+	h := handOff(func(ctx context.Context, times map[string]int64) (string, error) {
+		addrs := peers()
+		if len(addrs) == 0 {
+			return "", errors.New("no peers")
+		}
+		batches := handOffBatches(times)
+		first := rand.IntN(len(addrs))
+		var errs []error
+		for i := range addrs {
+			addr := addrs[(first+i)%len(addrs)]
+			err := sendHandOff(ctx, addr, creds, batches)
+			if err == nil {
+				return addr, nil
+			}
+			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+		}
+		return "", errors.Join(errs...)
+	})
+	r.handOff.Store(&h)
+}
+
+func handOffBatches(times map[string]int64) []*structpb.Struct {
+	var out []*structpb.Struct
+	var cur *structpb.Struct
+	for id, sec := range times {
+		if cur == nil || len(cur.Fields) == maxHandOffBatch {
+			cur = &structpb.Struct{Fields: map[string]*structpb.Value{}}
+			out = append(out, cur)
+		}
+		cur.Fields[id] = structpb.NewNumberValue(float64(sec))
+	}
+	return out
+}
+
+func sendHandOff(ctx context.Context, addr string, creds credentials.TransportCredentials, batches []*structpb.Struct) error {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, handOffPeerTimeout)
+	defer cancel()
+	for _, b := range batches {
+		if err := conn.Invoke(ctx, handOffMethod, b, new(emptypb.Empty)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finalFlush is the flush of a stopping replica: it refuses its peers'
+// hand-offs from now on (it could not write them), then hands its own
+// times to a peer, or writes them if none takes them.
+func (r *Recorder) finalFlush(ctx context.Context) {
+	r.closingMu.Lock()
+	r.closing = true
+	r.closingMu.Unlock()
+	h := r.handOff.Load()
+	todo := r.unflushed()
+	if h == nil || len(todo) == 0 {
+		r.Flush(ctx)
+		return
+	}
+	times := make(map[string]int64, len(todo))
+	for _, p := range todo {
+		times[p.id] = p.s.last.Load()
+	}
+	peer, err := (*h)(ctx, times)
+	if err != nil {
+		r.log.Warn("No peer took this replica's last-use times; writing them here", "keys", len(times), "error", err)
+		r.Flush(ctx)
+		return
+	}
+	for _, p := range todo {
+		p.s.flushed = times[p.id]
+	}
+	r.handOffs.WithLabelValues("sent").Add(float64(len(times)))
+	r.log.Info("Handed this replica's last-use times to a peer", "keys", len(times), "peer", peer)
+}
+
+// adopt records times a stopping peer handed over as uses of this
+// replica, for its next flush. Keys this replica does not know are
+// dropped, and no time is taken from the future.
+func (r *Recorder) adopt(times map[string]*structpb.Value) {
+	now := r.clock.Now()
+	n := 0
+	for id, v := range times {
+		sec, ok := v.GetKind().(*structpb.Value_NumberValue)
+		if !ok || sec.NumberValue <= 0 {
+			continue
+		}
+		e := r.index.Lookup(id)
+		if e == nil {
+			continue
+		}
+		at := time.Unix(int64(sec.NumberValue), 0)
+		if at.After(now) {
+			at = now
+		}
+		r.Record(e, at)
+		n++
+	}
+	r.handOffs.WithLabelValues("received").Add(float64(n))
+}
+
+// RegisterHandOff serves the hand-off on the peer listener.
+func (r *Recorder) RegisterHandOff(s grpc.ServiceRegistrar) {
+	s.RegisterService(&handOffServiceDesc, r)
+}
+
+var handOffServiceDesc = grpc.ServiceDesc{
+	ServiceName: handOffService,
+	HandlerType: (*any)(nil),
+	Methods: []grpc.MethodDesc{{
+		MethodName: "HandOff",
+		Handler: func(srv any, _ context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+			in := new(structpb.Struct)
+			if err := dec(in); err != nil {
+				return nil, err
+			}
+			r := srv.(*Recorder)
+			r.closingMu.RLock()
+			defer r.closingMu.RUnlock()
+			if r.closing {
+				// Stopping too: the sender tries another peer, or writes
+				// the times itself.
+				return nil, status.Error(codes.Unavailable, "this replica is stopping")
+			}
+			r.adopt(in.Fields)
+			return &emptypb.Empty{}, nil
+		},
+	}},
+	Metadata: "gateway/usage/handoff.go",
+}
