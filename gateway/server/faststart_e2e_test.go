@@ -175,10 +175,14 @@ func TestGatewayReadyBeforeEveryAPIKeyIsListed(t *testing.T) {
 // server is overloaded by the list itself) is neither refused as unknown
 // nor let through: 503, which clients retry, until the read succeeds.
 func TestGatewayAsksToRetryAKeyItCannotReadYet(t *testing.T) {
-	env.StartManager(t, manager.Options{})
+	stopManager := env.StartManager(t, manager.Options{})
 	up := newUpstream(t, 0)
 	ns := env.Namespace(t)
 	_, k := env.IssueKey(t, ns, "unreadable")
+	// No more writes to the APIKey: the manager's last ones (after the
+	// reveal) would reach the gateway's watch and hand it the APIKey that
+	// this test means to be unreadable.
+	stopManager()
 
 	cfg, hold, _ := holdAPIKeyLists(t)
 	hold.failReads.Store(true)
