@@ -38,9 +38,11 @@ const (
 	// maxHandOffBatch keeps a message near 1 MiB (about 30 bytes per key),
 	// under gRPC's 4 MiB limit.
 	maxHandOffBatch = 32 * 1024
-	// handOffPeerTimeout bounds one peer's answer; the final flush's own
-	// 5 s then still leaves time to write the times here.
-	handOffPeerTimeout = 2 * time.Second
+	// handOffTimeout bounds the whole hand-off, and handOffPeerTimeout
+	// one peer's answer, so that peers that do not answer still leave the
+	// final flush (5 s) half its time to write the times here.
+	handOffTimeout     = 2500 * time.Millisecond
+	handOffPeerTimeout = time.Second
 )
 
 // handOff sends last-use times (key ID to Unix seconds) to some peer and
@@ -57,6 +59,8 @@ func (r *Recorder) HandOffTo(peers func() []string, tlsConfig *tls.Config) {
 		if len(addrs) == 0 {
 			return "", errors.New("no peers")
 		}
+		ctx, cancel := context.WithTimeout(ctx, handOffTimeout)
+		defer cancel()
 		batches := handOffBatches(times)
 		first := rand.IntN(len(addrs))
 		var errs []error
@@ -67,6 +71,9 @@ func (r *Recorder) HandOffTo(peers func() []string, tlsConfig *tls.Config) {
 				return addr, nil
 			}
 			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+			if ctx.Err() != nil {
+				break
+			}
 		}
 		return "", errors.Join(errs...)
 	})

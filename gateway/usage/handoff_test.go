@@ -87,6 +87,33 @@ func TestFinalFlushHandsLastUseToAPeer(t *testing.T) {
 		}
 	})
 
+	t.Run("peers accept connections but never answer", func(t *testing.T) {
+		stopping, e, stoppingPatches := recorderFor(t, nil)
+		var silent []string
+		for range 4 {
+			ln, err := net.Listen("tcp", "127.0.0.1:0") // accepted by the kernel, never served
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			silent = append(silent, ln.Addr().String())
+		}
+		stopping.HandOffTo(func() []string { return silent }, cred.ClientTLS())
+
+		stopping.Record(e, used)
+		// What flushEvery gives the final flush.
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		start := time.Now()
+		stopping.finalFlush(ctx)
+		if len(*stoppingPatches) != 1 || (*stoppingPatches)[0] != want {
+			t.Errorf("patches %q; want the stopping replica's own write within its 5 s: %s", *stoppingPatches, want)
+		}
+		if took := time.Since(start); took > handOffTimeout+time.Second {
+			t.Errorf("the final flush took %v with silent peers; the hand-off may take %v of it", took, handOffTimeout)
+		}
+	})
+
 	t.Run("no peer answers", func(t *testing.T) {
 		stopping, e, stoppingPatches := recorderFor(t, nil)
 		ln, _ := net.Listen("tcp", "127.0.0.1:0")
