@@ -216,7 +216,9 @@ func TestGatewayWaitsForAListThatComesWithinListWait(t *testing.T) {
 	_, k := env.IssueKey(t, ns, "listed")
 
 	cfg, hold, release := holdAPIKeyLists(t)
-	time.AfterFunc(listGraceForTests+time.Second, release)
+	// Released well after the hashes are in (a fraction of a second here):
+	// a replica that did not wait for its list would be ready by then.
+	time.AfterFunc(3*time.Second, release)
 	start := time.Now()
 	url, gw := testenv.StartGatewayWithin(t, 20*time.Second, cfg, server.Options{Providers: providersFor(t, up, up), ListWait: 20 * time.Second})
 	select {
@@ -228,7 +230,3 @@ func TestGatewayWaitsForAListThatComesWithinListWait(t *testing.T) {
 		t.Errorf("a listed key: %d %s", status, body)
 	}
 }
-
-// listGraceForTests is server's listGrace: past it, a replica that did not
-// wait for its list would be ready.
-const listGraceForTests = 2 * time.Second

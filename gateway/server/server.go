@@ -41,8 +41,8 @@ type Options struct {
 	Proxy            proxy.Options
 	Logger           *slog.Logger
 	// ListWait is how long from its start a replica waits for every APIKey
-	// to be listed before it reports ready (and at least listGrace after
-	// it holds every hash). Default DefaultListWait.
+	// to be listed before it reports ready without them (once it holds
+	// every hash). Default DefaultListWait.
 	ListWait time.Duration
 	// APIServerProbeInterval is how often reachability of the API server is
 	// checked for /readyz and metrics. Default 5s.
