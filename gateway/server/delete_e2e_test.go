@@ -63,21 +63,5 @@ func TestDeletedKeyIsRefusedWhileTheManagerIsDown(t *testing.T) {
 // authResults is the gateway's auth_results_total for one result.
 func authResults(t *testing.T, gw *gateway, result string) float64 {
 	t.Helper()
-	families, err := gw.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != "codevector_gateway_auth_results_total" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "result" && l.GetValue() == result {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
+	return labelledCounter(t, gw, "codevector_gateway_auth_results_total", "result", result)
 }

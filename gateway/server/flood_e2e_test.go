@@ -141,6 +141,28 @@ func counter(t *testing.T, gw *gateway, name string) float64 {
 	return metric(t, gw, name).GetCounter().GetValue()
 }
 
+// labelledCounter is the counter name{label="value"}, 0 if absent.
+func labelledCounter(t *testing.T, gw *gateway, name, label, value string) float64 {
+	t.Helper()
+	families, err := gw.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
 func gauge(t *testing.T, gw *gateway, name string) float64 {
 	return metric(t, gw, name).GetGauge().GetValue()
 }

@@ -16,23 +16,7 @@ import (
 // handOffs reads codevector_gateway_last_used_handoffs_total{direction}.
 func handOffs(t *testing.T, gw *gateway, direction string) float64 {
 	t.Helper()
-	families, err := gw.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != "codevector_gateway_last_used_handoffs_total" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "direction" && l.GetValue() == direction {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
+	return labelledCounter(t, gw, "codevector_gateway_last_used_handoffs_total", "direction", direction)
 }
 
 // A replica stopped in a rollout does not write the last-use times of
