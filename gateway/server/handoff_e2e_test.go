@@ -72,11 +72,8 @@ func TestStoppedReplicaHandsItsLastUseToAPeer(t *testing.T) {
 func TestStoppedReplicaWithNoPeerWritesItsLastUse(t *testing.T) {
 	env.StartManager(t, manager.Options{})
 	up := newUpstream(t, 0)
-	dead := testenv.Listener(t)
-	deadAddr := dead.Addr().String()
-	dead.Close()
 	ln := testenv.Listener(t)
-	gw, stop := startReplica(t, ln, []string{ln.Addr().String(), deadAddr}, server.Options{Providers: providersFor(t, up, up), LastUsedInterval: time.Hour})
+	gw, stop := startReplica(t, ln, []string{ln.Addr().String(), deadPeer(t)}, server.Options{Providers: providersFor(t, up, up), LastUsedInterval: time.Hour})
 
 	ns := env.Namespace(t)
 	_, key := env.IssueKey(t, ns, "alone")

@@ -150,15 +150,21 @@ func TestLearnedProofDroppedWhenTheKeyChanges(t *testing.T) {
 	}
 }
 
+// deadPeer is an address where no peer listens (connections refused).
+func deadPeer(t *testing.T) string {
+	t.Helper()
+	ln := testenv.Listener(t)
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
 // A replica whose peers are all unreachable still becomes ready (after
 // the fetch timeout at most) and verifies keys itself.
 func TestReplicaWithUnreachablePeersVerifiesKeysItself(t *testing.T) {
 	env.StartManager(t, manager.Options{})
 	up := newUpstream(t, 0)
-	dead := testenv.Listener(t)
-	deadAddr := dead.Addr().String()
-	dead.Close()
-	gw := joinReplica(t, t.Context(), testenv.Listener(t), []string{deadAddr}, server.Options{Providers: providersFor(t, up, up)})
+	gw := joinReplica(t, t.Context(), testenv.Listener(t), []string{deadPeer(t)}, server.Options{Providers: providersFor(t, up, up)})
 	_, k := env.IssueKey(t, env.Namespace(t), "alone")
 	answers(t, []*gateway{gw}, k, http.StatusOK)
 	if runs := counter(t, gw, argon2Runs); runs != 1 {
