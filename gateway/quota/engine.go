@@ -63,9 +63,10 @@ type Config struct {
 	// default 50,000). Evicted counters come back through Checkpoint.
 	CacheSize int
 
-	// Services, if set, registers more services on the peer listener
-	// (verified-key proofs): they get the same mutual TLS as the counters.
-	Services func(grpc.ServiceRegistrar)
+	// Services register more services on the peer listener
+	// (verified-key proofs, last-use hand-offs): they get the same mutual
+	// TLS as the counters.
+	Services []func(grpc.ServiceRegistrar)
 
 	// batchWait, when positive, turns gubernator's batching of forwarded
 	// hits back on; only BenchmarkTake uses it, to measure what it costs.
@@ -154,8 +155,8 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	e.leases = newLeaseTable()
 
-	if cfg.Services != nil {
-		cfg.Services(e.server)
+	for _, register := range cfg.Services {
+		register(e.server)
 	}
 
 	conf := guber.Config{

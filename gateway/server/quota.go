@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 
-	"google.golang.org/grpc"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -86,7 +85,7 @@ func (g *Gateway) startQuota(ctx context.Context, cfg *rest.Config) error {
 			return err
 		}
 		qc.Credential = cred
-		qc.Services = g.usage.RegisterHandOff
+		qc.Services = append(qc.Services, g.usage.RegisterHandOff)
 		if !o.DisableProofSharing {
 			sharer = peerproofs.New(peerproofs.Config{
 				Proofs:     g.auth.PeerProofs(),
@@ -95,10 +94,7 @@ func (g *Gateway) startQuota(ctx context.Context, cfg *rest.Config) error {
 				Log:        g.log.With("component", "peerproofs"),
 				Registerer: g.registry,
 			})
-			qc.Services = func(r grpc.ServiceRegistrar) {
-				g.usage.RegisterHandOff(r)
-				sharer.Register(r)
-			}
+			qc.Services = append(qc.Services, sharer.Register)
 		}
 		if qc.Advertise == "" && o.Discovery == DiscoveryKubernetes {
 			_, port, err := net.SplitHostPort(o.Listen)
