@@ -2,6 +2,7 @@ package quota
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"sync"
@@ -148,10 +149,15 @@ func TestRefundAndOverdraw(t *testing.T) {
 		if d := take(t, e, c, 20); !d.Allowed || d.Remaining != 10 {
 			t.Fatalf("replica %d: take after refund: %+v", i, d)
 		}
-		// Negative hits are a refund too.
-		if d := take(t, e, c, -5); !d.Allowed || d.Remaining != 15 {
-			t.Fatalf("replica %d: negative take: %+v", i, d)
+		// A negative take is refused, not applied as a refund: it would
+		// let a caller's overflowed reservation open the counter.
+		if d, err := e.Take(context.Background(), c, -5); !errors.Is(err, ErrInvalidHit) {
+			t.Fatalf("replica %d: negative take: %+v, %v; want ErrInvalidHit", i, d, err)
 		}
+		if _, err := e.Take(context.Background(), c, MaxHits+1); !errors.Is(err, ErrInvalidHit) {
+			t.Fatalf("replica %d: take of MaxHits+1: %v; want ErrInvalidHit", i, err)
+		}
+		settle(t, e, c, -5)
 		// The real usage was 40 more than reserved: counted in full.
 		if d := settle(t, e, c, 40); !d.Allowed || d.Remaining != -25 {
 			t.Fatalf("replica %d: overdraw: %+v, want remaining -25", i, d)

@@ -269,7 +269,7 @@ func TestSettlementsThroughALeaseKeepTheOwnersCount(t *testing.T) {
 		{"overdraw 8 from the lease", func() (Decision, error) { return leaser.Settle(context.Background(), at(c, testStart), 8) }, 8},
 		{"overdraw 50, more than it holds", func() (Decision, error) { return leaser.Settle(context.Background(), at(c, testStart), 50) }, 50},
 		{"refund 3 into the lease", func() (Decision, error) { return leaser.Settle(context.Background(), at(c, testStart), -3) }, -3},
-		{"negative take", func() (Decision, error) { return leaser.Take(context.Background(), c, -4) }, -4},
+		{"refund 4 into the lease", func() (Decision, error) { return leaser.Settle(context.Background(), at(c, testStart), -4) }, -4},
 	}
 	for _, s := range steps {
 		d, err := s.run()

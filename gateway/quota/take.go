@@ -10,16 +10,28 @@ import (
 	guber "github.com/gubernator-io/gubernator/v2"
 )
 
-// Hit is an amount to take from one counter.
+// Hit is an amount to take from one counter: from 0 to MaxHits.
 type Hit struct {
 	Counter Counter
 	Hits    int64
 }
 
+// MaxHits bounds one take: 2^53, so that a take, a limit and what a counter
+// holds add up without overflow, and counts stay exact in gubernator's
+// float64 arithmetic (its leaky bucket and metrics). No request of a real
+// key comes close: a request's tokens are bounded by the body size and the
+// models' maximum output, a dollar budget's nano-dollars by the price.
+const MaxHits = 1 << 53
+
+// ErrInvalidHit is a take of a negative amount or of more than MaxHits: a
+// programming error in the caller, refused before anything is counted (a
+// negative take would be applied as a refund, opening the counter).
+var ErrInvalidHit = errors.New("quota: a take must be from 0 to MaxHits; refunds go through Settle")
+
 // Take takes hits from c if they fit and refuses them whole otherwise
 // (Decision.Allowed false, nothing counted). Zero hits reads the counter and
-// is allowed while something remains. Negative hits are a refund and behave
-// like Settle.
+// is allowed while something remains. Hits outside 0..MaxHits are refused
+// with ErrInvalidHit: give back with Settle.
 func (e *Engine) Take(ctx context.Context, c Counter, hits int64) (Decision, error) {
 	ok, ds, err := e.TakeAll(ctx, Hit{Counter: c, Hits: hits})
 	if err != nil {
@@ -50,6 +62,11 @@ type hitPlan struct {
 // Counters this replica holds a lease of are served from the lease when it
 // covers the hits; the others are forwarded to their owners in one round.
 func (e *Engine) TakeAll(ctx context.Context, hits ...Hit) (bool, []Decision, error) {
+	for _, h := range hits {
+		if h.Hits < 0 || h.Hits > MaxHits {
+			return false, nil, fmt.Errorf("counter %q, %d hits: %w", h.Counter.Key, h.Hits, ErrInvalidHit)
+		}
+	}
 	now := e.clock.Now()
 	ds := make([]Decision, len(hits))
 	plans := make([]hitPlan, len(hits))
@@ -61,15 +78,11 @@ func (e *Engine) TakeAll(ctx context.Context, hits ...Hit) (bool, []Decision, er
 		}
 		ds[i] = Decision{Limit: h.Counter.Limit, PeriodStart: start, ResetAt: end}
 		p := &plans[i]
-		p.lease = e.leaseFor(h.Counter, start, end, now, h.Hits >= 0)
+		p.lease = e.leaseFor(h.Counter, start, end, now, true)
 		if p.lease != nil {
 			var served, startSync bool
-			if h.Hits < 0 {
-				served, ds[i].Remaining, startSync = p.lease.refund(-h.Hits)
-			} else {
-				served, ds[i].Remaining, startSync = p.lease.take(h.Hits)
-				p.taken = served && h.Hits > 0
-			}
+			served, ds[i].Remaining, startSync = p.lease.take(h.Hits)
+			p.taken = served && h.Hits > 0
 			if startSync {
 				e.startSync(h.Counter, start, p.lease)
 			}
@@ -89,8 +102,8 @@ func (e *Engine) TakeAll(ctx context.Context, hits ...Hit) (bool, []Decision, er
 		err = e.forward(ctx, hits, plans, ds)
 	}
 	allowed := err == nil
-	for i, h := range hits {
-		allowed = allowed && (h.Hits < 0 || ds[i].Allowed)
+	for i := range hits {
+		allowed = allowed && ds[i].Allowed
 	}
 	if !allowed {
 		if gerr := e.giveBack(ctx, hits, plans, ds); gerr != nil {
@@ -118,11 +131,7 @@ func (e *Engine) forward(ctx context.Context, hits []Hit, plans []hitPlan, ds []
 		reqs := make([]*guber.RateLimitReq, len(idx))
 		for j, i := range idx {
 			h, d := hits[i], ds[i]
-			if h.Hits < 0 {
-				reqs[j] = e.request(h.Counter, d.PeriodStart, d.ResetAt, 0, h.Hits)
-			} else {
-				reqs[j] = e.request(h.Counter, d.PeriodStart, d.ResetAt, h.Hits+plans[i].topUp, 0)
-			}
+			reqs[j] = e.request(h.Counter, d.PeriodStart, d.ResetAt, h.Hits+plans[i].topUp, 0)
 		}
 		resps, err := e.send(ctx, reqs)
 		var again []int
@@ -137,10 +146,6 @@ func (e *Engine) forward(ctx context.Context, hits []Hit, plans []hitPlan, ds []
 			granted := r.Status == guber.Status_UNDER_LIMIT
 			ownerLeft := r.Remaining
 			switch {
-			case h < 0:
-				// A settlement's answer is the state before it (hookStore).
-				ownerLeft -= h
-				ds[i].Allowed = true
 			case h == 0:
 				// A read passes only if there is something left: a budget
 				// checked with no estimate still refuses once it is spent.
