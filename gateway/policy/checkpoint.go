@@ -22,17 +22,17 @@ import (
 // once is not counted again.
 func Checkpoint(index *keyindex.Index) quota.Checkpoint {
 	return func(key string) (int64, time.Time, bool) {
-		keyID, rest, _ := strings.Cut(key, "/")
-		uid, what, _ := strings.Cut(rest, "/")
-		if what != "budget" {
+		// counterKey: namespace/name/uid/what.
+		parts := strings.Split(key, "/")
+		if len(parts) != 4 || parts[3] != "budget" {
 			return 0, time.Time{}, false
 		}
-		e := index.Lookup(keyID)
-		if e == nil || e.UID != types.UID(uid) || e.Policy == nil || e.Policy.Budget == nil || e.Policy.Usage == nil {
+		f := index.APIKey(types.NamespacedName{Namespace: parts[0], Name: parts[1]})
+		if f == nil || f.UID != types.UID(parts[2]) || f.Policy == nil || f.Policy.Budget == nil || f.Policy.Usage == nil {
 			return 0, time.Time{}, false
 		}
-		u := e.Policy.Usage
-		if e.Policy.Budget.Tokens != nil {
+		u := f.Policy.Usage
+		if f.Policy.Budget.Tokens != nil {
 			return u.InputTokens + u.OutputTokens, u.PeriodStart.Time, true
 		}
 		usd, err := gatewayv1alpha1.ParseUSD(u.USD)

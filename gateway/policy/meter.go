@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -43,6 +44,33 @@ type Meter struct {
 	clock     clock.PassiveClock
 	log       *slog.Logger
 	metrics   *Metrics
+	// budgetFailure and limitsFailure are Options.BudgetFailureMode and
+	// LimitsFailureMode.
+	budgetFailure, limitsFailure FailureMode
+}
+
+// FailureMode is what a Meter does with a request whose counters the quota
+// engine cannot reach (a peer down, the engine not started yet).
+type FailureMode string
+
+const (
+	// FailOpen serves the request uncounted: what a rate limiter should
+	// do, since refusing every key with a limit turns a counting problem
+	// into an outage.
+	FailOpen FailureMode = "open"
+	// FailClosed refuses the request with 503 and Retry-After: what a
+	// budget should do, since an uncounted request spends money nobody
+	// approved.
+	FailClosed FailureMode = "closed"
+)
+
+// ParseFailureMode reads a --*-failure-mode flag value.
+func ParseFailureMode(s string) (FailureMode, error) {
+	switch FailureMode(s) {
+	case FailOpen, FailClosed:
+		return FailureMode(s), nil
+	}
+	return "", fmt.Errorf("failure mode must be %q or %q, got %q", FailOpen, FailClosed, s)
 }
 
 // Options are what a Meter needs. The engine comes later, by SetEngine:
@@ -53,6 +81,12 @@ type Options struct {
 	Clock     clock.PassiveClock
 	Log       *slog.Logger
 	Metrics   *Metrics
+	// BudgetFailureMode applies to keys with a budget when the engine is
+	// unreachable; default FailClosed.
+	BudgetFailureMode FailureMode
+	// LimitsFailureMode applies to keys with per-minute or concurrency
+	// limits and no budget; default FailOpen.
+	LimitsFailureMode FailureMode
 }
 
 // New returns a Meter.
@@ -63,11 +97,19 @@ func New(o Options) *Meter {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	return &Meter{providers: o.Providers, spend: o.Spend, clock: o.Clock, log: o.Log, metrics: o.Metrics}
+	if o.BudgetFailureMode == "" {
+		o.BudgetFailureMode = FailClosed
+	}
+	if o.LimitsFailureMode == "" {
+		o.LimitsFailureMode = FailOpen
+	}
+	return &Meter{providers: o.Providers, spend: o.Spend, clock: o.Clock, log: o.Log, metrics: o.Metrics,
+		budgetFailure: o.BudgetFailureMode, limitsFailure: o.LimitsFailureMode}
 }
 
 // SetEngine gives the Meter its quota engine. Until then, requests of keys
-// with limits or budgets are served uncounted, as when the engine fails.
+// with limits or budgets are treated as when the engine fails (the
+// failure modes).
 func (m *Meter) SetEngine(e *quota.Engine) { m.engine.Store(e) }
 
 var errNoEngine = errors.New("the quota engine has not started")
@@ -91,16 +133,18 @@ func (rm *requestMeter) AllowsModel(model string) bool {
 	return len(rm.e.Policy.Models) == 0 || proxy.MatchModel(rm.e.Policy.Models, model)
 }
 
-// counters are a key's counters, named by key ID and UID so that a
-// recreated APIKey starts from zero and Checkpoint can find the key. The
-// APIKey's current key ID, not the entry's: during a rotation's grace
-// period its old and new keys share one set of counters.
+// counters are a key's counters, named by the APIKey's namespace, name
+// and UID: the key's identity, not its current secret's, so that a
+// rotation, its grace period and every replica share one count (issue 23:
+// counters named by key ID handed a rotated key a fresh minute and a fresh
+// budget), while a recreated APIKey, a new UID, starts from zero.
+// Checkpoint finds the APIKey by name.
 type counters struct {
 	requests, tokens, concurrent, budget *quota.Counter
 }
 
 func counterKey(e *keyindex.Entry, what string) string {
-	return e.APIKeyFacts.KeyID + "/" + string(e.UID) + "/" + what
+	return e.Name.Namespace + "/" + e.Name.Name + "/" + string(e.UID) + "/" + what
 }
 
 func countersOf(e *keyindex.Entry) counters {
@@ -143,71 +187,189 @@ func periodOf(p gatewayv1alpha1.BudgetPeriod) quota.Period {
 }
 
 // Admit implements proxy.RequestMeter: the allowlist, then every counter of
-// the key in one round, reserving the request's estimate.
-func (rm *requestMeter) Admit(ctx context.Context, req proxy.Request) (func(proxy.Usage), *proxy.Refusal) {
+// the key in one round, reserving the request's worst case.
+func (rm *requestMeter) Admit(ctx context.Context, req proxy.Request) proxy.Admission {
 	e, m := rm.e, rm.m
-	if len(e.Policy.Models) > 0 && !proxy.MatchModel(e.Policy.Models, req.Model) && !(req.Method == http.MethodGet && req.Model == "") {
-		m.metrics.refused(e, "model_not_allowed")
-		return nil, proxy.ModelNotAllowed(req.Model)
+	pol := e.Policy
+	if len(pol.Models) > 0 && !proxy.MatchModel(pol.Models, req.Model) && !(req.Billing == proxy.BillingFree && req.Model == "") {
+		return rm.refuse("model_not_allowed", proxy.ModelNotAllowed(req.Model))
+	}
+	var tpm *int64
+	if pol.Limits != nil {
+		tpm = pol.Limits.TokensPerMinute
+	}
+	if (pol.Budget != nil || tpm != nil) && req.Billing == proxy.BillingUnknown {
+		return rm.refuse("route_not_metered", &proxy.Refusal{
+			Status: http.StatusForbidden, Code: "route_not_metered",
+			Message: fmt.Sprintf("This API key's tokens or spend are counted, and the gateway cannot tell what %s %s costs before it is answered (uploads, images, audio and routes added in the providers file have no token price), so it refuses it rather than count it as free. Use a key without spec.budget and spec.limits.tokensPerMinute.",
+				req.Method, truncate(req.Path, 128)),
+		})
 	}
 
-	c := countersOf(e)
-	estimate := req.EstimatedInputTokens + req.MaxOutputTokens
-	var budgetCost int64
-	var price proxy.ModelPrice
-	if b := e.Policy.Budget; b != nil {
-		if b.Tokens != nil {
-			budgetCost = estimate
-		} else if req.Model != "" || estimate > 0 {
-			var ok bool
-			if price, ok = rm.price(req); !ok {
-				m.metrics.refused(e, "model_not_priced")
-				return nil, &proxy.Refusal{
-					Status: http.StatusForbidden, Code: "model_not_priced",
-					Message: fmt.Sprintf("This API key has a dollar budget and model %q has no price in the gateway's providers file, so its cost cannot be counted: ask the gateway's operator to add it under %s's pricing:.", req.Model, req.Provider),
-				}
+	a := &admitted{req: req, res: reservationOf(req)}
+	if b := pol.Budget; b != nil && b.Tokens == nil && req.Billing != proxy.BillingFree {
+		var ok bool
+		if a.price, ok = rm.price(req); !ok {
+			return rm.refuse("model_not_priced", &proxy.Refusal{
+				Status: http.StatusForbidden, Code: "model_not_priced",
+				Message: fmt.Sprintf("This API key has a dollar budget and model %q has no price in the gateway's providers file, so its cost cannot be counted: ask the gateway's operator to add it under %s's pricing:.", truncate(req.Model, 128), req.Provider),
+			})
+		}
+	}
+	// An answer that no minute could hold is bounded to the minute's limit
+	// up front, when the client left the bound to us.
+	clampable := req.Billing == proxy.BillingTokens && !req.OutputBoundAsked
+	if tpm != nil && clampable {
+		if tokens, err := a.res.tokens(); err != nil || tokens > *tpm {
+			if fit := a.res.outputThatFits(*tpm); fit >= 1 && fit < a.res.outputPerAnswer {
+				a.res.outputPerAnswer = fit
 			}
-			budgetCost = int64(price.Cost(req.EstimatedInputTokens, req.MaxOutputTokens))
 		}
 	}
 
-	var hits []quota.Hit
+	for attempt := 0; ; attempt++ {
+		if err := a.plan(e); err != nil {
+			return rm.refuse("request_too_large", &proxy.Refusal{
+				Status: http.StatusBadRequest, Code: "request_too_large",
+				Message: fmt.Sprintf("This request cannot be counted: %v (%d answers of up to %d tokens, and about %d of prompt). Lower max_tokens or n.", err, a.res.answers, a.res.outputPerAnswer, a.res.input),
+			})
+		}
+		if len(a.hits) == 0 {
+			break
+		}
+		ok, decisions, err := false, []quota.Decision(nil), errNoEngine
+		if engine := m.engine.Load(); engine != nil {
+			ok, decisions, err = engine.TakeAll(ctx, a.hits...)
+		}
+		if err != nil {
+			return rm.engineFailed(a, err)
+		}
+		a.ds = decisions
+		if ok {
+			break
+		}
+		// The budget refused a request that left its output bound to us:
+		// a shorter answer may fit what is left.
+		if attempt == 0 && clampable && a.refusedOnlyBy(a.iBudget, a.iTok) && a.refused(a.iBudget) {
+			if fit := a.outputThatFitsTheBudget(pol.Budget); fit >= 1 && fit < a.res.outputPerAnswer {
+				a.res.outputPerAnswer = fit
+				continue
+			}
+		}
+		return proxy.Admission{Refusal: rm.refusal(a)}
+	}
+	m.metrics.admitted(e)
+	a.periodStart, _ = usage.PeriodOf(pol, e.CreatedAt, m.clock.Now())
+	adm := proxy.Admission{Settle: func(u proxy.Usage) { rm.settle(a, u) }}
+	if a.res.outputPerAnswer < req.MaxOutputTokens {
+		adm.ClampOutputTokens = a.res.outputPerAnswer
+	}
+	return adm
+}
+
+// admitted is one request's way through Admit and settle: its reservation,
+// what it took from which counter, and the engine's answers.
+type admitted struct {
+	req   proxy.Request
+	res   reservation
+	price proxy.ModelPrice
+	// tokens and budgetCost are the reservation as taken from the tokens
+	// per minute and budget counters.
+	tokens, budgetCost int64
+	hits               []quota.Hit
+	ds                 []quota.Decision // nil when nothing was counted
+	// Indexes into hits and ds, -1 for a counter the key does not have.
+	iReq, iTok, iConc, iBudget int
+	periodStart                time.Time
+}
+
+// plan computes the reservation's hits on e's counters.
+func (a *admitted) plan(e *keyindex.Entry) error {
+	tokens, err := a.res.tokens()
+	if err != nil {
+		return err
+	}
+	a.tokens, a.budgetCost = tokens, 0
+	if b := e.Policy.Budget; b != nil {
+		if b.Tokens != nil {
+			a.budgetCost = tokens
+		} else {
+			cost, err := a.res.cost(a.price)
+			if err != nil {
+				return err
+			}
+			a.budgetCost = int64(cost)
+		}
+	}
+	c := countersOf(e)
+	a.hits, a.ds = a.hits[:0], nil
 	add := func(ctr *quota.Counter, n int64) int {
 		if ctr == nil {
 			return -1
 		}
-		hits = append(hits, quota.Hit{Counter: *ctr, Hits: n})
-		return len(hits) - 1
+		a.hits = append(a.hits, quota.Hit{Counter: *ctr, Hits: n})
+		return len(a.hits) - 1
 	}
-	iReq, iTok, iConc, iBudget := add(c.requests, 1), add(c.tokens, estimate), add(c.concurrent, 1), add(c.budget, budgetCost)
-
-	var ds []quota.Decision
-	if len(hits) > 0 {
-		ok, decisions, err := false, []quota.Decision(nil), errNoEngine
-		if engine := m.engine.Load(); engine != nil {
-			ok, decisions, err = engine.TakeAll(ctx, hits...)
-		}
-		if err != nil {
-			// The engine is down or a peer unreachable: serve the request
-			// uncounted rather than refuse every key with a policy. The
-			// metric and the log make it visible.
-			m.metrics.engineError()
-			m.log.Warn("Quota engine unavailable: serving the request without counting it", "apikey", e.Name.String(), "error", err)
-			hits = nil
-		} else if !ok {
-			return nil, rm.refusal(req, hits, decisions, iReq, iTok, iConc, iBudget)
-		} else {
-			ds = decisions
-		}
-	}
-	m.metrics.admitted(e)
-
-	now := m.clock.Now()
-	periodStart, _ := usage.PeriodOf(e.Policy, e.CreatedAt, now)
-	return func(u proxy.Usage) {
-		rm.settle(req, u, price, hits, ds, iTok, iConc, iBudget, budgetCost, estimate, periodStart)
-	}, nil
+	a.iReq, a.iTok, a.iConc, a.iBudget = add(c.requests, 1), add(c.tokens, a.tokens), add(c.concurrent, 1), add(c.budget, a.budgetCost)
+	return nil
 }
+
+func (a *admitted) refused(i int) bool { return i >= 0 && a.ds != nil && !a.ds[i].Allowed }
+
+// refusedOnlyBy reports that no counter but these refused.
+func (a *admitted) refusedOnlyBy(allowed ...int) bool {
+	for i := range a.hits {
+		if a.refused(i) && !slices.Contains(allowed, i) {
+			return false
+		}
+	}
+	return true
+}
+
+// outputThatFitsTheBudget is the largest output per answer that fits what
+// the budget had left when it refused.
+func (a *admitted) outputThatFitsTheBudget(b *gatewayv1alpha1.Budget) int64 {
+	left := a.ds[a.iBudget].Remaining
+	if b.Tokens != nil {
+		return a.res.outputThatFits(left)
+	}
+	return a.res.outputThatCosts(gatewayv1alpha1.NanoUSD(left), a.price)
+}
+
+// engineFailed applies the failure modes to a request the engine could not
+// count: refused while a budget (by default) or limits (by choice) fail
+// closed, else served uncounted.
+func (rm *requestMeter) engineFailed(a *admitted, err error) proxy.Admission {
+	e, m := rm.e, rm.m
+	m.metrics.engineError()
+	what, mode := "limits", m.limitsFailure
+	if e.Policy.Budget != nil && m.budgetFailure == FailClosed {
+		what, mode = "budget", FailClosed
+	}
+	if mode == FailClosed {
+		m.log.Warn("Quota engine unavailable: refusing the request of a key whose "+what+" fails closed", "apikey", e.Name.String(), "error", err)
+		return rm.refuse(what+"_unavailable", &proxy.Refusal{
+			Status: http.StatusServiceUnavailable, Type: "server_error", Code: what + "_unavailable",
+			Message: fmt.Sprintf("The gateway cannot count this API key's %s right now, and does not serve it uncounted. Retry shortly.", what),
+			// A 503 with a short wait: the SDKs retry it on their own.
+			RetryAfter: time.Second,
+		})
+	}
+	m.log.Warn("Quota engine unavailable: serving the request without counting it", "apikey", e.Name.String(), "error", err)
+	m.metrics.admitted(e)
+	a.hits, a.ds = nil, nil
+	a.periodStart, _ = usage.PeriodOf(e.Policy, e.CreatedAt, m.clock.Now())
+	return proxy.Admission{Settle: func(u proxy.Usage) { rm.settle(a, u) }}
+}
+
+// refuse counts a refusal by reason and returns it.
+func (rm *requestMeter) refuse(reason string, f *proxy.Refusal) proxy.Admission {
+	rm.m.metrics.refused(rm.e, reason)
+	return proxy.Admission{Refusal: f}
+}
+
+// Refused implements proxy.RequestMeter: a refusal the proxy wrote itself.
+func (rm *requestMeter) Refused(reason string) { rm.m.metrics.refused(rm.e, reason) }
 
 // price is the price of the request's model on the provider serving it.
 func (rm *requestMeter) price(req proxy.Request) (proxy.ModelPrice, bool) {
@@ -220,85 +382,116 @@ func (rm *requestMeter) price(req proxy.Request) (proxy.ModelPrice, bool) {
 
 // settle corrects the reservations to what the request really used, gives
 // back its concurrency slot and records its spend.
-func (rm *requestMeter) settle(req proxy.Request, u proxy.Usage, price proxy.ModelPrice, hits []quota.Hit, ds []quota.Decision,
-	iTok, iConc, iBudget int, budgetCost, estimate int64, periodStart time.Time) {
+func (rm *requestMeter) settle(a *admitted, u proxy.Usage) {
 	e, m := rm.e, rm.m
-	used := u.InputTokens + u.OutputTokens
-	cost := price.Cost(u.InputTokens, u.OutputTokens)
+	// The provider's counts are bounded like the client's: a count past
+	// any request's (a broken or hostile upstream) must not wrap a counter.
+	in, out := min(max(u.InputTokens, 0), maxReservedTokens), min(max(u.OutputTokens, 0), maxReservedTokens)
+	used := in + out
+	cost := a.price.Cost(in, out)
 	// Settling must not be cut short by the request's own end (the client
 	// may be gone): it has a context of its own, bounded.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	settle := func(i int, delta int64) {
-		if i < 0 || ds == nil || delta == 0 {
+		if i < 0 || a.ds == nil || delta == 0 {
 			return
 		}
-		c := hits[i].Counter
-		c.At = ds[i].PeriodStart
+		c := a.hits[i].Counter
+		c.At = a.ds[i].PeriodStart
 		if _, err := m.engine.Load().Settle(ctx, c, delta); err != nil {
 			m.metrics.engineError()
 			m.log.Warn("Quota engine unavailable: a settlement is lost", "apikey", e.Name.String(), "counter", c.Key, "delta", delta, "error", err)
 		}
 	}
-	settle(iTok, used-estimate)
-	settle(iConc, -1)
+	settle(a.iTok, used-a.tokens)
+	settle(a.iConc, -1)
 	if b := e.Policy.Budget; b != nil && b.Tokens != nil {
-		settle(iBudget, used-budgetCost)
+		settle(a.iBudget, used-a.budgetCost)
 	} else {
-		settle(iBudget, int64(cost)-budgetCost)
+		settle(a.iBudget, int64(cost)-a.budgetCost)
 	}
-	m.metrics.used(e, u.InputTokens, u.OutputTokens)
+	m.metrics.used(e, in, out)
 	if m.spend != nil {
-		m.spend.Add(e, periodStart, usage.Spend{Requests: 1, InputTokens: u.InputTokens, OutputTokens: u.OutputTokens, USD: cost})
+		m.spend.Add(e, a.periodStart, usage.Spend{Requests: 1, InputTokens: in, OutputTokens: out, USD: cost})
 	}
 }
 
 // refusal explains which counter refused, with the headers OpenAI clients
 // read to wait and retry.
-func (rm *requestMeter) refusal(req proxy.Request, hits []quota.Hit, ds []quota.Decision, iReq, iTok, iConc, iBudget int) *proxy.Refusal {
+func (rm *requestMeter) refusal(a *admitted) *proxy.Refusal {
 	e, m := rm.e, rm.m
 	now := m.clock.Now()
+	ds := a.ds
 	limitOf := func(i int) *proxy.RateLimit {
 		if i < 0 {
 			return nil
 		}
 		return &proxy.RateLimit{Limit: ds[i].Limit, Remaining: ds[i].Remaining, Reset: ds[i].ResetAt.Sub(now)}
 	}
-	refused := func(i int) bool { return i >= 0 && !ds[i].Allowed }
 	switch {
-	case refused(iBudget):
+	case a.refused(a.iBudget):
 		m.metrics.refused(e, "budget_exceeded")
-		b := e.Policy.Budget
-		wait := ds[iBudget].ResetAt.Sub(now)
-		if b.EffectivePeriod() == gatewayv1alpha1.BudgetTotal {
-			wait = 0
-		}
-		return proxy.BudgetExceeded(fmt.Sprintf("This API key has spent its budget of %s%s. %s",
-			b.Summary(), untilText(wait), "An admin can raise spec.budget."), wait)
-	case refused(iReq):
+		return budgetRefusal(e.Policy.Budget, a, ds[a.iBudget], now)
+	case a.refused(a.iReq):
 		m.metrics.refused(e, "requests_per_minute")
-		return proxy.RateLimitExceeded(fmt.Sprintf("This API key is limited to %d requests per minute.", ds[iReq].Limit),
-			ds[iReq].ResetAt.Sub(now), limitOf(iReq), limitOf(iTok))
-	case refused(iTok):
+		return proxy.RateLimitExceeded(fmt.Sprintf("This API key is limited to %d requests per minute.", ds[a.iReq].Limit),
+			ds[a.iReq].ResetAt.Sub(now), limitOf(a.iReq), limitOf(a.iTok))
+	case a.refused(a.iTok):
 		m.metrics.refused(e, "tokens_per_minute")
-		msg := fmt.Sprintf("This API key is limited to %d tokens per minute; this request reserves %d (its prompt and max_tokens).",
-			ds[iTok].Limit, hits[iTok].Hits)
-		if hits[iTok].Hits > ds[iTok].Limit {
+		msg := fmt.Sprintf("This API key is limited to %d tokens per minute; this request reserves %d (its prompt and max_tokens × n), and %d are left this minute.",
+			ds[a.iTok].Limit, a.tokens, max(ds[a.iTok].Remaining, 0))
+		if a.tokens > ds[a.iTok].Limit {
 			msg += " Lower max_tokens: no minute can fit it."
 		}
-		return proxy.RateLimitExceeded(msg, ds[iTok].ResetAt.Sub(now), limitOf(iReq), limitOf(iTok))
-	case refused(iConc):
+		return proxy.RateLimitExceeded(msg, ds[a.iTok].ResetAt.Sub(now), limitOf(a.iReq), limitOf(a.iTok))
+	case a.refused(a.iConc):
 		m.metrics.refused(e, "concurrent_requests")
-		return proxy.RateLimitExceeded(fmt.Sprintf("This API key is limited to %d requests at a time.", ds[iConc].Limit),
-			time.Second, limitOf(iReq), limitOf(iTok))
+		return proxy.RateLimitExceeded(fmt.Sprintf("This API key is limited to %d requests at a time.", ds[a.iConc].Limit),
+			time.Second, limitOf(a.iReq), limitOf(a.iTok))
 	}
 	m.metrics.refused(e, "unknown")
 	return proxy.RateLimitExceeded("This API key is over one of its limits.", time.Second, nil, nil)
 }
 
-func untilText(wait time.Duration) string {
+// budgetRefusal says which of two things happened: the budget is spent
+// (nothing left, wait for the period), or this request needs more than
+// what is left (a smaller one may still fit).
+func budgetRefusal(b *gatewayv1alpha1.Budget, a *admitted, d quota.Decision, now time.Time) *proxy.Refusal {
+	wait := d.ResetAt.Sub(now)
+	total := b.EffectivePeriod() == gatewayv1alpha1.BudgetTotal
+	if total {
+		wait = 0
+	}
+	amount := func(n int64) string {
+		if b.Tokens != nil {
+			return gatewayv1alpha1.CountDisplay(n) + " tokens"
+		}
+		return gatewayv1alpha1.NanoUSD(n).Display()
+	}
+	period := "this " + string(b.EffectivePeriod())
+	if total {
+		period = "in total"
+	}
+	if d.Remaining <= 0 {
+		return proxy.BudgetExceeded(fmt.Sprintf("This API key has spent its budget of %s%s. An admin can raise spec.budget.",
+			b.Summary(), renewsIn(wait)), wait)
+	}
+	return proxy.BudgetExceeded(fmt.Sprintf("This request needs up to %s (about %s of prompt and up to %s of output), and this API key has %s left %s of its budget of %s%s. Lower max_tokens or n, or shorten the prompt.",
+		amount(a.budgetCost), gatewayv1alpha1.CountDisplay(a.res.input), gatewayv1alpha1.CountDisplay(a.res.outputPerAnswer*a.res.answers),
+		amount(d.Remaining), period, b.Summary(), renewsIn(wait)), wait)
+}
+
+func renewsIn(wait time.Duration) string {
 	if wait <= 0 {
 		return ""
 	}
-	return " for this period; it renews in " + strings.TrimSuffix(wait.Round(time.Minute).String(), "0s")
+	return "; it renews in " + strings.TrimSuffix(wait.Round(time.Minute).String(), "0s")
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }

@@ -6,14 +6,11 @@ import (
 	"fmt"
 	"net/http"
 	"path"
+	"strconv"
 	"strings"
 
 	"github.com/codevector/codevector/gateway/httperr"
 )
-
-// DefaultOutputTokens is the output a metered request is assumed to ask for
-// when its body names no max_tokens (Options.DefaultOutputTokens).
-const DefaultOutputTokens = 4096
 
 // Meter is per-key policy (DESIGN.md section 12), consulted only for
 // requests whose key has one. The gateway server implements it: it knows
@@ -35,13 +32,16 @@ type RequestMeter interface {
 	// proxy calls exactly once when the response is over: completed, cut
 	// by the client or the upstream, or failed. settle runs on the
 	// request's goroutine before ServeHTTP returns.
-	Admit(ctx context.Context, req Request) (settle func(Usage), refusal *Refusal)
+	Admit(ctx context.Context, req Request) Admission
 	// AllowsModel filters model listings (GET .../models: entries it
 	// refuses are removed) and lookups (GET .../models/{id} of a refused id
 	// is a 404 model_not_found, as the provider answers for models an
 	// account cannot see, so a lookup agrees with the listing). See
 	// MatchModel.
 	AllowsModel(model string) bool
+	// Refused counts a refusal the proxy wrote itself, by reason (an
+	// invalid body), as the Meter counts its own.
+	Refused(reason string)
 }
 
 // Request is what the proxy learnt about a request before forwarding it.
@@ -61,6 +61,8 @@ type Request struct {
 	Model string
 	// Stream is the body's "stream": true.
 	Stream bool
+	// Billing says how the route is billed, so what can be reserved.
+	Billing Billing
 	// EstimatedInputTokens is a reservation, corrected when the request
 	// settles: the body's size in bytes / 4, rounded up, with base64 media
 	// (strings of more than 1 KiB in the base64 alphabet, data: URLs) at one
@@ -68,14 +70,64 @@ type Request struct {
 	// counted as if they were prompt, so for English text this is high
 	// (providers count about 4 characters per token of the text alone);
 	// base64 images cost far fewer tokens than 1 per 32 bytes, PDFs about
-	// that many. 0 for requests without a JSON body.
+	// that many. 0 for requests without a JSON body. At most the body
+	// limit / 4.
 	EstimatedInputTokens int64
-	// MaxOutputTokens is the body's max_tokens, max_completion_tokens or
-	// max_output_tokens (the largest if it has several), or
-	// Options.DefaultOutputTokens when it has none. 0 for requests without
-	// a JSON body.
+	// MaxOutputTokens is the most output one answer can be billed for:
+	// the body's max_tokens, max_completion_tokens or max_output_tokens
+	// (the largest if it has several) when it is below the model's maximum
+	// output (Provider.MaxOutputTokens), else that maximum. 0 for routes
+	// that bill no output.
 	MaxOutputTokens int64
+	// OutputBoundAsked says that the body named a maximum itself: the
+	// Meter may lower the bound of a request that did not (Admission.
+	// ClampOutputTokens), never one the client chose.
+	OutputBoundAsked bool
+	// Answers is how many answers the provider generates and bills: the
+	// body's n or best_of (the larger), at least 1, at most 128.
+	Answers int64
 }
+
+// Billing is how a route is billed, as far as the gateway can bound it
+// before forwarding.
+type Billing int
+
+const (
+	// BillingFree routes cost nothing: GETs (model listings), moderations,
+	// Anthropic's count_tokens.
+	BillingFree Billing = iota
+	// BillingTokens routes generate: billed for input and up to
+	// MaxOutputTokens × Answers of output (chat and legacy completions,
+	// responses, Anthropic's messages).
+	BillingTokens
+	// BillingInput routes bill input only (embeddings).
+	BillingInput
+	// BillingUnknown routes have a price the gateway cannot bound from
+	// the body: uploads (multipart), images, audio and any route a
+	// providers file adds. A Meter refuses them for keys whose tokens or
+	// dollars are counted rather than guess.
+	BillingUnknown
+)
+
+// Admission is a Meter's answer to Admit: a refusal, or settle.
+type Admission struct {
+	// Refusal, if set, is written to the client instead of forwarding.
+	Refusal *Refusal
+	// Settle, when the request is admitted, is called exactly once when
+	// the response is over.
+	Settle func(Usage)
+	// ClampOutputTokens, when positive, is a smaller bound per answer
+	// than Request.MaxOutputTokens, for a request that named none and
+	// would not fit whole: the proxy writes it into the body (the route's
+	// own field) and tells the client in the ClampedHeader response
+	// header.
+	ClampOutputTokens int64
+}
+
+// ClampedHeader tells a client that the gateway bounded the answer's
+// length to fit the key's budget or token limit: its value is the bound
+// written into the request (in tokens, per answer).
+const ClampedHeader = "X-Codevector-Max-Output-Tokens"
 
 // Usage is what a request used, given to settle.
 type Usage struct {
@@ -119,9 +171,15 @@ func MatchModel(globs []string, model string) bool {
 // serveMetered is serve for a request whose key has a policy: it reads the
 // body, asks rm to admit the request, and forwards it through a
 // meterWriter that settles once the response is over.
+//
+// Every body it forwards is what it metered: a body is read and parsed as
+// JSON whatever its Content-Type (providers and most HTTP stacks parse it
+// anyway, so a JSON body sent as text/plain must cost what it asks for),
+// and one that is not exactly one valid JSON object is refused, never
+// forwarded. Only multipart uploads are not read; they are BillingUnknown.
 func (p *Proxy) serveMetered(rec *responseRecorder, w http.ResponseWriter, r *http.Request, st *requestState, rest string, rm RequestMeter) {
-	req := Request{Method: r.Method, Path: rest}
-	mw := &meterWriter{rec: rec, free: r.Method != http.MethodPost || freeRoute(rest)}
+	req := Request{Method: r.Method, Path: rest, Billing: billingOf(r.Method, rest), Answers: 1}
+	mw := &meterWriter{rec: rec, free: req.Billing == BillingFree}
 
 	if r.Method == http.MethodGet {
 		if id, ok := modelLookup(rest); ok && !rm.AllowsModel(id) {
@@ -134,15 +192,28 @@ func (p *Proxy) serveMetered(rec *responseRecorder, w http.ResponseWriter, r *ht
 		}
 	}
 
-	if r.Method == http.MethodPost && isJSON(r.Header["Content-Type"]) {
-		body, err := readBody(r, p.maxBody)
-		if err != nil {
+	var body []byte
+	var f requestFields
+	switch {
+	case !hasBody(r.Method):
+		if r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody {
+			r.Body = http.MaxBytesReader(w, r.Body, p.maxBody)
+		}
+	case isMultipart(r.Header["Content-Type"]):
+		req.Billing = BillingUnknown
+		if r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody {
+			r.Body = http.MaxBytesReader(w, r.Body, p.maxBody)
+		}
+	default:
+		var err error
+		if body, err = readBody(r, p.maxBody); err != nil {
 			p.bodyError(rec, r, err)
 			return
 		}
-		f, err := scanRequest(body)
-		if err != nil {
-			httperr.Write(rec, http.StatusBadRequest, httperr.TypeInvalidRequest, "invalid_body", err.Error())
+		if f, err = parseMetered(body); err != nil {
+			rm.Refused("invalid_body")
+			httperr.Write(rec, http.StatusBadRequest, httperr.TypeInvalidRequest, "invalid_body", err.Error()+
+				": this API key's policy is checked against the body, so it must be one JSON object, with each key once, whatever its Content-Type.")
 			return
 		}
 		st.model = f.model
@@ -151,9 +222,30 @@ func (p *Proxy) serveMetered(rec *responseRecorder, w http.ResponseWriter, r *ht
 		}
 		req.Model, req.Stream = f.model, f.stream
 		req.EstimatedInputTokens = estimateInputTokens(body)
-		req.MaxOutputTokens = f.maxOutput
-		if req.MaxOutputTokens <= 0 {
-			req.MaxOutputTokens = p.defaultOutput
+		switch req.Billing {
+		case BillingTokens:
+			req.MaxOutputTokens = st.to.provider.MaxOutputTokens(f.model)
+			if f.hasMaxOutput {
+				req.MaxOutputTokens, req.OutputBoundAsked = min(req.MaxOutputTokens, f.maxOutput), true
+			}
+			req.Answers = max(f.answers, 1)
+		case BillingFree:
+			req.EstimatedInputTokens = 0
+		}
+	}
+	req.Provider, req.Kind = st.to.name, st.to.provider.Kind
+
+	adm := rm.Admit(r.Context(), req)
+	if adm.Refusal != nil {
+		adm.Refusal.Write(rec)
+		return
+	}
+	mw.req, mw.settle = req, adm.Settle
+	if body != nil {
+		if adm.ClampOutputTokens > 0 && adm.ClampOutputTokens < req.MaxOutputTokens && !req.OutputBoundAsked {
+			body = setOutputBound(body, &f, outputField(rest), adm.ClampOutputTokens)
+			rec.Header().Set(ClampedHeader, strconv.FormatInt(adm.ClampOutputTokens, 10))
+			mw.req.MaxOutputTokens = adm.ClampOutputTokens
 		}
 		if f.stream && strings.HasSuffix(rest, "/completions") && !f.includeUsage {
 			// Chat and legacy completions report usage in a stream only
@@ -165,17 +257,7 @@ func (p *Proxy) serveMetered(rec *responseRecorder, w http.ResponseWriter, r *ht
 		}
 		r.Body = &bufferedBody{Reader: bytes.NewReader(body), data: body}
 		r.ContentLength = int64(len(body))
-	} else if r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody {
-		r.Body = http.MaxBytesReader(w, r.Body, p.maxBody)
 	}
-	req.Provider, req.Kind = st.to.name, st.to.provider.Kind
-
-	settle, refusal := rm.Admit(r.Context(), req)
-	if refusal != nil {
-		refusal.Write(rec)
-		return
-	}
-	mw.req, mw.settle = req, settle
 	// The response must be readable: a client's Accept-Encoding: gzip would
 	// let the provider compress it. Clients decode either.
 	r.Header.Del("Accept-Encoding")
@@ -188,6 +270,70 @@ func (p *Proxy) serveMetered(rec *responseRecorder, w http.ResponseWriter, r *ht
 	}()
 	p.forward(mw, w, r, st.to)
 	completed = true
+}
+
+// hasBody reports the methods whose body a provider reads.
+func hasBody(method string) bool {
+	return method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch
+}
+
+// billingOf classifies a route by its path (what follows /gateway/
+// {provider}), whatever the provider's kind: a routes: entry of a custom
+// provider that ends in /chat/completions is billed as one.
+func billingOf(method, rest string) Billing {
+	switch {
+	case !hasBody(method):
+		return BillingFree
+	case freeRoute(rest):
+		return BillingFree
+	case strings.HasSuffix(rest, "/completions"), // chat and legacy
+		strings.HasSuffix(rest, "/responses"),
+		strings.HasSuffix(rest, "/messages"):
+		return BillingTokens
+	case strings.HasSuffix(rest, "/embeddings"):
+		return BillingInput
+	default:
+		return BillingUnknown
+	}
+}
+
+// outputField is the body field that bounds an answer's length on a
+// BillingTokens route: max_completion_tokens for chat completions
+// (OpenAI's reasoning models refuse max_tokens there), max_output_tokens
+// for responses, max_tokens for legacy completions and Anthropic's
+// messages.
+func outputField(rest string) string {
+	switch {
+	case strings.HasSuffix(rest, "/chat/completions"):
+		return "max_completion_tokens"
+	case strings.HasSuffix(rest, "/responses"):
+		return "max_output_tokens"
+	default:
+		return "max_tokens"
+	}
+}
+
+// setOutputBound returns body with field: tokens added as its last member
+// (the body names no bound, checked by the caller), and f rescanned for
+// the edited body.
+func setOutputBound(body []byte, f *requestFields, field string, tokens int64) []byte {
+	member := strconv.Quote(field) + ":" + strconv.FormatInt(tokens, 10)
+	if !f.empty {
+		member = "," + member
+	}
+	edited := splice(body, f.end, f.end, member)
+	if g, err := scanRequest(edited); err == nil {
+		*f = g
+	}
+	return edited
+}
+
+func isMultipart(contentType []string) bool {
+	if len(contentType) == 0 {
+		return false
+	}
+	mediaType, _, _ := strings.Cut(contentType[0], ";")
+	return strings.HasPrefix(strings.ToLower(strings.TrimSpace(mediaType)), "multipart/")
 }
 
 // freeRoute reports routes that cost no tokens: their responses carry no

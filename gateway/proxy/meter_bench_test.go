@@ -22,8 +22,9 @@ func (m benchMeter) For(*http.Request) RequestMeter {
 	return m
 }
 
-func (benchMeter) Admit(context.Context, Request) (func(Usage), *Refusal) { return settleNothing, nil }
-func (benchMeter) AllowsModel(string) bool                                { return true }
+func (benchMeter) Admit(context.Context, Request) Admission { return Admission{Settle: settleNothing} }
+func (benchMeter) AllowsModel(string) bool                  { return true }
+func (benchMeter) Refused(string)                           {}
 
 func settleNothing(Usage) {}
 

@@ -22,11 +22,15 @@ type testMeter struct {
 	noPolicy bool
 	allow    []string
 	refuse   func(n int, req Request) *Refusal
+	// clamp is every admission's ClampOutputTokens.
+	clamp int64
 
 	mu       sync.Mutex
 	admits   int
 	admitted []Request
 	settled  []Usage
+	// refusedBy are the reasons of the proxy's own refusals (Refused).
+	refusedBy []string
 }
 
 func newTestMeter(t testing.TB) *testMeter { return &testMeter{t: t} }
@@ -38,24 +42,24 @@ func (m *testMeter) For(*http.Request) RequestMeter {
 	return m
 }
 
-func (m *testMeter) Admit(_ context.Context, req Request) (func(Usage), *Refusal) {
+func (m *testMeter) Admit(_ context.Context, req Request) Admission {
 	m.mu.Lock()
 	m.admits++
 	n := m.admits
 	m.mu.Unlock()
 	if m.allow != nil && req.Method == http.MethodPost && !MatchModel(m.allow, req.Model) {
-		return nil, ModelNotAllowed(req.Model)
+		return Admission{Refusal: ModelNotAllowed(req.Model)}
 	}
 	if m.refuse != nil {
 		if f := m.refuse(n, req); f != nil {
-			return nil, f
+			return Admission{Refusal: f}
 		}
 	}
 	m.mu.Lock()
 	m.admitted = append(m.admitted, req)
 	m.mu.Unlock()
 	settled := false
-	return func(u Usage) {
+	return Admission{Settle: func(u Usage) {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		if settled {
@@ -63,7 +67,13 @@ func (m *testMeter) Admit(_ context.Context, req Request) (func(Usage), *Refusal
 		}
 		settled = true
 		m.settled = append(m.settled, u)
-	}, nil
+	}, ClampOutputTokens: m.clamp}
+}
+
+func (m *testMeter) Refused(reason string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.refusedBy = append(m.refusedBy, reason)
 }
 
 func (m *testMeter) AllowsModel(model string) bool {
@@ -174,7 +184,8 @@ func TestMeterStreamHidesUsageTheClientDidNotAsk(t *testing.T) {
 
 	admitted, u := m.only(t)
 	want := Request{Provider: "openai", Kind: KindOpenAI, Method: http.MethodPost, Path: "/v1/chat/completions",
-		Model: "gpt-4o", Stream: true, EstimatedInputTokens: int64(len(sent)+3) / 4, MaxOutputTokens: DefaultOutputTokens}
+		Model: "gpt-4o", Stream: true, Billing: BillingTokens, EstimatedInputTokens: int64(len(sent)+3) / 4,
+		MaxOutputTokens: DefaultMaxOutputTokens[KindOpenAI], Answers: 1}
 	if admitted != want {
 		t.Errorf("admitted %+v\nwant %+v", admitted, want)
 	}

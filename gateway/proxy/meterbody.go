@@ -2,17 +2,27 @@ package proxy
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // requestFields are the top-level fields of a metered request's JSON body.
 type requestFields struct {
-	model     string
-	stream    bool
-	maxOutput int64
+	model  string
+	stream bool
+	// maxOutput is the largest of max_tokens, max_completion_tokens and
+	// max_output_tokens, saturated at maxTokenCount; hasMaxOutput says the
+	// body named one (null counts as not naming it).
+	maxOutput    int64
+	hasMaxOutput bool
+	// answers is the larger of n and best_of, 0 when the body names
+	// neither: how many answers the provider generates, and bills.
+	answers int64
 	// includeUsage is stream_options.include_usage: true.
 	includeUsage bool
 	// streamOptions is the span of stream_options' value, [0,0) if absent.
@@ -20,50 +30,109 @@ type requestFields struct {
 	// usageOption is the span of stream_options.include_usage's value,
 	// [0,0) if absent.
 	usageOption [2]int
-	// end is the index of the body's closing '}'.
-	end int
+	// end is the index of the body's closing '}'; empty says the object
+	// has no members.
+	end   int
+	empty bool
 }
 
 // meteredKeys are the top-level keys scanRequest reads.
-var meteredKeys = [...]string{"model", "stream", "stream_options", "max_tokens", "max_completion_tokens", "max_output_tokens"}
+var meteredKeys = [...]string{"model", "stream", "stream_options", "max_tokens", "max_completion_tokens", "max_output_tokens", "n", "best_of"}
+
+// maxAnswers bounds n and best_of: OpenAI's own maximum for both.
+const maxAnswers = 128
+
+// maxTokenCount saturates a max_tokens value: far above any model's
+// output (a reservation uses the model's maximum when max_tokens is
+// larger), small enough that no product of counts can overflow.
+const maxTokenCount = 1 << 40
+
+// errNotAnObject is a metered body that is not one JSON object.
+var errNotAnObject = errors.New("the request body must be one JSON object")
+
+// invalidJSON is jsontext's error for an invalid body, worded for a user.
+type invalidJSON struct{ err error }
+
+func (e *invalidJSON) Error() string {
+	return "the request body is not valid JSON: " + strings.TrimPrefix(e.err.Error(), "jsontext: ")
+}
+
+func (e *invalidJSON) Unwrap() error { return e.err }
+
+// validObject reports why b is not exactly one valid JSON object, per RFC
+// 7493 (I-JSON: UTF-8, no duplicate names at any depth, nothing after
+// it), or nil. A provider parses the body whatever its Content-Type, and
+// parsers disagree about duplicates and trailing data, so what metering
+// reads must be the only thing a provider can read. The validation is
+// go-json-experiment's jsontext, the encoding/json/v2 candidate, rather
+// than a scanner of our own.
+func validObject(b []byte) error {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return errNotAnObject
+	}
+	if jsontext.Value(b).IsValid() {
+		return nil
+	}
+	// Invalid: decode it to say why (the slow path, for bad bodies only).
+	dec := jsontext.NewDecoder(bytes.NewReader(b))
+	if _, err := dec.ReadValue(); err != nil {
+		return &invalidJSON{err}
+	}
+	return fmt.Errorf("the request body has data after its JSON object")
+}
+
+// parseMetered reads the fields metering needs from a metered request's
+// body, which must be exactly one valid JSON object (validObject). The
+// scan comes first: its errors name the key at fault.
+func parseMetered(b []byte) (requestFields, error) {
+	f, err := scanRequest(b)
+	// The scan's errors name a metered key, better than the validation's
+	// for a duplicate; for a body that is not valid JSON, the
+	// validation's say where.
+	if verr := validObject(b); verr != nil && (err == nil || !errors.Is(verr, jsontext.ErrDuplicateName)) {
+		return requestFields{}, verr
+	}
+	return f, err
+}
 
 // scanRequest reads the fields of a JSON object body that metering needs,
-// scanning as requestModel does. A body that is not a JSON object yields
-// no fields and no error: the provider rejects it.
+// scanning as requestModel does; see parseMetered.
 //
 // A body that names one of those keys twice, or in another case ("Model",
 // or with a Unicode fold such as U+017F for "s"), is an error: providers
-// parse JSON differently (the last duplicate wins in most parsers; Go's
-// encoding/json, behind Ollama and others, matches keys case-insensitively),
-// so the provider could read another model than the one the allowlist
-// checked.
+// parse JSON differently (Go's encoding/json, behind Ollama and others,
+// matches keys case-insensitively), so the provider could read another
+// model than the one the allowlist checked. So is a count that is not a
+// whole number in range: a provider may read "1e3" or "-1" otherwise than
+// the reservation did.
 func scanRequest(b []byte) (requestFields, error) {
 	var f requestFields
 	var seen [len(meteredKeys)]bool
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
-		return requestFields{}, nil
+		return requestFields{}, errNotAnObject
 	}
 	i = skipSpace(b, i+1)
 	if i < len(b) && b[i] == '}' {
-		f.end = i
+		f.end, f.empty = i, true
 		return f, nil
 	}
 	for {
 		if i >= len(b) || b[i] != '"' {
-			return requestFields{}, nil
+			return requestFields{}, errNotAnObject
 		}
 		keyStart := i
 		if i = skipString(b, i); i < 0 {
-			return requestFields{}, nil
+			return requestFields{}, errNotAnObject
 		}
 		key := b[keyStart:i]
 		if i = skipSpace(b, i); i >= len(b) || b[i] != ':' {
-			return requestFields{}, nil
+			return requestFields{}, errNotAnObject
 		}
 		valStart := skipSpace(b, i+1)
 		if i = skipValue(b, valStart); i < 0 {
-			return requestFields{}, nil
+			return requestFields{}, errNotAnObject
 		}
 		val := b[valStart:i]
 
@@ -86,8 +155,22 @@ func scanRequest(b []byte) (requestFields, error) {
 			case "stream_options":
 				f.streamOptions = [2]int{valStart, i}
 				f.usageOption, f.includeUsage = usageOption(b, valStart)
+			case "n", "best_of":
+				n, named, err := parseCount(val, maxAnswers, false)
+				if err != nil {
+					return requestFields{}, fmt.Errorf("%s must be a whole number from 1 to %d, got %s", name, maxAnswers, truncate(string(val), 32))
+				}
+				if named {
+					f.answers = max(f.answers, n)
+				}
 			default:
-				f.maxOutput = max(f.maxOutput, parseTokenCount(val))
+				n, named, err := parseCount(val, maxTokenCount, true)
+				if err != nil {
+					return requestFields{}, fmt.Errorf("%s must be a whole number of tokens, at least 1, got %s", name, truncate(string(val), 32))
+				}
+				if named {
+					f.maxOutput, f.hasMaxOutput = max(f.maxOutput, n), true
+				}
 			}
 		}
 
@@ -95,15 +178,51 @@ func scanRequest(b []byte) (requestFields, error) {
 		if i < len(b) && b[i] == '}' {
 			f.end = i
 			if skipSpace(b, i+1) != len(b) {
-				return requestFields{}, nil
+				return requestFields{}, errNotAnObject
 			}
 			return f, nil
 		}
 		if i >= len(b) || b[i] != ',' {
-			return requestFields{}, nil
+			return requestFields{}, errNotAnObject
 		}
 		i = skipSpace(b, i+1)
 	}
+}
+
+// parseCount reads a count (max_tokens, n): null is no value (named
+// false); otherwise a JSON number that is a whole number of at least 1,
+// as an integer or in a float form that is exactly one ("100.0", "1e3"),
+// at most ceiling, or saturated at ceiling when saturate (a max_tokens
+// past any model's output only means "as long as the model allows").
+// Anything else is an error: the caller refuses the request rather than
+// guess what the provider will read.
+func parseCount(val []byte, ceiling int64, saturate bool) (n int64, named bool, err error) {
+	s := string(val)
+	if s == "null" {
+		return 0, false, nil
+	}
+	if len(s) == 0 || s[0] == '-' || !isJSONNumber(s) {
+		return 0, false, errBadCount
+	}
+	x, err := strconv.ParseFloat(s, 64) // exact for every integer up to 2^53, past any ceiling
+	if err != nil && !errors.Is(err, strconv.ErrRange) || x < 1 || x != math.Trunc(x) {
+		return 0, false, errBadCount
+	}
+	if x > float64(ceiling) {
+		if !saturate {
+			return 0, false, errBadCount
+		}
+		return ceiling, true, nil
+	}
+	return int64(x), true, nil
+}
+
+var errBadCount = errors.New("not a whole number in range")
+
+// isJSONNumber reports whether s is a JSON number: strconv.ParseFloat also
+// takes "Inf", "0x10" and "1_000", which no JSON parser would.
+func isJSONNumber(s string) bool {
+	return jsontext.Value(s).Kind() == '0' && jsontext.Value(s).IsValid()
 }
 
 // meteredKey returns the index in meteredKeys of the quoted key, matched
@@ -113,9 +232,9 @@ func meteredKey(quoted []byte) int {
 	var key string
 	if bytes.IndexByte(quoted, '\\') < 0 {
 		inner := quoted[1 : len(quoted)-1]
-		// The keys are 5 to 21 bytes long; a Unicode fold (U+212A for k)
+		// The keys are 1 to 21 bytes long; a Unicode fold (U+212A for k)
 		// can make a key 2 bytes longer per character, never longer than 3x.
-		if len(inner) < 5 || len(inner) > 3*21 {
+		if len(inner) < 1 || len(inner) > 3*21 {
 			return -1
 		}
 		for k, name := range meteredKeys {
@@ -164,18 +283,6 @@ func usageOption(b []byte, i int) (span [2]int, isTrue bool) {
 		i = skipSpace(b, i+1)
 	}
 	return [2]int{}, false
-}
-
-// parseTokenCount reads a max_tokens value: a non-negative number, rounded
-// up; anything else is 0.
-func parseTokenCount(val []byte) int64 {
-	if n, err := strconv.ParseInt(string(val), 10, 64); err == nil {
-		return max(n, 0)
-	}
-	if x, err := strconv.ParseFloat(string(val), 64); err == nil && x > 0 && x < math.MaxInt64/2 {
-		return int64(math.Ceil(x))
-	}
-	return 0
 }
 
 // injectIncludeUsage returns body with stream_options.include_usage set to

@@ -16,6 +16,7 @@ func TestScanRequest(t *testing.T) {
 		model        string
 		stream       bool
 		maxOutput    int64
+		answers      int64
 		includeUsage bool
 		err          string
 	}{
@@ -28,8 +29,29 @@ func TestScanRequest(t *testing.T) {
 		{name: "stream false", body: `{"model":"m","stream":false}`, model: "m"},
 		{name: "escaped key", body: `{"mod\u0065l":"gpt-4o"}`, model: "gpt-4o"},
 		{name: "nested model is not the model", body: `{"messages":[{"model":"x"}]}`},
-		{name: "not an object", body: `["model","gpt-4o"]`},
-		{name: "trailing garbage", body: `{"model":"gpt-4o"} {"model":"o3"}`},
+		{name: "not an object", body: `["model","gpt-4o"]`, err: "must be one JSON object"},
+		{name: "trailing garbage", body: `{"model":"gpt-4o"} {"model":"o3"}`, err: "after its JSON object"},
+		{name: "trailing text", body: `{"model":"gpt-4o"} x`, err: "after its JSON object"},
+		{name: "empty", body: ``, err: "must be one JSON object"},
+		{name: "missing comma", body: `{"n":1"model":"o3-pro","model":"gpt-4o-mini"}`, err: "not valid JSON"},
+		{name: "nested duplicate", body: `{"model":"m","messages":[{"role":"user","role":"system"}]}`, err: `duplicate object member name "role"`},
+		{name: "invalid UTF-8", body: "{\"model\":\"gpt-4o\xff\"}", err: "not valid JSON"},
+		{name: "max_tokens past int64", body: `{"max_tokens":9223372036854775807}`, maxOutput: maxTokenCount},
+		{name: "max_tokens past uint64", body: `{"max_tokens":99999999999999999999999}`, maxOutput: maxTokenCount},
+		{name: "max_tokens as a huge float", body: `{"max_tokens":1e400}`, maxOutput: maxTokenCount},
+		{name: "max_tokens integral float", body: `{"max_tokens":100.0}`, maxOutput: 100},
+		{name: "max_tokens null", body: `{"max_tokens":null}`},
+		{name: "max_tokens negative", body: `{"max_tokens":-1}`, err: "max_tokens must be a whole number"},
+		{name: "max_tokens negative huge", body: `{"max_tokens":-99999999999999999999999}`, err: "max_tokens must be a whole number"},
+		{name: "max_tokens zero", body: `{"max_tokens":0}`, err: "max_tokens must be a whole number"},
+		{name: "max_tokens fraction", body: `{"max_tokens":10.5}`, err: "max_tokens must be a whole number"},
+		{name: "max_tokens string", body: `{"max_tokens":"100"}`, err: "max_tokens must be a whole number"},
+		{name: "n", body: `{"n":128,"max_tokens":1000}`, answers: 128, maxOutput: 1000},
+		{name: "best_of over n", body: `{"n":2,"best_of":5}`, answers: 5},
+		{name: "n too large", body: `{"n":129}`, err: "n must be a whole number from 1 to 128"},
+		{name: "n zero", body: `{"n":0}`, err: "n must be a whole number from 1 to 128"},
+		{name: "n string", body: `{"n":"128"}`, err: "n must be a whole number from 1 to 128"},
+		{name: "n in another case", body: `{"N":128}`, err: `write it "n"`},
 		{name: "model not a string", body: `{"model":7}`},
 		{name: "duplicate model", body: `{"model":"gpt-4o-mini","messages":[],"model":"o3"}`, err: `"model" more than once`},
 		{name: "duplicate escaped", body: `{"model":"a","\u006dodel":"b"}`, err: "more than once"},
@@ -39,7 +61,7 @@ func TestScanRequest(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f, err := scanRequest([]byte(tt.body))
+			f, err := parseMetered([]byte(tt.body))
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("error = %v, want it to contain %q", err, tt.err)
@@ -49,9 +71,9 @@ func TestScanRequest(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if f.model != tt.model || f.stream != tt.stream || f.maxOutput != tt.maxOutput || f.includeUsage != tt.includeUsage {
-				t.Errorf("got model %q stream %v max %d includeUsage %v; want %q %v %d %v",
-					f.model, f.stream, f.maxOutput, f.includeUsage, tt.model, tt.stream, tt.maxOutput, tt.includeUsage)
+			if f.model != tt.model || f.stream != tt.stream || f.maxOutput != tt.maxOutput || f.includeUsage != tt.includeUsage || f.answers != tt.answers {
+				t.Errorf("got model %q stream %v max %d includeUsage %v answers %d; want %q %v %d %v %d",
+					f.model, f.stream, f.maxOutput, f.includeUsage, f.answers, tt.model, tt.stream, tt.maxOutput, tt.includeUsage, tt.answers)
 			}
 		})
 	}
@@ -99,7 +121,7 @@ func TestInjectIncludeUsage(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f, err := scanRequest([]byte(tt.body))
+			f, err := parseMetered([]byte(tt.body))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -62,6 +62,11 @@ type Provider struct {
 	// wins. A model it does not price is refused for keys with a dollar
 	// budget, never counted as free.
 	Pricing []ModelPrice
+	// OutputLimits are the models' maximum output per answer
+	// (maxOutputTokens:), first match wins; models they do not name get
+	// their kind's default (DefaultMaxOutputTokens). Metering reserves up
+	// to this much output per answer.
+	OutputLimits []OutputLimit
 }
 
 // ModelRoute sends requests whose "model" matches Pattern (path.Match syntax:
@@ -219,7 +224,7 @@ func parseProviders(source string, data []byte, getenv func(string) string) (*Pr
 
 func (p *parser) provider(name string, n *yaml.Node, at string) *Provider {
 	prov := &Provider{Name: name}
-	fields := p.object(n, at, "kind", "baseURL", "credential", "headers", "models", "routes", "pricing")
+	fields := p.object(n, at, "kind", "baseURL", "credential", "headers", "models", "routes", "pricing", "maxOutputTokens")
 	if fields == nil {
 		return prov
 	}
@@ -285,6 +290,9 @@ func (p *parser) provider(name string, n *yaml.Node, at string) *Provider {
 
 	if f, ok := fields["pricing"]; ok && !isNull(f.value) {
 		p.pricing(prov, f.value, at+".pricing")
+	}
+	if f, ok := fields["maxOutputTokens"]; ok && !isNull(f.value) {
+		p.maxOutputTokens(prov, f.value, at+".maxOutputTokens")
 	}
 
 	p.kindAndRoutes(prov, fields, n, at)

@@ -61,9 +61,6 @@ type Options struct {
 	// budgets (meter.go). Nil, or a Meter whose For returns nil for a
 	// request, costs nothing.
 	Meter Meter
-	// DefaultOutputTokens is Request.MaxOutputTokens for metered requests
-	// whose body names no maximum. Default DefaultOutputTokens.
-	DefaultOutputTokens int64
 }
 
 // Proxy is the http.Handler for /gateway/{provider}/{path...}. It parses the
@@ -76,8 +73,6 @@ type Proxy struct {
 	metrics   *Metrics
 	logAttrs  func(*http.Request) []slog.Attr
 	meter     Meter
-	// defaultOutput is Options.DefaultOutputTokens.
-	defaultOutput int64
 	// transport is the proxy's own transport, nil when Options.Transport was
 	// given.
 	transport *http.Transport
@@ -112,9 +107,6 @@ func New(ps *Providers, opts Options) *Proxy {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if opts.DefaultOutputTokens <= 0 {
-		opts.DefaultOutputTokens = DefaultOutputTokens
-	}
 	p := &Proxy{
 		upstreams: make(map[string]*upstream, len(ps.list)),
 		maxBody:   opts.MaxRequestBodyBytes,
@@ -122,8 +114,6 @@ func New(ps *Providers, opts Options) *Proxy {
 		metrics:   opts.Metrics,
 		logAttrs:  opts.LogAttrs,
 		meter:     opts.Meter,
-
-		defaultOutput: opts.DefaultOutputTokens,
 	}
 	transport := opts.Transport
 	if transport == nil {

@@ -61,6 +61,11 @@ type Options struct {
 	Console console.Options
 	// Peers are the replicas this one shares per-key counters with.
 	Peers PeerOptions
+	// BudgetFailureMode and LimitsFailureMode say what happens to a key's
+	// request when its counters cannot be reached (policy.FailureMode):
+	// by default budgets fail closed, per-minute and concurrency limits
+	// open.
+	BudgetFailureMode, LimitsFailureMode policy.FailureMode
 	// PodIP is this replica's pod IP (the POD_IP environment variable),
 	// advertised to peers found through Kubernetes.
 	PodIP string
@@ -184,7 +189,8 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	g.usage = usage.New(g.index, g.client, o.LastUsedInterval, o.Clock, g.log, g.registry)
 	g.restConfig = cfg
 	g.spend = usage.NewSpendRecorder(g.index, g.client, o.LastUsedInterval, o.Clock, g.log, g.registry)
-	g.meter = policy.New(policy.Options{Providers: o.Providers, Spend: g.spend, Clock: o.Clock, Log: g.log, Metrics: policy.NewMetrics(g.registry)})
+	g.meter = policy.New(policy.Options{Providers: o.Providers, Spend: g.spend, Clock: o.Clock, Log: g.log, Metrics: policy.NewMetrics(g.registry),
+		BudgetFailureMode: o.BudgetFailureMode, LimitsFailureMode: o.LimitsFailureMode})
 	g.registerHealthMetrics()
 	g.connsRefused = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "codevector", Subsystem: "gateway", Name: "connections_refused_total",

@@ -13,6 +13,7 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/console"
+	"github.com/codevector/codevector/gateway/policy"
 	"github.com/codevector/codevector/gateway/proxy"
 	"github.com/codevector/codevector/gateway/server"
 )
@@ -42,6 +43,8 @@ func newGatewayCommand() *cobra.Command {
 		trustedCIDRs  string
 		maxKeys       int
 		peers         string
+		budgetFailure string
+		limitsFailure string
 	)
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "Path to a kubeconfig (default: $KUBECONFIG, then in-cluster config)")
 	fs.StringVar(&listen, "listen", ":8080", "Address to serve the gateway, console and docs on")
@@ -81,6 +84,8 @@ func newGatewayCommand() *cobra.Command {
 	fs.StringVar(&o.Peers.Discovery, "peer-discovery", "", "kubernetes: the peers are the ready pods in the system namespace matching --peer-selector")
 	fs.StringVar(&o.Peers.Selector, "peer-selector", "", "Label selector of the gateway pods, for --peer-discovery kubernetes (e.g. app.kubernetes.io/name=codevector-gateway)")
 	fs.BoolVar(&o.Peers.DisableProofSharing, "no-peer-proofs", false, "Do not share verified-key proofs with the peers: every replica, a new one too, verifies each key with argon2id itself")
+	fs.StringVar(&budgetFailure, "budget-failure-mode", string(policy.FailClosed), "What a key with a budget gets when its counters cannot be reached (a peer down, counting not started): closed refuses with 503 and Retry-After, so no request spends uncounted money; open serves it uncounted")
+	fs.StringVar(&limitsFailure, "limits-failure-mode", string(policy.FailOpen), "The same for keys with per-minute or concurrency limits and no budget: open (default) serves them uncounted, so a counting problem is not an outage; closed refuses with 503")
 	fs.Float64Var(&qps, "kube-api-qps", server.DefaultQPS, "Sustained requests per second to the API server (watches, last-use writes, console)")
 	fs.IntVar(&burst, "kube-api-burst", server.DefaultBurst, "Burst of requests to the API server")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -106,6 +111,12 @@ func newGatewayCommand() *cobra.Command {
 			if d <= 0 {
 				return fmt.Errorf("--%s %v: want a positive duration", name, d)
 			}
+		}
+		if o.BudgetFailureMode, err = policy.ParseFailureMode(budgetFailure); err != nil {
+			return fmt.Errorf("--budget-failure-mode: %w", err)
+		}
+		if o.LimitsFailureMode, err = policy.ParseFailureMode(limitsFailure); err != nil {
+			return fmt.Errorf("--limits-failure-mode: %w", err)
 		}
 		o.Namespaces = splitList(namespaces)
 		o.Peers.Static = splitList(peers)
