@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -439,8 +440,8 @@ func (rm *requestMeter) refusal(a *admitted) *proxy.Refusal {
 			ds[a.iReq].ResetAt.Sub(now), limitOf(a.iReq), limitOf(a.iTok))
 	case a.refused(a.iTok):
 		m.metrics.refused(e, "tokens_per_minute")
-		msg := fmt.Sprintf("This API key is limited to %d tokens per minute; this request reserves %d (its prompt and max_tokens × n), and %d are left this minute.",
-			ds[a.iTok].Limit, a.tokens, max(ds[a.iTok].Remaining, 0))
+		msg := fmt.Sprintf("This API key is limited to %s tokens per minute; this request reserves %s (its prompt and max_tokens × n), and %s are left this minute.",
+			exactCount(ds[a.iTok].Limit), exactCount(a.tokens), exactCount(max(ds[a.iTok].Remaining, 0)))
 		if a.tokens > ds[a.iTok].Limit {
 			msg += " Lower max_tokens: no minute can fit it."
 		}
@@ -465,7 +466,7 @@ func budgetRefusal(b *gatewayv1alpha1.Budget, a *admitted, d quota.Decision, now
 	}
 	amount := func(n int64) string {
 		if b.Tokens != nil {
-			return gatewayv1alpha1.CountDisplay(n) + " tokens"
+			return exactCount(n) + " tokens"
 		}
 		return gatewayv1alpha1.NanoUSD(n).Display()
 	}
@@ -478,8 +479,19 @@ func budgetRefusal(b *gatewayv1alpha1.Budget, a *admitted, d quota.Decision, now
 			b.Summary(), renewsIn(wait)), wait)
 	}
 	return proxy.BudgetExceeded(fmt.Sprintf("This request needs up to %s (about %s of prompt and up to %s of output), and this API key has %s left %s of its budget of %s%s. Lower max_tokens or n, or shorten the prompt.",
-		amount(a.budgetCost), gatewayv1alpha1.CountDisplay(a.res.input), gatewayv1alpha1.CountDisplay(a.res.outputPerAnswer*a.res.answers),
+		amount(a.budgetCost), exactCount(a.res.input), exactCount(a.res.outputPerAnswer*a.res.answers),
 		amount(d.Remaining), period, b.Summary(), renewsIn(wait)), wait)
+}
+
+// exactCount writes a count with thousands separators (128,012): a
+// refusal that says what a request needs must be exact, where the short
+// form (128k) rounds.
+func exactCount(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	for i := len(s) - 3; i > 0 && s[i-1] != '-'; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
 
 func renewsIn(wait time.Duration) string {
