@@ -311,6 +311,11 @@ func returnTo(rd string) string {
 		return fallback
 	}
 	p, query, hasQuery := strings.Cut(rd, "?")
+	if strings.Contains(p, "//") {
+		// Cleaning would fold it away, but no page of this site needs it,
+		// and a path that says "//host" anywhere is somebody's attempt.
+		return fallback
+	}
 	cleaned := path.Clean(p)
 	if strings.HasSuffix(p, "/") && !strings.HasSuffix(cleaned, "/") {
 		cleaned += "/" // as http.Redirect keeps a trailing slash
