@@ -175,6 +175,26 @@ func (r *APIKeyReconciler) issue(ctx context.Context, key *gatewayv1alpha1.APIKe
 			"No key has been generated yet: it is sealed to its owner when they ask for it. The owner runs 'kubectl apikey reveal %s -n %s' to receive it.", key.Name, key.Namespace))
 		return nil
 	}
+	if key.Spec.RevealPublicKey == "" {
+		if creator := key.Annotations[gatewayv1alpha1.AnnotationCreatedBy]; creator == "" || creator != key.Spec.Owner {
+			// Plain mode writes the key where its creator can read it (they
+			// may read Secrets there): an admin who created a key for
+			// someone else would receive it. Such a key waits, sealed, as
+			// in sealed mode. A key with no record of its creator (made
+			// before the admission policy that records it) is treated so
+			// too.
+			if creator == "" {
+				creator = "an unrecorded user"
+			}
+			key.Status.Phase = gatewayv1alpha1.PhasePending
+			msg := fmt.Sprintf("No key has been generated yet: it was created by %s for %s, and --reveal-mode=plain reveals in plaintext only keys their owner creates. The owner runs 'kubectl apikey reveal %s -n %s' to receive it, sealed.", creator, key.Spec.Owner, key.Name, key.Namespace)
+			if c := meta.FindStatusCondition(key.Status.Conditions, gatewayv1alpha1.ConditionReady); c == nil || c.Message != msg {
+				ev.warning("PlainRevealRefused", "%s", msg)
+			}
+			r.setReady(key, metav1.ConditionFalse, gatewayv1alpha1.ReasonAwaitingRevealKey, msg)
+			return nil
+		}
+	}
 	// Issuing from a stale copy could discard a key that is already Active
 	// and revealed.
 	if err := r.confirmCurrent(ctx, key); err != nil {

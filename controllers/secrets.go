@@ -38,10 +38,12 @@ const (
 	// set, and its reveal Secret holds it sealed to that public key, so
 	// nobody but the holder of the private key can read it.
 	RevealSealed RevealMode = "sealed"
-	// RevealPlain: a key without spec.revealPublicKey is generated at once
-	// and its reveal Secret holds the plaintext, readable during the reveal
-	// window by anyone who may read Secrets in the namespace. Keys that
-	// carry a public key are still sealed.
+	// RevealPlain: a key without spec.revealPublicKey that its owner
+	// created (the created-by annotation) is generated at once and its
+	// reveal Secret holds the plaintext, readable during the reveal window
+	// by anyone who may read Secrets in the namespace. A key created for
+	// someone else waits for its owner's public key, as in RevealSealed;
+	// keys that carry a public key are always sealed.
 	RevealPlain RevealMode = "plain"
 )
 

@@ -56,6 +56,12 @@ const (
 	DefaultAdminGroup = "codevector:admins"
 )
 
+// AnnotationCreatedBy records, on every APIKey, the user who created it.
+// An admission policy sets it at creation, over whatever the request said,
+// and refuses any change afterwards (config/policies), so the controller
+// can tell a key its owner created from one made for them by someone else.
+const AnnotationCreatedBy = "gateway.codevector.io/created-by"
+
 // RevealSecretName is the name the controller gives the reveal Secret of
 // the APIKey `name` when it is free. When someone else's Secret holds it,
 // the controller generates another (RevealSecretName + "-" + a suffix):
