@@ -265,10 +265,11 @@ func (l processReplicas) launch(b *testing.B, r *peeredReplica, peerListener net
 	// the port, the same on every pod IP, until now.
 	peerAddr := peerListener.Addr().String()
 	peerListener.Close()
-	listen := freeLoopbackAddr(b, ip)
+	listen, metrics := freeLoopbackAddr(b, ip), freeLoopbackAddr(b, ip)
 	args := append([]string{"gateway",
 		"--kubeconfig", l.kubeconfig,
 		"--listen", listen,
+		"--metrics-listen", metrics,
 		"--providers", l.providersFile,
 		"--peer-listen", peerAddr,
 		"--peer-discovery", "kubernetes",
@@ -276,7 +277,7 @@ func (l processReplicas) launch(b *testing.B, r *peeredReplica, peerListener net
 	}, l.flags...)
 	env := append([]string{"POD_IP=" + ip}, l.env...)
 	p := startGatewayProcess(b, l.binary, args, env, filepath.Join(l.logDir, r.pod.Name+".log"))
-	r.proc, r.url = p, "http://"+listen
+	r.proc, r.url, r.metrics = p, "http://"+listen, "http://"+metrics
 	r.stop = func() error { return p.stop(l.grace) }
 	p.waitReady(b, r.url, ready)
 }

@@ -38,6 +38,7 @@ import (
 // peeredReplica is one gateway of a peered set.
 type peeredReplica struct {
 	url      string
+	metrics  string // base URL of its metrics listener (processReplicas only)
 	peerAddr string // host:port its peers reach it at
 	pod      *corev1.Pod
 	gw       *server.Gateway // in this process (inProcessReplicas) only

@@ -127,7 +127,7 @@ var metricsClient = &http.Client{Timeout: 5 * time.Second}
 // proof sharing); -1 each when /metrics cannot be read.
 func proofCounts(r *peeredReplica) (verified, proofs int) {
 	const verifiedGauge, proofsGauge = "codevector_gateway_verified_keys", "codevector_gateway_peer_proofs"
-	g, err := gauges(metricsClient, r.url, verifiedGauge, proofsGauge)
+	g, err := gauges(metricsClient, r.metrics, verifiedGauge, proofsGauge)
 	if err != nil {
 		return -1, -1
 	}
@@ -349,7 +349,7 @@ func rolloutTimeline(samples []rolloutSample, from, to, zero time.Time, every, l
 func noteListed(r *peeredReplica, n int, started time.Time, events *timeline, done <-chan struct{}) {
 	const listedGauge = "codevector_gateway_apikeys_listed"
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
-		if g, err := gauges(metricsClient, r.url, listedGauge); err == nil && g[listedGauge] == 1 {
+		if g, err := gauges(metricsClient, r.metrics, listedGauge); err == nil && g[listedGauge] == 1 {
 			events.add(time.Now(), fmt.Sprintf("%d has every APIKey listed (%.1fs after its start)", n, time.Since(started).Seconds()))
 			return
 		}

@@ -65,7 +65,7 @@ func TestDefaultBuildsAPlatformReadyDeployment(t *testing.T) {
 		"Role/codevector-gateway", "RoleBinding/codevector-gateway",
 		"ClusterRole/codevector-apikey-editor", "ClusterRole/codevector-apikey-viewer", "ClusterRole/codevector-apikey-revealer",
 		"Deployment/codevector-manager", "Service/codevector-manager-metrics",
-		"Deployment/codevector-gateway", "Service/codevector-gateway", "PodDisruptionBudget/codevector-gateway",
+		"Deployment/codevector-gateway", "Service/codevector-gateway", "Service/codevector-gateway-metrics", "PodDisruptionBudget/codevector-gateway",
 		"ConfigMap/codevector-providers",
 	} {
 		if _, ok := b[want]; !ok {
@@ -103,7 +103,7 @@ func TestDefaultBuildsAPlatformReadyDeployment(t *testing.T) {
 	if pdb.Spec.MinAvailable == nil || pdb.Spec.MinAvailable.IntValue() < 1 {
 		t.Errorf("PDB minAvailable = %v, want at least 1", pdb.Spec.MinAvailable)
 	}
-	for svc, d := range map[string]*appsv1.Deployment{"codevector-gateway": &gw, "codevector-manager-metrics": &mgr} {
+	for svc, d := range map[string]*appsv1.Deployment{"codevector-gateway": &gw, "codevector-gateway-metrics": &gw, "codevector-manager-metrics": &mgr} {
 		var s corev1.Service
 		b.get(t, "Service", svc, &s)
 		if !labels.SelectorFromSet(s.Spec.Selector).Matches(labels.Set(d.Spec.Template.Labels)) {

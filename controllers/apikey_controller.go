@@ -175,6 +175,26 @@ func (r *APIKeyReconciler) issue(ctx context.Context, key *gatewayv1alpha1.APIKe
 			"No key has been generated yet: it is sealed to its owner when they ask for it. The owner runs 'kubectl apikey reveal %s -n %s' to receive it.", key.Name, key.Namespace))
 		return nil
 	}
+	if key.Spec.RevealPublicKey == "" {
+		if creator := key.Annotations[gatewayv1alpha1.AnnotationCreatedBy]; creator == "" || creator != key.Spec.Owner {
+			// Plain mode writes the key where its creator can read it (they
+			// may read Secrets there): an admin who created a key for
+			// someone else would receive it. Such a key waits, sealed, as
+			// in sealed mode. A key with no record of its creator (made
+			// before the admission policy that records it) is treated so
+			// too.
+			if creator == "" {
+				creator = "an unrecorded user"
+			}
+			key.Status.Phase = gatewayv1alpha1.PhasePending
+			msg := fmt.Sprintf("No key has been generated yet: it was created by %s for %s, and --reveal-mode=plain reveals in plaintext only keys their owner creates. The owner runs 'kubectl apikey reveal %s -n %s' to receive it, sealed.", creator, key.Spec.Owner, key.Name, key.Namespace)
+			if c := meta.FindStatusCondition(key.Status.Conditions, gatewayv1alpha1.ConditionReady); c == nil || c.Message != msg {
+				ev.warning("PlainRevealRefused", "%s", msg)
+			}
+			r.setReady(key, metav1.ConditionFalse, gatewayv1alpha1.ReasonAwaitingRevealKey, msg)
+			return nil
+		}
+	}
 	// Issuing from a stale copy could discard a key that is already Active
 	// and revealed.
 	if err := r.confirmCurrent(ctx, key); err != nil {
@@ -190,7 +210,7 @@ func (r *APIKeyReconciler) issue(ctx context.Context, key *gatewayv1alpha1.APIKe
 	if err := r.createHashSecret(ctx, key, k, gatewayv1alpha1.HashSecretName(string(key.UID))); err != nil {
 		return err
 	}
-	reveal, err := r.createRevealSecret(ctx, key, k, key.Spec.RevealPublicKey)
+	reveal, err := r.createRevealSecret(ctx, key, k, key.Spec.RevealPublicKey, ev)
 	if err != nil {
 		return err
 	}
@@ -232,10 +252,10 @@ func (r *APIKeyReconciler) confirmCurrent(ctx context.Context, key *gatewayv1alp
 
 // discardUnissued deletes what an interrupted pass (or an impostor) left
 // for a key that is not Active yet: its hash Secret, whose plaintext nobody
-// has received, and any reveal Secret under its name. A reveal Secret is
-// deleted without being read; one of another type is somebody else's
-// Secret, which the controller refuses to touch (the key waits, and its
-// condition says why).
+// has received, and its reveal Secrets (revealSecrets), unread. A Secret
+// at the reveal name that is not one of them is somebody else's: it is
+// left alone, and the new reveal Secret gets another name
+// (createRevealSecret).
 func (r *APIKeyReconciler) discardUnissued(ctx context.Context, key *gatewayv1alpha1.APIKey, ev *eventLog) error {
 	hash, err := r.getLive(ctx, r.SystemNamespace, gatewayv1alpha1.HashSecretName(string(key.UID)))
 	if err != nil {
@@ -247,17 +267,7 @@ func (r *APIKeyReconciler) discardUnissued(ctx context.Context, key *gatewayv1al
 		}
 		ev.warning("DiscardedUnissuedKey", "Discarded a key whose issue was interrupted before anyone received it; generating a new one")
 	}
-	reveal, err := r.getLive(ctx, key.Namespace, gatewayv1alpha1.RevealSecretName(key.Name))
-	if err != nil || reveal == nil {
-		return err
-	}
-	if reveal.Type != gatewayv1alpha1.RevealSecretType {
-		key.Status.Phase = gatewayv1alpha1.PhasePending
-		msg := fmt.Sprintf("The Secret %s/%s exists and is not a reveal Secret, so the key cannot be issued. Delete or rename that Secret.", reveal.Namespace, reveal.Name)
-		r.setReady(key, metav1.ConditionFalse, "RevealSecretNameTaken", msg)
-		return errors.New(msg)
-	}
-	if err := r.deleteSecret(ctx, reveal); err != nil {
+	if err := r.deleteRevealSecrets(ctx, key, true); err != nil {
 		return fmt.Errorf("discarding a reveal Secret written before the key was issued: %w", err)
 	}
 	return nil
@@ -292,7 +302,6 @@ func (r *APIKeyReconciler) maintain(ctx context.Context, key *gatewayv1alpha1.AP
 		return err
 	}
 	warnExpiry(key, now, ev)
-	revealName := gatewayv1alpha1.RevealSecretName(key.Name)
 	if rs := key.Status.Reveal; rs != nil && rs.State == gatewayv1alpha1.RevealPending {
 		switch present, err := r.revealPresent(ctx, key); {
 		case err != nil:
@@ -307,7 +316,7 @@ func (r *APIKeyReconciler) maintain(ctx context.Context, key *gatewayv1alpha1.AP
 			reveals.WithLabelValues("consumed").Inc()
 			ev.normal("Revealed", "The key was revealed; it cannot be revealed again")
 		case rs.ExpiresAt != nil && !now.Before(rs.ExpiresAt.Time):
-			if err := r.deleteByName(ctx, key.Namespace, revealName); err != nil {
+			if err := r.deleteRevealSecrets(ctx, key, false); err != nil {
 				return err
 			}
 			rs.State = gatewayv1alpha1.RevealExpired
@@ -362,7 +371,7 @@ func (r *APIKeyReconciler) reportKeyIDClaimants(ctx context.Context, key *gatewa
 // not it: ours was consumed (or deleted) and somebody put another in its
 // place, which no reader will accept.
 func (r *APIKeyReconciler) revealPresent(ctx context.Context, key *gatewayv1alpha1.APIKey) (bool, error) {
-	name := gatewayv1alpha1.RevealSecretName(key.Name)
+	name := gatewayv1alpha1.RevealSecretNameOf(key)
 	s := &corev1.Secret{}
 	err := r.Client.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: name}, s)
 	switch {

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -430,5 +431,86 @@ func TestSecondKeyIDClaimantIsReported(t *testing.T) {
 	})
 	if k := get(t, ns, victim.Name); k.Status.Phase != gatewayv1alpha1.PhaseActive || k.Status.Prefix != victimKey.DisplayPrefix() {
 		t.Errorf("the victim changed: %s %s", k.Status.Phase, k.Status.Prefix)
+	}
+}
+
+// In --reveal-mode=plain an admin who creates a key for alice, even
+// claiming alice created it, is not handed it in a plaintext reveal Secret
+// she can read: the key waits for alice's reveal, sealed to her. A key
+// alice creates for herself is still revealed in plain (issue 24).
+func TestPlainModeRevealsOnlyKeysTheirOwnerCreated(t *testing.T) {
+	applyPeopleRoles(t)
+	env.StartManager(t, manager.Options{RevealMode: controllers.RevealPlain})
+	ns := env.Namespace(t)
+	alice := teammate(t, ns, "alice@example.com")
+	carol := teammate(t, ns, "carol@example.com", gatewayv1alpha1.DefaultAdminGroup)
+	ctx := context.Background()
+
+	forged := func(k *gatewayv1alpha1.APIKey) {
+		k.Spec.Owner = "alice@example.com"
+		k.Annotations = map[string]string{gatewayv1alpha1.AnnotationCreatedBy: "alice@example.com"}
+	}
+	if err := carol.Create(ctx, newKey(ns, "for-alice", unsealed, forged)); err != nil {
+		t.Fatal(err)
+	}
+	var k *gatewayv1alpha1.APIKey
+	testenv.Eventually(t, 10*time.Second, func() error {
+		k = get(t, ns, "for-alice")
+		c := findCondition(k, gatewayv1alpha1.ConditionReady)
+		if k.Status.Phase != gatewayv1alpha1.PhasePending || c == nil || c.Reason != gatewayv1alpha1.ReasonAwaitingRevealKey ||
+			!strings.Contains(c.Message, "created by carol@example.com for alice@example.com") || !strings.Contains(c.Message, "kubectl apikey reveal for-alice") {
+			return fmt.Errorf("phase %s, condition %+v: want Pending, awaiting alice's reveal", k.Status.Phase, c)
+		}
+		return nil
+	})
+	if got := k.Annotations[gatewayv1alpha1.AnnotationCreatedBy]; got != "carol@example.com" {
+		t.Errorf("created-by = %q, want carol@example.com whatever the request said", got)
+	}
+	if len(eventsOf(t, k, "PlainRevealRefused")) == 0 {
+		t.Error("no PlainRevealRefused event on the key")
+	}
+	if _, ok := hashSecretOf(t, k); ok {
+		t.Fatal("a key was generated for alice before she asked for it")
+	}
+	if _, err := reveal.Consume(ctx, carol, k, nil); !errors.Is(err, reveal.ErrNotReady) {
+		t.Fatalf("carol reading alice's key: err = %v, want ErrNotReady", err)
+	}
+	// Nor can carol rewrite who created it.
+	base := k.DeepCopy()
+	k.Annotations[gatewayv1alpha1.AnnotationCreatedBy] = "alice@example.com"
+	if err := carol.Patch(ctx, k, client.MergeFrom(base)); err == nil || !strings.Contains(err.Error(), "cannot be changed") {
+		t.Fatalf("carol changing created-by: err = %v, want a refusal", err)
+	}
+
+	// alice asks for it: issued sealed to her, nothing in plaintext.
+	alicePrivate, _ := seal.NewPrivateKey()
+	k = get(t, ns, "for-alice")
+	base = k.DeepCopy()
+	k.Spec.RevealPublicKey = alicePrivate.PublicKey()
+	if err := alice.Patch(ctx, k, client.MergeFrom(base)); err != nil {
+		t.Fatalf("alice asking for her key: %v", err)
+	}
+	k = env.WaitForPhase(t, ns, "for-alice", gatewayv1alpha1.PhaseActive, 10*time.Second)
+	if s, _ := secret(t, ns, gatewayv1alpha1.RevealSecretNameOf(k)); s == nil || len(s.Data[gatewayv1alpha1.RevealSecretPlainKey]) > 0 {
+		t.Fatal("alice's key is in plaintext in its reveal Secret")
+	}
+	if _, err := reveal.Consume(ctx, carol, k, nil); err == nil {
+		t.Fatal("carol received alice's key")
+	}
+	plain, err := reveal.Consume(ctx, alice, k, alicePrivate)
+	if err != nil {
+		t.Fatalf("alice's reveal: %v", err)
+	}
+	if hash, _ := hashSecretOf(t, k); !verifies(*hash, plain) {
+		t.Error("alice's key does not verify")
+	}
+
+	// A key alice creates for herself is plain, as the mode says.
+	if err := alice.Create(ctx, newKey(ns, "alice-own", unsealed)); err != nil {
+		t.Fatal(err)
+	}
+	own := env.WaitForPhase(t, ns, "alice-own", gatewayv1alpha1.PhaseActive, 10*time.Second)
+	if _, err := reveal.Consume(ctx, alice, own, nil); err != nil {
+		t.Fatalf("alice's plain reveal of her own key: %v", err)
 	}
 }

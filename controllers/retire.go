@@ -46,7 +46,7 @@ func (r *APIKeyReconciler) settle(ctx context.Context, key *gatewayv1alpha1.APIK
 	if err := r.deleteHashSecrets(ctx, key, false); err != nil {
 		return err
 	}
-	return r.deleteIfPresent(ctx, key.Namespace, gatewayv1alpha1.RevealSecretName(key.Name))
+	return r.deleteRevealSecrets(ctx, key, false)
 }
 
 // finalize removes the hash Secrets (which owner references cannot reach
@@ -62,14 +62,8 @@ func (r *APIKeyReconciler) finalize(ctx context.Context, key *gatewayv1alpha1.AP
 	}
 	// The reveal Secret would go with its owner reference too, but only
 	// once a garbage collector runs; deleting it here closes that window.
-	reveal, err := r.getLive(ctx, key.Namespace, gatewayv1alpha1.RevealSecretName(key.Name))
-	if err != nil {
+	if err := r.deleteRevealSecrets(ctx, key, true); err != nil {
 		return err
-	}
-	if reveal != nil && metav1.IsControlledBy(reveal, key) {
-		if err := r.deleteSecret(ctx, reveal); err != nil {
-			return err
-		}
 	}
 	base := key.DeepCopy()
 	controllerutil.RemoveFinalizer(key, gatewayv1alpha1.Finalizer)

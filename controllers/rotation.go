@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -51,7 +50,7 @@ func (r *APIKeyReconciler) rotate(ctx context.Context, key *gatewayv1alpha1.APIK
 	if err := r.createHashSecret(ctx, key, k, hashName); err != nil {
 		return err
 	}
-	reveal, err := r.createRevealSecret(ctx, key, k, rot.RevealPublicKey)
+	reveal, err := r.createRevealSecret(ctx, key, k, rot.RevealPublicKey, ev)
 	if err != nil {
 		return err
 	}
@@ -97,21 +96,14 @@ func (r *APIKeyReconciler) rotate(ctx context.Context, key *gatewayv1alpha1.APIK
 // hash Secret of this APIKey whose key ID is neither the current key's nor
 // the previous key's (its plaintext reached nobody), and the reveal Secret
 // (a new one is written; a pending reveal of a key that was never revealed
-// goes too, since that key is being replaced).
+// goes too, since that key is being replaced). Someone else's Secret at
+// the reveal name is neither read nor touched, and does not hold the
+// rotation up: the new reveal Secret gets another name.
 func (r *APIKeyReconciler) discardUnrotated(ctx context.Context, key *gatewayv1alpha1.APIKey, ev *eventLog) error {
 	if err := r.deleteLeftoverHashes(ctx, key, true, ev); err != nil {
 		return err
 	}
-	reveal, err := r.getLive(ctx, key.Namespace, gatewayv1alpha1.RevealSecretName(key.Name))
-	if err != nil || reveal == nil {
-		return err
-	}
-	if reveal.Type != gatewayv1alpha1.RevealSecretType {
-		msg := fmt.Sprintf("The Secret %s/%s exists and is not a reveal Secret, so the key cannot be rotated. Delete or rename that Secret.", reveal.Namespace, reveal.Name)
-		ev.warning("RevealSecretNameTaken", "%s", msg)
-		return errors.New(msg)
-	}
-	if err := r.deleteSecret(ctx, reveal); err != nil {
+	if err := r.deleteRevealSecrets(ctx, key, true); err != nil {
 		return fmt.Errorf("deleting the reveal Secret of the key being rotated: %w", err)
 	}
 	return nil

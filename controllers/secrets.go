@@ -38,10 +38,12 @@ const (
 	// set, and its reveal Secret holds it sealed to that public key, so
 	// nobody but the holder of the private key can read it.
 	RevealSealed RevealMode = "sealed"
-	// RevealPlain: a key without spec.revealPublicKey is generated at once
-	// and its reveal Secret holds the plaintext, readable during the reveal
-	// window by anyone who may read Secrets in the namespace. Keys that
-	// carry a public key are still sealed.
+	// RevealPlain: a key without spec.revealPublicKey that its owner
+	// created (the created-by annotation) is generated at once and its
+	// reveal Secret holds the plaintext, readable during the reveal window
+	// by anyone who may read Secrets in the namespace. A key created for
+	// someone else waits for its owner's public key, as in RevealSealed;
+	// keys that carry a public key are always sealed.
 	RevealPlain RevealMode = "plain"
 )
 
@@ -61,7 +63,7 @@ func ParseRevealMode(s string) (RevealMode, error) {
 //
 // pub is the public key to seal to: spec.revealPublicKey for the first
 // key, spec.rotation.revealPublicKey for a rotated one.
-func (r *APIKeyReconciler) createRevealSecret(ctx context.Context, key *gatewayv1alpha1.APIKey, k keys.Key, pub string) (*corev1.Secret, error) {
+func (r *APIKeyReconciler) createRevealSecret(ctx context.Context, key *gatewayv1alpha1.APIKey, k keys.Key, pub string, ev *eventLog) (*corev1.Secret, error) {
 	data := map[string][]byte{}
 	if pub != "" {
 		sealed, err := seal.Seal(pub, key.UID, k)
@@ -84,10 +86,61 @@ func (r *APIKeyReconciler) createRevealSecret(ctx context.Context, key *gatewayv
 	if err := controllerutil.SetControllerReference(key, s, r.Client.Scheme()); err != nil {
 		return nil, fmt.Errorf("owning reveal Secret: %w", err)
 	}
-	if err := r.Client.Create(ctx, s); err != nil {
-		return nil, fmt.Errorf("creating reveal Secret %s/%s: %w", s.Namespace, s.Name, err)
+	err := r.Client.Create(ctx, s)
+	if apierrors.IsAlreadyExists(err) {
+		// Our own reveal Secrets were deleted before this (discardUnissued,
+		// discardUnrotated), so the name is held by a Secret someone else
+		// made, which anyone who may create Secrets here can do. It must
+		// not hold up an issue or a rotation (a leaked key would keep
+		// working), and it is neither read nor deleted: the key is revealed
+		// under a generated name, which status.reveal records for readers.
+		taken := s.Name
+		s.Name, s.GenerateName = "", taken+"-"
+		if err = r.Client.Create(ctx, s); err == nil {
+			ev.warning("RevealSecretNameTaken", "The Secret %s/%s is not this key's reveal Secret; the key is revealed through %s instead", s.Namespace, taken, s.Name)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("creating reveal Secret %s/%s: %w", s.Namespace, s.Name+s.GenerateName, err)
 	}
 	return s, nil
+}
+
+// revealSecrets lists the reveal Secrets this controller wrote for key,
+// whatever their name: labelled as ours, of the reveal type and controlled
+// by this APIKey (its UID). Someone else's Secret at the reveal name is
+// not among them. Nothing in them is read. From the cache, or from the API
+// server when live (the cache may not have a Secret created a moment ago).
+func (r *APIKeyReconciler) revealSecrets(ctx context.Context, key *gatewayv1alpha1.APIKey, live bool) ([]corev1.Secret, error) {
+	var list corev1.SecretList
+	opts := []client.ListOption{client.InNamespace(key.Namespace), client.MatchingLabels{gatewayv1alpha1.LabelManagedBy: gatewayv1alpha1.ManagedByValue}}
+	var err error
+	if live {
+		err = r.APIReader.List(ctx, &list, opts...)
+	} else {
+		err = r.Client.List(ctx, &list, opts...)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing the reveal Secrets of APIKey %s/%s: %w", key.Namespace, key.Name, err)
+	}
+	return slices.DeleteFunc(list.Items, func(s corev1.Secret) bool {
+		return s.Type != gatewayv1alpha1.RevealSecretType || !metav1.IsControlledBy(&s, key)
+	}), nil
+}
+
+// deleteRevealSecrets deletes every reveal Secret of key (revealSecrets),
+// unread.
+func (r *APIKeyReconciler) deleteRevealSecrets(ctx context.Context, key *gatewayv1alpha1.APIKey, live bool) error {
+	reveals, err := r.revealSecrets(ctx, key, live)
+	if err != nil {
+		return err
+	}
+	for i := range reveals {
+		if err := r.deleteSecret(ctx, &reveals[i]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // createHashSecret hashes k and stores the PHC string, immutable, in the

@@ -32,7 +32,7 @@ func TestGatewayReplicaKilledUnderLoad(t *testing.T) {
 	_, key := env.IssueKey(t, env.Namespace(t), "replicated")
 
 	startReplica := func(addr string) *process {
-		p := start(t, "gateway", "--kubeconfig", kubeconfig, "--listen", addr, "--providers", providers)
+		p := start(t, "gateway", "--kubeconfig", kubeconfig, "--listen", addr, "--metrics-listen=", "--providers", providers)
 		testenv.Eventually(t, 15*time.Second, func() error {
 			if status, body := get("http://" + addr + "/readyz"); status != http.StatusOK {
 				return fmt.Errorf("replica %s /readyz %d %s\n%s", addr, status, body, p.logs)

@@ -52,8 +52,9 @@ func TestNoKeyLeaksAnywhere(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	metricsListener := testenv.Listener(t)
 	base, _ := testenv.StartGateway(t, gwUser.Config(), server.Options{
-		Providers: providers, LastUsedInterval: time.Second,
+		Providers: providers, LastUsedInterval: time.Second, MetricsListener: metricsListener,
 		Logger:  slog.New(slog.NewJSONHandler(gwLogs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Console: console.Options{Auth: console.AuthDev, Namespace: ns},
 	})
@@ -138,7 +139,7 @@ func TestNoKeyLeaksAnywhere(t *testing.T) {
 		"gateway logs":         gwLogs.String(),
 		"manager logs":         managerLogs.String(),
 		"console responses":    strings.Join(responses, "\n"),
-		"gateway metrics":      scrape(t, base+"/metrics"),
+		"gateway metrics":      scrape(t, "http://"+metricsListener.Addr().String()+"/metrics"),
 		"manager metrics":      gatherText(t),
 		"APIKeys (all fields)": dumpJSON(t, &gatewayv1alpha1.APIKeyList{}, ns),
 		"events":               dumpJSON(t, &eventsv1.EventList{}, ns) + dumpJSON(t, &corev1.EventList{}, ns),

@@ -56,8 +56,26 @@ const (
 	DefaultAdminGroup = "codevector:admins"
 )
 
-// RevealSecretName is the name of the reveal Secret of the APIKey `name`.
+// AnnotationCreatedBy records, on every APIKey, the user who created it.
+// An admission policy sets it at creation, over whatever the request said,
+// and refuses any change afterwards (config/policies), so the controller
+// can tell a key its owner created from one made for them by someone else.
+const AnnotationCreatedBy = "gateway.codevector.io/created-by"
+
+// RevealSecretName is the name the controller gives the reveal Secret of
+// the APIKey `name` when it is free. When someone else's Secret holds it,
+// the controller generates another (RevealSecretName + "-" + a suffix):
+// readers take the name from status.reveal.secretName (RevealSecretNameOf).
 func RevealSecretName(apiKeyName string) string { return apiKeyName + "-apikey-reveal" }
+
+// RevealSecretNameOf is the name of the reveal Secret of k's current key:
+// the one status.reveal records, else RevealSecretName.
+func RevealSecretNameOf(k *APIKey) string {
+	if r := k.Status.Reveal; r != nil && r.SecretName != "" {
+		return r.SecretName
+	}
+	return RevealSecretName(k.Name)
+}
 
 // HashSecretName is the name of the hash Secret of the APIKey with that UID.
 // The UID (not the name) makes a re-created APIKey of the same name a

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -159,6 +160,9 @@ type Console struct {
 	crossOrigin *http.CrossOriginProtection
 	page        *template.Template
 	unauth      *template.Template
+	// creating holds, per user, a channel with room for one: the lock
+	// that serialises that user's creates on this replica (lockCreates).
+	creating sync.Map
 }
 
 // Keys is what the console reads keys from: the gateway's key index, which

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -217,14 +218,52 @@ func TestReturnTo(t *testing.T) {
 		"":                        "/api-keys",
 		"/api-keys?owner=bob":     "/api-keys?owner=bob",
 		"/docs/":                  "/docs/",
+		"/docs/./guide/../":       "/docs/",
+		"/api-keys?rd=//x":        "/api-keys?rd=//x",
 		"//evil.example/":         "/api-keys",
 		"/\\evil.example/":        "/api-keys",
 		"https://evil.example/":   "/api-keys",
 		"api-keys":                "/api-keys",
 		"/api-keys\r\nSet-Cookie": "/api-keys",
+		// Issue 24: these pass a check of the raw value and become
+		// "/\\evil.example" once http.Redirect cleans them.
+		"/./\\evil.example":    "/api-keys",
+		"/a/../\\evil.example": "/api-keys",
+		"/.//evil.example":     "/api-keys",
+		"/a/..//evil.example":  "/api-keys",
+		"/./evil.example":      "/evil.example",
 	} {
 		if got := returnTo(in); got != want {
 			t.Errorf("returnTo(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestReturnToStaysOnSite sends hostile destinations through returnTo and
+// then http.Redirect, as the callback does, and checks where a browser
+// would go: the Location must resolve to this site whatever it is.
+func TestReturnToStaysOnSite(t *testing.T) {
+	base, _ := url.Parse("https://gateway.example.com/oauth2/callback")
+	hostile := []string{
+		"//evil.example", "///evil.example", "////evil.example", "/\\evil.example", "\\\\evil.example",
+		"/\\/evil.example", "/./\\evil.example", "/a/../\\evil.example", "/a/b/../../\\evil.example",
+		"/.//evil.example", "/a/..//evil.example", "/./../\\evil.example", "/%2e/\\evil.example",
+		"/\t/evil.example", "/\n/evil.example", "/\r//evil.example", "/\x00//evil.example", "/\x7f//evil.example",
+		"/\u0085//evil.example", "/\\\tevil.example", "/ /evil.example",
+		"https://evil.example", "http:evil.example", "javascript:alert(1)", "data:text/html,x",
+		"evil.example", ".//evil.example", "../\\evil.example", " //evil.example",
+		"/%5cevil.example", "/%5Cevil.example", "/%2f/evil.example", "/%2F%2Fevil.example",
+		"/@evil.example", "/\\@evil.example", "/./\\@evil.example", "/\xff/evil.example",
+	}
+	for _, in := range hostile {
+		got := returnTo(in)
+		rec := httptest.NewRecorder()
+		http.Redirect(rec, httptest.NewRequest(http.MethodGet, base.String(), nil), got, http.StatusFound)
+		loc := rec.Header().Get("Location")
+		target, err := base.Parse(loc)
+		if err != nil || target.Host != base.Host || target.Scheme != base.Scheme ||
+			!strings.HasPrefix(loc, "/") || strings.HasPrefix(loc, "//") || strings.ContainsAny(loc, "\\\t\r\n") {
+			t.Errorf("returnTo(%q) = %q: Location %q leads to %v, want this site", in, got, loc, target)
 		}
 	}
 }

@@ -122,6 +122,15 @@ func slug(display string) string {
 // controller writes is useless to anyone who reads it, the gateway
 // included once this request has returned.
 func (c *Console) createKey(ctx context.Context, id *Identity, req createRequest) (keyItem, keys.Key, *apiError) {
+	if c.maxKeysPerUser() > 0 {
+		// Held until the new key is Active in the index (or the create
+		// failed), so the next create of this user counts it.
+		unlock, err := c.lockCreates(ctx, id.User)
+		if err != nil {
+			return keyItem{}, keys.Key{}, &apiError{http.StatusServiceUnavailable, "create_abandoned", "The key was not created: your other keys being created took too long. Try again."}
+		}
+		defer unlock()
+	}
 	if aerr := c.checkKeyQuota(id); aerr != nil {
 		return keyItem{}, keys.Key{}, aerr
 	}

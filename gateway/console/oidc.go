@@ -10,10 +10,13 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
@@ -290,16 +293,49 @@ func randomToken() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// returnTo keeps a sign-in's destination on this site: a path, never
-// "//host" or "/\host", which browsers read as another host.
+// returnTo keeps a sign-in's destination on this site: an absolute path,
+// never "//host" or "/\\host", which browsers read as another host.
+//
+// The path is judged as it will be sent: http.Redirect cleans it
+// (path.Clean) before writing Location, so "/./\\evil.example" or
+// "/a/../\\evil.example" would pass a check of the raw value and leave as
+// "/\\evil.example". It is cleaned here, the same way, and the cleaned
+// value is both checked and returned (cleaning it again changes nothing).
+// Backslashes and control characters are refused wherever they are:
+// browsers read "\\" as "/" and drop tabs and line breaks from URLs.
 func returnTo(rd string) string {
-	if rd == "" || rd[0] != '/' || strings.HasPrefix(rd, "//") || strings.HasPrefix(rd, "/\\") || strings.ContainsAny(rd, "\r\n\t") {
-		return "/api-keys"
+	const fallback = "/api-keys"
+	if rd == "" || rd[0] != '/' || strings.HasPrefix(rd, "//") || strings.ContainsFunc(rd, func(r rune) bool {
+		return r == '\\' || unicode.IsControl(r) || r == utf8.RuneError
+	}) {
+		return fallback
 	}
-	if u, err := url.Parse(rd); err != nil || u.Scheme != "" || u.Host != "" {
-		return "/api-keys"
+	p, query, hasQuery := strings.Cut(rd, "?")
+	if strings.Contains(p, "//") {
+		// Cleaning would fold it away, but no page of this site needs it,
+		// and a path that says "//host" anywhere is somebody's attempt.
+		return fallback
 	}
-	return rd
+	cleaned := path.Clean(p)
+	if strings.HasSuffix(p, "/") && !strings.HasSuffix(cleaned, "/") {
+		cleaned += "/" // as http.Redirect keeps a trailing slash
+	}
+	if hasQuery {
+		cleaned += "?" + query
+	}
+	if !strings.HasPrefix(cleaned, "/") || strings.HasPrefix(cleaned, "//") {
+		return fallback
+	}
+	u, err := url.Parse(cleaned)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" || !strings.HasPrefix(u.Path, "/") || strings.HasPrefix(u.Path, "//") {
+		return fallback
+	}
+	// An escaped backslash or slash that a lenient browser or proxy might
+	// decode into a host.
+	if strings.Contains(strings.ToLower(p), "%5c") || strings.HasPrefix(strings.ToLower(cleaned), "/%2f") {
+		return fallback
+	}
+	return cleaned
 }
 
 // claims reads the user and groups from the ID token, asking the userinfo

@@ -445,3 +445,32 @@ func postForm(t *testing.T, c *http.Client, url, form, secFetchSite string) resp
 	b, _ := io.ReadAll(resp.Body)
 	return response{resp.StatusCode, resp.Header, b}
 }
+
+// A sign-in's destination is judged as the callback sends it: these pass
+// a check of the raw value, and became "Location: /\evil.example" (which
+// browsers open as //evil.example) once http.Redirect had cleaned them
+// (issue 24).
+func TestOIDCSignInStaysOnSiteAfterCleaning(t *testing.T) {
+	p := startIDP(t)
+	clock := testenv.FakeClock(t)
+	s := oidcStack(t, p, clock)
+	for _, rd := range []string{`/./\evil.example`, `/a/../\evil.example`, `/.//evil.example`} {
+		client := browserClient(t)
+		// Follow the sign-in through the provider, stop at the callback's
+		// answer.
+		client.CheckRedirect = func(_ *http.Request, via []*http.Request) error {
+			if via[len(via)-1].URL.Path == console.CallbackPath {
+				return http.ErrUseLastResponse
+			}
+			return nil
+		}
+		p.queue("alice@example.com")
+		resp := get(t, client, s.URL+console.SignInPath+"?rd="+url.QueryEscape(rd))
+		if resp.Request.URL.Path != console.CallbackPath || resp.StatusCode != http.StatusFound {
+			t.Fatalf("rd=%q: sign-in ended at %s with %d, want the callback's redirect", rd, resp.Request.URL, resp.StatusCode)
+		}
+		if loc := resp.Header.Get("Location"); loc != "/api-keys" {
+			t.Errorf("rd=%q: after sign-in the callback sends the browser to %q, want /api-keys", rd, loc)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -37,10 +38,13 @@ func (c *Console) maxKeysPerUser() int {
 // made here (the admission policy makes whoever creates a key its owner).
 // Revoking any of them, here or with kubectl, makes room.
 //
-// The count comes from the key index, so it is a soft limit: creates of one
-// user in flight at the same moment, on one replica or several, can each
-// pass before any of their keys is indexed. A hard cap on every path
-// (kubectl and GitOps included) is a namespace ResourceQuota on
+// The count comes from the key index. On one replica a user's creates are
+// serialised (lockCreates) from this check until the new key is Active in
+// the index, so concurrent creates cannot all pass a count that none of
+// them is in yet. Across replicas it is still a soft limit: creates of one
+// user on two replicas at the same moment can each pass before the other's
+// key reaches its index. A hard cap on every path (kubectl and GitOps
+// included) is a namespace ResourceQuota on
 // count/apikeys.gateway.codevector.io (config/quota).
 func (c *Console) checkKeyQuota(id *Identity) *apiError {
 	limit := c.maxKeysPerUser()
@@ -79,6 +83,20 @@ func (c *Console) checkKeyQuota(id *Identity) *apiError {
 	// nothing here; only revoking a key does. The API server answers a
 	// ResourceQuota refusal with 403 too.
 	return &apiError{http.StatusForbidden, "key_quota_exceeded", msg}
+}
+
+// lockCreates waits until no other create of user is in flight on this
+// replica, and returns the function that lets the next one go. It gives up
+// when ctx ends (the request was abandoned or timed out).
+func (c *Console) lockCreates(ctx context.Context, user string) (unlock func(), err error) {
+	v, _ := c.creating.LoadOrStore(user, make(chan struct{}, 1))
+	lock := v.(chan struct{})
+	select {
+	case lock <- struct{}{}:
+		return func() { <-lock }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 func activeKeys(n int) string {

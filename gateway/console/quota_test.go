@@ -2,15 +2,19 @@ package console_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/server"
 )
 
@@ -106,5 +110,47 @@ func limitAPIKeys(t *testing.T, namespace string, n int64) {
 	q.Status = corev1.ResourceQuotaStatus{Hard: q.Spec.Hard, Used: corev1.ResourceList{resourceName: resource.MustParse("0")}}
 	if err := env.Client.Status().Update(ctx, q); err != nil {
 		t.Fatalf("setting the ResourceQuota's status: %v", err)
+	}
+}
+
+// Twelve creates of one user at the same moment, with a limit of 2, make
+// exactly 2 keys: each create counts the keys of the creates before it
+// (issue 24: all twelve passed a count none of them was in yet).
+func TestAPIKeyQuotaHoldsUnderConcurrentCreates(t *testing.T) {
+	s := startStack(t, true, func(o *server.Options) { o.Console.MaxKeysPerUser = 2 })
+	alice := s.as("alice@example.com")
+	alice.page(t, "") // the CSRF token, before the burst
+
+	const creates = 12
+	statuses := make([]int, creates)
+	var wg sync.WaitGroup
+	for i := range creates {
+		wg.Go(func() {
+			r := alice.do(t, http.MethodPost, "/api/v1/apikeys", map[string]any{"displayName": fmt.Sprintf("burst %d", i)})
+			statuses[i] = r.Status
+			if r.Status != http.StatusCreated && (r.Status != http.StatusForbidden || r.errorCode() != "key_quota_exceeded") {
+				t.Errorf("create %d: %d %s", i, r.Status, r.Body)
+			}
+		})
+	}
+	wg.Wait()
+	created := 0
+	for _, st := range statuses {
+		if st == http.StatusCreated {
+			created++
+		}
+	}
+	var stored gatewayv1alpha1.APIKeyList
+	if err := env.Client.List(context.Background(), &stored, client.InNamespace(s.Namespace)); err != nil {
+		t.Fatal(err)
+	}
+	owned := 0
+	for _, k := range stored.Items {
+		if k.Spec.Owner == alice.email && !k.Spec.Revoked {
+			owned++
+		}
+	}
+	if created != 2 || owned != 2 {
+		t.Fatalf("%d concurrent creates with --max-keys-per-user=2 answered %v: %d created, %d unrevoked keys stored; want exactly 2", creates, statuses, created, owned)
 	}
 }

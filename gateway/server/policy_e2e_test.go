@@ -129,7 +129,7 @@ func TestPolicyAcrossThreeReplicas(t *testing.T) {
 	}
 
 	// Refusals are counted by namespace, owner and reason, never by key.
-	resp, err := http.Get(replicas[0].URL + "/metrics")
+	resp, err := http.Get(replicas[0].MetricsURL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,8 +289,10 @@ func startReplica(t *testing.T, ln net.Listener, peers []string, o server.Option
 	}
 	o.Peers.Listener, o.Peers.Static = ln, peers
 	o.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	o.MetricsListener = nil // one each
+	metrics := withMetricsListener(t, &o)
 	url, g, stop := testenv.RunGateway(t, 15*time.Second, env.Config, o)
-	return &gateway{URL: url, Gateway: g, PeerAddr: ln.Addr().String()}, stop
+	return &gateway{URL: url, Gateway: g, PeerAddr: ln.Addr().String(), MetricsURL: metrics}, stop
 }
 
 // A token limit reserves each request's prompt and max_tokens before it is

@@ -7,7 +7,11 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/server"
@@ -149,4 +153,78 @@ func TestRevocationDuringGracePeriodEndsBothKeys(t *testing.T) {
 	patch(t, rotated, func(k *gatewayv1alpha1.APIKey) { k.Spec.Revoked = true })
 	answers(t, replicas, oldKey, http.StatusUnauthorized)
 	answers(t, replicas, newKey, http.StatusUnauthorized)
+}
+
+// A teammate who may create Secrets in the namespace (the built-in edit
+// role gives that) puts an Opaque Secret at a key's reveal name, before the key is
+// issued and after it was revealed. Neither the issue nor the owner's
+// rotation of a leaked key waits on it: the rotation completes and, with
+// no grace period, the old key gets 401 at once. The planted Secrets are
+// neither read nor touched (issue 24).
+func TestPlantedSecretAtTheRevealNameBlocksNeitherIssueNorRotation(t *testing.T) {
+	env.StartManager(t, manager.Options{})
+	up := newUpstream(t, 0)
+	gw := startGateway(t, server.Options{Providers: providersFor(t, up, up)})
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	const mallory = "mallory@example.com"
+	// What the built-in edit role gives on Secrets (its aggregation needs
+	// kube-controller-manager, which the tests do not run).
+	for _, o := range []client.Object{
+		&rbacv1.Role{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "secrets-editor"},
+			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "list", "create", "update", "delete"}}},
+		},
+		&rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "secrets-editor-mallory"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "secrets-editor"},
+			Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: mallory}},
+		},
+	} {
+		if err := env.Client.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	teammate, err := env.ClientAs(mallory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plant := func(apiKeyName string) *corev1.Secret {
+		t.Helper()
+		s := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: gatewayv1alpha1.RevealSecretName(apiKeyName)},
+			Type:       corev1.SecretTypeOpaque,
+			Data:       map[string][]byte{"note": []byte("planted")},
+		}
+		if err := teammate.Create(ctx, s); err != nil {
+			t.Fatalf("the teammate planting %s: %v", s.Name, err)
+		}
+		return s
+	}
+	untouched := func(planted *corev1.Secret) {
+		t.Helper()
+		now := &corev1.Secret{}
+		if err := env.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: planted.Name}, now); err != nil || now.UID != planted.UID || string(now.Data["note"]) != "planted" {
+			t.Errorf("the planted Secret %s was changed or deleted (err %v)", planted.Name, err)
+		}
+	}
+
+	// The first issue of a key.
+	first := plant("first")
+	k, key := env.IssueKey(t, ns, "first")
+	if name := gatewayv1alpha1.RevealSecretNameOf(k); name == first.Name {
+		t.Errorf("status.reveal names the planted Secret %s", name)
+	}
+	answers(t, []*gateway{gw}, key, http.StatusOK)
+
+	// The rotation of a leaked key.
+	k, leaked := env.IssueKey(t, ns, "leaked")
+	answers(t, []*gateway{gw}, leaked, http.StatusOK)
+	second := plant("leaked")
+	_, rotatedKey := rotateKey(t, k, 0)
+	answers(t, []*gateway{gw}, leaked, http.StatusUnauthorized)
+	answers(t, []*gateway{gw}, rotatedKey, http.StatusOK)
+
+	untouched(first)
+	untouched(second)
 }

@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/gorilla/mux"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/codevector/codevector/gateway/auth"
 	"github.com/codevector/codevector/gateway/console"
@@ -25,7 +24,8 @@ func (g *Gateway) routes(p http.Handler) http.Handler {
 	r.MatcherFunc(pathUnder(proxyPrefix)).Handler(g.auth.Middleware(g.recordUsage(p)))
 	r.Handle("/healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") }))
 	r.Handle("/readyz", http.HandlerFunc(g.readyz))
-	r.Handle("/metrics", promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{Registry: g.registry}))
+	// No /metrics here: it is on Options.MetricsListener (MetricsHandler),
+	// away from whoever can reach the console.
 	// For people: the console and its API, the docs, and their assets.
 	g.console.Register(r)
 	g.docs.Register(r)

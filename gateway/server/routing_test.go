@@ -34,7 +34,7 @@ func TestRouting(t *testing.T) {
 		{"dev", "POST", "/", "302 location=/api-keys"},
 		{"dev", "GET", "/x", "404 text/plain"},
 		{"dev", "POST", "/healthz", "200 text/plain"},
-		{"dev", "GET", "/metrics", "200 text/plain"},
+		{"dev", "GET", "/metrics", "404 text/plain"}, // on the metrics listener only
 		{"dev", "GET", "/gateway/openai/v1/models", "401 application/json"},
 		{"dev", "GET", "//api-keys", "301 location=http://localhost/api-keys"},
 		{"dev", "GET", "/docs/../api-keys", "301 location=http://localhost/api-keys"},

@@ -78,6 +78,27 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- srv.Serve(ln) }()
 	g.log.Info("Gateway listening", "address", ln.Addr().String(), "providers", g.opts.Providers.Names())
+	if mln := g.opts.MetricsListener; mln != nil {
+		metrics := &http.Server{
+			Handler:           g.MetricsHandler(),
+			ReadHeaderTimeout: g.opts.Timeouts.ReadHeader,
+			ReadTimeout:       g.opts.Timeouts.Body,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       g.opts.Timeouts.Idle,
+			MaxHeaderBytes:    8 << 10,
+			ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+		}
+		go func() {
+			if err := metrics.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				select {
+				case serveDone <- fmt.Errorf("metrics listener: %w", err):
+				default: // the public listener failed first
+				}
+			}
+		}()
+		defer metrics.Close()
+		g.log.Info("Metrics listening", "address", mln.Addr().String())
+	}
 
 	select {
 	case err := <-serveDone:

@@ -1,6 +1,6 @@
 // Package server assembles the gateway process: the watch-fed key index,
 // authentication, usage recording, the provider proxy and the operational
-// endpoints, routed on one listener. Each request to /gateway/ passes
+// endpoints, routed on one listener (metrics on a second one). Each request to /gateway/ passes
 // request ID -> authenticate -> record usage -> proxy.
 package server
 
@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
@@ -69,6 +71,11 @@ type Options struct {
 	// PodIP is this replica's pod IP (the POD_IP environment variable),
 	// advertised to peers found through Kubernetes.
 	PodIP string
+	// MetricsListener is where /metrics is served, on its own: never on
+	// the public listener, since its series name owners and namespaces
+	// (`codevector gateway --metrics-listen`, loopback by default). Nil
+	// serves metrics nowhere; Registry still holds them.
+	MetricsListener net.Listener
 	// Clock is the gateway's one clock: key expiry, the failure limits and
 	// the tarpit (unless Auth.Clock is set), last-use times and their
 	// writes, and the console (unless Console.Clock is set). Tests share a
@@ -233,6 +240,14 @@ func (g *Gateway) Index() *keyindex.Index { return g.index }
 // PeerProofs is the table of verified-key proofs this replica shares with
 // its peers (for tests and benchmarks).
 func (g *Gateway) PeerProofs() *auth.PeerProofs { return g.auth.PeerProofs() }
+
+// MetricsHandler serves the gateway's metrics at /metrics and nothing
+// else: what Run serves on Options.MetricsListener.
+func (g *Gateway) MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{Registry: g.registry}))
+	return mux
+}
 
 // Registry holds the gateway's metrics.
 func (g *Gateway) Registry() *prometheus.Registry { return g.registry }

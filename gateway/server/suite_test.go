@@ -119,6 +119,19 @@ type gateway struct {
 	URL string
 	*server.Gateway
 	PeerAddr string // where its peers reach it; empty for a single replica
+	// MetricsURL is the base URL of its metrics listener (URL does not
+	// serve /metrics).
+	MetricsURL string
+}
+
+// withMetricsListener gives o a metrics listener of its own, unless it has
+// one, and returns its base URL.
+func withMetricsListener(t *testing.T, o *server.Options) string {
+	t.Helper()
+	if o.MetricsListener == nil {
+		o.MetricsListener = testenv.Listener(t)
+	}
+	return "http://" + o.MetricsListener.Addr().String()
 }
 
 // startGateway runs a gateway replica until the test ends and waits until
@@ -128,8 +141,9 @@ func startGateway(t *testing.T, o server.Options) *gateway {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
+	metrics := withMetricsListener(t, &o)
 	url, g := testenv.StartGateway(t, env.Config, o)
-	gw := &gateway{URL: url, Gateway: g}
+	gw := &gateway{URL: url, Gateway: g, MetricsURL: metrics}
 	return gw
 }
 

@@ -29,6 +29,7 @@ func newGatewayCommand() *cobra.Command {
 		o             server.Options
 		kubeconfig    string
 		listen        string
+		metricsListen string
 		providersFile string
 		namespaces    string
 		logLevel      string
@@ -48,6 +49,7 @@ func newGatewayCommand() *cobra.Command {
 	)
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "Path to a kubeconfig (default: $KUBECONFIG, then in-cluster config)")
 	fs.StringVar(&listen, "listen", ":8080", "Address to serve the gateway, console and docs on")
+	fs.StringVar(&metricsListen, "metrics-listen", "127.0.0.1:9090", "Address to serve Prometheus /metrics on, never the --listen one (its series name key owners and namespaces): loopback by default; in a cluster the pod's port for the scraper, e.g. :9090. Empty serves no metrics")
 	fs.StringVar(&providersFile, "providers", "", "Providers file (YAML): base URLs, credentials, model routes (required)")
 	fs.StringVar(&namespaces, "namespaces", "", "Comma-separated namespaces whose APIKeys are accepted (default: all)")
 	fs.DurationVar(&o.LastUsedInterval, "last-used-interval", 30*time.Second, "How often last-use times are written to APIKey status")
@@ -171,6 +173,12 @@ func newGatewayCommand() *cobra.Command {
 			return err
 		}
 		cfg.QPS, cfg.Burst = float32(qps), burst
+		if metricsListen != "" {
+			if o.MetricsListener, err = net.Listen("tcp", metricsListen); err != nil {
+				return fmt.Errorf("--metrics-listen: listening on %s: %w (is another process using the port?)", metricsListen, err)
+			}
+			defer o.MetricsListener.Close()
+		}
 		g, err := server.New(cfg, o)
 		if err != nil {
 			return err

@@ -207,7 +207,7 @@ func (s *session) sealTo(ctx context.Context, key *gatewayv1alpha1.APIKey) (*sea
 		// Sealed to another request, whose private key only it held. If
 		// the sealed copy is gone, that request has read it (the status
 		// may not say so yet).
-		err := s.c.Get(ctx, types.NamespacedName{Namespace: s.namespace, Name: gatewayv1alpha1.RevealSecretName(key.Name)}, &corev1.Secret{})
+		err := s.c.Get(ctx, types.NamespacedName{Namespace: s.namespace, Name: gatewayv1alpha1.RevealSecretNameOf(key)}, &corev1.Secret{})
 		if apierrors.IsNotFound(err) && key.Status.Phase == gatewayv1alpha1.PhaseActive {
 			return nil, fmt.Errorf("APIKey %s/%s: %w", s.namespace, key.Name, reveal.ErrAlreadyRevealed)
 		}

@@ -43,7 +43,7 @@ func newManagerCommand() *cobra.Command {
 	fs.UintVar(&f.memory, "argon2-memory", uint(keys.DefaultParams.Memory), "argon2id memory per hash, in KiB")
 	fs.UintVar(&f.time, "argon2-time", uint(keys.DefaultParams.Time), "argon2id passes per hash")
 	fs.DurationVar(&f.o.RevealWindow, "reveal-window", manager.DefaultRevealWindow, "How long a new key can be revealed before its reveal Secret is deleted")
-	fs.StringVar(&f.revealMode, "reveal-mode", string(controllers.RevealSealed), "How a new key reaches its owner: sealed (only to the public key its owner's kubectl or console request supplies; a key applied without one waits for 'kubectl apikey reveal') or plain (a key applied without a public key is issued at once, in plaintext, readable by anyone with Secret read in its namespace during the reveal window)")
+	fs.StringVar(&f.revealMode, "reveal-mode", string(controllers.RevealSealed), "How a new key reaches its owner: sealed (only to the public key its owner's kubectl or console request supplies; a key applied without one waits for 'kubectl apikey reveal') or plain (a key its owner applies without a public key is issued at once, in plaintext, readable by anyone with Secret read in its namespace during the reveal window; a key created for someone else still waits for its owner's reveal, sealed)")
 	fs.StringVar(&f.o.SystemNamespace, "system-namespace", gatewayv1alpha1.DefaultSystemNamespace, "Namespace of the hash Secrets (and of the leader election lease)")
 	fs.IntVar(&f.o.MaxConcurrentReconciles, "max-concurrent-reconciles", 0, "APIKeys reconciled at once (default 4 x CPUs)")
 	fs.Float64Var(&f.qps, "kube-api-qps", manager.DefaultQPS, "Sustained requests per second to the API server")

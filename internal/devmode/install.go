@@ -137,7 +137,7 @@ func WaitForPolicies(ctx context.Context, c client.Client) error {
 	return poll(ctx, 30*time.Second, func() error {
 		defaulted, err1 := probe("")
 		_, err2 := probe("policy-probe-nobody")
-		if err1 == nil && defaulted.Spec.Owner != "" && apierrors.IsForbidden(err2) {
+		if err1 == nil && defaulted.Spec.Owner != "" && defaulted.Annotations[gatewayv1alpha1.AnnotationCreatedBy] != "" && apierrors.IsForbidden(err2) {
 			return nil
 		}
 		return fmt.Errorf("admission policies not in force (defaulting: owner=%q err=%v; validation: %v)", defaulted.Spec.Owner, err1, err2)

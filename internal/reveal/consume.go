@@ -69,7 +69,9 @@ func Consume(ctx context.Context, c client.Client, key *gatewayv1alpha1.APIKey, 
 		return keys.Key{}, ErrSealedToAnother
 	}
 
-	name := types.NamespacedName{Namespace: key.Namespace, Name: gatewayv1alpha1.RevealSecretName(key.Name)}
+	// status.reveal names it: another name than RevealSecretName when
+	// someone else's Secret held that one when the key was issued.
+	name := types.NamespacedName{Namespace: key.Namespace, Name: gatewayv1alpha1.RevealSecretNameOf(key)}
 	s := &corev1.Secret{}
 	if err := c.Get(ctx, name, s); err != nil {
 		if apierrors.IsNotFound(err) {
