@@ -1,0 +1,61 @@
+package policy
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+
+	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/gateway/keyindex"
+	"github.com/codevector/codevector/gateway/proxy"
+)
+
+// With no engine to count in (not started yet, or unreachable), a key
+// with a budget is refused by default and a key with limits only is
+// served; each mode can be turned around.
+func TestFailureModes(t *testing.T) {
+	entry := func(p *keyindex.Policy) *keyindex.Entry {
+		return &keyindex.Entry{APIKeyFacts: &keyindex.APIKeyFacts{
+			Name: types.NamespacedName{Namespace: "team-a", Name: "k"}, UID: "uid-1", Policy: p,
+		}}
+	}
+	budget := &keyindex.Policy{Budget: &gatewayv1alpha1.Budget{Tokens: ptr.To[int64](1000)}}
+	limits := &keyindex.Policy{Limits: &gatewayv1alpha1.Limits{RequestsPerMinute: ptr.To[int64](10)}}
+	req := proxy.Request{Method: http.MethodPost, Path: "/v1/chat/completions", Model: "m", Billing: proxy.BillingTokens,
+		EstimatedInputTokens: 10, MaxOutputTokens: 100, Answers: 1}
+	tests := []struct {
+		name           string
+		budget, limits FailureMode
+		policy         *keyindex.Policy
+		wantCode       string // "" admitted
+	}{
+		{"budget, default", "", "", budget, "budget_unavailable"},
+		{"budget, open", FailOpen, "", budget, ""},
+		{"limits, default", "", "", limits, ""},
+		{"limits, closed", "", FailClosed, limits, "limits_unavailable"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := New(Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), BudgetFailureMode: tt.budget, LimitsFailureMode: tt.limits})
+			rm := &requestMeter{m: m, e: entry(tt.policy)}
+			adm := rm.Admit(context.Background(), req)
+			switch {
+			case tt.wantCode == "" && (adm.Refusal != nil || adm.Settle == nil):
+				t.Fatalf("refused %+v, want it served uncounted", adm.Refusal)
+			case tt.wantCode != "" && (adm.Refusal == nil || adm.Refusal.Code != tt.wantCode || adm.Refusal.Status != http.StatusServiceUnavailable || adm.Refusal.RetryAfter <= 0):
+				t.Fatalf("admission %+v, want 503 %s with Retry-After", adm.Refusal, tt.wantCode)
+			}
+			if adm.Settle != nil {
+				adm.Settle(proxy.Usage{Status: 200, InputTokens: 5, OutputTokens: 7, Complete: true})
+			}
+		})
+	}
+	if _, err := ParseFailureMode("sometimes"); err == nil {
+		t.Error(`ParseFailureMode("sometimes") accepted`)
+	}
+}
