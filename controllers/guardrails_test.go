@@ -55,17 +55,26 @@ func TestNamespaceEditorsCannotRemoveGuardrails(t *testing.T) {
 			// every one (the namespace's own guardrails, before they moved),
 			// then write loose ones, shaped as the old guardrails were and
 			// named as the bound one is.
+			// RBAC's cache sees the binding (and the aggregated role) a moment
+			// later.
 			var existing corev1.ConfigMapList
-			if err := c.List(ctx, &existing, client.InNamespace(ns)); err != nil {
-				t.Fatalf("%s listing ConfigMaps in %s: %v", role, ns, err)
-			}
+			testenv.Eventually(t, 10*time.Second, func() error {
+				if err := c.List(ctx, &existing, client.InNamespace(ns)); err != nil {
+					return fmt.Errorf("%s listing ConfigMaps in %s: %w", role, ns, err)
+				}
+				return nil
+			})
 			for i := range existing.Items {
 				if err := c.Delete(ctx, &existing.Items[i]); err != nil && !apierrors.IsNotFound(err) {
 					t.Errorf("%s deleting ConfigMap %s/%s: %v", role, ns, existing.Items[i].Name, err)
 				}
 			}
 			loose := map[string]string{"allowedModels": "*", "maxRequestsPerMinute": "100000", "requireExpiry": "false", "defaultBudgetUSD": "1000000"}
-			for _, name := range []string{"codevector-guardrails", g.ConfigMap} {
+			names := []string{"codevector-guardrails"}
+			if g.ConfigMap != names[0] {
+				names = append(names, g.ConfigMap)
+			}
+			for _, name := range names {
 				cm := &corev1.ConfigMap{
 					ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"gateway.codevector.io/guardrails": "true"}},
 					Data:       loose,
@@ -268,17 +277,18 @@ func roleClient(t *testing.T, ns, name, role string) client.Client {
 	return c
 }
 
-// aggregateBuiltinRoles gives the built-in edit and admin ClusterRoles the
-// rules a real cluster gives them. The API server's RBAC bootstrap creates
-// them with only an aggregationRule; kube-controller-manager's ClusterRole
-// aggregation controller then fills in the rules of every ClusterRole the
-// rule selects (system:aggregate-to-edit, codevector-apikey-editor, ...).
-// The test control plane runs no controller manager, so this does the
-// same, once.
+// aggregateBuiltinRoles gives the built-in view, edit and admin
+// ClusterRoles the rules a real cluster gives them. The API server's RBAC
+// bootstrap creates them with only an aggregationRule; kube-controller-
+// manager's ClusterRole aggregation controller then fills in the rules of
+// every ClusterRole the rule selects (system:aggregate-to-edit,
+// codevector-apikey-editor, and view itself for edit, edit for admin). The
+// test control plane runs no controller manager, so this does the same,
+// in that order.
 func aggregateBuiltinRoles(t *testing.T) {
 	t.Helper()
 	ctx := context.Background()
-	for _, name := range []string{"edit", "admin"} {
+	for _, name := range []string{"view", "edit", "admin"} {
 		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 			role := &rbacv1.ClusterRole{}
 			if err := env.Client.Get(ctx, client.ObjectKey{Name: name}, role); err != nil {
