@@ -193,31 +193,45 @@ func TestGuardrailsFromTheKeysNamespaceAreRefused(t *testing.T) {
 	}
 }
 
-// waitForGuardrails waits until new keys in ns get guardrail defaults.
-func waitForGuardrails(t *testing.T, ns string) {
+// waitForGuardrails waits until the sample's guardrails are in force in
+// ns, both the defaults and the maxima (the mutating and the validating
+// policies see new bindings each on their own), and returns a key the
+// defaults filled in.
+func waitForGuardrails(t *testing.T, ns string) (defaulted *gatewayv1alpha1.APIKey) {
 	t.Helper()
+	ctx := context.Background()
 	testenv.Eventually(t, 10*time.Second, func() error {
 		k := newKey(ns, "", unsealed, func(k *gatewayv1alpha1.APIKey) { k.GenerateName = "probe-" })
-		if err := env.Client.Create(context.Background(), k, client.DryRunAll); err != nil {
+		if err := env.Client.Create(ctx, k, client.DryRunAll); err != nil {
 			return err
 		}
 		if k.Spec.Budget == nil {
-			return fmt.Errorf("guardrails not in force yet")
+			return fmt.Errorf("guardrail defaults not in force yet")
 		}
+		over := newKey(ns, "", unsealed, func(k *gatewayv1alpha1.APIKey) {
+			k.GenerateName = "probe-"
+			k.Spec.Limits = &gatewayv1alpha1.Limits{RequestsPerMinute: ptr.To[int64](100_000)}
+		})
+		if err := env.Client.Create(ctx, over, client.DryRunAll); err == nil || !strings.Contains(err.Error(), "spec.limits.requestsPerMinute must be at most") {
+			return fmt.Errorf("guardrail maxima not in force yet (%v)", err)
+		}
+		defaulted = k
 		return nil
 	})
+	return defaulted
 }
 
 // paramsBarrier returns a function that waits until the API server's
 // admission has seen every ConfigMap written before the call. Admission
-// reads params from one watch of all ConfigMaps, so once it sees a change
-// made after those writes, it has seen them too: the function changes a
-// default of another namespace's guardrails and waits for new keys there
-// to get it.
+// reads params from a watch of all ConfigMaps, so once it sees a change
+// made after those writes, it has seen them too: the function raises the
+// default and the maximum budget of another namespace's guardrails and
+// waits until new keys there get the new default and may have the new
+// maximum.
 func paramsBarrier(t *testing.T) func() {
 	t.Helper()
 	sentinel := env.Namespace(t)
-	g := env.BindGuardrails(t, sentinel, map[string]string{"defaultBudgetUSD": "1"})
+	g := env.BindGuardrails(t, sentinel, map[string]string{"defaultBudgetUSD": "1", "maxBudgetUSD": "1"})
 	var cm client.Object
 	for _, o := range g.Objects {
 		if o.GetKind() == "ConfigMap" {
@@ -227,19 +241,27 @@ func paramsBarrier(t *testing.T) func() {
 	n := 1
 	return func() {
 		t.Helper()
+		ctx := context.Background()
 		n++
-		want := fmt.Sprint(n)
-		if err := env.Client.Patch(context.Background(), cm.DeepCopyObject().(client.Object),
-			client.RawPatch(types.MergePatchType, []byte(`{"data":{"defaultBudgetUSD":"`+want+`"}}`))); err != nil {
+		usd := fmt.Sprint(n)
+		if err := env.Client.Patch(ctx, cm.DeepCopyObject().(client.Object), client.RawPatch(types.MergePatchType,
+			[]byte(`{"data":{"defaultBudgetUSD":"`+usd+`","maxBudgetUSD":"`+usd+`"}}`))); err != nil {
 			t.Fatal(err)
 		}
 		testenv.Eventually(t, 10*time.Second, func() error {
 			k := newKey(sentinel, "", unsealed, func(k *gatewayv1alpha1.APIKey) { k.GenerateName = "barrier-" })
-			if err := env.Client.Create(context.Background(), k, client.DryRunAll); err != nil {
+			if err := env.Client.Create(ctx, k, client.DryRunAll); err != nil {
 				return err
 			}
-			if k.Spec.Budget == nil || k.Spec.Budget.USD != want {
-				return fmt.Errorf("admission has not seen the barrier's ConfigMap yet (budget %+v, want $%s)", k.Spec.Budget, want)
+			if k.Spec.Budget == nil || k.Spec.Budget.USD != usd {
+				return fmt.Errorf("the defaults have not seen the barrier's change yet (budget %+v, want $%s)", k.Spec.Budget, usd)
+			}
+			at := newKey(sentinel, "", unsealed, func(k *gatewayv1alpha1.APIKey) {
+				k.GenerateName = "barrier-"
+				k.Spec.Budget = &gatewayv1alpha1.Budget{USD: usd}
+			})
+			if err := env.Client.Create(ctx, at, client.DryRunAll); err != nil {
+				return fmt.Errorf("the maxima have not seen the barrier's change yet: %w", err)
 			}
 			return nil
 		})

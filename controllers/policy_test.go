@@ -157,19 +157,8 @@ func TestNamespaceGuardrails(t *testing.T) {
 	// namespace: the ConfigMap in the system namespace, and the bindings.
 	g := env.BindGuardrails(t, ns, nil)
 	configMap := "ConfigMap " + gatewayv1alpha1.DefaultSystemNamespace + "/" + g.ConfigMap
-	// The API server picks up a new params object within a moment.
-	var defaulted *gatewayv1alpha1.APIKey
-	testenv.Eventually(t, 10*time.Second, func() error {
-		k := newKey(ns, "", func(k *gatewayv1alpha1.APIKey) { k.GenerateName = "probe-"; k.Spec.RevealPublicKey = "" })
-		if err := alice.Create(ctx, k, client.DryRunAll); err != nil {
-			return err
-		}
-		if k.Spec.Budget == nil {
-			return fmt.Errorf("guardrails not in force yet")
-		}
-		defaulted = k
-		return nil
-	})
+	// The API server picks up new bindings and params within a moment.
+	defaulted := waitForGuardrails(t, ns)
 
 	// Defaults, from config/samples/guardrails.yaml.
 	wantModels := []gatewayv1alpha1.ModelGlob{"gpt-4o-mini*", "claude-haiku-*"}

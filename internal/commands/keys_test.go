@@ -291,12 +291,11 @@ func TestKeysCLIErrors(t *testing.T) {
 	t.Run("guardrails without their ConfigMap", func(t *testing.T) {
 		ctx := context.Background()
 		g := e.BindGuardrails(t, ns, map[string]string{"maxRequestsPerMinute": "600"})
-		testenv.Eventually(t, 10*time.Second, func() error { // the API server has the new params
-			k := &gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "probe-"}}
-			if err := e.Client.Create(ctx, k, client.DryRunAll); err != nil {
-				return err
-			}
-			if k.Spec.Limits == nil {
+		testenv.Eventually(t, 10*time.Second, func() error { // the API server has the new bindings and params
+			rpm := int64(1000)
+			k := &gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "probe-"},
+				Spec: gatewayv1alpha1.APIKeySpec{Limits: &gatewayv1alpha1.Limits{RequestsPerMinute: &rpm}}}
+			if err := e.Client.Create(ctx, k, client.DryRunAll); err == nil {
 				return fmt.Errorf("guardrails not in force yet")
 			}
 			return nil
