@@ -186,7 +186,17 @@ func TestAPIPolicyEditWithinGuardrails(t *testing.T) {
 	// A cluster admin binds the console's namespace to guardrails in the
 	// system namespace (config/samples/guardrails.yaml).
 	g := env.BindGuardrails(t, s.Namespace, map[string]string{"maxRequestsPerMinute": "100", "maxLifetime": "720h"})
-	// Admission sees the ConfigMap through an informer: a moment later.
+	// Admission sees new bindings and params through informers: a moment
+	// later. (Until then a change would be stored, and a field that does
+	// not change is not checked again.)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		k := storedKey(t, s.Namespace, "ci")
+		err := env.Client.Patch(context.Background(), k, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"limits":{"requestsPerMinute":500}}}`)), client.DryRunAll)
+		if err == nil {
+			return fmt.Errorf("the guardrails are not in force yet")
+		}
+		return nil
+	})
 	want := "The limits could not be saved: spec.limits.requestsPerMinute must be at most 100, as set by the guardrails of namespace " + s.Namespace + " (ConfigMap " + gatewayv1alpha1.DefaultSystemNamespace + "/" + g.ConfigMap + ")."
 	testenv.Eventually(t, 10*time.Second, func() error {
 		r := carol.setPolicy(t, "ci", map[string]any{"requestsPerMinute": 500})
