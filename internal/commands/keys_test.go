@@ -289,7 +289,11 @@ func TestKeysCLIErrors(t *testing.T) {
 	})
 
 	t.Run("guardrails without their ConfigMap", func(t *testing.T) {
+		// A namespace of its own: admission notices the bindings' removal
+		// at the end only a moment later.
 		ctx := context.Background()
+		ns := e.Namespace(t)
+		gail := userKubeconfig(t, e, "gail@example.com", ns, editor, revealer)
 		g := e.BindGuardrails(t, ns, map[string]string{"maxRequestsPerMinute": "600"})
 		testenv.Eventually(t, 10*time.Second, func() error { // the API server has the new bindings and params
 			rpm := int64(1000)
@@ -300,7 +304,7 @@ func TestKeysCLIErrors(t *testing.T) {
 			}
 			return nil
 		})
-		_, _, err := keysRun(alice, "", "create", "fast", "--rpm", "1000")
+		_, _, err := keysRun(gail, "", "create", "fast", "--rpm", "1000")
 		check(t, err, errForbidden, "spec.limits.requestsPerMinute must be at most 600, as set by the guardrails of namespace "+ns+" (ConfigMap codevector-system/"+g.ConfigMap+")")
 
 		// A platform admin deletes the ConfigMap; the namespace is still bound.
@@ -314,7 +318,7 @@ func TestKeysCLIErrors(t *testing.T) {
 			}
 			return nil
 		})
-		_, _, err = keysRun(alice, "", "create", "unguarded")
+		_, _, err = keysRun(gail, "", "create", "unguarded")
 		check(t, err, errForbidden, "new keys in namespace "+ns+" are refused: the namespace has guardrails (ValidatingAdmissionPolicyBinding apikey-guardrails."+ns+")",
 			"their ConfigMap in namespace codevector-system is missing", "Only a cluster admin can fix this")
 	})
