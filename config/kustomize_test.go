@@ -58,6 +58,8 @@ func TestDefaultBuildsAPlatformReadyDeployment(t *testing.T) {
 		"MutatingAdmissionPolicyBinding/apikey-owner-default.gateway.codevector.io",
 		"ValidatingAdmissionPolicy/apikey-owner.gateway.codevector.io",
 		"ValidatingAdmissionPolicyBinding/apikey-owner.gateway.codevector.io",
+		"MutatingAdmissionPolicy/apikey-guardrail-defaults.gateway.codevector.io",
+		"ValidatingAdmissionPolicy/apikey-guardrails.gateway.codevector.io",
 		"ServiceAccount/codevector-manager", "ServiceAccount/codevector-gateway",
 		"ClusterRole/codevector-manager", "ClusterRoleBinding/codevector-manager",
 		"Role/codevector-manager-leader-election", "RoleBinding/codevector-manager-leader-election",
@@ -70,6 +72,15 @@ func TestDefaultBuildsAPlatformReadyDeployment(t *testing.T) {
 	} {
 		if _, ok := b[want]; !ok {
 			t.Errorf("config/default lacks %s", want)
+		}
+	}
+	// The guardrail policies ship unbound: a cluster admin binds each
+	// guarded namespace to its ConfigMap in the system namespace
+	// (config/samples/guardrails.yaml). A binding here would apply to
+	// every namespace.
+	for _, o := range objs {
+		if policy, _, _ := unstructured.NestedString(o.Object, "spec", "policyName"); strings.Contains(policy, "guardrail") {
+			t.Errorf("config/default binds %s (%s %s): guardrails are bound per namespace by a cluster admin", policy, o.GetKind(), o.GetName())
 		}
 	}
 	for _, o := range objs {
@@ -305,6 +316,23 @@ func TestSamplesApply(t *testing.T) {
 		t.Fatalf("kubectl apply -k config/samples: %v\n%s", err, out)
 	}
 	for _, want := range []string{"apikey.gateway.codevector.io/laptop", "apikey.gateway.codevector.io/ci", "apikey.gateway.codevector.io/hackathon"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %s:\n%s", want, out)
+		}
+	}
+
+	// The guardrails for team-a, as the README has a cluster admin apply
+	// them.
+	out, err = exec.Command(kubectl, "apply", "-f", "samples/guardrails.yaml", "--dry-run=server", "--kubeconfig", adminKubeconfig(t)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl apply -f config/samples/guardrails.yaml: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"configmap/guardrails-team-a",
+		"mutatingadmissionpolicybinding.admissionregistration.k8s.io/apikey-guardrail-defaults.team-a",
+		"validatingadmissionpolicybinding.admissionregistration.k8s.io/apikey-guardrails.team-a",
+		"validatingadmissionpolicybinding.admissionregistration.k8s.io/apikey-guardrails-updates.team-a",
+	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output lacks %s:\n%s", want, out)
 		}

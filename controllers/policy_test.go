@@ -14,7 +14,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/internal/manager"
@@ -154,31 +153,12 @@ func TestNamespaceGuardrails(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	sample, err := os.ReadFile(filepath.Join(env.Root, "config/samples/guardrails.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var guardrails corev1.ConfigMap
-	if err := yaml.UnmarshalStrict(sample, &guardrails); err != nil {
-		t.Fatalf("config/samples/guardrails.yaml: %v", err)
-	}
-	guardrails.Namespace = ns
-	if err := env.Client.Create(ctx, &guardrails); err != nil {
-		t.Fatal(err)
-	}
-	// The API server picks up a new params object within a moment.
-	var defaulted *gatewayv1alpha1.APIKey
-	testenv.Eventually(t, 10*time.Second, func() error {
-		k := newKey(ns, "", func(k *gatewayv1alpha1.APIKey) { k.GenerateName = "probe-"; k.Spec.RevealPublicKey = "" })
-		if err := alice.Create(ctx, k, client.DryRunAll); err != nil {
-			return err
-		}
-		if k.Spec.Budget == nil {
-			return fmt.Errorf("guardrails not in force yet")
-		}
-		defaulted = k
-		return nil
-	})
+	// A cluster admin applies config/samples/guardrails.yaml for the
+	// namespace: the ConfigMap in the system namespace, and the bindings.
+	g := env.BindGuardrails(t, ns, nil)
+	configMap := "ConfigMap " + gatewayv1alpha1.DefaultSystemNamespace + "/" + g.ConfigMap
+	// The API server picks up new bindings and params within a moment.
+	defaulted := waitForGuardrails(t, ns)
 
 	// Defaults, from config/samples/guardrails.yaml.
 	wantModels := []gatewayv1alpha1.ModelGlob{"gpt-4o-mini*", "claude-haiku-*"}
@@ -235,7 +215,7 @@ func TestNamespaceGuardrails(t *testing.T) {
 	} {
 		k := newKey(ns, "", func(k *gatewayv1alpha1.APIKey) { k.GenerateName = "over-"; k.Spec.RevealPublicKey = "" }, tc.mutate)
 		err := alice.Create(ctx, k, client.DryRunAll)
-		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "ConfigMap codevector-guardrails") {
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "as set by the guardrails of namespace "+ns+" ("+configMap+")") {
 			t.Errorf("%s: got %v, want a refusal saying %q and naming the ConfigMap", tc.name, err, tc.want)
 		}
 	}
@@ -274,9 +254,42 @@ func TestNamespaceGuardrails(t *testing.T) {
 		t.Errorf("revoking a key created before the guardrails: %v", err)
 	}
 
-	// Removing the ConfigMap removes the guardrails.
-	if err := env.Client.Delete(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "codevector-guardrails"}}); err != nil {
+	// A platform admin deletes the ConfigMap while the namespace is still
+	// bound: new keys are refused, saying why and who can fix it, instead
+	// of being created without guardrails.
+	if err := env.Client.Delete(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: gatewayv1alpha1.DefaultSystemNamespace, Name: g.ConfigMap}}); err != nil {
 		t.Fatal(err)
+	}
+	var refusal error
+	testenv.Eventually(t, 10*time.Second, func() error {
+		k := newKey(ns, "", func(k *gatewayv1alpha1.APIKey) { k.GenerateName = "unguarded-"; k.Spec.RevealPublicKey = "" })
+		if refusal = alice.Create(ctx, k, client.DryRunAll); refusal == nil {
+			return fmt.Errorf("a key was created with spec %+v after the guardrails' ConfigMap was deleted", k.Spec)
+		}
+		return nil
+	})
+	if msg, ok := gatewayv1alpha1.ExplainMissingGuardrails(refusal.Error(), ns); !ok ||
+		!strings.Contains(refusal.Error(), "with binding 'apikey-guardrails."+ns+"'") ||
+		!strings.Contains(msg, "new keys in namespace "+ns+" are refused") || !strings.Contains(msg, "Only a cluster admin can fix this") {
+		t.Errorf("refusal without the ConfigMap: %v (explained: %q), want the binding named and the refusal explained", refusal, msg)
+	}
+	// Keys of the namespace can still be revoked, and deleted.
+	within.Spec.Revoked = true
+	if err := alice.Update(ctx, within); err != nil {
+		t.Errorf("revoking a key while the guardrails' ConfigMap is missing: %v", err)
+	}
+	if err := alice.Delete(ctx, within); err != nil {
+		t.Errorf("deleting a key while the guardrails' ConfigMap is missing: %v", err)
+	}
+
+	// A cluster admin deleting the bindings lifts the guardrails.
+	for _, o := range g.Objects {
+		if o.GetKind() == "ConfigMap" {
+			continue
+		}
+		if err := env.Client.Delete(ctx, o); err != nil {
+			t.Fatal(err)
+		}
 	}
 	testenv.Eventually(t, 10*time.Second, func() error {
 		k := newKey(ns, "", func(k *gatewayv1alpha1.APIKey) { k.GenerateName = "free-"; k.Spec.RevealPublicKey = "" })
@@ -284,7 +297,7 @@ func TestNamespaceGuardrails(t *testing.T) {
 			return err
 		}
 		if k.Spec.Budget != nil || k.Spec.TTL != nil {
-			return fmt.Errorf("still defaulted after the ConfigMap was deleted: %+v", k.Spec)
+			return fmt.Errorf("still defaulted after the bindings were deleted: %+v", k.Spec)
 		}
 		return nil
 	})

@@ -217,8 +217,18 @@ func (c *Console) createError(k *gatewayv1alpha1.APIKey, err error) *apiError {
 	case apierrors.IsAlreadyExists(err):
 		return &apiError{http.StatusConflict, "name_taken", fmt.Sprintf(
 			"A key named %q already exists. Choose another resource name, or leave it empty to have one generated.", k.Name)}
+	case isMissingGuardrails(err, k.Namespace):
+		msg, _ := gatewayv1alpha1.ExplainMissingGuardrails(apiMessage(err), k.Namespace)
+		c.log.Error("Namespace guardrails have no ConfigMap; new keys are refused until a cluster admin restores it", "namespace", k.Namespace, "error", err)
+		return &apiError{http.StatusConflict, "guardrails_missing", "The key could not be created: " + msg + "."}
 	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
 		return &apiError{http.StatusBadRequest, "invalid_request", "The key could not be created: " + apiMessage(err)}
+	case apierrors.IsForbidden(err) && strings.Contains(apiMessage(err), "denied request: "):
+		// An admission policy's refusal, such as the namespace's guardrails:
+		// `... ValidatingAdmissionPolicy '...' with binding '...' denied
+		// request: <why>`.
+		_, why, _ := strings.Cut(apiMessage(err), "denied request: ")
+		return &apiError{http.StatusBadRequest, "refused_by_policy", "The key could not be created: " + strings.TrimSuffix(why, ".") + "."}
 	case isNamespaceQuotaRefusal(err):
 		return c.namespaceQuotaError(k, err)
 	case apierrors.IsForbidden(err):
@@ -229,6 +239,13 @@ func (c *Console) createError(k *gatewayv1alpha1.APIKey, err error) *apiError {
 		c.log.Error("Failed to create a console key", "error", err)
 		return &apiError{http.StatusBadGateway, "apiserver_error", "The key could not be created: the Kubernetes API server did not accept the request. Try again in a moment."}
 	}
+}
+
+// isMissingGuardrails: the namespace is bound to guardrails whose
+// ConfigMap is gone, so the API server refuses every new key there.
+func isMissingGuardrails(err error, namespace string) bool {
+	_, ok := gatewayv1alpha1.ExplainMissingGuardrails(apiMessage(err), namespace)
+	return ok
 }
 
 func apiMessage(err error) string {

@@ -183,15 +183,21 @@ func TestAPIPolicyEditWithinGuardrails(t *testing.T) {
 	s := startStack(t, true, nil)
 	carol := s.as("carol@example.com", gatewayv1alpha1.DefaultAdminGroup)
 	carol.create(t, map[string]any{"name": "ci"})
-	guardrails := &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Namespace: s.Namespace, Name: "codevector-guardrails", Labels: map[string]string{"gateway.codevector.io/guardrails": "true"}},
-		Data:       map[string]string{"maxRequestsPerMinute": "100"},
-	}
-	if err := env.Client.Create(context.Background(), guardrails); err != nil {
-		t.Fatal(err)
-	}
-	// Admission sees the ConfigMap through an informer: a moment later.
-	want := "The limits could not be saved: spec.limits.requestsPerMinute must be at most 100, as set by the guardrails of namespace " + s.Namespace + " (ConfigMap codevector-guardrails)."
+	// A cluster admin binds the console's namespace to guardrails in the
+	// system namespace (config/samples/guardrails.yaml).
+	g := env.BindGuardrails(t, s.Namespace, map[string]string{"maxRequestsPerMinute": "100", "maxLifetime": "720h"})
+	// Admission sees new bindings and params through informers: a moment
+	// later. (Until then a change would be stored, and a field that does
+	// not change is not checked again.)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		k := storedKey(t, s.Namespace, "ci")
+		err := env.Client.Patch(context.Background(), k, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"limits":{"requestsPerMinute":500}}}`)), client.DryRunAll)
+		if err == nil {
+			return fmt.Errorf("the guardrails are not in force yet")
+		}
+		return nil
+	})
+	want := "The limits could not be saved: spec.limits.requestsPerMinute must be at most 100, as set by the guardrails of namespace " + s.Namespace + " (ConfigMap " + gatewayv1alpha1.DefaultSystemNamespace + "/" + g.ConfigMap + ")."
 	testenv.Eventually(t, 10*time.Second, func() error {
 		r := carol.setPolicy(t, "ci", map[string]any{"requestsPerMinute": 500})
 		if r.Status != http.StatusBadRequest || r.errorCode() != "refused_by_policy" || r.errorMessage() != want {
@@ -205,4 +211,28 @@ func TestAPIPolicyEditWithinGuardrails(t *testing.T) {
 	if l := storedKey(t, s.Namespace, "ci").Spec.Limits; l == nil || *l.RequestsPerMinute != 100 {
 		t.Errorf("stored limits %+v, want 100 requests per minute", l)
 	}
+
+	// Creating a key beyond them is refused in their words too.
+	r := carol.do(t, http.MethodPost, "/api/v1/apikeys", map[string]any{"name": "long", "ttl": "1000h"})
+	if want := "The key could not be created: the key must expire within 720h of its creation (spec.ttl or spec.expiresAt), as set by the guardrails of namespace " +
+		s.Namespace + " (ConfigMap " + gatewayv1alpha1.DefaultSystemNamespace + "/" + g.ConfigMap + ")."; r.Status != http.StatusBadRequest || r.errorCode() != "refused_by_policy" || r.errorMessage() != want {
+		t.Errorf("creating a key that lives too long: %d %s, want 400 refused_by_policy %q", r.Status, r.Body, want)
+	}
+
+	// Without their ConfigMap, new keys are refused, and the console says
+	// why and who can fix it.
+	if err := env.Client.Delete(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: gatewayv1alpha1.DefaultSystemNamespace, Name: g.ConfigMap}}); err != nil {
+		t.Fatal(err)
+	}
+	attempt := 0
+	testenv.Eventually(t, 10*time.Second, func() error {
+		attempt++
+		r := carol.do(t, http.MethodPost, "/api/v1/apikeys", map[string]any{"name": fmt.Sprintf("unguarded-%d", attempt)})
+		if r.Status != http.StatusConflict || r.errorCode() != "guardrails_missing" ||
+			!strings.Contains(r.errorMessage(), "new keys in namespace "+s.Namespace+" are refused: the namespace has guardrails (ValidatingAdmissionPolicyBinding apikey-guardrails."+s.Namespace+")") ||
+			!strings.Contains(r.errorMessage(), "Only a cluster admin can fix this") {
+			return fmt.Errorf("%d %s, want 409 guardrails_missing", r.Status, r.Body)
+		}
+		return nil
+	})
 }

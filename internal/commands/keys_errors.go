@@ -34,6 +34,9 @@ func (s *session) explain(err error, verb, name string) error {
 		return nil
 	}
 	where := fmt.Sprintf("%s (context %q)", s.server, s.context)
+	if msg, ok := gatewayv1alpha1.ExplainMissingGuardrails(apiMessage(err), s.namespace); ok {
+		return &explained{kind: errForbidden, msg: msg}
+	}
 	switch {
 	case isUnreachable(err):
 		return fmt.Errorf("%w at %s: %v\nIs the cluster running? For dev mode, run 'make dev' and export KUBECONFIG=.codevector/dev/kubeconfig", errUnreachable, where, rootCause(err))

@@ -11,11 +11,13 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
@@ -284,6 +286,41 @@ func TestKeysCLIErrors(t *testing.T) {
 		check(t, err, errForbidden, `User "mallory@example.com" cannot list resource "apikeys"`, "codevector-apikey-editor", ns)
 		_, _, err = keysRun(mallory, "", "create", "sneaky")
 		check(t, err, errForbidden, `cannot create resource "apikeys"`)
+	})
+
+	t.Run("guardrails without their ConfigMap", func(t *testing.T) {
+		// A namespace of its own: admission notices the bindings' removal
+		// at the end only a moment later.
+		ctx := context.Background()
+		ns := e.Namespace(t)
+		gail := userKubeconfig(t, e, "gail@example.com", ns, editor, revealer)
+		g := e.BindGuardrails(t, ns, map[string]string{"maxRequestsPerMinute": "600"})
+		testenv.Eventually(t, 10*time.Second, func() error { // the API server has the new bindings and params
+			rpm := int64(1000)
+			k := &gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "probe-"},
+				Spec: gatewayv1alpha1.APIKeySpec{Limits: &gatewayv1alpha1.Limits{RequestsPerMinute: &rpm}}}
+			if err := e.Client.Create(ctx, k, client.DryRunAll); err == nil {
+				return fmt.Errorf("guardrails not in force yet")
+			}
+			return nil
+		})
+		_, _, err := keysRun(gail, "", "create", "fast", "--rpm", "1000")
+		check(t, err, errForbidden, "spec.limits.requestsPerMinute must be at most 600, as set by the guardrails of namespace "+ns+" (ConfigMap codevector-system/"+g.ConfigMap+")")
+
+		// A platform admin deletes the ConfigMap; the namespace is still bound.
+		if err := e.Client.Delete(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: gatewayv1alpha1.DefaultSystemNamespace, Name: g.ConfigMap}}); err != nil {
+			t.Fatal(err)
+		}
+		testenv.Eventually(t, 10*time.Second, func() error {
+			k := &gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "probe-"}}
+			if e.Client.Create(ctx, k, client.DryRunAll) == nil {
+				return fmt.Errorf("keys are still created in %s", ns)
+			}
+			return nil
+		})
+		_, _, err = keysRun(gail, "", "create", "unguarded")
+		check(t, err, errForbidden, "new keys in namespace "+ns+" are refused: the namespace has guardrails (ValidatingAdmissionPolicyBinding apikey-guardrails."+ns+")",
+			"their ConfigMap in namespace codevector-system is missing", "Only a cluster admin can fix this")
 	})
 
 	t.Run("forbidden to read the reveal Secret", func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -53,7 +54,29 @@ func Install(ctx context.Context, cfg *rest.Config, c client.Client) error {
 			return err
 		}
 	}
+	if err := deleteLegacyGuardrailBindings(ctx, c); err != nil {
+		return err
+	}
 	return WaitForPolicies(ctx, c)
+}
+
+// legacyGuardrailBindings bound the guardrail policies to a ConfigMap in
+// each key's own namespace, which that namespace's editors could delete or
+// write (config/policies/guardrails.yaml). Applying the manifests does not
+// remove objects they no longer contain, so a dev cluster kept from an
+// earlier version would still have them.
+var legacyGuardrailBindings = []client.Object{
+	&admissionregistrationv1.MutatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: "apikey-guardrail-defaults.gateway.codevector.io"}},
+	&admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: "apikey-guardrails.gateway.codevector.io"}},
+}
+
+func deleteLegacyGuardrailBindings(ctx context.Context, c client.Client) error {
+	for _, b := range legacyGuardrailBindings {
+		if err := c.Delete(ctx, b); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("deleting the old guardrail binding %s: %w", b.GetName(), err)
+		}
+	}
+	return nil
 }
 
 // CreateNamespace creates a namespace; one that exists is fine.
