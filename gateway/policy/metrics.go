@@ -29,11 +29,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"namespace", "owner", "direction"}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "codevector", Subsystem: "gateway", Name: "policy_refusals_total",
-			Help: "Requests refused by a key's policy, by namespace, owner and reason (model_not_allowed, model_not_priced, requests_per_minute, tokens_per_minute, concurrent_requests, budget_exceeded).",
+			Help: "Requests refused by a key's policy, by namespace, owner and reason (model_not_allowed, model_not_priced, route_not_metered, invalid_body, request_too_large, requests_per_minute, tokens_per_minute, concurrent_requests, budget_exceeded, budget_unavailable, limits_unavailable).",
 		}, []string{"namespace", "owner", "reason"}),
 		engineErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "codevector", Subsystem: "gateway", Name: "policy_engine_errors_total",
-			Help: "Quota engine calls that failed; the request was then served uncounted.",
+			Help: "Quota engine calls that failed; the request was then refused or served uncounted, as --budget-failure-mode and --limits-failure-mode say.",
 		}),
 	}
 	if reg != nil {
