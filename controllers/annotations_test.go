@@ -35,6 +35,12 @@ func TestUserAnnotationsSurviveTheController(t *testing.T) {
 	}
 	create(t, newKey(ns, "annotated", func(k *gatewayv1alpha1.APIKey) { k.Annotations = maps.Clone(want) }))
 	k := env.WaitForPhase(t, ns, "annotated", gatewayv1alpha1.PhaseActive, 15*time.Second)
+	// Admission stamps who created the key (config/policies); the
+	// controller must keep that one too.
+	if k.Annotations[gatewayv1alpha1.AnnotationCreatedBy] == "" {
+		t.Fatalf("no %s annotation: admission did not record the creator", gatewayv1alpha1.AnnotationCreatedBy)
+	}
+	want[gatewayv1alpha1.AnnotationCreatedBy] = k.Annotations[gatewayv1alpha1.AnnotationCreatedBy]
 	if !controllerutil.ContainsFinalizer(k, gatewayv1alpha1.Finalizer) {
 		t.Fatal("an Active key without the finalizer: the finalizer patch this test is about did not happen")
 	}
@@ -90,7 +96,7 @@ func assertAnnotations(t *testing.T, k *gatewayv1alpha1.APIKey, want map[string]
 		for name, v := range k.Annotations {
 			got = append(got, fmt.Sprintf("%s (%d bytes)", name, len(v)))
 		}
-		t.Errorf("%s the APIKey's annotations are %v, want the user's %d unchanged", when, got, len(want))
+		t.Errorf("%s the APIKey's annotations are %v, want these %d unchanged", when, got, len(want))
 	}
 }
 

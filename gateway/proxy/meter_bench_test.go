@@ -97,7 +97,7 @@ func BenchmarkMeterParsing(b *testing.B) {
 		b.SetBytes(int64(len(request)))
 		b.ReportAllocs()
 		for b.Loop() {
-			f, err := scanRequest(request)
+			f, err := parseMetered(request)
 			if err != nil || f.model != "gpt-4o" {
 				b.Fatal(f, err)
 			}
@@ -107,6 +107,21 @@ func BenchmarkMeterParsing(b *testing.B) {
 			}
 		}
 	})
+	// The strict validation alone (validObject), on the request above
+	// and on a 1 MiB conversation: what reading any Content-Type as one
+	// I-JSON object costs.
+	large := []byte(`{"model":"gpt-4o","messages":[` + strings.Repeat(`{"role":"user","content":"`+strings.Repeat("lorem ipsum ", 80)+`"},`, 1000) + `{"role":"user","content":"hi"}]}`)
+	for name, body := range map[string][]byte{"validate-1.2KiB": request, "validate-1MiB": large} {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := validObject(body); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 	scan := func(body string, sse bool) func(*testing.B) {
 		return func(b *testing.B) {
 			b.SetBytes(int64(len(body)))
