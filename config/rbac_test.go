@@ -200,7 +200,11 @@ func TestGatewayRBACIsEnoughAndNoMore(t *testing.T) {
 		{"watch", "", "secrets", "", systemNS, true},
 		{"get", "", "secrets", "", systemNS, true},
 		{"delete", "", "secrets", "", systemNS, true},
+		{"create", "coordination.k8s.io", "leases", "", systemNS, true},
+		{"watch", "coordination.k8s.io", "leases", "", systemNS, true},
 
+		{"create", "coordination.k8s.io", "leases", "", tenant, false},
+		{"update", "coordination.k8s.io", "leases", "", systemNS, false},
 		{"update", "gateway.codevector.io", "apikeys", "status", tenant, false},
 		{"create", "gateway.codevector.io", "apikeys", "", tenant, false},
 		{"patch", "gateway.codevector.io", "apikeys", "", tenant, false},

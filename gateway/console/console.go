@@ -10,6 +10,8 @@
 package console
 
 import (
+	"cmp"
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -22,6 +24,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -101,6 +104,13 @@ type Options struct {
 	// CreateTimeout bounds the wait for the controller to issue a key.
 	CreateTimeout time.Duration
 	Logger        *slog.Logger
+
+	// Kubernetes and SystemNamespace, in OIDC mode, are where sign-outs
+	// are shared with the other replicas (signouts.go): Leases in the
+	// system namespace. Without Kubernetes, a sign-out ends the session on
+	// this replica only.
+	Kubernetes      kubernetes.Interface
+	SystemNamespace string
 
 	// MaxKeysPerUser is how many keys a user may hold that are not
 	// Revoked, Expired or Failed, counted across every namespace the
@@ -229,6 +239,7 @@ func New(keys Keys, writer client.Client, o Options) (*Console, error) {
 		if c.oidc, err = newOIDCLogin(o.OIDC, o.CSRFKey, o.AdminGroup, o.Clock.Now, o.Logger); err != nil {
 			return nil, err
 		}
+		c.oidc.signOuts = newSignOuts(o.Kubernetes, cmp.Or(o.SystemNamespace, gatewayv1alpha1.DefaultSystemNamespace), c.oidc.opts.SessionLifetime, o.Clock.Now, o.Logger)
 	}
 	if c.page, err = web.Templates(viewFuncs, templateFS, "templates/api_keys.html"); err != nil {
 		return nil, fmt.Errorf("console templates: %w", err)
@@ -248,6 +259,26 @@ func New(keys Keys, writer client.Client, o Options) (*Console, error) {
 		c.log.Warn("Console sessions are sealed with a random key of this process: sign-ins end when it restarts and do not carry over to other replicas; give every replica the same --console-csrf-key-file")
 	}
 	return c, nil
+}
+
+// Run keeps what the console shares with the other replicas current (in
+// OIDC mode, the sign-outs) until ctx ends.
+func (c *Console) Run(ctx context.Context) {
+	if c.oidc != nil && c.oidc.signOuts.client != nil {
+		c.oidc.signOuts.run(ctx)
+	}
+}
+
+// Synced is closed once the console knows every sign-out recorded by any
+// replica: before that, a signed-out session copied elsewhere could be
+// served again. Closed at once without OIDC.
+func (c *Console) Synced() <-chan struct{} {
+	if c.oidc != nil && c.oidc.signOuts.client != nil {
+		return c.oidc.signOuts.synced
+	}
+	done := make(chan struct{})
+	close(done)
+	return done
 }
 
 // noStore keeps every console response out of caches: pages carry a CSRF

@@ -40,6 +40,7 @@ const (
 	reasonNoSession       = "no-session"
 	reasonSessionExpired  = "session-expired"
 	reasonSessionRejected = "session-rejected"
+	reasonSignedOut       = "signed-out"
 )
 
 // identify puts the request's Identity in its context, or answers 401.
@@ -172,6 +173,8 @@ func (c *Console) unauthorizedMessage(reason string) string {
 		return "Your console session has expired. Sign in again to continue."
 	case reasonSessionRejected:
 		return "Your console session is no longer valid (the console's key may have changed). Sign in again to continue."
+	case reasonSignedOut:
+		return "This console session was signed out. Sign in again to continue."
 	default: // reasonNoSession
 		return "You are not signed in to the console. Sign in to see and manage your API keys."
 	}
@@ -204,7 +207,7 @@ func (c *Console) renderNotice(w http.ResponseWriter, status int, heading, msg s
 // to the same page after.
 func (c *Console) unauthorized(w http.ResponseWriter, r *http.Request, reason string) {
 	msg := c.unauthorizedMessage(reason)
-	if c.oidc != nil && (reason == reasonSessionExpired || reason == reasonSessionRejected) {
+	if c.oidc != nil && (reason == reasonSessionExpired || reason == reasonSessionRejected || reason == reasonSignedOut) {
 		c.oidc.clearSession(w)
 	}
 	if isAPI(r) {

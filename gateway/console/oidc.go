@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -101,6 +102,8 @@ type oidcLogin struct {
 	secure                   bool
 	sessionCookie, stateName string
 	sessions, logins         *sealedcookie.Codec
+	// signOuts are the sessions ended on any replica.
+	signOuts *signOuts
 
 	mu       sync.Mutex
 	provider *oidcProvider // nil until discovery has succeeded
@@ -122,6 +125,11 @@ type oidcProvider struct {
 type session struct {
 	User   string   `json:"u"`
 	Groups []string `json:"g,omitempty"`
+	// ID names the session for its sign-out (128 random bits, hex), and
+	// Issued (Unix seconds) orders it against an admin's sign-out of the
+	// user. A cookie without an ID predates sign-outs and is refused.
+	ID     string `json:"i"`
+	Issued int64  `json:"t"`
 }
 
 // loginState is what the sign-in cookie holds between the redirect to the
@@ -280,10 +288,20 @@ func (l *oidcLogin) session(r *http.Request) (*session, string) {
 		return nil, reasonSessionExpired
 	case err != nil:
 		return nil, reasonSessionRejected
-	case !validUser(s.User) || s.User == "":
+	case !validUser(s.User) || s.User == "" || s.ID == "":
 		return nil, reasonSessionRejected
+	case l.signOuts.ended(&s):
+		return nil, reasonSignedOut
 	}
 	return &s, ""
+}
+
+// newSessionID is 128 random bits, in hex: it names the session's
+// sign-out Lease, so it must be a valid object name.
+func newSessionID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // never fails (crypto/rand panics instead)
+	return hex.EncodeToString(b)
 }
 
 // randomToken is 256 bits for state and nonce.

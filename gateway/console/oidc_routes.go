@@ -111,7 +111,7 @@ func (c *Console) serveCallback(w http.ResponseWriter, r *http.Request) {
 		c.renderNotice(w, http.StatusForbidden, "Sign-in failed", problem, again)
 		return
 	}
-	s := session{User: user}
+	s := session{User: user, ID: newSessionID(), Issued: l.now().Unix()}
 	if slices.Contains(groups, l.adminGroup) {
 		s.Groups = []string{l.adminGroup}
 	}
@@ -141,6 +141,16 @@ func (c *Console) serveSignOut(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
 		if err := r.ParseForm(); err != nil || !c.csrf.Valid(r.PostForm.Get("csrf_token"), s.User) {
 			c.renderNotice(w, http.StatusForbidden, "Sign-out refused", "The page's security token is missing or out of date. Reload the console and sign out again.", link{URL: "/api-keys", Label: "Open the console"})
+			return
+		}
+		l.clearSession(w)
+		// Ended on every replica, copies of the cookie included: the
+		// sign-out is recorded before the user is told it happened.
+		if err := l.signOuts.endSession(r.Context(), s); err != nil {
+			c.log.Error("Failed to record a console sign-out for the other replicas", "user", s.User, "error", err)
+			c.renderNotice(w, http.StatusServiceUnavailable, "Signed out here only",
+				"This browser is signed out, but the console could not record the sign-out for its other replicas, so a copy of this session could still be used until it expires. Sign in and out again, or ask your administrator to sign you out everywhere.",
+				link{URL: SignInPath, Label: "Sign in again", Primary: true, ID: "sign-in"})
 			return
 		}
 		c.log.Info("Signed out of the console", "user", s.User)

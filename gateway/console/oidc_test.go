@@ -8,6 +8,7 @@ package console_test
 
 import (
 	"bytes"
+	"fmt"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
@@ -350,6 +351,7 @@ func TestOIDCSessionsAcrossReplicasAndSignOut(t *testing.T) {
 	// A replica with the same key file opens the session; one with another
 	// key does not. (Each watches its own namespace: only the answer
 	// matters.)
+	var sameKey *stack
 	for _, tc := range []struct {
 		name   string
 		key    []byte
@@ -364,6 +366,9 @@ func TestOIDCSessionsAcrossReplicasAndSignOut(t *testing.T) {
 		r := (&user{s: replica}).do(t, http.MethodGet, "/api/v1/apikeys", nil, func(r *http.Request) { r.AddCookie(ck) })
 		if r.Status != tc.status {
 			t.Errorf("replica with %s: %d %s, want %d", tc.name, r.Status, r.Body, tc.status)
+		}
+		if tc.status == http.StatusOK {
+			sameKey = replica
 		}
 	}
 
@@ -420,6 +425,24 @@ func TestOIDCSessionsAcrossReplicasAndSignOut(t *testing.T) {
 	}
 	if r := dave.do(t, http.MethodGet, "/api/v1/apikeys", nil); r.Status != http.StatusUnauthorized {
 		t.Errorf("API after signing out: %d", r.Status)
+	}
+	// A copy of the session cookie taken before the sign-out (another tab,
+	// a stolen one) is refused too, by this replica at once and by the
+	// other one as soon as it has heard of the sign-out.
+	withCopy := func(r *http.Request) { r.AddCookie(ck) }
+	if r := (&user{s: s}).do(t, http.MethodGet, "/api/v1/apikeys", nil, withCopy); r.Status != http.StatusUnauthorized || !strings.Contains(string(r.Body), "signed out") {
+		t.Errorf("the signed-out session's copy on the replica that signed it out: %d %s", r.Status, r.Body)
+	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if r := (&user{s: sameKey}).do(t, http.MethodGet, "/api/v1/apikeys", nil, withCopy); r.Status != http.StatusUnauthorized {
+			return fmt.Errorf("the signed-out session's copy on another replica: %d %s", r.Status, r.Body)
+		}
+		return nil
+	})
+	// A new sign-in is a new session: it works on both.
+	again := s.signIn(t, p, "dave@example.com")
+	if r := (&user{s: sameKey}).do(t, http.MethodGet, "/api/v1/apikeys", nil, func(r *http.Request) { r.AddCookie(again.sessionCookie(t)) }); r.Status != http.StatusOK {
+		t.Errorf("a new session after signing out, on the other replica: %d %s", r.Status, r.Body)
 	}
 }
 

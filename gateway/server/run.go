@@ -31,6 +31,7 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 	// Ready once the keys are known and the quota engine counts: a replica
 	// with peers first waits for their shared credential.
 	quotaFailed := make(chan error, 1)
+	go g.console.Run(ctx)
 	go func() {
 		if !g.watches.run(ctx) {
 			return
@@ -40,6 +41,13 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 			return
 		}
 		g.awaitAPIKeys(ctx, started)
+		// Not ready before the console knows every sign-out: a replica
+		// that did not could open a session signed out elsewhere.
+		select {
+		case <-g.console.Synced():
+		case <-ctx.Done():
+			return
+		}
 		g.health.synced.Store(true)
 		g.log.Info("Watch cache synced; gateway ready", "keys", g.index.Len())
 	}()

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -206,6 +207,13 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	g.registry.MustRegister(g.connsRefused)
 	if o.Console.Logger == nil {
 		o.Console.Logger = g.log
+	}
+	if o.Console.Auth == console.AuthOIDC && o.Console.Kubernetes == nil {
+		// Sign-outs are shared through the API server (console/signouts.go).
+		if o.Console.Kubernetes, err = kubernetes.NewForConfig(cfg); err != nil {
+			return nil, fmt.Errorf("console sign-outs: %w", err)
+		}
+		o.Console.SystemNamespace = o.SystemNamespace
 	}
 	if g.console, err = console.New(g.index, g.client, o.Console); err != nil {
 		return nil, err
