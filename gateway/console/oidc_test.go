@@ -8,10 +8,10 @@ package console_test
 
 import (
 	"bytes"
-	"fmt"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
