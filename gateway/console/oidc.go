@@ -126,8 +126,8 @@ type session struct {
 	User   string   `json:"u"`
 	Groups []string `json:"g,omitempty"`
 	// ID names the session for its sign-out (128 random bits, hex), and
-	// Issued (Unix seconds) orders it against an admin's sign-out of the
-	// user. A cookie without an ID predates sign-outs and is refused.
+	// Issued (Unix milliseconds) orders it against a sign-out of the user
+	// everywhere. A cookie without an ID predates sign-outs and is refused.
 	ID     string `json:"i"`
 	Issued int64  `json:"t"`
 }

@@ -6,6 +6,7 @@ package console
 // provider and the cookies.
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"errors"
@@ -111,7 +112,7 @@ func (c *Console) serveCallback(w http.ResponseWriter, r *http.Request) {
 		c.renderNotice(w, http.StatusForbidden, "Sign-in failed", problem, again)
 		return
 	}
-	s := session{User: user, ID: newSessionID(), Issued: l.now().Unix()}
+	s := session{User: user, ID: newSessionID(), Issued: l.now().UnixMilli()}
 	if slices.Contains(groups, l.adminGroup) {
 		s.Groups = []string{l.adminGroup}
 	}
@@ -180,4 +181,46 @@ func (c *Console) serveSignedOut(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.renderNotice(w, http.StatusOK, "Signed out", "You have signed out of the CodeVector console. Your API keys keep working; sign in again to manage them.", links...)
+}
+
+// signOutEverywhereRequest names whose sessions end: the caller's own when
+// empty; another user's only for an admin.
+type signOutEverywhereRequest struct {
+	User string `json:"user"`
+}
+
+// serveSignOutEverywhere: POST /api/v1/sessions/sign-out. It ends every
+// console session of a user issued until now, on every replica: a user's
+// own (a lost laptop), or, for an admin, anyone's (someone who left). It
+// answers once the sign-out is recorded for the other replicas.
+func (c *Console) serveSignOutEverywhere(w http.ResponseWriter, r *http.Request) {
+	id := identityFrom(r.Context())
+	if c.oidc == nil {
+		writeError(w, &apiError{http.StatusNotFound, "no_sessions", "The console has no sessions of its own in this mode (--console-auth is not oidc): sign-outs are the sign-in proxy's."})
+		return
+	}
+	var req signOutEverywhereRequest
+	if aerr := decodeJSON(w, r, &req, "user"); aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	user := cmp.Or(req.User, id.User)
+	if user != id.User && !id.Admin {
+		writeError(w, &apiError{http.StatusForbidden, "forbidden", "Only members of " + c.opts.AdminGroup + " may sign out another user."})
+		return
+	}
+	if !validUser(user) {
+		writeError(w, &apiError{http.StatusBadRequest, "invalid_user", "The user name is not one the console can sign in."})
+		return
+	}
+	if err := c.oidc.signOuts.endUser(r.Context(), user); err != nil {
+		c.log.Error("Failed to sign a user out everywhere", "user", user, "by", id.User, "error", err)
+		writeError(w, &apiError{http.StatusServiceUnavailable, "not_recorded", "The sign-out could not be recorded for every gateway replica; nothing changed there. Try again."})
+		return
+	}
+	c.log.Info("Signed a user out of every console session", "user", user, "by", id.User)
+	if user == id.User {
+		c.oidc.clearSession(w)
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"user": user, "signedOutAt": c.now().UTC().Format(time.RFC3339)})
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/oauth2-proxy/mockoidc"
 	testingclock "k8s.io/utils/clock/testing"
 
+	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/console"
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/testenv"
@@ -496,4 +497,58 @@ func TestOIDCSignInStaysOnSiteAfterCleaning(t *testing.T) {
 			t.Errorf("rd=%q: after sign-in the callback sends the browser to %q, want /api-keys", rd, loc)
 		}
 	}
+}
+
+// A user can end every one of their console sessions (a lost laptop), and
+// an admin anyone's (someone who left), on every replica: the sessions
+// issued before it are refused, later sign-ins work.
+func TestOIDCSignOutEverywhere(t *testing.T) {
+	p := startIDP(t)
+	clock := testenv.FakeClock(t)
+	s := oidcStack(t, p, clock)
+	other := startStackAt(t, false, func(rs *stack, o *server.Options) {
+		o.Console = oidcOptions(o.Console.Namespace, rs.URL, p, clock, consoleKey)
+	})
+	dave := s.signIn(t, p, "dave@example.com")
+	laptop := dave.sessionCookie(t)
+	carol := s.signIn(t, p, "carol@example.com", gatewayv1alpha1.DefaultAdminGroup)
+	clock.Step(time.Second)
+
+	if r := dave.do(t, http.MethodPost, "/api/v1/sessions/sign-out", map[string]string{"user": "carol@example.com"}); r.Status != http.StatusForbidden {
+		t.Errorf("dave signing carol out: %d %s, want 403", r.Status, r.Body)
+	}
+	if r := carol.do(t, http.MethodPost, "/api/v1/sessions/sign-out", map[string]string{"user": "dave@example.com"}); r.Status != http.StatusOK {
+		t.Fatalf("carol (admin) signing dave out everywhere: %d %s", r.Status, r.Body)
+	}
+	withLaptop := func(r *http.Request) { r.AddCookie(laptop) }
+	for name, replica := range map[string]*stack{"this replica": s, "another replica": other} {
+		testenv.Eventually(t, 5*time.Second, func() error {
+			if r := (&user{s: replica}).do(t, http.MethodGet, "/api/v1/apikeys", nil, withLaptop); r.Status != http.StatusUnauthorized {
+				return fmt.Errorf("dave's session on %s after an admin signed him out: %d %s", name, r.Status, r.Body)
+			}
+			return nil
+		})
+	}
+	if r := carol.do(t, http.MethodGet, "/api/v1/apikeys", nil); r.Status != http.StatusOK {
+		t.Errorf("carol's own session after signing dave out: %d", r.Status)
+	}
+	// Signing in again after it works, on every replica.
+	clock.Step(time.Second)
+	again := s.signIn(t, p, "dave@example.com")
+	if r := (&user{s: other}).do(t, http.MethodGet, "/api/v1/apikeys", nil, func(r *http.Request) { r.AddCookie(again.sessionCookie(t)) }); r.Status != http.StatusOK {
+		t.Errorf("dave's new session on another replica: %d %s", r.Status, r.Body)
+	}
+	// Dave ends his own sessions (no user named): the new one too, and a
+	// copy of it.
+	clock.Step(time.Second)
+	copied := again.sessionCookie(t)
+	if r := again.do(t, http.MethodPost, "/api/v1/sessions/sign-out", map[string]string{}); r.Status != http.StatusOK {
+		t.Fatalf("dave signing himself out everywhere: %d %s", r.Status, r.Body)
+	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if r := (&user{s: other}).do(t, http.MethodGet, "/api/v1/apikeys", nil, func(r *http.Request) { r.AddCookie(copied) }); r.Status != http.StatusUnauthorized {
+			return fmt.Errorf("dave's session on another replica after signing out everywhere: %d", r.Status)
+		}
+		return nil
+	})
 }

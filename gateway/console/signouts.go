@@ -70,7 +70,7 @@ func (so *signOuts) ended(s *session) bool {
 		return true
 	}
 	notBefore, ok := so.users[s.User]
-	return ok && time.Unix(s.Issued, 0).Before(notBefore)
+	return ok && s.Issued < notBefore.UnixMilli()
 }
 
 // endSession records the sign-out of s for every replica.
@@ -88,9 +88,9 @@ func (so *signOuts) endUser(ctx context.Context, user string) error {
 	so.users[user] = now
 	so.mu.Unlock()
 	sum := sha256.Sum256([]byte(user))
-	// A name per user and second: signing out again later records a later
-	// time, never an earlier one.
-	name := fmt.Sprintf("%su-%s-%d", signOutNamePrefix, hex.EncodeToString(sum[:12]), now.Unix())
+	// A name per user and instant: signing out again later records a
+	// later time, never an earlier one.
+	name := fmt.Sprintf("%su-%s-%d", signOutNamePrefix, hex.EncodeToString(sum[:12]), now.UnixMilli())
 	return so.record(ctx, name, signOutKindUser, user)
 }
 
