@@ -204,7 +204,7 @@ func TestGatewayRBACIsEnoughAndNoMore(t *testing.T) {
 		{"watch", "coordination.k8s.io", "leases", "", systemNS, true},
 
 		{"create", "coordination.k8s.io", "leases", "", tenant, false},
-		{"update", "coordination.k8s.io", "leases", "", systemNS, false},
+		{"update", "coordination.k8s.io", "leases", "", tenant, false},
 		{"update", "gateway.codevector.io", "apikeys", "status", tenant, false},
 		{"create", "gateway.codevector.io", "apikeys", "", tenant, false},
 		{"patch", "gateway.codevector.io", "apikeys", "", tenant, false},

@@ -105,10 +105,10 @@ type Options struct {
 	CreateTimeout time.Duration
 	Logger        *slog.Logger
 
-	// Kubernetes and SystemNamespace, in OIDC mode, are where sign-outs
-	// are shared with the other replicas (signouts.go): Leases in the
-	// system namespace. Without Kubernetes, a sign-out ends the session on
-	// this replica only.
+	// Kubernetes and SystemNamespace are where the console shares state
+	// with the other replicas, as Leases in the system namespace: sign-outs
+	// in OIDC mode (signouts.go) and each user's create lock (createlock.go).
+	// Without Kubernetes, both hold on this replica only.
 	Kubernetes      kubernetes.Interface
 	SystemNamespace string
 
@@ -222,6 +222,7 @@ func New(keys Keys, writer client.Client, o Options) (*Console, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	o.SystemNamespace = cmp.Or(o.SystemNamespace, gatewayv1alpha1.DefaultSystemNamespace)
 	randomKey := len(o.CSRFKey) == 0
 	if randomKey {
 		o.CSRFKey = make([]byte, 32)
@@ -239,7 +240,7 @@ func New(keys Keys, writer client.Client, o Options) (*Console, error) {
 		if c.oidc, err = newOIDCLogin(o.OIDC, o.CSRFKey, o.AdminGroup, o.Clock.Now, o.Logger); err != nil {
 			return nil, err
 		}
-		c.oidc.signOuts = newSignOuts(o.Kubernetes, cmp.Or(o.SystemNamespace, gatewayv1alpha1.DefaultSystemNamespace), c.oidc.opts.SessionLifetime, o.Clock.Now, o.Logger)
+		c.oidc.signOuts = newSignOuts(o.Kubernetes, o.SystemNamespace, c.oidc.opts.SessionLifetime, o.Clock.Now, o.Logger)
 	}
 	if c.page, err = web.Templates(viewFuncs, templateFS, "templates/api_keys.html"); err != nil {
 		return nil, fmt.Errorf("console templates: %w", err)

@@ -122,14 +122,27 @@ func slug(display string) string {
 // controller writes is useless to anyone who reads it, the gateway
 // included once this request has returned.
 func (c *Console) createKey(ctx context.Context, id *Identity, req createRequest) (keyItem, keys.Key, *apiError) {
+	// created names the key once it is Active, for the next holder of the
+	// create lock.
+	var created string
 	if c.maxKeysPerUser() > 0 {
 		// Held until the new key is Active in the index (or the create
-		// failed), so the next create of this user counts it.
+		// failed), so the next create of this user counts it: on this
+		// replica first (no round trips for a burst from one browser),
+		// then on every replica (createlock.go).
 		unlock, err := c.lockCreates(ctx, id.User)
 		if err != nil {
 			return keyItem{}, keys.Key{}, &apiError{http.StatusServiceUnavailable, "create_abandoned", "The key was not created: your other keys being created took too long. Try again."}
 		}
 		defer unlock()
+		if c.opts.Kubernetes != nil {
+			l, err := c.lockCreatesEverywhere(ctx, id.User)
+			if err != nil {
+				c.log.Warn("Refused a console key: no create lock", "owner", id.User, "error", err)
+				return keyItem{}, keys.Key{}, &apiError{http.StatusServiceUnavailable, "create_abandoned", "The key was not created: your other keys being created took too long, or the gateway could not reach the API server. Try again."}
+			}
+			defer func() { l.release(context.WithoutCancel(ctx), created) }()
+		}
 	}
 	if aerr := c.checkKeyQuota(id); aerr != nil {
 		return keyItem{}, keys.Key{}, aerr
@@ -160,6 +173,9 @@ func (c *Console) createKey(ctx context.Context, id *Identity, req createRequest
 		return false, nil
 	})
 	cancel()
+	if err == nil {
+		created = k.Namespace + "/" + k.Name
+	}
 	if err != nil {
 		c.abandon(k, log)
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {

@@ -38,13 +38,13 @@ func (c *Console) maxKeysPerUser() int {
 // made here (the admission policy makes whoever creates a key its owner).
 // Revoking any of them, here or with kubectl, makes room.
 //
-// The count comes from the key index. On one replica a user's creates are
-// serialised (lockCreates) from this check until the new key is Active in
-// the index, so concurrent creates cannot all pass a count that none of
-// them is in yet. Across replicas it is still a soft limit: creates of one
-// user on two replicas at the same moment can each pass before the other's
-// key reaches its index. A hard cap on every path (kubectl and GitOps
-// included) is a namespace ResourceQuota on
+// The count comes from the key index. A user's creates are serialised
+// from this check until the new key is Active in the index: on one
+// replica (lockCreates), and across replicas by a lock in the API server
+// (createlock.go) whose next holder first waits for the key the previous
+// one created to reach its own index. So concurrent creates cannot all
+// pass a count that none of them is in yet. A hard cap on every path
+// (kubectl and GitOps included) is a namespace ResourceQuota on
 // count/apikeys.gateway.codevector.io (config/quota).
 func (c *Console) checkKeyQuota(id *Identity) *apiError {
 	limit := c.maxKeysPerUser()

@@ -118,15 +118,29 @@ func limitAPIKeys(t *testing.T, namespace string, n int64) {
 // (issue 24: all twelve passed a count none of them was in yet).
 func TestAPIKeyQuotaHoldsUnderConcurrentCreates(t *testing.T) {
 	s := startStack(t, true, func(o *server.Options) { o.Console.MaxKeysPerUser = 2 })
-	alice := s.as("alice@example.com")
-	alice.page(t, "") // the CSRF token, before the burst
+	// Two more replicas with the same console namespace, as behind one
+	// load balancer: the creates land on all three, more replicas than
+	// the limit, so a count per replica would let each one's first
+	// create through.
+	alice := []*user{s.as("alice@example.com")}
+	for range 2 {
+		other := startStack(t, false, func(o *server.Options) {
+			o.Console.MaxKeysPerUser = 2
+			o.Console.Namespace, o.Namespaces = s.Namespace, []string{s.Namespace}
+		})
+		alice = append(alice, other.as("alice@example.com"))
+	}
+	for _, a := range alice {
+		a.page(t, "") // the CSRF token, before the burst
+	}
 
 	const creates = 12
 	statuses := make([]int, creates)
 	var wg sync.WaitGroup
 	for i := range creates {
 		wg.Go(func() {
-			r := alice.do(t, http.MethodPost, "/api/v1/apikeys", map[string]any{"displayName": fmt.Sprintf("burst %d", i)})
+			who := alice[i%len(alice)]
+			r := who.do(t, http.MethodPost, "/api/v1/apikeys", map[string]any{"displayName": fmt.Sprintf("burst %d", i)})
 			statuses[i] = r.Status
 			if r.Status != http.StatusCreated && (r.Status != http.StatusForbidden || r.errorCode() != "key_quota_exceeded") {
 				t.Errorf("create %d: %d %s", i, r.Status, r.Body)
@@ -146,7 +160,7 @@ func TestAPIKeyQuotaHoldsUnderConcurrentCreates(t *testing.T) {
 	}
 	owned := 0
 	for _, k := range stored.Items {
-		if k.Spec.Owner == alice.email && !k.Spec.Revoked {
+		if k.Spec.Owner == alice[0].email && !k.Spec.Revoked {
 			owned++
 		}
 	}

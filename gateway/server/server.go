@@ -208,10 +208,11 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	if o.Console.Logger == nil {
 		o.Console.Logger = g.log
 	}
-	if o.Console.Auth == console.AuthOIDC && o.Console.Kubernetes == nil {
-		// Sign-outs are shared through the API server (console/signouts.go).
+	if o.Console.Kubernetes == nil {
+		// Sign-outs and create locks are shared with the other replicas
+		// through the API server (console/signouts.go, createlock.go).
 		if o.Console.Kubernetes, err = kubernetes.NewForConfig(cfg); err != nil {
-			return nil, fmt.Errorf("console sign-outs: %w", err)
+			return nil, fmt.Errorf("console: %w", err)
 		}
 		o.Console.SystemNamespace = o.SystemNamespace
 	}
