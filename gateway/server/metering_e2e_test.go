@@ -254,7 +254,11 @@ func TestMeteringHoldsWhateverAClientSends(t *testing.T) {
 		}
 		held := make(chan answer, 1)
 		go func() {
-			status, _, body := sendAs(t, replicas[0].URL, key, "application/json", chatBody(model, `"max_tokens":9223372036854775807`), "X-Hold", "1")
+			// A prompt larger than the budget: the wrapped reservation
+			// (prompt + 2^63-1) then refunded nearly 2^63 tokens without
+			// overflowing the counter, and the budget was open.
+			long := fmt.Sprintf(`"max_tokens":9223372036854775807,"user":%q`, strings.Repeat("x", 2000))
+			status, _, body := sendAs(t, replicas[0].URL, key, "application/json", chatBody(model, long), "X-Hold", "1")
 			held <- answer{status, body}
 		}()
 		// The huge request is refused, or (as before the fix) in flight.
