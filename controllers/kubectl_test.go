@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/testenv"
@@ -68,7 +66,7 @@ spec:
 	}
 
 	// A future expiry prints as a time, not as kubectl's "<invalid>" age.
-	create(t, newKey(ns, "ci", func(k *gatewayv1alpha1.APIKey) { k.Spec.TTL = &metav1.Duration{Duration: 720 * time.Hour} }))
+	create(t, newKey(ns, "ci", func(k *gatewayv1alpha1.APIKey) { k.Spec.TTL = &gatewayv1alpha1.Lifetime{Duration: 720 * time.Hour} }))
 	ci := env.WaitForPhase(t, ns, "ci", gatewayv1alpha1.PhaseActive, 10*time.Second)
 	expires := ci.Status.ExpiresAt.UTC().Format(time.RFC3339)
 	if out := kubectl(t, kc, "get", "apikeys", "ci", "-n", ns); !strings.Contains(out, expires) || strings.Contains(out, "<invalid>") {

@@ -115,7 +115,7 @@ func TestTTLExpiry(t *testing.T) {
 	// tests left in the cluster (their 10-minute reveal windows), which the
 	// manager would otherwise work through first.
 	const ttl = time.Minute
-	create(t, newKey(ns, "short", func(k *gatewayv1alpha1.APIKey) { k.Spec.TTL = &metav1.Duration{Duration: ttl} }))
+	create(t, newKey(ns, "short", func(k *gatewayv1alpha1.APIKey) { k.Spec.TTL = &gatewayv1alpha1.Lifetime{Duration: ttl} }))
 	k := env.WaitForPhase(t, ns, "short", gatewayv1alpha1.PhaseActive, 10*time.Second)
 	// The expiry is the API server's creationTimestamp plus the TTL.
 	if k.Status.ExpiresAt == nil || !k.Status.ExpiresAt.Equal(&metav1.Time{Time: k.CreationTimestamp.Add(ttl)}) {
@@ -195,7 +195,7 @@ func TestSpecRulesEnforcedByAPIServer(t *testing.T) {
 
 	err := env.Client.Create(context.Background(), newKey(ns, "both", func(k *gatewayv1alpha1.APIKey) {
 		k.Spec.ExpiresAt = &future
-		k.Spec.TTL = &metav1.Duration{Duration: time.Hour}
+		k.Spec.TTL = &gatewayv1alpha1.Lifetime{Duration: time.Hour}
 	}))
 	if err == nil || !strings.Contains(err.Error(), "either expiresAt or ttl") {
 		t.Errorf("expiresAt and ttl together: err = %v", err)
@@ -214,7 +214,7 @@ func TestSpecRulesEnforcedByAPIServer(t *testing.T) {
 	}
 
 	noTTL := create(t, newKey(ns, "no-ttl"))
-	if err := patchSpec(t, noTTL, func(k *gatewayv1alpha1.APIKey) { k.Spec.TTL = &metav1.Duration{Duration: time.Hour} }); err == nil || !strings.Contains(err.Error(), "ttl is immutable") {
+	if err := patchSpec(t, noTTL, func(k *gatewayv1alpha1.APIKey) { k.Spec.TTL = &gatewayv1alpha1.Lifetime{Duration: time.Hour} }); err == nil || !strings.Contains(err.Error(), "ttl is immutable") {
 		t.Errorf("adding ttl later: err = %v, want \"ttl is immutable\"", err)
 	}
 }

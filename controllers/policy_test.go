@@ -206,7 +206,7 @@ func TestNamespaceGuardrails(t *testing.T) {
 			k.Spec.Budget = &gatewayv1alpha1.Budget{Tokens: ptr.To[int64](1)}
 		}, "spec.budget must be at most 200 usd per month"},
 		{"a ttl too long", func(k *gatewayv1alpha1.APIKey) {
-			k.Spec.TTL = &metav1.Duration{Duration: 2161 * time.Hour}
+			k.Spec.TTL = &gatewayv1alpha1.Lifetime{Duration: 2161 * time.Hour}
 		}, "the key must expire within 2160h"},
 		{"an expiry too late", func(k *gatewayv1alpha1.APIKey) {
 			at := metav1.NewTime(time.Now().Add(100 * 24 * time.Hour))

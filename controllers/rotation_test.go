@@ -312,7 +312,7 @@ func TestExpiryDuringGracePeriodEndsBothKeys(t *testing.T) {
 	clk := testenv.FakeClock(t)
 	env.StartManager(t, manager.Options{Clock: clk})
 	ns := env.Namespace(t)
-	create(t, newKey(ns, "expiring", func(k *gatewayv1alpha1.APIKey) { k.Spec.TTL = &metav1.Duration{Duration: time.Minute} }))
+	create(t, newKey(ns, "expiring", func(k *gatewayv1alpha1.APIKey) { k.Spec.TTL = &gatewayv1alpha1.Lifetime{Duration: time.Minute} }))
 	k := env.WaitForPhase(t, ns, "expiring", gatewayv1alpha1.PhaseActive, 10*time.Second)
 	grace := time.Hour
 	requestRotation(t, k, time.Now(), &grace)

@@ -43,12 +43,15 @@ type APIKeySpec struct {
 	// +optional
 	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
 
-	// ttl is the lifetime of the key counted from the APIKey's creation,
-	// e.g. "720h". Mutually exclusive with expiresAt.
+	// ttl is the lifetime of the key counted from the APIKey's creation:
+	// days or weeks ("30d", "2w") or a duration ("12h", "90m", "1h30m"),
+	// as kubectl apikey create --expires takes it. Mutually exclusive with
+	// expiresAt.
 	// +optional
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
-	TTL *metav1.Duration `json:"ttl,omitempty"`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]{1,4}[dw]|([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+)$')",message="ttl must be a lifetime such as 30d, 2w, 12h or 90m (days, weeks, hours, minutes; or a duration like 1h30m)"
+	TTL *Lifetime `json:"ttl,omitempty"`
 
 	// revoked, once true, makes every later gateway request with this key
 	// fail with 401. It cannot be set back to false.

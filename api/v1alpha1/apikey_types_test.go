@@ -27,8 +27,8 @@ func TestEffectiveStatus(t *testing.T) {
 		{"past expiresAt before the controller noticed", APIKey{Spec: APIKeySpec{ExpiresAt: at(-time.Second)}, Status: APIKeyStatus{Phase: PhaseActive}}, PhaseExpired},
 		{"at expiresAt exactly", APIKey{Spec: APIKeySpec{ExpiresAt: at(0)}, Status: APIKeyStatus{Phase: PhaseActive}}, PhaseExpired},
 		{"expiring later", APIKey{Spec: APIKeySpec{ExpiresAt: at(time.Hour)}, Status: APIKeyStatus{Phase: PhaseActive}}, PhaseActive},
-		{"past its ttl", APIKey{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: *at(-2 * time.Hour)}, Spec: APIKeySpec{TTL: &metav1.Duration{Duration: time.Hour}}, Status: APIKeyStatus{Phase: PhaseActive}}, PhaseExpired},
-		{"within its ttl", APIKey{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: *at(-time.Minute)}, Spec: APIKeySpec{TTL: &metav1.Duration{Duration: time.Hour}}, Status: APIKeyStatus{Phase: PhaseActive}}, PhaseActive},
+		{"past its ttl", APIKey{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: *at(-2 * time.Hour)}, Spec: APIKeySpec{TTL: &Lifetime{Duration: time.Hour}}, Status: APIKeyStatus{Phase: PhaseActive}}, PhaseExpired},
+		{"within its ttl", APIKey{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: *at(-time.Minute)}, Spec: APIKeySpec{TTL: &Lifetime{Duration: time.Hour}}, Status: APIKeyStatus{Phase: PhaseActive}}, PhaseActive},
 		{"pending past expiry", APIKey{Spec: APIKeySpec{ExpiresAt: at(-time.Second)}}, PhaseExpired},
 		{"revoked and expired", APIKey{Spec: APIKeySpec{Revoked: true, ExpiresAt: at(-time.Hour)}, Status: APIKeyStatus{Phase: PhaseExpired}}, PhaseRevoked},
 	} {

@@ -29,7 +29,7 @@ type createRequest struct {
 	Name        string     `json:"name"`
 	DisplayName string     `json:"displayName"`
 	ExpiresAt   *time.Time `json:"expiresAt"`
-	// TTL is a Go duration such as "720h".
+	// TTL is a lifetime as spec.ttl takes it: "30d", "720h".
 	TTL string `json:"ttl"`
 }
 
@@ -79,11 +79,11 @@ func (req createRequest) toAPIKey(namespace, owner string, now time.Time) (*gate
 		t := metav1.NewTime(req.ExpiresAt.UTC().Truncate(time.Second))
 		k.Spec.ExpiresAt = &t
 	case req.TTL != "":
-		d, err := time.ParseDuration(req.TTL)
-		if err != nil || d < time.Minute {
-			return nil, &apiError{http.StatusBadRequest, "invalid_expiry", fmt.Sprintf("%q is not a usable lifetime: give a duration of at least a minute, such as \"720h\" for 30 days.", req.TTL)}
+		l, err := gatewayv1alpha1.NewLifetime(req.TTL)
+		if err != nil || l.Duration < time.Minute {
+			return nil, &apiError{http.StatusBadRequest, "invalid_expiry", fmt.Sprintf("%q is not a usable lifetime: give one of at least a minute, such as \"30d\" or \"720h\" for 30 days.", req.TTL)}
 		}
-		k.Spec.TTL = &metav1.Duration{Duration: d}
+		k.Spec.TTL = l
 	}
 	return k, nil
 }

@@ -90,6 +90,10 @@ func (d *Docs) Register(r *mux.Router) {
 	routes.NewRoute().HandlerFunc(http.NotFound)
 }
 
+// NotFound answers the docs' "page not found" page, for any path no
+// route of the gateway serves that a browser asked for.
+func (d *Docs) NotFound(w http.ResponseWriter, r *http.Request) { d.serveNotFound(w, r) }
+
 func (d *Docs) serveNotFound(w http.ResponseWriter, r *http.Request) {
 	d.render(w, r, d.notFound, "", http.StatusNotFound)
 }

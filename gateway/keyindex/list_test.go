@@ -132,7 +132,7 @@ func TestDecodeListFactsGivesTheFactsOfTheWholeObject(t *testing.T) {
 			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply,
 				FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:owner":{},"f:limits":{".":{}}}}`)}}}},
 		Spec: gatewayv1alpha1.APIKeySpec{DisplayName: "Laptop \u00e9\u4e16", Owner: "alice", ExpiresAt: at("2026-06-01T00:00:00Z"),
-			TTL: &metav1.Duration{Duration: time.Hour}, Revoked: true, Models: []gatewayv1alpha1.ModelGlob{"gpt-*", "claude-*"},
+			TTL: &gatewayv1alpha1.Lifetime{Duration: time.Hour}, Revoked: true, Models: []gatewayv1alpha1.ModelGlob{"gpt-*", "claude-*"},
 			Limits: &gatewayv1alpha1.Limits{RequestsPerMinute: n(60), TokensPerMinute: n(1000)},
 			Budget: &gatewayv1alpha1.Budget{Tokens: n(5000), Period: gatewayv1alpha1.BudgetMonth}},
 		Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseRevoked, Prefix: "cvk_ABCDEFGH",

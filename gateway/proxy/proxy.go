@@ -9,7 +9,6 @@ package proxy
 
 import (
 	"bytes"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -68,11 +67,13 @@ type Options struct {
 // path is left unchanged.
 type Proxy struct {
 	upstreams map[string]*upstream
-	maxBody   int64
-	log       *slog.Logger
-	metrics   *Metrics
-	logAttrs  func(*http.Request) []slog.Attr
-	meter     Meter
+	// names are the providers' names in the file's order, for messages.
+	names    []string
+	maxBody  int64
+	log      *slog.Logger
+	metrics  *Metrics
+	logAttrs func(*http.Request) []slog.Attr
+	meter    Meter
 	// transport is the proxy's own transport, nil when Options.Transport was
 	// given.
 	transport *http.Transport
@@ -114,6 +115,7 @@ func New(ps *Providers, opts Options) *Proxy {
 		metrics:   opts.Metrics,
 		logAttrs:  opts.LogAttrs,
 		meter:     opts.Meter,
+		names:     ps.Names(),
 	}
 	transport := opts.Transport
 	if transport == nil {
@@ -211,13 +213,13 @@ func (p *Proxy) serve(rec *responseRecorder, w http.ResponseWriter, r *http.Requ
 	name, rest, ok := splitPath(r.URL.Path)
 	if !ok {
 		httperr.Write(rec, http.StatusNotFound, httperr.TypeInvalidRequest, "unknown_provider",
-			"no provider in path: use /gateway/{provider}/{path}")
+			"no provider in path: use /gateway/{provider}/{path}, where {provider} is "+p.providerList()+
+				" (for example /gateway/"+p.names[0]+"/v1/models)")
 		return
 	}
 	from := p.upstreams[name]
 	if from == nil {
-		httperr.Write(rec, http.StatusNotFound, httperr.TypeInvalidRequest, "unknown_provider",
-			fmt.Sprintf("unknown provider %q", truncate(name, 64)))
+		httperr.Write(rec, http.StatusNotFound, httperr.TypeInvalidRequest, "unknown_provider", p.unknownProvider(name, rest))
 		return
 	}
 	st.from, st.to = from, from
@@ -234,9 +236,8 @@ func (p *Proxy) serve(rec *responseRecorder, w http.ResponseWriter, r *http.Requ
 		if _, raw, ok := splitPath(r.URL.RawPath); ok {
 			shown = raw
 		}
-		httperr.Write(rec, http.StatusNotFound, httperr.TypeInvalidRequest, "route_not_enabled",
-			fmt.Sprintf("%s %s is not enabled on this gateway for provider %s: only the routes in its providers file are",
-				truncate(r.Method, 16), truncate(shown, 128), name))
+		status, code, msg := routeRefusal(from.provider, r.Method, truncate(shown, 128), rest)
+		httperr.Write(rec, status, httperr.TypeInvalidRequest, code, msg)
 		return
 	}
 	if r.ContentLength > p.maxBody {

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
@@ -112,7 +111,7 @@ func TestRefusedKeys(t *testing.T) {
 	// Expired, with the manager stopped: only the gateway can enforce it.
 	// The gateway's clock is stepped to the expiry the controller resolved
 	// (creationTimestamp + TTL, in the API server's time).
-	expiringKey, expiring := env.IssueKey(t, ns, "expiring", func(k *gatewayv1alpha1.APIKey) { k.Spec.TTL = &metav1.Duration{Duration: time.Hour} })
+	expiringKey, expiring := env.IssueKey(t, ns, "expiring", func(k *gatewayv1alpha1.APIKey) { k.Spec.TTL = &gatewayv1alpha1.Lifetime{Duration: time.Hour} })
 	if status, _, _ := chat(t, gw.URL, expiring.Reveal()); status != http.StatusOK {
 		t.Fatalf("expiring key did not work before its expiry: %d", status)
 	}

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/manager"
@@ -26,7 +24,7 @@ func TestExpiryEndsInFlightStreamAndTheKey(t *testing.T) {
 	ns := env.Namespace(t)
 	// A minute: moving the clock to the expiry then crosses no deadline of
 	// the keys other tests left in the cluster (10-minute reveal windows).
-	k, key := env.IssueKey(t, ns, "expiring", func(k *gatewayv1alpha1.APIKey) { k.Spec.TTL = &metav1.Duration{Duration: time.Minute} })
+	k, key := env.IssueKey(t, ns, "expiring", func(k *gatewayv1alpha1.APIKey) { k.Spec.TTL = &gatewayv1alpha1.Lifetime{Duration: time.Minute} })
 
 	lines := startLongStream(t, gw, key)
 	testenv.StepTo(clk, k.Status.ExpiresAt.Time)

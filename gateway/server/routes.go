@@ -10,6 +10,7 @@ import (
 
 	"github.com/codevector/codevector/gateway/auth"
 	"github.com/codevector/codevector/gateway/console"
+	"github.com/codevector/codevector/gateway/httperr"
 	"github.com/codevector/codevector/gateway/web"
 )
 
@@ -31,6 +32,13 @@ func (g *Gateway) routes(p http.Handler) http.Handler {
 	g.docs.Register(r)
 	r.PathPrefix(web.AssetPrefix).Handler(web.Assets())
 	r.Path("/").Handler(http.RedirectHandler("/api-keys", http.StatusFound))
+	// Whatever no route serves: JSON that says where the providers are,
+	// for clients; the docs' "page not found" for a browser on a page.
+	r.NotFoundHandler = http.HandlerFunc(g.notFound)
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		httperr.Write(w, http.StatusMethodNotAllowed, httperr.TypeInvalidRequest, "method_not_allowed",
+			fmt.Sprintf("%s is not allowed on %s", truncate(r.Method, 16), truncate(r.URL.Path, 128)))
+	})
 
 	var h http.Handler = r
 	if g.opts.Console.Auth == console.AuthDev {
@@ -43,6 +51,33 @@ func (g *Gateway) routes(p http.Handler) http.Handler {
 	// Every route then gets the same chain, outermost first: the body
 	// deadline, a request ID, recovery from a panic.
 	return withBodyDeadline(g.opts.Timeouts.Body, withRequestID(withRecovery(g.log, h)))
+}
+
+// notFound answers a path no route serves. A browser asking for a page
+// gets the docs' HTML "page not found"; everything else, API clients
+// above all, an OpenAI-style JSON error naming the URL they probably
+// meant.
+func (g *Gateway) notFound(w http.ResponseWriter, r *http.Request) {
+	if wantsPage(r) {
+		g.docs.NotFound(w, r)
+		return
+	}
+	httperr.Write(w, http.StatusNotFound, httperr.TypeInvalidRequest, "not_found",
+		g.opts.Providers.NotFoundMessage(r.Method, r.URL.Path))
+}
+
+// wantsPage reports a browser navigating to a page: a GET that accepts
+// HTML, for a path that is not an API's (/v1/..., /api/...).
+func wantsPage(r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	for _, api := range []string{"/v1/", "/api/", "/gateway"} {
+		if strings.HasPrefix(r.URL.Path, api) {
+			return false
+		}
+	}
+	return strings.Contains(r.Header.Get("Accept"), "text/html")
 }
 
 // proxyPrefix is where the provider proxy is served: /gateway/{provider}/...

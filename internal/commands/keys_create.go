@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -330,6 +329,11 @@ func (cli *keysCLI) savedGuidance(s *session, name string, k revealed) {
 
 var lifetime = regexp.MustCompile(`^([0-9]+)([dw])$`)
 
+func isDuration(v string) bool {
+	_, err := time.ParseDuration(v)
+	return err == nil
+}
+
 // setExpiry reads --expires: "" (never), a lifetime (30d, 2w, or a Go
 // duration such as 12h) that becomes spec.ttl, or a date (YYYY-MM-DD,
 // midnight UTC) or RFC 3339 time that becomes spec.expiresAt.
@@ -337,23 +341,17 @@ func setExpiry(spec *gatewayv1alpha1.APIKeySpec, v string, now time.Time) error 
 	if v == "" || v == "never" {
 		return nil
 	}
-	if m := lifetime.FindStringSubmatch(v); m != nil {
-		n, err := strconv.Atoi(m[1])
-		if err != nil || n <= 0 || n > 36500 {
-			return fmt.Errorf("--expires %s: want a positive number of days", v)
-		}
-		days := n
-		if m[2] == "w" {
-			days = 7 * n
-		}
-		spec.TTL = &metav1.Duration{Duration: time.Duration(days) * 24 * time.Hour}
-		return nil
-	}
-	if d, err := time.ParseDuration(v); err == nil {
-		if d <= 0 {
+	// A lifetime is stored as written (spec.ttl: 30d), with the API
+	// server's own grammar; a date becomes spec.expiresAt.
+	if lifetime.MatchString(v) || isDuration(v) {
+		l, err := gatewayv1alpha1.NewLifetime(v)
+		switch {
+		case err != nil:
+			return fmt.Errorf("--expires %s: %v", v, err)
+		case l.Duration <= 0:
 			return fmt.Errorf("--expires %s: a lifetime must be positive", v)
 		}
-		spec.TTL = &metav1.Duration{Duration: d}
+		spec.TTL = l
 		return nil
 	}
 	var at time.Time
