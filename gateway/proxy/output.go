@@ -55,19 +55,14 @@ func (p *Provider) MaxOutputTokens(model string) int64 {
 // maxOutputTokens reads a provider's maxOutputTokens: map, model glob ->
 // tokens.
 func (p *parser) maxOutputTokens(prov *Provider, n *yaml.Node, at string) {
-	for _, e := range p.entries(n, at) {
-		ep := fieldPath(at, e.key)
-		if _, err := path.Match(e.key, ""); err != nil {
-			p.errorf(e.keyNode, ep, "invalid glob pattern %q", e.key)
-			continue
-		}
-		s, ok := p.str(e.value, ep)
+	for _, e := range p.globEntries(n, at) {
+		s, ok := p.str(e.value, e.at)
 		if !ok {
 			continue
 		}
 		tokens, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || tokens < 1 || tokens > MaxOutputTokensLimit {
-			p.errorf(e.value, ep, "must be a whole number of tokens from 1 to %d (like 16384), got %q", MaxOutputTokensLimit, s)
+			p.errorf(e.value, e.at, "must be a whole number of tokens from 1 to %d (like 16384), got %q", MaxOutputTokensLimit, s)
 			continue
 		}
 		prov.OutputLimits = append(prov.OutputLimits, OutputLimit{Pattern: e.key, Tokens: tokens})

@@ -56,12 +56,8 @@ func (p *Provider) Price(model string) (ModelPrice, bool) {
 
 // pricing reads a provider's pricing: map, model glob -> {input, output}.
 func (p *parser) pricing(prov *Provider, n *yaml.Node, at string) {
-	for _, e := range p.entries(n, at) {
-		ep := fieldPath(at, e.key)
-		if _, err := path.Match(e.key, ""); err != nil {
-			p.errorf(e.keyNode, ep, "invalid glob pattern %q", e.key)
-			continue
-		}
+	for _, e := range p.globEntries(n, at) {
+		ep := e.at
 		fields := p.object(e.value, ep, "input", "output")
 		if fields == nil {
 			continue

@@ -273,13 +273,8 @@ func (p *parser) provider(name string, n *yaml.Node, at string) *Provider {
 	}
 
 	if f, ok := fields["models"]; ok && !isNull(f.value) {
-		for _, m := range p.entries(f.value, at+".models") {
-			mp := fieldPath(at+".models", m.key)
-			if _, err := path.Match(m.key, ""); err != nil {
-				p.errorf(m.keyNode, mp, "invalid glob pattern %q", m.key)
-				continue
-			}
-			target, ok := p.str(m.value, mp)
+		for _, m := range p.globEntries(f.value, at+".models") {
+			target, ok := p.str(m.value, m.at)
 			if !ok {
 				continue
 			}

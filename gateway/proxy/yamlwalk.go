@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"path"
 	"strconv"
 	"strings"
 
@@ -87,6 +88,28 @@ func (p *parser) object(n *yaml.Node, at string, known ...string) map[string]ent
 		out[e.key] = e
 	}
 	return out
+}
+
+// globEntries is entries for a map keyed by model globs (models:,
+// pricing:, maxOutputTokens:): the entries whose key is a valid
+// path.Match pattern, each with its field path; invalid ones are reported.
+func (p *parser) globEntries(n *yaml.Node, at string) []globEntry {
+	var out []globEntry
+	for _, e := range p.entries(n, at) {
+		ep := fieldPath(at, e.key)
+		if _, err := path.Match(e.key, ""); err != nil {
+			p.errorf(e.keyNode, ep, "invalid glob pattern %q", e.key)
+			continue
+		}
+		out = append(out, globEntry{entry: e, at: ep})
+	}
+	return out
+}
+
+// globEntry is an entry of a glob-keyed map and its field path.
+type globEntry struct {
+	entry
+	at string
 }
 
 // str returns the text of a scalar node. The raw text is used whatever YAML

@@ -180,30 +180,6 @@ func billingProviders(t *testing.T, u *billingUpstream) *proxy.Providers {
 	return p
 }
 
-// sendAs posts body to the chat completions route of base with key, with
-// the given Content-Type ("" for none) and extra headers.
-func sendAs(t *testing.T, base, key, contentType, body string, header ...string) (int, http.Header, string) {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, base+"/gateway/openai/v1/chat/completions", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, string(b)
-}
-
 func chatBody(model string, extra string) string {
 	if extra != "" {
 		extra = "," + extra
@@ -258,7 +234,7 @@ func TestMeteringHoldsWhateverAClientSends(t *testing.T) {
 			// (prompt + 2^63-1) then refunded nearly 2^63 tokens without
 			// overflowing the counter, and the budget was open.
 			long := fmt.Sprintf(`"max_tokens":9223372036854775807,"user":%q`, strings.Repeat("x", 2000))
-			status, _, body := sendAs(t, replicas[0].URL, key, "application/json", chatBody(model, long), "X-Hold", "1")
+			status, _, body := testenv.PostChatAs(t, replicas[0].URL, key, "application/json", chatBody(model, long), "X-Hold", "1")
 			held <- answer{status, body}
 		}()
 		// The huge request is refused, or (as before the fix) in flight.
@@ -279,7 +255,7 @@ func TestMeteringHoldsWhateverAClientSends(t *testing.T) {
 		})
 		var wg sync.WaitGroup
 		for i := range 30 {
-			wg.Go(func() { sendAs(t, replicas[i%2].URL, key, "application/json", chatBody(model, `"max_tokens":20`)) })
+			wg.Go(func() { testenv.PostChatAs(t, replicas[i%2].URL, key, "application/json", chatBody(model, `"max_tokens":20`)) })
 		}
 		wg.Wait()
 		up.release()
@@ -303,7 +279,7 @@ func TestMeteringHoldsWhateverAClientSends(t *testing.T) {
 		for i := range 60 {
 			wg.Go(func() {
 				contentType := []string{"text/plain", "", "application/x-www-form-urlencoded"}[i%3]
-				if status, _, _ := sendAs(t, replicas[i%2].URL, key, contentType, chatBody(model, `"max_tokens":20`)); status == http.StatusOK {
+				if status, _, _ := testenv.PostChatAs(t, replicas[i%2].URL, key, contentType, chatBody(model, `"max_tokens":20`)); status == http.StatusOK {
 					admitted.Add(1)
 				}
 			})
@@ -321,7 +297,7 @@ func TestMeteringHoldsWhateverAClientSends(t *testing.T) {
 		})
 		admitted := 0
 		for i := range 20 {
-			if status, _, _ := sendAs(t, replicas[i%2].URL, key, "text/plain", chatBody(model, `"max_tokens":1000`)); status == http.StatusOK {
+			if status, _, _ := testenv.PostChatAs(t, replicas[i%2].URL, key, "text/plain", chatBody(model, `"max_tokens":1000`)); status == http.StatusOK {
 				admitted++
 			}
 		}
@@ -348,7 +324,7 @@ func TestMeteringHoldsWhateverAClientSends(t *testing.T) {
 			`["` + model + `"]`,
 		} {
 			for _, contentType := range []string{"application/json", "text/plain"} {
-				status, _, resp := sendAs(t, replicas[0].URL, key, contentType, body)
+				status, _, resp := testenv.PostChatAs(t, replicas[0].URL, key, contentType, body)
 				if code, msg := errorOf(t, resp); status != http.StatusBadRequest || code != "invalid_body" || msg == "" {
 					t.Errorf("%s as %s: %d %s %q; want 400 invalid_body", body, contentType, status, code, msg)
 				}
@@ -363,12 +339,12 @@ func TestMeteringHoldsWhateverAClientSends(t *testing.T) {
 		const model, budget = "gpt-4o-mini-n", 5000
 		_, key := issue(t, "n", tokenBudget(budget, gatewayv1alpha1.BudgetDay))
 		for i := range 3 {
-			status, _, body := sendAs(t, replicas[i%2].URL, key, "application/json", chatBody(model, `"n":128,"max_tokens":1000`))
+			status, _, body := testenv.PostChatAs(t, replicas[i%2].URL, key, "application/json", chatBody(model, `"n":128,"max_tokens":1000`))
 			if code, msg := errorOf(t, body); status != http.StatusTooManyRequests || !strings.Contains(msg, "needs up to 128,") {
 				t.Errorf("n 128: %d %s %q; want 429 saying it needs 128,000 tokens and more", status, code, msg)
 			}
 		}
-		if status, _, body := sendAs(t, replicas[1].URL, key, "application/json", chatBody(model, `"n":2,"max_tokens":1000`)); status != http.StatusOK {
+		if status, _, body := testenv.PostChatAs(t, replicas[1].URL, key, "application/json", chatBody(model, `"n":2,"max_tokens":1000`)); status != http.StatusOK {
 			t.Errorf("n 2 within the budget: %d %s", status, body)
 		}
 		if billed := up.bill(model); billed > budget {
@@ -382,14 +358,14 @@ func TestMeteringHoldsWhateverAClientSends(t *testing.T) {
 			k.Spec.Limits = &gatewayv1alpha1.Limits{RequestsPerMinute: ptr.To[int64](2)}
 		})
 		for i := range 2 {
-			if status, _, body := sendAs(t, replicas[i%2].URL, key, "application/json", chatBody(model, `"max_tokens":5`)); status != http.StatusOK {
+			if status, _, body := testenv.PostChatAs(t, replicas[i%2].URL, key, "application/json", chatBody(model, `"max_tokens":5`)); status != http.StatusOK {
 				t.Fatalf("request %d of 2: %d %s", i+1, status, body)
 			}
 		}
 		_, rotated := rotateKey(t, k, 10*time.Minute)
 		answered := func(key string) error {
 			for i, gw := range replicas {
-				status, _, body := sendAs(t, gw.URL, key, "application/json", chatBody(model, `"max_tokens":5`))
+				status, _, body := testenv.PostChatAs(t, gw.URL, key, "application/json", chatBody(model, `"max_tokens":5`))
 				if code, _ := errorOf(t, body); status != http.StatusTooManyRequests || code != proxy.CodeRateLimitExceeded {
 					return fmt.Errorf("replica %d: %d %s, want 429 rate_limit_exceeded: the minute's 2 requests are spent", i, status, body)
 				}
@@ -405,7 +381,7 @@ func TestMeteringHoldsWhateverAClientSends(t *testing.T) {
 		const budget = 200
 		kb, keyB := issue(t, "rotation-budget", tokenBudget(budget, gatewayv1alpha1.BudgetTotal))
 		for i := 0; ; i++ {
-			status, _, _ := sendAs(t, replicas[i%2].URL, keyB, "application/json", chatBody(model+"-b", `"max_tokens":40`))
+			status, _, _ := testenv.PostChatAs(t, replicas[i%2].URL, keyB, "application/json", chatBody(model+"-b", `"max_tokens":40`))
 			if status != http.StatusOK {
 				break
 			}
@@ -414,7 +390,7 @@ func TestMeteringHoldsWhateverAClientSends(t *testing.T) {
 		_, rotatedB := rotateKey(t, kb, 10*time.Minute)
 		testenv.Eventually(t, 5*time.Second, func() error {
 			for i, gw := range replicas {
-				status, _, body := sendAs(t, gw.URL, rotatedB.Reveal(), "application/json", chatBody(model+"-b", `"max_tokens":40`))
+				status, _, body := testenv.PostChatAs(t, gw.URL, rotatedB.Reveal(), "application/json", chatBody(model+"-b", `"max_tokens":40`))
 				if status != http.StatusTooManyRequests {
 					return fmt.Errorf("replica %d answered the rotated key %d: %s", i, status, body)
 				}
@@ -431,13 +407,13 @@ func TestMeteringHoldsWhateverAClientSends(t *testing.T) {
 		_, key := issue(t, "small", tokenBudget(budget, gatewayv1alpha1.BudgetDay))
 		// max_tokens set by the client is never changed: refused, saying
 		// what it needs and what is left, not that anything was spent.
-		status, _, body := sendAs(t, replicas[0].URL, key, "application/json", chatBody(model, `"max_tokens":1000`))
+		status, _, body := testenv.PostChatAs(t, replicas[0].URL, key, "application/json", chatBody(model, `"max_tokens":1000`))
 		if code, msg := errorOf(t, body); status != http.StatusTooManyRequests || code != proxy.CodeBudgetExceeded ||
 			!strings.Contains(msg, "100 tokens left this day") || strings.Contains(msg, "spent") {
 			t.Errorf("max_tokens 1000 on a fresh 100-token budget: %d %s %q", status, code, msg)
 		}
 		// No max_tokens: the answer is bounded to what is left.
-		status, header, body := sendAs(t, replicas[1].URL, key, "application/json", chatBody(model, ""))
+		status, header, body := testenv.PostChatAs(t, replicas[1].URL, key, "application/json", chatBody(model, ""))
 		if status != http.StatusOK {
 			t.Fatalf("no max_tokens on a fresh 100-token budget: %d %s", status, body)
 		}
@@ -449,7 +425,7 @@ func TestMeteringHoldsWhateverAClientSends(t *testing.T) {
 			t.Errorf("the provider billed %d tokens against a budget of %d", billed, budget)
 		}
 		// Spent: the next one says so, and when it renews.
-		status, _, body = sendAs(t, replicas[0].URL, key, "application/json", chatBody(model, ""))
+		status, _, body = testenv.PostChatAs(t, replicas[0].URL, key, "application/json", chatBody(model, ""))
 		if code, msg := errorOf(t, body); status != http.StatusTooManyRequests || code != proxy.CodeBudgetExceeded || !strings.Contains(msg, "renews in") {
 			t.Errorf("after the budget is spent: %d %s %q", status, code, msg)
 		}

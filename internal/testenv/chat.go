@@ -30,6 +30,13 @@ func PostChat(t testing.TB, base, key, chatBody string) (status int, body string
 // (a 429's Retry-After and x-ratelimit-*).
 func PostChatWithHeaders(t testing.TB, base, key, chatBody string) (status int, header http.Header, body string) {
 	t.Helper()
+	return PostChatAs(t, base, key, "application/json", chatBody)
+}
+
+// PostChatAs is PostChatWithHeaders with the request's Content-Type ("" for
+// none) and more headers, as name, value pairs.
+func PostChatAs(t testing.TB, base, key, contentType, chatBody string, headers ...string) (status int, header http.Header, body string) {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, base+"/gateway/openai/v1/chat/completions", strings.NewReader(chatBody))
 	if err != nil {
 		t.Fatal(err)
@@ -37,7 +44,12 @@ func PostChatWithHeaders(t testing.TB, base, key, chatBody string) (status int, 
 	if key != "" { // "" sends no key at all
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
-	req.Header.Set("Content-Type", "application/json")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
