@@ -255,7 +255,9 @@ func TestMeteringHoldsWhateverAClientSends(t *testing.T) {
 		})
 		var wg sync.WaitGroup
 		for i := range 30 {
-			wg.Go(func() { testenv.PostChatAs(t, replicas[i%2].URL, key, "application/json", chatBody(model, `"max_tokens":20`)) })
+			wg.Go(func() {
+				testenv.PostChatAs(t, replicas[i%2].URL, key, "application/json", chatBody(model, `"max_tokens":20`))
+			})
 		}
 		wg.Wait()
 		up.release()
