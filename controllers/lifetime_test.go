@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
@@ -61,8 +62,17 @@ func TestTTLTakesTheCLIsLifetimes(t *testing.T) {
 		if got.Spec.TTL.String() != tc.ttl {
 			t.Errorf("ttl: %s reads back as %q", tc.ttl, got.Spec.TTL)
 		}
-		got.Spec.DisplayName = "updated"
-		if err := env.Client.Update(ctx, got); err != nil {
+		// The controller may still be writing status: update what was
+		// read, again on a conflict, as kubectl edit would.
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			fresh := &gatewayv1alpha1.APIKey{}
+			if err := env.Client.Get(ctx, client.ObjectKeyFromObject(got), fresh); err != nil {
+				return err
+			}
+			fresh.Spec.DisplayName = "updated"
+			return env.Client.Update(ctx, fresh)
+		})
+		if err != nil {
 			t.Errorf("ttl: %s: updating the key as read: %v", tc.ttl, err)
 		}
 	}
