@@ -40,6 +40,12 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 			return
 		}
 		g.awaitAPIKeys(ctx, started)
+		// Its Lease before traffic: from then on, revocations wait until
+		// this replica refuses the key (gateway/replicas).
+		if !g.startLease(ctx) {
+			return
+		}
+		go g.replica.Run(ctx)
 		g.health.synced.Store(true)
 		g.log.Info("Watch cache synced; gateway ready", "keys", g.index.Len())
 	}()
@@ -117,6 +123,24 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 		return srv.Close()
 	}
 	return err
+}
+
+// startLease writes this replica's Lease, retrying until it can or ctx
+// ends: a replica that cannot (its Role lacks the leases rule) would take
+// traffic that revocations do not wait for, so it does not report ready.
+func (g *Gateway) startLease(ctx context.Context) bool {
+	for delay := 100 * time.Millisecond; ; delay = min(2*delay, 5*time.Second) {
+		err := g.replica.Start(ctx)
+		if err == nil {
+			return true
+		}
+		g.log.Error("Cannot write this replica's Lease, so it does not report ready: revocations could not wait for it", "replica", g.opts.ReplicaName, "error", err)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(delay):
+		}
+	}
 }
 
 // DefaultListWait is Options.ListWait's default. Up to about 20,000 keys
