@@ -2,6 +2,7 @@ package replicas
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -39,14 +40,15 @@ type Publisher struct {
 	lease     *coordinationv1.Lease // as last written
 }
 
-// ReplicaName is this process's replica name: POD_NAME (the downward API,
-// as config/gateway sets it), else the host name and process ID.
+// ReplicaName is a name for a new replica: POD_NAME (the downward API, as
+// config/gateway sets it), else the host name, the process ID and a random
+// suffix (tests and benchmarks run several replicas in one process).
 func ReplicaName() string {
 	if n := os.Getenv("POD_NAME"); n != "" {
 		return n
 	}
 	host, _ := os.Hostname()
-	return fmt.Sprintf("%s-%d", host, os.Getpid())
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), rand.Text()[:4])
 }
 
 // NewPublisher returns the Publisher of replica name's Lease in namespace.
