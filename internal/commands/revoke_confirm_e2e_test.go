@@ -9,12 +9,18 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 
 	"github.com/codevector/codevector/gateway/proxy"
 	"github.com/codevector/codevector/gateway/server"
@@ -41,7 +47,7 @@ type replica struct {
 
 // peeredReplicas runs n gateway replicas that share counters and proofs
 // over mutual TLS, as deployed.
-func peeredReplicas(t *testing.T, e *testenv.Env, n int) []*replica {
+func peeredReplicas(t testing.TB, e *testenv.Env, n int) []*replica {
 	t.Helper()
 	up := httptest.NewServer(&devmode.EchoUpstream{})
 	t.Cleanup(up.Close)
@@ -71,7 +77,7 @@ func peeredReplicas(t *testing.T, e *testenv.Env, n int) []*replica {
 }
 
 // everyReplicaAnswers waits until every replica answers key with want.
-func everyReplicaAnswers(t *testing.T, replicas []*replica, key string, want int) {
+func everyReplicaAnswers(t testing.TB, replicas []*replica, key string, want int) {
 	t.Helper()
 	testenv.Eventually(t, 10*time.Second, func() error {
 		for _, r := range replicas {
@@ -149,5 +155,60 @@ func TestRevokeIsConfirmedByEveryReplica(t *testing.T) {
 	create("ci")
 	if _, stderr, code := pluginExit(alice, "revoke", "ci", "--yes", "--no-wait"); code != 0 || !strings.Contains(stderr, "Not confirmed (--no-wait)") {
 		t.Errorf("revoke --no-wait: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// BenchmarkRevokeConfirmedByThreeReplicas measures, with three peered
+// replicas and the real plugin, how long after its revocation is written
+// the last replica refuses the key (what revoke reports, "in 14ms") and
+// how long `kubectl apikey revoke --yes` takes in all: p50 and p99 of each.
+//
+//	nice go test -run '^$' -bench RevokeConfirmedByThreeReplicas -benchtime 100x ./internal/commands/
+func BenchmarkRevokeConfirmedByThreeReplicas(b *testing.B) {
+	e := sharedEnv(b)
+	e.StartManager(b, manager.Options{})
+	ns := e.Namespace(b)
+	admin, err := e.AddUser(envtest.User{Name: "bench-admin@example.com", Groups: []string{"system:masters", gatewayv1alpha1.DefaultAdminGroup}}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	kubeconfig := filepath.Join(b.TempDir(), "kubeconfig")
+	if err := devmode.WriteKubeconfig(kubeconfig, admin.Config(), "test", "bench-admin@example.com", ns); err != nil {
+		b.Fatal(err)
+	}
+	replicas := peeredReplicas(b, e, 3)
+	names := make([]string, b.N)
+	for i := range b.N {
+		k, key := e.IssueKey(b, ns, fmt.Sprintf("bench-%d", i))
+		everyReplicaAnswers(b, replicas, key.Reveal(), http.StatusOK)
+		names[i] = k.Name
+	}
+	confirmed := regexp.MustCompile(`refused by 3 of 3 gateway replicas in (\S+)\.`)
+	var toLast, command []time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		start := time.Now()
+		_, stderr, code := pluginExit(kubeconfig, "revoke", names[i], "--yes")
+		command = append(command, time.Since(start))
+		m := confirmed.FindStringSubmatch(stderr)
+		if code != 0 || m == nil {
+			b.Fatalf("revoke %s: exit %d, %s", names[i], code, stderr)
+		}
+		d, err := time.ParseDuration(m[1])
+		if err != nil {
+			b.Fatal(err)
+		}
+		toLast = append(toLast, d)
+	}
+	b.StopTimer()
+	for _, s := range []struct {
+		name string
+		ds   []time.Duration
+	}{{"last-refusing", toLast}, {"command", command}} {
+		slices.Sort(s.ds)
+		p50, p99 := s.ds[len(s.ds)/2], s.ds[min(len(s.ds)-1, len(s.ds)*99/100)]
+		b.ReportMetric(float64(p50.Microseconds())/1000, s.name+"-p50-ms")
+		b.ReportMetric(float64(p99.Microseconds())/1000, s.name+"-p99-ms")
+		b.Logf("%s: p50 %v, p99 %v, max %v over %d revocations", s.name, p50, p99, s.ds[len(s.ds)-1], len(s.ds))
 	}
 }
