@@ -4,7 +4,7 @@
 // # Design
 //
 // Each ready replica keeps a coordination.k8s.io Lease of its own in the
-// system namespace, named codevector-gateway-<replica> and labelled
+// system namespace, named as its pod (codevector-gateway-...) and labelled
 // LabelReplica (Publisher). The Lease says two things:
 //
 //   - that the replica is alive: it is renewed every Heartbeat (10 s), and

@@ -63,7 +63,8 @@ func NewPublisher(c client.Client, namespace, name string, source Source, log *s
 }
 
 // LeaseName is the name of replica name's Lease: LeasePrefix and the name
-// made a valid object name.
+// made a valid object name (a gateway pod's own name, which begins with
+// LeasePrefix).
 func LeaseName(name string) string {
 	var b strings.Builder
 	for _, r := range strings.ToLower(name) {
@@ -73,7 +74,8 @@ func LeaseName(name string) string {
 			b.WriteByte('-')
 		}
 	}
-	n := LeasePrefix + strings.Trim(b.String(), "-.")
+	// A pod of the codevector-gateway Deployment is named so already.
+	n := LeasePrefix + strings.TrimPrefix(strings.Trim(b.String(), "-."), LeasePrefix)
 	if len(n) > validation.DNS1123SubdomainMaxLength {
 		n = n[:validation.DNS1123SubdomainMaxLength]
 	}
