@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -31,6 +32,17 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 	// Ready once the keys are known and the quota engine counts: a replica
 	// with peers first waits for their shared credential.
 	quotaFailed := make(chan error, 1)
+	// leaseReleased is closed once the replica's Lease is deleted: Run
+	// returns only then, so that a replica stopped in a rollout is never
+	// waited for by a revocation after it has gone.
+	var leaseStarted atomic.Bool
+	leaseReleased := make(chan struct{})
+	defer func() {
+		cancel()
+		if leaseStarted.Load() {
+			<-leaseReleased
+		}
+	}()
 	go func() {
 		if !g.watches.run(ctx) {
 			return
@@ -45,7 +57,11 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 		if !g.startLease(ctx) {
 			return
 		}
-		go g.replica.Run(ctx)
+		leaseStarted.Store(true)
+		go func() {
+			defer close(leaseReleased)
+			g.replica.Run(ctx)
+		}()
 		g.health.synced.Store(true)
 		g.log.Info("Watch cache synced; gateway ready", "keys", g.index.Len())
 	}()
