@@ -71,12 +71,14 @@ func (c *Console) revokeKey(ctx context.Context, id *Identity, name string) (rev
 			c.log.Error("Failed to revoke API key", "apikey", k.Name.String(), "error", err)
 			return revokeResponse{}, &apiError{http.StatusBadGateway, "revoke_failed", "The key could not be revoked: the Kubernetes API server did not accept the change. Try again in a moment."}
 		}
+		// 0 when it is not a number (before Kubernetes 1.35 nothing
+		// promised it was): then nothing is confirmed.
 		rv, _ = strconv.ParseUint(obj.ResourceVersion, 10, 64)
 		c.log.Info("Revoked API key in the console", "apikey", k.Name.String(), "prefix", k.Prefix, "owner", k.Owner, "by", id.User)
 	}
 	confirmation := c.confirmRevocation(ctx, k, rv)
-	// This gateway is one of the replicas that confirmed: its index has
-	// the change, so the page's next list shows the key as Revoked.
+	// Once confirmed, this gateway's own index has the change too, so the
+	// page's next list shows the key as Revoked.
 	if cur := c.keys.APIKey(k.Name); cur != nil && cur.UID == k.UID && cur.Revoked {
 		k = cur
 	} else {
@@ -90,6 +92,9 @@ func (c *Console) revokeKey(ctx context.Context, id *Identity, name string) (rev
 // confirmRevocation waits until every live gateway replica has applied the
 // APIKey k at resource version rv, and says how that went.
 func (c *Console) confirmRevocation(ctx context.Context, k *keyindex.APIKeyFacts, rv uint64) revocationItem {
+	if rv == 0 {
+		return revocationItem{Message: "Revoked, but not confirmed: the Kubernetes API server's resource versions are not numbers, so the gateway replicas' progress cannot be compared with the revocation (Kubernetes 1.35 or later)."}
+	}
 	res, err := replicas.Confirm(ctx, c.writer, c.opts.SystemNamespace, k.Name.Namespace, rv, c.opts.ConfirmTimeout)
 	item := revocationItem{Confirmed: err == nil && res.Confirmed(), Refusing: res.Refusing(), Replicas: len(res.Replicas), ElapsedMS: res.Elapsed.Milliseconds()}
 	for _, r := range res.Replicas {
