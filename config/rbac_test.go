@@ -23,6 +23,7 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/proxy"
+	"github.com/codevector/codevector/gateway/replicas"
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/devmode"
 	"github.com/codevector/codevector/internal/manager"
@@ -189,6 +190,13 @@ func TestGatewayRBACIsEnoughAndNoMore(t *testing.T) {
 		t.Errorf("gateway revoking a console key: %v", err)
 	}
 
+	// It keeps its Lease (gateway/replicas): it reported ready, so it
+	// wrote one, and revocations wait on it.
+	leases := &coordinationv1.LeaseList{}
+	if err := env.Client.List(ctx, leases, client.InNamespace(systemNS), client.MatchingLabels{replicas.LabelReplica: "true"}); err != nil || len(leases.Items) == 0 {
+		t.Errorf("no gateway replica Lease in %s (err %v)", systemNS, err)
+	}
+
 	checkAccess(t, gw, []access{
 		{"list", "gateway.codevector.io", "apikeys", "", "", true},
 		{"watch", "gateway.codevector.io", "apikeys", "", "", true},
@@ -201,10 +209,15 @@ func TestGatewayRBACIsEnoughAndNoMore(t *testing.T) {
 		{"get", "", "secrets", "", systemNS, true},
 		{"delete", "", "secrets", "", systemNS, true},
 		{"create", "coordination.k8s.io", "leases", "", systemNS, true},
+		{"update", "coordination.k8s.io", "leases", "", systemNS, true},
+		{"delete", "coordination.k8s.io", "leases", "", systemNS, true},
+		{"get", "coordination.k8s.io", "leases", "", systemNS, true},
+		{"list", "coordination.k8s.io", "leases", "", systemNS, true},
 		{"watch", "coordination.k8s.io", "leases", "", systemNS, true},
 
+		{"patch", "coordination.k8s.io", "leases", "", systemNS, false},
 		{"create", "coordination.k8s.io", "leases", "", tenant, false},
-		{"update", "coordination.k8s.io", "leases", "", tenant, false},
+		{"list", "coordination.k8s.io", "leases", "", "", false},
 		{"update", "gateway.codevector.io", "apikeys", "status", tenant, false},
 		{"create", "gateway.codevector.io", "apikeys", "", tenant, false},
 		{"patch", "gateway.codevector.io", "apikeys", "", tenant, false},
@@ -221,6 +234,27 @@ func TestGatewayRBACIsEnoughAndNoMore(t *testing.T) {
 		{"impersonate", "", "users", "", "", false},
 		{"create", "", "serviceaccounts", "token", systemNS, false},
 		{"create", "rbac.authorization.k8s.io", "rolebindings", "", systemNS, false},
+	})
+}
+
+// Anyone signed in may read the gateway replicas' Leases, which
+// `kubectl apikey revoke` waits on, and nothing more of Leases.
+func TestKeyUsersReadGatewayReplicaLeasesOnly(t *testing.T) {
+	asServiceAccount(t, "codevector-gateway") // applies config/rbac
+	user := &identity{user: "someone@example.com", groups: []string{"system:authenticated"}}
+	tenant := env.Namespace(t)
+	checkAccess(t, user, []access{
+		{"get", "coordination.k8s.io", "leases", "", systemNS, true},
+		{"list", "coordination.k8s.io", "leases", "", systemNS, true},
+		{"watch", "coordination.k8s.io", "leases", "", systemNS, true},
+
+		{"create", "coordination.k8s.io", "leases", "", systemNS, false},
+		{"update", "coordination.k8s.io", "leases", "", systemNS, false},
+		{"patch", "coordination.k8s.io", "leases", "", systemNS, false},
+		{"delete", "coordination.k8s.io", "leases", "", systemNS, false},
+		{"list", "coordination.k8s.io", "leases", "", tenant, false},
+		{"list", "coordination.k8s.io", "leases", "", "", false},
+		{"get", "", "secrets", "", systemNS, false},
 	})
 }
 

@@ -73,6 +73,9 @@ func (c *Console) serveCreate(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveRevoke: POST /api/v1/apikeys/{name}/revoke. Revoking twice is fine.
+// It answers once every gateway replica refuses the key (200), or when
+// Options.ConfirmTimeout has passed without that (202); the body's
+// "revocation" says which.
 func (c *Console) serveRevoke(w http.ResponseWriter, r *http.Request) {
 	// The body is optional ("{}"), but must be JSON if present: the CSRF
 	// guard has already insisted on the content type.
@@ -83,12 +86,18 @@ func (c *Console) serveRevoke(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	item, aerr := c.revokeKey(r.Context(), identityFrom(r.Context()), mux.Vars(r)["name"])
+	resp, aerr := c.revokeKey(r.Context(), identityFrom(r.Context()), mux.Vars(r)["name"])
 	if aerr != nil {
 		writeError(w, aerr)
 		return
 	}
-	writeJSON(w, http.StatusOK, item)
+	// 202 when some replica has not confirmed in time: the key is revoked,
+	// but not every replica is known to refuse it yet.
+	status := http.StatusOK
+	if !resp.Revocation.Confirmed {
+		status = http.StatusAccepted
+	}
+	writeJSON(w, status, resp)
 }
 
 // serveSetPolicy: POST /api/v1/apikeys/{name}/policy, for admins. The body

@@ -140,6 +140,10 @@ func TestBrowserCreateUseAndRevokeKey(t *testing.T) {
 	webtest.Screenshot(t, ctx, "console-revoke-confirm")
 	webtest.Do(t, ctx, "confirming", chromedp.Click(chromedp.ID("revoke-confirm")))
 	webtest.WaitJS(t, ctx, "the row shows Revoked", `document.querySelector('#keys tbody tr').dataset.status === "Revoked"`)
+	// Said only once the gateway replicas refuse it (the one here).
+	if got := webtest.Eval[string](t, ctx, `document.getElementById("toast").textContent`); got != "laptop was revoked: every gateway replica (1) refuses it." {
+		t.Errorf("toast after revoking: %q", got)
+	}
 	if !webtest.Eval[bool](t, ctx, `window.stillTheSamePage === true`) {
 		t.Error("the page reloaded to show the revocation")
 	}

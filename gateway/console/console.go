@@ -30,6 +30,7 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/keyindex"
+	"github.com/codevector/codevector/gateway/replicas"
 	"github.com/codevector/codevector/gateway/web"
 )
 
@@ -68,6 +69,13 @@ type Options struct {
 	// Lists show a user's keys from every namespace the reader caches;
 	// those elsewhere are revoked with kubectl.
 	Namespace string
+	// SystemNamespace holds the gateway replicas' Leases, which a revoke
+	// waits on (gateway/replicas). Default the API's default system
+	// namespace.
+	SystemNamespace string
+	// ConfirmTimeout bounds how long a revoke waits until every gateway
+	// replica refuses the key. Default replicas.DefaultConfirmTimeout.
+	ConfirmTimeout time.Duration
 	// ProxyCIDRs are the peers whose identity headers are believed in
 	// header mode. Default: none, so header mode refuses everyone until it
 	// is told where its proxy is. Loopback is not special: `kubectl
@@ -162,8 +170,8 @@ func ParseCIDRs(s string) ([]netip.Prefix, error) {
 type Console struct {
 	opts        Options
 	log         *slog.Logger
-	keys        Keys          // the gateway's key index: every list and wait
-	writer      client.Client // the API server itself: create, revoke, reveal
+	keys        Keys             // the gateway's key index: every list and wait
+	writer      client.WithWatch // the API server itself: create, revoke, reveal; the replicas' Leases
 	csrf        *csrfSigner
 	oidc        *oidcLogin // AuthOIDC only
 	now         func() time.Time
@@ -189,7 +197,7 @@ type Keys interface {
 // watch APIKeys in o.Namespace; lists show what it watches elsewhere too);
 // writer must talk to the API server directly, because the one-shot reveal
 // cannot be read from a cache.
-func New(keys Keys, writer client.Client, o Options) (*Console, error) {
+func New(keys Keys, writer client.WithWatch, o Options) (*Console, error) {
 	if keys == nil || writer == nil {
 		return nil, errors.New("console: a key index and a writer are required")
 	}
@@ -209,6 +217,12 @@ func New(keys Keys, writer client.Client, o Options) (*Console, error) {
 	o.GroupsHeader = http.CanonicalHeaderKey(strings.TrimSpace(o.GroupsHeader))
 	if o.Auth == AuthHeader && o.GroupsHeader == o.UserHeader {
 		return nil, fmt.Errorf("console: the user header and the groups header are both %s", o.UserHeader)
+	}
+	if o.SystemNamespace == "" {
+		o.SystemNamespace = gatewayv1alpha1.DefaultSystemNamespace
+	}
+	if o.ConfirmTimeout <= 0 {
+		o.ConfirmTimeout = replicas.DefaultConfirmTimeout
 	}
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -15,46 +16,103 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/keyindex"
+	"github.com/codevector/codevector/gateway/replicas"
 )
 
+// revokeResponse is the answer of POST /api/v1/apikeys/{name}/revoke: the
+// key, and whether every gateway replica refuses it.
+type revokeResponse struct {
+	keyItem
+	Revocation revocationItem `json:"revocation"`
+}
+
+// revocationItem says how many gateway replicas refuse the key, and which
+// do not (gateway/replicas).
+type revocationItem struct {
+	// Confirmed: every live gateway replica refuses the key.
+	Confirmed bool `json:"confirmed"`
+	// Refusing of Replicas live replicas refuse it.
+	Refusing int `json:"refusing"`
+	Replicas int `json:"replicas"`
+	// Pending are the live replicas that did not confirm in time.
+	Pending []replicas.Replica `json:"pending,omitempty"`
+	// ElapsedMS is how long the confirmation took (or the bound it hit).
+	ElapsedMS int64 `json:"elapsedMs"`
+	// Message says the above in a sentence, for people.
+	Message string `json:"message"`
+}
+
 // revokeKey sets spec.revoked on a key id may manage in the console
-// namespace. Keys of other users are "not found", so nobody learns which
-// names others use. So are keys in other namespaces, although the list
-// shows them: the gateway faces the internet and may patch APIKeys only in
-// the console namespace (config/rbac/gateway_role.yaml); their owners
-// revoke them with kubectl, as the page tells them.
-func (c *Console) revokeKey(ctx context.Context, id *Identity, name string) (keyItem, *apiError) {
+// namespace, and waits (Options.ConfirmTimeout at most) until every gateway
+// replica refuses it. Keys of other users are "not found", so nobody
+// learns which names others use. So are keys in other namespaces, although
+// the list shows them: the gateway faces the internet and may patch
+// APIKeys only in the console namespace (config/rbac/gateway_role.yaml);
+// their owners revoke them with kubectl, as the page tells them.
+func (c *Console) revokeKey(ctx context.Context, id *Identity, name string) (revokeResponse, *apiError) {
 	notFound := &apiError{http.StatusNotFound, "not_found", fmt.Sprintf("You have no API key named %q.", name)}
 	if len(validation.IsDNS1123Subdomain(name)) > 0 {
-		return keyItem{}, notFound
+		return revokeResponse{}, notFound
 	}
 	k := c.keys.APIKey(types.NamespacedName{Namespace: c.opts.Namespace, Name: name})
 	if k == nil || !id.mayManage(k.Owner) {
-		return keyItem{}, notFound
+		return revokeResponse{}, notFound
 	}
+	// The version to confirm: the revocation's own, or, for a key revoked
+	// already, the version this replica has of it (at or after its
+	// revocation).
+	rv := k.ResourceVersion
 	if !k.Revoked {
-		if err := c.writer.Patch(ctx, objectOf(k), revokePatch(k.UID)); err != nil {
+		obj := objectOf(k)
+		if err := c.writer.Patch(ctx, obj, revokePatch(k.UID)); err != nil {
 			if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
-				return keyItem{}, notFound
+				return revokeResponse{}, notFound
 			}
 			c.log.Error("Failed to revoke API key", "apikey", k.Name.String(), "error", err)
-			return keyItem{}, &apiError{http.StatusBadGateway, "revoke_failed", "The key could not be revoked: the Kubernetes API server did not accept the change. Try again in a moment."}
+			return revokeResponse{}, &apiError{http.StatusBadGateway, "revoke_failed", "The key could not be revoked: the Kubernetes API server did not accept the change. Try again in a moment."}
 		}
+		// 0 when it is not a number (before Kubernetes 1.35 nothing
+		// promised it was): then nothing is confirmed.
+		rv, _ = strconv.ParseUint(obj.ResourceVersion, 10, 64)
 		c.log.Info("Revoked API key in the console", "apikey", k.Name.String(), "prefix", k.Prefix, "owner", k.Owner, "by", id.User)
 	}
-	// Wait until this gateway's index has seen it, so the page's next list
-	// already shows the key as Revoked. Other gateways refuse the key as
-	// soon as their own watch delivers the change.
-	waitCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if cur, err := c.waitFor(waitCtx, k.Name, k.UID, func(k *keyindex.APIKeyFacts) (bool, error) { return k.Revoked, nil }); err == nil {
+	confirmation := c.confirmRevocation(ctx, k, rv)
+	// Once confirmed, this gateway's own index has the change too, so the
+	// page's next list shows the key as Revoked.
+	if cur := c.keys.APIKey(k.Name); cur != nil && cur.UID == k.UID && cur.Revoked {
 		k = cur
 	} else {
 		revoked := *k
 		revoked.Revoked = true
 		k = &revoked
 	}
-	return itemOf(k, c.now()), nil
+	return revokeResponse{keyItem: itemOf(k, c.now()), Revocation: confirmation}, nil
+}
+
+// confirmRevocation waits until every live gateway replica has applied the
+// APIKey k at resource version rv, and says how that went.
+func (c *Console) confirmRevocation(ctx context.Context, k *keyindex.APIKeyFacts, rv uint64) revocationItem {
+	if rv == 0 {
+		return revocationItem{Message: "Revoked, but not confirmed: the Kubernetes API server's resource versions are not numbers, so the gateway replicas' progress cannot be compared with the revocation (Kubernetes 1.35 or later)."}
+	}
+	res, err := replicas.Confirm(ctx, c.writer, c.opts.SystemNamespace, k.Name.Namespace, rv, c.opts.ConfirmTimeout)
+	item := revocationItem{Confirmed: err == nil && res.Confirmed(), Refusing: res.Refusing(), Replicas: len(res.Replicas), ElapsedMS: res.Elapsed.Milliseconds()}
+	for _, r := range res.Replicas {
+		if !r.Refuses {
+			item.Pending = append(item.Pending, r)
+		}
+	}
+	switch {
+	case err != nil:
+		c.log.Error("Revoked an API key but could not confirm it with the gateway replicas", "apikey", k.Name.String(), "error", err)
+		item.Message = "Revoked, but not confirmed: the gateway replicas could not be asked whether they refuse the key. They refuse it as soon as their watch of the API server delivers the change."
+	case !item.Confirmed:
+		c.log.Warn("Revoked an API key that not every gateway replica refuses yet", "apikey", k.Name.String(), "refusing", item.Refusing, "replicas", item.Replicas, "pending", item.Pending)
+		item.Message = res.Summary("revoked")
+	default:
+		item.Message = res.Summary("revoked")
+	}
+	return item
 }
 
 // objectOf is the APIKey that f describes, as far as a patch or a reveal

@@ -196,6 +196,9 @@ type Index struct {
 	// (listing.go); listed is closed once they are all in.
 	listing *listing
 	listed  chan struct{}
+	// applied is how far the APIKey watches have brought the index
+	// (applied.go).
+	applied *applied
 }
 
 // New returns an empty index. onChange, if set, is called (outside the
@@ -209,6 +212,7 @@ func New(onChange func(keyID string)) *Index {
 		onChange:  onChange,
 		log:       slog.Default(),
 		listed:    closedChannel(),
+		applied:   newApplied(),
 	}
 }
 

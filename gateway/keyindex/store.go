@@ -73,6 +73,9 @@ func (s *apiKeyStore) Update(obj any) error {
 	if s.wants(k.Namespace) {
 		s.ix.SetAPIKey(APIKeyFactsOf(k))
 	}
+	// Noted for keys of namespaces this gateway does not serve too: it
+	// refuses those anyway, and a waiter needs to see the version pass.
+	s.ix.applied.note(s.namespace, resourceVersionNumber(k.ResourceVersion), k.Spec.Revoked || k.DeletionTimestamp != nil)
 	s.touch()
 	return nil
 }
@@ -88,6 +91,7 @@ func (s *apiKeyStore) Delete(obj any) error {
 			s.ix.deleteAPIKeyAtLocked(name, resourceVersionNumber(k.ResourceVersion), changed)
 		})
 	}
+	s.ix.applied.note(s.namespace, resourceVersionNumber(k.ResourceVersion), true)
 	s.touch()
 	return nil
 }
@@ -111,6 +115,11 @@ func (s *apiKeyStore) Replace(list []any, resourceVersion string) error {
 				}
 			}
 		})
+	// The list is the state at listedAt: every change up to it is in,
+	// the fast start's empty list included (its watch opens there, and
+	// the index reads any APIKey it does not hold yet from the API server
+	// until the background list is in).
+	s.ix.applied.note(s.namespace, listedAt, true)
 	s.synced.Store(true)
 	if !s.fastList.Swap(false) {
 		s.markComplete()

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -31,6 +32,17 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 	// Ready once the keys are known and the quota engine counts: a replica
 	// with peers first waits for their shared credential.
 	quotaFailed := make(chan error, 1)
+	// leaseReleased is closed once the replica's Lease is deleted: Run
+	// returns only then, so that a replica stopped in a rollout is never
+	// waited for by a revocation after it has gone.
+	var leaseStarted atomic.Bool
+	leaseReleased := make(chan struct{})
+	defer func() {
+		cancel()
+		if leaseStarted.Load() {
+			<-leaseReleased
+		}
+	}()
 	go g.console.Run(ctx)
 	go func() {
 		if !g.watches.run(ctx) {
@@ -48,6 +60,16 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 		case <-ctx.Done():
 			return
 		}
+		// Its Lease before traffic: from then on, revocations wait until
+		// this replica refuses the key (gateway/replicas).
+		if !g.startLease(ctx) {
+			return
+		}
+		leaseStarted.Store(true)
+		go func() {
+			defer close(leaseReleased)
+			g.replica.Run(ctx)
+		}()
 		g.health.synced.Store(true)
 		g.log.Info("Watch cache synced; gateway ready", "keys", g.index.Len())
 	}()
@@ -125,6 +147,24 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 		return srv.Close()
 	}
 	return err
+}
+
+// startLease writes this replica's Lease, retrying until it can or ctx
+// ends: a replica that cannot (its Role lacks the leases rule) would take
+// traffic that revocations do not wait for, so it does not report ready.
+func (g *Gateway) startLease(ctx context.Context) bool {
+	for delay := 100 * time.Millisecond; ; delay = min(2*delay, 5*time.Second) {
+		err := g.replica.Start(ctx)
+		if err == nil {
+			return true
+		}
+		g.log.Error("Cannot write this replica's Lease, so it does not report ready: revocations could not wait for it", "replica", g.opts.ReplicaName, "error", err)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(delay):
+		}
+	}
 }
 
 // DefaultListWait is Options.ListWait's default. Up to about 20,000 keys

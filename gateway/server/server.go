@@ -31,6 +31,7 @@ import (
 	"github.com/codevector/codevector/gateway/keyindex"
 	"github.com/codevector/codevector/gateway/policy"
 	"github.com/codevector/codevector/gateway/proxy"
+	"github.com/codevector/codevector/gateway/replicas"
 	"github.com/codevector/codevector/gateway/usage"
 )
 
@@ -69,6 +70,10 @@ type Options struct {
 	// by default budgets fail closed, per-minute and concurrency limits
 	// open.
 	BudgetFailureMode, LimitsFailureMode policy.FailureMode
+	// ReplicaName names this replica's Lease, by which `kubectl apikey
+	// revoke` and the console learn that it refuses a revoked key
+	// (gateway/replicas). Default replicas.ReplicaName(): the pod's name.
+	ReplicaName string
 	// PodIP is this replica's pod IP (the POD_IP environment variable),
 	// advertised to peers found through Kubernetes.
 	PodIP string
@@ -96,8 +101,11 @@ type Gateway struct {
 	opts    Options
 	log     *slog.Logger
 	watches *watches
-	client  client.Client
+	client  client.WithWatch
 	index   *keyindex.Index
+	// replica publishes how far the index has applied the APIKey watches
+	// (gateway/replicas).
+	replica *replicas.Publisher
 	auth    *auth.Authenticator
 	usage   *usage.Recorder
 	spend   *usage.SpendRecorder
@@ -175,7 +183,7 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 		cfg.QPS, cfg.Burst = DefaultQPS, DefaultBurst
 	}
 	var err error
-	if g.client, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
+	if g.client, err = client.NewWithWatch(cfg, client.Options{Scheme: scheme}); err != nil {
 		return nil, fmt.Errorf("creating API client: %w", err)
 	}
 	if g.probe, err = discovery.NewDiscoveryClientForConfig(cfg); err != nil {
@@ -184,6 +192,11 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 
 	g.index = keyindex.New(func(keyID string) { g.auth.OnIndexChange(keyID) })
 	g.index.SetLogger(g.log)
+	if o.ReplicaName == "" {
+		o.ReplicaName = replicas.ReplicaName()
+		g.opts.ReplicaName = o.ReplicaName
+	}
+	g.replica = replicas.NewPublisher(g.client, o.SystemNamespace, o.ReplicaName, g.index, g.log.With("component", "replica-lease"))
 	authOpts := o.Auth
 	authOpts.Metrics = auth.NewMetrics(g.registry)
 	g.auth = auth.New(g.index, authOpts)

@@ -31,7 +31,7 @@ func TestHelpSpellsFlagsAsKubectlDoes(t *testing.T) {
 		{[]string{"dev", "--help"}, []string{"--listen", "--state-dir", "--log-level"}},
 		{[]string{"keys", "create", "--help"}, []string{"--expires", "--display-name", "--models", "--rpm", "--tpm", "--concurrency", "--budget", "--timeout", "-n, --namespace", "--as-group", "--request-timeout"}},
 		{[]string{"keys", "list", "--help"}, []string{"-o, --output", "--no-headers", "-l, --selector", "-A, --all-namespaces", "--owner", "--sort-by", "--token", "--server"}},
-		{[]string{"keys", "revoke", "--help"}, []string{"-y, --yes", "--as string"}},
+		{[]string{"keys", "revoke", "--help"}, []string{"-y, --yes", "--confirm-timeout duration", "--no-wait", "refused by 3 of 3 gateway replicas", "--as string"}},
 	} {
 		stdout, stderr, code := runCodevector(tc.args...)
 		if code != 0 {

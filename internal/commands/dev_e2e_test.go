@@ -189,7 +189,7 @@ func TestDevEndToEnd(t *testing.T) {
 	if code, _ := docsCurl(t, base, ci, false); code != http.StatusOK {
 		t.Fatalf("docs request with ci: %d, want 200", code)
 	}
-	if _, stderr, err := cli(t, kubeconfig, "", "kubectl-apikey", "revoke", "ci", "--yes"); err != nil {
+	if _, stderr, err := cli(t, kubeconfig, "", "kubectl-apikey", "revoke", "ci", "--yes"); err != nil || !strings.Contains(stderr, "Revoked: refused by 1 of 1 gateway replica in ") {
 		t.Fatalf("kubectl-apikey revoke: %v\n%s", err, stderr)
 	}
 	eventuallyStatus(t, base, ci, http.StatusUnauthorized)
@@ -238,7 +238,7 @@ func TestDevEndToEnd(t *testing.T) {
 	}
 
 	// Revoke through the restarted system: 401.
-	if _, stderr, err := cli(t, kubeconfig, "yes\n", "kubectl-apikey", "revoke", "laptop"); err != nil {
+	if _, stderr, err := cli(t, kubeconfig, "yes\n", "kubectl-apikey", "revoke", "laptop"); err != nil || !strings.Contains(stderr, "Revoked: refused by 1 of 1 gateway replica in ") {
 		t.Fatalf("revoke laptop: %v\n%s", err, stderr)
 	}
 	eventuallyStatus(t, base, laptop, http.StatusUnauthorized)

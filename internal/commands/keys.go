@@ -122,7 +122,7 @@ var errNoConfig = errors.New("no Kubernetes configuration found: pass --kubeconf
 
 // session is a connection to one cluster, in one namespace.
 type session struct {
-	c         client.Client
+	c         client.WithWatch
 	namespace string
 	server    string // the API server's URL, for messages
 	context   string // the kubeconfig context, for messages
@@ -181,7 +181,7 @@ func (cli *keysCLI) connect() (*session, error) {
 	if err != nil {
 		return nil, s.explain(err, "connect", "")
 	}
-	if s.c, err = client.New(cfg, client.Options{Scheme: gatewayv1alpha1.NewScheme(), Mapper: mapper}); err != nil {
+	if s.c, err = client.NewWithWatch(cfg, client.Options{Scheme: gatewayv1alpha1.NewScheme(), Mapper: mapper}); err != nil {
 		return nil, s.explain(err, "connect", "")
 	}
 	return s, nil

@@ -52,6 +52,8 @@ func (s *session) explain(err error, verb, name string) error {
 		switch {
 		case strings.Contains(msg, "cannot") && strings.Contains(msg, `resource "secrets"`):
 			hint = fmt.Sprintf("\nReading the one-time copy of a key needs get and delete on Secrets in namespace %s (the codevector-apikey-revealer role, or edit). Without it, create keys in the console, which shows them to you.", s.namespace)
+		case strings.Contains(msg, "cannot") && strings.Contains(msg, `resource "leases"`):
+			hint = "\nConfirming a revocation reads the gateway replicas' Leases in the system namespace: ask an administrator for the Role codevector-gateway-replicas-viewer there (config/rbac binds it to every authenticated user), or pass --no-wait."
 		case strings.Contains(msg, "cannot"):
 			hint = fmt.Sprintf("\nAsk an administrator to bind you to the codevector-apikey-editor ClusterRole in namespace %s (see the README, security model).", s.namespace)
 		}

@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 }
 
 // sharedEnv is the package's control plane, with CodeVector installed.
-func sharedEnv(t *testing.T) *testenv.Env {
+func sharedEnv(t testing.TB) *testenv.Env {
 	t.Helper()
 	envOnce.Do(func() { env, envErr = testenv.Start(context.Background()) })
 	if envErr != nil {

@@ -125,6 +125,9 @@ func Run(ctx context.Context, o Options) error {
 		Providers:        providers,
 		LastUsedInterval: devLastUsedInterval,
 		Logger:           o.Logger,
+		// One replica, whose Lease a restart (even after SIGKILL) takes
+		// over rather than leaving one that lapses.
+		ReplicaName: "dev",
 		// Everyone who opens the console is console.DevUser, the user of
 		// DIR/kubeconfig too.
 		Console: console.Options{Auth: console.AuthDev},

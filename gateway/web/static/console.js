@@ -376,10 +376,19 @@
     revokeBusy = true;
     setBusy(revokeConfirm, true, "Revoking…");
     try {
-      await api("/api/v1/apikeys/" + encodeURIComponent(target.name) + "/revoke", {});
+      const res = await api("/api/v1/apikeys/" + encodeURIComponent(target.name) + "/revoke", {});
       revokeDialog.close();
       await refresh();
-      CV.toast(target.label + " was revoked. Requests with it are now rejected.");
+      // The answer says whether every gateway replica refuses the key
+      // (200), or which has not confirmed it in time (202): say what is true.
+      const r = res && res.revocation;
+      if (r && r.confirmed && r.replicas > 0) {
+        CV.toast(target.label + " was revoked: every gateway replica (" + r.replicas + ") refuses it.");
+      } else if (r && r.message) {
+        CV.toast(target.label + ": " + r.message);
+      } else {
+        CV.toast(target.label + " was revoked.");
+      }
       const row = rowOf($("keys"), target.namespace, target.name);
       const name = row && row.querySelector(".key-name");
       if (name) {
