@@ -10,7 +10,6 @@
 package console
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -69,8 +68,9 @@ type Options struct {
 	// Lists show a user's keys from every namespace the reader caches;
 	// those elsewhere are revoked with kubectl.
 	Namespace string
-	// SystemNamespace holds the gateway replicas' Leases, which a revoke
-	// waits on (gateway/replicas). Default the API's default system
+	// SystemNamespace holds the Leases the console reads and writes: the
+	// gateway replicas' (a revoke waits on them, gateway/replicas), the
+	// sign-outs and the create locks. Default the API's default system
 	// namespace.
 	SystemNamespace string
 	// ConfirmTimeout bounds how long a revoke waits until every gateway
@@ -113,12 +113,11 @@ type Options struct {
 	CreateTimeout time.Duration
 	Logger        *slog.Logger
 
-	// Kubernetes and SystemNamespace are where the console shares state
-	// with the other replicas, as Leases in the system namespace: sign-outs
-	// in OIDC mode (signouts.go) and each user's create lock (createlock.go).
-	// Without Kubernetes, both hold on this replica only.
-	Kubernetes      kubernetes.Interface
-	SystemNamespace string
+	// Kubernetes is how the console shares state with the other replicas,
+	// as Leases in SystemNamespace: sign-outs in OIDC mode (signouts.go)
+	// and each user's create lock (createlock.go). Without it, both hold
+	// on this replica only.
+	Kubernetes kubernetes.Interface
 
 	// MaxKeysPerUser is how many keys a user may hold that are not
 	// Revoked, Expired or Failed, counted across every namespace the
@@ -236,7 +235,6 @@ func New(keys Keys, writer client.WithWatch, o Options) (*Console, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	o.SystemNamespace = cmp.Or(o.SystemNamespace, gatewayv1alpha1.DefaultSystemNamespace)
 	randomKey := len(o.CSRFKey) == 0
 	if randomKey {
 		o.CSRFKey = make([]byte, 32)
