@@ -61,7 +61,7 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 60s); a crash is saved
 	go test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$${FUZZTIME:-60s} ./gateway/peerproofs/
 
 .PHONY: bench
-bench: envtest ## Run the benchmarks recorded in BENCHMARKS.md (about 15 minutes; tables also in bin/bench-results.md).
+bench: envtest ## Run the benchmarks recorded in docs/benchmarks.md (about 15 minutes; tables also in bin/bench-results.md).
 	BENCH_OUT=$(LOCALBIN)/bench-results.md go test -run='^$$' -bench=. -benchtime=1x -timeout 60m ./bench/
 
 .PHONY: bench-policy

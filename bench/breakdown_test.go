@@ -18,7 +18,7 @@ import (
 // layers: a bare ReverseProxy, the same with FlushInterval -1 (what
 // gateway/proxy configures), gateway/proxy's Proxy alone (no routing, no
 // authentication), and the whole gateway. It is a diagnostic, not a
-// figure of BENCHMARKS.md's targets, so `make bench` skips it; run it with
+// figure of docs/benchmarks.md's targets, so `make bench` skips it; run it with
 // BENCH_BREAKDOWN=1.
 func BenchmarkGatewayBreakdown(b *testing.B) {
 	if os.Getenv("BENCH_BREAKDOWN") == "" {

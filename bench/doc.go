@@ -10,7 +10,7 @@
 // second against the steady state. Everything runs in this one test
 // process against a real kube-apiserver and etcd (internal/testenv) on
 // loopback, except the rollout's gateway replicas, each a process of the
-// codevector binary it builds, as each pod is; BENCHMARKS.md at the
+// codevector binary it builds, as each pod is; docs/benchmarks.md at the
 // repository root records the results and how to read them.
 //
 // Each benchmark ignores b.N: run them with -benchtime=1x. They print

@@ -26,7 +26,7 @@ func TestEverythingAgrees(t *testing.T) {
 	if want := "k8s.io/kubernetes v" + Version + " "; !strings.Contains(read("hack/envtest-tools/go.mod"), want) {
 		t.Errorf("hack/envtest-tools/go.mod does not require %q: update it with version.txt", strings.TrimSpace(want))
 	}
-	for _, doc := range []string{"README.md", "RELIABILITY.md"} {
+	for _, doc := range []string{"README.md", "docs/reliability.md"} {
 		if want := "kube-apiserver v" + Version; !strings.Contains(read(doc), want) {
 			t.Errorf("%s does not say %q", doc, want)
 		}

@@ -155,7 +155,7 @@ func (o Options) withDefaults() Options {
 // are the users' (up to 256 KiB per object, kubectl's last-applied copy
 // among them) and managed fields server-side apply's: cached whole, a few
 // thousand keys with large annotations would push the manager past its
-// memory limit (BENCHMARKS.md, "Manager memory with large annotations").
+// memory limit (docs/benchmarks.md, "Manager memory with large annotations").
 //
 // The controller never reads either, and writes APIKeys only with merge
 // patches computed between two copies of the cached object (finalizer,
