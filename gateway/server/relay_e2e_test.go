@@ -236,7 +236,9 @@ func replicasWithOneStallable(t testing.TB, n int, o server.Options) ([]*gateway
 	return replicas, proxy
 }
 
-func keyIDOf(k *gatewayv1alpha1.APIKey) string { return strings.TrimPrefix(k.Status.Prefix, keys.Prefix) }
+func keyIDOf(k *gatewayv1alpha1.APIKey) string {
+	return strings.TrimPrefix(k.Status.Prefix, keys.Prefix)
+}
 
 // waitAccepted waits until every replica serves key.
 func waitAccepted(t testing.TB, replicas []*gateway, key keys.Key) {
