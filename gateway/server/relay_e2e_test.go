@@ -316,6 +316,39 @@ func TestStalledReplicaRefusesRevokedAndDeletedKeysWithinOneSecond(t *testing.T)
 	}
 }
 
+// A stream in flight on the stalled replica ends when a peer relays its
+// key's revocation, as it does on a revocation from the replica's own
+// watch.
+func TestRelayedRevocationEndsInFlightStream(t *testing.T) {
+	env.StartManager(t, manager.Options{})
+	up := newUpstream(t, 200*time.Millisecond) // a long, slow answer
+	replicas, proxy := replicasWithOneStallable(t, 2, server.Options{Providers: providersFor(t, up, up)})
+	stalled := replicas[1]
+	k, key := env.IssueKey(t, env.Namespace(t), "streamer")
+	waitAccepted(t, replicas, key)
+	lines := startLongStream(t, stalled, key)
+	proxy.pause()
+	revokedAt := time.Now()
+	patch(t, k, func(k *gatewayv1alpha1.APIKey) { k.Spec.Revoked = true })
+	ended := make(chan bool, 1)
+	go func() {
+		sawDone := false
+		for lines.Scan() {
+			sawDone = sawDone || strings.Contains(lines.Text(), "[DONE]")
+		}
+		ended <- sawDone
+	}()
+	select {
+	case sawDone := <-ended:
+		if sawDone {
+			t.Fatal("the stream ran to completion after its key was revoked")
+		}
+		t.Logf("the stalled replica's stream ended %v after the revocation write", time.Since(revokedAt).Round(time.Millisecond))
+	case <-time.After(time.Second):
+		t.Fatal("the stalled replica's stream still runs 1s after the revocation")
+	}
+}
+
 // mustRV is the resource version of k as the test last read it.
 func mustRV(t testing.TB, k *gatewayv1alpha1.APIKey) uint64 {
 	t.Helper()
