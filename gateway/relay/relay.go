@@ -19,11 +19,10 @@
 // a peer for longer than the stale bound is stale (gateway/server's
 // /readyz, --stale-index).
 //
-// The service is described by hand, as the other peer services are, and
-// its message is protobuf's own Struct: a revocation is four strings and a
-// number, and a generated service would need protoc, a binary this build
-// does not download, or buf compiled from hundreds of modules for a
-// message of five fields.
+// The service is generated (package relaypb, from
+// proto/codevector/gateway/v1/revocations.proto, with `make proto`: buf
+// and the protoc-gen-go plugins built from source), unlike the older peer
+// services, which are described by hand.
 package relay
 
 import (
@@ -31,7 +30,6 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -40,20 +38,14 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/emptypb"
-	"google.golang.org/protobuf/types/known/structpb"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/codevector/codevector/gateway/keyindex"
 	"github.com/codevector/codevector/gateway/quota"
+	"github.com/codevector/codevector/gateway/relay/relaypb"
 )
 
 const (
-	serviceName = "codevector.gateway.v1.Revocations"
-	// Method is the one RPC: a batch of revocations and whether the sender
-	// is current, answered with Empty.
-	Method = "/" + serviceName + "/Relay"
-
 	// queueSize bounds the revocations waiting to be sent; past it they
 	// are dropped (counted): the peers' own watches still bring them.
 	queueSize = 4096
@@ -146,7 +138,22 @@ func New(cfg Config) *Relay {
 
 // Register serves the relay on the peer listener, behind its mutual TLS:
 // only holders of the peers' credential can call it.
-func (r *Relay) Register(s grpc.ServiceRegistrar) { s.RegisterService(&serviceDesc, r) }
+func (r *Relay) Register(s grpc.ServiceRegistrar) {
+	relaypb.RegisterRevocationsServer(s, service{r: r})
+}
+
+// service is the generated server interface over a Relay.
+type service struct {
+	relaypb.UnimplementedRevocationsServer
+	r *Relay
+}
+
+func (s service) Relay(_ context.Context, in *relaypb.RelayRequest) (*relaypb.RelayResponse, error) {
+	if err := s.r.receive(in); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	return &relaypb.RelayResponse{}, nil
+}
 
 // publish queues a revocation for the peers, once per APIKey incarnation
 // and reason; it never blocks the index.
@@ -205,7 +212,7 @@ func (r *Relay) Run(ctx context.Context, peers func() []string) {
 // fanOut sends msg to every peer at once, each in a goroutine of its own
 // under the bound of maxInFlight. A heartbeat (must false) is skipped for
 // a peer when the bound is reached rather than wait.
-func (r *Relay) fanOut(ctx context.Context, wg *sync.WaitGroup, peers []string, msg *structpb.Struct, must bool) {
+func (r *Relay) fanOut(ctx context.Context, wg *sync.WaitGroup, peers []string, msg *relaypb.RelayRequest, must bool) {
 	r.closeConns(peers)
 	for _, addr := range peers {
 		if must {
@@ -235,7 +242,7 @@ func (r *Relay) fanOut(ctx context.Context, wg *sync.WaitGroup, peers []string, 
 	}
 }
 
-func (r *Relay) send(ctx context.Context, addr string, msg *structpb.Struct) error {
+func (r *Relay) send(ctx context.Context, addr string, msg *relaypb.RelayRequest) error {
 	conn, err := r.conn(addr)
 	if err != nil {
 		return err
@@ -244,7 +251,8 @@ func (r *Relay) send(ctx context.Context, addr string, msg *structpb.Struct) err
 	defer cancel()
 	// WaitForReady: a connection that is coming back (a peer's restart) is
 	// waited for within the timeout rather than failed at once.
-	return conn.Invoke(ctx, Method, msg, new(emptypb.Empty), grpc.WaitForReady(true))
+	_, err = relaypb.NewRevocationsClient(conn).Relay(ctx, msg, grpc.WaitForReady(true))
+	return err
 }
 
 func (r *Relay) conn(addr string) (*grpc.ClientConn, error) {
@@ -274,7 +282,7 @@ func (r *Relay) closeConns(keep []string) {
 }
 
 // receive applies a peer's message.
-func (r *Relay) receive(msg *structpb.Struct) error {
+func (r *Relay) receive(msg *relaypb.RelayRequest) error {
 	revs, current, err := Decode(msg)
 	if err != nil {
 		r.failures.WithLabelValues("receive").Inc()
@@ -292,70 +300,48 @@ func (r *Relay) receive(msg *structpb.Struct) error {
 	return nil
 }
 
-var serviceDesc = grpc.ServiceDesc{
-	ServiceName: serviceName,
-	HandlerType: (*any)(nil),
-	Methods: []grpc.MethodDesc{{
-		MethodName: "Relay",
-		Handler: func(srv any, _ context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
-			in := new(structpb.Struct)
-			if err := dec(in); err != nil {
-				return nil, err
-			}
-			if err := srv.(*Relay).receive(in); err != nil {
-				return nil, status.Error(codes.InvalidArgument, err.Error())
-			}
-			return &emptypb.Empty{}, nil
-		},
-	}},
-	Metadata: "gateway/relay/relay.go",
-}
-
-// Encode makes the message of a batch of revocations:
-//
-//	{"current": bool, "revocations": [{"namespace", "name", "uid",
-//	  "resourceVersion" (a decimal string), "reason"}, ...]}
-func Encode(revs []keyindex.Revocation, current bool) *structpb.Struct {
-	list := make([]*structpb.Value, 0, len(revs))
+// Encode makes the message of a batch of revocations.
+func Encode(revs []keyindex.Revocation, current bool) *relaypb.RelayRequest {
+	msg := &relaypb.RelayRequest{Current: current, Revocations: make([]*relaypb.Revocation, 0, len(revs))}
 	for _, rev := range revs {
-		list = append(list, structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
-			"namespace":       structpb.NewStringValue(rev.Name.Namespace),
-			"name":            structpb.NewStringValue(rev.Name.Name),
-			"uid":             structpb.NewStringValue(string(rev.UID)),
-			"resourceVersion": structpb.NewStringValue(strconv.FormatUint(rev.ResourceVersion, 10)),
-			"reason":          structpb.NewStringValue(string(rev.Reason)),
-		}}))
+		reason := relaypb.Reason_REASON_REVOKED
+		if rev.Reason == keyindex.RevocationDeleted {
+			reason = relaypb.Reason_REASON_DELETED
+		}
+		msg.Revocations = append(msg.Revocations, &relaypb.Revocation{
+			Namespace: rev.Name.Namespace, Name: rev.Name.Name, Uid: string(rev.UID),
+			ResourceVersion: rev.ResourceVersion, Reason: reason,
+		})
 	}
-	return &structpb.Struct{Fields: map[string]*structpb.Value{
-		"current":     structpb.NewBoolValue(current),
-		"revocations": structpb.NewListValue(&structpb.ListValue{Values: list}),
-	}}
+	return msg
 }
 
 var errMalformed = errors.New("malformed revocation relay")
 
 // Decode reads a message Encode made. It rejects, whole, a message with
 // any revocation it cannot read.
-func Decode(msg *structpb.Struct) (revs []keyindex.Revocation, current bool, err error) {
-	f := msg.GetFields()
-	current = f["current"].GetBoolValue()
-	items := f["revocations"].GetListValue().GetValues()
+func Decode(msg *relaypb.RelayRequest) (revs []keyindex.Revocation, current bool, err error) {
+	items := msg.GetRevocations()
 	if len(items) > maxBatch {
 		return nil, false, errMalformed
 	}
 	for _, v := range items {
-		s := v.GetStructValue().GetFields()
-		str := func(k string) string { return s[k].GetStringValue() }
-		rv, err := strconv.ParseUint(str("resourceVersion"), 10, 64)
-		reason := keyindex.RevocationReason(str("reason"))
-		if err != nil || str("namespace") == "" || str("name") == "" || str("uid") == "" ||
-			(reason != keyindex.RevocationRevoked && reason != keyindex.RevocationDeleted) {
+		var reason keyindex.RevocationReason
+		switch v.GetReason() {
+		case relaypb.Reason_REASON_REVOKED:
+			reason = keyindex.RevocationRevoked
+		case relaypb.Reason_REASON_DELETED:
+			reason = keyindex.RevocationDeleted
+		default:
+			return nil, false, errMalformed
+		}
+		if v.GetNamespace() == "" || v.GetName() == "" || v.GetUid() == "" {
 			return nil, false, errMalformed
 		}
 		revs = append(revs, keyindex.Revocation{
-			Name: types.NamespacedName{Namespace: str("namespace"), Name: str("name")}, UID: types.UID(str("uid")),
-			ResourceVersion: rv, Reason: reason,
+			Name: types.NamespacedName{Namespace: v.GetNamespace(), Name: v.GetName()}, UID: types.UID(v.GetUid()),
+			ResourceVersion: v.GetResourceVersion(), Reason: reason,
 		})
 	}
-	return revs, current, nil
+	return revs, msg.GetCurrent(), nil
 }

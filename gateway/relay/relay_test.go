@@ -4,10 +4,10 @@ import (
 	"testing"
 
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/structpb"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/codevector/codevector/gateway/keyindex"
+	"github.com/codevector/codevector/gateway/relay/relaypb"
 )
 
 func TestEncodeDecode(t *testing.T) {
@@ -20,7 +20,7 @@ func TestEncodeDecode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	msg := new(structpb.Struct)
+	msg := new(relaypb.RelayRequest)
 	if err := proto.Unmarshal(b, msg); err != nil {
 		t.Fatal(err)
 	}
@@ -36,15 +36,15 @@ func TestEncodeDecode(t *testing.T) {
 // A message with any revocation that cannot be read is refused whole.
 func TestDecodeRefusesMalformed(t *testing.T) {
 	good := keyindex.Revocation{Name: types.NamespacedName{Namespace: "team", Name: "laptop"}, UID: "uid-1", ResourceVersion: 3, Reason: keyindex.RevocationRevoked}
-	for name, mutate := range map[string]func(map[string]*structpb.Value){
-		"no uid":               func(f map[string]*structpb.Value) { delete(f, "uid") },
-		"no name":              func(f map[string]*structpb.Value) { f["name"] = structpb.NewStringValue("") },
-		"unknown reason":       func(f map[string]*structpb.Value) { f["reason"] = structpb.NewStringValue("expired") },
-		"version not a number": func(f map[string]*structpb.Value) { f["resourceVersion"] = structpb.NewStringValue("12a") },
-		"version a float":      func(f map[string]*structpb.Value) { f["resourceVersion"] = structpb.NewNumberValue(3) },
+	for name, mutate := range map[string]func(*relaypb.Revocation){
+		"no uid":         func(r *relaypb.Revocation) { r.Uid = "" },
+		"no name":        func(r *relaypb.Revocation) { r.Name = "" },
+		"no namespace":   func(r *relaypb.Revocation) { r.Namespace = "" },
+		"no reason":      func(r *relaypb.Revocation) { r.Reason = relaypb.Reason_REASON_UNSPECIFIED },
+		"unknown reason": func(r *relaypb.Revocation) { r.Reason = 7 },
 	} {
 		msg := Encode([]keyindex.Revocation{good, good}, true)
-		mutate(msg.Fields["revocations"].GetListValue().Values[1].GetStructValue().Fields)
+		mutate(msg.Revocations[1])
 		if out, _, err := Decode(msg); err == nil {
 			t.Errorf("%s: decoded %+v", name, out)
 		}

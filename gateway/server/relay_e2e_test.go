@@ -18,7 +18,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/protobuf/types/known/emptypb"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -28,6 +27,7 @@ import (
 	"github.com/codevector/codevector/gateway/proxy"
 	"github.com/codevector/codevector/gateway/quota"
 	"github.com/codevector/codevector/gateway/relay"
+	"github.com/codevector/codevector/gateway/relay/relaypb"
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/manager"
@@ -381,7 +381,8 @@ func TestRelayNeedsThePeerCredential(t *testing.T) {
 		defer conn.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
-		return conn.Invoke(ctx, relay.Method, msg, new(emptypb.Empty))
+		_, err = relaypb.NewRevocationsClient(conn).Relay(ctx, msg)
+		return err
 	}
 
 	foreign, err := quota.NewCredential()
