@@ -32,6 +32,10 @@ manifests: controller-gen ## Generate the CRD and RBAC manifests from the Go mar
 generate: controller-gen ## Generate DeepCopy methods.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
 
+.PHONY: proto
+proto: ## Generate the peer services' Go code from proto/ (buf and the protoc-gen-go plugins, built from source; the first run compiles buf, minutes).
+	go run github.com/bufbuild/buf/cmd/buf@v1.75.0 generate
+
 .PHONY: verify-generated
 verify-generated: manifests generate ## Fail when generated files are not what the markers produce.
 	@git diff --exit-code -- api config/crd config/rbac/manager || { echo "generated files are stale: run 'make manifests generate' and commit the result" >&2; exit 1; }

@@ -199,6 +199,12 @@ type Index struct {
 	// applied is how far the APIKey watches have brought the index
 	// (applied.go).
 	applied *applied
+	// refused holds revocations relayed by peers, by APIKey UID, until
+	// the watch catches up with them (refusals.go); relays wait here,
+	// under the lock, for onRevocation after it.
+	refused      map[types.UID]Revocation
+	relays       []Revocation
+	onRevocation func(Revocation)
 }
 
 // New returns an empty index. onChange, if set, is called (outside the
@@ -209,6 +215,7 @@ func New(onChange func(keyID string)) *Index {
 		apiKeys:   map[types.NamespacedName]*APIKeyFacts{},
 		hashes:    map[types.UID]*HashFacts{},
 		contested: map[string]*claimants{},
+		refused:   map[types.UID]Revocation{},
 		onChange:  onChange,
 		log:       slog.Default(),
 		listed:    closedChannel(),
@@ -284,10 +291,16 @@ func (ix *Index) change(f func(changed *[]string)) {
 	ix.mu.Lock()
 	f(&changed)
 	warnings, log := ix.warnings, ix.log
-	ix.warnings = nil
+	relays, onRevocation := ix.relays, ix.onRevocation
+	ix.warnings, ix.relays = nil, nil
 	ix.mu.Unlock()
 	for _, w := range warnings {
 		log.Warn(w.msg, w.args...)
+	}
+	if onRevocation != nil {
+		for _, r := range relays {
+			onRevocation(r)
+		}
 	}
 	if ix.onChange != nil {
 		for _, id := range changed {
@@ -296,11 +309,20 @@ func (ix *Index) change(f func(changed *[]string)) {
 	}
 }
 
-func (ix *Index) setAPIKeyLocked(f *APIKeyFacts, changed *[]string) {
+// setAPIKeyLocked records f unless it is older than what the index holds
+// while listing; it reports whether it did.
+func (ix *Index) setAPIKeyLocked(f *APIKeyFacts, changed *[]string) bool {
 	old := ix.apiKeys[f.Name]
 	if ix.listing != nil && ix.listing.stale(f, old) {
-		return
+		return false
 	}
+	ix.putAPIKeyLocked(ix.underRefusalLocked(f), old, changed)
+	return true
+}
+
+// putAPIKeyLocked replaces old, the facts the index holds of f's APIKey
+// (or nil), with f.
+func (ix *Index) putAPIKeyLocked(f, old *APIKeyFacts, changed *[]string) {
 	ix.apiKeys[f.Name] = f
 	if old != nil {
 		// Re-keyed (rotated, or a grace period ended) or re-created under
@@ -329,6 +351,9 @@ func (ix *Index) deleteAPIKeyAtLocked(name types.NamespacedName, rv uint64, chan
 	old, ok := ix.apiKeys[name]
 	if !ok {
 		return
+	}
+	if r, ok := ix.refused[old.UID]; ok && rv >= r.ResourceVersion {
+		delete(ix.refused, old.UID) // the watch caught up with the relay
 	}
 	delete(ix.apiKeys, name)
 	for _, id := range old.claimedKeyIDs() {

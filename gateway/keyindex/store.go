@@ -40,6 +40,12 @@ func (s *store) touch() {
 // Resync has nothing to do: the index has no handlers to replay to.
 func (s *store) Resync() error { return nil }
 
+// UpdateResourceVersion is called by the reflector for every watch event
+// and every bookmark (which the reflector asks the API server for): a
+// quiet watch is still heard from, so onEvent measures whether the API
+// server is still talking to this replica, not whether keys change.
+func (s *store) UpdateResourceVersion(string) { s.touch() }
+
 // apiKeyStore receives one APIKey watch: all namespaces when namespace is
 // "", else that namespace only (a relist then replaces only its keys).
 // When only is set, keys of other namespaces are ignored.
@@ -71,7 +77,8 @@ func (s *apiKeyStore) Update(obj any) error {
 		return fmt.Errorf("APIKey watch delivered a %T", obj)
 	}
 	if s.wants(k.Namespace) {
-		s.ix.SetAPIKey(APIKeyFactsOf(k))
+		f := APIKeyFactsOf(k)
+		s.ix.setWatchedAPIKey(&f)
 	}
 	// Noted for keys of namespaces this gateway does not serve too: it
 	// refuses those anyway, and a waiter needs to see the version pass.
@@ -87,9 +94,7 @@ func (s *apiKeyStore) Delete(obj any) error {
 	}
 	if s.wants(k.Namespace) {
 		name := types.NamespacedName{Namespace: k.Namespace, Name: k.Name}
-		s.ix.change(func(changed *[]string) {
-			s.ix.deleteAPIKeyAtLocked(name, resourceVersionNumber(k.ResourceVersion), changed)
-		})
+		s.ix.deleteWatchedAPIKey(name, resourceVersionNumber(k.ResourceVersion))
 	}
 	s.ix.applied.note(s.namespace, resourceVersionNumber(k.ResourceVersion), true)
 	s.touch()
@@ -107,7 +112,8 @@ func (s *apiKeyStore) Replace(list []any, resourceVersion string) error {
 	// A background list still running is superseded from here on.
 	s.generation.Add(1)
 	listedAt := resourceVersionNumber(resourceVersion)
-	replaceAll(s.ix, facts, func(f *APIKeyFacts) types.NamespacedName { return f.Name }, s.ix.setAPIKeyLocked,
+	replaceAll(s.ix, facts, func(f *APIKeyFacts) types.NamespacedName { return f.Name },
+		func(f *APIKeyFacts, changed *[]string) { s.ix.setAPIKeyLocked(f, changed) },
 		func(listed map[types.NamespacedName]struct{}, changed *[]string) {
 			for name := range s.ix.apiKeys {
 				if _, ok := listed[name]; !ok && (s.namespace == "" || name.Namespace == s.namespace) {

@@ -17,6 +17,11 @@ type health struct {
 	lastEvent       atomic.Int64 // unix nanoseconds of the last watch event
 	apiReachable    atomic.Bool
 	unreachableFrom atomic.Int64 // unix nanoseconds; 0 while reachable
+	// lastAPIServer and lastPeer: unix nanoseconds of the last successful
+	// probe with the watches running, and of the last message of a current
+	// peer (stale.go).
+	lastAPIServer atomic.Int64
+	lastPeer      atomic.Int64
 }
 
 func (h *health) watchEvent() { h.lastEvent.Store(time.Now().UnixNano()) }
@@ -46,11 +51,21 @@ func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	if g.opts.StaleIndex == StaleRefuse && g.staleFor() > 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		if detail {
+			fmt.Fprintln(w, "not ready:", g.staleDetail())
+		} else {
+			fmt.Fprintln(w, "not ready")
+		}
+		return
+	}
 	if !detail {
 		fmt.Fprintln(w, "ok")
 		return
 	}
 	fmt.Fprintf(w, "ready: %d keys indexed\n", g.index.Len())
+	fmt.Fprintln(w, g.staleDetail())
 	if h.apiReachable.Load() {
 		fmt.Fprintln(w, "apiserver: reachable")
 	} else {
@@ -93,6 +108,9 @@ func (g *Gateway) probeAPIServer(ctx context.Context) {
 			h.apiReachable.Store(false)
 			h.unreachableFrom.Store(time.Now().UnixNano())
 			g.log.Warn("API server unreachable; serving cached keys (fail-static)", "error", err)
+		}
+		if err == nil && h.apiReachable.Load() {
+			h.heardFromAPIServer()
 		}
 		// While the API server is away, look often: the sooner recovery is
 		// seen, the sooner watches restart and revocations apply again.

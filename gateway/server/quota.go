@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"time"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -12,6 +13,7 @@ import (
 	"github.com/codevector/codevector/gateway/peerproofs"
 	"github.com/codevector/codevector/gateway/policy"
 	"github.com/codevector/codevector/gateway/quota"
+	"github.com/codevector/codevector/gateway/relay"
 )
 
 // PeerOptions say how this replica finds the others it shares per-key
@@ -77,6 +79,7 @@ func (g *Gateway) startQuota(ctx context.Context, cfg *rest.Config) error {
 		o.Listen = o.Listener.Addr().String()
 	}
 	var sharer *peerproofs.Sharer
+	var relays *relay.Relay
 	var cred *quota.Credential
 	if o.Listen != "" {
 		var err error
@@ -86,6 +89,8 @@ func (g *Gateway) startQuota(ctx context.Context, cfg *rest.Config) error {
 		}
 		qc.Credential = cred
 		qc.Services = append(qc.Services, g.usage.RegisterHandOff)
+		relays = g.newRelay(cred)
+		qc.Services = append(qc.Services, relays.Register)
 		if !o.DisableProofSharing {
 			sharer = peerproofs.New(peerproofs.Config{
 				Proofs:     g.auth.PeerProofs(),
@@ -129,6 +134,9 @@ func (g *Gateway) startQuota(ctx context.Context, cfg *rest.Config) error {
 		sharer.Fetch(ctx, engine.Peers())
 		go sharer.Run(ctx, engine.Peers)
 	}
+	if relays != nil {
+		go relays.Run(ctx, engine.Peers)
+	}
 	if cred != nil {
 		// A stopping replica hands its last-use times to a peer rather
 		// than writing them during a rollout (gateway/usage/handoff.go).
@@ -137,4 +145,19 @@ func (g *Gateway) startQuota(ctx context.Context, cfg *rest.Config) error {
 	g.meter.SetEngine(engine)
 	g.log.Info("Quota engine started", "peerAddress", engine.Addr(), "discovery", o.Discovery, "staticPeers", o.Static)
 	return nil
+}
+
+// newRelay relays revocations to and from the peers (gateway/relay), and
+// counts a current peer's messages as hearing of changes (stale.go).
+func (g *Gateway) newRelay(cred *quota.Credential) *relay.Relay {
+	bound := g.opts.StaleIndexAfter
+	return relay.New(relay.Config{
+		Index:             g.index,
+		Credential:        cred,
+		Current:           func() bool { return g.health.currentWithAPIServer(bound) },
+		HeardFromPeer:     g.health.heardFromPeer,
+		HeartbeatInterval: min(bound/3, 5*time.Second),
+		Log:               g.log.With("component", "relay"),
+		Registerer:        g.registry,
+	})
 }

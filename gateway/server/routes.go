@@ -22,7 +22,7 @@ func (g *Gateway) routes(p http.Handler) http.Handler {
 	// The provider proxy comes first, matched by a plain prefix test: mux
 	// tries routes in order, and each path template is a regexp, which
 	// every proxied request would otherwise run for the routes before it.
-	r.MatcherFunc(pathUnder(proxyPrefix)).Handler(g.auth.Middleware(g.recordUsage(p)))
+	r.MatcherFunc(pathUnder(proxyPrefix)).Handler(g.refuseWhileStale(g.auth.Middleware(g.recordUsage(p))))
 	r.Handle("/healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") }))
 	r.Handle("/readyz", http.HandlerFunc(g.readyz))
 	// No /metrics here: it is on Options.MetricsListener (MetricsHandler),

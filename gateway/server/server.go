@@ -51,6 +51,12 @@ type Options struct {
 	// APIServerProbeInterval is how often reachability of the API server is
 	// checked for /readyz and metrics. Default 5s.
 	APIServerProbeInterval time.Duration
+	// StaleIndexAfter is how long a replica may hear from neither the API
+	// server nor a current peer before its index is stale, and StaleIndex
+	// what it does then (stale.go). Defaults DefaultStaleIndexAfter and
+	// StaleServe.
+	StaleIndexAfter time.Duration
+	StaleIndex      StaleIndexMode
 	// Timeouts that keep slow or stalled clients from pinning goroutines
 	// and memory (DefaultTimeouts). None limits how long a response
 	// streams.
@@ -139,6 +145,12 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	if o.APIServerProbeInterval <= 0 {
 		o.APIServerProbeInterval = 5 * time.Second
 	}
+	if o.StaleIndexAfter <= 0 {
+		o.StaleIndexAfter = DefaultStaleIndexAfter
+	}
+	if o.StaleIndex == "" {
+		o.StaleIndex = StaleServe
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -213,6 +225,7 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	g.meter = policy.New(policy.Options{Providers: o.Providers, Spend: g.spend, Clock: o.Clock, Log: g.log, Metrics: policy.NewMetrics(g.registry),
 		BudgetFailureMode: o.BudgetFailureMode, LimitsFailureMode: o.LimitsFailureMode})
 	g.registerHealthMetrics()
+	g.registerStaleMetrics()
 	g.connsRefused = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "codevector", Subsystem: "gateway", Name: "connections_refused_total",
 		Help: "Connections closed on arrival because their client address already held --max-conns-per-client.",

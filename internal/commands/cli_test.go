@@ -27,7 +27,7 @@ func TestHelpSpellsFlagsAsKubectlDoes(t *testing.T) {
 		wants []string
 	}{
 		{[]string{"manager", "--help"}, []string{"--leader-elect", "--argon2-memory", "--reveal-mode", "--zap-log-level"}},
-		{[]string{"gateway", "--help"}, []string{"--providers", "--console-auth", "--peer-listen"}},
+		{[]string{"gateway", "--help"}, []string{"--providers", "--console-auth", "--peer-listen", "--stale-index", "--stale-index-after"}},
 		{[]string{"dev", "--help"}, []string{"--listen", "--state-dir", "--log-level"}},
 		{[]string{"keys", "create", "--help"}, []string{"--expires", "--display-name", "--models", "--rpm", "--tpm", "--concurrency", "--budget", "--timeout", "-n, --namespace", "--as-group", "--request-timeout"}},
 		{[]string{"keys", "list", "--help"}, []string{"-o, --output", "--no-headers", "-l, --selector", "-A, --all-namespaces", "--owner", "--sort-by", "--token", "--server"}},

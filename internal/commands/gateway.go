@@ -46,6 +46,7 @@ func newGatewayCommand() *cobra.Command {
 		peers         string
 		budgetFailure string
 		limitsFailure string
+		staleIndex    string
 	)
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "Path to a kubeconfig (default: $KUBECONFIG, then in-cluster config)")
 	fs.StringVar(&listen, "listen", ":8080", "Address to serve the gateway, console and docs on")
@@ -88,6 +89,8 @@ func newGatewayCommand() *cobra.Command {
 	fs.BoolVar(&o.Peers.DisableProofSharing, "no-peer-proofs", false, "Do not share verified-key proofs with the peers: every replica, a new one too, verifies each key with argon2id itself")
 	fs.StringVar(&budgetFailure, "budget-failure-mode", string(policy.FailClosed), "What a key with a budget gets when its counters cannot be reached (a peer down, counting not started): closed refuses with 503 and Retry-After, so no request spends uncounted money; open serves it uncounted")
 	fs.StringVar(&limitsFailure, "limits-failure-mode", string(policy.FailOpen), "The same for keys with per-minute or concurrency limits and no budget: open (default) serves them uncounted, so a counting problem is not an outage; closed refuses with 503")
+	fs.StringVar(&staleIndex, "stale-index", string(server.StaleServe), "What a replica does once it has heard from neither the API server nor a peer that does for --stale-index-after: serve (default) keeps serving from its cached keys, so a key revoked meanwhile may still work there; refuse answers 503 index_stale and reports not ready until it hears again")
+	fs.DurationVar(&o.StaleIndexAfter, "stale-index-after", server.DefaultStaleIndexAfter, "How long a replica may hear from neither the API server (watch events, bookmarks, its probe) nor a current peer before its index counts as stale (/readyz, codevector_gateway_index_stale_seconds, --stale-index)")
 	fs.Float64Var(&qps, "kube-api-qps", server.DefaultQPS, "Sustained requests per second to the API server (watches, last-use writes, console)")
 	fs.IntVar(&burst, "kube-api-burst", server.DefaultBurst, "Burst of requests to the API server")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -119,6 +122,12 @@ func newGatewayCommand() *cobra.Command {
 		}
 		if o.LimitsFailureMode, err = policy.ParseFailureMode(limitsFailure); err != nil {
 			return fmt.Errorf("--limits-failure-mode: %w", err)
+		}
+		if o.StaleIndex, err = server.ParseStaleIndexMode(staleIndex); err != nil {
+			return fmt.Errorf("--stale-index: %w", err)
+		}
+		if o.StaleIndexAfter <= 0 {
+			return fmt.Errorf("--stale-index-after %v: want a positive duration", o.StaleIndexAfter)
 		}
 		o.Namespaces = splitList(namespaces)
 		o.Peers.Static = splitList(peers)
