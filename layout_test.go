@@ -12,7 +12,7 @@ import (
 )
 
 // The gateway faces the internet and runs as its own Deployment: it must
-// not link the controller (DESIGN.md section 2), nor must the packages the
+// not link the controller (docs/design.md, section 2), nor must the packages the
 // console and the CLI share with it. The one binary links both through
 // internal/commands; nothing below it may.
 func TestGatewayDoesNotLinkTheController(t *testing.T) {

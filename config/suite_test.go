@@ -27,7 +27,7 @@ var (
 	logWriter = &syncWriter{w: &logs}
 )
 
-// kubectl is the machine's kubectl (DESIGN.md section 10).
+// kubectl is the machine's kubectl (docs/design.md, section 10).
 const kubectl = "/usr/bin/kubectl"
 
 func TestMain(m *testing.M) {

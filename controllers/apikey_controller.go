@@ -1,6 +1,6 @@
 // Package controllers holds the APIKey reconciler: it turns each APIKey into
 // an argon2id hash Secret in the system namespace and a one-shot reveal
-// Secret in the key's own namespace (DESIGN.md section 6).
+// Secret in the key's own namespace (docs/design.md, section 6).
 package controllers
 
 import (
@@ -70,7 +70,8 @@ type APIKeyReconciler struct {
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// Reconcile runs one pass of DESIGN.md section 6 for one APIKey.
+// Reconcile runs one pass of the controller (docs/design.md, section 6)
+// for one APIKey.
 func (r *APIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	key := &gatewayv1alpha1.APIKey{}
 	if err := r.Client.Get(ctx, req.NamespacedName, key); err != nil {
@@ -165,7 +166,7 @@ func (r *APIKeyReconciler) patchStatus(ctx context.Context, key *gatewayv1alpha1
 // reveal, so whatever an interrupted pass left (a hash, a reveal) holds a
 // key nobody has: it is discarded and a fresh key generated. Nothing in the
 // tenant namespace is ever read back: anyone who may create Secrets there
-// could have planted it (DESIGN.md section 6).
+// could have planted it (docs/design.md, section 6).
 func (r *APIKeyReconciler) issue(ctx context.Context, key *gatewayv1alpha1.APIKey, ev *eventLog) error {
 	if key.Spec.RevealPublicKey == "" && r.RevealMode != RevealPlain {
 		// No key exists until its owner asks for it: it can only be sealed
@@ -346,7 +347,7 @@ func (r *APIKeyReconciler) maintain(ctx context.Context, key *gatewayv1alpha1.AP
 // reportKeyIDClaimants warns, on the key, about any other hash Secret that
 // carries its key ID. The controller never issues a duplicate, so one can
 // only have been written by hand in the system namespace; gateways keep
-// the key ID for its first claimant and refuse the other (DESIGN.md
+// the key ID for its first claimant and refuse the other (docs/design.md,
 // section 11), and this event tells the owner why they see it reported.
 func (r *APIKeyReconciler) reportKeyIDClaimants(ctx context.Context, key *gatewayv1alpha1.APIKey, ev *eventLog) error {
 	id := strings.TrimPrefix(key.Status.Prefix, keys.Prefix)

@@ -27,7 +27,7 @@ import (
 	"github.com/codevector/codevector/internal/testenv"
 )
 
-// Key custody (DESIGN.md section 11), tried as teammates in one namespace
+// Key custody (docs/design.md, section 11), tried as teammates in one namespace
 // would: alice and bob both hold the editor and revealer roles in it,
 // carol is an admin.
 

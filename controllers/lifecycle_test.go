@@ -18,7 +18,7 @@ import (
 
 func TestCreateIssuesHashedKeyAndDeleteCleansUp(t *testing.T) {
 	// Default argon2 parameters: this is the test that the hash at rest is
-	// what DESIGN.md section 4 promises.
+	// what docs/design.md, section 4 promises.
 	env.StartManager(t, manager.Options{Argon2: keys.DefaultParams})
 	ns := env.Namespace(t)
 	create(t, newKey(ns, "laptop", func(k *gatewayv1alpha1.APIKey) { k.Spec.DisplayName = "Alice's laptop" }))

@@ -20,7 +20,7 @@ import (
 	"github.com/codevector/codevector/internal/testenv"
 )
 
-// The API server itself refuses malformed policy (DESIGN.md section 12),
+// The API server itself refuses malformed policy (docs/design.md, section 12.1),
 // so no client can store a key the gateways would have to guess about.
 func TestPolicyFieldsAreValidatedByTheAPIServer(t *testing.T) {
 	ns := env.Namespace(t)

@@ -13,7 +13,7 @@ import (
 )
 
 // rotate issues a new key for an Active APIKey whose spec.rotation asks
-// for one (DESIGN.md section 13), in the order issue uses, so that every
+// for one (docs/design.md, section 13), in the order issue uses, so that every
 // crash is harmless: the new hash Secret first (the old one stays), then
 // the reveal Secret sealed to spec.rotation.revealPublicKey, then one
 // status write that makes the new key current and the old one previous.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds kube-apiserver and etcd for tests and dev mode from the Go module
-# proxy (release binaries cannot be downloaded here; DESIGN.md section 10).
+# proxy (release binaries cannot be downloaded here; docs/design.md, section 10).
 # The result is cached under bin/k8s/<version>-linux-amd64 together with the
 # hash of the tools go.sum that produced it; a rebuild happens only when that
 # go.sum changes.

@@ -204,7 +204,7 @@ type APIKeyStatus struct {
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
 	// usage is what the key spent in the current period, as the gateways
-	// counted it (DESIGN.md section 12).
+	// counted it (docs/design.md, section 12.5).
 	// +optional
 	Usage *Usage `json:"usage,omitempty"`
 

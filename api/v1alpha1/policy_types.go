@@ -4,7 +4,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// What a key may do (DESIGN.md section 12): which models, how fast, how
+// What a key may do (docs/design.md, section 12.1): which models, how fast, how
 // much. Every field is optional; a key with none of them is served exactly
 // as before, at no extra cost. Admins set them (an admission policy keeps
 // owners from changing them after creation) and namespace guardrails

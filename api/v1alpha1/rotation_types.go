@@ -6,7 +6,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// Rotation asks for a new key for the same APIKey (DESIGN.md section 13):
+// Rotation asks for a new key for the same APIKey (docs/design.md, section 13):
 // same name, same UID, a new key ID and secret, revealed once like the
 // first, sealed to revealPublicKey. The old key keeps working until
 // gracePeriod has passed. Set by the owner (it carries the public key the

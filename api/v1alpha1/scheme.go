@@ -8,7 +8,7 @@ import (
 // NewScheme knows the built-in Kubernetes types and the APIKey types:
 // what every CodeVector client (manager, gateway, CLI) decodes. It lives
 // with the types, not with the manager, so that the gateway and the CLI
-// do not link the controller (DESIGN.md section 2).
+// do not link the controller (docs/design.md, section 2).
 func NewScheme() *runtime.Scheme {
 	s := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(s); err != nil {

@@ -66,7 +66,7 @@ func BindingOf(e *keyindex.Entry) (b Binding) {
 // it made after an argon2id verification and those it learned. It lives in
 // memory only; nothing in it is ever written to etcd, a Secret or disk. A
 // key's proof is checked with one HMAC, so a replica that learned it skips
-// argon2id for that key (DESIGN.md section 7.1, issue 15).
+// argon2id for that key (docs/design.md, section 14.2, issue 15).
 //
 // It does nothing until Enable: a single replica has no one to share with.
 type PeerProofs struct {

@@ -13,7 +13,7 @@ import (
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 )
 
-// keyFormat is the documented key format (DESIGN.md section 3).
+// keyFormat is the documented key format (docs/design.md, section 3).
 var keyFormat = regexp.MustCompile(`^cvk_[0-9A-Za-z]{46}$`)
 
 // item, created and listed mirror the console API's JSON.

@@ -45,7 +45,7 @@ type keyItem struct {
 	// Previous is the key a rotation replaced, while it still works.
 	Previous *previousItem `json:"previous,omitempty"`
 
-	// The key's policy (DESIGN.md section 12, usage.go). Models absent:
+	// The key's policy (docs/design.md, section 12, usage.go). Models absent:
 	// every model; limits absent: none; budget absent: none. Usage is
 	// absent for a key with none of the three, which the gateway serves
 	// without counting anything.

@@ -10,8 +10,8 @@ import (
 	"github.com/codevector/codevector/gateway/usage"
 )
 
-// usageItem is what a key spent in its current period (DESIGN.md section
-// 12): its budget's period, or the calendar month (UTC) for a key without
+// usageItem is what a key spent in its current period (docs/design.md, section
+// 12.5): its budget's period, or the calendar month (UTC) for a key without
 // a budget. Figures stored for a period that has ended count as zero: that
 // period's spend no longer matters, and the gateways start the new one
 // from zero too.

@@ -149,7 +149,7 @@ type APIKeyFacts struct {
 	RevokedAt  time.Time
 	// Policy is the key's models, limits and budget with the usage stored
 	// for it; nil for a key without any, which the gateway serves without
-	// counting anything (DESIGN.md section 12).
+	// counting anything (docs/design.md, section 12.1).
 	Policy *Policy
 }
 

@@ -1,4 +1,4 @@
-// Package policy enforces per-key policy on the gateway (DESIGN.md section
+// Package policy enforces per-key policy on the gateway (docs/design.md, section
 // 12): a key's model allowlist, its request, token and concurrency limits
 // and its budget. It is the proxy's Meter: the proxy reads the request and
 // the response, this package decides, counting in the quota engine shared

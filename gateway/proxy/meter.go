@@ -12,7 +12,7 @@ import (
 	"github.com/codevector/codevector/gateway/httperr"
 )
 
-// Meter is per-key policy (DESIGN.md section 12), consulted only for
+// Meter is per-key policy (docs/design.md, section 12.2), consulted only for
 // requests whose key has one. The gateway server implements it: it knows
 // the authenticated key, its policy and the counters; the proxy knows the
 // request and response bodies.

@@ -8,7 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metrics are the proxy's Prometheus vectors (DESIGN.md section 7.3).
+// Metrics are the proxy's Prometheus vectors (docs/design.md, section 7.3).
 type Metrics struct {
 	// Requests counts proxied requests by provider (the one that served the
 	// request, after model routing; "" when the URL named no known provider)

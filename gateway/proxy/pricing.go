@@ -10,7 +10,7 @@ import (
 
 // ModelPrice is what a provider charges for the models matching Pattern,
 // in US dollars per million tokens, as the providers file's pricing: says.
-// Dollar budgets are counted from it (DESIGN.md section 12).
+// Dollar budgets are counted from it (docs/design.md, section 12.3).
 type ModelPrice struct {
 	Pattern string
 	// Input and Output are per million tokens, in nano-dollars: decimal

@@ -14,7 +14,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 )
 
-// Providers is the parsed providers file (DESIGN.md section 7.2): the
+// Providers is the parsed providers file (docs/design.md, section 7.2): the
 // upstreams the gateway may forward to, keyed by the name used in
 // /gateway/{provider}/... URLs.
 type Providers struct {

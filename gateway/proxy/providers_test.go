@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// designExample is the providers file of DESIGN.md section 7.2, verbatim.
+// designExample is the providers file of docs/design.md, section 7.2, verbatim.
 const designExample = `providers:
   openai:
     baseURL: https://api.openai.com      # the rest of the path is appended

@@ -1,5 +1,5 @@
 // Package proxy forwards /gateway/{provider}/{path...} to LLM providers
-// (DESIGN.md section 7.2): it picks the upstream from the URL, or from the
+// (docs/design.md, section 7.2): it picks the upstream from the URL, or from the
 // request's "model" when the provider routes models elsewhere, swaps the
 // client's key for the provider's credential and streams the response back.
 //
@@ -279,7 +279,7 @@ func (p *Proxy) serve(rec *responseRecorder, w http.ResponseWriter, r *http.Requ
 // the server's own writer.
 func (p *Proxy) forward(out, w http.ResponseWriter, r *http.Request, up *upstream) {
 	// A server WriteTimeout meant for other routes must not cut long
-	// streams (DESIGN.md 7.2). Unsupported writers (recorders) are fine.
+	// streams (docs/design.md, section 7.2). Unsupported writers (recorders) are fine.
 	rc := http.NewResponseController(w)
 	_ = rc.SetWriteDeadline(time.Time{})
 	// Without full duplex, the HTTP/1 server closes the request body as

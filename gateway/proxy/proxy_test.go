@@ -79,7 +79,8 @@ func (u *fakeUpstream) only(t *testing.T) recordedRequest {
 	return got[0]
 }
 
-// testProviders is the DESIGN.md example pointed at fake upstreams.
+// testProviders is the example of docs/design.md, section 7.2, pointed at
+// fake upstreams.
 func testProviders(t testing.TB, openaiURL, anthropicURL string) *Providers {
 	t.Helper()
 	file := strings.NewReplacer(

@@ -9,7 +9,7 @@ import (
 	"github.com/codevector/codevector/gateway/httperr"
 )
 
-// Refusal codes (the "code" of the JSON error body), DESIGN.md section 12.
+// Refusal codes (the "code" of the JSON error body), docs/design.md, section 12.3.
 const (
 	CodeModelNotAllowed   = "model_not_allowed"
 	CodeRateLimitExceeded = "rate_limit_exceeded"

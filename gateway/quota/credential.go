@@ -29,7 +29,7 @@ import (
 
 const (
 	// PeerSecretName is the Secret, in the system namespace, that holds the
-	// replicas' shared peer credential (DESIGN.md section 12).
+	// replicas' shared peer credential (docs/design.md, section 14).
 	PeerSecretName = "codevector-gateway-peers"
 	// PeerSecretType marks the peer Secret, so that caches selecting hash
 	// Secrets by type never see it.

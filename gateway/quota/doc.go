@@ -1,6 +1,6 @@
 // Package quota counts per-key limits and budgets (requests and tokens per
 // minute, spend per day, week, month or in total) exactly across any number
-// of gateway replicas, without a new stateful service (DESIGN.md section 12).
+// of gateway replicas, without a new stateful service (docs/design.md, section 14.1).
 //
 // # Why gubernator
 //

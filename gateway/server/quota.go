@@ -17,7 +17,7 @@ import (
 )
 
 // PeerOptions say how this replica finds the others it shares per-key
-// counters with (DESIGN.md section 12). The zero value is one replica.
+// counters with (docs/design.md, section 14). The zero value is one replica.
 type PeerOptions struct {
 	// Listen is the address this replica serves its peers on; empty means
 	// a single replica (no listener, the dev default).

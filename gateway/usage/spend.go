@@ -32,7 +32,7 @@ func (s Spend) plus(o Spend) Spend {
 }
 
 // SpendRecorder keeps status.usage of keys with a per-key policy
-// (DESIGN.md section 12): each replica adds up what its requests spent and
+// (docs/design.md, section 12.5): each replica adds up what its requests spent and
 // adds its share to the stored figures every interval, with a JSON patch
 // that tests the stored value first. A replica whose test fails (another
 // wrote in between) re-reads and adds its share to the new figures, so no

@@ -1,6 +1,6 @@
 // Tools module that builds the control-plane binaries tests run against
 // (kube-apiserver and etcd), kept out of the main go.mod so the product does
-// not depend on k8s.io/kubernetes. See DESIGN.md section 10.
+// not depend on k8s.io/kubernetes. See docs/design.md, section 10.
 module github.com/codevector/codevector/hack/envtest-tools
 
 go 1.26.0

@@ -1,7 +1,8 @@
-// Package keys owns the CodeVector API key format (DESIGN.md section 3) and
-// the argon2id PHC codec used to store keys at rest (section 4). It is shared
-// by the controller, which generates and hashes keys, and the gateway, which
-// parses and verifies them, so both sides agree on every byte.
+// Package keys owns the CodeVector API key format (docs/design.md, section
+// 3) and the argon2id PHC codec used to store keys at rest (docs/design.md,
+// section 4). It is shared by the controller, which generates and hashes
+// keys, and the gateway, which parses and verifies them, so both sides
+// agree on every byte.
 //
 // A key looks like
 //

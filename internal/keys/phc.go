@@ -36,9 +36,9 @@ var DefaultParams = Params{Memory: 19456, Time: 2, Threads: 1}
 //
 // The limits can be tight because API keys are not passwords: a 190-bit
 // random secret cannot be brute-forced whatever the KDF costs, so argon2 is
-// here for defence in depth (design section 4), not to slow down guessing
-// of a low-entropy secret. Every gateway cache miss pays the cost, so extra
-// cost buys nothing but latency.
+// here for defence in depth (docs/design.md, section 4), not to slow down
+// guessing of a low-entropy secret. Every gateway cache miss pays the
+// cost, so extra cost buys nothing but latency.
 const (
 	// MaxMemoryKiB (256 MiB) bounds one verification's allocation. The
 	// gateway runs verifications under a semaphore, so this times the

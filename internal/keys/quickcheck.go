@@ -10,7 +10,7 @@ import (
 // A quick check is a 16-bit tag of a key, stored next to its argon2id hash,
 // that lets a gateway turn away almost every wrong secret for a real key
 // ID without running argon2 and without spending that key's verification
-// budget (DESIGN.md section 7.1, issue 11). Before it, a stranger who knew
+// budget (docs/design.md, section 4, issue 11). Before it, a stranger who knew
 // a key's prefix (prefixes are shown to every viewer) could send a handful
 // of wrong secrets and use up the key's argon2 allowance on a fresh gateway
 // replica, so its owner's correct key was refused with 429 until it

@@ -1,5 +1,5 @@
 // Package seal seals a new key to the one person who asked for it, so the
-// plaintext never rests anywhere a second person can read (DESIGN.md
+// plaintext never rests anywhere a second person can read (docs/design.md,
 // section 11).
 //
 // The requester (kubectl apikey create|reveal, or the gateway for one
