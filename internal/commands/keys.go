@@ -100,6 +100,7 @@ flag works (--context, -n, --as, --token, ...); the kubeconfig is
 		cli.newRevokeCommand(),
 		cli.newRevealCommand(),
 		cli.newRotateCommand(),
+		cli.newDeleteCommand(),
 	)
 	return cmd
 }

@@ -68,10 +68,7 @@ func describeKey(w io.Writer, k *gatewayv1alpha1.APIKey, now time.Time) error {
 	tw := printers.GetNewTabWriter(w)
 	line := func(label, value string) { fmt.Fprintf(tw, "%s:\t%s\n", label, value) }
 	when := func(t time.Time) string {
-		if t.After(now) {
-			return fmt.Sprintf("%s (in %s)", t.UTC().Format(time.RFC3339), strings.TrimSuffix(humantime.Ago(t, now), " ago"))
-		}
-		return fmt.Sprintf("%s (%s)", t.UTC().Format(time.RFC3339), humantime.Ago(now, t))
+		return fmt.Sprintf("%s (%s)", t.UTC().Format(time.RFC3339), humantime.Relative(now, t))
 	}
 
 	line("Name", k.Name)
@@ -129,7 +126,8 @@ func describeKey(w io.Writer, k *gatewayv1alpha1.APIKey, now time.Time) error {
 		if u.USD != "" {
 			detail += ", $" + u.USD
 		}
-		line("", detail)
+		// A line of its own under the value, with no label of its own.
+		fmt.Fprintf(tw, "\t%s\n", detail)
 	} else {
 		line("Usage", "-")
 	}

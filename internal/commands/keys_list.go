@@ -259,17 +259,18 @@ func lastUsed(k *gatewayv1alpha1.APIKey, now time.Time) string {
 const expiringSoon = 7 * 24 * time.Hour
 
 // expires is the expiry date (UTC), or "-"; an active key expiring within
-// a week gets "(soon)" so it stands out in a long list.
+// a week also gets the time and how soon ("2026-12-07 20:12 UTC (in 1
+// minute)"), so it stands out in a long list and a key about to stop
+// working says when.
 func expires(k *gatewayv1alpha1.APIKey, now time.Time) string {
 	exp := k.ResolvedExpiry()
 	if exp == nil {
 		return "-"
 	}
-	date := exp.UTC().Format(time.DateOnly)
 	if k.EffectiveStatus(now) == gatewayv1alpha1.PhaseActive && exp.Sub(now) < expiringSoon {
-		date += " (soon)"
+		return exp.UTC().Format("2006-01-02 15:04 UTC") + " (" + humantime.Until(now, exp.Time) + ")"
 	}
-	return date
+	return exp.UTC().Format(time.DateOnly)
 }
 
 func dash(s string) string {

@@ -542,7 +542,7 @@ func TestKeysCLIRotate(t *testing.T) {
 		t.Fatalf("create: %v\n%s", err, stderr)
 	}
 	out, _, _ = keysRun(alice, "", "list")
-	if !regexp.MustCompile(`(?m)^short\s.*\(soon\)`).MatchString(out) || regexp.MustCompile(`(?m)^laptop\s.*\(soon\)`).MatchString(out) {
+	if !regexp.MustCompile(`(?m)^short\s.* UTC \(in 3 days\)`).MatchString(out) || regexp.MustCompile(`(?m)^laptop\s.*\(in `).MatchString(out) {
 		t.Errorf("list should flag only the key expiring within a week:\n%s", out)
 	}
 

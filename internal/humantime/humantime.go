@@ -1,5 +1,5 @@
-// Package humantime says how long ago something happened, in the words the
-// console and the CLI both use.
+// Package humantime says how long ago something happened, or how soon it
+// will, in the words the console and the CLI both use.
 package humantime
 
 import (
@@ -32,4 +32,48 @@ func Ago(now, t time.Time) string {
 	default:
 		return plural(int(d/(365*24*time.Hour)), "year")
 	}
+}
+
+// Until says how long after now t is: "in less than a minute", "in 1
+// minute", "in 5 hours", "in 3 days", "in 2 months", "in 1 year". Unlike
+// Ago it rounds to the nearest unit, so a key that expires in 59.9 seconds
+// expires "in 1 minute" (not "in 0 minutes"), and one in 23 hours 59
+// minutes "in 1 day" (not "in 23 hours"). A time already past is said
+// with Ago.
+func Until(now, t time.Time) string {
+	d := t.Sub(now)
+	if d < 0 {
+		return Ago(now, t)
+	}
+	if d < 30*time.Second {
+		return "in less than a minute"
+	}
+	in := func(unit time.Duration) int { return int((d + unit/2) / unit) }
+	phrase := func(n int, unit string) string {
+		if n == 1 {
+			return "in 1 " + unit
+		}
+		return fmt.Sprintf("in %d %ss", n, unit)
+	}
+	const day = 24 * time.Hour
+	switch {
+	case in(time.Minute) < 60:
+		return phrase(in(time.Minute), "minute")
+	case in(time.Hour) < 24:
+		return phrase(in(time.Hour), "hour")
+	case in(day) < 30:
+		return phrase(in(day), "day")
+	case in(30*day) < 12 && d < 365*day:
+		return phrase(in(30*day), "month")
+	default:
+		return phrase(max(1, in(365*day)), "year")
+	}
+}
+
+// Relative is Until for a time after now and Ago otherwise.
+func Relative(now, t time.Time) string {
+	if t.After(now) {
+		return Until(now, t)
+	}
+	return Ago(now, t)
 }
