@@ -21,14 +21,16 @@ func (cli *keysCLI) newDeleteCommand() *cobra.Command {
 	var (
 		yes     bool
 		timeout time.Duration
+		wait    waitOptions
 	)
 	cmd := &cobra.Command{
-		Use:   "delete NAME [--yes] [--timeout 30s]",
+		Use:   "delete NAME [--yes] [--timeout 30s] [--confirm-timeout 10s | --no-wait]",
 		Short: "Delete a key's APIKey: revoked and expired ones at once, an active one after confirmation",
 		Long: `Delete an APIKey: a revoked, expired, failed or never-issued key goes at once.
-Deleting an Active key stops it working, as revoking it does (gateways answer
-401 as soon as they see the deletion), so it asks for confirmation (type yes)
-unless --yes.
+Deleting an Active key stops it working, as revoking it does, so it asks for
+confirmation (type yes) unless --yes, and then waits, as revoke does, until
+every running gateway replica refuses the key and says so; a replica that
+has not within --confirm-timeout is named, and delete exits non-zero.
 
 The manager's finalizer deletes the key's hash Secret, in the system
 namespace, before the APIKey goes (revoked and expired keys have had theirs
@@ -36,12 +38,13 @@ deleted already). delete waits for that up to --timeout (0: does not wait).`,
 		Args:              exactArgs("NAME"),
 		ValidArgsFunction: cli.completeKeyNames(func(k *gatewayv1alpha1.APIKey) bool { return k.DeletionTimestamp == nil }),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return cli.delete(cmd.Context(), args[0], yes, timeout)
+			return cli.delete(cmd.Context(), args[0], yes, timeout, wait)
 		},
 	}
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "Do not ask for confirmation before deleting an Active key")
 	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "How long to wait for the manager to remove the hash Secret and the APIKey (0: do not wait)")
 	_ = cmd.RegisterFlagCompletionFunc("timeout", cobra.NoFileCompletions)
+	wait.addFlags(cmd, "deletion")
 	return cmd
 }
 
@@ -49,7 +52,7 @@ deleted already). delete waits for that up to --timeout (0: does not wait).`,
 // expired, failed) or was never issued, after a confirmation when it is
 // Active. The delete is conditional on the UID read, so a key made since
 // under the same name is not deleted unasked.
-func (cli *keysCLI) delete(ctx context.Context, name string, yes bool, timeout time.Duration) error {
+func (cli *keysCLI) delete(ctx context.Context, name string, yes bool, timeout time.Duration, wait waitOptions) error {
 	s, err := cli.connect()
 	if err != nil {
 		return err
@@ -82,10 +85,23 @@ func (cli *keysCLI) delete(ctx context.Context, name string, yes bool, timeout t
 		return s.explain(err, "delete", name)
 	}
 	fmt.Fprintf(cli.streams.Out, "apikey %q deleted\n", name)
-	switch status {
-	case gatewayv1alpha1.PhaseActive:
-		fmt.Fprintln(cli.streams.ErrOut, "Gateways now answer 401 to requests with this key. The manager deletes its hash Secret, then the APIKey goes.")
-	default:
+	if status == gatewayv1alpha1.PhaseActive {
+		// The key worked until now: say only what the replicas confirm.
+		// The APIKey as marked for deletion carries the deletion's resource
+		// version; the manager's finalizer keeps it there a moment.
+		marked := &gatewayv1alpha1.APIKey{}
+		switch err := s.c.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: key.Name}, marked); {
+		case err == nil && marked.UID == key.UID:
+			if err := cli.confirmRefused(ctx, s, marked, "deleted", wait); err != nil {
+				return err
+			}
+		case err == nil || apierrors.IsNotFound(err):
+			fmt.Fprintln(cli.streams.ErrOut, "Not confirmed: the APIKey was gone before its deletion could be checked with the gateway replicas (each refuses it once its watch delivers the deletion).")
+		default:
+			return fmt.Errorf("the key is deleted, but whether the gateway replicas refuse it could not be checked: %w", s.explain(err, "get", name))
+		}
+		fmt.Fprintln(cli.streams.ErrOut, "The manager deletes its hash Secret, then the APIKey goes.")
+	} else {
 		fmt.Fprintf(cli.streams.ErrOut, "The key was %s. The manager makes sure no hash Secret of it is left (its finalizer), then the APIKey goes.\n", status)
 	}
 	return cli.waitDeleted(ctx, s, key, timeout)

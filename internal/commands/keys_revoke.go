@@ -18,10 +18,8 @@ import (
 
 // revokeOptions are revoke's flags.
 type revokeOptions struct {
-	yes             bool
-	noWait          bool
-	confirmTimeout  time.Duration
-	systemNamespace string
+	yes bool
+	waitOptions
 }
 
 func (cli *keysCLI) newRevokeCommand() *cobra.Command {
@@ -53,9 +51,7 @@ unless --yes.`,
 		},
 	}
 	cmd.Flags().BoolVarP(&o.yes, "yes", "y", false, "Do not ask for confirmation")
-	cmd.Flags().DurationVar(&o.confirmTimeout, "confirm-timeout", replicas.DefaultConfirmTimeout, "How long to wait until every gateway replica refuses the key; 0 does not wait (as --no-wait)")
-	cmd.Flags().BoolVar(&o.noWait, "no-wait", false, "Return once the API server has the revocation, without confirming that any gateway replica refuses the key")
-	cmd.Flags().StringVar(&o.systemNamespace, "system-namespace", gatewayv1alpha1.DefaultSystemNamespace, "Namespace of the gateway replicas' Leases (the gateway's --system-namespace)")
+	o.addFlags(cmd, "revocation")
 	return cmd
 }
 
@@ -98,24 +94,48 @@ func (cli *keysCLI) revoke(ctx context.Context, name string, o revokeOptions) er
 		}
 		fmt.Fprintf(cli.streams.Out, "apikey %q revoked\n", name)
 	}
+	return cli.confirmRefused(ctx, s, key, "revoked", o.waitOptions)
+}
+
+// waitOptions are the flags of the commands that wait until every gateway
+// replica refuses a key (revoke, delete).
+type waitOptions struct {
+	noWait          bool
+	confirmTimeout  time.Duration
+	systemNamespace string
+}
+
+func (o *waitOptions) addFlags(cmd *cobra.Command, what string) {
+	cmd.Flags().DurationVar(&o.confirmTimeout, "confirm-timeout", replicas.DefaultConfirmTimeout, "How long to wait until every gateway replica refuses the key; 0 does not wait (as --no-wait)")
+	cmd.Flags().BoolVar(&o.noWait, "no-wait", false, "Return once the API server has the "+what+", without confirming that any gateway replica refuses the key")
+	cmd.Flags().StringVar(&o.systemNamespace, "system-namespace", gatewayv1alpha1.DefaultSystemNamespace, "Namespace of the gateway replicas' Leases (the gateway's --system-namespace)")
+}
+
+// confirmRefused waits until every live gateway replica has applied key as
+// read after the change (its resource version) and says what it found:
+// what happened is "revoked" or "deleted". It returns errNotConfirmed when
+// a replica has not within the bound.
+func (cli *keysCLI) confirmRefused(ctx context.Context, s *session, key *gatewayv1alpha1.APIKey, what string, o waitOptions) error {
+	if o.confirmTimeout < 0 {
+		return fmt.Errorf("--confirm-timeout %v: want 0 (do not wait) or a positive duration", o.confirmTimeout)
+	}
 	if o.noWait || o.confirmTimeout == 0 {
-		fmt.Fprintln(cli.streams.ErrOut, "Not confirmed (--no-wait): each gateway replica refuses the key once its watch of the API server delivers the revocation, usually within milliseconds; nothing here checked that it has.")
+		fmt.Fprintf(cli.streams.ErrOut, "Not confirmed (--no-wait): each gateway replica refuses the key once its watch of the API server delivers the change, usually within milliseconds; nothing here checked that it has.\n")
 		return nil
 	}
-	// The revocation's own resource version (or, for a key revoked
-	// already, a later one): a replica that has applied it refuses the key.
+	// The change's own resource version (or a later one): a replica that
+	// has applied it refuses the key.
 	rv, err := strconv.ParseUint(key.ResourceVersion, 10, 64)
 	if err != nil {
-		return fmt.Errorf("the API server returned resource version %q for APIKey %s/%s, which is not a number: cannot confirm the revocation with the gateways (Kubernetes 1.35 or later compares resource versions)", key.ResourceVersion, s.namespace, name)
+		return fmt.Errorf("the API server returned resource version %q for APIKey %s/%s, which is not a number: cannot confirm with the gateways that the key is %s (Kubernetes 1.35 or later compares resource versions)", key.ResourceVersion, key.Namespace, key.Name, what)
 	}
-	res, err := replicas.Confirm(ctx, s.c, o.systemNamespace, s.namespace, rv, o.confirmTimeout)
+	res, err := replicas.Confirm(ctx, s.c, o.systemNamespace, key.Namespace, rv, o.confirmTimeout)
 	if err != nil {
-		return fmt.Errorf("the key is revoked, but whether the gateway replicas refuse it could not be checked: %w", s.explain(err, "confirm", name))
+		return fmt.Errorf("the key is %s, but whether the gateway replicas refuse it could not be checked: %w", what, s.explain(err, "confirm", key.Name))
 	}
+	fmt.Fprintln(cli.streams.ErrOut, res.Summary(what))
 	if !res.Confirmed() {
-		fmt.Fprintln(cli.streams.ErrOut, res.Summary("revoked"))
 		return errNotConfirmed
 	}
-	fmt.Fprintln(cli.streams.ErrOut, res.Summary("revoked"))
 	return nil
 }
