@@ -40,6 +40,10 @@ proto: ## Generate the peer services' Go code from proto/ (buf and the protoc-ge
 verify-generated: manifests generate ## Fail when generated files are not what the markers produce.
 	@git diff --exit-code -- api config/crd config/rbac/manager || { echo "generated files are stale: run 'make manifests generate' and commit the result" >&2; exit 1; }
 
+.PHONY: docs
+docs: ## Rewrite docs/flags.md from the commands' flags (a test fails when it is stale).
+	go test -count=1 -run '^TestFlagReferenceIsCurrent$$' ./internal/commands/ -args -update-flag-reference
+
 .PHONY: fmt
 fmt: ## Run go fmt.
 	go fmt ./...
