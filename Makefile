@@ -27,6 +27,21 @@ help: ## Display this help.
 manifests: controller-gen ## Generate the CRD and RBAC manifests from the Go markers.
 	$(CONTROLLER_GEN) rbac:roleName=codevector-manager crd:allowDangerousTypes=false paths="./api/..." paths="./controllers/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac/manager
+	@$(MAKE) --no-print-directory chart-files
+
+# The Helm chart carries verbatim copies of what config/ generates or holds
+# once: the CRD (Helm installs crds/ as they are), the admission policies
+# and the manager's generated ClusterRole. config/chart_test.go fails when
+# they differ.
+CHART ?= charts/codevector
+.PHONY: chart-files
+chart-files: ## Copy the CRD, the admission policies and the manager's ClusterRole from config/ into the Helm chart.
+	rm -f $(CHART)/crds/*.yaml $(CHART)/files/policies/*.yaml
+	cp config/crd/bases/*.yaml $(CHART)/crds/
+	cp config/policies/owner-default.yaml config/policies/owner-validate.yaml config/policies/guardrails.yaml $(CHART)/files/policies/
+	cp config/rbac/manager/role.yaml $(CHART)/files/rbac/manager-role.yaml
+	cp config/monitoring/prometheusrule.yaml $(CHART)/files/monitoring/prometheusrule.yaml
+	cp config/monitoring/codevector-dashboard.json $(CHART)/files/monitoring/codevector-dashboard.json
 
 .PHONY: generate
 generate: controller-gen ## Generate DeepCopy methods.
@@ -34,7 +49,7 @@ generate: controller-gen ## Generate DeepCopy methods.
 
 .PHONY: verify-generated
 verify-generated: manifests generate ## Fail when generated files are not what the markers produce.
-	@git diff --exit-code -- api config/crd config/rbac/manager || { echo "generated files are stale: run 'make manifests generate' and commit the result" >&2; exit 1; }
+	@git diff --exit-code -- api config/crd config/rbac/manager $(CHART)/crds $(CHART)/files || { echo "generated files are stale: run 'make manifests generate' and commit the result" >&2; exit 1; }
 
 .PHONY: fmt
 fmt: ## Run go fmt.
