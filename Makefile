@@ -62,6 +62,16 @@ vet: ## Run go vet.
 .PHONY: test
 test: envtest test-deps verify-generated vet ## Run all tests against a real kube-apiserver and etcd.
 	go test $(GO_TEST_FLAGS) ./...
+	@$(MAKE) --no-print-directory test-chart-tools
+
+# hack/chart-tools is a module of its own (Helm's and Prometheus's packages
+# stay out of the product's go.mod): helm lint --strict, the values schema,
+# the alert rules' unit tests and the metric names the dashboard queries.
+# config/chart_test.go, in the main module, builds its template command.
+.PHONY: test-chart-tools
+test-chart-tools: ## Run the chart and monitoring tests of hack/chart-tools.
+	GOWORK=off go -C hack/chart-tools vet ./...
+	GOWORK=off go -C hack/chart-tools test $(GO_TEST_FLAGS) ./...
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 60s); a crash is saved under testdata/fuzz.

@@ -29,11 +29,14 @@ app.kubernetes.io/component: {{ .component }}
 {{- .Values.image.tag | default .Chart.AppVersion -}}
 {{- end -}}
 
+{{/* The image of one component: (dict "root" $ "component" "manager"). A component's imageTag wins over image.tag (upgrades: manager first). */}}
 {{- define "codevector.image" -}}
-{{- if .Values.image.digest -}}
-{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- $v := .root.Values -}}
+{{- $tag := (index $v .component).imageTag | default (include "codevector.tag" .root) -}}
+{{- if and $v.image.digest (not (index $v .component).imageTag) -}}
+{{ $v.image.repository }}@{{ $v.image.digest }}
 {{- else -}}
-{{ .Values.image.repository }}:{{ include "codevector.tag" . }}
+{{ $v.image.repository }}:{{ $tag }}
 {{- end -}}
 {{- end -}}
 
