@@ -44,6 +44,8 @@ func TestSchemaRefusesWrongValues(t *testing.T) {
 		{"gateway.replicas=0", []string{"/gateway/replicas", "minimum"}},
 		{"gatway.replicas=3", []string{"gatway"}},
 		{"image.tag=latest", []string{"/image/tag", "latest"}},
+		{"gateway.imageTag=latest", []string{"/gateway/imageTag", "latest"}},
+		{"image.digest=sha256:abc", []string{"/image/digest"}},
 		{"console.auth=magic", []string{"/console/auth", "header", "oidc"}},
 		{"gateway.peers.enabled=yes", []string{"/gateway/peers/enabled", "boolean"}},
 		{"manager.resources.limits.memory=lots", []string{"/manager/resources/limits/memory"}},
