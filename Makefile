@@ -38,7 +38,7 @@ CHART ?= charts/codevector
 chart-files: ## Copy the CRD, the admission policies and the manager's ClusterRole from config/ into the Helm chart.
 	rm -f $(CHART)/crds/*.yaml $(CHART)/files/policies/*.yaml
 	cp config/crd/bases/*.yaml $(CHART)/crds/
-	cp config/policies/owner-default.yaml config/policies/owner-validate.yaml config/policies/guardrails.yaml $(CHART)/files/policies/
+	cp config/policies/*.yaml $(CHART)/files/policies/ && rm $(CHART)/files/policies/kustomization.yaml
 	cp config/rbac/manager/role.yaml $(CHART)/files/rbac/manager-role.yaml
 	cp config/monitoring/prometheusrule.yaml $(CHART)/files/monitoring/prometheusrule.yaml
 	cp config/monitoring/codevector-dashboard.json $(CHART)/files/monitoring/codevector-dashboard.json

@@ -576,3 +576,54 @@ func squeezeSpaces(v any) any {
 	}
 	return v
 }
+
+// prometheusOperator is the Prometheus Operator release whose CRDs
+// (ServiceMonitor, PrometheusRule) the monitoring objects are validated
+// against; its Go module carries them under example/.
+const prometheusOperator = "github.com/prometheus-operator/prometheus-operator@v0.85.0"
+
+// TestMonitoringAppliesToARealAPIServer installs the Prometheus Operator's
+// CRDs, then applies config/monitoring and the chart with every monitoring
+// value on: the API server validates the ServiceMonitors and the
+// PrometheusRule against the operator's schemas (server-side apply).
+func TestMonitoringAppliesToARealAPIServer(t *testing.T) {
+	cmd := exec.Command("go", "mod", "download", "-json", prometheusOperator)
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go mod download %s: %v\n%s", prometheusOperator, err, stderrOf(err))
+	}
+	var mod struct{ Dir string }
+	if err := yaml.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
+		t.Fatalf("go mod download -json %s: %v\n%s", prometheusOperator, err, out)
+	}
+	kubeconfig := adminKubeconfig(t)
+	kubectlRun := func(stdin []byte, args ...string) string {
+		t.Helper()
+		cmd := exec.Command(kubectl, append(args, "--kubeconfig", kubeconfig)...)
+		cmd.Stdin = bytes.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	crds := filepath.Join(mod.Dir, "example", "prometheus-operator-crd")
+	for _, crd := range []string{"servicemonitors", "prometheusrules"} {
+		kubectlRun(nil, "apply", "--server-side", "-f", filepath.Join(crds, "monitoring.coreos.com_"+crd+".yaml"))
+		kubectlRun(nil, "wait", "--for=condition=Established", "--timeout=60s", "crd/"+crd+".monitoring.coreos.com")
+	}
+
+	got := kubectlRun(nil, "apply", "--server-side", "-k", "monitoring")
+	rendered, _ := helmTemplate(t, "--set", "monitoring.serviceMonitor.enabled=true",
+		"--set", "monitoring.prometheusRule.enabled=true", "--set", "monitoring.grafanaDashboard.enabled=true")
+	got += kubectlRun(rendered, "apply", "--server-side", "--force-conflicts", "--field-manager=helm", "-f", "-")
+	for _, want := range []string{
+		"servicemonitor.monitoring.coreos.com/codevector-gateway", "servicemonitor.monitoring.coreos.com/codevector-manager",
+		"prometheusrule.monitoring.coreos.com/codevector", "configmap/codevector-dashboard",
+	} {
+		if strings.Count(got, want) != 2 {
+			t.Errorf("kubectl apply output names %s %d times, want once for config/monitoring and once for the chart:\n%s", want, strings.Count(got, want), got)
+		}
+	}
+}
