@@ -51,6 +51,8 @@ func TestSchemaRefusesWrongValues(t *testing.T) {
 		{"manager.resources.limits.memory=lots", []string{"/manager/resources/limits/memory"}},
 		{"monitoring.serviceMonitor.interval=often", []string{"/monitoring/serviceMonitor/interval"}},
 		{"securityContext.allowPrivilegeEscalation=true", []string{"/securityContext/allowPrivilegeEscalation"}},
+		{"gateway.providers.openai.maxOutputTokens.gpt-5=lots", []string{"/gateway/providers/openai/maxOutputTokens/gpt-5", "integer"}},
+		{"gateway.providers.openai.baseUrl=https://example.com", []string{"baseUrl"}},
 	} {
 		for _, cmd := range []string{"template", "lint"} {
 			out, err := runTool(cmd, chartDir, "--set", tc.set)
