@@ -27,6 +27,21 @@ help: ## Display this help.
 manifests: controller-gen ## Generate the CRD and RBAC manifests from the Go markers.
 	$(CONTROLLER_GEN) rbac:roleName=codevector-manager crd:allowDangerousTypes=false paths="./api/..." paths="./controllers/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac/manager
+	@$(MAKE) --no-print-directory chart-files
+
+# The Helm chart carries verbatim copies of what config/ generates or holds
+# once: the CRD (Helm installs crds/ as they are), the admission policies
+# and the manager's generated ClusterRole. config/chart_test.go fails when
+# they differ.
+CHART ?= charts/codevector
+.PHONY: chart-files
+chart-files: ## Copy the CRD, the admission policies and the manager's ClusterRole from config/ into the Helm chart.
+	rm -f $(CHART)/crds/*.yaml $(CHART)/files/policies/*.yaml
+	cp config/crd/bases/*.yaml $(CHART)/crds/
+	cp config/policies/*.yaml $(CHART)/files/policies/ && rm $(CHART)/files/policies/kustomization.yaml
+	cp config/rbac/manager/role.yaml $(CHART)/files/rbac/manager-role.yaml
+	cp config/monitoring/prometheusrule.yaml $(CHART)/files/monitoring/prometheusrule.yaml
+	cp config/monitoring/codevector-dashboard.json $(CHART)/files/monitoring/codevector-dashboard.json
 
 .PHONY: generate
 generate: controller-gen ## Generate DeepCopy methods.
@@ -38,7 +53,7 @@ proto: ## Generate the peer services' Go code from proto/ (buf and the protoc-ge
 
 .PHONY: verify-generated
 verify-generated: manifests generate ## Fail when generated files are not what the markers produce.
-	@git diff --exit-code -- api config/crd config/rbac/manager || { echo "generated files are stale: run 'make manifests generate' and commit the result" >&2; exit 1; }
+	@git diff --exit-code -- api config/crd config/rbac/manager $(CHART)/crds $(CHART)/files || { echo "generated files are stale: run 'make manifests generate' and commit the result" >&2; exit 1; }
 
 .PHONY: docs
 docs: ## Rewrite docs/flags.md from the commands' flags (a test fails when it is stale).
@@ -55,6 +70,16 @@ vet: ## Run go vet.
 .PHONY: test
 test: envtest test-deps verify-generated vet ## Run all tests against a real kube-apiserver and etcd.
 	go test $(GO_TEST_FLAGS) ./...
+	@$(MAKE) --no-print-directory test-chart-tools
+
+# hack/chart-tools is a module of its own (Helm's and Prometheus's packages
+# stay out of the product's go.mod): helm lint --strict, the values schema,
+# the alert rules' unit tests and the metric names the dashboard queries.
+# config/chart_test.go, in the main module, builds its template command.
+.PHONY: test-chart-tools
+test-chart-tools: ## Run the chart and monitoring tests of hack/chart-tools.
+	GOWORK=off go -C hack/chart-tools vet ./...
+	GOWORK=off go -C hack/chart-tools test $(GO_TEST_FLAGS) ./...
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 60s); a crash is saved under testdata/fuzz.

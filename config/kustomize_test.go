@@ -93,7 +93,7 @@ func TestDefaultBuildsAPlatformReadyDeployment(t *testing.T) {
 	b.get(t, "Deployment", "codevector-manager", &mgr)
 	b.get(t, "Deployment", "codevector-gateway", &gw)
 	for _, d := range []*appsv1.Deployment{&mgr, &gw} {
-		checkHardened(t, d)
+		checkHardened(t, d, "ghcr.io/codevector/codevector:latest")
 	}
 	if args := mgr.Spec.Template.Spec.Containers[0].Args; args[0] != "manager" || !slices.Contains(args, "--leader-elect") {
 		t.Errorf("manager args = %v, want the manager subcommand with --leader-elect", args)
@@ -177,7 +177,7 @@ func TestDefaultBuildsAPlatformReadyDeployment(t *testing.T) {
 }
 
 // checkHardened asserts what a platform team's admission checks would.
-func checkHardened(t *testing.T, d *appsv1.Deployment) {
+func checkHardened(t *testing.T, d *appsv1.Deployment, image string) {
 	t.Helper()
 	pod := d.Spec.Template.Spec
 	if sc := pod.SecurityContext; sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot ||
@@ -203,8 +203,8 @@ func checkHardened(t *testing.T, d *appsv1.Deployment) {
 		if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
 			t.Errorf("%s/%s: resources %+v, want CPU and memory requests and a memory limit", d.Name, c.Name, c.Resources)
 		}
-		if c.Image != "ghcr.io/codevector/codevector:latest" {
-			t.Errorf("%s/%s: image %q, want the kustomize-set image", d.Name, c.Name, c.Image)
+		if c.Image != image {
+			t.Errorf("%s/%s: image %q, want %q", d.Name, c.Name, c.Image, image)
 		}
 	}
 }

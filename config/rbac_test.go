@@ -47,7 +47,15 @@ type identity struct {
 func asServiceAccount(t *testing.T, name string) *identity {
 	t.Helper()
 	out, _ := kustomize(t, "rbac")
-	if err := devmode.ApplyYAML(context.Background(), env.Client, out, "config/rbac"); err != nil {
+	return asServiceAccountBoundBy(t, name, out, "config/rbac")
+}
+
+// asServiceAccountBoundBy applies rbac (the RBAC objects of an install:
+// kustomize's or the Helm chart's) and returns the identity of the service
+// account name in the system namespace.
+func asServiceAccountBoundBy(t *testing.T, name string, rbac []byte, source string) *identity {
+	t.Helper()
+	if err := devmode.ApplyYAML(context.Background(), env.Client, rbac, source); err != nil {
 		t.Fatal(err)
 	}
 	id := &identity{}

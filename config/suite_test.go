@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 	logger := zap.New(zap.WriteTo(logWriter))
 	ctrl.SetLogger(logger)
 	klog.SetLogger(logger)
-	testenv.Main(m, &env)
+	testenv.Main(m, &env, testenv.AfterTests(removeChartTool))
 }
 
 // kustomize builds a kustomization under config/ with kubectl and decodes
