@@ -9,11 +9,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -204,6 +207,15 @@ func BenchmarkRevokeConfirmedByThreeReplicas(b *testing.B) {
 		everyReplicaAnswers(b, replicas, key.Reveal(), http.StatusOK)
 		names[i] = k.Name
 	}
+	// BENCH_REVOKE_LOAD=N: N requests a second of other traffic, with a
+	// key that stays valid, round-robin over the replicas while the keys
+	// are revoked (the issue's repro ran at 150 req/s).
+	stopLoad := func() (sent, failed int64) { return 0, 0 }
+	if rate, _ := strconv.Atoi(os.Getenv("BENCH_REVOKE_LOAD")); rate > 0 {
+		_, other := e.IssueKey(b, ns, "bench-traffic")
+		everyReplicaAnswers(b, replicas, other.Reveal(), http.StatusOK)
+		stopLoad = backgroundTraffic(b, replicas, other.Reveal(), rate)
+	}
 	confirmed := regexp.MustCompile(`refused by 3 of 3 gateway replicas in (\S+)\.`)
 	var toLast, command []time.Duration
 	b.ResetTimer()
@@ -222,6 +234,9 @@ func BenchmarkRevokeConfirmedByThreeReplicas(b *testing.B) {
 		toLast = append(toLast, d)
 	}
 	b.StopTimer()
+	if sent, failed := stopLoad(); sent > 0 {
+		b.Logf("other traffic meanwhile: %d requests, %d not answered 200", sent, failed)
+	}
 	for _, s := range []struct {
 		name string
 		ds   []time.Duration
@@ -231,5 +246,50 @@ func BenchmarkRevokeConfirmedByThreeReplicas(b *testing.B) {
 		b.ReportMetric(float64(p50.Microseconds())/1000, s.name+"-p50-ms")
 		b.ReportMetric(float64(p99.Microseconds())/1000, s.name+"-p99-ms")
 		b.Logf("%s: p50 %v, p99 %v, max %v over %d revocations", s.name, p50, p99, s.ds[len(s.ds)-1], len(s.ds))
+	}
+}
+
+// backgroundTraffic sends rate chat requests a second with key, round-robin
+// over the replicas, each on its own goroutine at its scheduled time, until
+// the returned function is called; it returns how many were sent and how
+// many were not answered 200.
+func backgroundTraffic(b *testing.B, replicas []*replica, key string, rate int) func() (sent, failed int64) {
+	var sentN, failedN atomic.Int64
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(time.Second / time.Duration(rate))
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			r := replicas[i%len(replicas)]
+			wg.Go(func() {
+				sentN.Add(1)
+				// Not testenv.DocsChat: its t.Fatal must not run off the
+				// benchmark's goroutine.
+				req, _ := http.NewRequest(http.MethodPost, r.url+"/gateway/openai/v1/chat/completions", strings.NewReader(testenv.DocsChatBody))
+				req.Header.Set("Authorization", "Bearer "+key)
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					failedN.Add(1)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					failedN.Add(1)
+				}
+			})
+		}
+	})
+	return func() (int64, int64) {
+		close(done)
+		wg.Wait()
+		return sentN.Load(), failedN.Load()
 	}
 }
