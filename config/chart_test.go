@@ -4,10 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,8 +25,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
-	"github.com/codevector/codevector/gateway/proxy"
-	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/commands"
 	"github.com/codevector/codevector/internal/devmode"
 	"github.com/codevector/codevector/internal/testenv"
@@ -419,33 +414,9 @@ func TestChartInstallsAndRuns(t *testing.T) {
 	startManagerAs(t, asServiceAccountBoundBy(t, "codevector-manager", rbac.Bytes(), "charts/codevector"))
 	gw := asServiceAccountBoundBy(t, "codevector-gateway", rbac.Bytes(), "charts/codevector")
 
-	upstream := httptest.NewServer(&devmode.EchoUpstream{})
-	t.Cleanup(upstream.Close)
-	providers, err := proxy.ParseProviders([]byte("providers:\n  openai:\n    baseURL: "+upstream.URL+"\n"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, _ := testenv.StartGateway(t, gw.cfg, server.Options{
-		Providers: providers, LastUsedInterval: 200 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-
 	// A tenant's key: issued by the manager, served by the gateway, its
 	// last use recorded.
-	key, plain := env.IssueKey(t, tenant, "laptop")
-	if code, body := chat(t, base, plain.Reveal()); code != http.StatusOK || !strings.Contains(body, "Echo: Hello") {
-		t.Fatalf("gateway answered %d %s, want 200 from the echo upstream", code, body)
-	}
-	testenv.Eventually(t, 10*time.Second, func() error {
-		k := &gatewayv1alpha1.APIKey{}
-		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(key), k); err != nil {
-			return err
-		}
-		if k.Status.LastUsedAt == nil {
-			return fmt.Errorf("status.lastUsedAt not recorded")
-		}
-		return nil
-	})
+	base, _ := servesATenantKey(t, gw, tenant)
 
 	// The console's path: the gateway creates a key for a user in the
 	// system namespace and consumes its reveal.

@@ -129,32 +129,8 @@ func TestGatewayRBACIsEnoughAndNoMore(t *testing.T) {
 	startManagerAs(t, asServiceAccount(t, "codevector-manager"))
 	gw := asServiceAccount(t, "codevector-gateway")
 
-	upstream := httptest.NewServer(&devmode.EchoUpstream{})
-	t.Cleanup(upstream.Close)
-	providers, err := proxy.ParseProviders([]byte("providers:\n  openai:\n    baseURL: "+upstream.URL+"\n"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, _ := testenv.StartGateway(t, gw.cfg, server.Options{
-		Providers: providers, LastUsedInterval: 200 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-
 	// Authenticates a tenant's key and records its last use.
-	key, plain := env.IssueKey(t, tenant, "laptop")
-	if code, body := chat(t, base, plain.Reveal()); code != http.StatusOK || !strings.Contains(body, "Echo: Hello") {
-		t.Fatalf("gateway answered %d %s, want 200 from the echo upstream", code, body)
-	}
-	testenv.Eventually(t, 10*time.Second, func() error {
-		k := &gatewayv1alpha1.APIKey{}
-		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(key), k); err != nil {
-			return err
-		}
-		if k.Status.LastUsedAt == nil {
-			return fmt.Errorf("status.lastUsedAt not recorded")
-		}
-		return nil
-	})
+	base, key := servesATenantKey(t, gw, tenant)
 
 	// Cannot read a Secret in a tenant namespace, by name or by listing.
 	tenantSecret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "database-password"}, StringData: map[string]string{"password": "hunter2"}}
@@ -399,4 +375,37 @@ func logsSince(n int) string {
 	logWriter.mu.Lock()
 	defer logWriter.mu.Unlock()
 	return logs.String()[n:]
+}
+
+// servesATenantKey runs a gateway as gw in front of the echo upstream,
+// issues a key in tenant, and checks that the gateway serves it and
+// records its last use (which needs its status patch right). It returns
+// the gateway's URL and the key's APIKey.
+func servesATenantKey(t *testing.T, gw *identity, tenant string) (string, *gatewayv1alpha1.APIKey) {
+	t.Helper()
+	upstream := httptest.NewServer(&devmode.EchoUpstream{})
+	t.Cleanup(upstream.Close)
+	providers, err := proxy.ParseProviders([]byte("providers:\n  openai:\n    baseURL: "+upstream.URL+"\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, _ := testenv.StartGateway(t, gw.cfg, server.Options{
+		Providers: providers, LastUsedInterval: 200 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	key, plain := env.IssueKey(t, tenant, "laptop")
+	if code, body := chat(t, base, plain.Reveal()); code != http.StatusOK || !strings.Contains(body, "Echo: Hello") {
+		t.Fatalf("gateway answered %d %s, want 200 from the echo upstream", code, body)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		k := &gatewayv1alpha1.APIKey{}
+		if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(key), k); err != nil {
+			return err
+		}
+		if k.Status.LastUsedAt == nil {
+			return fmt.Errorf("status.lastUsedAt not recorded")
+		}
+		return nil
+	})
+	return base, key
 }
