@@ -90,14 +90,24 @@ func (c *Console) lockCreatesEverywhere(ctx context.Context, user string) (*user
 	if err != nil {
 		return nil, fmt.Errorf("taking the create lock of %s (Lease %s/%s): %w", user, c.opts.SystemNamespace, l.name, err)
 	}
-	if ns, name, ok := splitName(lastKey); ok {
+	if ns, name, ok := splitName(lastKey); ok && ns == c.opts.Namespace {
 		// The previous holder's key, as this replica's index will see it.
-		err := wait.PollUntilContextCancel(ctx, 10*time.Millisecond, true, func(context.Context) (bool, error) {
+		// Only a key of this console's namespace: replicas of one gateway
+		// share it (a console elsewhere, with its own namespace, is another
+		// deployment whose keys this replica may not watch at all). And
+		// only so long: an index that lags more than a create may take is
+		// not waited for (the count may then miss that one key).
+		waitCtx, cancel := context.WithTimeout(ctx, c.opts.CreateTimeout)
+		err := wait.PollUntilContextCancel(waitCtx, 10*time.Millisecond, true, func(context.Context) (bool, error) {
 			return c.keys.APIKey(types.NamespacedName{Namespace: ns, Name: name}) != nil, nil
 		})
-		if err != nil {
+		cancel()
+		if err != nil && ctx.Err() != nil {
 			l.release(context.WithoutCancel(ctx), "")
-			return nil, fmt.Errorf("waiting for this replica to see %s, created by the previous holder of the create lock: %w", lastKey, err)
+			return nil, fmt.Errorf("waiting for this replica to see %s, created by the previous holder of the create lock: %w", lastKey, ctx.Err())
+		}
+		if err != nil {
+			c.log.Warn("Counting a user's keys without the one created last on another replica: this replica's index has not seen it", "key", lastKey, "waited", c.opts.CreateTimeout)
 		}
 	}
 	return l, nil
