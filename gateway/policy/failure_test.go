@@ -4,8 +4,12 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -57,5 +61,37 @@ func TestFailureModes(t *testing.T) {
 	}
 	if _, err := ParseFailureMode("sometimes"); err == nil {
 		t.Error(`ParseFailureMode("sometimes") accepted`)
+	}
+}
+
+// What a key with a dollar budget spent is counted by owner in dollars,
+// priced from the providers file: the dashboard's spend table.
+func TestSpendIsCountedByOwner(t *testing.T) {
+	providers, err := proxy.ParseProviders([]byte(`providers:
+  openai:
+    baseURL: http://upstream.invalid
+    pricing:
+      "gpt-4o": {input: "2.50", output: "10"}
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	// No engine: the budget is served uncounted (open), as while a peer is
+	// down; the spend is still priced and counted.
+	m := New(Options{Providers: providers, Metrics: NewMetrics(reg), BudgetFailureMode: FailOpen, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	e := &keyindex.Entry{APIKeyFacts: &keyindex.APIKeyFacts{
+		Name: types.NamespacedName{Namespace: "team-a", Name: "k"}, UID: "uid-1", Owner: "alice@example.com",
+		Policy: &keyindex.Policy{Budget: &gatewayv1alpha1.Budget{USD: "50"}},
+	}}
+	adm := (&requestMeter{m: m, e: e}).Admit(context.Background(), proxy.Request{Provider: "openai", Method: http.MethodPost,
+		Path: "/v1/chat/completions", Model: "gpt-4o", Billing: proxy.BillingTokens, EstimatedInputTokens: 10, MaxOutputTokens: 100, Answers: 1})
+	if adm.Refusal != nil {
+		t.Fatal(adm.Refusal)
+	}
+	adm.Settle(proxy.Usage{Status: 200, InputTokens: 1000, OutputTokens: 2000, Complete: true})
+	// 1,000 × $2.50 + 2,000 × $10 per million: $0.0225.
+	if got := testutil.ToFloat64(m.metrics.spend.WithLabelValues("team-a", "alice@example.com")); math.Abs(got-0.0225) > 1e-12 {
+		t.Errorf("codevector_gateway_policy_spend_usd_total = %v, want 0.0225", got)
 	}
 }

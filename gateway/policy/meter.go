@@ -413,6 +413,7 @@ func (rm *requestMeter) settle(a *admitted, u proxy.Usage) {
 		settle(a.iBudget, int64(cost)-a.budgetCost)
 	}
 	m.metrics.used(e, in, out)
+	m.metrics.spent(e, cost)
 	if m.spend != nil {
 		m.spend.Add(e, a.periodStart, usage.Spend{Requests: 1, InputTokens: in, OutputTokens: out, USD: cost})
 	}

@@ -3,6 +3,8 @@ package policy
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+
 	"github.com/codevector/codevector/gateway/keyindex"
 )
 
@@ -12,6 +14,7 @@ import (
 type Metrics struct {
 	requests     *prometheus.CounterVec
 	tokens       *prometheus.CounterVec
+	spend        *prometheus.CounterVec
 	refusals     *prometheus.CounterVec
 	engineErrors prometheus.Counter
 }
@@ -27,6 +30,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "codevector", Subsystem: "gateway", Name: "policy_tokens_total",
 			Help: "Tokens used by keys with a per-key policy, by namespace, owner and direction (input, output).",
 		}, []string{"namespace", "owner", "direction"}),
+		spend: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "codevector", Subsystem: "gateway", Name: "policy_spend_usd_total",
+			Help: "US dollars spent by keys with a dollar budget, priced from the providers file, by namespace and owner (exact per key in each APIKey's status.usage).",
+		}, []string{"namespace", "owner"}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "codevector", Subsystem: "gateway", Name: "policy_refusals_total",
 			Help: "Requests refused by a key's policy, by namespace, owner and reason (model_not_allowed, model_not_priced, route_not_metered, invalid_body, request_too_large, requests_per_minute, tokens_per_minute, concurrent_requests, budget_exceeded, budget_unavailable, limits_unavailable).",
@@ -37,7 +44,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.tokens, m.refusals, m.engineErrors)
+		reg.MustRegister(m.requests, m.tokens, m.spend, m.refusals, m.engineErrors)
 	}
 	return m
 }
@@ -58,6 +65,13 @@ func (m *Metrics) used(e *keyindex.Entry, in, out int64) {
 	if m != nil {
 		m.tokens.WithLabelValues(e.Name.Namespace, e.Owner, "input").Add(float64(in))
 		m.tokens.WithLabelValues(e.Name.Namespace, e.Owner, "output").Add(float64(out))
+	}
+}
+
+// spent counts what a request of a key with a dollar budget cost.
+func (m *Metrics) spent(e *keyindex.Entry, cost gatewayv1alpha1.NanoUSD) {
+	if m != nil && cost > 0 {
+		m.spend.WithLabelValues(e.Name.Namespace, e.Owner).Add(float64(cost) / 1e9)
 	}
 }
 
