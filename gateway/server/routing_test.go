@@ -32,9 +32,9 @@ func TestRouting(t *testing.T) {
 	cases := []struct{ mode, method, path, want string }{
 		{"dev", "GET", "/", "302 location=/api-keys text/html"},
 		{"dev", "POST", "/", "302 location=/api-keys"},
-		{"dev", "GET", "/x", "404 text/plain"},
+		{"dev", "GET", "/x", "404 application/json"}, // says which /gateway/ URL was meant
 		{"dev", "POST", "/healthz", "200 text/plain"},
-		{"dev", "GET", "/metrics", "404 text/plain"}, // on the metrics listener only
+		{"dev", "GET", "/metrics", "404 application/json"}, // on the metrics listener only
 		{"dev", "GET", "/gateway/openai/v1/models", "401 application/json"},
 		{"dev", "GET", "//api-keys", "301 location=http://localhost/api-keys"},
 		{"dev", "GET", "/docs/../api-keys", "301 location=http://localhost/api-keys"},
@@ -57,8 +57,8 @@ func TestRouting(t *testing.T) {
 		{"dev", "GET", "/api/v1/apikeys/foo/revoke", "404 csp cache=no-store application/json"},
 		{"dev", "POST csrf", "/api/v1/apikeys/foo/bar/revoke", "404 csp cache=no-store application/json"},
 		{"dev", "GET", "/api/v1/apikeysx", "404 csp cache=no-store text/plain"},
-		{"dev", "GET", "/api/v1", "404 text/plain"},
-		{"dev", "GET", "/oauth2", "404 text/plain"},
+		{"dev", "GET", "/api/v1", "404 application/json"},
+		{"dev", "GET", "/oauth2", "404 application/json"},
 		{"dev", "GET", "/oauth2/sign_in", "404 csp cache=no-store text/plain"},
 		{"dev", "POST csrf", "/oauth2/sign_out", "404 csp cache=no-store text/plain"},
 
@@ -75,7 +75,7 @@ func TestRouting(t *testing.T) {
 		{"dev", "GET", "/static/console.js", "200 cache=no-cache text/javascript"},
 		{"dev", "POST", "/static/console.js", "405 allow=GET, HEAD text/plain"},
 		{"dev", "GET", "/static/nope", "404 text/plain"},
-		{"dev", "GET", "/static", "404 text/plain"},
+		{"dev", "GET", "/static", "404 application/json"},
 
 		// Without an identity, every console path is 401 first.
 		{"header", "GET", "/api-keys", "401 csp cache=no-store text/html"},
@@ -98,7 +98,7 @@ func TestRouting(t *testing.T) {
 		{"oidc", "POST", "/oauth2/sign_out", "303 location=/oauth2/sign_out csp cache=no-store"},
 		{"oidc", "DELETE", "/oauth2/sign_out", "401 csp cache=no-store text/html"},
 		{"oidc", "GET", "/oauth2/x", "302 location=/oauth2/sign_in?rd=%2Foauth2%2Fx csp cache=no-store text/html"},
-		{"oidc", "GET", "/oauth2", "404 text/plain"},
+		{"oidc", "GET", "/oauth2", "404 application/json"},
 	}
 
 	handlers := map[string]http.Handler{}
