@@ -120,7 +120,12 @@ func TestNoKeyLeaksAnywhere(t *testing.T) {
 		return nil
 	})
 	consoleGet("/api/v1/apikeys")
-	if status, body := consolePost("/api/v1/apikeys/leak-check/revoke", `{}`); status != http.StatusOK {
+	// 200 once every gateway replica refuses the key, 202 when one has not
+	// within the bound: the gateways of this package's other tests share
+	// the system namespace's replica Leases, and some of them are cut off
+	// from the API server on purpose. This test needs the revocation, not
+	// its confirmation (the revoke tests check that).
+	if status, body := consolePost("/api/v1/apikeys/leak-check/revoke", `{}`); status != http.StatusOK && status != http.StatusAccepted {
 		t.Fatalf("console revoke: %d %s", status, body)
 	}
 	testenv.Eventually(t, 5*time.Second, func() error {
