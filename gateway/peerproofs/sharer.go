@@ -23,7 +23,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"k8s.io/utils/clock"
 
 	"github.com/codevector/codevector/gateway/auth"
@@ -50,9 +49,10 @@ type Sharer struct {
 	cfg     Config
 	metrics metrics
 
-	mu      sync.Mutex
+	conns *quota.PeerConns
+
+	mu      sync.Mutex // guards pending
 	pending []auth.PeerProof
-	conns   map[string]*grpc.ClientConn
 }
 
 // maxPending bounds the proofs waiting to be pushed; past it, new ones
@@ -73,7 +73,7 @@ func New(cfg Config) *Sharer {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	s := &Sharer{cfg: cfg, conns: map[string]*grpc.ClientConn{}}
+	s := &Sharer{cfg: cfg, conns: quota.NewPeerConns(cfg.Credential)}
 	s.metrics = newMetrics(cfg.Registerer, cfg.Proofs)
 	cfg.Proofs.Enable(cfg.Credential.DeriveSecret("verified-key proofs"), s.publish)
 	return s
@@ -143,25 +143,11 @@ func (s *Sharer) Fetch(ctx context.Context, peers []string) int {
 }
 
 func (s *Sharer) fetchFrom(ctx context.Context, addr string) (int, error) {
-	conn, err := s.conn(addr)
+	conn, err := s.conns.Get(addr)
 	if err != nil {
 		return 0, err
 	}
 	return list(ctx, conn, s.learn)
-}
-
-func (s *Sharer) conn(addr string) (*grpc.ClientConn, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if c, ok := s.conns[addr]; ok {
-		return c, nil
-	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(s.cfg.Credential.ClientTLS())))
-	if err != nil {
-		return nil, err
-	}
-	s.conns[addr] = c
-	return c, nil
 }
 
 // Run passes on new proofs to peers() every push interval until ctx
@@ -172,7 +158,7 @@ func (s *Sharer) Run(ctx context.Context, peers func() []string) {
 	for {
 		select {
 		case <-ctx.Done():
-			s.closeConns(nil)
+			s.conns.Keep(nil)
 			return
 		case <-t.C:
 			s.pushPending(ctx, peers())
@@ -181,7 +167,7 @@ func (s *Sharer) Run(ctx context.Context, peers func() []string) {
 }
 
 func (s *Sharer) pushPending(ctx context.Context, peers []string) {
-	s.closeConns(peers)
+	s.conns.Keep(peers)
 	s.mu.Lock()
 	pending := s.pending
 	s.pending = nil
@@ -198,7 +184,7 @@ func (s *Sharer) pushPending(ctx context.Context, peers []string) {
 	var wg sync.WaitGroup
 	for _, addr := range peers {
 		wg.Go(func() {
-			conn, err := s.conn(addr)
+			conn, err := s.conns.Get(addr)
 			for _, b := range batches {
 				if err == nil {
 					err = push(ctx, conn, b)
@@ -213,18 +199,6 @@ func (s *Sharer) pushPending(ctx context.Context, peers []string) {
 	}
 	wg.Wait()
 	s.metrics.pushed.Add(float64(len(pending)))
-}
-
-// closeConns closes the connections to addresses not in keep.
-func (s *Sharer) closeConns(keep []string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for addr, c := range s.conns {
-		if !slices.Contains(keep, addr) {
-			c.Close()
-			delete(s.conns, addr)
-		}
-	}
 }
 
 type metrics struct {

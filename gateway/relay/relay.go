@@ -29,14 +29,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"slices"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -85,9 +83,10 @@ type Relay struct {
 	queue chan keyindex.Revocation
 	sem   chan struct{}
 
-	mu    sync.Mutex
-	conns map[string]*grpc.ClientConn
-	sent  map[dedupKey]struct{}
+	conns *quota.PeerConns
+
+	mu   sync.Mutex // guards sent
+	sent map[dedupKey]struct{}
 
 	relayed  *prometheus.CounterVec
 	failures *prometheus.CounterVec
@@ -118,7 +117,7 @@ func New(cfg Config) *Relay {
 		cfg:   cfg,
 		queue: make(chan keyindex.Revocation, queueSize),
 		sem:   make(chan struct{}, maxInFlight),
-		conns: map[string]*grpc.ClientConn{},
+		conns: quota.NewPeerConns(cfg.Credential),
 		sent:  map[dedupKey]struct{}{},
 		relayed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "codevector", Subsystem: "gateway", Name: "revocations_relayed_total",
@@ -182,7 +181,7 @@ func (r *Relay) publish(rev keyindex.Revocation) {
 func (r *Relay) Run(ctx context.Context, peers func() []string) {
 	t := time.NewTicker(r.cfg.HeartbeatInterval)
 	defer t.Stop()
-	defer r.closeConns(nil)
+	defer r.conns.Keep(nil)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
@@ -213,7 +212,7 @@ func (r *Relay) Run(ctx context.Context, peers func() []string) {
 // under the bound of maxInFlight. A heartbeat (must false) is skipped for
 // a peer when the bound is reached rather than wait.
 func (r *Relay) fanOut(ctx context.Context, wg *sync.WaitGroup, peers []string, msg *relaypb.RelayRequest, must bool) {
-	r.closeConns(peers)
+	r.conns.Keep(peers)
 	for _, addr := range peers {
 		if must {
 			select {
@@ -243,7 +242,7 @@ func (r *Relay) fanOut(ctx context.Context, wg *sync.WaitGroup, peers []string, 
 }
 
 func (r *Relay) send(ctx context.Context, addr string, msg *relaypb.RelayRequest) error {
-	conn, err := r.conn(addr)
+	conn, err := r.conns.Get(addr)
 	if err != nil {
 		return err
 	}
@@ -253,32 +252,6 @@ func (r *Relay) send(ctx context.Context, addr string, msg *relaypb.RelayRequest
 	// waited for within the timeout rather than failed at once.
 	_, err = relaypb.NewRevocationsClient(conn).Relay(ctx, msg, grpc.WaitForReady(true))
 	return err
-}
-
-func (r *Relay) conn(addr string) (*grpc.ClientConn, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if c, ok := r.conns[addr]; ok {
-		return c, nil
-	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(r.cfg.Credential.ClientTLS())))
-	if err != nil {
-		return nil, err
-	}
-	r.conns[addr] = c
-	return c, nil
-}
-
-// closeConns closes the connections to addresses not in keep.
-func (r *Relay) closeConns(keep []string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for addr, c := range r.conns {
-		if !slices.Contains(keep, addr) {
-			c.Close()
-			delete(r.conns, addr)
-		}
-	}
 }
 
 // receive applies a peer's message.

@@ -1,0 +1,53 @@
+package quota
+
+import (
+	"slices"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+)
+
+// PeerConns keeps one client connection per peer address, authenticated
+// with the peers' mutual TLS (Credential): the services on the peer
+// listener (verified-key proofs, revocation relays) dial their peers
+// through one of these rather than each keeping a pool of its own.
+type PeerConns struct {
+	cred  *Credential
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+}
+
+// NewPeerConns returns an empty pool that dials with cred.
+func NewPeerConns(cred *Credential) *PeerConns {
+	return &PeerConns{cred: cred, conns: map[string]*grpc.ClientConn{}}
+}
+
+// Get returns the connection to addr, creating it (lazily: gRPC connects
+// on first use) if there is none.
+func (p *PeerConns) Get(addr string) (*grpc.ClientConn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.conns[addr]; ok {
+		return c, nil
+	}
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(p.cred.ClientTLS())))
+	if err != nil {
+		return nil, err
+	}
+	p.conns[addr] = c
+	return c, nil
+}
+
+// Keep closes the connections to addresses not in keep: peers that left.
+// Keep(nil) closes them all.
+func (p *PeerConns) Keep(keep []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for addr, c := range p.conns {
+		if !slices.Contains(keep, addr) {
+			c.Close()
+			delete(p.conns, addr)
+		}
+	}
+}
