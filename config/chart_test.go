@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,20 +13,15 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
-	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/internal/commands"
 	"github.com/codevector/codevector/internal/devmode"
-	"github.com/codevector/codevector/internal/testenv"
 )
 
 // chartDir is the Helm chart, seen from config/.
@@ -362,25 +356,9 @@ func TestChartArgsAreFlagsTheBinaryKnows(t *testing.T) {
 // TestChartPodsMeetTheRestrictedPodSecurityStandard creates the chart's
 // pods (dry run) in a namespace that enforces "restricted".
 func TestChartPodsMeetTheRestrictedPodSecurityStandard(t *testing.T) {
-	ctx := context.Background()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
-		Name:   "psa-restricted-chart",
-		Labels: map[string]string{"pod-security.kubernetes.io/enforce": "restricted"},
-	}}
-	if err := env.Client.Create(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
 	_, objs := helmTemplate(t)
-	b := index(objs)
-	for _, name := range []string{"codevector-manager", "codevector-gateway"} {
-		var d appsv1.Deployment
-		b.get(t, "Deployment", name, &d)
-		checkHardened(t, &d, "ghcr.io/codevector/codevector:"+chartAppVersion(t))
-		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: name}, Spec: d.Spec.Template.Spec}
-		if err := env.Client.Create(ctx, pod, client.DryRunAll); err != nil {
-			t.Errorf("a %s pod of the chart is refused under the restricted Pod Security Standard: %v", name, err)
-		}
-	}
+	image := "ghcr.io/codevector/codevector:" + chartAppVersion(t)
+	podsMeetRestricted(t, "psa-restricted-chart", index(objs), func(d *appsv1.Deployment) { checkHardened(t, d, image) })
 }
 
 // TestChartInstallsAndRuns applies the whole rendered chart to the API
@@ -420,19 +398,7 @@ func TestChartInstallsAndRuns(t *testing.T) {
 
 	// The console's path: the gateway creates a key for a user in the
 	// system namespace and consumes its reveal.
-	consoleKey := &gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: systemNS, Name: "chart-console-made"}, Spec: gatewayv1alpha1.APIKeySpec{Owner: "alice@example.com"}}
-	testenv.SealToTests(consoleKey)
-	if err := gw.client.Create(ctx, consoleKey); err != nil {
-		t.Fatalf("gateway creating a console key for alice: %v", err)
-	}
-	issued := env.WaitForPhase(t, systemNS, consoleKey.Name, gatewayv1alpha1.PhaseActive, 15*time.Second)
-	consolePlain, err := testenv.Reveal(ctx, gw.client, issued)
-	if err != nil {
-		t.Fatalf("gateway consuming the reveal Secret of a console key: %v", err)
-	}
-	if code, body := chat(t, base, consolePlain.Reveal()); code != http.StatusOK {
-		t.Errorf("console key: gateway answered %d %s, want 200", code, body)
-	}
+	servesAConsoleKey(t, gw, base, "chart-console-made")
 
 	// And no more than that: a tenant's Secrets stay out of reach.
 	checkAccess(t, gw, []access{

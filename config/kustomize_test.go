@@ -279,30 +279,41 @@ func TestDefaultAppliesToARealAPIServer(t *testing.T) {
 // Deployments (dry run) in a namespace that enforces "restricted", as
 // config/default labels codevector-system.
 func TestPodsMeetTheRestrictedPodSecurityStandard(t *testing.T) {
+	_, objs := kustomize(t, "default")
+	ns := podsMeetRestricted(t, "psa-restricted", index(objs), nil)
+	// The check has teeth: a root container is refused.
+	root := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "root"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}}
+	if err := env.Client.Create(context.Background(), root, client.DryRunAll); err == nil {
+		t.Error("a pod without any hardening was admitted: Pod Security admission is not enforcing, so this test proves nothing")
+	}
+}
+
+// podsMeetRestricted creates (dry run) the pods of the manager's and the
+// gateway's Deployments in b in a new namespace named ns that enforces the
+// restricted Pod Security Standard, after check (if any) has looked at
+// each Deployment. It returns the namespace.
+func podsMeetRestricted(t *testing.T, ns string, b built, check func(*appsv1.Deployment)) string {
+	t.Helper()
 	ctx := context.Background()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
-		Name:   "psa-restricted",
+	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name:   ns,
 		Labels: map[string]string{"pod-security.kubernetes.io/enforce": "restricted"},
-	}}
-	if err := env.Client.Create(ctx, ns); err != nil {
+	}}); err != nil {
 		t.Fatal(err)
 	}
-	_, objs := kustomize(t, "default")
-	b := index(objs)
 	for _, name := range []string{"codevector-manager", "codevector-gateway"} {
 		var d appsv1.Deployment
 		b.get(t, "Deployment", name, &d)
-		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: name}, Spec: d.Spec.Template.Spec}
+		if check != nil {
+			check(&d)
+		}
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: d.Spec.Template.Spec}
 		if err := env.Client.Create(ctx, pod, client.DryRunAll); err != nil {
 			t.Errorf("a %s pod is refused under the restricted Pod Security Standard: %v", name, err)
 		}
 	}
-	// The check has teeth: a root container is refused.
-	root := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "root"},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}}
-	if err := env.Client.Create(ctx, root, client.DryRunAll); err == nil {
-		t.Error("a pod without any hardening was admitted: Pod Security admission is not enforcing, so this test proves nothing")
-	}
+	return ns
 }
 
 // TestSamplesApply applies config/samples (dry run) as a user would.

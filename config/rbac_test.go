@@ -157,19 +157,7 @@ func TestGatewayRBACIsEnoughAndNoMore(t *testing.T) {
 
 	// The console's job: create a key for a user in the system namespace,
 	// reveal it once, and it authenticates.
-	consoleKey := &gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: systemNS, Name: "console-made"}, Spec: gatewayv1alpha1.APIKeySpec{Owner: "alice@example.com"}}
-	testenv.SealToTests(consoleKey)
-	if err := gw.client.Create(ctx, consoleKey); err != nil {
-		t.Fatalf("gateway creating a console key for alice: %v", err)
-	}
-	issued := env.WaitForPhase(t, systemNS, consoleKey.Name, gatewayv1alpha1.PhaseActive, 15*time.Second)
-	consolePlain, err := testenv.Reveal(ctx, gw.client, issued)
-	if err != nil {
-		t.Fatalf("gateway consuming the reveal Secret of a console key: %v", err)
-	}
-	if code, body := chat(t, base, consolePlain.Reveal()); code != http.StatusOK {
-		t.Errorf("console key: gateway answered %d %s, want 200", code, body)
-	}
+	issued := servesAConsoleKey(t, gw, base, "console-made")
 	if err := gw.client.Patch(ctx, issued.DeepCopy(), revoke); err != nil {
 		t.Errorf("gateway revoking a console key: %v", err)
 	}
@@ -408,4 +396,26 @@ func servesATenantKey(t *testing.T, gw *identity, tenant string) (string, *gatew
 		return nil
 	})
 	return base, key
+}
+
+// servesAConsoleKey does as gw what the console does: it creates a key
+// named name for alice in the system namespace, consumes its reveal, and
+// checks that the gateway at base serves it. It returns the issued APIKey.
+func servesAConsoleKey(t *testing.T, gw *identity, base, name string) *gatewayv1alpha1.APIKey {
+	t.Helper()
+	ctx := context.Background()
+	consoleKey := &gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: systemNS, Name: name}, Spec: gatewayv1alpha1.APIKeySpec{Owner: "alice@example.com"}}
+	testenv.SealToTests(consoleKey)
+	if err := gw.client.Create(ctx, consoleKey); err != nil {
+		t.Fatalf("gateway creating a console key for alice: %v", err)
+	}
+	issued := env.WaitForPhase(t, systemNS, consoleKey.Name, gatewayv1alpha1.PhaseActive, 15*time.Second)
+	consolePlain, err := testenv.Reveal(ctx, gw.client, issued)
+	if err != nil {
+		t.Fatalf("gateway consuming the reveal Secret of a console key: %v", err)
+	}
+	if code, body := chat(t, base, consolePlain.Reveal()); code != http.StatusOK {
+		t.Errorf("console key: gateway answered %d %s, want 200", code, body)
+	}
+	return issued
 }
