@@ -252,8 +252,10 @@ func TestBudgetSurvivesRestartOfAllReplicas(t *testing.T) {
 	}
 }
 
-// peeredReplicasUntil is peeredReplicas whose gateways stop when ctx ends.
-func peeredReplicasUntil(t *testing.T, ctx context.Context, n int, o server.Options) []*gateway {
+// peerListeners opens n peer listeners on loopback before any replica
+// starts (so their addresses are taken for the whole test) and returns
+// them with their addresses: the static peer list.
+func peerListeners(t testing.TB, n int) ([]net.Listener, []string) {
 	t.Helper()
 	listeners := make([]net.Listener, n)
 	addrs := make([]string, n)
@@ -261,6 +263,13 @@ func peeredReplicasUntil(t *testing.T, ctx context.Context, n int, o server.Opti
 		listeners[i] = testenv.Listener(t)
 		addrs[i] = listeners[i].Addr().String()
 	}
+	return listeners, addrs
+}
+
+// peeredReplicasUntil is peeredReplicas whose gateways stop when ctx ends.
+func peeredReplicasUntil(t *testing.T, ctx context.Context, n int, o server.Options) []*gateway {
+	t.Helper()
+	listeners, addrs := peerListeners(t, n)
 	replicas := make([]*gateway, n)
 	var wg sync.WaitGroup
 	for i := range replicas {

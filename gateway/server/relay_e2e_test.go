@@ -216,12 +216,7 @@ func startReplicaAgainst(t testing.TB, cfg *rest.Config, ln net.Listener, peers 
 func replicasWithOneStallable(t testing.TB, n int, o server.Options) ([]*gateway, *stallProxy) {
 	t.Helper()
 	proxy := newStallProxy(t, apiServerAddr(t))
-	listeners := make([]net.Listener, n)
-	addrs := make([]string, n)
-	for i := range listeners {
-		listeners[i] = testenv.Listener(t)
-		addrs[i] = listeners[i].Addr().String()
-	}
+	listeners, addrs := peerListeners(t, n)
 	replicas := make([]*gateway, n)
 	var wg sync.WaitGroup
 	for i := range replicas {
