@@ -259,10 +259,16 @@ func (rm *requestMeter) Admit(ctx context.Context, req proxy.Request) proxy.Admi
 		}
 		return proxy.Admission{Refusal: rm.refusal(a)}
 	}
-	m.metrics.admitted(e)
-	a.periodStart, _ = usage.PeriodOf(pol, e.CreatedAt, m.clock.Now())
+	return rm.admit(a)
+}
+
+// admit lets a through, counted (a.ds) or not: its settlement, and the
+// smaller output bound when its reservation was clamped.
+func (rm *requestMeter) admit(a *admitted) proxy.Admission {
+	rm.m.metrics.admitted(rm.e)
+	a.periodStart, _ = usage.PeriodOf(rm.e.Policy, rm.e.CreatedAt, rm.m.clock.Now())
 	adm := proxy.Admission{Settle: func(u proxy.Usage) { rm.settle(a, u) }}
-	if a.res.outputPerAnswer < req.MaxOutputTokens {
+	if a.res.outputPerAnswer < a.req.MaxOutputTokens {
 		adm.ClampOutputTokens = a.res.outputPerAnswer
 	}
 	return adm
@@ -357,10 +363,8 @@ func (rm *requestMeter) engineFailed(a *admitted, err error) proxy.Admission {
 		})
 	}
 	m.log.Warn("Quota engine unavailable: serving the request without counting it", "apikey", e.Name.String(), "error", err)
-	m.metrics.admitted(e)
 	a.hits, a.ds = nil, nil
-	a.periodStart, _ = usage.PeriodOf(e.Policy, e.CreatedAt, m.clock.Now())
-	return proxy.Admission{Settle: func(u proxy.Usage) { rm.settle(a, u) }}
+	return rm.admit(a)
 }
 
 // refuse counts a refusal by reason and returns it.
