@@ -95,7 +95,11 @@ func TestAPIRevokeIsConfirmedByEveryReplica(t *testing.T) {
 			!strings.HasPrefix(rv.Message, "Revoked: refused by 3 of 3 gateway replicas in ") {
 			t.Errorf("revocation %d: %d %s", i, rr.Status, rr.Body)
 		}
-		if rv.ElapsedMS < 300 {
+		// The delay starts when the API server sends the event, a moment
+		// before the console has the patch's answer and starts its clock:
+		// a few ms under 300 still means it waited (an unlagged replica
+		// confirms within a few ms).
+		if rv.ElapsedMS < 250 {
 			t.Errorf("revocation %d was confirmed in %d ms, before the lagging replica could have seen it", i, rv.ElapsedMS)
 		}
 		t.Logf("revocation %d: %s", i, rv.Message)
