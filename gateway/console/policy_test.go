@@ -197,6 +197,24 @@ func TestAPIPolicyEditWithinGuardrails(t *testing.T) {
 		}
 		return nil
 	})
+	// The defaults' (mutating) binding reaches admission through an
+	// informer of its own: until it does, a new key without limits is
+	// refused for lacking one rather than given the maximum.
+	testenv.Eventually(t, 10*time.Second, func() error {
+		ttl, err := gatewayv1alpha1.NewLifetime("24h")
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := &gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: s.Namespace, Name: "defaults-probe"},
+			Spec: gatewayv1alpha1.APIKeySpec{TTL: ttl}}
+		if err := env.Client.Create(context.Background(), k, client.DryRunAll); err != nil {
+			return fmt.Errorf("a key within the guardrails is refused: %v", err)
+		}
+		if k.Spec.Limits == nil || k.Spec.Limits.RequestsPerMinute == nil || *k.Spec.Limits.RequestsPerMinute != 100 {
+			return fmt.Errorf("the guardrails' defaults are not in force yet: limits %+v", k.Spec.Limits)
+		}
+		return nil
+	})
 	want := "The limits could not be saved: spec.limits.requestsPerMinute must be at most 100, as set by the guardrails of namespace " + s.Namespace + " (ConfigMap " + gatewayv1alpha1.DefaultSystemNamespace + "/" + g.ConfigMap + ")."
 	testenv.Eventually(t, 10*time.Second, func() error {
 		r := carol.setPolicy(t, "ci", map[string]any{"requestsPerMinute": 500})
