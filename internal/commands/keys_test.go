@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -573,12 +574,17 @@ func TestKeysCLIRotateWhileTheKeyIsInUse(t *testing.T) {
 	var gatewayWrites int
 	now := func() time.Time {
 		if gatewayWrites == 0 {
-			k := &gatewayv1alpha1.APIKey{}
-			if err := e.Client.Get(context.Background(), name, k); err != nil {
-				t.Error(err)
-			}
-			k.Status.LastUsedAt = &metav1.Time{Time: time.Now().Truncate(time.Second)}
-			if err := e.Client.Status().Update(context.Background(), k); err != nil {
+			// As a gateway does, again on a conflict with the controller's
+			// own status writes just after the create.
+			err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+				k := &gatewayv1alpha1.APIKey{}
+				if err := e.Client.Get(context.Background(), name, k); err != nil {
+					return err
+				}
+				k.Status.LastUsedAt = &metav1.Time{Time: time.Now().Truncate(time.Second)}
+				return e.Client.Status().Update(context.Background(), k)
+			})
+			if err != nil {
 				t.Errorf("writing the key's last use: %v", err)
 			}
 		}
