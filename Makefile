@@ -83,8 +83,8 @@ test-chart-tools: ## Run the chart and monitoring tests of hack/chart-tools.
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 60s); a crash is saved under testdata/fuzz.
-	go test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$${FUZZTIME:-60s} ./internal/keys/
-	go test -run='^$$' -fuzz='^FuzzParsePHC$$' -fuzztime=$${FUZZTIME:-60s} ./internal/keys/
+	go test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$${FUZZTIME:-60s} ./keys/
+	go test -run='^$$' -fuzz='^FuzzParsePHC$$' -fuzztime=$${FUZZTIME:-60s} ./keys/
 	go test -run='^$$' -fuzz='^FuzzExtractKey$$' -fuzztime=$${FUZZTIME:-60s} ./gateway/auth/
 	go test -run='^$$' -fuzz='^FuzzParseProviders$$' -fuzztime=$${FUZZTIME:-60s} ./gateway/proxy/
 	go test -run='^$$' -fuzz='^FuzzUsageScanner$$' -fuzztime=$${FUZZTIME:-60s} ./gateway/proxy/

@@ -19,8 +19,9 @@ func TestGatewayDoesNotLinkTheController(t *testing.T) {
 	forbidden := []string{
 		"github.com/codevector/codevector/controllers",
 		"github.com/codevector/codevector/internal/manager",
+		"github.com/codevector/codevector/internal/commands",
 	}
-	for _, pkg := range []string{"./gateway/...", "./internal/keys", "./internal/seal", "./internal/reveal", "./api/..."} {
+	for _, pkg := range []string{"./gateway/...", "./keys/...", "./humantime", "./api/..."} {
 		out, err := exec.Command("go", "list", "-deps", pkg).CombinedOutput()
 		if err != nil {
 			t.Fatalf("go list -deps %s: %v\n%s", pkg, err, out)
@@ -105,4 +106,53 @@ func importersOf(t *testing.T, dir, path string) []string {
 		}
 	}
 	return out
+}
+
+// The layout is the architecture: each top-level folder is a floor, and
+// arrows between floors run one way only. A pair of folders that import
+// each other (keys from internal/ and internal/ from a gateway package, as
+// it once was) means a leaf lives on the wrong floor. Test files are
+// exempt: a test may wire any floors together.
+func TestNoTwoTopLevelFoldersImportEachOther(t *testing.T) {
+	const module = "github.com/codevector/codevector"
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "./...").Output()
+	if ee, ok := err.(*exec.ExitError); ok {
+		t.Fatalf("go list ./...: %v\n%s", err, ee.Stderr)
+	} else if err != nil {
+		t.Fatalf("go list ./...: %v", err)
+	}
+	folder := func(pkg string) string {
+		rest, ok := strings.CutPrefix(pkg, module+"/")
+		if !ok {
+			return ""
+		}
+		top, _, _ := strings.Cut(rest, "/")
+		return top
+	}
+	// why[a][b] names one package of a that imports one of b.
+	why := map[string]map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		from := folder(fields[0])
+		for _, imp := range fields[1:] {
+			to := folder(imp)
+			if from == "" || to == "" || from == to {
+				continue
+			}
+			if why[from] == nil {
+				why[from] = map[string]string{}
+			}
+			why[from][to] = fields[0] + " imports " + imp
+		}
+	}
+	if len(why) < 4 {
+		t.Fatalf("found imports between only %d top-level folders:\n%s", len(why), out)
+	}
+	for a, targets := range why {
+		for b, reason := range targets {
+			if back, ok := why[b][a]; ok && a < b {
+				t.Errorf("%s/ and %s/ import each other: %s; %s", a, b, reason, back)
+			}
+		}
+	}
 }

@@ -18,8 +18,8 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/testenv"
+	"github.com/codevector/codevector/keys"
 )
 
 // The rollout benchmark's keys, load and per-second accounting.

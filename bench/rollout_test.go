@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/manager"
+	"github.com/codevector/codevector/keys"
 )
 
 // Rollout (issue 15): what replacing every gateway replica, one at a time

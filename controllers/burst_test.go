@@ -10,8 +10,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
-	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/manager"
+	"github.com/codevector/codevector/keys"
 )
 
 func TestBurstOf200KeysAllActiveWithDistinctIDs(t *testing.T) {

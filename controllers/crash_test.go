@@ -12,10 +12,10 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/controllers"
-	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/manager"
-	"github.com/codevector/codevector/internal/seal"
 	"github.com/codevector/codevector/internal/testenv"
+	"github.com/codevector/codevector/keys"
+	"github.com/codevector/codevector/keys/seal"
 )
 
 // These tests build, with no manager running, the state a manager leaves

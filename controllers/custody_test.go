@@ -20,11 +20,11 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/controllers"
-	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/manager"
-	"github.com/codevector/codevector/internal/reveal"
-	"github.com/codevector/codevector/internal/seal"
 	"github.com/codevector/codevector/internal/testenv"
+	"github.com/codevector/codevector/keys"
+	"github.com/codevector/codevector/keys/reveal"
+	"github.com/codevector/codevector/keys/seal"
 )
 
 // Key custody (docs/design.md, section 11), tried as teammates in one namespace

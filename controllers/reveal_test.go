@@ -11,10 +11,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
-	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/manager"
-	"github.com/codevector/codevector/internal/reveal"
 	"github.com/codevector/codevector/internal/testenv"
+	"github.com/codevector/codevector/keys"
+	"github.com/codevector/codevector/keys/reveal"
 )
 
 func TestRevealIsOneShotUnderConcurrentReaders(t *testing.T) {

@@ -15,8 +15,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
-	"github.com/codevector/codevector/internal/keys"
-	"github.com/codevector/codevector/internal/seal"
+	"github.com/codevector/codevector/keys"
+	"github.com/codevector/codevector/keys/seal"
 )
 
 // keyIDField indexes cached hash Secrets by key ID for the uniqueness check.

@@ -21,9 +21,9 @@ import (
 	"github.com/codevector/codevector/gateway/proxy"
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/devmode"
-	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/testenv"
+	"github.com/codevector/codevector/keys"
 )
 
 // outage is how long the API server is down. The issue asks for 30 s; set

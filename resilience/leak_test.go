@@ -26,9 +26,9 @@ import (
 	"github.com/codevector/codevector/gateway/proxy"
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/devmode"
-	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/testenv"
+	"github.com/codevector/codevector/keys"
 )
 
 // A full life of two keys (one from the console, one the CLI way) with

@@ -7,7 +7,7 @@ const (
 	// sealed to its owner, in the APIKey's namespace.
 	RevealSecretType = "gateway.codevector.io/apikey-reveal"
 	// RevealSecretSealedKey is the data key of the sealed key in a reveal
-	// Secret: what hpke.Seal returned (internal/seal).
+	// Secret: what hpke.Seal returned (keys/seal).
 	RevealSecretSealedKey = "sealedKey"
 	// RevealSecretPlainKey is the data key of the plaintext in a reveal
 	// Secret written by a manager running with --reveal-mode=plain, for a
@@ -20,7 +20,7 @@ const (
 	// HashSecretKey is the data key of the PHC string in a hash Secret.
 	HashSecretKey = "hash"
 	// HashSecretQuickCheckKey is the data key of the key's 16-bit quick
-	// check (internal/keys.QuickCheck): 4 hex digits that let gateways turn
+	// check (keys.QuickCheck): 4 hex digits that let gateways turn
 	// away almost every wrong secret before argon2.
 	HashSecretQuickCheckKey = "quickCheck"
 

@@ -11,7 +11,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/codevector/codevector/gateway/keyindex"
-	"github.com/codevector/codevector/internal/keys"
+	"github.com/codevector/codevector/keys"
 )
 
 // Options tune the Authenticator; zero values mean the defaults.

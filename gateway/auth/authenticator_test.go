@@ -16,7 +16,7 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/keyindex"
-	"github.com/codevector/codevector/internal/keys"
+	"github.com/codevector/codevector/keys"
 )
 
 var fastParams = keys.Params{Memory: keys.MinMemoryKiB, Time: 1, Threads: 1}

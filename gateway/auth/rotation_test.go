@@ -8,7 +8,7 @@ import (
 
 	testingclock "k8s.io/utils/clock/testing"
 
-	"github.com/codevector/codevector/internal/keys"
+	"github.com/codevector/codevector/keys"
 )
 
 // During a rotation's grace period both keys of one APIKey authenticate,

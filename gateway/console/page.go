@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/codevector/codevector/gateway/web"
-	"github.com/codevector/codevector/internal/humantime"
+	"github.com/codevector/codevector/humantime"
 )
 
 //go:embed templates/*.html

@@ -20,9 +20,9 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/keyindex"
-	"github.com/codevector/codevector/internal/keys"
-	"github.com/codevector/codevector/internal/reveal"
-	"github.com/codevector/codevector/internal/seal"
+	"github.com/codevector/codevector/keys"
+	"github.com/codevector/codevector/keys/reveal"
+	"github.com/codevector/codevector/keys/seal"
 )
 
 // rotateRequest is the body of POST /api/v1/apikeys/{name}/rotate; it may

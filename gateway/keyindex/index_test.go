@@ -9,7 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
-	"github.com/codevector/codevector/internal/keys"
+	"github.com/codevector/codevector/keys"
 )
 
 func facts(uid string) APIKeyFacts {

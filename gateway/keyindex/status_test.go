@@ -6,7 +6,7 @@ import (
 	"time"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
-	"github.com/codevector/codevector/internal/keys"
+	"github.com/codevector/codevector/keys"
 )
 
 // TestUsableAgreesWithStatus: the index refuses exactly the keys the

@@ -11,8 +11,8 @@ import (
 
 	"github.com/codevector/codevector/gateway/auth"
 	"github.com/codevector/codevector/gateway/server"
-	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/manager"
+	"github.com/codevector/codevector/keys"
 )
 
 // postFrom sends the docs' request with key, as the client at clientAddr

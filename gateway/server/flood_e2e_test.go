@@ -13,8 +13,8 @@ import (
 
 	"github.com/codevector/codevector/gateway/auth"
 	"github.com/codevector/codevector/gateway/server"
-	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/manager"
+	"github.com/codevector/codevector/keys"
 )
 
 // A flood of wrong secrets for one real key ID, from many connections at

@@ -14,9 +14,9 @@ import (
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/controllers"
 	"github.com/codevector/codevector/gateway/server"
-	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/testenv"
+	"github.com/codevector/codevector/keys"
 )
 
 const argon2Runs = "codevector_gateway_argon2_verifications_total"

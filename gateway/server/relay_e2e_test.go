@@ -29,9 +29,9 @@ import (
 	"github.com/codevector/codevector/gateway/relay"
 	"github.com/codevector/codevector/gateway/relay/relaypb"
 	"github.com/codevector/codevector/gateway/server"
-	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/testenv"
+	"github.com/codevector/codevector/keys"
 )
 
 // stallProxy forwards TCP connections to the API server and can stall

@@ -15,9 +15,9 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/server"
-	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/testenv"
+	"github.com/codevector/codevector/keys"
 )
 
 // rotateKey asks for a rotation of k as `kubectl apikey rotate --grace`

@@ -21,8 +21,8 @@ import (
 	"github.com/codevector/codevector/gateway/proxy"
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/devmode"
-	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/testenv"
+	"github.com/codevector/codevector/keys"
 )
 
 // env is one real kube-apiserver + etcd for the package; every test runs a

@@ -22,8 +22,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
-	"github.com/codevector/codevector/internal/reveal"
-	"github.com/codevector/codevector/internal/seal"
+	"github.com/codevector/codevector/keys/reveal"
+	"github.com/codevector/codevector/keys/seal"
 )
 
 // errNotIssued: the controller did not issue the key in time.
@@ -249,7 +249,7 @@ type revealed struct {
 }
 
 // issueAndReveal waits until the controller has issued the APIKey, then
-// consumes its reveal Secret (internal/reveal: GET, then DELETE with
+// consumes its reveal Secret (keys/reveal: GET, then DELETE with
 // preconditions, so only one reader ever gets the key) and opens it with
 // private.
 func (s *session) issueAndReveal(ctx context.Context, name string, private *seal.PrivateKey, timeout time.Duration) (revealed, error) {

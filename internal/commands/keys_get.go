@@ -13,7 +13,7 @@ import (
 	"k8s.io/cli-runtime/pkg/printers"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
-	"github.com/codevector/codevector/internal/humantime"
+	"github.com/codevector/codevector/humantime"
 )
 
 func (cli *keysCLI) newGetCommand() *cobra.Command {

@@ -16,7 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
-	"github.com/codevector/codevector/internal/seal"
+	"github.com/codevector/codevector/keys/seal"
 )
 
 func (cli *keysCLI) newRotateCommand() *cobra.Command {

@@ -24,8 +24,8 @@ import (
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/internal/devmode"
 	"github.com/codevector/codevector/internal/manager"
-	"github.com/codevector/codevector/internal/reveal"
 	"github.com/codevector/codevector/internal/testenv"
+	"github.com/codevector/codevector/keys/reveal"
 )
 
 // keysRun runs `kubectl apikey ARGS --kubeconfig KUBECONFIG` in process,

@@ -11,8 +11,8 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/controllers"
-	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/manager"
+	"github.com/codevector/codevector/keys"
 )
 
 // managerFlags are `codevector manager`'s flags, beyond manager.Options.

@@ -26,7 +26,7 @@ import (
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/controllers"
 	"github.com/codevector/codevector/gateway/quota"
-	"github.com/codevector/codevector/internal/keys"
+	"github.com/codevector/codevector/keys"
 )
 
 // Options configure the manager; the zero value of a field means its default.

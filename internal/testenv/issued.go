@@ -10,7 +10,7 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/controllers"
-	"github.com/codevector/codevector/internal/keys"
+	"github.com/codevector/codevector/keys"
 )
 
 // FakeHash is a well-formed argon2id hash with default parameters and a

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/codevector/codevector/internal/keys"
+	"github.com/codevector/codevector/keys"
 )
 
 // KeyLeaks returns an error naming (by prefix only) every key in plaintext

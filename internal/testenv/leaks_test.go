@@ -3,7 +3,7 @@ package testenv
 import (
 	"testing"
 
-	"github.com/codevector/codevector/internal/keys"
+	"github.com/codevector/codevector/keys"
 )
 
 func TestKeyLeaks(t *testing.T) {

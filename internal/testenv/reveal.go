@@ -15,9 +15,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
-	"github.com/codevector/codevector/internal/keys"
-	"github.com/codevector/codevector/internal/reveal"
-	"github.com/codevector/codevector/internal/seal"
+	"github.com/codevector/codevector/keys"
+	"github.com/codevector/codevector/keys/reveal"
+	"github.com/codevector/codevector/keys/seal"
 )
 
 // RevealKey is the private key that test fixtures seal their keys to, as

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/codevector/codevector/internal/keys"
+	"github.com/codevector/codevector/keys"
 )
 
 func TestSealOpen(t *testing.T) {

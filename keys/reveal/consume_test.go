@@ -13,11 +13,11 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
-	"github.com/codevector/codevector/internal/keys"
 	"github.com/codevector/codevector/internal/manager"
-	"github.com/codevector/codevector/internal/reveal"
-	"github.com/codevector/codevector/internal/seal"
 	"github.com/codevector/codevector/internal/testenv"
+	"github.com/codevector/codevector/keys"
+	"github.com/codevector/codevector/keys/reveal"
+	"github.com/codevector/codevector/keys/seal"
 )
 
 var env *testenv.Env

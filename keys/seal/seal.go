@@ -22,7 +22,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/codevector/codevector/internal/keys"
+	"github.com/codevector/codevector/keys"
 )
 
 // infoPrefix versions the construction; the APIKey's UID follows it.
