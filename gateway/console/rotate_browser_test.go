@@ -94,7 +94,7 @@ func TestBrowserExpirySoonBadge(t *testing.T) {
 		s.dispatchEvent(new Event("change", { bubbles: true }));
 		const d = new Date(Date.now() + 3 * 86400000);
 		const pad = n => String(n).padStart(2, "0");
-		document.getElementById("create-date").value = d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate());
+		document.getElementById("create-expires").value = d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate());
 		return true;
 	})()`)
 	webtest.Do(t, ctx, "creating", chromedp.Click(chromedp.ID("create-submit")), chromedp.WaitVisible(chromedp.ID("reveal-key")))
