@@ -121,9 +121,15 @@ func (c *Console) guardrails(ctx context.Context, id *Identity) (*guardrails, *a
 	mostConcurrent := int32(100000)
 	for _, ask := range []func(*gatewayv1alpha1.APIKeySpec){
 		func(s *gatewayv1alpha1.APIKeySpec) { s.Models = []gatewayv1alpha1.ModelGlob{"*"} },
-		func(s *gatewayv1alpha1.APIKeySpec) { s.Limits = &gatewayv1alpha1.Limits{RequestsPerMinute: most(1000000000)} },
-		func(s *gatewayv1alpha1.APIKeySpec) { s.Limits = &gatewayv1alpha1.Limits{TokensPerMinute: most(1000000000000)} },
-		func(s *gatewayv1alpha1.APIKeySpec) { s.Limits = &gatewayv1alpha1.Limits{ConcurrentRequests: &mostConcurrent} },
+		func(s *gatewayv1alpha1.APIKeySpec) {
+			s.Limits = &gatewayv1alpha1.Limits{RequestsPerMinute: most(1000000000)}
+		},
+		func(s *gatewayv1alpha1.APIKeySpec) {
+			s.Limits = &gatewayv1alpha1.Limits{TokensPerMinute: most(1000000000000)}
+		},
+		func(s *gatewayv1alpha1.APIKeySpec) {
+			s.Limits = &gatewayv1alpha1.Limits{ConcurrentRequests: &mostConcurrent}
+		},
 		func(s *gatewayv1alpha1.APIKeySpec) {
 			s.Budget = &gatewayv1alpha1.Budget{USD: "999999999", Period: gatewayv1alpha1.BudgetTotal}
 		},
