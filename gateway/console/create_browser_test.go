@@ -98,7 +98,7 @@ func TestBrowserCreateWithinGuardrails(t *testing.T) {
 		"create-models-rule": "Guardrail: within gpt-4o*, claude-haiku-*; default gpt-4o-mini*.",
 		"create-rpm-rule":    "Guardrail: at most 600; default 60.",
 		"create-tpm-rule":    "Guardrail: at most 100,000; default 100,000.",
-		"create-budget-rule": "Guardrail: at most 5000000tokens/month; default 1000000tokens/month.",
+		"create-budget-rule": "Guardrail: at most 5M tokens/month; default 1M tokens/month.",
 		"create-expiry-rule": "Guardrail: lives at most 2160h (90 days); default 720h.",
 	} {
 		if got := text(id); got != want {
@@ -129,7 +129,7 @@ func TestBrowserCreateWithinGuardrails(t *testing.T) {
 	for id, want := range map[string]string{
 		"create-models-error":  "claude-opus-4 is not within the models this namespace allows: gpt-4o*, claude-haiku-*.",
 		"create-rpm-error":     "This namespace allows at most 600 requests per minute.",
-		"create-budget-error":  "This namespace allows a budget of at most 5000000tokens/month (in tokens per month).",
+		"create-budget-error":  "This namespace allows a budget of at most 5M tokens/month (in tokens per month).",
 		"create-expires-error": "Keys in this namespace may live at most 2160h (90 days): choose a shorter lifetime or an earlier date.",
 		"create-tpm-error":     "",
 	} {
@@ -200,22 +200,26 @@ func TestBrowserCreateWithinGuardrails(t *testing.T) {
 	webtest.Do(t, ctx, "creating a key within the guardrails the dialog knows",
 		chromedp.SendKeys(chromedp.ID("create-rpm"), "500"),
 		chromedp.Click(chromedp.ID("create-submit")),
-		chromedp.WaitVisible(chromedp.ID("create-error")),
+		chromedp.WaitVisible(chromedp.ID("create-rpm-error")),
 	)
+	// At the field it is about, in the API server's words, whole.
 	want := "The key could not be created: spec.limits.requestsPerMinute must be at most 100, as set by " + setBy + "."
-	if got := text("create-error"); got != want {
+	if got := text("create-rpm-error"); got != want {
 		t.Errorf("the dialog says %q, want the API server's refusal %q", got, want)
 	}
 	if got := webtest.Eval[string](t, ctx, `document.activeElement.id + " " + document.activeElement.getAttribute("aria-invalid")`); got != "create-rpm true" {
 		t.Errorf("focus is on %q, want the requests per minute (create-rpm true)", got)
 	}
-	// Readable: wrapped inside the dialog, not cut off.
+	// Readable: wrapped, and in view inside the dialog.
 	if !webtest.Eval[bool](t, ctx, `(() => {
-		const e = document.getElementById("create-error"), d = document.getElementById("create-dialog");
+		const e = document.getElementById("create-rpm-error"), d = document.getElementById("create-dialog");
 		const r = e.getBoundingClientRect(), b = d.getBoundingClientRect();
-		return e.scrollWidth <= e.clientWidth && r.left >= b.left && r.right <= b.right;
+		return e.scrollWidth <= e.clientWidth && r.left >= b.left && r.right <= b.right && r.top >= b.top && r.bottom <= b.bottom;
 	})()`) {
-		t.Error("the refusal does not fit the dialog")
+		t.Error("the refusal is cut off or out of view in the dialog")
+	}
+	if !webtest.Eval[bool](t, ctx, `document.getElementById("create-error").hidden`) {
+		t.Errorf("the refusal is shown twice: also in the alert %q", text("create-error"))
 	}
 	webtest.Screenshot(t, ctx, "console-create-refused")
 	if err := env.Client.List(context.Background(), &stored, client.InNamespace(s.Namespace)); err != nil {

@@ -37,6 +37,9 @@ type guardrails struct {
 	MaxBudgetUnit   string  `json:"maxBudgetUnit,omitempty"`
 	MaxBudgetPeriod string  `json:"maxBudgetPeriod,omitempty"`
 	DefaultBudget   string  `json:"defaultBudget,omitempty"`
+	// The same two as people read them: "$200/month", "5M tokens/day".
+	MaxBudgetText     string `json:"maxBudgetText,omitempty"`
+	DefaultBudgetText string `json:"defaultBudgetText,omitempty"`
 	RequireExpiry   bool    `json:"requireExpiry,omitempty"`
 	// MaxLifetime as the ConfigMap writes it ("2160h"), and in seconds.
 	MaxLifetime        string `json:"maxLifetime,omitempty"`
@@ -200,6 +203,9 @@ func (g *guardrails) learn(message string) bool {
 			return false
 		}
 		g.MaxBudget, g.MaxBudgetAmount, g.MaxBudgetUnit, g.MaxBudgetPeriod, g.SetBy = m[1]+m[2]+"/"+m[3], n, m[2], m[3], m[4]
+		if b, err := gatewayv1alpha1.ParseBudget(g.MaxBudget); err == nil {
+			g.MaxBudgetText = b.Summary()
+		}
 		return true
 	}
 	if m := guardrailLifetime.FindStringSubmatch(why); m != nil {
@@ -236,6 +242,7 @@ func (g *guardrails) defaultsFrom(s *gatewayv1alpha1.APIKeySpec) {
 		} else {
 			g.DefaultBudget = b.USD + "usd/" + string(b.EffectivePeriod())
 		}
+		g.DefaultBudgetText = b.Summary()
 	}
 	if s.TTL != nil {
 		g.DefaultTTL = s.TTL.String()

@@ -197,7 +197,7 @@
     setRule("models", [g.allowedModels ? "within " + g.allowedModels.join(", ") : "", dflt(g.defaultModels)]);
     setRule("rpm", [most(g.maxRequestsPerMinute), dflt(g.defaultRequestsPerMinute)]);
     setRule("tpm", [most(g.maxTokensPerMinute), dflt(g.defaultTokensPerMinute)]);
-    setRule("budget", [g.maxBudget ? "at most " + g.maxBudget : "", dflt(g.defaultBudget)]);
+    setRule("budget", [g.maxBudgetText ? "at most " + g.maxBudgetText : "", dflt(g.defaultBudgetText)]);
     setRule("expiry", [
       g.maxLifetime ? "lives at most " + lifetimeWords(g.maxLifetime, g.maxLifetimeSeconds) : "",
       g.requireExpiry && !g.defaultTTL ? "every key must expire" : "",
@@ -353,7 +353,7 @@
     if (!b) return "Write a budget like 50usd/month or 5Mtokens/day, or leave it empty.";
     const g = rails || {};
     if (g.maxBudget && (b.unit !== g.maxBudgetUnit || b.period !== g.maxBudgetPeriod || b.amount > g.maxBudgetAmount)) {
-      return "This namespace allows a budget of at most " + g.maxBudget + " (in " + g.maxBudgetUnit + " per " + g.maxBudgetPeriod + ").";
+      return "This namespace allows a budget of at most " + g.maxBudgetText + " (in " + g.maxBudgetUnit + " per " + g.maxBudgetPeriod + ").";
     }
     return "";
   }
@@ -441,11 +441,13 @@
         resourceInput.setAttribute("aria-invalid", "true");
         resourceInput.focus();
       } else {
+        // A refusal about one field is shown at that field, where the
+        // eye goes with the focus; the rest in the dialog's alert.
         const name = fieldOfRefusal(err.message);
         if (name) {
-          const field = name === "expires" && dateField.hidden ? expirySelect : fields[name];
-          field.setAttribute("aria-invalid", "true");
-          field.focus();
+          showError(createError, "");
+          setFieldError(name, err.message);
+          (name === "expires" && dateField.hidden ? expirySelect : fields[name]).focus();
         }
       }
     } finally {
