@@ -40,7 +40,7 @@ type guardrails struct {
 	// The same two as people read them: "$200/month", "5M tokens/day".
 	MaxBudgetText     string `json:"maxBudgetText,omitempty"`
 	DefaultBudgetText string `json:"defaultBudgetText,omitempty"`
-	RequireExpiry   bool    `json:"requireExpiry,omitempty"`
+	RequireExpiry     bool   `json:"requireExpiry,omitempty"`
 	// MaxLifetime as the ConfigMap writes it ("2160h"), and in seconds.
 	MaxLifetime        string `json:"maxLifetime,omitempty"`
 	MaxLifetimeSeconds int64  `json:"maxLifetimeSeconds,omitempty"`
