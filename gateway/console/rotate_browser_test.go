@@ -109,3 +109,33 @@ func TestBrowserExpirySoonBadge(t *testing.T) {
 	}
 	webtest.Screenshot(t, ctx, "console-expiry-badge")
 }
+
+// The "Key created" toast goes when the next dialog opens: it must not
+// stay on screen while another key is rotated.
+func TestBrowserToastDoesNotOutliveItsMoment(t *testing.T) {
+	_, ctx, watch := devStack(t)
+	defer watch.Check(t)
+	createInPage(t, ctx, "laptop", "")
+	clickDone(t, ctx)
+	toast := `(() => { const el = document.getElementById("toast"); return el.hidden ? "(hidden)" : el.textContent; })()`
+	if got := webtest.Eval[string](t, ctx, toast); got != "Key created. Only its prefix is kept." {
+		t.Fatalf("after creating, the toast says %q", got)
+	}
+	// Quickly, as a person who rotates right away: the toast lasts 3.5 s.
+	webtest.Do(t, ctx, "choosing Rotate in the row menu",
+		chromedp.Click(chromedp.CSS(`button[aria-label="Actions for laptop"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[role="menu"] [data-rotate]`)),
+		chromedp.Click(chromedp.CSS(`[role="menu"] [data-rotate]`)),
+		chromedp.WaitVisible(chromedp.ID("rotate-grace")),
+	)
+	if got := webtest.Eval[string](t, ctx, toast); got != "(hidden)" {
+		t.Errorf("while rotating, the toast still says %q", got)
+	}
+	webtest.Do(t, ctx, "rotating", chromedp.Click(chromedp.ID("rotate-submit")), chromedp.WaitVisible(chromedp.ID("rotate-key")))
+	handedOut.Store(webtest.Eval[string](t, ctx, `document.getElementById("rotate-key").value`), true)
+	if got := webtest.Eval[string](t, ctx, toast); got != "(hidden)" {
+		t.Errorf("with the rotated key on screen, the toast says %q", got)
+	}
+	webtest.Do(t, ctx, "closing the dialog", chromedp.Click(chromedp.ID("rotate-done")))
+	webtest.WaitJS(t, ctx, "the toast says the key was rotated", toast+` === "Key rotated. Only its prefix is kept."`)
+}

@@ -112,6 +112,23 @@
     toastTimer = setTimeout(function () { el.hidden = true; }, 3500);
   }
 
+  // A toast is about what just happened. Opening a dialog starts
+  // something else, so it takes any toast away: "Key created" must not
+  // stay on screen while another key is rotated.
+  function dismissToast() {
+    clearTimeout(toastTimer);
+    const el = document.getElementById("toast");
+    if (!el) return;
+    el.hidden = true;
+    el.textContent = "";
+  }
+  const dialogOpened = new MutationObserver(function (changes) {
+    if (changes.some(function (c) { return c.target.open; })) dismissToast();
+  });
+  document.querySelectorAll("dialog").forEach(function (d) {
+    dialogOpened.observe(d, { attributes: true, attributeFilter: ["open"] });
+  });
+
   window.CodeVector = { copy: copy, flash: flash, addCopyButtons: addCopyButtons, localizeTimes: localizeTimes, toast: toast };
 
   addCopyButtons(document);
