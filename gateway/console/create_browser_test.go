@@ -229,3 +229,35 @@ func TestBrowserCreateWithinGuardrails(t *testing.T) {
 		t.Errorf("%d keys, want only the one created within the guardrails", len(stored.Items))
 	}
 }
+
+// The curl example in "Save your key" shows the whole command, the key
+// included, without scrolling sideways: it wraps, on a phone too.
+func TestBrowserRevealShowsTheWholeCurlExample(t *testing.T) {
+	_, ctx, watch := devStack(t)
+	defer watch.Check(t)
+	for _, width := range []int64{1280, 360} {
+		webtest.Do(t, ctx, fmt.Sprintf("a %dpx wide window", width), chromedp.EmulateViewport(width, 800), chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("keys")))
+		key := createInPage(t, ctx, fmt.Sprintf("w%d", width), "")
+		fits := webtest.Eval[string](t, ctx, `(() => {
+			const pre = document.getElementById("reveal-curl").closest("pre"), d = document.getElementById("create-dialog");
+			const p = pre.getBoundingClientRect(), b = d.getBoundingClientRect();
+			if (pre.scrollWidth > pre.clientWidth) return "the example scrolls sideways: " + pre.scrollWidth + "px of text in " + pre.clientWidth + "px";
+			if (p.left < b.left || p.right > b.right) return "the example reaches outside the dialog";
+			// Every line box of the text lies inside the block.
+			const r = document.createRange();
+			r.selectNodeContents(document.getElementById("reveal-curl"));
+			for (const line of r.getClientRects()) {
+				if (line.right > p.right + 0.5 || line.left < p.left - 0.5) return "a line runs from " + line.left + " to " + line.right + ", outside " + p.left + "-" + p.right;
+			}
+			return "";
+		})()`)
+		if fits != "" {
+			t.Errorf("at %dpx: %s", width, fits)
+		}
+		if curl := webtest.Eval[string](t, ctx, `document.getElementById("reveal-curl").textContent`); !strings.Contains(curl, "Bearer "+key) {
+			t.Errorf("at %dpx the example does not hold the key", width)
+		}
+		webtest.Screenshot(t, ctx, fmt.Sprintf("console-reveal-curl-%d", width))
+		clickDone(t, ctx)
+	}
+}
