@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -260,4 +261,51 @@ func TestBrowserRevealShowsTheWholeCurlExample(t *testing.T) {
 		webtest.Screenshot(t, ctx, fmt.Sprintf("console-reveal-curl-%d", width))
 		clickDone(t, ctx)
 	}
+}
+
+// Every time the console shows reads the same way: the date, then how
+// long ago or until in the CLI's words, the exact time in a tooltip. The
+// rotate dialog says when the old key stops in the same two parts.
+func TestBrowserDatesInOneFormat(t *testing.T) {
+	_, ctx, watch := devStack(t)
+	defer watch.Check(t)
+	createInPage(t, ctx, "laptop", "30")
+	clickDone(t, ctx)
+	webtest.Do(t, ctx, "rotating with a day's grace",
+		chromedp.Click(chromedp.CSS(`button[aria-label="Actions for laptop"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[role="menu"] [data-rotate]`)),
+		chromedp.Click(chromedp.CSS(`[role="menu"] [data-rotate]`)),
+		chromedp.WaitVisible(chromedp.ID("rotate-grace")),
+		chromedp.Click(chromedp.ID("rotate-submit")),
+		chromedp.WaitVisible(chromedp.ID("rotate-key")),
+	)
+	handedOut.Store(webtest.Eval[string](t, ctx, `document.getElementById("rotate-key").value`), true)
+	old := webtest.Eval[string](t, ctx, `document.getElementById("rotate-old").textContent`)
+	if !regexp.MustCompile(`keeps working until [A-Z][a-z]{2} [0-9]{1,2}, [0-9]{4}, [0-9]{1,2}:[0-9]{2} [AP]M \S+ \(in 1 day\)\.$`).MatchString(old) {
+		t.Errorf("the rotate dialog says %q, want the date and time, then (in 1 day)", old)
+	}
+	webtest.Do(t, ctx, "closing the dialog", chromedp.Click(chromedp.ID("rotate-done")))
+	webtest.WaitJS(t, ctx, "the row shows the old key's grace period", `document.querySelector("#keys .key-grace") !== null`)
+	webtest.Do(t, ctx, "reloading", chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("keys")))
+	times := webtest.Eval[[]string](t, ctx, `Array.from(document.querySelectorAll("#keys time"), el => {
+		const rel = el.nextElementSibling && el.nextElementSibling.classList.contains("when-rel") ? el.nextElementSibling.textContent : "(none)";
+		return [el.closest("td[data-label], .key-meta").className || el.closest("td").dataset.label, el.textContent, rel, el.title].join(" | ");
+	})`)
+	// Created, the old key's end and the expiry at least; last uses once
+	// the gateway has written them.
+	if len(times) < 3 {
+		t.Errorf("times shown: %q, want created, the old key's end and the expiry", times)
+	}
+	format := regexp.MustCompile(`^.* \| [A-Z][a-z]{2} [0-9]{1,2}, [0-9]{4} \| \((just now|in [0-9a-z ]+|[0-9a-z ]+ ago)\) \| [A-Z][a-z]{2} [0-9]{1,2}, [0-9]{4}, [0-9]{1,2}:[0-9]{2} [AP]M \S+$`)
+	for _, tm := range times {
+		if !format.MatchString(tm) {
+			t.Errorf("time %q is not \"date (relative)\" with the exact time in its tooltip", tm)
+		}
+	}
+	for _, want := range []string{"(in 1 month)", "(in 1 day)", "(just now)"} {
+		if !strings.Contains(strings.Join(times, "\n"), want) {
+			t.Errorf("no time says %s: %q", want, times)
+		}
+	}
+	webtest.Screenshot(t, ctx, "console-dates")
 }
