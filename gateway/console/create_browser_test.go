@@ -106,6 +106,9 @@ func TestBrowserCreateWithinGuardrails(t *testing.T) {
 			t.Errorf("#%s says %q, want %q", id, got, want)
 		}
 	}
+	if got := text("create-models-hint"); !strings.HasSuffix(got, "Empty: the default below.") {
+		t.Errorf("the models' hint says %q, want that empty means the default", got)
+	}
 	if got := webtest.Eval[string](t, ctx, `document.querySelector('#create-expiry option[value=""]').textContent`); got != "Namespace default (720h)" {
 		t.Errorf("the expiry's first choice is %q, want the namespace default", got)
 	}

@@ -62,9 +62,11 @@ type guardrailsCache struct {
 }
 
 // guardrailsPath is where the create dialog reads them.
-const guardrailsPath = "/api/v1/guardrails"
+// Under the API's prefix, so an ingress that routes the console's paths
+// routes it too; no key's action is called that.
+const guardrailsPath = "/api/v1/apikeys/guardrails"
 
-// serveGuardrails: GET /api/v1/guardrails, for the create dialog.
+// serveGuardrails: GET /api/v1/apikeys/guardrails, for the create dialog.
 func (c *Console) serveGuardrails(w http.ResponseWriter, r *http.Request) {
 	g, aerr := c.guardrails(r.Context(), identityFrom(r.Context()))
 	if aerr != nil {

@@ -15,7 +15,7 @@ import (
 // prefixes are the URL paths the console owns: every request under one of
 // them is the console's to answer, 404 and 405 included, so that those too
 // carry its security headers and pass its identity check first.
-var prefixes = []string{"/api-keys", "/api/v1/apikeys", guardrailsPath, "/api/v1/sessions", "/oauth2/"}
+var prefixes = []string{"/api-keys", "/api/v1/apikeys", "/api/v1/sessions", "/oauth2/"}
 
 // Register adds the console's routes to the gateway's router r: the page,
 // the JSON API and, in OIDC mode, the sign-in routes. Every response passes
@@ -65,7 +65,7 @@ func (c *Console) Register(r *mux.Router) {
 
 // serveNoSuchEndpoint answers what the API does not have, with what it has.
 func (c *Console) serveNoSuchEndpoint(w http.ResponseWriter, _ *http.Request) {
-	writeError(w, &apiError{http.StatusNotFound, "not_found", "No such endpoint. The console API has GET and POST /api/v1/apikeys, POST /api/v1/apikeys/{name}/revoke, POST /api/v1/apikeys/{name}/rotate, GET /api/v1/guardrails and (for admins) POST /api/v1/apikeys/{name}/policy."})
+	writeError(w, &apiError{http.StatusNotFound, "not_found", "No such endpoint. The console API has GET and POST /api/v1/apikeys, POST /api/v1/apikeys/{name}/revoke, POST /api/v1/apikeys/{name}/rotate, GET /api/v1/apikeys/guardrails and (for admins) POST /api/v1/apikeys/{name}/policy."})
 }
 
 // methodNotAllowed answers 405 as net/http does, naming the methods the

@@ -139,7 +139,7 @@
     budget: $("create-budget"),
   };
   const noExpiryLabel = expirySelect.options[0].textContent;
-  let rails = null; // GET /api/v1/guardrails, once the dialog has it
+  let rails = null; // GET /api/v1/apikeys/guardrails, once the dialog has it
   let creating = false;
   let createOpener = null;
   let revealed = false;
@@ -162,7 +162,7 @@
     let g = null;
     let problem = "";
     try {
-      const resp = await fetch("/api/v1/guardrails", { headers: { Accept: "application/json" }, credentials: "same-origin", cache: "no-store" });
+      const resp = await fetch("/api/v1/apikeys/guardrails", { headers: { Accept: "application/json" }, credentials: "same-origin", cache: "no-store" });
       const data = await resp.json();
       if (resp.ok) g = data;
       else if (data && data.error && data.error.code === "guardrails_missing") problem = data.error.message;
@@ -210,6 +210,9 @@
     else if (g.requireExpiry) none.textContent = "No expiry (not allowed here)";
     else none.textContent = noExpiryLabel;
     if (g.requireExpiry && !g.defaultTTL) none.disabled = true;
+    // Empty fields get the namespace's defaults, not "all" or "none".
+    $("create-models-empty").textContent = g.defaultModels ? "Empty: the default below." : "Empty: all models.";
+    $("create-budget-empty").textContent = g.defaultBudgetText ? "Empty: the default below." : "Empty: no budget.";
     if (g.defaultRequestsPerMinute) fields.rpm.placeholder = String(g.defaultRequestsPerMinute);
     if (g.defaultTokensPerMinute) fields.tpm.placeholder = String(g.defaultTokensPerMinute);
     if (g.defaultBudget) fields.budget.placeholder = g.defaultBudget;
