@@ -110,9 +110,11 @@ func (c *Console) guardrails(ctx context.Context, id *Identity) (*guardrails, *a
 	}
 	hour, _ := gatewayv1alpha1.NewLifetime("1h")
 	defaults, accepted, err := probe(func(*gatewayv1alpha1.APIKeySpec) {})
+	askedTTL := false
 	if err == nil && !accepted && g.RequireExpiry {
 		// No default lifetime fills in for the one the guardrails
 		// require: ask again with one, for the other defaults.
+		askedTTL = true
 		defaults, accepted, err = probe(func(s *gatewayv1alpha1.APIKeySpec) { s.TTL = hour })
 	}
 	if err != nil {
@@ -120,6 +122,9 @@ func (c *Console) guardrails(ctx context.Context, id *Identity) (*guardrails, *a
 	}
 	if accepted {
 		g.defaultsFrom(&defaults.Spec)
+		if askedTTL {
+			g.DefaultTTL = "" // ours, not the namespace's
+		}
 	}
 
 	most := func(n int64) *int64 { return &n }

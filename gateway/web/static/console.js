@@ -209,7 +209,17 @@
     if (g.defaultTTL) none.textContent = "Namespace default (" + g.defaultTTL + ")";
     else if (g.requireExpiry) none.textContent = "No expiry (not allowed here)";
     else none.textContent = noExpiryLabel;
-    if (g.requireExpiry && !g.defaultTTL) none.disabled = true;
+    if (g.requireExpiry && !g.defaultTTL) {
+      none.disabled = true;
+      // Start from the longest preset the guardrails allow.
+      if (expirySelect.value === "") {
+        const fits = Array.from(expirySelect.options).filter(function (o) {
+          return /^[0-9]+$/.test(o.value) && (!g.maxLifetimeSeconds || Number(o.value) * 86400 <= g.maxLifetimeSeconds);
+        });
+        expirySelect.value = fits.length ? fits[fits.length - 1].value : "custom";
+        dateField.hidden = expirySelect.value !== "custom";
+      }
+    }
     // Empty fields get the namespace's defaults, not "all" or "none".
     $("create-models-empty").textContent = g.defaultModels ? "Empty: the default below." : "Empty: all models.";
     $("create-budget-empty").textContent = g.defaultBudgetText ? "Empty: the default below." : "Empty: no budget.";
