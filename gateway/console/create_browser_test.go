@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -311,4 +312,41 @@ func TestBrowserDatesInOneFormat(t *testing.T) {
 		}
 	}
 	webtest.Screenshot(t, ctx, "console-dates")
+}
+
+// Where every key must expire and no default lifetime fills in, the dialog
+// does not offer "No expiry": it starts from the longest preset.
+func TestBrowserCreateWhereEveryKeyMustExpire(t *testing.T) {
+	s := startStack(t, true, func(o *server.Options) { o.Console.Auth = console.AuthDev })
+	env.BindGuardrails(t, s.Namespace, map[string]string{"requireExpiry": "true"})
+	testenv.Eventually(t, 15*time.Second, func() error {
+		k := &gatewayv1alpha1.APIKey{}
+		k.Namespace, k.GenerateName = s.Namespace, "probe-"
+		if err := env.Client.Create(context.Background(), k, client.DryRunAll); err == nil {
+			return errors.New("a key without an expiry is still accepted")
+		}
+		return nil
+	})
+	ctx := webtest.Browser(t)
+	watch := webtest.WatchPage(ctx)
+	defer watch.Check(t)
+	webtest.Do(t, ctx, "opening the create dialog",
+		chromedp.Navigate(s.URL+"/api-keys"), chromedp.WaitVisible(chromedp.ID("keys")),
+		chromedp.Click(chromedp.CSS(".page-header [data-open-create]")),
+		chromedp.WaitVisible(chromedp.ID("create-name")))
+	webtest.WaitJS(t, ctx, "the dialog shows the guardrails", `!document.getElementById("create-expiry-rule").hidden`)
+	if got := webtest.Eval[string](t, ctx, `document.getElementById("create-expiry-rule").textContent`); got != "Guardrail: every key must expire." {
+		t.Errorf("the expiry's guardrail says %q", got)
+	}
+	if got := webtest.Eval[string](t, ctx, `(() => { const s = document.getElementById("create-expiry"); return s.value + " " + s.options[0].disabled + " " + s.options[0].textContent; })()`); got != "90 true No expiry (not allowed here)" {
+		t.Errorf("the expiry choice: %q, want 90 days chosen and No expiry disabled", got)
+	}
+	webtest.Do(t, ctx, "creating", chromedp.SendKeys(chromedp.ID("create-name"), "ci"), chromedp.Click(chromedp.ID("create-submit")), chromedp.WaitVisible(chromedp.ID("reveal-key")))
+	handedOut.Store(webtest.Eval[string](t, ctx, `document.getElementById("reveal-key").value`), true)
+	clickDone(t, ctx)
+	webtest.WaitJS(t, ctx, "the new row is in the table", `document.querySelector("#keys tbody tr") !== null`)
+	name := webtest.Eval[string](t, ctx, `document.querySelector("#keys tbody tr").dataset.name`)
+	if ttl := storedKey(t, s.Namespace, name).Spec.TTL; ttl == nil || ttl.String() != "90d" {
+		t.Errorf("stored ttl %v, want 90d", ttl)
+	}
 }
