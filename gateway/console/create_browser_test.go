@@ -124,7 +124,7 @@ func TestBrowserCreateWithinGuardrails(t *testing.T) {
 		chromedp.SendKeys(chromedp.ID("create-tpm"), "50000"),
 		chromedp.SendKeys(chromedp.ID("create-budget"), "50usd/month"),
 		chromedp.SetValue(chromedp.ID("create-expiry"), "custom"),
-		chromedp.Click(chromedp.ID("create-name")), // leaves the budget: its change event
+		chromedp.Click(chromedp.ID("create-name")), // leaves the budget, which checks it
 	)
 	webtest.Eval[bool](t, ctx, `document.getElementById("create-expiry").dispatchEvent(new Event("change")), true`)
 	webtest.Do(t, ctx, "entering a lifetime beyond the guardrails",

@@ -251,8 +251,9 @@
 
   expirySelect.addEventListener("change", function () {
     dateField.hidden = expirySelect.value !== "custom";
+    // A preset is checked at once; a custom value once it is written.
+    setFieldError("expires", dateField.hidden || expiresInput.value.trim() ? checkExpiry() : "");
     if (!dateField.hidden) expiresInput.focus();
-    setFieldError("expires", checkExpiry());
   });
 
   function setFieldError(name, message) {
@@ -379,10 +380,12 @@
     budget: checkBudget,
   };
   // Each field says what is wrong with it as soon as it is left (and,
-  // once wrong, while it is corrected).
+  // once wrong, while it is corrected). Not when it is left for Create:
+  // the message would push the button down under the pointer mid-click,
+  // and Create checks every field anyway.
   Object.keys(fields).forEach(function (name) {
     const check = function () { setFieldError(name, checks[name]()); };
-    fields[name].addEventListener("change", check);
+    fields[name].addEventListener("focusout", function (e) { if (e.relatedTarget !== createSubmit) check(); });
     fields[name].addEventListener("input", function () { if (fields[name].getAttribute("aria-invalid") === "true") check(); });
   });
 
