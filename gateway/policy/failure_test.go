@@ -16,6 +16,7 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/keyindex"
+	"github.com/codevector/codevector/gateway/providers"
 	"github.com/codevector/codevector/gateway/proxy"
 )
 
@@ -67,7 +68,7 @@ func TestFailureModes(t *testing.T) {
 // What a key with a dollar budget spent is counted by owner in dollars,
 // priced from the providers file: the dashboard's spend table.
 func TestSpendIsCountedByOwner(t *testing.T) {
-	providers, err := proxy.ParseProviders([]byte(`providers:
+	ps, err := providers.ParseProviders([]byte(`providers:
   openai:
     baseURL: http://upstream.invalid
     pricing:
@@ -79,7 +80,7 @@ func TestSpendIsCountedByOwner(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	// No engine: the budget is served uncounted (open), as while a peer is
 	// down; the spend is still priced and counted.
-	m := New(Options{Providers: providers, Metrics: NewMetrics(reg), BudgetFailureMode: FailOpen, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	m := New(Options{Providers: ps, Metrics: NewMetrics(reg), BudgetFailureMode: FailOpen, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	e := &keyindex.Entry{APIKeyFacts: &keyindex.APIKeyFacts{
 		Name: types.NamespacedName{Namespace: "team-a", Name: "k"}, UID: "uid-1", Owner: "alice@example.com",
 		Policy: &keyindex.Policy{Budget: &gatewayv1alpha1.Budget{USD: "50"}},

@@ -25,6 +25,7 @@ import (
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/auth"
 	"github.com/codevector/codevector/gateway/keyindex"
+	"github.com/codevector/codevector/gateway/providers"
 	"github.com/codevector/codevector/gateway/proxy"
 	"github.com/codevector/codevector/gateway/quota"
 	"github.com/codevector/codevector/gateway/usage"
@@ -40,7 +41,7 @@ const concurrencyWindow = 5 * time.Minute
 // Meter implements proxy.Meter.
 type Meter struct {
 	engine    atomic.Pointer[quota.Engine]
-	providers *proxy.Providers
+	providers *providers.Providers
 	spend     *usage.SpendRecorder
 	clock     clock.PassiveClock
 	log       *slog.Logger
@@ -77,7 +78,7 @@ func ParseFailureMode(s string) (FailureMode, error) {
 // Options are what a Meter needs. The engine comes later, by SetEngine:
 // a replica with peers starts it once it can reach the API server.
 type Options struct {
-	Providers *proxy.Providers
+	Providers *providers.Providers
 	Spend     *usage.SpendRecorder
 	Clock     clock.PassiveClock
 	Log       *slog.Logger
@@ -279,7 +280,7 @@ func (rm *requestMeter) admit(a *admitted) proxy.Admission {
 type admitted struct {
 	req   proxy.Request
 	res   reservation
-	price proxy.ModelPrice
+	price providers.ModelPrice
 	// tokens and budgetCost are the reservation as taken from the tokens
 	// per minute and budget counters.
 	tokens, budgetCost int64
@@ -377,10 +378,10 @@ func (rm *requestMeter) refuse(reason string, f *proxy.Refusal) proxy.Admission 
 func (rm *requestMeter) Refused(reason string) { rm.m.metrics.refused(rm.e, reason) }
 
 // price is the price of the request's model on the provider serving it.
-func (rm *requestMeter) price(req proxy.Request) (proxy.ModelPrice, bool) {
+func (rm *requestMeter) price(req proxy.Request) (providers.ModelPrice, bool) {
 	prov := rm.m.providers.Get(req.Provider)
 	if prov == nil {
-		return proxy.ModelPrice{}, false
+		return providers.ModelPrice{}, false
 	}
 	return prov.Price(req.Model)
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/codevector/codevector/gateway/httperr"
+	"github.com/codevector/codevector/gateway/providers"
 )
 
 // Meter is per-key policy (docs/design.md, section 12.2), consulted only for
@@ -50,7 +51,7 @@ type Request struct {
 	// routes to.
 	Provider string
 	// Kind is Provider's API kind.
-	Kind Kind
+	Kind providers.Kind
 	// Method and Path are the request's: Path is what follows
 	// /gateway/{provider}, as "/v1/chat/completions".
 	Method, Path string

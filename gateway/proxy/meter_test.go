@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/codevector/codevector/gateway/providers"
 )
 
 // testMeter is a Meter whose every request has a policy (unless noPolicy):
@@ -183,9 +185,9 @@ func TestMeterStreamHidesUsageTheClientDidNotAsk(t *testing.T) {
 	}
 
 	admitted, u := m.only(t)
-	want := Request{Provider: "openai", Kind: KindOpenAI, Method: http.MethodPost, Path: "/v1/chat/completions",
+	want := Request{Provider: "openai", Kind: providers.KindOpenAI, Method: http.MethodPost, Path: "/v1/chat/completions",
 		Model: "gpt-4o", Stream: true, Billing: BillingTokens, EstimatedInputTokens: int64(len(sent)+3) / 4,
-		MaxOutputTokens: DefaultMaxOutputTokens[KindOpenAI], Answers: 1}
+		MaxOutputTokens: providers.DefaultMaxOutputTokens[providers.KindOpenAI], Answers: 1}
 	if admitted != want {
 		t.Errorf("admitted %+v\nwant %+v", admitted, want)
 	}
@@ -428,7 +430,7 @@ func TestMeterRefusals(t *testing.T) {
 	if resp, body := do(t, postJSON(t, front.URL+"/gateway/openai/v1/chat/completions", `{"model":"claude-sonnet-4-6"}`)); resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %d: %s", resp.StatusCode, body)
 	}
-	if req, _ := m.only(t); req.Provider != "anthropic" || req.Kind != KindAnthropic {
+	if req, _ := m.only(t); req.Provider != "anthropic" || req.Kind != providers.KindAnthropic {
 		t.Errorf("admitted as %s (%s), want anthropic", req.Provider, req.Kind)
 	}
 }

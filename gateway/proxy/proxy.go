@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/codevector/codevector/gateway/httperr"
+	"github.com/codevector/codevector/gateway/providers"
 )
 
 // Defaults for Options fields left zero.
@@ -67,13 +68,13 @@ type Options struct {
 // path is left unchanged.
 type Proxy struct {
 	upstreams map[string]*upstream
-	// names are the providers' names in the file's order, for messages.
-	names    []string
-	maxBody  int64
-	log      *slog.Logger
-	metrics  *Metrics
-	logAttrs func(*http.Request) []slog.Attr
-	meter    Meter
+	// providers answer, with their messages, requests that reach none.
+	providers *providers.Providers
+	maxBody   int64
+	log       *slog.Logger
+	metrics   *Metrics
+	logAttrs  func(*http.Request) []slog.Attr
+	meter     Meter
 	// transport is the proxy's own transport, nil when Options.Transport was
 	// given.
 	transport *http.Transport
@@ -83,7 +84,7 @@ type Proxy struct {
 // that Rewrite knows its target without per-request context values.
 type upstream struct {
 	name     string
-	provider *Provider
+	provider *providers.Provider
 	routes   []route
 	rp       *httputil.ReverseProxy
 }
@@ -95,7 +96,7 @@ type route struct {
 
 // New builds a Proxy for the providers. Providers are fixed for the life of
 // the Proxy; a changed providers file needs a new Proxy (a restart).
-func New(ps *Providers, opts Options) *Proxy {
+func New(ps *providers.Providers, opts Options) *Proxy {
 	if opts.MaxRequestBodyBytes <= 0 {
 		opts.MaxRequestBodyBytes = DefaultMaxRequestBodyBytes
 	}
@@ -109,13 +110,13 @@ func New(ps *Providers, opts Options) *Proxy {
 		opts.Logger = slog.Default()
 	}
 	p := &Proxy{
-		upstreams: make(map[string]*upstream, len(ps.list)),
+		upstreams: make(map[string]*upstream, len(ps.List())),
 		maxBody:   opts.MaxRequestBodyBytes,
 		log:       opts.Logger,
 		metrics:   opts.Metrics,
 		logAttrs:  opts.LogAttrs,
 		meter:     opts.Meter,
-		names:     ps.Names(),
+		providers: ps,
 	}
 	transport := opts.Transport
 	if transport == nil {
@@ -127,7 +128,7 @@ func New(ps *Providers, opts Options) *Proxy {
 	errorLog := slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn)
 	buffers := &bufferPool{}
 
-	for _, prov := range ps.list {
+	for _, prov := range ps.List() {
 		up := &upstream{name: prov.Name, provider: prov}
 		rt := transport
 		if opts.Metrics != nil {
@@ -212,14 +213,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (p *Proxy) serve(rec *responseRecorder, w http.ResponseWriter, r *http.Request, st *requestState) {
 	name, rest, ok := splitPath(r.URL.Path)
 	if !ok {
-		httperr.Write(rec, http.StatusNotFound, httperr.TypeInvalidRequest, "unknown_provider",
-			"no provider in path: use /gateway/{provider}/{path}, where {provider} is "+p.providerList()+
-				" (for example /gateway/"+p.names[0]+"/v1/models)")
+		httperr.Write(rec, http.StatusNotFound, httperr.TypeInvalidRequest, "unknown_provider", p.providers.NoProviderMessage())
 		return
 	}
 	from := p.upstreams[name]
 	if from == nil {
-		httperr.Write(rec, http.StatusNotFound, httperr.TypeInvalidRequest, "unknown_provider", p.unknownProvider(name, rest))
+		httperr.Write(rec, http.StatusNotFound, httperr.TypeInvalidRequest, "unknown_provider", p.providers.UnknownProviderMessage(name, rest))
 		return
 	}
 	st.from, st.to = from, from
@@ -236,7 +235,7 @@ func (p *Proxy) serve(rec *responseRecorder, w http.ResponseWriter, r *http.Requ
 		if _, raw, ok := splitPath(r.URL.RawPath); ok {
 			shown = raw
 		}
-		status, code, msg := routeRefusal(from.provider, r.Method, truncate(shown, 128), rest)
+		status, code, msg := from.provider.RouteRefusal(r.Method, truncate(shown, 128), rest)
 		httperr.Write(rec, status, httperr.TypeInvalidRequest, code, msg)
 		return
 	}
@@ -294,7 +293,7 @@ func (p *Proxy) forward(out, w http.ResponseWriter, r *http.Request, up *upstrea
 // routeAllowed checks the request against the provider's routes: its
 // decoded path and, when the client escaped it differently from the
 // default, the escaped form the provider will receive.
-func routeAllowed(prov *Provider, r *http.Request, rest string) bool {
+func routeAllowed(prov *providers.Provider, r *http.Request, rest string) bool {
 	rawRest := ""
 	if r.URL.RawPath != "" {
 		var ok bool
@@ -302,7 +301,7 @@ func routeAllowed(prov *Provider, r *http.Request, rest string) bool {
 			return false // "/gateway/" itself escaped: nothing to check it against
 		}
 	}
-	return prov.allows(r.Method, rest, rawRest)
+	return prov.AllowsEscaped(r.Method, rest, rawRest)
 }
 
 func (up *upstream) route(model string) *upstream {

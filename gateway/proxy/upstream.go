@@ -37,7 +37,7 @@ func (p *Proxy) rewrite(up *upstream) func(*httputil.ProxyRequest) {
 		pr.SetXForwarded()
 
 		if c := prov.Credential; c != nil {
-			v, err := c.headerValues()
+			v, err := c.HeaderValues()
 			if err != nil {
 				p.log.Warn("Failed to re-read credential file, kept the previous value",
 					"provider", prov.Name, "error", err)

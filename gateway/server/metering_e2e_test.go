@@ -17,6 +17,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/gateway/providers"
 	"github.com/codevector/codevector/gateway/proxy"
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/manager"
@@ -163,9 +164,9 @@ func (u *billingUpstream) lastBound() int64 {
 
 // billingProviders points openai at u, with prices and the models'
 // maximum output.
-func billingProviders(t *testing.T, u *billingUpstream) *proxy.Providers {
+func billingProviders(t *testing.T, u *billingUpstream) *providers.Providers {
 	t.Helper()
-	p, err := proxy.ParseProviders([]byte(fmt.Sprintf(`providers:
+	p, err := providers.ParseProviders([]byte(fmt.Sprintf(`providers:
   openai:
     baseURL: %s
     pricing:

@@ -30,6 +30,7 @@ import (
 	"github.com/codevector/codevector/gateway/docs"
 	"github.com/codevector/codevector/gateway/keyindex"
 	"github.com/codevector/codevector/gateway/policy"
+	"github.com/codevector/codevector/gateway/providers"
 	"github.com/codevector/codevector/gateway/proxy"
 	"github.com/codevector/codevector/gateway/replicas"
 	"github.com/codevector/codevector/gateway/usage"
@@ -37,7 +38,7 @@ import (
 
 // Options configure a gateway; zero values mean the defaults.
 type Options struct {
-	Providers        *proxy.Providers
+	Providers        *providers.Providers
 	SystemNamespace  string
 	Namespaces       []string      // APIKey namespaces to watch; empty = all
 	LastUsedInterval time.Duration // default 30s

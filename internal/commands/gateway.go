@@ -14,6 +14,7 @@ import (
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/console"
 	"github.com/codevector/codevector/gateway/policy"
+	"github.com/codevector/codevector/gateway/providers"
 	"github.com/codevector/codevector/gateway/proxy"
 	"github.com/codevector/codevector/gateway/server"
 )
@@ -103,7 +104,7 @@ func newGatewayCommand() *cobra.Command {
 		if providersFile == "" {
 			return fmt.Errorf("--providers is required: a YAML file naming the LLM providers (see README)")
 		}
-		if o.Providers, err = proxy.LoadProviders(providersFile, os.Getenv); err != nil {
+		if o.Providers, err = providers.LoadProviders(providersFile, os.Getenv); err != nil {
 			return err
 		}
 		if o.MaxConnsPerClient < 0 {

@@ -1,4 +1,4 @@
-package proxy
+package providers
 
 import (
 	"errors"
@@ -21,6 +21,9 @@ type Providers struct {
 	list   []*Provider
 	byName map[string]*Provider
 }
+
+// List returns the providers in the order of the file.
+func (ps *Providers) List() []*Provider { return ps.list }
 
 // Get returns the provider with this name, or nil.
 func (ps *Providers) Get(name string) *Provider { return ps.byName[name] }
