@@ -16,8 +16,8 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/keyindex"
+	"github.com/codevector/codevector/gateway/metering"
 	"github.com/codevector/codevector/gateway/providers"
-	"github.com/codevector/codevector/gateway/proxy"
 )
 
 // With no engine to count in (not started yet, or unreachable), a key
@@ -31,7 +31,7 @@ func TestFailureModes(t *testing.T) {
 	}
 	budget := &keyindex.Policy{Budget: &gatewayv1alpha1.Budget{Tokens: ptr.To[int64](1000)}}
 	limits := &keyindex.Policy{Limits: &gatewayv1alpha1.Limits{RequestsPerMinute: ptr.To[int64](10)}}
-	req := proxy.Request{Method: http.MethodPost, Path: "/v1/chat/completions", Model: "m", Billing: proxy.BillingTokens,
+	req := metering.Request{Method: http.MethodPost, Path: "/v1/chat/completions", Model: "m", Billing: metering.BillingTokens,
 		EstimatedInputTokens: 10, MaxOutputTokens: 100, Answers: 1}
 	tests := []struct {
 		name           string
@@ -56,7 +56,7 @@ func TestFailureModes(t *testing.T) {
 				t.Fatalf("admission %+v, want 503 %s with Retry-After", adm.Refusal, tt.wantCode)
 			}
 			if adm.Settle != nil {
-				adm.Settle(proxy.Usage{Status: 200, InputTokens: 5, OutputTokens: 7, Complete: true})
+				adm.Settle(metering.Usage{Status: 200, InputTokens: 5, OutputTokens: 7, Complete: true})
 			}
 		})
 	}
@@ -85,12 +85,12 @@ func TestSpendIsCountedByOwner(t *testing.T) {
 		Name: types.NamespacedName{Namespace: "team-a", Name: "k"}, UID: "uid-1", Owner: "alice@example.com",
 		Policy: &keyindex.Policy{Budget: &gatewayv1alpha1.Budget{USD: "50"}},
 	}}
-	adm := (&requestMeter{m: m, e: e}).Admit(context.Background(), proxy.Request{Provider: "openai", Method: http.MethodPost,
-		Path: "/v1/chat/completions", Model: "gpt-4o", Billing: proxy.BillingTokens, EstimatedInputTokens: 10, MaxOutputTokens: 100, Answers: 1})
+	adm := (&requestMeter{m: m, e: e}).Admit(context.Background(), metering.Request{Provider: "openai", Method: http.MethodPost,
+		Path: "/v1/chat/completions", Model: "gpt-4o", Billing: metering.BillingTokens, EstimatedInputTokens: 10, MaxOutputTokens: 100, Answers: 1})
 	if adm.Refusal != nil {
 		t.Fatal(adm.Refusal)
 	}
-	adm.Settle(proxy.Usage{Status: 200, InputTokens: 1000, OutputTokens: 2000, Complete: true})
+	adm.Settle(metering.Usage{Status: 200, InputTokens: 1000, OutputTokens: 2000, Complete: true})
 	// 1,000 × $2.50 + 2,000 × $10 per million: $0.0225.
 	if got := testutil.ToFloat64(m.metrics.spend.WithLabelValues("team-a", "alice@example.com")); math.Abs(got-0.0225) > 1e-12 {
 		t.Errorf("codevector_gateway_policy_spend_usd_total = %v, want 0.0225", got)

@@ -5,8 +5,8 @@ import (
 	"math/bits"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/gateway/metering"
 	"github.com/codevector/codevector/gateway/providers"
-	"github.com/codevector/codevector/gateway/proxy"
 )
 
 // maxReservedTokens bounds what one request may set aside: a billion
@@ -31,10 +31,10 @@ type reservation struct {
 	answers         int64
 }
 
-// reservationOf is the reservation for req as the proxy read it.
-func reservationOf(req proxy.Request) reservation {
+// reservationOf is the reservation for req as metering read it.
+func reservationOf(req metering.Request) reservation {
 	r := reservation{input: max(req.EstimatedInputTokens, 0), answers: max(req.Answers, 1)}
-	if req.Billing == proxy.BillingTokens {
+	if req.Billing == metering.BillingTokens {
 		r.outputPerAnswer = max(req.MaxOutputTokens, 0)
 	}
 	return r

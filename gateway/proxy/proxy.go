@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/codevector/codevector/gateway/httperr"
+	"github.com/codevector/codevector/gateway/metering"
 	"github.com/codevector/codevector/gateway/providers"
 )
 
@@ -58,9 +59,9 @@ type Options struct {
 	// and owner) to the per-request log line.
 	LogAttrs func(*http.Request) []slog.Attr
 	// Meter, if set, applies per-key policy: model allowlists, limits and
-	// budgets (meter.go). Nil, or a Meter whose For returns nil for a
-	// request, costs nothing.
-	Meter Meter
+	// budgets (gateway/metering). Nil, or a Meter whose For returns nil for
+	// a request, costs nothing.
+	Meter metering.Meter
 }
 
 // Proxy is the http.Handler for /gateway/{provider}/{path...}. It parses the
@@ -74,7 +75,7 @@ type Proxy struct {
 	log       *slog.Logger
 	metrics   *Metrics
 	logAttrs  func(*http.Request) []slog.Attr
-	meter     Meter
+	meter     metering.Meter
 	// transport is the proxy's own transport, nil when Options.Transport was
 	// given.
 	transport *http.Transport
@@ -245,19 +246,19 @@ func (p *Proxy) serve(rec *responseRecorder, w http.ResponseWriter, r *http.Requ
 	}
 	if p.meter != nil {
 		if rm := p.meter.For(r); rm != nil {
-			p.serveMetered(rec, w, r, st, rest, rm)
+			metering.Serve(rec, r, rest, rm, &meteredHop{p: p, rec: rec, w: w, r: r, st: st})
 			return
 		}
 	}
 
-	if len(from.routes) > 0 && r.Method == http.MethodPost && isJSON(r.Header["Content-Type"]) {
+	if len(from.routes) > 0 && r.Method == http.MethodPost && metering.IsJSON(r.Header["Content-Type"]) {
 		// The only case that buffers the body: the route depends on it.
 		body, err := readBody(r, p.maxBody)
 		if err != nil {
 			p.bodyError(rec, r, err)
 			return
 		}
-		st.model = requestModel(body)
+		st.model = metering.RequestModel(body)
 		if to := from.route(st.model); to != nil {
 			st.to = to
 		}
@@ -288,6 +289,46 @@ func (p *Proxy) forward(out, w http.ResponseWriter, r *http.Request, up *upstrea
 	_ = rc.EnableFullDuplex()
 
 	up.rp.ServeHTTP(out, r)
+}
+
+// meteredHop is the proxy's side of a request that metering.Serve meters.
+type meteredHop struct {
+	p   *Proxy
+	rec *responseRecorder
+	w   http.ResponseWriter // the server's own
+	r   *http.Request
+	st  *requestState
+}
+
+func (h *meteredHop) ReadBody() ([]byte, bool) {
+	body, err := readBody(h.r, h.p.maxBody)
+	if err != nil {
+		h.p.bodyError(h.rec, h.r, err)
+		return nil, false
+	}
+	return body, true
+}
+
+func (h *meteredHop) StreamBody() {
+	if r := h.r; r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody {
+		r.Body = http.MaxBytesReader(h.w, r.Body, h.p.maxBody)
+	}
+}
+
+func (h *meteredHop) Route(model string) *providers.Provider {
+	h.st.model = model
+	if to := h.st.from.route(model); to != nil {
+		h.st.to = to
+	}
+	return h.st.to.provider
+}
+
+func (h *meteredHop) Forward(out http.ResponseWriter, body []byte) {
+	if body != nil {
+		h.r.Body = &bufferedBody{Reader: bytes.NewReader(body), data: body}
+		h.r.ContentLength = int64(len(body))
+	}
+	h.p.forward(out, h.w, h.r, h.st.to)
 }
 
 // routeAllowed checks the request against the provider's routes: its

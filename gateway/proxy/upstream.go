@@ -112,6 +112,21 @@ func (p *Proxy) upstreamError(up *upstream) func(http.ResponseWriter, *http.Requ
 	}
 }
 
+// recorderOf returns the responseRecorder under w: w itself, or under the
+// writers (metering's) that wrap it.
+func recorderOf(w http.ResponseWriter) *responseRecorder {
+	for {
+		switch v := w.(type) {
+		case *responseRecorder:
+			return v
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = v.Unwrap()
+		default:
+			return nil
+		}
+	}
+}
+
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()

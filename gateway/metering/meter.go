@@ -1,7 +1,13 @@
-package proxy
+// Package metering is the contract between forwarding and per-key policy
+// (docs/design.md, section 12.2), and the room of the request path that
+// keeps it: for a request whose key has a policy, Serve reads the body
+// (meterbody.go), asks the policy to admit what it reserves, and reads
+// the usage out of the response as it passes (meterwriter.go,
+// usagescan.go) to settle. gateway/proxy calls it; gateway/policy
+// implements Meter. It imports neither.
+package metering
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -14,8 +20,8 @@ import (
 )
 
 // Meter is per-key policy (docs/design.md, section 12.2), consulted only for
-// requests whose key has one. The gateway server implements it: it knows
-// the authenticated key, its policy and the counters; the proxy knows the
+// requests whose key has one. gateway/policy implements it: it knows the
+// authenticated key, its policy and the counters; this package knows the
 // request and response bodies.
 type Meter interface {
 	// For returns the policy hook for this request, or nil when the
@@ -169,22 +175,43 @@ func MatchModel(globs []string, model string) bool {
 	return false
 }
 
-// serveMetered is serve for a request whose key has a policy: it reads the
-// body, asks rm to admit the request, and forwards it through a
-// meterWriter that settles once the response is over.
+// Hop is forwarding as Serve sees it: the proxy's side of one request
+// that it has checked (its provider exists and serves the route) and
+// hands to Serve because its key has a policy.
+type Hop interface {
+	// ReadBody reads the whole request body, up to the gateway's limit.
+	// false means it could not, and the Hop has answered the client
+	// (413, 400, or nothing for a client gone).
+	ReadBody() ([]byte, bool)
+	// StreamBody lets a body that is not read (a GET's, a multipart
+	// upload) stream through, cut at the gateway's limit.
+	StreamBody()
+	// Route is the provider serving a request for model: the one model
+	// routes to, else the URL's ("" routes nowhere).
+	Route(model string) *providers.Provider
+	// Forward sends the request upstream, with body instead of its own
+	// when body is not nil, and writes the response to w.
+	Forward(w http.ResponseWriter, body []byte)
+}
+
+// Serve is the metering room of the request path for a request whose key
+// has a policy (rm): it reads the body, asks rm to admit the request,
+// and forwards it through hop and a meterWriter that settles once the
+// response is over. w is the writer that answers the client; rest is
+// the path after /gateway/{provider}.
 //
 // Every body it forwards is what it metered: a body is read and parsed as
 // JSON whatever its Content-Type (providers and most HTTP stacks parse it
 // anyway, so a JSON body sent as text/plain must cost what it asks for),
 // and one that is not exactly one valid JSON object is refused, never
 // forwarded. Only multipart uploads are not read; they are BillingUnknown.
-func (p *Proxy) serveMetered(rec *responseRecorder, w http.ResponseWriter, r *http.Request, st *requestState, rest string, rm RequestMeter) {
+func Serve(w http.ResponseWriter, r *http.Request, rest string, rm RequestMeter, hop Hop) {
 	req := Request{Method: r.Method, Path: rest, Billing: billingOf(r.Method, rest), Answers: 1}
-	mw := &meterWriter{rec: rec, free: req.Billing == BillingFree}
+	mw := &meterWriter{rec: w, free: req.Billing == BillingFree}
 
 	if r.Method == http.MethodGet {
 		if id, ok := modelLookup(rest); ok && !rm.AllowsModel(id) {
-			httperr.Write(rec, http.StatusNotFound, httperr.TypeInvalidRequest, "model_not_found",
+			httperr.Write(w, http.StatusNotFound, httperr.TypeInvalidRequest, "model_not_found",
 				fmt.Sprintf("The model %q does not exist or you do not have access to it.", truncate(id, 128)))
 			return
 		}
@@ -197,35 +224,31 @@ func (p *Proxy) serveMetered(rec *responseRecorder, w http.ResponseWriter, r *ht
 	var f requestFields
 	switch {
 	case !hasBody(r.Method):
-		if r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody {
-			r.Body = http.MaxBytesReader(w, r.Body, p.maxBody)
-		}
+		hop.StreamBody()
 	case isMultipart(r.Header["Content-Type"]):
 		req.Billing = BillingUnknown
-		if r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody {
-			r.Body = http.MaxBytesReader(w, r.Body, p.maxBody)
-		}
+		hop.StreamBody()
 	default:
-		var err error
-		if body, err = readBody(r, p.maxBody); err != nil {
-			p.bodyError(rec, r, err)
+		var ok bool
+		if body, ok = hop.ReadBody(); !ok {
 			return
 		}
+		var err error
 		if f, err = parseMetered(body); err != nil {
 			rm.Refused("invalid_body")
-			httperr.Write(rec, http.StatusBadRequest, httperr.TypeInvalidRequest, "invalid_body", err.Error()+
+			httperr.Write(w, http.StatusBadRequest, httperr.TypeInvalidRequest, "invalid_body", err.Error()+
 				": this API key's policy is checked against the body, so it must be one JSON object, with each key once, whatever its Content-Type.")
 			return
 		}
-		st.model = f.model
-		if to := st.from.route(f.model); to != nil {
-			st.to = to
-		}
 		req.Model, req.Stream = f.model, f.stream
 		req.EstimatedInputTokens = estimateInputTokens(body)
+	}
+	prov := hop.Route(req.Model)
+	req.Provider, req.Kind = prov.Name, prov.Kind
+	if body != nil {
 		switch req.Billing {
 		case BillingTokens:
-			req.MaxOutputTokens = st.to.provider.MaxOutputTokens(f.model)
+			req.MaxOutputTokens = prov.MaxOutputTokens(f.model)
 			if f.hasMaxOutput {
 				req.MaxOutputTokens, req.OutputBoundAsked = min(req.MaxOutputTokens, f.maxOutput), true
 			}
@@ -234,18 +257,17 @@ func (p *Proxy) serveMetered(rec *responseRecorder, w http.ResponseWriter, r *ht
 			req.EstimatedInputTokens = 0
 		}
 	}
-	req.Provider, req.Kind = st.to.name, st.to.provider.Kind
 
 	adm := rm.Admit(r.Context(), req)
 	if adm.Refusal != nil {
-		adm.Refusal.Write(rec)
+		adm.Refusal.Write(w)
 		return
 	}
 	mw.req, mw.settle = req, adm.Settle
 	if body != nil {
 		if adm.ClampOutputTokens > 0 && adm.ClampOutputTokens < req.MaxOutputTokens && !req.OutputBoundAsked {
 			body = setOutputBound(body, &f, outputField(rest), adm.ClampOutputTokens)
-			rec.Header().Set(ClampedHeader, strconv.FormatInt(adm.ClampOutputTokens, 10))
+			w.Header().Set(ClampedHeader, strconv.FormatInt(adm.ClampOutputTokens, 10))
 			mw.req.MaxOutputTokens = adm.ClampOutputTokens
 		}
 		if f.stream && strings.HasSuffix(rest, "/completions") && !f.includeUsage {
@@ -256,8 +278,6 @@ func (p *Proxy) serveMetered(rec *responseRecorder, w http.ResponseWriter, r *ht
 				body, mw.strip = edited, true
 			}
 		}
-		r.Body = &bufferedBody{Reader: bytes.NewReader(body), data: body}
-		r.ContentLength = int64(len(body))
 	}
 	// The response must be readable: a client's Accept-Encoding: gzip would
 	// let the provider compress it. Clients decode either.
@@ -269,7 +289,7 @@ func (p *Proxy) serveMetered(rec *responseRecorder, w http.ResponseWriter, r *ht
 		// the request is settled before the panic goes on.
 		mw.finish(!completed)
 	}()
-	p.forward(mw, w, r, st.to)
+	hop.Forward(mw, body)
 	completed = true
 }
 
