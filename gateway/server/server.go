@@ -203,7 +203,7 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 		return nil, fmt.Errorf("creating API server probe: %w", err)
 	}
 
-	g.index = keyindex.New(func(keyID string) { g.auth.OnIndexChange(keyID) })
+	g.index = keyindex.New(nil)
 	g.index.SetLogger(g.log)
 	if o.ReplicaName == "" {
 		o.ReplicaName = replicas.ReplicaName()
