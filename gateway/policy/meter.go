@@ -11,14 +11,12 @@ package policy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"k8s.io/utils/clock"
@@ -41,7 +39,7 @@ const concurrencyWindow = 5 * time.Minute
 
 // Meter implements metering.Meter.
 type Meter struct {
-	engine    atomic.Pointer[quota.Engine]
+	engine    *Engine
 	providers *providers.Providers
 	spend     *usage.SpendRecorder
 	clock     clock.PassiveClock
@@ -53,7 +51,8 @@ type Meter struct {
 }
 
 // FailureMode is what a Meter does with a request whose counters the quota
-// engine cannot reach (a peer down, the engine not started yet).
+// engine cannot reach (a peer down). An engine not started yet is not a
+// failure: see Engine.
 type FailureMode string
 
 const (
@@ -76,9 +75,13 @@ func ParseFailureMode(s string) (FailureMode, error) {
 	return "", fmt.Errorf("failure mode must be %q or %q, got %q", FailOpen, FailClosed, s)
 }
 
-// Options are what a Meter needs. The engine comes later, by SetEngine:
-// a replica with peers starts it once it can reach the API server.
+// Options are what a Meter needs.
 type Options struct {
+	// Engine is where the Meter counts, started later (Engine.Start): a
+	// replica with peers starts its quota engine once it can reach the API
+	// server. Nil is an engine that never starts (tests of what needs no
+	// counting).
+	Engine    *Engine
 	Providers *providers.Providers
 	Spend     *usage.SpendRecorder
 	Clock     clock.PassiveClock
@@ -106,16 +109,12 @@ func New(o Options) *Meter {
 	if o.LimitsFailureMode == "" {
 		o.LimitsFailureMode = FailOpen
 	}
-	return &Meter{providers: o.Providers, spend: o.Spend, clock: o.Clock, log: o.Log, metrics: o.Metrics,
+	if o.Engine == nil {
+		o.Engine = NewEngine()
+	}
+	return &Meter{engine: o.Engine, providers: o.Providers, spend: o.Spend, clock: o.Clock, log: o.Log, metrics: o.Metrics,
 		budgetFailure: o.BudgetFailureMode, limitsFailure: o.LimitsFailureMode}
 }
-
-// SetEngine gives the Meter its quota engine. Until then, requests of keys
-// with limits or budgets are treated as when the engine fails (the
-// failure modes).
-func (m *Meter) SetEngine(e *quota.Engine) { m.engine.Store(e) }
-
-var errNoEngine = errors.New("the quota engine has not started")
 
 // For implements metering.Meter: nil for keys without a policy.
 func (m *Meter) For(r *http.Request) metering.RequestMeter {
@@ -240,10 +239,11 @@ func (rm *requestMeter) Admit(ctx context.Context, req metering.Request) meterin
 		if len(a.hits) == 0 {
 			break
 		}
-		ok, decisions, err := false, []quota.Decision(nil), errNoEngine
-		if engine := m.engine.Load(); engine != nil {
-			ok, decisions, err = engine.TakeAll(ctx, a.hits...)
+		engine := m.engine.get()
+		if engine == nil {
+			return rm.starting()
 		}
+		ok, decisions, err := engine.TakeAll(ctx, a.hits...)
 		if err != nil {
 			return rm.engineFailed(a, err)
 		}
@@ -357,16 +357,33 @@ func (rm *requestMeter) engineFailed(a *admitted, err error) metering.Admission 
 	}
 	if mode == FailClosed {
 		m.log.Warn("Quota engine unavailable: refusing the request of a key whose "+what+" fails closed", "apikey", e.Name.String(), "error", err)
-		return rm.refuse(what+"_unavailable", &metering.Refusal{
-			Status: http.StatusServiceUnavailable, Type: "server_error", Code: what + "_unavailable",
-			Message: fmt.Sprintf("The gateway cannot count this API key's %s right now, and does not serve it uncounted. Retry shortly.", what),
-			// A 503 with a short wait: the SDKs retry it on their own.
-			RetryAfter: time.Second,
-		})
+		return rm.unavailable(what, "The gateway cannot count this API key's "+what+" right now, and does not serve it uncounted. Retry shortly.")
 	}
 	m.log.Warn("Quota engine unavailable: serving the request without counting it", "apikey", e.Name.String(), "error", err)
 	a.hits, a.ds = nil, nil
 	return rm.admit(a)
+}
+
+// starting refuses a request to count before the engine has started,
+// whatever the failure modes: they are for an engine that fails, and a
+// replica that has not started yet has no reason to serve uncounted.
+func (rm *requestMeter) starting() metering.Admission {
+	what := "limits"
+	if rm.e.Policy.Budget != nil {
+		what = "budget"
+	}
+	return rm.unavailable(what, "The gateway is starting and cannot count this API key's "+what+" yet, and does not serve it uncounted. Retry shortly.")
+}
+
+// unavailable refuses a request whose counters cannot be reached: 503
+// {what}_unavailable.
+func (rm *requestMeter) unavailable(what, msg string) metering.Admission {
+	return rm.refuse(what+"_unavailable", &metering.Refusal{
+		Status: http.StatusServiceUnavailable, Type: "server_error", Code: what + "_unavailable",
+		Message: msg,
+		// A 503 with a short wait: the SDKs retry it on their own.
+		RetryAfter: time.Second,
+	})
 }
 
 // refuse counts a refusal by reason and returns it.
@@ -406,7 +423,7 @@ func (rm *requestMeter) settle(a *admitted, u metering.Usage) {
 		}
 		c := a.hits[i].Counter
 		c.At = a.ds[i].PeriodStart
-		if _, err := m.engine.Load().Settle(ctx, c, delta); err != nil {
+		if _, err := m.engine.get().Settle(ctx, c, delta); err != nil {
 			m.metrics.engineError()
 			m.log.Warn("Quota engine unavailable: a settlement is lost", "apikey", e.Name.String(), "counter", c.Key, "delta", delta, "error", err)
 		}

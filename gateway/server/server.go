@@ -116,7 +116,10 @@ type Gateway struct {
 	auth    *auth.Authenticator
 	usage   *usage.Recorder
 	spend   *usage.SpendRecorder
-	meter   *policy.Meter
+	// engine is the meter's quota engine, started by startQuota: until
+	// then the meter refuses what it would count (policy.Engine).
+	engine *policy.Engine
+	meter  *policy.Meter
 	// restConfig is kept for the peer discovery started in Run.
 	restConfig *rest.Config
 	registry   *prometheus.Registry
@@ -223,7 +226,8 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	g.usage = usage.New(g.index, g.client, o.LastUsedInterval, o.Clock, g.log, g.registry)
 	g.restConfig = cfg
 	g.spend = usage.NewSpendRecorder(g.index, g.client, o.LastUsedInterval, o.Clock, g.log, g.registry)
-	g.meter = policy.New(policy.Options{Providers: o.Providers, Spend: g.spend, Clock: o.Clock, Log: g.log, Metrics: policy.NewMetrics(g.registry),
+	g.engine = policy.NewEngine()
+	g.meter = policy.New(policy.Options{Engine: g.engine, Providers: o.Providers, Spend: g.spend, Clock: o.Clock, Log: g.log, Metrics: policy.NewMetrics(g.registry),
 		BudgetFailureMode: o.BudgetFailureMode, LimitsFailureMode: o.LimitsFailureMode})
 	g.registerHealthMetrics()
 	g.registerStaleMetrics()
