@@ -26,7 +26,7 @@ import (
 type Meter interface {
 	// For returns the policy hook for this request, or nil when the
 	// request's key has no policy. For nil the proxy does exactly what it
-	// does without a Meter: nothing is buffered or parsed, so keys without
+	// does without a Meter, and Serve is not called: nothing is buffered or parsed, so keys without
 	// a policy do not pay for it.
 	For(r *http.Request) RequestMeter
 }
@@ -34,11 +34,11 @@ type Meter interface {
 // RequestMeter is a Meter's view of one request.
 type RequestMeter interface {
 	// Admit runs once the model and the estimates are known, before the
-	// request is forwarded. It returns either a refusal, which the proxy
-	// writes (see Refusal.Write) without forwarding, or settle, which the
-	// proxy calls exactly once when the response is over: completed, cut
+	// request is forwarded. It returns either a refusal, which Serve
+	// writes (see Refusal.Write) without forwarding, or settle, which
+	// Serve calls exactly once when the response is over: completed, cut
 	// by the client or the upstream, or failed. settle runs on the
-	// request's goroutine before ServeHTTP returns.
+	// request's goroutine before Serve returns.
 	Admit(ctx context.Context, req Request) Admission
 	// AllowsModel filters model listings (GET .../models: entries it
 	// refuses are removed) and lookups (GET .../models/{id} of a refused id
@@ -46,12 +46,12 @@ type RequestMeter interface {
 	// account cannot see, so a lookup agrees with the listing). See
 	// MatchModel.
 	AllowsModel(model string) bool
-	// Refused counts a refusal the proxy wrote itself, by reason (an
+	// Refused counts a refusal Serve wrote itself, by reason (an
 	// invalid body), as the Meter counts its own.
 	Refused(reason string)
 }
 
-// Request is what the proxy learnt about a request before forwarding it.
+// Request is what Serve learnt about a request before forwarding it.
 type Request struct {
 	// Provider serves the request: the URL's provider, or the one its model
 	// routes to.
@@ -64,7 +64,7 @@ type Request struct {
 	// Model is the body's top-level "model", or "" when it names none: a
 	// GET, a body that is not a JSON object (multipart audio uploads), or a
 	// JSON body without the field. The Meter decides what "" means for a
-	// key with an allowlist; the proxy never guesses one.
+	// key with an allowlist; Serve never guesses one.
 	Model string
 	// Stream is the body's "stream": true.
 	Stream bool
@@ -125,7 +125,7 @@ type Admission struct {
 	Settle func(Usage)
 	// ClampOutputTokens, when positive, is a smaller bound per answer
 	// than Request.MaxOutputTokens, for a request that named none and
-	// would not fit whole: the proxy writes it into the body (the route's
+	// would not fit whole: Serve writes it into the body (the route's
 	// own field) and tells the client in the ClampedHeader response
 	// header.
 	ClampOutputTokens int64
@@ -152,7 +152,7 @@ type Usage struct {
 	// Complete is false when the response was cut: the client went away or
 	// the upstream failed mid-body.
 	Complete bool
-	// Estimated says that a count is the proxy's guess because the
+	// Estimated says that a count is a guess because the
 	// provider's was not seen (a cut stream, a provider that does not
 	// report usage): input is then Request.EstimatedInputTokens and output
 	// the bytes of text delivered / 4.
@@ -206,9 +206,7 @@ type Hop interface {
 // and one that is not exactly one valid JSON object is refused, never
 // forwarded. Only multipart uploads are not read; they are BillingUnknown.
 func Serve(w http.ResponseWriter, r *http.Request, rest string, rm RequestMeter, hop Hop) {
-	req := Request{Method: r.Method, Path: rest, Billing: billingOf(r.Method, rest), Answers: 1}
-	mw := &meterWriter{rec: w, free: req.Billing == BillingFree}
-
+	mw := &meterWriter{rec: w}
 	if r.Method == http.MethodGet {
 		if id, ok := modelLookup(rest); ok && !rm.AllowsModel(id) {
 			httperr.Write(w, http.StatusNotFound, httperr.TypeInvalidRequest, "model_not_found",
@@ -219,9 +217,38 @@ func Serve(w http.ResponseWriter, r *http.Request, rest string, rm RequestMeter,
 			mw.allows = rm.AllowsModel
 		}
 	}
+	req, body, f, ok := readRequest(w, r, rest, rm, hop)
+	if !ok {
+		return
+	}
+	adm := rm.Admit(r.Context(), req)
+	if adm.Refusal != nil {
+		adm.Refusal.Write(w)
+		return
+	}
+	mw.req, mw.settle, mw.free = req, adm.Settle, req.Billing == BillingFree
+	if body != nil {
+		body = editBody(w, body, &f, adm, mw)
+	}
+	// The response must be readable: a client's Accept-Encoding: gzip would
+	// let the provider compress it. Clients decode either.
+	r.Header.Del("Accept-Encoding")
 
-	var body []byte
-	var f requestFields
+	completed := false
+	defer func() {
+		// Also on the panic with which ReverseProxy aborts a cut response:
+		// the request is settled before the panic goes on.
+		mw.finish(!completed)
+	}()
+	hop.Forward(mw, body)
+	completed = true
+}
+
+// readRequest reads what Admit is asked: the body's metered fields (body
+// nil when it is not read), the provider serving the request and what it
+// may bill. false means it answered the client itself.
+func readRequest(w http.ResponseWriter, r *http.Request, rest string, rm RequestMeter, hop Hop) (req Request, body []byte, f requestFields, ok bool) {
+	req = Request{Method: r.Method, Path: rest, Billing: billingOf(r.Method, rest), Answers: 1}
 	switch {
 	case !hasBody(r.Method):
 		hop.StreamBody()
@@ -229,16 +256,15 @@ func Serve(w http.ResponseWriter, r *http.Request, rest string, rm RequestMeter,
 		req.Billing = BillingUnknown
 		hop.StreamBody()
 	default:
-		var ok bool
 		if body, ok = hop.ReadBody(); !ok {
-			return
+			return req, nil, f, false
 		}
 		var err error
 		if f, err = parseMetered(body); err != nil {
 			rm.Refused("invalid_body")
 			httperr.Write(w, http.StatusBadRequest, httperr.TypeInvalidRequest, "invalid_body", err.Error()+
 				": this API key's policy is checked against the body, so it must be one JSON object, with each key once, whatever its Content-Type.")
-			return
+			return req, nil, f, false
 		}
 		req.Model, req.Stream = f.model, f.stream
 		req.EstimatedInputTokens = estimateInputTokens(body)
@@ -257,40 +283,28 @@ func Serve(w http.ResponseWriter, r *http.Request, rest string, rm RequestMeter,
 			req.EstimatedInputTokens = 0
 		}
 	}
+	return req, body, f, true
+}
 
-	adm := rm.Admit(r.Context(), req)
-	if adm.Refusal != nil {
-		adm.Refusal.Write(w)
-		return
+// editBody returns body as it is forwarded: with the output bound adm
+// clamped to (and the ClampedHeader that says so), and asking a stream
+// for the usage the client did not ask for, which mw then hides.
+func editBody(w http.ResponseWriter, body []byte, f *requestFields, adm Admission, mw *meterWriter) []byte {
+	req := mw.req
+	if adm.ClampOutputTokens > 0 && adm.ClampOutputTokens < req.MaxOutputTokens && !req.OutputBoundAsked {
+		body = setOutputBound(body, f, outputField(req.Path), adm.ClampOutputTokens)
+		w.Header().Set(ClampedHeader, strconv.FormatInt(adm.ClampOutputTokens, 10))
+		mw.req.MaxOutputTokens = adm.ClampOutputTokens
 	}
-	mw.req, mw.settle = req, adm.Settle
-	if body != nil {
-		if adm.ClampOutputTokens > 0 && adm.ClampOutputTokens < req.MaxOutputTokens && !req.OutputBoundAsked {
-			body = setOutputBound(body, &f, outputField(rest), adm.ClampOutputTokens)
-			w.Header().Set(ClampedHeader, strconv.FormatInt(adm.ClampOutputTokens, 10))
-			mw.req.MaxOutputTokens = adm.ClampOutputTokens
-		}
-		if f.stream && strings.HasSuffix(rest, "/completions") && !f.includeUsage {
-			// Chat and legacy completions report usage in a stream only
-			// when asked; ask, and hide the answer from a client that did
-			// not (meterWriter.strip).
-			if edited, ok := injectIncludeUsage(body, &f); ok {
-				body, mw.strip = edited, true
-			}
+	if f.stream && strings.HasSuffix(req.Path, "/completions") && !f.includeUsage {
+		// Chat and legacy completions report usage in a stream only
+		// when asked; ask, and hide the answer from a client that did
+		// not (meterWriter.strip).
+		if edited, ok := injectIncludeUsage(body, f); ok {
+			body, mw.strip = edited, true
 		}
 	}
-	// The response must be readable: a client's Accept-Encoding: gzip would
-	// let the provider compress it. Clients decode either.
-	r.Header.Del("Accept-Encoding")
-
-	completed := false
-	defer func() {
-		// Also on the panic with which ReverseProxy aborts a cut response:
-		// the request is settled before the panic goes on.
-		mw.finish(!completed)
-	}()
-	hop.Forward(mw, body)
-	completed = true
+	return body
 }
 
 // hasBody reports the methods whose body a provider reads.

@@ -43,7 +43,7 @@ type meterWriter struct {
 	free bool
 	// allows is set for model listings: entries it refuses are removed.
 	allows func(string) bool
-	// strip is set when the proxy asked for stream usage that the client
+	// strip is set when Serve asked for stream usage that the client
 	// did not: the chunk that reports it is dropped, and the "usage":null
 	// that OpenAI then adds to every other chunk removed, so the client
 	// receives the stream it asked for, byte for byte.
@@ -157,7 +157,7 @@ func (w *meterWriter) forward(b []byte) (int, error) {
 }
 
 // sseDone and sseMessageStop end an OpenAI and an Anthropic stream. A
-// client that has received one may close the connection before the proxy
+// client that has received one may close the connection before the gateway
 // has seen the upstream's end; the response was complete all the same.
 var (
 	sseDone        = []byte("data: [DONE]")
