@@ -1,7 +1,10 @@
 // Package proxy forwards /gateway/{provider}/{path...} to LLM providers
-// (docs/design.md, section 7.2): it picks the upstream from the URL, or from the
+// (docs/design.md, section 7.2): it checks the path against the providers
+// file (gateway/providers), picks the upstream from the URL, or from the
 // request's "model" when the provider routes models elsewhere, swaps the
 // client's key for the provider's credential and streams the response back.
+// A request whose key has a policy goes through gateway/metering on its
+// way (metering.Serve, with the proxy's meteredHop).
 //
 // It runs after authentication and knows nothing about API keys except that
 // the client's key headers must never reach a provider.
