@@ -249,7 +249,7 @@ func (p *Proxy) serve(rec *responseRecorder, w http.ResponseWriter, r *http.Requ
 	}
 	if p.meter != nil {
 		if rm := p.meter.For(r); rm != nil {
-			metering.Serve(rec, r, rest, rm, &meteredHop{p: p, rec: rec, w: w, r: r, st: st})
+			p.serveMetered(rec, w, r, st, rest, rm)
 			return
 		}
 	}
@@ -294,13 +294,24 @@ func (p *Proxy) forward(out, w http.ResponseWriter, r *http.Request, up *upstrea
 	up.rp.ServeHTTP(out, r)
 }
 
+// serveMetered hands a request whose key has a policy to metering.Serve,
+// with the proxy's side of it (meteredHop).
+func (p *Proxy) serveMetered(rec *responseRecorder, w http.ResponseWriter, r *http.Request, st *requestState, rest string, rm metering.RequestMeter) {
+	// The hop holds a copy of st, so that st stays on ServeHTTP's stack
+	// for the requests that are not metered; what routing learnt is
+	// copied back, also when ReverseProxy aborts with a panic.
+	h := &meteredHop{p: p, rec: rec, w: w, r: r, st: *st}
+	defer func() { *st = h.st }()
+	metering.Serve(rec, r, rest, rm, h)
+}
+
 // meteredHop is the proxy's side of a request that metering.Serve meters.
 type meteredHop struct {
 	p   *Proxy
 	rec *responseRecorder
 	w   http.ResponseWriter // the server's own
 	r   *http.Request
-	st  *requestState
+	st  requestState
 }
 
 func (h *meteredHop) ReadBody() ([]byte, bool) {
