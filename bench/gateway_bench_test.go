@@ -235,7 +235,7 @@ func BenchmarkGatewayStreamTTFB(b *testing.B) {
 			st := &stats[ti]
 			if err != nil {
 				// Counted, not fatal: a cut stream is a finding to report
-				// (see docs/benchmarks.md), not a broken benchmark.
+				// (docs/benchmarks.md, "Gateway request path"), not a broken benchmark.
 				if st.cut++; st.firstCut == "" {
 					st.firstCut = err.Error()
 				}

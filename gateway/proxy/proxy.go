@@ -145,7 +145,7 @@ func New(ps *providers.Providers, opts Options) *Proxy {
 			// write of text/event-stream and unknown-length responses, which
 			// is every stream. -1 would also flush fixed-length answers
 			// write by write, through a timer goroutine per response: 20%
-			// of the gateway's CPU per request, measured (docs/benchmarks.md).
+			// of the gateway's CPU per request (docs/benchmarks.md, "Gateway request path").
 			BufferPool:     buffers,
 			ErrorLog:       errorLog,
 			ErrorHandler:   p.upstreamError(up),
