@@ -32,6 +32,7 @@ func TestNothingServedUncountedWhileTheGatewayStarts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	env.Issued(key)
 	phc, err := keys.Hash(key, keys.DefaultParams)
 	if err != nil {
 		t.Fatal(err)
