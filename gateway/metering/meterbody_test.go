@@ -241,6 +241,17 @@ func TestRefusalWrite(t *testing.T) {
 			headers: map[string]string{"Retry-After": "259200", "X-Should-Retry": "false"},
 		},
 		{
+			name: "counters unavailable",
+			refusal: &Refusal{Status: http.StatusServiceUnavailable, Type: "server_error", Code: "limits_unavailable",
+				Message: "The gateway cannot count this API key's limits right now.", RetryAfter: time.Second},
+			status:     http.StatusServiceUnavailable,
+			code:       "limits_unavailable",
+			typ:        "server_error",
+			msgPart:    "cannot count",
+			headers:    map[string]string{"Retry-After": "1", "Retry-After-Ms": "1000"},
+			absentHdrs: []string{"X-Should-Retry"},
+		},
+		{
 			name:       "total budget",
 			refusal:    BudgetExceeded("The key's budget is spent.", 0),
 			status:     http.StatusTooManyRequests,

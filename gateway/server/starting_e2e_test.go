@@ -83,9 +83,9 @@ func TestNothingServedUncountedWhileTheGatewayStarts(t *testing.T) {
 		return nil
 	})
 	for range 3 {
-		status, _, body := chat(t, url, key.Reveal())
-		if status != http.StatusServiceUnavailable || errorCode(t, string(body)) != "limits_unavailable" {
-			t.Fatalf("before the quota engine started: %d %s, want 503 limits_unavailable", status, body)
+		status, h, body := chat(t, url, key.Reveal())
+		if status != http.StatusServiceUnavailable || errorCode(t, string(body)) != "limits_unavailable" || h.Get("Retry-After") != "1" {
+			t.Fatalf("before the quota engine started: %d (Retry-After %q) %s, want 503 limits_unavailable after 1 s", status, h.Get("Retry-After"), body)
 		}
 	}
 	if n := len(up.requests()); n != 0 {
