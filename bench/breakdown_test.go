@@ -42,7 +42,7 @@ func BenchmarkGatewayBreakdown(b *testing.B) {
 		FlushInterval: -1,
 		Transport:     upstreamTransport(),
 	})
-	proxyOnly := serve(b, proxy.New(providers(b, up.String(), false), proxy.Options{
+	proxyOnly := serve(b, proxy.New(benchProviders(b, up.String(), false), proxy.Options{
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}))
 	targets := []target{

@@ -59,8 +59,8 @@ func (o PeerOptions) validate() error {
 
 // startQuota starts the quota engine: at once for a single replica; with
 // peers once the peer credential is read (the manager creates it), then
-// following the peer list. The Meter counts nothing until it has the
-// engine. With peers it also shares verified-key proofs over the same
+// following the peer list. Until then the Meter refuses every request it
+// would count (policy.Engine). With peers it also shares verified-key proofs over the same
 // listener, and learns the peers' before it returns (and the replica
 // reports ready).
 func (g *Gateway) startQuota(ctx context.Context, cfg *rest.Config) error {
@@ -142,7 +142,7 @@ func (g *Gateway) startQuota(ctx context.Context, cfg *rest.Config) error {
 		// than writing them during a rollout (gateway/usage/handoff.go).
 		g.usage.HandOffTo(engine.Peers, cred.ClientTLS())
 	}
-	g.meter.SetEngine(engine)
+	g.engine.Start(engine)
 	g.log.Info("Quota engine started", "peerAddress", engine.Addr(), "discovery", o.Discovery, "staticPeers", o.Static)
 	return nil
 }
