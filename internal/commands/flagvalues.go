@@ -12,7 +12,7 @@ import (
 // command line, so a bad value is refused with its flag's name and the
 // command body only assembles what is already valid. pflag has string,
 // int and duration values but none that parse into a named type, refuse a
-// negative, read a file, or map a user's "0 means off" onto the options'
+// negative, hold a secret's file, or map a user's "0 means off" onto the options'
 // own "negative means off" (zero there means the default, which is what
 // a Go struct left empty should get); these small types do, each in
 // one place.
@@ -113,34 +113,36 @@ func (v *positive) Set(s string) error {
 	return nil
 }
 
-// secretFile reads a secret from a file (a mounted Secret) when the flag
-// is set, so a missing or short file stops the command before it starts
-// anything; the value shown in help is the path, never the secret.
-type secretFile[T string | []byte] struct {
-	dst      *T
+// secretFile is a file holding a secret (a mounted Secret). The flag
+// keeps the path, which is all help and errors ever show; read loads the
+// secret, trimmed, once the command runs.
+type secretFile struct {
 	path     string
 	minBytes int
+	load     func(secret string)
 }
 
-func secretFrom[T string | []byte](dst *T, minBytes int) *secretFile[T] {
-	return &secretFile[T]{dst: dst, minBytes: minBytes}
-}
+func (v *secretFile) String() string        { return v.path }
+func (v *secretFile) Type() string          { return "string" }
+func (v *secretFile) Set(path string) error { v.path = path; return nil }
 
-func (v *secretFile[T]) String() string { return v.path }
-func (v *secretFile[T]) Type() string   { return "string" }
-func (v *secretFile[T]) Set(path string) error {
-	data, err := os.ReadFile(path)
+// read loads the secret when the flag was given.
+func (v *secretFile) read() error {
+	if v.path == "" {
+		return nil
+	}
+	data, err := os.ReadFile(v.path)
 	if err != nil {
 		return err
 	}
 	secret := strings.TrimSpace(string(data))
 	switch {
 	case secret == "":
-		return fmt.Errorf("%s is empty", path)
+		return fmt.Errorf("%s is empty", v.path)
 	case len(secret) < v.minBytes:
-		return fmt.Errorf("%s: the secret must be at least %d bytes", path, v.minBytes)
+		return fmt.Errorf("%s: the secret must be at least %d bytes", v.path, v.minBytes)
 	}
-	v.path, *v.dst = path, T(secret)
+	v.load(secret)
 	return nil
 }
 

@@ -26,6 +26,9 @@ type gatewayFlags struct {
 	logLevel                  string
 	qps                       float64
 	burst                     int
+	// secrets are read by check, not while flags are parsed, so that
+	// --help with a deployment's args works where its files are absent.
+	csrfKey, oidcClientSecret *secretFile
 }
 
 func (f *gatewayFlags) register(fs *pflag.FlagSet) {
@@ -49,10 +52,12 @@ func (f *gatewayFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Console.UserHeader, "console-user-header", console.DefaultUserHeader, "Header mode: the one header that names the user (oauth2-proxy: X-Forwarded-User, or X-Forwarded-Email)")
 	fs.StringVar(&o.Console.GroupsHeader, "console-groups-header", "", "Header mode: the header with the user's groups, comma-separated (default: none, groups never come from headers; set it only if the proxy always sets it, e.g. X-Forwarded-Groups)")
 	fs.StringVar(&o.Console.AdminGroup, "admin-group", gatewayv1alpha1.DefaultAdminGroup, "Group whose members see and revoke everyone's keys in the console")
-	fs.Var(secretFrom(&o.Console.CSRFKey, 32), "console-csrf-key-file", "File with a secret (32+ bytes) that signs the console's CSRF tokens and seals its session cookies; give all replicas the same one (default: random per process, fine for one replica)")
+	f.csrfKey = &secretFile{minBytes: 32, load: func(s string) { o.Console.CSRFKey = []byte(s) }}
+	fs.Var(f.csrfKey, "console-csrf-key-file", "File with a secret (32+ bytes) that signs the console's CSRF tokens and seals its session cookies; give all replicas the same one (default: random per process, fine for one replica)")
 	fs.StringVar(&o.Console.OIDC.IssuerURL, "oidc-issuer-url", "", "OIDC mode: the identity provider's issuer URL (its discovery document is under /.well-known/openid-configuration)")
 	fs.StringVar(&o.Console.OIDC.ClientID, "oidc-client-id", "", "OIDC mode: the console's client ID at the provider")
-	fs.Var(secretFrom(&o.Console.OIDC.ClientSecret, 1), "oidc-client-secret-file", "OIDC mode: file with the client's secret (mount it from a Secret)")
+	f.oidcClientSecret = &secretFile{minBytes: 1, load: func(s string) { o.Console.OIDC.ClientSecret = s }}
+	fs.Var(f.oidcClientSecret, "oidc-client-secret-file", "OIDC mode: file with the client's secret (mount it from a Secret)")
 	fs.StringVar(&o.Console.OIDC.RedirectURL, "oidc-redirect-url", "", "OIDC mode: the callback registered with the provider, https://<gateway host>"+console.CallbackPath+" (plain http only on localhost)")
 	fs.Var(list(&o.Console.OIDC.Scopes, strings.Join(console.DefaultOIDCScopes, ",")), "oidc-scopes", "OIDC mode: comma-separated scopes to ask for (openid is always asked for; add groups for Dex)")
 	fs.StringVar(&o.Console.OIDC.UserClaim, "oidc-user-claim", console.DefaultUserClaim, "OIDC mode: the ID token claim that names the user (owner of keys)")
@@ -83,8 +88,14 @@ func (f *gatewayFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.burst, "kube-api-burst", server.DefaultBurst, "Burst of requests to the API server")
 }
 
-// check refuses what no single flag can see wrong: combinations.
+// check reads the secret files and refuses what no single flag can see
+// wrong: combinations.
 func (f *gatewayFlags) check() error {
+	for name, secret := range map[string]*secretFile{"--console-csrf-key-file": f.csrfKey, "--oidc-client-secret-file": f.oidcClientSecret} {
+		if err := secret.read(); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
 	o := &f.opts
 	if f.providersFile == "" {
 		return fmt.Errorf("--providers is required: a YAML file naming the LLM providers (see README)")

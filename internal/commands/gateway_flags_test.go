@@ -41,6 +41,10 @@ func TestGatewayFlagsLandInOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.providersFile = "providers.yaml"
+	if err := f.check(); err != nil {
+		t.Fatal(err)
+	}
 	o := f.opts
 	for _, c := range []struct {
 		what      string
@@ -97,11 +101,14 @@ func TestGatewayFlagsRefuseBadValues(t *testing.T) {
 		{[]string{"--stale-index", "maybe"}, `"--stale-index" flag`},
 		{[]string{"--console-auth", "basic"}, "want oidc"},
 		{[]string{"--trusted-proxy-cidrs", "10.0.0.0/99"}, `"--trusted-proxy-cidrs" flag`},
-		{[]string{"--console-csrf-key-file", short}, "the secret must be at least 32 bytes"},
+		{[]string{"--console-csrf-key-file", short}, "--console-csrf-key-file: " + short + ": the secret must be at least 32 bytes"},
 		{[]string{"--oidc-client-secret-file", empty}, "is empty"},
 		{[]string{"--oidc-client-secret-file", filepath.Join(dir, "missing")}, "no such file"},
 	} {
-		_, err := parseGatewayFlags(t, c.args...)
+		f, err := parseGatewayFlags(t, append(c.args, "--providers", "p.yaml")...)
+		if err == nil {
+			err = f.check() // the secret files are read when the command runs
+		}
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: got %v, want an error containing %q", c.args, err, c.want)
 		}
