@@ -1,4 +1,4 @@
-package commands
+package kubectlplugin
 
 import (
 	"bytes"
@@ -84,7 +84,7 @@ func TestKeysCLI(t *testing.T) {
 	if err != nil {
 		t.Fatalf("create: %v\n%s", err, stderr)
 	}
-	if !keyPattern.MatchString(stdout) {
+	if !testenv.KeyLine.MatchString(stdout) {
 		t.Fatalf("create printed %q... on stdout, want the key and a newline only", firstN(stdout, 12))
 	}
 	key := strings.TrimSpace(stdout)
@@ -174,7 +174,7 @@ func TestKeysCLI(t *testing.T) {
 		t.Errorf("bob revealing alice's key: err %v, want a refusal naming the owner", err)
 	}
 	stdout, _, err = keysRun(alice, "", "reveal", "applied")
-	if err != nil || !keyPattern.MatchString(stdout) {
+	if err != nil || !testenv.KeyLine.MatchString(stdout) {
 		t.Errorf("reveal of a fresh key: err %v, %d bytes on stdout", err, len(stdout))
 	}
 	if _, _, err := keysRun(alice, "", "reveal", "applied"); !errors.Is(err, reveal.ErrAlreadyRevealed) {
@@ -226,7 +226,7 @@ func TestKeysCLIErrors(t *testing.T) {
 	e.StartManager(t, manager.Options{})
 
 	t.Run("no cluster", func(t *testing.T) {
-		addr := freeAddr(t) // nothing listens there
+		addr := testenv.FreeAddr(t) // nothing listens there
 		_, _, err := keysRun(kubeconfigFor(t, "https://"+addr), "", "list")
 		check(t, err, errUnreachable, "cannot reach the Kubernetes API server at https://"+addr, "Is the cluster running?", "make dev")
 	})
@@ -450,7 +450,7 @@ func withBrokenCurrentContext(t *testing.T, path string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kc.Clusters["broken"] = &clientcmdapi.Cluster{Server: "https://" + freeAddr(t), InsecureSkipTLSVerify: true}
+	kc.Clusters["broken"] = &clientcmdapi.Cluster{Server: "https://" + testenv.FreeAddr(t), InsecureSkipTLSVerify: true}
 	kc.Contexts["broken"] = &clientcmdapi.Context{Cluster: "broken", AuthInfo: kc.Contexts["test"].AuthInfo}
 	kc.CurrentContext = "broken"
 	out := filepath.Join(t.TempDir(), "kubeconfig")
@@ -521,7 +521,7 @@ func TestKeysCLIRotate(t *testing.T) {
 	if err != nil {
 		t.Fatalf("rotate: %v\n%s", err, stderr)
 	}
-	if !keyPattern.MatchString(second) || second == first {
+	if !testenv.KeyLine.MatchString(second) || second == first {
 		t.Fatalf("rotate printed %q... on stdout, want a new key alone", firstN(second, 12))
 	}
 	after := &gatewayv1alpha1.APIKey{}
@@ -604,7 +604,7 @@ func TestKeysCLIRotateWhileTheKeyIsInUse(t *testing.T) {
 	if err := e.Client.Get(context.Background(), name, after); err != nil {
 		t.Fatal(err)
 	}
-	if !keyPattern.MatchString(second) || after.Status.Prefix != second[:12] || after.Status.Previous == nil || after.Status.Previous.Prefix != first[:12] {
+	if !testenv.KeyLine.MatchString(second) || after.Status.Prefix != second[:12] || after.Status.Previous == nil || after.Status.Previous.Prefix != first[:12] {
 		t.Errorf("after rotate: printed %q..., prefix %s, previous %+v", firstN(second, 12), after.Status.Prefix, after.Status.Previous)
 	}
 }
