@@ -37,11 +37,17 @@ type APIKeySpec struct {
 	// +kubebuilder:validation:MaxLength=253
 	Owner string `json:"owner,omitempty"`
 
-	// expiresAt is the absolute time after which the key stops working.
-	// Mutually exclusive with ttl. A time already in the past at creation
-	// makes the key Expired at once: no key is ever generated for it.
+	// expiresAt is the absolute time after which the key stops working:
+	// a date ("2027-01-31", the start of that day in UTC) or an RFC 3339
+	// time ("2027-01-31T09:00:00Z"), as kubectl apikey create --expires
+	// takes it, stored as written. Mutually exclusive with ttl. A time
+	// already in the past at creation makes the key Expired at once: no key
+	// is ever generated for it.
 	// +optional
-	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}$') ? !format.date().validate(self).hasValue() : self.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$') && !format.datetime().validate(self).hasValue()",message="expiresAt must be a date such as 2027-01-31 (the start of that day, UTC) or an RFC 3339 time such as 2027-01-31T09:00:00Z"
+	ExpiresAt *Expiry `json:"expiresAt,omitempty"`
 
 	// ttl is the lifetime of the key counted from the APIKey's creation:
 	// days or weeks ("30d", "2w") or a duration ("12h", "90m", "1h30m"),
@@ -275,7 +281,7 @@ func init() {
 func (k *APIKey) ResolvedExpiry() *metav1.Time {
 	switch {
 	case k.Spec.ExpiresAt != nil:
-		t := *k.Spec.ExpiresAt
+		t := metav1.NewTime(k.Spec.ExpiresAt.Time)
 		return &t
 	case k.Spec.TTL != nil:
 		t := metav1.NewTime(k.CreationTimestamp.Add(k.Spec.TTL.Duration))

@@ -131,7 +131,7 @@ func TestDecodeListFactsGivesTheFactsOfTheWholeObject(t *testing.T) {
 			Finalizers: []string{gatewayv1alpha1.Finalizer},
 			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply,
 				FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:owner":{},"f:limits":{".":{}}}}`)}}}},
-		Spec: gatewayv1alpha1.APIKeySpec{DisplayName: "Laptop \u00e9\u4e16", Owner: "alice", ExpiresAt: at("2026-06-01T00:00:00Z"),
+		Spec: gatewayv1alpha1.APIKeySpec{DisplayName: "Laptop \u00e9\u4e16", Owner: "alice", ExpiresAt: gatewayv1alpha1.NewExpiry(at("2026-06-01T00:00:00Z").Time),
 			TTL: &gatewayv1alpha1.Lifetime{Duration: time.Hour}, Revoked: true, Models: []gatewayv1alpha1.ModelGlob{"gpt-*", "claude-*"},
 			Limits: &gatewayv1alpha1.Limits{RequestsPerMinute: n(60), TokensPerMinute: n(1000)},
 			Budget: &gatewayv1alpha1.Budget{Tokens: n(5000), Period: gatewayv1alpha1.BudgetMonth}},

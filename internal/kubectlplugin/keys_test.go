@@ -391,7 +391,7 @@ func TestSetExpiry(t *testing.T) {
 		}
 		gotAt := ""
 		if spec.ExpiresAt != nil {
-			gotAt = spec.ExpiresAt.UTC().Format(time.RFC3339)
+			gotAt = spec.ExpiresAt.Time.UTC().Format(time.RFC3339)
 		}
 		if gotTTL != tc.ttl || gotAt != tc.at {
 			t.Errorf("%q: ttl %v expiresAt %q, want %v %q", tc.in, gotTTL, gotAt, tc.ttl, tc.at)
@@ -411,7 +411,7 @@ func TestKeyStatusAndLastUsed(t *testing.T) {
 		{"new", gatewayv1alpha1.APIKey{}, gatewayv1alpha1.PhasePending, "Never"},
 		{"active", gatewayv1alpha1.APIKey{Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive, LastUsedAt: at(-30 * time.Second)}}, gatewayv1alpha1.PhaseActive, "just now"},
 		{"revoked, controller not there yet", gatewayv1alpha1.APIKey{Spec: gatewayv1alpha1.APIKeySpec{Revoked: true}, Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive, LastUsedAt: at(-time.Minute)}}, gatewayv1alpha1.PhaseRevoked, "1 minute ago"},
-		{"past its expiry", gatewayv1alpha1.APIKey{Spec: gatewayv1alpha1.APIKeySpec{ExpiresAt: at(-time.Second)}, Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive, LastUsedAt: at(-3 * time.Hour)}}, gatewayv1alpha1.PhaseExpired, "3 hours ago"},
+		{"past its expiry", gatewayv1alpha1.APIKey{Spec: gatewayv1alpha1.APIKeySpec{ExpiresAt: gatewayv1alpha1.NewExpiry(at(-time.Second).Time)}, Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive, LastUsedAt: at(-3 * time.Hour)}}, gatewayv1alpha1.PhaseExpired, "3 hours ago"},
 		{"failed", gatewayv1alpha1.APIKey{Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseFailed, LastUsedAt: at(-50 * time.Hour)}}, gatewayv1alpha1.PhaseFailed, "2 days ago"},
 		{"used long ago", gatewayv1alpha1.APIKey{Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive, LastUsedAt: at(-400 * 24 * time.Hour)}}, gatewayv1alpha1.PhaseActive, "1 year ago"},
 		{"deleted, finalizer waiting for the manager", gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{DeletionTimestamp: at(-time.Minute), Finalizers: []string{gatewayv1alpha1.Finalizer}},
