@@ -147,6 +147,10 @@ type APIKeyFacts struct {
 	LastUsedAt time.Time
 	CreatedAt  time.Time
 	RevokedAt  time.Time
+	// RefusalWrittenAt is when the API server stored the revocation or
+	// deletion that refuses the key (refusalWrittenAt); zero for a key
+	// that is neither, or when nothing says.
+	RefusalWrittenAt time.Time
 	// Policy is the key's models, limits and budget with the usage stored
 	// for it; nil for a key without any, which the gateway serves without
 	// counting anything (docs/design.md, section 12.1).
@@ -205,6 +209,8 @@ type Index struct {
 	refused      map[types.UID]Revocation
 	relays       []Revocation
 	onRevocation func(Revocation)
+	// metrics, if set, times the refusals (confirmation.go).
+	metrics *Metrics
 }
 
 // New returns an empty index. onChange, if set, is called (outside the

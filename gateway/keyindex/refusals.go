@@ -1,6 +1,8 @@
 package keyindex
 
 import (
+	"time"
+
 	"k8s.io/apimachinery/pkg/types"
 )
 
@@ -156,6 +158,7 @@ func (ix *Index) setWatchedAPIKey(f *APIKeyFacts) {
 		}
 		if r, ok := revocationOf(old, f); ok {
 			ix.relays = append(ix.relays, r)
+			ix.observeRefusalLocked(r, f.RefusalWrittenAt, time.Now())
 		}
 	})
 }

@@ -204,6 +204,7 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 
 	g.index = keyindex.New(func(keyID string) { g.auth.OnIndexChange(keyID) })
 	g.index.SetLogger(g.log)
+	g.index.SetMetrics(keyindex.NewMetrics(g.registry))
 	if o.ReplicaName == "" {
 		o.ReplicaName = replicas.ReplicaName()
 		g.opts.ReplicaName = o.ReplicaName
