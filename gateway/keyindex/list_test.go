@@ -141,7 +141,12 @@ func TestDecodeListFactsGivesTheFactsOfTheWholeObject(t *testing.T) {
 			Usage:      &gatewayv1alpha1.Usage{PeriodStart: *at("2026-05-01T00:00:00Z"), Requests: 7, InputTokens: 100, OutputTokens: 200},
 			Previous:   &gatewayv1alpha1.PreviousKey{Prefix: "cvk_ZZZZZZZZ", ExpiresAt: *at("2026-05-01T14:00:00Z"), LastUsedAt: at("2026-05-01T12:30:00Z")}},
 	}
-	pending := gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Name: "new", Namespace: "team", UID: "uid-2"}, Spec: gatewayv1alpha1.APIKeySpec{Owner: "bob"}}
+	// expiresAt as a bare date, as the CRD admits it (the start of that day).
+	date, err := gatewayv1alpha1.ParseExpiry("2027-01-31")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending := gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Name: "new", Namespace: "team", UID: "uid-2"}, Spec: gatewayv1alpha1.APIKeySpec{Owner: "bob", ExpiresAt: date}}
 	for name, tc := range map[string]struct {
 		list    runtime.Object
 		newItem func() runtime.Object
