@@ -47,14 +47,17 @@ func (ix *Index) SetMetrics(m *Metrics) {
 }
 
 // observeRefusalLocked records the confirmation time of r, a revocation or
-// deletion the index's own watch has just applied, stored by the API
-// server at written (zero: unknown, not recorded). Only a change seen as
-// it happens is timed: a full list after an outage says nothing of when.
-func (ix *Index) observeRefusalLocked(r Revocation, written, now time.Time) {
+// deletion stored by the API server at written (zero: unknown, not
+// recorded) that the index began to refuse at refused: as its own watch
+// applied it, or earlier, when a peer relayed it (refusals.go), timed once
+// the watch brings the write's time. A change first seen in a full list
+// after an outage is timed only if a peer relayed it: a list says nothing
+// of when the watch would have.
+func (ix *Index) observeRefusalLocked(r Revocation, written, refused time.Time) {
 	if ix.metrics == nil || written.IsZero() {
 		return
 	}
-	ix.metrics.confirmation.WithLabelValues(string(r.Reason)).Observe(max(now.Sub(written), 0).Seconds())
+	ix.metrics.confirmation.WithLabelValues(string(r.Reason)).Observe(max(refused.Sub(written), 0).Seconds())
 }
 
 // refusalWrittenAt is when the API server stored the change that makes k
