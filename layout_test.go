@@ -12,24 +12,37 @@ import (
 )
 
 // The gateway faces the internet and runs as its own Deployment: it must
-// not link the controller (docs/design.md, section 2), nor must the packages the
-// console and the CLI share with it. The one binary links both through
+// not link the controller (docs/design.md, section 2), nor the keys CLI,
+// nor must the packages the console and the CLI share with it. The keys
+// CLI (internal/kubectlplugin) runs on a user's machine with the user's
+// credentials: it must not link the controller, dev mode or the process
+// commands either. The one binary links them all through
 // internal/commands; nothing below it may.
 func TestGatewayDoesNotLinkTheController(t *testing.T) {
-	forbidden := []string{
-		"github.com/codevector/codevector/controllers",
-		"github.com/codevector/codevector/internal/manager",
-		"github.com/codevector/codevector/internal/commands",
-	}
-	for _, pkg := range []string{"./gateway/...", "./keys/...", "./humantime", "./api/..."} {
-		out, err := exec.Command("go", "list", "-deps", pkg).CombinedOutput()
-		if err != nil {
-			t.Fatalf("go list -deps %s: %v\n%s", pkg, err, out)
-		}
-		for _, dep := range strings.Fields(string(out)) {
-			for _, f := range forbidden {
-				if dep == f || strings.HasPrefix(dep, f+"/") {
-					t.Errorf("%s links %s", pkg, dep)
+	const module = "github.com/codevector/codevector"
+	for _, tc := range []struct {
+		pkgs      []string
+		forbidden []string
+	}{
+		{
+			pkgs:      []string{"./gateway/...", "./keys/...", "./humantime", "./api/..."},
+			forbidden: []string{"/controllers", "/internal/manager", "/internal/commands", "/internal/kubectlplugin"},
+		},
+		{
+			pkgs:      []string{"./internal/kubectlplugin"},
+			forbidden: []string{"/controllers", "/internal/manager", "/internal/commands", "/internal/devmode", "/gateway/server", "/gateway/proxy"},
+		},
+	} {
+		for _, pkg := range tc.pkgs {
+			out, err := exec.Command("go", "list", "-deps", pkg).CombinedOutput()
+			if err != nil {
+				t.Fatalf("go list -deps %s: %v\n%s", pkg, err, out)
+			}
+			for _, dep := range strings.Fields(string(out)) {
+				for _, f := range tc.forbidden {
+					if f = module + f; dep == f || strings.HasPrefix(dep, f+"/") {
+						t.Errorf("%s links %s", pkg, dep)
+					}
 				}
 			}
 		}

@@ -5,6 +5,7 @@ package controllers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -142,10 +143,56 @@ func (r *APIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	// Events go out after the status write, so nobody reads an event about
 	// a state the API does not show yet.
 	pending.flush(r.Recorder, key)
+	// Only once status says the reveal is over may the public keys go
+	// (the CRD's rules check the stored status).
+	if ferr := r.forgetRevealKeys(ctx, key); ferr != nil {
+		err = errors.Join(err, ferr)
+	}
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: nextDeadline(key, r.Clock.Now())}, nil
+}
+
+// forgetRevealKeys removes spec.revealPublicKey, and a done rotation's
+// spec.rotation.revealPublicKey, once the reveal sealed to it is over
+// (revealed, or its window ended): nothing is ever sealed to them again,
+// and each is 1.6 KB of base64 that kubectl describe would print for the
+// key's life. status.reveal keeps their fingerprint. The patch is
+// conditional on the APIKey read, and is the manager's only write to spec:
+// a conflict (the owner changed the key meanwhile) is retried by the pass
+// that change causes.
+func (r *APIKeyReconciler) forgetRevealKeys(ctx context.Context, key *gatewayv1alpha1.APIKey) error {
+	if rs := key.Status.Reveal; rs == nil || rs.State == gatewayv1alpha1.RevealPending {
+		return nil
+	}
+	spec := map[string]any{}
+	if key.Spec.RevealPublicKey != "" {
+		spec["revealPublicKey"] = nil
+	}
+	if rot := key.Spec.Rotation; rot != nil && rot.RevealPublicKey != "" && !rotationDue(key) {
+		spec["rotation"] = map[string]any{"revealPublicKey": nil}
+	}
+	if len(spec) == 0 {
+		return nil
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"resourceVersion": key.ResourceVersion}, "spec": spec})
+	if err != nil {
+		return err
+	}
+	if err := r.Client.Patch(ctx, key, client.RawPatch(types.MergePatchType, patch)); err != nil && !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("removing the reveal public keys of APIKey %s/%s: %w", key.Namespace, key.Name, err)
+	}
+	return nil
+}
+
+// fingerprintOf is the fingerprint of a reveal public key, or "" for none
+// (a key revealed in plaintext).
+func fingerprintOf(publicKey string) string {
+	if publicKey == "" {
+		return ""
+	}
+	return gatewayv1alpha1.RevealKeyFingerprint(publicKey)
 }
 
 // patchStatus writes the status as a merge patch of what changed, so it
@@ -222,7 +269,8 @@ func (r *APIKeyReconciler) issue(ctx context.Context, key *gatewayv1alpha1.APIKe
 	key.Status.Phase = gatewayv1alpha1.PhaseActive
 	key.Status.Prefix = k.DisplayPrefix()
 	key.Status.HashSecretRef = &gatewayv1alpha1.SecretReference{Namespace: r.SystemNamespace, Name: gatewayv1alpha1.HashSecretName(string(key.UID))}
-	key.Status.Reveal = &gatewayv1alpha1.RevealStatus{SecretName: reveal.Name, SecretUID: reveal.UID, ExpiresAt: &revealExpires, State: gatewayv1alpha1.RevealPending}
+	key.Status.Reveal = &gatewayv1alpha1.RevealStatus{SecretName: reveal.Name, SecretUID: reveal.UID, ExpiresAt: &revealExpires, State: gatewayv1alpha1.RevealPending,
+		PublicKeyFingerprint: fingerprintOf(key.Spec.RevealPublicKey)}
 	r.setReady(key, metav1.ConditionTrue, "KeyActive", "The key authenticates gateway requests")
 	if rotationDue(key) {
 		// A rotation asked for before the first key existed: the key just

@@ -73,7 +73,7 @@ func TestExpiryWarningsOnceEachAndTheGauge(t *testing.T) {
 	stop := env.StartManager(t, manager.Options{Clock: clk})
 	ns := env.Namespace(t)
 	expires := metav1.NewTime(clk.Now().Add(7*24*time.Hour + 2*time.Minute).Truncate(time.Second))
-	create(t, newKey(ns, "expiring", func(k *gatewayv1alpha1.APIKey) { k.Spec.ExpiresAt = &expires }))
+	create(t, newKey(ns, "expiring", func(k *gatewayv1alpha1.APIKey) { k.Spec.ExpiresAt = gatewayv1alpha1.NewExpiry(expires.Time) }))
 	k := env.WaitForPhase(t, ns, "expiring", gatewayv1alpha1.PhaseActive, 10*time.Second)
 	if n := len(eventsOf(t, k, "ExpiresSoon")); n != 0 || k.Status.ExpiryWarning != "" {
 		t.Fatalf("warned %d times (%q) with more than 7 days left", n, k.Status.ExpiryWarning)

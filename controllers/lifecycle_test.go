@@ -146,7 +146,7 @@ func TestExpiresAtInThePastIsExpiredWithoutAKey(t *testing.T) {
 	env.StartManager(t, manager.Options{})
 	ns := env.Namespace(t)
 	past := metav1.NewTime(time.Now().Add(-time.Hour))
-	create(t, newKey(ns, "stale", func(k *gatewayv1alpha1.APIKey) { k.Spec.ExpiresAt = &past }))
+	create(t, newKey(ns, "stale", func(k *gatewayv1alpha1.APIKey) { k.Spec.ExpiresAt = gatewayv1alpha1.NewExpiry(past.Time) }))
 	k := env.WaitForPhase(t, ns, "stale", gatewayv1alpha1.PhaseExpired, 10*time.Second)
 	if k.Status.Prefix != "" {
 		t.Errorf("an expired-at-birth key got a prefix %q", k.Status.Prefix)
@@ -194,16 +194,16 @@ func TestSpecRulesEnforcedByAPIServer(t *testing.T) {
 	later := metav1.NewTime(time.Now().Add(2 * time.Hour))
 
 	err := env.Client.Create(context.Background(), newKey(ns, "both", func(k *gatewayv1alpha1.APIKey) {
-		k.Spec.ExpiresAt = &future
+		k.Spec.ExpiresAt = gatewayv1alpha1.NewExpiry(future.Time)
 		k.Spec.TTL = &gatewayv1alpha1.Lifetime{Duration: time.Hour}
 	}))
 	if err == nil || !strings.Contains(err.Error(), "either expiresAt or ttl") {
 		t.Errorf("expiresAt and ttl together: err = %v", err)
 	}
 
-	k := create(t, newKey(ns, "fixed", func(k *gatewayv1alpha1.APIKey) { k.Spec.ExpiresAt = &future }))
+	k := create(t, newKey(ns, "fixed", func(k *gatewayv1alpha1.APIKey) { k.Spec.ExpiresAt = gatewayv1alpha1.NewExpiry(future.Time) }))
 	for name, mutate := range map[string]func(*gatewayv1alpha1.APIKey){
-		"change expiresAt": func(k *gatewayv1alpha1.APIKey) { k.Spec.ExpiresAt = &later },
+		"change expiresAt": func(k *gatewayv1alpha1.APIKey) { k.Spec.ExpiresAt = gatewayv1alpha1.NewExpiry(later.Time) },
 		"remove expiresAt": func(k *gatewayv1alpha1.APIKey) { k.Spec.ExpiresAt = nil },
 		"change owner":     func(k *gatewayv1alpha1.APIKey) { k.Spec.Owner = "mallory" },
 	} {

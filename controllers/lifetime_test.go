@@ -3,6 +3,8 @@ package controllers_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -105,5 +107,90 @@ func TestTTLTakesTheCLIsLifetimes(t *testing.T) {
 	defaulted := newKey(ns, "defaulted", unsealed)
 	if err := env.Client.Create(ctx, defaulted, client.DryRunAll); err != nil || defaulted.Spec.TTL == nil || defaulted.Spec.TTL.String() != "30d" || defaulted.Spec.TTL.Duration != 720*time.Hour {
 		t.Errorf("a key without expiry under defaultTTL 30d: %v, ttl %v", err, defaulted.Spec.TTL)
+	}
+}
+
+// Issue 25, item 3: spec.expiresAt takes what kubectl apikey create
+// --expires takes: a date (the start of that day, UTC) or an RFC 3339
+// time, applied with the real kubectl as YAML is written (an unquoted
+// date too); anything else is refused by the CRD's own rule with a
+// message that shows a correct one and no Go internals, with or without
+// guardrails, which compare a date with their maximum lifetime.
+func TestExpiresAtTakesTheCLIsDates(t *testing.T) {
+	env.StartManager(t, manager.Options{})
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	kc := env.KubeconfigFor(t, "expiry-admin", "system:masters")
+	public := newKey(ns, "").Spec.RevealPublicKey
+
+	day := time.Now().UTC().AddDate(0, 0, 40).Truncate(24 * time.Hour)
+	date := day.Format(time.DateOnly)
+	for _, tc := range []struct {
+		name, yaml string
+		want       time.Time
+	}{
+		{"date", date, day},
+		{"rfc3339", `"` + date + `T09:00:00+02:00"`, day.Add(7 * time.Hour)},
+	} {
+		manifest := filepath.Join(t.TempDir(), "key.yaml")
+		doc := fmt.Sprintf("apiVersion: gateway.codevector.io/v1alpha1\nkind: APIKey\nmetadata:\n  name: %s\nspec:\n  expiresAt: %s\n  revealPublicKey: %s\n", tc.name, tc.yaml, public)
+		if err := os.WriteFile(manifest, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		kubectl(t, kc, "apply", "-n", ns, "-f", manifest)
+		got := env.WaitForPhase(t, ns, tc.name, gatewayv1alpha1.PhaseActive, 15*time.Second)
+		if got.Status.ExpiresAt == nil || !got.Status.ExpiresAt.Time.Equal(tc.want) {
+			t.Errorf("expiresAt: %s: status.expiresAt %v, want %v", tc.yaml, got.Status.ExpiresAt, tc.want)
+		}
+		if want := strings.Trim(tc.yaml, `"`); got.Spec.ExpiresAt.String() != want {
+			t.Errorf("expiresAt: %s reads back as %q, want it as written", tc.yaml, got.Spec.ExpiresAt)
+		}
+		// An update of the key as read keeps expiresAt as written (the
+		// immutability rule compares the text), and kubectl's own
+		// read-modify-write does too.
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			fresh := &gatewayv1alpha1.APIKey{}
+			if err := env.Client.Get(ctx, client.ObjectKeyFromObject(got), fresh); err != nil {
+				return err
+			}
+			fresh.Spec.DisplayName = "updated"
+			return env.Client.Update(ctx, fresh)
+		})
+		if err != nil {
+			t.Errorf("expiresAt: %s: updating the key as read: %v", tc.yaml, err)
+		}
+		kubectl(t, kc, "label", "apikey", tc.name, "-n", ns, "team=a")
+	}
+
+	guarded := env.Namespace(t)
+	env.BindGuardrails(t, guarded, map[string]string{"defaultTTL": "30d", "maxLifetime": "90d", "defaultRequestsPerMinute": "60", "maxRequestsPerMinute": "600", "defaultBudgetUSD": "20", "maxBudgetUSD": "200"})
+	waitForGuardrails(t, guarded)
+	goInternals := []string{"&{", "value.", "nstructured", "0x", "<nil>", "int64", "%!", "*v1", "time.Parse", "parsing time"}
+	for _, bad := range []string{
+		"2027-13-01", "2027-02-30", "31/01/2027", "2027-1-31", "2027-01-31T09:00", "2027-01-31T09:00:00",
+		"2027-01-31 09:00:00", "2027-01-31T25:00:00Z", "tomorrow", "30d", "", date + " ",
+	} {
+		for _, in := range []string{ns, guarded} {
+			err := env.Client.Create(ctx, appliedKey(in, "bad-expiry", map[string]any{"expiresAt": bad}), client.DryRunAll)
+			msg := fmt.Sprint(err)
+			if err == nil || !strings.Contains(msg, "spec.expiresAt") || !strings.Contains(msg, "such as 2027-01-31 (the start of that day, UTC) or an RFC 3339 time such as 2027-01-31T09:00:00Z") {
+				t.Errorf("expiresAt: %q in %s: %v, want a refusal naming spec.expiresAt with examples", bad, in, err)
+			}
+			for _, internal := range goInternals {
+				if strings.Contains(msg, internal) {
+					t.Errorf("expiresAt: %q: the message shows Go internals (%q): %s", bad, internal, msg)
+				}
+			}
+		}
+	}
+
+	// Guardrails read a date as the CLI does: the start of that day, UTC.
+	within := time.Now().UTC().AddDate(0, 0, 60).Format(time.DateOnly)
+	if err := env.Client.Create(ctx, appliedKey(guarded, "within", map[string]any{"expiresAt": within}), client.DryRunAll); err != nil {
+		t.Errorf("expiresAt %s within maxLifetime 90d: %v", within, err)
+	}
+	over := time.Now().UTC().AddDate(0, 0, 120).Format(time.DateOnly)
+	if err := env.Client.Create(ctx, appliedKey(guarded, "over", map[string]any{"expiresAt": over}), client.DryRunAll); err == nil || !strings.Contains(err.Error(), "the key must expire within 90d") {
+		t.Errorf("expiresAt %s past maxLifetime 90d: %v", over, err)
 	}
 }

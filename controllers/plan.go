@@ -99,7 +99,10 @@ func nextDeadline(key *gatewayv1alpha1.APIKey, now time.Time) time.Duration {
 // controller has not carried out yet.
 func rotationDue(key *gatewayv1alpha1.APIKey) bool {
 	rot := key.Spec.Rotation
-	if rot == nil {
+	// A rotation without a public key is one the manager has carried out
+	// and forgotten the key of (forgetRevealKeys); the CRD admits no new
+	// one without. Never due: an empty key would reveal in plaintext.
+	if rot == nil || rot.RevealPublicKey == "" {
 		return false
 	}
 	done := key.Status.RotatedAt

@@ -24,17 +24,17 @@ func TestNextStep(t *testing.T) {
 		{"new key", gatewayv1alpha1.APIKeySpec{}, "", stepIssue},
 		{"pending key", gatewayv1alpha1.APIKeySpec{}, gatewayv1alpha1.PhasePending, stepIssue},
 		{"active key", gatewayv1alpha1.APIKeySpec{}, gatewayv1alpha1.PhaseActive, stepMaintain},
-		{"active key expiring later", gatewayv1alpha1.APIKeySpec{ExpiresAt: &future}, gatewayv1alpha1.PhaseActive, stepMaintain},
-		{"active key past expiresAt", gatewayv1alpha1.APIKeySpec{ExpiresAt: &past}, gatewayv1alpha1.PhaseActive, stepExpire},
+		{"active key expiring later", gatewayv1alpha1.APIKeySpec{ExpiresAt: gatewayv1alpha1.NewExpiry(future.Time)}, gatewayv1alpha1.PhaseActive, stepMaintain},
+		{"active key past expiresAt", gatewayv1alpha1.APIKeySpec{ExpiresAt: gatewayv1alpha1.NewExpiry(past.Time)}, gatewayv1alpha1.PhaseActive, stepExpire},
 		{"active key past ttl", gatewayv1alpha1.APIKeySpec{TTL: &gatewayv1alpha1.Lifetime{Duration: time.Minute}}, gatewayv1alpha1.PhaseActive, stepExpire},
 		{"ttl not reached", gatewayv1alpha1.APIKeySpec{TTL: &gatewayv1alpha1.Lifetime{Duration: 2 * time.Hour}}, gatewayv1alpha1.PhaseActive, stepMaintain},
-		{"new key already expired is never issued", gatewayv1alpha1.APIKeySpec{ExpiresAt: &past}, "", stepExpire},
+		{"new key already expired is never issued", gatewayv1alpha1.APIKeySpec{ExpiresAt: gatewayv1alpha1.NewExpiry(past.Time)}, "", stepExpire},
 		{"revoked active key", gatewayv1alpha1.APIKeySpec{Revoked: true}, gatewayv1alpha1.PhaseActive, stepRevoke},
 		{"revoked before issue", gatewayv1alpha1.APIKeySpec{Revoked: true}, "", stepRevoke},
-		{"revocation wins over expiry", gatewayv1alpha1.APIKeySpec{Revoked: true, ExpiresAt: &past}, gatewayv1alpha1.PhaseActive, stepRevoke},
+		{"revocation wins over expiry", gatewayv1alpha1.APIKeySpec{Revoked: true, ExpiresAt: gatewayv1alpha1.NewExpiry(past.Time)}, gatewayv1alpha1.PhaseActive, stepRevoke},
 		{"revoking an expired key records the revocation", gatewayv1alpha1.APIKeySpec{Revoked: true}, gatewayv1alpha1.PhaseExpired, stepRevoke},
 		{"revoked is final", gatewayv1alpha1.APIKeySpec{Revoked: true}, gatewayv1alpha1.PhaseRevoked, stepSettled},
-		{"expired is final", gatewayv1alpha1.APIKeySpec{ExpiresAt: &past}, gatewayv1alpha1.PhaseExpired, stepSettled},
+		{"expired is final", gatewayv1alpha1.APIKeySpec{ExpiresAt: gatewayv1alpha1.NewExpiry(past.Time)}, gatewayv1alpha1.PhaseExpired, stepSettled},
 		{"failed is final", gatewayv1alpha1.APIKeySpec{}, gatewayv1alpha1.PhaseFailed, stepSettled},
 	}
 	for _, tc := range cases {
@@ -60,18 +60,18 @@ func TestNextDeadline(t *testing.T) {
 		key  gatewayv1alpha1.APIKey
 		want time.Duration
 	}{
-		{"not active", gatewayv1alpha1.APIKey{Spec: gatewayv1alpha1.APIKeySpec{ExpiresAt: at(time.Hour)}}, 0},
+		{"not active", gatewayv1alpha1.APIKey{Spec: gatewayv1alpha1.APIKeySpec{ExpiresAt: gatewayv1alpha1.NewExpiry(at(time.Hour).Time)}}, 0},
 		{"active, no deadlines", gatewayv1alpha1.APIKey{Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive}}, 0},
 		{"expiry", gatewayv1alpha1.APIKey{
-			Spec:   gatewayv1alpha1.APIKeySpec{ExpiresAt: at(time.Hour)},
+			Spec:   gatewayv1alpha1.APIKeySpec{ExpiresAt: gatewayv1alpha1.NewExpiry(at(time.Hour).Time)},
 			Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive, ExpiryWarning: gatewayv1alpha1.ExpiryWarning1h},
 		}, time.Hour},
 		{"expiry warning due", gatewayv1alpha1.APIKey{
-			Spec:   gatewayv1alpha1.APIKeySpec{ExpiresAt: at(time.Hour)},
+			Spec:   gatewayv1alpha1.APIKeySpec{ExpiresAt: gatewayv1alpha1.NewExpiry(at(time.Hour).Time)},
 			Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive, ExpiryWarning: gatewayv1alpha1.ExpiryWarning7d},
 		}, time.Millisecond},
 		{"next expiry warning", gatewayv1alpha1.APIKey{
-			Spec:   gatewayv1alpha1.APIKeySpec{ExpiresAt: at(8 * 24 * time.Hour)},
+			Spec:   gatewayv1alpha1.APIKeySpec{ExpiresAt: gatewayv1alpha1.NewExpiry(at(8 * 24 * time.Hour).Time)},
 			Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive},
 		}, 24 * time.Hour},
 		{"end of a grace period", gatewayv1alpha1.APIKey{
@@ -79,7 +79,7 @@ func TestNextDeadline(t *testing.T) {
 				Previous: &gatewayv1alpha1.PreviousKey{Prefix: "cvk_ABCDEFGH", ExpiresAt: *at(5 * time.Minute)}},
 		}, 5 * time.Minute},
 		{"pending reveal before expiry", gatewayv1alpha1.APIKey{
-			Spec: gatewayv1alpha1.APIKeySpec{ExpiresAt: at(time.Hour)},
+			Spec: gatewayv1alpha1.APIKeySpec{ExpiresAt: gatewayv1alpha1.NewExpiry(at(time.Hour).Time)},
 			Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive, ExpiryWarning: gatewayv1alpha1.ExpiryWarning1h,
 				Reveal: &gatewayv1alpha1.RevealStatus{State: gatewayv1alpha1.RevealPending, ExpiresAt: at(10 * time.Minute)}},
 		}, 10 * time.Minute},
@@ -88,7 +88,7 @@ func TestNextDeadline(t *testing.T) {
 				Reveal: &gatewayv1alpha1.RevealStatus{State: gatewayv1alpha1.RevealConsumed, ExpiresAt: at(10 * time.Minute)}},
 		}, 0},
 		{"deadline passed", gatewayv1alpha1.APIKey{
-			Spec:   gatewayv1alpha1.APIKeySpec{ExpiresAt: at(-time.Minute)},
+			Spec:   gatewayv1alpha1.APIKeySpec{ExpiresAt: gatewayv1alpha1.NewExpiry(at(-time.Minute).Time)},
 			Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive},
 		}, time.Millisecond},
 	}
@@ -118,7 +118,7 @@ func TestNextStepRotation(t *testing.T) {
 		{"rotation carried out", gatewayv1alpha1.APIKeySpec{Rotation: asked}, gatewayv1alpha1.PhaseActive, &same, stepMaintain},
 		{"pending key is issued, not rotated", gatewayv1alpha1.APIKeySpec{Rotation: asked}, gatewayv1alpha1.PhasePending, nil, stepIssue},
 		{"revocation wins over rotation", gatewayv1alpha1.APIKeySpec{Rotation: asked, Revoked: true}, gatewayv1alpha1.PhaseActive, nil, stepRevoke},
-		{"expiry wins over rotation", gatewayv1alpha1.APIKeySpec{Rotation: asked, ExpiresAt: &earlier}, gatewayv1alpha1.PhaseActive, nil, stepExpire},
+		{"expiry wins over rotation", gatewayv1alpha1.APIKeySpec{Rotation: asked, ExpiresAt: gatewayv1alpha1.NewExpiry(earlier.Time)}, gatewayv1alpha1.PhaseActive, nil, stepExpire},
 	}
 	for _, tc := range cases {
 		k := &gatewayv1alpha1.APIKey{Spec: tc.spec, Status: gatewayv1alpha1.APIKeyStatus{Phase: tc.phase, RotatedAt: tc.rotatedAt}}
@@ -147,7 +147,7 @@ func TestDueExpiryWarning(t *testing.T) {
 		{"expired: nothing", -time.Minute, gatewayv1alpha1.ExpiryWarning1d, "", time.Hour},
 	}
 	for _, tc := range cases {
-		k := &gatewayv1alpha1.APIKey{Spec: gatewayv1alpha1.APIKeySpec{ExpiresAt: &at}, Status: gatewayv1alpha1.APIKeyStatus{ExpiryWarning: tc.warned}}
+		k := &gatewayv1alpha1.APIKey{Spec: gatewayv1alpha1.APIKeySpec{ExpiresAt: gatewayv1alpha1.NewExpiry(at.Time)}, Status: gatewayv1alpha1.APIKeyStatus{ExpiryWarning: tc.warned}}
 		got, _ := dueExpiryWarning(k, expires.Add(-tc.before))
 		if got != tc.want {
 			t.Errorf("%s: due = %q, want %q", tc.name, got, tc.want)

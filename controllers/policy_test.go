@@ -210,7 +210,7 @@ func TestNamespaceGuardrails(t *testing.T) {
 		}, "the key must expire within 2160h"},
 		{"an expiry too late", func(k *gatewayv1alpha1.APIKey) {
 			at := metav1.NewTime(time.Now().Add(100 * 24 * time.Hour))
-			k.Spec.ExpiresAt = &at
+			k.Spec.ExpiresAt = gatewayv1alpha1.NewExpiry(at.Time)
 		}, "the key must expire within 2160h"},
 	} {
 		k := newKey(ns, "", func(k *gatewayv1alpha1.APIKey) { k.GenerateName = "over-"; k.Spec.RevealPublicKey = "" }, tc.mutate)
@@ -225,7 +225,7 @@ func TestNamespaceGuardrails(t *testing.T) {
 		k.Spec.Limits = &gatewayv1alpha1.Limits{RequestsPerMinute: ptr.To[int64](600)}
 		k.Spec.Budget = &gatewayv1alpha1.Budget{USD: "199.99"}
 		at := metav1.NewTime(time.Now().Add(80 * 24 * time.Hour))
-		k.Spec.ExpiresAt = &at
+		k.Spec.ExpiresAt = gatewayv1alpha1.NewExpiry(at.Time)
 	})
 	if err := alice.Create(ctx, within); err != nil {
 		t.Errorf("a key within every maximum: %v", err)

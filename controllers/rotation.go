@@ -76,7 +76,8 @@ func (r *APIKeyReconciler) rotate(ctx context.Context, key *gatewayv1alpha1.APIK
 	key.Status.Prefix = k.DisplayPrefix()
 	key.Status.HashSecretRef = &gatewayv1alpha1.SecretReference{Namespace: r.SystemNamespace, Name: hashName}
 	key.Status.LastUsedAt = nil
-	key.Status.Reveal = &gatewayv1alpha1.RevealStatus{SecretName: reveal.Name, SecretUID: reveal.UID, ExpiresAt: &revealExpires, State: gatewayv1alpha1.RevealPending}
+	key.Status.Reveal = &gatewayv1alpha1.RevealStatus{SecretName: reveal.Name, SecretUID: reveal.UID, ExpiresAt: &revealExpires, State: gatewayv1alpha1.RevealPending,
+		PublicKeyFingerprint: fingerprintOf(rot.RevealPublicKey)}
 	rotatedAt := rot.RequestedAt
 	key.Status.RotatedAt = &rotatedAt
 	r.setReady(key, metav1.ConditionTrue, "KeyActive", "The key authenticates gateway requests")

@@ -19,8 +19,9 @@ import (
 // +kubebuilder:validation:XValidation:rule="has(self.expiresAt) == has(oldSelf.expiresAt) && (!has(self.expiresAt) || self.expiresAt == oldSelf.expiresAt)",message="expiresAt is immutable: create a new key instead"
 // +kubebuilder:validation:XValidation:rule="has(self.ttl) == has(oldSelf.ttl) && (!has(self.ttl) || self.ttl == oldSelf.ttl)",message="ttl is immutable: create a new key instead"
 // +kubebuilder:validation:XValidation:rule="!(has(oldSelf.revoked) && oldSelf.revoked) || (has(self.revoked) && self.revoked)",message="revocation cannot be undone: create a new key instead"
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.revealPublicKey) || (has(self.revealPublicKey) && self.revealPublicKey == oldSelf.revealPublicKey)",message="revealPublicKey can be set once and never changed: the key is sealed to it"
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.rotation) || (has(self.rotation) && (self.rotation == oldSelf.rotation || timestamp(self.rotation.requestedAt) > timestamp(oldSelf.rotation.requestedAt)))",message="spec.rotation cannot be removed or changed, only replaced by one with a later requestedAt (which rotates again)"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.revealPublicKey) || !has(self.revealPublicKey) || self.revealPublicKey == oldSelf.revealPublicKey",message="revealPublicKey can be set once and never changed: the key is sealed to it"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.rotation) || (has(self.rotation) && (self.rotation == oldSelf.rotation || timestamp(self.rotation.requestedAt) > timestamp(oldSelf.rotation.requestedAt) || (timestamp(self.rotation.requestedAt) == timestamp(oldSelf.rotation.requestedAt) && !has(self.rotation.revealPublicKey))))",message="spec.rotation cannot be removed or changed, only replaced by one with a later requestedAt (which rotates again)"
+// +kubebuilder:validation:XValidation:rule="!has(self.rotation) || has(self.rotation.revealPublicKey) || (oldSelf.hasValue() && has(oldSelf.value().rotation) && timestamp(self.rotation.requestedAt) == timestamp(oldSelf.value().rotation.requestedAt))",message="spec.rotation needs a revealPublicKey: the new key is sealed to it",optionalOldSelf=true
 type APIKeySpec struct {
 	// displayName is a human-friendly label shown in the console and in
 	// `kubectl get apikeys -o wide`. The console shows metadata.name when it
@@ -37,11 +38,17 @@ type APIKeySpec struct {
 	// +kubebuilder:validation:MaxLength=253
 	Owner string `json:"owner,omitempty"`
 
-	// expiresAt is the absolute time after which the key stops working.
-	// Mutually exclusive with ttl. A time already in the past at creation
-	// makes the key Expired at once: no key is ever generated for it.
+	// expiresAt is the absolute time after which the key stops working:
+	// a date ("2027-01-31", the start of that day in UTC) or an RFC 3339
+	// time ("2027-01-31T09:00:00Z"), as kubectl apikey create --expires
+	// takes it, stored as written. Mutually exclusive with ttl. A time
+	// already in the past at creation makes the key Expired at once: no key
+	// is ever generated for it.
 	// +optional
-	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}$') ? !format.date().validate(self).hasValue() : self.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$') && !format.datetime().validate(self).hasValue()",message="expiresAt must be a date such as 2027-01-31 (the start of that day, UTC) or an RFC 3339 time such as 2027-01-31T09:00:00Z"
+	ExpiresAt *Expiry `json:"expiresAt,omitempty"`
 
 	// ttl is the lifetime of the key counted from the APIKey's creation:
 	// days or weeks ("30d", "2w") or a duration ("12h", "90m", "1h30m"),
@@ -66,7 +73,10 @@ type APIKeySpec struct {
 	// AwaitingRevealKey), unless the manager runs with --reveal-mode=plain.
 	// It can go from unset to set once and never change; an admission
 	// policy lets only the owner (or the console, for a signed-in owner)
-	// set it.
+	// set it. Once the key sealed to it has been revealed (or its reveal
+	// window has ended) it has served its purpose: the manager removes it,
+	// and status.reveal.publicKeyFingerprint keeps a short fingerprint of it
+	// (docs/design.md, section 6).
 	// +optional
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9+/]+={0,2}$`
@@ -153,6 +163,13 @@ type RevealStatus struct {
 	// (by anyone who may create Secrets in the namespace) is refused.
 	// +optional
 	SecretUID types.UID `json:"secretUID,omitempty"`
+	// publicKeyFingerprint identifies the public key the reveal Secret is
+	// sealed to ("SHA256:" and the unpadded base64 of its SHA-256, as ssh
+	// writes fingerprints): what stays of spec.revealPublicKey (or
+	// spec.rotation.revealPublicKey) once the manager removes it. Empty for
+	// a key revealed in plaintext.
+	// +optional
+	PublicKeyFingerprint string `json:"publicKeyFingerprint,omitempty"`
 }
 
 // APIKeyStatus is what the controller (and, for lastUsedAt, the gateway)
@@ -235,6 +252,9 @@ type APIKeyStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 239",message="name must be at most 239 characters (its reveal Secret adds a suffix)"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.spec.revealPublicKey) || has(self.spec.revealPublicKey) || (has(self.status) && has(self.status.reveal) && self.status.reveal.state != 'Pending')",message="spec.revealPublicKey can be removed only once the key sealed to it has been revealed or its reveal window has ended (the manager removes it then)"
+// +kubebuilder:validation:XValidation:rule="has(oldSelf.spec.revealPublicKey) || !has(self.spec.revealPublicKey) || !has(self.status) || !has(self.status.reveal)",message="spec.revealPublicKey cannot be set again: the key was issued and its reveal is over; rotate the key to receive a new one"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.spec.rotation) || !has(oldSelf.spec.rotation.revealPublicKey) || !has(self.spec.rotation) || has(self.spec.rotation.revealPublicKey) || timestamp(self.spec.rotation.requestedAt) != timestamp(oldSelf.spec.rotation.requestedAt) || (has(self.status) && has(self.status.rotatedAt) && timestamp(self.status.rotatedAt) == timestamp(self.spec.rotation.requestedAt) && has(self.status.reveal) && self.status.reveal.state != 'Pending')",message="spec.rotation.revealPublicKey can be removed only once the rotation is done and its key has been revealed or its reveal window has ended (the manager removes it then)"
 // +kubebuilder:resource:shortName=ak,categories=codevector
 // +kubebuilder:selectablefield:JSONPath=`.spec.owner`
 // +kubebuilder:printcolumn:name="Prefix",type=string,JSONPath=`.status.prefix`
@@ -275,7 +295,7 @@ func init() {
 func (k *APIKey) ResolvedExpiry() *metav1.Time {
 	switch {
 	case k.Spec.ExpiresAt != nil:
-		t := *k.Spec.ExpiresAt
+		t := metav1.NewTime(k.Spec.ExpiresAt.Time)
 		return &t
 	case k.Spec.TTL != nil:
 		t := metav1.NewTime(k.CreationTimestamp.Add(k.Spec.TTL.Duration))

@@ -24,13 +24,13 @@ func TestEffectiveStatus(t *testing.T) {
 		{"revoked phase", APIKey{Status: APIKeyStatus{Phase: PhaseRevoked}}, PhaseRevoked},
 		{"being deleted", APIKey{ObjectMeta: metav1.ObjectMeta{DeletionTimestamp: at(-time.Minute)}, Status: APIKeyStatus{Phase: PhaseActive}}, PhaseRevoked},
 		{"expired", APIKey{Status: APIKeyStatus{Phase: PhaseExpired}}, PhaseExpired},
-		{"past expiresAt before the controller noticed", APIKey{Spec: APIKeySpec{ExpiresAt: at(-time.Second)}, Status: APIKeyStatus{Phase: PhaseActive}}, PhaseExpired},
-		{"at expiresAt exactly", APIKey{Spec: APIKeySpec{ExpiresAt: at(0)}, Status: APIKeyStatus{Phase: PhaseActive}}, PhaseExpired},
-		{"expiring later", APIKey{Spec: APIKeySpec{ExpiresAt: at(time.Hour)}, Status: APIKeyStatus{Phase: PhaseActive}}, PhaseActive},
+		{"past expiresAt before the controller noticed", APIKey{Spec: APIKeySpec{ExpiresAt: NewExpiry(at(-time.Second).Time)}, Status: APIKeyStatus{Phase: PhaseActive}}, PhaseExpired},
+		{"at expiresAt exactly", APIKey{Spec: APIKeySpec{ExpiresAt: NewExpiry(at(0).Time)}, Status: APIKeyStatus{Phase: PhaseActive}}, PhaseExpired},
+		{"expiring later", APIKey{Spec: APIKeySpec{ExpiresAt: NewExpiry(at(time.Hour).Time)}, Status: APIKeyStatus{Phase: PhaseActive}}, PhaseActive},
 		{"past its ttl", APIKey{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: *at(-2 * time.Hour)}, Spec: APIKeySpec{TTL: &Lifetime{Duration: time.Hour}}, Status: APIKeyStatus{Phase: PhaseActive}}, PhaseExpired},
 		{"within its ttl", APIKey{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: *at(-time.Minute)}, Spec: APIKeySpec{TTL: &Lifetime{Duration: time.Hour}}, Status: APIKeyStatus{Phase: PhaseActive}}, PhaseActive},
-		{"pending past expiry", APIKey{Spec: APIKeySpec{ExpiresAt: at(-time.Second)}}, PhaseExpired},
-		{"revoked and expired", APIKey{Spec: APIKeySpec{Revoked: true, ExpiresAt: at(-time.Hour)}, Status: APIKeyStatus{Phase: PhaseExpired}}, PhaseRevoked},
+		{"pending past expiry", APIKey{Spec: APIKeySpec{ExpiresAt: NewExpiry(at(-time.Second).Time)}}, PhaseExpired},
+		{"revoked and expired", APIKey{Spec: APIKeySpec{Revoked: true, ExpiresAt: NewExpiry(at(-time.Hour).Time)}, Status: APIKeyStatus{Phase: PhaseExpired}}, PhaseRevoked},
 	} {
 		if got := tc.key.EffectiveStatus(now); got != tc.want {
 			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)

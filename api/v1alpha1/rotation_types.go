@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,16 +22,21 @@ type Rotation struct {
 	// is issued, e.g. "24h"; "0s" ends it at once. Default 24h.
 	// +optional
 	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=64
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	GracePeriod *metav1.Duration `json:"gracePeriod,omitempty"`
 
 	// revealPublicKey is the public key the new key is sealed to (as
 	// spec.revealPublicKey for the first key), made fresh for this
-	// rotation by `kubectl apikey rotate` or the console.
+	// rotation by `kubectl apikey rotate` or the console. Required in a new
+	// rotation; the manager removes it once the rotation is done and its
+	// key revealed (or its reveal window over), as it does
+	// spec.revealPublicKey.
+	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9+/]+={0,2}$`
-	RevealPublicKey string `json:"revealPublicKey"`
+	RevealPublicKey string `json:"revealPublicKey,omitempty"`
 }
 
 // DefaultRotationGracePeriod is the grace period of a rotation that names
@@ -70,4 +77,17 @@ const (
 // Secret names are lowercase and key IDs are not).
 func RotatedHashSecretName(apiKeyUID, keyID string) string {
 	return HashSecretName(apiKeyUID) + "-" + hex.EncodeToString([]byte(keyID))
+}
+
+// RevealKeyFingerprint is the fingerprint status.reveal keeps of the
+// public key a reveal is sealed to: "SHA256:" and the unpadded base64 of
+// the SHA-256 of the key's bytes, as ssh writes one. A value that is not
+// base64 is fingerprinted as text (the CRD admits only base64).
+func RevealKeyFingerprint(publicKey string) string {
+	raw, err := base64.StdEncoding.DecodeString(publicKey)
+	if err != nil {
+		raw = []byte(publicKey)
+	}
+	sum := sha256.Sum256(raw)
+	return "SHA256:" + base64.RawStdEncoding.EncodeToString(sum[:])
 }

@@ -31,9 +31,9 @@ func TestStatusOf(t *testing.T) {
 		{"revoked before the controller noticed", gatewayv1alpha1.APIKeySpec{Revoked: true}, gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive}, StatusRevoked},
 		{"revoked", gatewayv1alpha1.APIKeySpec{Revoked: true}, gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseRevoked}, StatusRevoked},
 		{"expired", gatewayv1alpha1.APIKeySpec{}, gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseExpired}, StatusExpired},
-		{"past expiry before the controller noticed", gatewayv1alpha1.APIKeySpec{ExpiresAt: &past}, gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive}, StatusExpired},
-		{"expiring later", gatewayv1alpha1.APIKeySpec{ExpiresAt: &future}, gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive}, StatusActive},
-		{"revoked and expired", gatewayv1alpha1.APIKeySpec{Revoked: true, ExpiresAt: &past}, gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseExpired}, StatusRevoked},
+		{"past expiry before the controller noticed", gatewayv1alpha1.APIKeySpec{ExpiresAt: gatewayv1alpha1.NewExpiry(past.Time)}, gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive}, StatusExpired},
+		{"expiring later", gatewayv1alpha1.APIKeySpec{ExpiresAt: gatewayv1alpha1.NewExpiry(future.Time)}, gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive}, StatusActive},
+		{"revoked and expired", gatewayv1alpha1.APIKeySpec{Revoked: true, ExpiresAt: gatewayv1alpha1.NewExpiry(past.Time)}, gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseExpired}, StatusRevoked},
 		{"failed", gatewayv1alpha1.APIKeySpec{}, gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseFailed}, StatusFailed},
 	} {
 		f := keyindex.APIKeyFactsOf(&gatewayv1alpha1.APIKey{Spec: tc.spec, Status: tc.st})

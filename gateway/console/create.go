@@ -79,8 +79,7 @@ func (req createRequest) toAPIKey(namespace, owner string, now time.Time) (*gate
 		if !req.ExpiresAt.After(now.Add(time.Minute)) {
 			return nil, &apiError{http.StatusBadRequest, "invalid_expiry", "The expiry date must be in the future."}
 		}
-		t := metav1.NewTime(req.ExpiresAt.UTC().Truncate(time.Second))
-		k.Spec.ExpiresAt = &t
+		k.Spec.ExpiresAt = gatewayv1alpha1.NewExpiry(*req.ExpiresAt)
 	case req.TTL != "":
 		l, err := gatewayv1alpha1.NewLifetime(req.TTL)
 		if err != nil || l.Duration < time.Minute {

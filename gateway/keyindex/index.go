@@ -148,6 +148,10 @@ type APIKeyFacts struct {
 	LastUsedAt time.Time
 	CreatedAt  time.Time
 	RevokedAt  time.Time
+	// RefusalWrittenAt is when the API server stored the revocation or
+	// deletion that refuses the key (refusalWrittenAt); zero for a key
+	// that is neither, or when nothing says.
+	RefusalWrittenAt time.Time
 	// Policy is the key's models, limits and budget with the usage stored
 	// for it; nil for a key without any, which the gateway serves without
 	// counting anything (docs/design.md, section 12.1).
@@ -205,9 +209,16 @@ type Index struct {
 	// refused holds revocations relayed by peers, by APIKey UID, until
 	// the watch catches up with them (refusals.go); relays wait here,
 	// under the lock, for onRevocation after it.
-	refused      map[types.UID]Revocation
+	refused map[types.UID]Revocation
+	// refusedAt is when a relayed refusal made the index refuse a key it
+	// served, by APIKey UID, until the watch brings the facts that say
+	// when the change was stored (confirmation.go). Its keys are a subset
+	// of refused's.
+	refusedAt    map[types.UID]time.Time
 	relays       []Revocation
 	onRevocation func(Revocation)
+	// metrics, if set, times the refusals (confirmation.go).
+	metrics *Metrics
 }
 
 // New returns an empty index. onChange, if set, is called (outside the
@@ -220,6 +231,7 @@ func New(onChange func(keyID string)) *Index {
 		hashes:    map[types.UID]*HashFacts{},
 		contested: map[string]*claimants{},
 		refused:   map[types.UID]Revocation{},
+		refusedAt: map[types.UID]time.Time{},
 		log:       slog.Default(),
 		listed:    closedChannel(),
 		applied:   newApplied(),
@@ -371,7 +383,7 @@ func (ix *Index) deleteAPIKeyAtLocked(name types.NamespacedName, rv uint64, chan
 		return
 	}
 	if r, ok := ix.refused[old.UID]; ok && rv >= r.ResourceVersion {
-		delete(ix.refused, old.UID) // the watch caught up with the relay
+		ix.forgetRefusalLocked(old.UID) // the watch caught up with the relay
 	}
 	delete(ix.apiKeys, name)
 	for _, id := range old.claimedKeyIDs() {

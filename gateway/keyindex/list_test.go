@@ -131,7 +131,7 @@ func TestDecodeListFactsGivesTheFactsOfTheWholeObject(t *testing.T) {
 			Finalizers: []string{gatewayv1alpha1.Finalizer},
 			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply,
 				FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:owner":{},"f:limits":{".":{}}}}`)}}}},
-		Spec: gatewayv1alpha1.APIKeySpec{DisplayName: "Laptop \u00e9\u4e16", Owner: "alice", ExpiresAt: at("2026-06-01T00:00:00Z"),
+		Spec: gatewayv1alpha1.APIKeySpec{DisplayName: "Laptop \u00e9\u4e16", Owner: "alice", ExpiresAt: gatewayv1alpha1.NewExpiry(at("2026-06-01T00:00:00Z").Time),
 			TTL: &gatewayv1alpha1.Lifetime{Duration: time.Hour}, Revoked: true, Models: []gatewayv1alpha1.ModelGlob{"gpt-*", "claude-*"},
 			Limits: &gatewayv1alpha1.Limits{RequestsPerMinute: n(60), TokensPerMinute: n(1000)},
 			Budget: &gatewayv1alpha1.Budget{Tokens: n(5000), Period: gatewayv1alpha1.BudgetMonth}},
@@ -141,7 +141,12 @@ func TestDecodeListFactsGivesTheFactsOfTheWholeObject(t *testing.T) {
 			Usage:      &gatewayv1alpha1.Usage{PeriodStart: *at("2026-05-01T00:00:00Z"), Requests: 7, InputTokens: 100, OutputTokens: 200},
 			Previous:   &gatewayv1alpha1.PreviousKey{Prefix: "cvk_ZZZZZZZZ", ExpiresAt: *at("2026-05-01T14:00:00Z"), LastUsedAt: at("2026-05-01T12:30:00Z")}},
 	}
-	pending := gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Name: "new", Namespace: "team", UID: "uid-2"}, Spec: gatewayv1alpha1.APIKeySpec{Owner: "bob"}}
+	// expiresAt as a bare date, as the CRD admits it (the start of that day).
+	date, err := gatewayv1alpha1.ParseExpiry("2027-01-31")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending := gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Name: "new", Namespace: "team", UID: "uid-2"}, Spec: gatewayv1alpha1.APIKeySpec{Owner: "bob", ExpiresAt: date}}
 	for name, tc := range map[string]struct {
 		list    runtime.Object
 		newItem func() runtime.Object

@@ -1,6 +1,8 @@
 package keyindex
 
 import (
+	"time"
+
 	"k8s.io/apimachinery/pkg/types"
 )
 
@@ -79,6 +81,11 @@ func (ix *Index) Refuse(r Revocation) bool {
 		}
 		ix.refused[r.UID] = r
 		applied = true
+		if old != nil && old.UID == r.UID && !old.Revoked && !old.Deleting {
+			// From now on this replica refuses the key: the moment its
+			// confirmation time ends, once the watch says when it began.
+			ix.refusedAt[r.UID] = time.Now()
+		}
 		if old != nil && old.UID == r.UID {
 			// Re-apply what the index holds, now under the refusal.
 			ix.putAPIKeyLocked(ix.underRefusalLocked(old), old, changed)
@@ -103,7 +110,10 @@ func (ix *Index) underRefusalLocked(f *APIKeyFacts) *APIKeyFacts {
 		return f
 	}
 	if f.ResourceVersion != 0 && f.ResourceVersion >= r.ResourceVersion {
-		delete(ix.refused, f.UID)
+		if at, ok := ix.refusedAt[f.UID]; ok && (f.Revoked || f.Deleting) {
+			ix.observeRefusalLocked(r, f.RefusalWrittenAt, at)
+		}
+		ix.forgetRefusalLocked(f.UID)
 		return f
 	}
 	if (r.Reason == RevocationRevoked && f.Revoked) || (r.Reason == RevocationDeleted && f.Deleting) {
@@ -118,12 +128,19 @@ func (ix *Index) underRefusalLocked(f *APIKeyFacts) *APIKeyFacts {
 	return &c
 }
 
+// forgetRefusalLocked drops the relayed refusal of an APIKey incarnation
+// and when it took effect.
+func (ix *Index) forgetRefusalLocked(uid types.UID) {
+	delete(ix.refused, uid)
+	delete(ix.refusedAt, uid)
+}
+
 // dropOrphanRefusalsLocked drops the refusals of incarnations the index
 // does not hold.
 func (ix *Index) dropOrphanRefusalsLocked() {
 	for uid, r := range ix.refused {
 		if cur := ix.apiKeys[r.Name]; cur == nil || cur.UID != uid {
-			delete(ix.refused, uid)
+			ix.forgetRefusalLocked(uid)
 		}
 	}
 }
@@ -156,6 +173,7 @@ func (ix *Index) setWatchedAPIKey(f *APIKeyFacts) {
 		}
 		if r, ok := revocationOf(old, f); ok {
 			ix.relays = append(ix.relays, r)
+			ix.observeRefusalLocked(r, f.RefusalWrittenAt, time.Now())
 		}
 	})
 }

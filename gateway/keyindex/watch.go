@@ -251,6 +251,7 @@ func APIKeyFactsOf(k *gatewayv1alpha1.APIKey) APIKeyFacts {
 	if k.Status.RevokedAt != nil {
 		f.RevokedAt = k.Status.RevokedAt.Time
 	}
+	f.RefusalWrittenAt = refusalWrittenAt(k)
 	if k.Spec.HasPolicy() {
 		p := &Policy{Limits: k.Spec.Limits, Budget: k.Spec.Budget, Usage: k.Status.Usage}
 		for _, m := range k.Spec.Models {

@@ -208,6 +208,7 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 
 	g.index = keyindex.New(nil)
 	g.index.SetLogger(g.log)
+	g.index.SetMetrics(keyindex.NewMetrics(g.registry))
 	if o.ReplicaName == "" {
 		o.ReplicaName = replicas.ReplicaName()
 		g.opts.ReplicaName = o.ReplicaName

@@ -6,15 +6,18 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/codevector/codevector/internal/kubectlplugin"
 )
 
 // runCodevector runs `codevector ARGS` in process.
 func runCodevector(args ...string) (stdout, stderr string, code int) {
 	var o, e bytes.Buffer
 	streams := genericiooptions.IOStreams{In: strings.NewReader(""), Out: &o, ErrOut: &e}
-	code = execute(context.Background(), newRootCommand(streams), args, streams)
+	code = kubectlplugin.Execute(context.Background(), newRootCommand(streams), args, streams)
 	return o.String(), e.String(), code
 }
 
@@ -73,7 +76,9 @@ func TestVersionAndCompletionScripts(t *testing.T) {
 		}
 	}
 	var o, e bytes.Buffer
-	if err := runKeysAs(context.Background(), "kubectl apikey", []string{"completion", "zsh"}, strings.NewReader(""), &o, &e); err != nil || !strings.Contains(o.String(), "#compdef kubectl-apikey") {
-		t.Errorf("kubectl apikey completion zsh: err %v\n%s", err, firstN(o.String(), 200))
+	streams := genericiooptions.IOStreams{In: strings.NewReader(""), Out: &o, ErrOut: &e}
+	plugin := kubectlplugin.NewCommand(kubectlplugin.Name, streams, time.Now, newVersionCommand())
+	if code := kubectlplugin.Execute(context.Background(), plugin, []string{"completion", "zsh"}, streams); code != 0 || !strings.Contains(o.String(), "#compdef kubectl-apikey") {
+		t.Errorf("kubectl apikey completion zsh: exit %d\n%s%s", code, e.String(), o.String()[:min(len(o.String()), 200)])
 	}
 }

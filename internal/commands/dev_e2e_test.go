@@ -3,7 +3,6 @@ package commands
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -87,25 +86,9 @@ func (d *devProcess) stop(t *testing.T) {
 	}
 }
 
-// devEnv is the environment of the processes the test runs: no provider
-// credentials (so openai is the echo stand-in), the control-plane binaries,
-// and the built binaries first on PATH (for kubectl's plugin lookup).
-func devEnv(t *testing.T) []string {
-	assets, err := testenv.Assets()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		switch k {
-		case "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "KUBECONFIG", "KUBEBUILDER_ASSETS", "PATH":
-			continue
-		}
-		out = append(out, kv)
-	}
-	return append(out, "KUBEBUILDER_ASSETS="+assets, "PATH="+binaries(t)+string(os.PathListSeparator)+os.Getenv("PATH"))
-}
+// devEnv is the environment of the processes the test runs (see
+// testenv.ProcessEnv), with the built binaries first on PATH.
+func devEnv(t *testing.T) []string { return testenv.ProcessEnv(t, binaries(t)) }
 
 // cli runs a command (the codevector binary, or kubectl) against the dev
 // cluster's kubeconfig.
@@ -123,8 +106,6 @@ func cli(t *testing.T, kubeconfig, stdin string, name string, args ...string) (s
 	return o.String(), e.String(), err
 }
 
-var keyPattern = regexp.MustCompile(`^cvk_[0-9A-Za-z]{46}\n$`)
-
 // TestDevEndToEnd is the README's tour against `codevector dev` run as a
 // process: the URLs answer, a key made with `kubectl apikey create` (the
 // real kubectl finding the plugin on PATH) works through the echo stand-in
@@ -133,7 +114,7 @@ var keyPattern = regexp.MustCompile(`^cvk_[0-9A-Za-z]{46}\n$`)
 // kube-apiserver outlives a stop, even after a SIGKILL.
 func TestDevEndToEnd(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "dev")
-	listen := freeAddr(t)
+	listen := testenv.FreeAddr(t)
 	base := "http://" + listen
 	kubeconfig := filepath.Join(state, "kubeconfig")
 
@@ -166,7 +147,7 @@ func TestDevEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("kubectl apikey create: %v\n%s", err, stderr)
 	}
-	if !keyPattern.MatchString(stdout) {
+	if !testenv.KeyLine.MatchString(stdout) {
 		t.Fatalf("kubectl apikey create printed %d bytes on stdout, want the key and a newline only", len(stdout))
 	}
 	laptop := strings.TrimSpace(stdout)
@@ -228,7 +209,7 @@ func TestDevEndToEnd(t *testing.T) {
 
 	// A second dev on the same state directory is refused, clearly; so is
 	// a busy port.
-	_, stderr, err = cli(t, kubeconfig, "", "codevector", "dev", "--listen", freeAddr(t), "--state-dir", state)
+	_, stderr, err = cli(t, kubeconfig, "", "codevector", "dev", "--listen", testenv.FreeAddr(t), "--state-dir", state)
 	if err == nil || !strings.Contains(stderr, "is in use by another codevector dev") {
 		t.Errorf("second dev on one state dir: err=%v, stderr:\n%s", err, stderr)
 	}
@@ -329,15 +310,4 @@ func get(t *testing.T, url string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
-}
-
-// freeAddr is a loopback address with a port nothing listens on.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

@@ -32,7 +32,7 @@ func TestDevExamples(t *testing.T) {
 		t.Fatal(err)
 	}
 	state := filepath.Join(t.TempDir(), "dev")
-	listen := freeAddr(t)
+	listen := testenv.FreeAddr(t)
 	base := "http://" + listen
 	kubeconfig := filepath.Join(state, "kubeconfig")
 	d := startDev(t, listen, state)
@@ -58,7 +58,7 @@ func TestDevExamples(t *testing.T) {
 	newKey := func(t *testing.T, name string, flags ...string) string {
 		t.Helper()
 		stdout, stderr, err := cli(t, kubeconfig, "", "kubectl-apikey", append([]string{"create", name}, flags...)...)
-		if err != nil || !keyPattern.MatchString(stdout) {
+		if err != nil || !testenv.KeyLine.MatchString(stdout) {
 			t.Fatalf("kubectl apikey create %s %v: %v\n%s", name, flags, err, stderr)
 		}
 		return strings.TrimSpace(stdout)
@@ -361,7 +361,7 @@ func runDocsExample(t *testing.T, base, page, ex, key string, sh func(string) (s
 			fail("%v\n%s", err, stderr)
 			return
 		}
-		if keyPattern.MatchString(out) {
+		if testenv.KeyLine.MatchString(out) {
 			if code, body := testenv.DocsChat(t, base, strings.TrimSpace(out)); code != http.StatusOK {
 				fail("the key it printed got %d %s", code, body)
 			}
@@ -426,7 +426,7 @@ func runCLIExample(t *testing.T, base string, models []string, line string, sh f
 	if err != nil {
 		t.Fatalf("%s: %v\n%s", line, err, stderr)
 	}
-	if !keyPattern.MatchString(out) {
+	if !testenv.KeyLine.MatchString(out) {
 		return // not a create
 	}
 	key := strings.TrimSpace(out)

@@ -8,6 +8,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/codevector/codevector/internal/kubectlplugin"
 )
 
 // WriteFlagReference writes docs/flags.md: every command of the binary with
@@ -18,7 +20,7 @@ import (
 func WriteFlagReference(w io.Writer) error {
 	streams := genericiooptions.IOStreams{In: strings.NewReader(""), Out: io.Discard, ErrOut: io.Discard}
 	root := newRootCommand(streams)
-	setCommon(root, streams)
+	kubectlplugin.UseKubectlConventions(root, streams)
 	fmt.Fprint(w, `# Flag reference
 
 Every command of the `+"`codevector`"+` binary and its flags, generated from

@@ -1,11 +1,12 @@
-// Package commands holds the codevector subcommands and their flags: one
-// cobra tree, so every command parses, documents and completes its flags
-// the same way (--flag, completion for bash, zsh and fish).
+// Package commands holds the codevector process commands (manager,
+// gateway, dev, version) and their flags, and the root that mounts the
+// keys CLI (internal/kubectlplugin) as `codevector keys`: one cobra tree,
+// so every command parses, documents and completes its flags the same way
+// (--flag, completion for bash, zsh and fish).
 package commands
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -14,17 +15,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
-)
 
-const (
-	// kubectlPlugin is the name under which the binary is the kubectl plugin
-	// `kubectl apikey` (make build links bin/kubectl-apikey to it).
-	kubectlPlugin = "kubectl-apikey"
-	// kubectlPluginCompletion is the name under which kubectl's own shell
-	// completion asks the plugin for its completions (kubectl 1.26+ runs
-	// kubectl_complete-apikey ARGS... for `kubectl apikey ARGS<TAB>`); make
-	// build links it to the binary too.
-	kubectlPluginCompletion = "kubectl_complete-apikey"
+	"github.com/codevector/codevector/internal/kubectlplugin"
 )
 
 // Main runs the command line args (args[0] is the program) and returns the
@@ -37,27 +29,15 @@ func Main(args []string) int {
 	var root *cobra.Command
 	rest := args[1:]
 	switch filepath.Base(args[0]) {
-	case kubectlPlugin:
-		root = newKeysCommand(kubectlPluginRoot, streams, time.Now)
-	case kubectlPluginCompletion:
-		root = newKeysCommand(kubectlPluginRoot, streams, time.Now)
+	case kubectlplugin.Name:
+		root = kubectlplugin.NewCommand(kubectlplugin.Name, streams, time.Now, newVersionCommand())
+	case kubectlplugin.CompletionName:
+		root = kubectlplugin.NewCommand(kubectlplugin.Name, streams, time.Now, newVersionCommand())
 		rest = append([]string{cobra.ShellCompRequestCmd}, rest...)
 	default:
 		root = newRootCommand(streams)
 	}
-	return execute(ctx, root, rest, streams)
-}
-
-// execute runs root with args and prints its error, kubectl's way
-// ("error: ..." on stderr, exit 1).
-func execute(ctx context.Context, root *cobra.Command, args []string, streams genericiooptions.IOStreams) int {
-	setCommon(root, streams)
-	root.SetArgs(args)
-	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintf(streams.ErrOut, "error: %v\n", err)
-		return 1
-	}
-	return 0
+	return kubectlplugin.Execute(ctx, root, rest, streams)
 }
 
 // newRootCommand is `codevector`: the manager, the gateway, dev mode and
@@ -78,19 +58,8 @@ the kubectl plugin 'kubectl apikey' through a kubectl-apikey link).`,
 		newManagerCommand(),
 		newGatewayCommand(),
 		newDevCommand(),
-		newKeysCommand("keys", streams, time.Now),
+		kubectlplugin.NewCommand("keys", streams, time.Now),
 		newVersionCommand(),
 	)
 	return root
-}
-
-// setCommon gives a root command kubectl's conventions: output on the
-// streams, a hint to --help after a flag error.
-func setCommon(root *cobra.Command, streams genericiooptions.IOStreams) {
-	root.SetIn(streams.In)
-	root.SetOut(streams.Out)
-	root.SetErr(streams.ErrOut)
-	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
-		return fmt.Errorf("%w\nSee '%s --help' for usage", err, cmd.CommandPath())
-	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"regexp"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -12,6 +13,11 @@ import (
 	"github.com/codevector/codevector/controllers"
 	"github.com/codevector/codevector/keys"
 )
+
+// KeyLine matches what `create`, `reveal` and `rotate` print on stdout: a
+// key and one newline, nothing else (so KEY=$(kubectl apikey create x)
+// works).
+var KeyLine = regexp.MustCompile(`^cvk_[0-9A-Za-z]{46}\n$`)
 
 // FakeHash is a well-formed argon2id hash with default parameters and a
 // random salt and tag: the size and parse cost of a real one, for a key

@@ -65,7 +65,7 @@ func Consume(ctx context.Context, c client.Client, key *gatewayv1alpha1.APIKey, 
 		}
 		wantUID = r.SecretUID
 	}
-	if key.Spec.RevealPublicKey != "" && private == nil {
+	if sealed(key, nil) && private == nil {
 		return keys.Key{}, ErrSealedToAnother
 	}
 
@@ -104,11 +104,22 @@ func Consume(ctx context.Context, c client.Client, key *gatewayv1alpha1.APIKey, 
 	}
 }
 
+// sealed reports whether the reveal of key is sealed: it carries a public
+// key (spec.revealPublicKey, or a rotation's), or status.reveal names the
+// one it was sealed to (the manager removes the public keys once a reveal
+// is over, and the first key's goes while a rotation's reveal is pending),
+// or the caller holds a private key, and so asked for a sealed one.
+func sealed(key *gatewayv1alpha1.APIKey, private *seal.PrivateKey) bool {
+	return private != nil || key.Spec.RevealPublicKey != "" ||
+		key.Spec.Rotation != nil && key.Spec.Rotation.RevealPublicKey != "" ||
+		key.Status.Reveal != nil && key.Status.Reveal.PublicKeyFingerprint != ""
+}
+
 // open reads the key out of a reveal Secret: sealed for a key that carries
 // a public key (never plaintext then, whatever the Secret holds), plaintext
 // only for one issued without.
 func open(key *gatewayv1alpha1.APIKey, s *corev1.Secret, private *seal.PrivateKey) (keys.Key, error) {
-	if key.Spec.RevealPublicKey != "" {
+	if sealed(key, private) {
 		sealed, ok := s.Data[gatewayv1alpha1.RevealSecretSealedKey]
 		if !ok {
 			return keys.Key{}, fmt.Errorf("%w: it holds no sealed key", ErrReplaced)

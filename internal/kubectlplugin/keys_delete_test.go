@@ -1,4 +1,4 @@
-package commands
+package kubectlplugin
 
 import (
 	"context"
@@ -46,7 +46,7 @@ func TestKeysCLIDelete(t *testing.T) {
 	// Expired: an expiry already past at creation.
 	past := metav1.NewTime(time.Now().Add(-time.Hour))
 	if err := asAlice.Create(ctx, &gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gone"},
-		Spec: gatewayv1alpha1.APIKeySpec{ExpiresAt: &past}}); err != nil {
+		Spec: gatewayv1alpha1.APIKeySpec{ExpiresAt: gatewayv1alpha1.NewExpiry(past.Time)}}); err != nil {
 		t.Fatal(err)
 	}
 	e.WaitForPhase(t, ns, "gone", gatewayv1alpha1.PhaseExpired, 15*time.Second)

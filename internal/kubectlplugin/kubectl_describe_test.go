@@ -1,4 +1,4 @@
-package commands
+package kubectlplugin
 
 import (
 	"context"
@@ -55,18 +55,38 @@ func TestKubectlDescribeAsOwner(t *testing.T) {
 		if _, stderr, err := keysRun(tc.kubeconfig, "", "create", tc.name); err != nil {
 			t.Fatalf("%s: create: %v\n%s", tc.who, err, stderr)
 		}
-		// The manager records Revealed when it sees the reveal Secret go.
-		var out string
-		testenv.Eventually(t, 15*time.Second, func() error {
-			out = describe(t, tc.kubeconfig, tc.name)
-			for _, reason := range []string{"Issued", "Revealed"} {
-				if !regexp.MustCompile(`(?m)^\s+Normal\s+` + reason + `\s`).MatchString(out) {
-					return fmt.Errorf("%s: kubectl describe apikey %s lists no %s event:\n%s", tc.who, tc.name, reason, out)
-				}
-			}
-			return nil
-		})
+		// The manager records Revealed when it sees the reveal Secret go,
+		// and then removes the public key the key was sealed to.
+		describedShort(t, tc.who, tc.kubeconfig, tc.name, "Issued", "Revealed")
 	}
+
+	// A rotation's public key goes too, once its key is revealed.
+	if _, stderr, err := keysRun(alice, "", "rotate", "laptop", "--grace", "0s"); err != nil {
+		t.Fatalf("rotate: %v\n%s", err, stderr)
+	}
+	describedShort(t, "alice after a rotation", alice, "laptop", "Issued", "Revealed", "Rotated")
+}
+
+// describedShort waits until kubectl describe apikey NAME, as the owner,
+// lists the events reasons and is short: no reveal public key (1.6 KB of
+// base64 each) but its fingerprint.
+func describedShort(t *testing.T, who, kubeconfig, name string, reasons ...string) {
+	t.Helper()
+	testenv.Eventually(t, 15*time.Second, func() error {
+		out := describe(t, kubeconfig, name)
+		for _, reason := range reasons {
+			if !regexp.MustCompile(`(?m)^\s+Normal\s+` + reason + `\s`).MatchString(out) {
+				return fmt.Errorf("%s: kubectl describe apikey %s lists no %s event:\n%s", who, name, reason, out)
+			}
+		}
+		if long := regexp.MustCompile(`[A-Za-z0-9+/=]{200,}`).FindString(out); long != "" || len(out) > 4096 {
+			return fmt.Errorf("%s: kubectl describe apikey %s printed %d bytes, with %d characters of base64 in one piece:\n%s", who, name, len(out), len(long), out)
+		}
+		if !regexp.MustCompile(`(?m)^\s+Public Key Fingerprint:\s+SHA256:[A-Za-z0-9+/]{43}$`).MatchString(out) {
+			return fmt.Errorf("%s: kubectl describe apikey %s shows no fingerprint of the reveal public key:\n%s", who, name, out)
+		}
+		return nil
+	})
 }
 
 // describe runs `kubectl describe apikey NAME` with a kubeconfig.

@@ -1,4 +1,4 @@
-package commands
+package kubectlplugin
 
 import (
 	"context"
@@ -21,7 +21,11 @@ const completionTimeout = 5 * time.Second
 var (
 	anyKey         = func(*gatewayv1alpha1.APIKey) bool { return true }
 	notRevoked     = func(k *gatewayv1alpha1.APIKey) bool { return !k.Spec.Revoked && k.DeletionTimestamp == nil }
-	awaitingReveal = func(k *gatewayv1alpha1.APIKey) bool { return notRevoked(k) && k.Spec.RevealPublicKey == "" }
+	awaitingReveal = func(k *gatewayv1alpha1.APIKey) bool {
+		// A key whose reveal is over has no public key either (the manager
+		// removes it then), but nothing left to reveal.
+		return notRevoked(k) && k.Spec.RevealPublicKey == "" && (k.Status.Reveal == nil || k.Status.Reveal.State == gatewayv1alpha1.RevealPending)
+	}
 )
 
 // completeKeyNames completes NAME with the APIKeys, among those keep

@@ -1,4 +1,4 @@
-package commands
+package kubectlplugin
 
 import (
 	"bytes"
@@ -84,7 +84,7 @@ func TestKeysCLI(t *testing.T) {
 	if err != nil {
 		t.Fatalf("create: %v\n%s", err, stderr)
 	}
-	if !keyPattern.MatchString(stdout) {
+	if !testenv.KeyLine.MatchString(stdout) {
 		t.Fatalf("create printed %q... on stdout, want the key and a newline only", firstN(stdout, 12))
 	}
 	key := strings.TrimSpace(stdout)
@@ -174,7 +174,7 @@ func TestKeysCLI(t *testing.T) {
 		t.Errorf("bob revealing alice's key: err %v, want a refusal naming the owner", err)
 	}
 	stdout, _, err = keysRun(alice, "", "reveal", "applied")
-	if err != nil || !keyPattern.MatchString(stdout) {
+	if err != nil || !testenv.KeyLine.MatchString(stdout) {
 		t.Errorf("reveal of a fresh key: err %v, %d bytes on stdout", err, len(stdout))
 	}
 	if _, _, err := keysRun(alice, "", "reveal", "applied"); !errors.Is(err, reveal.ErrAlreadyRevealed) {
@@ -226,7 +226,7 @@ func TestKeysCLIErrors(t *testing.T) {
 	e.StartManager(t, manager.Options{})
 
 	t.Run("no cluster", func(t *testing.T) {
-		addr := freeAddr(t) // nothing listens there
+		addr := testenv.FreeAddr(t) // nothing listens there
 		_, _, err := keysRun(kubeconfigFor(t, "https://"+addr), "", "list")
 		check(t, err, errUnreachable, "cannot reach the Kubernetes API server at https://"+addr, "Is the cluster running?", "make dev")
 	})
@@ -391,7 +391,7 @@ func TestSetExpiry(t *testing.T) {
 		}
 		gotAt := ""
 		if spec.ExpiresAt != nil {
-			gotAt = spec.ExpiresAt.UTC().Format(time.RFC3339)
+			gotAt = spec.ExpiresAt.Time.UTC().Format(time.RFC3339)
 		}
 		if gotTTL != tc.ttl || gotAt != tc.at {
 			t.Errorf("%q: ttl %v expiresAt %q, want %v %q", tc.in, gotTTL, gotAt, tc.ttl, tc.at)
@@ -411,7 +411,7 @@ func TestKeyStatusAndLastUsed(t *testing.T) {
 		{"new", gatewayv1alpha1.APIKey{}, gatewayv1alpha1.PhasePending, "Never"},
 		{"active", gatewayv1alpha1.APIKey{Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive, LastUsedAt: at(-30 * time.Second)}}, gatewayv1alpha1.PhaseActive, "just now"},
 		{"revoked, controller not there yet", gatewayv1alpha1.APIKey{Spec: gatewayv1alpha1.APIKeySpec{Revoked: true}, Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive, LastUsedAt: at(-time.Minute)}}, gatewayv1alpha1.PhaseRevoked, "1 minute ago"},
-		{"past its expiry", gatewayv1alpha1.APIKey{Spec: gatewayv1alpha1.APIKeySpec{ExpiresAt: at(-time.Second)}, Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive, LastUsedAt: at(-3 * time.Hour)}}, gatewayv1alpha1.PhaseExpired, "3 hours ago"},
+		{"past its expiry", gatewayv1alpha1.APIKey{Spec: gatewayv1alpha1.APIKeySpec{ExpiresAt: gatewayv1alpha1.NewExpiry(at(-time.Second).Time)}, Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive, LastUsedAt: at(-3 * time.Hour)}}, gatewayv1alpha1.PhaseExpired, "3 hours ago"},
 		{"failed", gatewayv1alpha1.APIKey{Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseFailed, LastUsedAt: at(-50 * time.Hour)}}, gatewayv1alpha1.PhaseFailed, "2 days ago"},
 		{"used long ago", gatewayv1alpha1.APIKey{Status: gatewayv1alpha1.APIKeyStatus{Phase: gatewayv1alpha1.PhaseActive, LastUsedAt: at(-400 * 24 * time.Hour)}}, gatewayv1alpha1.PhaseActive, "1 year ago"},
 		{"deleted, finalizer waiting for the manager", gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{DeletionTimestamp: at(-time.Minute), Finalizers: []string{gatewayv1alpha1.Finalizer}},
@@ -450,7 +450,7 @@ func withBrokenCurrentContext(t *testing.T, path string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kc.Clusters["broken"] = &clientcmdapi.Cluster{Server: "https://" + freeAddr(t), InsecureSkipTLSVerify: true}
+	kc.Clusters["broken"] = &clientcmdapi.Cluster{Server: "https://" + testenv.FreeAddr(t), InsecureSkipTLSVerify: true}
 	kc.Contexts["broken"] = &clientcmdapi.Context{Cluster: "broken", AuthInfo: kc.Contexts["test"].AuthInfo}
 	kc.CurrentContext = "broken"
 	out := filepath.Join(t.TempDir(), "kubeconfig")
@@ -521,7 +521,7 @@ func TestKeysCLIRotate(t *testing.T) {
 	if err != nil {
 		t.Fatalf("rotate: %v\n%s", err, stderr)
 	}
-	if !keyPattern.MatchString(second) || second == first {
+	if !testenv.KeyLine.MatchString(second) || second == first {
 		t.Fatalf("rotate printed %q... on stdout, want a new key alone", firstN(second, 12))
 	}
 	after := &gatewayv1alpha1.APIKey{}
@@ -604,7 +604,7 @@ func TestKeysCLIRotateWhileTheKeyIsInUse(t *testing.T) {
 	if err := e.Client.Get(context.Background(), name, after); err != nil {
 		t.Fatal(err)
 	}
-	if !keyPattern.MatchString(second) || after.Status.Prefix != second[:12] || after.Status.Previous == nil || after.Status.Previous.Prefix != first[:12] {
+	if !testenv.KeyLine.MatchString(second) || after.Status.Prefix != second[:12] || after.Status.Previous == nil || after.Status.Previous.Prefix != first[:12] {
 		t.Errorf("after rotate: printed %q..., prefix %s, previous %+v", firstN(second, 12), after.Status.Prefix, after.Status.Previous)
 	}
 }

@@ -1,4 +1,4 @@
-package commands
+package kubectlplugin
 
 import (
 	"context"
@@ -336,7 +336,8 @@ func isDuration(v string) bool {
 
 // setExpiry reads --expires: "" (never), a lifetime (30d, 2w, or a Go
 // duration such as 12h) that becomes spec.ttl, or a date (YYYY-MM-DD,
-// midnight UTC) or RFC 3339 time that becomes spec.expiresAt.
+// midnight UTC) or RFC 3339 time that becomes spec.expiresAt
+// (gatewayv1alpha1.ParseExpiry).
 func setExpiry(spec *gatewayv1alpha1.APIKeySpec, v string, now time.Time) error {
 	if v == "" || v == "never" {
 		return nil
@@ -354,18 +355,16 @@ func setExpiry(spec *gatewayv1alpha1.APIKeySpec, v string, now time.Time) error 
 		spec.TTL = l
 		return nil
 	}
-	var at time.Time
-	var err error
-	if at, err = time.Parse(time.DateOnly, v); err != nil {
-		if at, err = time.Parse(time.RFC3339, v); err != nil {
-			return fmt.Errorf("--expires %q: want a lifetime (30d, 2w, 12h) or a date (2027-01-01, or 2027-01-01T09:00:00Z)", v)
-		}
+	at, err := gatewayv1alpha1.ParseExpiry(v)
+	if err != nil {
+		return fmt.Errorf("--expires %q: want a lifetime (30d, 2w, 12h) or a date (2027-01-01, or 2027-01-01T09:00:00Z)", v)
 	}
-	if !at.After(now) {
+	if !at.Time.After(now) {
 		return fmt.Errorf("--expires %s is in the past", v)
 	}
-	t := metav1.NewTime(at.UTC())
-	spec.ExpiresAt = &t
+	// Stored as written, as spec.ttl is: the API server reads the same
+	// grammar (a date is the start of that day, UTC).
+	spec.ExpiresAt = at
 	return nil
 }
 

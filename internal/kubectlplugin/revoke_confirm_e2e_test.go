@@ -1,4 +1,4 @@
-package commands
+package kubectlplugin
 
 import (
 	"bytes"
@@ -37,7 +37,7 @@ import (
 func pluginExit(kubeconfig string, args ...string) (stdout, stderr string, code int) {
 	var o, e bytes.Buffer
 	streams := genericiooptions.IOStreams{In: strings.NewReader(""), Out: &o, ErrOut: &e}
-	code = execute(context.Background(), newKeysCommand(kubectlPluginRoot, streams, time.Now), append(args, "--kubeconfig", kubeconfig), streams)
+	code = Execute(context.Background(), NewCommand(kubectlPluginRoot, streams, time.Now), append(args, "--kubeconfig", kubeconfig), streams)
 	return o.String(), e.String(), code
 }
 
@@ -187,7 +187,7 @@ func TestRevokeIsConfirmedByEveryReplica(t *testing.T) {
 // the last replica refuses the key (what revoke reports, "in 14ms") and
 // how long `kubectl apikey revoke --yes` takes in all: p50 and p99 of each.
 //
-//	nice go test -run '^$' -bench RevokeConfirmedByThreeReplicas -benchtime 100x ./internal/commands/
+//	nice go test -run '^$' -bench RevokeConfirmedByThreeReplicas -benchtime 100x ./internal/kubectlplugin/
 func BenchmarkRevokeConfirmedByThreeReplicas(b *testing.B) {
 	e := sharedEnv(b)
 	e.StartManager(b, manager.Options{})

@@ -1,4 +1,4 @@
-package commands
+package kubectlplugin
 
 import (
 	"context"
@@ -22,6 +22,7 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/internal/manager"
+	"github.com/codevector/codevector/internal/testenv"
 )
 
 // TestKeysCLIConnectionFlags uses kubectl's connection flags as a kubectl
@@ -41,7 +42,7 @@ func TestKeysCLIConnectionFlags(t *testing.T) {
 	if err != nil {
 		t.Fatalf("create --as alice: %v\n%s", err, stderr)
 	}
-	if !keyPattern.MatchString(stdout) {
+	if !testenv.KeyLine.MatchString(stdout) {
 		t.Errorf("create --as alice printed %d bytes on stdout, want the key alone", len(stdout))
 	}
 	ak := &gatewayv1alpha1.APIKey{}
@@ -117,7 +118,7 @@ func TestKeysCLIConnectionFlags(t *testing.T) {
 	// context's; --context picks another context.
 	withStranger := filepath.Join(t.TempDir(), "kubeconfig")
 	kc.AuthInfos["stranger"] = &clientcmdapi.AuthInfo{Token: "nothing"}
-	kc.Clusters["nowhere"] = &clientcmdapi.Cluster{Server: "https://" + freeAddr(t), InsecureSkipTLSVerify: true}
+	kc.Clusters["nowhere"] = &clientcmdapi.Cluster{Server: "https://" + testenv.FreeAddr(t), InsecureSkipTLSVerify: true}
 	kc.Contexts["elsewhere"] = &clientcmdapi.Context{Cluster: "nowhere", AuthInfo: "stranger", Namespace: ns}
 	kc.CurrentContext = "elsewhere"
 	if err := clientcmd.WriteToFile(*kc, withStranger); err != nil {

@@ -1,4 +1,4 @@
-package commands
+package kubectlplugin
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/internal/manager"
+	"github.com/codevector/codevector/internal/testenv"
 )
 
 // bashCompletion is the bash-completion package's entry point, which
@@ -94,7 +95,7 @@ fn=$(complete -p "${COMP_WORDS[0]}" | sed -n 's/.* -F \([^ ]*\) .*/\1/p')
 for c in "${COMPREPLY[@]}"; do echo "$c"; done
 `
 	cmd := exec.Command("/usr/bin/bash", "--norc", "--noprofile", "-c", prog)
-	cmd.Env = append(devEnv(t), "KUBECONFIG="+kubeconfig, "HOME="+t.TempDir())
+	cmd.Env = append(testenv.ProcessEnv(t, binaries(t)), "KUBECONFIG="+kubeconfig, "HOME="+t.TempDir())
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

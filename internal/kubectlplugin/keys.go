@@ -1,4 +1,4 @@
-package commands
+package kubectlplugin
 
 import (
 	"context"
@@ -26,7 +26,7 @@ import (
 // kubectlPluginRoot is the Use of the keys command when it is the root of
 // the kubectl plugin: cobra names the completion script after it, the
 // executable kubectl runs.
-const kubectlPluginRoot = kubectlPlugin
+const kubectlPluginRoot = Name
 
 // defaultRequestTimeout bounds every request unless --request-timeout says
 // otherwise, so an unreachable server fails in seconds rather than hanging
@@ -58,15 +58,17 @@ func runKeysAt(ctx context.Context, now func() time.Time, prog string, args []st
 	if prog != "kubectl apikey" {
 		use = "keys"
 	}
-	cmd := newKeysCommand(use, streams, now)
-	setCommon(cmd, streams)
+	cmd := NewCommand(use, streams, now)
+	UseKubectlConventions(cmd, streams)
 	cmd.SetArgs(args)
 	return cmd.ExecuteContext(ctx)
 }
 
-// newKeysCommand is the keys CLI under the name use: "keys" under
-// `codevector`, or kubectlPluginRoot as the root of the kubectl plugin.
-func newKeysCommand(use string, streams genericiooptions.IOStreams, now func() time.Time) *cobra.Command {
+// NewCommand is the keys CLI under the name use: "keys" under
+// `codevector`, or Name as the root of the kubectl plugin, which also
+// mounts rootExtras (the binary's version command: the plugin is a program
+// of its own there).
+func NewCommand(use string, streams genericiooptions.IOStreams, now func() time.Time, rootExtras ...*cobra.Command) *cobra.Command {
 	cli := &keysCLI{prog: "codevector keys", streams: streams, now: now}
 	cli.config = genericclioptions.NewConfigFlags(true).WithWarningPrinter(streams)
 	cli.config.Timeout = ptr.To(defaultRequestTimeout)
@@ -87,7 +89,7 @@ flag works (--context, -n, --as, --token, ...); the kubeconfig is
 	if use == kubectlPluginRoot {
 		cli.prog = "kubectl apikey"
 		cmd.Annotations = map[string]string{cobra.CommandDisplayNameAnnotation: cli.prog}
-		cmd.AddCommand(newVersionCommand())
+		cmd.AddCommand(rootExtras...)
 	}
 	cmd.Long = fmt.Sprintf(cmd.Long, cli.prog)
 	cli.config.AddFlags(cmd.PersistentFlags())

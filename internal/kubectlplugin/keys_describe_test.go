@@ -1,4 +1,4 @@
-package commands
+package kubectlplugin
 
 import (
 	"bytes"
@@ -22,7 +22,7 @@ func TestGetAndListTimes(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "laptop",
 			// The API server's clock a few seconds ahead of this one.
 			CreationTimestamp: *at(5 * time.Second)},
-		Spec: gatewayv1alpha1.APIKeySpec{Owner: "alice@example.com", ExpiresAt: at(time.Minute)},
+		Spec: gatewayv1alpha1.APIKeySpec{Owner: "alice@example.com", ExpiresAt: gatewayv1alpha1.NewExpiry(at(time.Minute).Time)},
 		Status: gatewayv1alpha1.APIKeyStatus{
 			Phase: gatewayv1alpha1.PhaseActive, Prefix: "cvk_abcdefgh",
 			LastUsedAt: at(-10 * time.Second),
@@ -71,7 +71,7 @@ func TestGetAndListTimes(t *testing.T) {
 		{-time.Minute, "2026-12-07"}, // Expired: the date it stopped working
 	} {
 		k := key.DeepCopy()
-		k.Spec.ExpiresAt = at(tc.expiresIn)
+		k.Spec.ExpiresAt = gatewayv1alpha1.NewExpiry(at(tc.expiresIn).Time)
 		if got := expires(k, now); got != tc.want {
 			t.Errorf("list's EXPIRES for a key expiring in %v: %q, want %q", tc.expiresIn, got, tc.want)
 		}
