@@ -70,16 +70,16 @@ func BenchmarkWire(b *testing.B) {
 	b.Run("encode", func(b *testing.B) {
 		var size int
 		for range b.N {
-			size = len(marshalBatch(b, proofs))
+			size = len(marshal(b, proofs))
 		}
 		b.ReportMetric(float64(size)/maxBatch, "B/proof")
 	})
 	b.Run("decode", func(b *testing.B) {
-		msg := marshalBatch(b, proofs)
+		msg := marshal(b, proofs)
 		b.ResetTimer()
 		for range b.N {
-			if got := unmarshalBatch(b, msg); len(got) != maxBatch {
-				b.Fatalf("decoded %d of %d proofs", len(got), maxBatch)
+			if got, err := unmarshal(msg); err != nil || len(got) != maxBatch {
+				b.Fatalf("decoded %d of %d proofs: %v", len(got), maxBatch, err)
 			}
 		}
 	})

@@ -26,6 +26,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/codevector/codevector/gateway/auth"
+	"github.com/codevector/codevector/gateway/peerproofs/peerproofspb"
 	"github.com/codevector/codevector/gateway/quota"
 )
 
@@ -80,7 +81,9 @@ func New(cfg Config) *Sharer {
 }
 
 // Register serves the proof service on the peer listener.
-func (s *Sharer) Register(r grpc.ServiceRegistrar) { r.RegisterService(&serviceDesc, s) }
+func (s *Sharer) Register(r grpc.ServiceRegistrar) {
+	peerproofspb.RegisterProofsServer(r, service{s: s})
+}
 
 // publish queues a proof this replica made for its peers.
 func (s *Sharer) publish(p auth.PeerProof) {
@@ -91,16 +94,16 @@ func (s *Sharer) publish(p auth.PeerProof) {
 	s.mu.Unlock()
 }
 
-func (s *Sharer) listBatches() [][]byte {
+func (s *Sharer) listBatches() []*peerproofspb.ProofBatch {
 	all := s.cfg.Proofs.Export(s.cfg.Clock.Now())
-	var out [][]byte
+	var out []*peerproofspb.ProofBatch
 	for batch := range slices.Chunk(all, maxBatch) {
 		out = append(out, encode(batch))
 	}
 	return out
 }
 
-func (s *Sharer) learn(batch []byte) (int, error) {
+func (s *Sharer) learn(batch *peerproofspb.ProofBatch) (int, error) {
 	proofs, err := decode(batch)
 	if err != nil {
 		return 0, err
@@ -175,7 +178,7 @@ func (s *Sharer) pushPending(ctx context.Context, peers []string) {
 	if len(pending) == 0 || len(peers) == 0 {
 		return
 	}
-	var batches [][]byte
+	var batches []*peerproofspb.ProofBatch
 	for batch := range slices.Chunk(pending, maxBatch) {
 		batches = append(batches, encode(batch))
 	}
