@@ -6,7 +6,7 @@
 //
 // A proof (auth.PeerProof) is an HMAC of the full key, its key ID, APIKey
 // UID, hash Secret UID, hash and rotation state, under a key derived per
-// 6-hour epoch from the replicas' peer credential (quota.Credential). It
+// 6-hour epoch from the replicas' peer credential (mesh.Credential). It
 // is useless without the key's secret: the replica that learns it still
 // needs the client to present the key, and checks the proof against the
 // hash it knows itself, so a stale proof (the key revoked, rotated or
@@ -26,14 +26,14 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/codevector/codevector/gateway/auth"
+	"github.com/codevector/codevector/gateway/mesh"
 	"github.com/codevector/codevector/gateway/peerproofs/peerproofspb"
-	"github.com/codevector/codevector/gateway/quota"
 )
 
 // Config configures a Sharer.
 type Config struct {
 	Proofs     *auth.PeerProofs
-	Credential *quota.Credential
+	Credential *mesh.Credential
 	// FetchTimeout bounds Fetch: a replica whose peers do not answer
 	// becomes ready after it anyway and verifies keys itself. Default 3s.
 	FetchTimeout time.Duration
@@ -50,7 +50,7 @@ type Sharer struct {
 	cfg     Config
 	metrics metrics
 
-	conns *quota.PeerConns
+	conns *mesh.Conns
 
 	mu      sync.Mutex // guards pending
 	pending []auth.PeerProof
@@ -74,7 +74,7 @@ func New(cfg Config) *Sharer {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	s := &Sharer{cfg: cfg, conns: quota.NewPeerConns(cfg.Credential)}
+	s := &Sharer{cfg: cfg, conns: mesh.NewConns(cfg.Credential)}
 	s.metrics = newMetrics(cfg.Registerer, cfg.Proofs)
 	cfg.Proofs.Enable(cfg.Credential.DeriveSecret("verified-key proofs"), s.publish)
 	return s

@@ -15,8 +15,8 @@ import (
 
 	"github.com/codevector/codevector/gateway/auth"
 	"github.com/codevector/codevector/gateway/keyindex"
+	"github.com/codevector/codevector/gateway/mesh"
 	"github.com/codevector/codevector/gateway/peerproofs/peerproofspb"
-	"github.com/codevector/codevector/gateway/quota"
 )
 
 // replica is a Sharer serving its proof table on a peer listener of its
@@ -27,7 +27,7 @@ type replica struct {
 	addr   string
 }
 
-func newReplica(t testing.TB, cred *quota.Credential, clk *testingclock.FakeClock) *replica {
+func newReplica(t testing.TB, cred *mesh.Credential, clk *testingclock.FakeClock) *replica {
 	t.Helper()
 	a := auth.New(keyindex.New(nil), auth.Options{Clock: clk})
 	s := New(Config{Proofs: a.PeerProofs(), Credential: cred, Clock: clk, PushInterval: 10 * time.Millisecond, FetchTimeout: time.Second})
@@ -50,9 +50,9 @@ func proofsAt(now time.Time, ids ...string) []auth.PeerProof {
 	return out
 }
 
-func credential(t testing.TB) *quota.Credential {
+func credential(t testing.TB) *mesh.Credential {
 	t.Helper()
-	c, err := quota.NewCredential()
+	c, err := mesh.NewCredential()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,13 +14,13 @@ import (
 	"google.golang.org/grpc/credentials"
 	testingclock "k8s.io/utils/clock/testing"
 
-	"github.com/codevector/codevector/gateway/quota"
+	"github.com/codevector/codevector/gateway/mesh"
 	"github.com/codevector/codevector/gateway/usage/usagepb"
 )
 
 // servePeer serves r's hand-off on a peer listener with cred's mutual TLS,
 // as a gateway replica does, and returns its address.
-func servePeer(t *testing.T, r *Recorder, cred *quota.Credential) string {
+func servePeer(t *testing.T, r *Recorder, cred *mesh.Credential) string {
 	t.Helper()
 	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(cred.ServerTLS())))
 	r.RegisterHandOff(srv)
@@ -33,9 +33,9 @@ func servePeer(t *testing.T, r *Recorder, cred *quota.Credential) string {
 	return ln.Addr().String()
 }
 
-func peerCredential(t *testing.T) *quota.Credential {
+func peerCredential(t *testing.T) *mesh.Credential {
 	t.Helper()
-	c, err := quota.NewCredential()
+	c, err := mesh.NewCredential()
 	if err != nil {
 		t.Fatal(err)
 	}
