@@ -71,9 +71,9 @@ func (g *Gateway) startMesh(ctx context.Context, o PeerOptions) (*peerServices, 
 	return p, nil
 }
 
-// follow keeps the peer list (the ready gateway pods, with kubernetes
+// followPeers keeps p's peer list (the ready gateway pods, with kubernetes
 // discovery) and starts the services that call the peers.
-func (p *peerServices) follow(ctx context.Context, cfg *rest.Config, g *Gateway) error {
+func (g *Gateway) followPeers(ctx context.Context, cfg *rest.Config, p *peerServices) error {
 	if p.opts.Discovery == DiscoveryKubernetes {
 		cs, err := kubernetes.NewForConfig(cfg)
 		if err != nil {

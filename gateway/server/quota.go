@@ -91,7 +91,7 @@ func (g *Gateway) startQuota(ctx context.Context, cfg *rest.Config) error {
 	if peers != nil {
 		// Every service is registered (gubernator's by quota.New): serve.
 		peers.mesh.Serve()
-		if err := peers.follow(ctx, cfg, g); err != nil {
+		if err := g.followPeers(ctx, cfg, peers); err != nil {
 			engine.Close()
 			peers.mesh.Close()
 			return err
