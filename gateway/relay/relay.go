@@ -21,8 +21,8 @@
 //
 // The service is generated (package relaypb, from
 // proto/codevector/gateway/v1/revocations.proto, with `make proto`: buf
-// and the protoc-gen-go plugins built from source), unlike the older peer
-// services, which are described by hand.
+// and the protoc-gen-go plugins built from source), like the other peer
+// services, and served on the peer mesh's listener (gateway/mesh).
 package relay
 
 import (
