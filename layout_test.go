@@ -156,3 +156,34 @@ func TestNoTwoTopLevelFoldersImportEachOther(t *testing.T) {
 		}
 	}
 }
+
+// The gateway's request path is rooms in order (docs/design.md, section
+// 15), and the arrows between them run one way: the providers file knows
+// none of the rooms; metering is the contract that forwarding and policy
+// both use, and knows neither; policy decides without forwarding; the
+// proxy forwards without knowing how policy decides. A room that needs a
+// later one (policy once called into the proxy for model matching,
+// refusals and prices) means the contract is in the wrong place.
+func TestRequestPathRoomsImportOneWay(t *testing.T) {
+	const gw = "github.com/codevector/codevector/gateway/"
+	for room, never := range map[string][]string{
+		"providers": {"proxy", "metering", "policy", "server"},
+		"metering":  {"proxy", "policy", "server"},
+		"policy":    {"proxy", "server"},
+		"proxy":     {"policy", "server", "quota"},
+	} {
+		out, err := exec.Command("go", "list", "-deps", "./gateway/"+room).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list -deps ./gateway/%s: %v\n%s", room, err, out)
+		}
+		deps := strings.Fields(string(out))
+		if !slices.Contains(deps, gw+room) {
+			t.Fatalf("go list -deps ./gateway/%s did not list the package itself:\n%s", room, out)
+		}
+		for _, n := range never {
+			if slices.Contains(deps, gw+n) {
+				t.Errorf("gateway/%s links gateway/%s", room, n)
+			}
+		}
+	}
+}

@@ -15,10 +15,11 @@ import (
 )
 
 // BenchmarkGatewayBreakdown splits the gateway's cost per request into
-// layers: a bare ReverseProxy, the same with FlushInterval -1 (what
-// gateway/proxy configures), gateway/proxy's Proxy alone (no routing, no
+// layers: a bare ReverseProxy, the same with FlushInterval -1 (which
+// gateway/proxy no longer sets), gateway/proxy's Proxy alone (no routing, no
 // authentication), and the whole gateway. It is a diagnostic, not a
-// figure of docs/benchmarks.md's targets, so `make bench` skips it; run it with
+// figure with a target (docs/benchmarks.md, "Gateway request path" says
+// what it found), so `make bench` skips it; run it with
 // BENCH_BREAKDOWN=1.
 func BenchmarkGatewayBreakdown(b *testing.B) {
 	if os.Getenv("BENCH_BREAKDOWN") == "" {
@@ -41,7 +42,7 @@ func BenchmarkGatewayBreakdown(b *testing.B) {
 		FlushInterval: -1,
 		Transport:     upstreamTransport(),
 	})
-	proxyOnly := serve(b, proxy.New(providers(b, up.String(), false), proxy.Options{
+	proxyOnly := serve(b, proxy.New(benchProviders(b, up.String(), false), proxy.Options{
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}))
 	targets := []target{

@@ -10,8 +10,8 @@
 // second against the steady state. Everything runs in this one test
 // process against a real kube-apiserver and etcd (internal/testenv) on
 // loopback, except the rollout's gateway replicas, each a process of the
-// codevector binary it builds, as each pod is; docs/benchmarks.md at the
-// repository root records the results and how to read them.
+// codevector binary it builds, as each pod is; docs/benchmarks.md, "Current
+// figures", records the results, and how each is measured.
 //
 // Each benchmark ignores b.N: run them with -benchtime=1x. They print
 // Markdown tables at the end of the run, and write them to the file named by

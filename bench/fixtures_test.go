@@ -20,7 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
-	"github.com/codevector/codevector/gateway/proxy"
+	"github.com/codevector/codevector/gateway/providers"
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/testenv"
 	"github.com/codevector/codevector/keys"
@@ -92,13 +92,13 @@ func upstreamTransport() *http.Transport {
 	}
 }
 
-// providers is a providers file with one OpenAI-shaped provider in front of
+// benchProviders is a providers file with one OpenAI-shaped provider in front of
 // upstream. With routing, it also routes claude-* models elsewhere, as the
 // docs' example does, which makes the gateway read every JSON body to find
 // its model.
-func providers(b *testing.B, upstream string, routing bool) *proxy.Providers {
+func benchProviders(b *testing.B, upstream string, routing bool) *providers.Providers {
 	b.Helper()
-	p, err := proxy.ParseProviders([]byte(providersYAML(upstream, routing)), func(k string) string { return benchCredentials[k] })
+	p, err := providers.ParseProviders([]byte(providersYAML(upstream, routing)), func(k string) string { return benchCredentials[k] })
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -138,7 +138,7 @@ type replica struct {
 // startGateway runs a gateway replica, configured as `codevector gateway`
 // runs it (info-level logging, default auth and proxy options), until the
 // benchmark ends, and waits for its first sync.
-func startGateway(b *testing.B, p *proxy.Providers) *replica {
+func startGateway(b *testing.B, p *providers.Providers) *replica {
 	b.Helper()
 	url, g := testenv.StartGatewayWithin(b, 30*time.Second, env.Config, server.Options{
 		Providers: p,

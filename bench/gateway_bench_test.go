@@ -34,7 +34,7 @@ func setUpGateway(b *testing.B, upstream http.Handler, withRouted bool) gatewayS
 	env.StartManager(b, manager.Options{Argon2: keys.DefaultParams})
 	up := serve(b, upstream)
 	bare := bareProxy(b, up)
-	gw := startGateway(b, providers(b, up, false))
+	gw := startGateway(b, benchProviders(b, up, false))
 	bearer := "Bearer " + issueKeys(b, env.Namespace(b), "bench", 1)[0].key.Reveal()
 	s := gatewaySetup{
 		direct:  target{name: "upstream directly", url: up + "/v1/chat/completions", bearer: bearer},
@@ -42,7 +42,7 @@ func setUpGateway(b *testing.B, upstream http.Handler, withRouted bool) gatewayS
 		gateway: target{name: "gateway", url: gw.url + "/gateway/openai/v1/chat/completions", bearer: bearer},
 	}
 	if withRouted {
-		routed := startGateway(b, providers(b, up, true))
+		routed := startGateway(b, benchProviders(b, up, true))
 		s.routed = target{name: "gateway, models: routing", url: routed.url + "/gateway/openai/v1/chat/completions", bearer: bearer}
 	}
 	for _, t := range s.targets() {
@@ -235,7 +235,7 @@ func BenchmarkGatewayStreamTTFB(b *testing.B) {
 			st := &stats[ti]
 			if err != nil {
 				// Counted, not fatal: a cut stream is a finding to report
-				// (see docs/benchmarks.md), not a broken benchmark.
+				// (docs/benchmarks.md, "Gateway request path"), not a broken benchmark.
 				if st.cut++; st.firstCut == "" {
 					st.firstCut = err.Error()
 				}
@@ -323,7 +323,7 @@ func BenchmarkRevocationPropagation(b *testing.B) {
 	)
 	env.StartManager(b, manager.Options{Argon2: keys.DefaultParams})
 	up := serve(b, http.HandlerFunc(fixedUpstream))
-	p := providers(b, up, false)
+	p := benchProviders(b, up, false)
 	gws := make([]*replica, replicas)
 	for i := range gws {
 		gws[i] = startGateway(b, p)

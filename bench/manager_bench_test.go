@@ -230,7 +230,7 @@ func BenchmarkManagerMemory(b *testing.B) {
 	stop()
 
 	gwBase := sampleMemory()
-	gw := startGateway(b, providers(b, "http://127.0.0.1:9", false))
+	gw := startGateway(b, benchProviders(b, "http://127.0.0.1:9", false))
 	testenv.Eventually(b, 2*time.Minute, func() error {
 		if n := gw.Index().Len(); n < want {
 			return fmt.Errorf("gateway index holds %d keys", n)

@@ -41,7 +41,7 @@ func policyOverload() float64 { return float64(envInt("BENCH_POLICY_OVERLOAD", 3
 func BenchmarkPolicyAccuracy(b *testing.B) {
 	env.StartManager(b, manager.Options{})
 	up := serve(b, &devmode.EchoUpstream{})
-	set := startPeeredReplicas(b, 3, providers(b, up, false))
+	set := startPeeredReplicas(b, 3, benchProviders(b, up, false))
 	ns := env.Namespace(b)
 	keys := []*limitedKey{
 		{name: "requests", body: chatBody, limit: policyRPM, rate: policyOverload() * policyRPM / 60},
@@ -133,7 +133,7 @@ func policyWindowRow(tb *table, k *limitedKey, w windowCounts, phase, goal strin
 func BenchmarkPolicyReplicaKilled(b *testing.B) {
 	env.StartManager(b, manager.Options{})
 	up := serve(b, &devmode.EchoUpstream{})
-	set := startPeeredReplicas(b, 3, providers(b, up, false))
+	set := startPeeredReplicas(b, 3, benchProviders(b, up, false))
 	ns := env.Namespace(b)
 	var keys []*limitedKey
 	for _, name := range []string{"a", "b", "c"} {
@@ -260,7 +260,7 @@ func BenchmarkPolicyCost(b *testing.B) {
 	d := envDuration("BENCH_DURATION", 5*time.Second)
 	env.StartManager(b, manager.Options{})
 	up := serve(b, http.HandlerFunc(fixedUpstream))
-	p := providers(b, up, false)
+	p := benchProviders(b, up, false)
 	single := startGateway(b, p)
 	set := startPeeredReplicas(b, 3, p)
 	ns := env.Namespace(b)

@@ -21,7 +21,7 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/keyindex"
-	"github.com/codevector/codevector/gateway/proxy"
+	"github.com/codevector/codevector/gateway/providers"
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/testenv"
 )
@@ -72,7 +72,7 @@ type replicaLauncher interface {
 // key index, but they share one heap and one garbage collector with each
 // other and with the load generator.
 type inProcessReplicas struct {
-	providers *proxy.Providers
+	providers *providers.Providers
 	// configure, if set, adjusts every replica's options before it starts.
 	configure func(*server.Options)
 }
@@ -103,7 +103,7 @@ var peeredSetSeq int
 // returns once every one is ready (its quota engine started with the
 // whole peer list). A manager must be running: it creates the peers'
 // credential.
-func startPeeredReplicas(b *testing.B, n int, p *proxy.Providers) *peeredSet {
+func startPeeredReplicas(b *testing.B, n int, p *providers.Providers) *peeredSet {
 	b.Helper()
 	return startPeeredReplicasWith(b, n, 0, inProcessReplicas{providers: p})
 }

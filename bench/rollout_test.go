@@ -23,7 +23,7 @@ import (
 // rolloutParams hash the planted keys: the cheapest argon2id the gateway
 // accepts (keys.MinMemoryKiB, one pass), about a seventh of the cost of
 // keys.DefaultParams, so that 10,000 keys verified on six replicas take
-// minutes, not a quarter of an hour. docs/benchmarks.md says how the figures
+// minutes, not a quarter of an hour. docs/benchmarks.md, "Rollout", says how the figures
 // scale to the default parameters.
 var rolloutParams = keys.Params{Memory: keys.MinMemoryKiB, Time: 1, Threads: 1}
 

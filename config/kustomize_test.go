@@ -20,7 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
-	"github.com/codevector/codevector/gateway/proxy"
+	"github.com/codevector/codevector/gateway/providers"
 	"github.com/codevector/codevector/internal/commands"
 	"github.com/codevector/codevector/internal/devmode"
 )
@@ -154,7 +154,7 @@ func TestDefaultBuildsAPlatformReadyDeployment(t *testing.T) {
 	}
 	var cm corev1.ConfigMap
 	b.get(t, "ConfigMap", "codevector-providers", &cm)
-	if _, err := proxy.ParseProviders([]byte(cm.Data["providers.yaml"]), func(string) string { return "sk-from-the-secret" }); err != nil {
+	if _, err := providers.ParseProviders([]byte(cm.Data["providers.yaml"]), func(string) string { return "sk-from-the-secret" }); err != nil {
 		t.Errorf("the providers ConfigMap does not parse: %v", err)
 	}
 

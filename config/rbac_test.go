@@ -22,7 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
-	"github.com/codevector/codevector/gateway/proxy"
+	"github.com/codevector/codevector/gateway/providers"
 	"github.com/codevector/codevector/gateway/replicas"
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/devmode"
@@ -373,12 +373,12 @@ func servesATenantKey(t *testing.T, gw *identity, tenant string) (string, *gatew
 	t.Helper()
 	upstream := httptest.NewServer(&devmode.EchoUpstream{})
 	t.Cleanup(upstream.Close)
-	providers, err := proxy.ParseProviders([]byte("providers:\n  openai:\n    baseURL: "+upstream.URL+"\n"), nil)
+	ps, err := providers.ParseProviders([]byte("providers:\n  openai:\n    baseURL: "+upstream.URL+"\n"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	base, _ := testenv.StartGateway(t, gw.cfg, server.Options{
-		Providers: providers, LastUsedInterval: 200 * time.Millisecond,
+		Providers: ps, LastUsedInterval: 200 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	key, plain := env.IssueKey(t, tenant, "laptop")

@@ -62,6 +62,8 @@ type APIKeyReconciler struct {
 	// MaxConcurrentReconciles lets API round trips of one key overlap with
 	// another key's hashing.
 	MaxConcurrentReconciles int
+	// Metrics counts what the controller does (NewMetrics).
+	Metrics *Metrics
 }
 
 // +kubebuilder:rbac:groups=gateway.codevector.io,resources=apikeys,verbs=get;list;watch;patch;update
@@ -130,7 +132,7 @@ func (r *APIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		if perr := r.patchStatus(ctx, key, before); perr != nil {
 			return ctrl.Result{}, perr
 		}
-		phaseTransitions.WithLabelValues(string(key.Status.Phase)).Inc()
+		r.Metrics.phaseTransitions.WithLabelValues(string(key.Status.Phase)).Inc()
 	}
 	for _, f := range afterStatus {
 		if aerr := f(ctx); aerr != nil {
@@ -228,7 +230,7 @@ func (r *APIKeyReconciler) issue(ctx context.Context, key *gatewayv1alpha1.APIKe
 		requested := key.Spec.Rotation.RequestedAt
 		key.Status.RotatedAt = &requested
 	}
-	keysIssued.Inc()
+	r.Metrics.keysIssued.Inc()
 	ev.normal("Issued", "Issued key %s; it can be revealed once until %s", k.DisplayPrefix(), revealExpires.UTC().Format(time.RFC3339))
 	return nil
 }
@@ -290,7 +292,7 @@ func (r *APIKeyReconciler) generateUniqueKey(ctx context.Context) (keys.Key, err
 		if len(same.Items) == 0 {
 			return k, nil
 		}
-		keyIDCollisions.Inc()
+		r.Metrics.keyIDCollisions.Inc()
 	}
 	return keys.Key{}, fmt.Errorf("could not draw a unique key ID in 5 attempts")
 }
@@ -314,14 +316,14 @@ func (r *APIKeyReconciler) maintain(ctx context.Context, key *gatewayv1alpha1.AP
 				return err
 			}
 			rs.State = gatewayv1alpha1.RevealConsumed
-			reveals.WithLabelValues("consumed").Inc()
+			r.Metrics.reveals.WithLabelValues("consumed").Inc()
 			ev.normal("Revealed", "The key was revealed; it cannot be revealed again")
 		case rs.ExpiresAt != nil && !now.Before(rs.ExpiresAt.Time):
 			if err := r.deleteRevealSecrets(ctx, key, false); err != nil {
 				return err
 			}
 			rs.State = gatewayv1alpha1.RevealExpired
-			reveals.WithLabelValues("expired").Inc()
+			r.Metrics.reveals.WithLabelValues("expired").Inc()
 			ev.normal("RevealExpired", "Nobody revealed the key within its reveal window; it can no longer be revealed")
 		}
 	}
@@ -360,7 +362,7 @@ func (r *APIKeyReconciler) reportKeyIDClaimants(ctx context.Context, key *gatewa
 	}
 	for _, s := range same.Items {
 		if s.Labels[gatewayv1alpha1.LabelAPIKeyUID] != string(key.UID) {
-			keyIDCollisions.Inc()
+			r.Metrics.keyIDCollisions.Inc()
 			ev.warning("KeyIDClaimedTwice", "The hash Secret %s/%s also claims key ID %s; gateways keep it for the APIKey created first and refuse the other", s.Namespace, s.Name, key.Status.Prefix)
 		}
 	}
@@ -421,7 +423,7 @@ func (r *APIKeyReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manage
 	}); err != nil {
 		return fmt.Errorf("indexing hash Secrets by APIKey UID: %w", err)
 	}
-	if err := mgr.Add(expiringSoon.source(r)); err != nil {
+	if err := mgr.Add(r.Metrics.expiringSoon.source(r)); err != nil {
 		return fmt.Errorf("registering the expiring keys gauge: %w", err)
 	}
 	opts := controller.Options{

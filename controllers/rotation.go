@@ -80,8 +80,8 @@ func (r *APIKeyReconciler) rotate(ctx context.Context, key *gatewayv1alpha1.APIK
 	rotatedAt := rot.RequestedAt
 	key.Status.RotatedAt = &rotatedAt
 	r.setReady(key, metav1.ConditionTrue, "KeyActive", "The key authenticates gateway requests")
-	keysIssued.Inc()
-	keysRotated.Inc()
+	r.Metrics.keysIssued.Inc()
+	r.Metrics.keysRotated.Inc()
 	if grace > 0 {
 		ev.normal("Rotated", "Rotated key %s to %s; %s keeps working until %s; the new key can be revealed once until %s",
 			oldPrefix, k.DisplayPrefix(), oldPrefix, key.Status.Previous.ExpiresAt.UTC().Format(time.RFC3339), revealExpires.UTC().Format(time.RFC3339))

@@ -18,7 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
-	"github.com/codevector/codevector/gateway/proxy"
+	"github.com/codevector/codevector/gateway/providers"
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/devmode"
 	"github.com/codevector/codevector/internal/manager"
@@ -45,11 +45,11 @@ func TestAPIServerOutageIsFailStatic(t *testing.T) {
 	env.StartManager(t, manager.Options{})
 	up := httptest.NewServer(&devmode.EchoUpstream{})
 	defer up.Close()
-	providers, err := proxy.ParseProviders([]byte("providers:\n  openai:\n    baseURL: "+up.URL+"\n"), nil)
+	ps, err := providers.ParseProviders([]byte("providers:\n  openai:\n    baseURL: "+up.URL+"\n"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw := startInProcessGateway(t, server.Options{Providers: providers, APIServerProbeInterval: 250 * time.Millisecond})
+	gw := startInProcessGateway(t, server.Options{Providers: ps, APIServerProbeInterval: 250 * time.Millisecond})
 	ns := env.Namespace(t)
 	kUsed, used := env.IssueKey(t, ns, "used-before")
 	_, unused := env.IssueKey(t, ns, "never-used-before")

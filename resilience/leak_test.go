@@ -23,7 +23,7 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/console"
-	"github.com/codevector/codevector/gateway/proxy"
+	"github.com/codevector/codevector/gateway/providers"
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/devmode"
 	"github.com/codevector/codevector/internal/manager"
@@ -40,7 +40,7 @@ func TestNoKeyLeaksAnywhere(t *testing.T) {
 	env.StartManager(t, manager.Options{})
 	up := httptest.NewServer(&devmode.EchoUpstream{})
 	defer up.Close()
-	providers, err := proxy.ParseProviders([]byte("providers:\n  openai:\n    baseURL: "+up.URL+"\n"), nil)
+	providers, err := providers.ParseProviders([]byte("providers:\n  openai:\n    baseURL: "+up.URL+"\n"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

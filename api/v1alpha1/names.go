@@ -29,6 +29,9 @@ const (
 	LabelManagedBy = "app.kubernetes.io/managed-by"
 	// ManagedByValue is the value of LabelManagedBy.
 	ManagedByValue = "codevector"
+	// MetricsNamespace begins the name of every series the manager and
+	// the gateways export: codevector_manager_*, codevector_gateway_*.
+	MetricsNamespace = "codevector"
 	// LabelKeyID carries the key ID on a hash Secret (for uniqueness checks
 	// and the gateway's index).
 	LabelKeyID = "gateway.codevector.io/key-id"

@@ -2,7 +2,7 @@
 // bench-scale`): a gateway's time to ready, heap and RSS per key and auth
 // throughput; the manager's memory, resync time and writes on resync; and
 // last-used writes under load with several replicas. Results go to
-// docs/benchmarks.md (scale section) and docs/reliability.md.
+// docs/benchmarks.md, "Scale", and docs/reliability.md.
 //
 // To spare hours of argon2, keys are written straight to the API server:
 // APIKeys with an Active status and hash Secrets. A sample of keys (1,000,

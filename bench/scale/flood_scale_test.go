@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/codevector/codevector/gateway/proxy"
+	"github.com/codevector/codevector/gateway/providers"
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/testenv"
 	"github.com/codevector/codevector/keys"
@@ -49,7 +49,7 @@ func BenchmarkFlood(b *testing.B) {
 	}
 }
 
-func flood(b *testing.B, env *testenv.Env, pop *population, providers *proxy.Providers, conns int, tarpit bool) {
+func flood(b *testing.B, env *testenv.Env, pop *population, providers *providers.Providers, conns int, tarpit bool) {
 	// Every flooder and every good key dials from 127.0.0.1, so the
 	// per-client connection cap (256) would refuse most of the 2,000
 	// connections, good keys' included: this measures the tarpit alone.

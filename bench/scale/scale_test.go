@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/codevector/codevector/gateway/proxy"
+	"github.com/codevector/codevector/gateway/providers"
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/testenv"
 	"github.com/codevector/codevector/keys"
@@ -306,14 +306,14 @@ func loads(ls []float64) string {
 
 // fastProviders points the openai provider at an upstream that answers at
 // once with a tiny body, so the benchmarks measure the gateway.
-func fastProviders(b testing.TB) *proxy.Providers {
+func fastProviders(b testing.TB) *providers.Providers {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"id":"x","object":"chat.completion","choices":[]}`)
 	}))
 	b.Cleanup(up.Close)
-	providers, err := proxy.ParseProviders([]byte("providers:\n  openai:\n    baseURL: "+up.URL+"\n"), nil)
+	providers, err := providers.ParseProviders([]byte("providers:\n  openai:\n    baseURL: "+up.URL+"\n"), nil)
 	if err != nil {
 		b.Fatal(err)
 	}

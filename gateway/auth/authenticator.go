@@ -73,8 +73,9 @@ type Authenticator struct {
 	afterAuthenticate func()
 }
 
-// New returns an Authenticator over index. Call OnIndexChange from the
-// index's change hook so in-flight requests of a revoked key are ended.
+// New returns an Authenticator over index, registered for the index's
+// changes (OnIndexChange) so in-flight requests of a revoked key are
+// ended.
 func New(index *keyindex.Index, o Options) *Authenticator {
 	def := func(v *int, d int) {
 		if *v <= 0 {
@@ -105,7 +106,7 @@ func New(index *keyindex.Index, o Options) *Authenticator {
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(nil)
 	}
-	return &Authenticator{
+	a := &Authenticator{
 		index:    index,
 		verified: newVerifiedCache(o.VerifiedCacheSize),
 		proofs:   newPeerProofs(o.VerifiedCacheSize),
@@ -118,6 +119,10 @@ func New(index *keyindex.Index, o Options) *Authenticator {
 		inflight: inflight{byKey: map[string]*inflightRequest{}},
 		trusted:  o.TrustedProxies,
 	}
+	if index != nil { // tests of the parts that need no keys
+		index.OnChange(a.OnIndexChange)
+	}
+	return a
 }
 
 // Failure is a refused request: the HTTP status and the words the client

@@ -64,18 +64,14 @@ func TestIndexChangeBetweenAuthenticationAndTrackingEndsTheRequest(t *testing.T)
 			if err != nil {
 				t.Fatal(err)
 			}
-			// As in the gateway, every index change reaches OnIndexChange.
-			var a *Authenticator
-			ix := keyindex.New(func(id string) {
-				if a != nil {
-					a.OnIndexChange(id)
-				}
-			})
+			// As in the gateway, every index change from New on reaches
+			// OnIndexChange.
+			ix := keyindex.New(nil)
 			f := keyindex.APIKeyFacts{Name: types.NamespacedName{Namespace: "team", Name: "laptop"}, UID: "uid-1", KeyID: k.ID(),
 				Prefix: k.DisplayPrefix(), Owner: "alice", Phase: gatewayv1alpha1.PhaseActive}
 			ix.SetAPIKey(f)
 			setHash(t, ix, k, "uid-1", "hash-1")
-			a = New(ix, Options{})
+			a := New(ix, Options{})
 
 			var cause error
 			served := false

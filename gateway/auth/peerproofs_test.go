@@ -24,7 +24,7 @@ type peerReplica struct {
 func newPeerReplica(t *testing.T, clk *testingclock.FakeClock, root string, facts keyindex.APIKeyFacts, k keys.Key, phc keys.PHC) *peerReplica {
 	t.Helper()
 	r := &peerReplica{}
-	r.ix = keyindex.New(func(id string) { r.a.OnIndexChange(id) })
+	r.ix = keyindex.New(nil)
 	r.a = New(r.ix, Options{Clock: clk})
 	r.ix.SetAPIKey(facts)
 	r.ix.SetHash(keyindex.HashFacts{SecretUID: "hash-1", KeyID: k.ID(), APIKeyUID: facts.UID, Hash: phc})

@@ -117,7 +117,7 @@ func (c *Console) serveSetPolicy(w http.ResponseWriter, r *http.Request) {
 }
 
 // createFields are the fields of createRequest, for error messages.
-const createFields = "name, displayName, expiresAt, ttl"
+const createFields = "name, displayName, expiresAt, ttl, " + policyFields
 
 // decodeJSON reads one small JSON object and refuses unknown fields, so a
 // typo ("expires") is an error rather than a key without the expiry asked

@@ -175,8 +175,11 @@ type Console struct {
 	oidc        *oidcLogin // AuthOIDC only
 	now         func() time.Time
 	crossOrigin *http.CrossOriginProtection
-	page        *template.Template
-	unauth      *template.Template
+	// guardrailsCache holds what the create dialog shows of the
+	// namespace's guardrails (guardrails.go).
+	guardrailsCache guardrailsCache
+	page            *template.Template
+	unauth          *template.Template
 	// creating holds, per user, a channel with room for one: the lock
 	// that serialises that user's creates on this replica (lockCreates).
 	creating sync.Map

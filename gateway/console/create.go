@@ -31,6 +31,9 @@ type createRequest struct {
 	ExpiresAt   *time.Time `json:"expiresAt"`
 	// TTL is a lifetime as spec.ttl takes it: "30d", "720h".
 	TTL string `json:"ttl"`
+	// The key's models, limits and budget, as an admin sets them later
+	// (policyRequest); absent ones get the namespace guardrails' defaults.
+	policyRequest
 }
 
 // createResponse carries the key: the only response that ever does.
@@ -85,6 +88,14 @@ func (req createRequest) toAPIKey(namespace, owner string, now time.Time) (*gate
 		}
 		k.Spec.TTL = l
 	}
+	models, limits, budget, aerr := req.spec()
+	if aerr != nil {
+		return nil, aerr
+	}
+	for _, m := range models {
+		k.Spec.Models = append(k.Spec.Models, gatewayv1alpha1.ModelGlob(m))
+	}
+	k.Spec.Limits, k.Spec.Budget = limits, budget
 	return k, nil
 }
 

@@ -62,9 +62,10 @@ func (c *Console) servePage(w http.ResponseWriter, r *http.Request) {
 // the reader's time zone; these are the server's UTC fallback.
 var viewFuncs = template.FuncMap{
 	"ago":     relativeTime,
-	"until":   untilText,
-	"date":    func(t time.Time) string { return t.UTC().Format("Jan 2, 2006") },
-	"exact":   func(t time.Time) string { return t.UTC().Format("Jan 2, 2006, 15:04 UTC") },
+	"until":   humantime.Until,
+	"when":    when,
+	"date":    dateText,
+	"exact":   exactText,
 	"rfc3339": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 	"statusClass": func(status string) string {
 		switch status {
@@ -80,23 +81,18 @@ var viewFuncs = template.FuncMap{
 	},
 }
 
+func dateText(t time.Time) string  { return t.UTC().Format("Jan 2, 2006") }
+func exactText(t time.Time) string { return t.UTC().Format("Jan 2, 2006, 15:04 UTC") }
+
+// when is how the page shows every time: the date, then how long ago or
+// until in the words of the CLI (humantime), and the exact time in the
+// tooltip: "Dec 9, 2026 (in 2 days)". kubectl apikey prints the same two
+// parts ("2026-12-09 10:15 UTC (in 2 days)"). Only times go in, never
+// text a user wrote.
+func when(now, t time.Time) template.HTML {
+	return template.HTML(fmt.Sprintf(`<time datetime="%s" data-format="date" title="%s">%s</time> <span class="when-rel">(%s)</span>`,
+		t.UTC().Format(time.RFC3339), exactText(t), dateText(t), humantime.Relative(now, t)))
+}
+
 // relativeTime says how long ago t was, in the words the CLI uses too.
 func relativeTime(now, t time.Time) string { return humantime.Ago(now, t) }
-
-// untilText says how long until t, for the expiry badge: "3 days",
-// "1 day", "5 hours", "less than an hour".
-func untilText(now, t time.Time) string {
-	d := t.Sub(now)
-	switch {
-	case d >= 48*time.Hour:
-		return fmt.Sprintf("%d days", int(d/(24*time.Hour)))
-	case d >= 24*time.Hour:
-		return "1 day"
-	case d >= 2*time.Hour:
-		return fmt.Sprintf("%d hours", int(d/time.Hour))
-	case d >= time.Hour:
-		return "1 hour"
-	default:
-		return "less than an hour"
-	}
-}

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/codevector/codevector/gateway/proxy"
+	"github.com/codevector/codevector/gateway/providers"
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/testenv"
 )
@@ -39,7 +39,7 @@ func TestAPIRevokeIsConfirmedByEveryReplica(t *testing.T) {
 		o.ReplicaName = "console"
 		o.Console.ConfirmTimeout = 3 * time.Second
 	})
-	providers, err := proxy.ParseProviders(fmt.Appendf(nil, "providers:\n  openai:\n    baseURL: %s\n    credential: {env: OPENAI_API_KEY}\n", s.upstream.URL),
+	ps, err := providers.ParseProviders(fmt.Appendf(nil, "providers:\n  openai:\n    baseURL: %s\n    credential: {env: OPENAI_API_KEY}\n", s.upstream.URL),
 		func(string) string { return "sk-upstream" })
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +49,7 @@ func TestAPIRevokeIsConfirmedByEveryReplica(t *testing.T) {
 	for i := range 2 {
 		cfg, d := testenv.DelayWatches(gatewayConfig)
 		o := server.Options{
-			Providers: providers, Namespaces: []string{s.Namespace}, ReplicaName: fmt.Sprintf("gw-%d", i+1),
+			Providers: ps, Namespaces: []string{s.Namespace}, ReplicaName: fmt.Sprintf("gw-%d", i+1),
 			Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		}
 		o.Console.Namespace = s.Namespace

@@ -20,6 +20,7 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/keyindex"
+	"github.com/codevector/codevector/humantime"
 	"github.com/codevector/codevector/keys"
 	"github.com/codevector/codevector/keys/reveal"
 	"github.com/codevector/codevector/keys/seal"
@@ -45,6 +46,8 @@ type rotateResponse struct {
 	Key               string     `json:"key"`
 	PreviousPrefix    string     `json:"previousPrefix,omitempty"`
 	PreviousExpiresAt *time.Time `json:"previousExpiresAt,omitempty"`
+	// PreviousExpiresIn is how soon, as the page says it ("in 1 day").
+	PreviousExpiresIn string `json:"previousExpiresIn,omitempty"`
 }
 
 // serveRotate: POST /api/v1/apikeys/{name}/rotate. Like create's, the
@@ -178,7 +181,7 @@ func (c *Console) rotateKey(ctx context.Context, id *Identity, name string, req 
 	resp := rotateResponse{APIKey: itemOf(cur, c.now()), Key: plain.Reveal(), PreviousPrefix: oldPrefix}
 	if p := issued.Status.Previous; p != nil {
 		t := p.ExpiresAt.UTC()
-		resp.PreviousPrefix, resp.PreviousExpiresAt = p.Prefix, &t
+		resp.PreviousPrefix, resp.PreviousExpiresAt, resp.PreviousExpiresIn = p.Prefix, &t, humantime.Until(c.now(), t)
 	}
 	return resp, nil
 }

@@ -1,6 +1,7 @@
 package console_test
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -92,9 +93,7 @@ func TestBrowserExpirySoonBadge(t *testing.T) {
 		const s = document.getElementById("create-expiry");
 		s.value = "custom";
 		s.dispatchEvent(new Event("change", { bubbles: true }));
-		const d = new Date(Date.now() + 3 * 86400000);
-		const pad = n => String(n).padStart(2, "0");
-		document.getElementById("create-date").value = d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate());
+		document.getElementById("create-expires").value = "3d";
 		return true;
 	})()`)
 	webtest.Do(t, ctx, "creating", chromedp.Click(chromedp.ID("create-submit")), chromedp.WaitVisible(chromedp.ID("reveal-key")))
@@ -108,4 +107,72 @@ func TestBrowserExpirySoonBadge(t *testing.T) {
 		t.Errorf("badge title %q", title)
 	}
 	webtest.Screenshot(t, ctx, "console-expiry-badge")
+}
+
+// The "Key created" toast goes when the next dialog opens: it must not
+// stay on screen while another key is rotated.
+func TestBrowserToastDoesNotOutliveItsMoment(t *testing.T) {
+	_, ctx, watch := devStack(t)
+	defer watch.Check(t)
+	createInPage(t, ctx, "laptop", "")
+	clickDone(t, ctx)
+	toast := `(() => { const el = document.getElementById("toast"); return el.hidden ? "(hidden)" : el.textContent; })()`
+	if got := webtest.Eval[string](t, ctx, toast); got != "Key created. Only its prefix is kept." {
+		t.Fatalf("after creating, the toast says %q", got)
+	}
+	// Quickly, as a person who rotates right away: the toast lasts 3.5 s.
+	webtest.Do(t, ctx, "choosing Rotate in the row menu",
+		chromedp.Click(chromedp.CSS(`button[aria-label="Actions for laptop"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[role="menu"] [data-rotate]`)),
+		chromedp.Click(chromedp.CSS(`[role="menu"] [data-rotate]`)),
+		chromedp.WaitVisible(chromedp.ID("rotate-grace")),
+	)
+	if got := webtest.Eval[string](t, ctx, toast); got != "(hidden)" {
+		t.Errorf("while rotating, the toast still says %q", got)
+	}
+	webtest.Do(t, ctx, "rotating", chromedp.Click(chromedp.ID("rotate-submit")), chromedp.WaitVisible(chromedp.ID("rotate-key")))
+	handedOut.Store(webtest.Eval[string](t, ctx, `document.getElementById("rotate-key").value`), true)
+	if got := webtest.Eval[string](t, ctx, toast); got != "(hidden)" {
+		t.Errorf("with the rotated key on screen, the toast says %q", got)
+	}
+	webtest.Do(t, ctx, "closing the dialog", chromedp.Click(chromedp.ID("rotate-done")))
+	webtest.WaitJS(t, ctx, "the toast says the key was rotated", toast+` === "Key rotated. Only its prefix is kept."`)
+}
+
+// The "Expires in 2 days" badge stays inside its cell, clear of the row
+// menu next to it, at every width the table has columns and as a card.
+func TestBrowserExpiryBadgeClearsTheRowMenu(t *testing.T) {
+	_, ctx, watch := devStack(t)
+	defer watch.Check(t)
+	webtest.Do(t, ctx, "creating a key that expires in 2 days",
+		chromedp.Click(chromedp.CSS(".page-header [data-open-create]")),
+		chromedp.WaitVisible(chromedp.ID("create-name")),
+		chromedp.SendKeys(chromedp.ID("create-name"), "soon"),
+		chromedp.SetValue(chromedp.ID("create-expiry"), "custom"),
+	)
+	webtest.Eval[bool](t, ctx, `document.getElementById("create-expiry").dispatchEvent(new Event("change")), true`)
+	webtest.Do(t, ctx, "creating", chromedp.SendKeys(chromedp.ID("create-expires"), "2d"), chromedp.Click(chromedp.ID("create-submit")), chromedp.WaitVisible(chromedp.ID("reveal-key")))
+	handedOut.Store(webtest.Eval[string](t, ctx, `document.getElementById("reveal-key").value`), true)
+	clickDone(t, ctx)
+	for _, width := range []int64{1280, 1000, 880, 360} {
+		webtest.Do(t, ctx, fmt.Sprintf("a %dpx wide window", width), chromedp.EmulateViewport(width, 800), chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#keys .expiry-badge")))
+		if got := webtest.Eval[string](t, ctx, `document.querySelector("#keys .expiry-badge").textContent`); !strings.HasPrefix(got, "Expires in ") {
+			t.Errorf("badge %q", got)
+		}
+		clear := webtest.Eval[string](t, ctx, `(() => {
+			const badge = document.querySelector("#keys .expiry-badge").getBoundingClientRect();
+			const menu = document.querySelector('#keys [aria-haspopup="menu"]').getBoundingClientRect();
+			const cell = document.querySelector("#keys .expiry-badge").closest("td").getBoundingClientRect();
+			const gap = 2; // touching counts as overlapping
+			if (badge.right + gap > menu.left && badge.left < menu.right + gap && badge.bottom + gap > menu.top && badge.top < menu.bottom + gap) {
+				return "the badge (" + [badge.left, badge.top, badge.right, badge.bottom].map(Math.round) + ") touches the row menu (" + [menu.left, menu.top, menu.right, menu.bottom].map(Math.round) + ")";
+			}
+			if (badge.right > cell.right + 0.5 || badge.left < cell.left - 0.5) return "the badge runs out of its cell";
+			return "";
+		})()`)
+		if clear != "" {
+			t.Errorf("at %dpx: %s", width, clear)
+		}
+		webtest.Screenshot(t, ctx, fmt.Sprintf("console-expiry-badge-%d", width))
+	}
 }

@@ -53,6 +53,7 @@ func (c *Console) Register(r *mux.Router) {
 	keys.Path("/api/v1/apikeys/{name}/revoke").Methods(http.MethodPost).HandlerFunc(c.serveRevoke)
 	keys.Path("/api/v1/apikeys/{name}/rotate").Methods(http.MethodPost).HandlerFunc(c.serveRotate)
 	keys.Path("/api/v1/apikeys/{name}/policy").Methods(http.MethodPost).HandlerFunc(c.serveSetPolicy)
+	identified.Path(guardrailsPath).Methods(http.MethodGet, http.MethodHead).HandlerFunc(c.serveGuardrails)
 	identified.Path("/api/v1/sessions/sign-out").Methods(http.MethodPost).HandlerFunc(c.serveSignOutEverywhere)
 	identified.Path("/api/v1/apikeys").HandlerFunc(c.serveNoSuchEndpoint)
 	identified.PathPrefix("/api/v1/apikeys/").HandlerFunc(c.serveNoSuchEndpoint)
@@ -64,7 +65,7 @@ func (c *Console) Register(r *mux.Router) {
 
 // serveNoSuchEndpoint answers what the API does not have, with what it has.
 func (c *Console) serveNoSuchEndpoint(w http.ResponseWriter, _ *http.Request) {
-	writeError(w, &apiError{http.StatusNotFound, "not_found", "No such endpoint. The console API has GET and POST /api/v1/apikeys, POST /api/v1/apikeys/{name}/revoke, POST /api/v1/apikeys/{name}/rotate and (for admins) POST /api/v1/apikeys/{name}/policy."})
+	writeError(w, &apiError{http.StatusNotFound, "not_found", "No such endpoint. The console API has GET and POST /api/v1/apikeys, POST /api/v1/apikeys/{name}/revoke, POST /api/v1/apikeys/{name}/rotate, GET /api/v1/apikeys/guardrails and (for admins) POST /api/v1/apikeys/{name}/policy."})
 }
 
 // methodNotAllowed answers 405 as net/http does, naming the methods the

@@ -21,7 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
-	"github.com/codevector/codevector/gateway/proxy"
+	"github.com/codevector/codevector/gateway/providers"
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/devmode"
 	"github.com/codevector/codevector/internal/manager"
@@ -124,7 +124,7 @@ func startStackAt(t *testing.T, withManager bool, mutate func(*stack, *server.Op
 	}
 	up := httptest.NewServer(&devmode.EchoUpstream{})
 	t.Cleanup(up.Close)
-	providers, err := proxy.ParseProviders([]byte(fmt.Sprintf(`providers:
+	ps, err := providers.ParseProviders([]byte(fmt.Sprintf(`providers:
   openai:
     baseURL: %s
     credential: {env: OPENAI_API_KEY}
@@ -135,7 +135,7 @@ func startStackAt(t *testing.T, withManager bool, mutate func(*stack, *server.Op
 	ln := testenv.Listener(t)
 	s := &stack{URL: "http://" + ln.Addr().String(), Namespace: consoleNamespace(t), upstream: up}
 	o := server.Options{
-		Providers: providers,
+		Providers: ps,
 		Logger:    slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	o.Console.Namespace = s.Namespace

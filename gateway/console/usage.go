@@ -107,7 +107,9 @@ func (k keyItem) PeriodText() string {
 	if u.PeriodEnd == nil {
 		return "Since the key was created (the budget covers its whole life)"
 	}
-	return "Since " + u.PeriodStart.Format("Jan 2, 2006") + " 00:00 UTC; starts again from zero on " + u.PeriodEnd.Format("Jan 2, 2006") + " 00:00 UTC"
+	// Budget periods are UTC days, weeks and months: the exact times, in
+	// the page's one format (page.go), not the reader's time zone.
+	return "Since " + exactText(u.PeriodStart) + "; starts again from zero on " + exactText(*u.PeriodEnd)
 }
 
 // UsageDetail is the period's counts in full: "12 requests, 3,400 input

@@ -11,6 +11,7 @@ package keyindex
 
 import (
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -188,8 +189,10 @@ type Index struct {
 	// empty unless someone wrote a status or label by hand.
 	contested map[string]*claimants
 	versions  uint64
-	onChange  func(keyID string)
-	log       *slog.Logger
+	// onChange are told, outside the lock, of every key ID that changed
+	// (New's, then OnChange's, in order).
+	onChange []func(keyID string)
+	log      *slog.Logger
 	// warnings wait here, under the lock, to be logged after it.
 	warnings []warning
 	// listing is set while the APIKeys are listed in the background
@@ -208,19 +211,33 @@ type Index struct {
 }
 
 // New returns an empty index. onChange, if set, is called (outside the
-// lock) with the key ID of every entry that changed.
+// lock) with the key ID of every entry that changed; a part built on the
+// index later registers its own with OnChange.
 func New(onChange func(keyID string)) *Index {
-	return &Index{
+	ix := &Index{
 		entries:   map[string]*Entry{},
 		apiKeys:   map[types.NamespacedName]*APIKeyFacts{},
 		hashes:    map[types.UID]*HashFacts{},
 		contested: map[string]*claimants{},
 		refused:   map[types.UID]Revocation{},
-		onChange:  onChange,
 		log:       slog.Default(),
 		listed:    closedChannel(),
 		applied:   newApplied(),
 	}
+	if onChange != nil {
+		ix.onChange = []func(string){onChange}
+	}
+	return ix
+}
+
+// OnChange adds f to what is told, outside the lock, the key ID of every
+// entry that changes from now on. A part that needs the index to be built
+// and needs its changes (auth.New) registers itself as it is built, so no
+// change reaches a part that does not exist yet.
+func (ix *Index) OnChange(f func(keyID string)) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.onChange = append(slices.Clip(ix.onChange), f)
 }
 
 // SetLogger sets where the index reports key IDs claimed twice; call it
@@ -292,6 +309,7 @@ func (ix *Index) change(f func(changed *[]string)) {
 	f(&changed)
 	warnings, log := ix.warnings, ix.log
 	relays, onRevocation := ix.relays, ix.onRevocation
+	onChange := ix.onChange
 	ix.warnings, ix.relays = nil, nil
 	ix.mu.Unlock()
 	for _, w := range warnings {
@@ -302,9 +320,9 @@ func (ix *Index) change(f func(changed *[]string)) {
 			onRevocation(r)
 		}
 	}
-	if ix.onChange != nil {
+	for _, f := range onChange {
 		for _, id := range changed {
-			ix.onChange(id)
+			f(id)
 		}
 	}
 }

@@ -11,9 +11,9 @@ import (
 
 // A gateway that started with 100,000 keys used to wait, before it was
 // ready, for the API server to encode every APIKey as JSON: 150 MB, and
-// 18-28 s of the API server's CPU on two cores (custom resources have no
+// 18-48 s of the API server's CPU on two cores (custom resources have no
 // protobuf, and each list is deep-copied for a no-op conversion first; see
-// docs/benchmarks.md, issue 15). A gateway whose index is empty now starts
+// docs/benchmarks.md, "Scale"). A gateway whose index is empty now starts
 // instead (faststart.go):
 //
 //  1. It reads the current resource version W of APIKeys (a list of one)

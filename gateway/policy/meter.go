@@ -1,8 +1,9 @@
 // Package policy enforces per-key policy on the gateway (docs/design.md, section
 // 12): a key's model allowlist, its request, token and concurrency limits
-// and its budget. It is the proxy's Meter: the proxy reads the request and
-// the response, this package decides, counting in the quota engine shared
-// by every replica, and records what each key spent in status.usage.
+// and its budget. It is the metering.Meter: gateway/metering reads the
+// request and the response, this package decides, counting in the quota
+// engine shared by every replica, and records what each key spent in
+// status.usage.
 //
 // A key without a policy never reaches this package's counters: For
 // returns nil and the proxy serves it exactly as before.
@@ -10,14 +11,12 @@ package policy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"k8s.io/utils/clock"
@@ -25,7 +24,8 @@ import (
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/auth"
 	"github.com/codevector/codevector/gateway/keyindex"
-	"github.com/codevector/codevector/gateway/proxy"
+	"github.com/codevector/codevector/gateway/metering"
+	"github.com/codevector/codevector/gateway/providers"
 	"github.com/codevector/codevector/gateway/quota"
 	"github.com/codevector/codevector/gateway/usage"
 )
@@ -37,10 +37,10 @@ import (
 // they last. Five minutes covers nearly every completion, stream or not.
 const concurrencyWindow = 5 * time.Minute
 
-// Meter implements proxy.Meter.
+// Meter implements metering.Meter.
 type Meter struct {
-	engine    atomic.Pointer[quota.Engine]
-	providers *proxy.Providers
+	engine    *Engine
+	providers *providers.Providers
 	spend     *usage.SpendRecorder
 	clock     clock.PassiveClock
 	log       *slog.Logger
@@ -51,7 +51,8 @@ type Meter struct {
 }
 
 // FailureMode is what a Meter does with a request whose counters the quota
-// engine cannot reach (a peer down, the engine not started yet).
+// engine cannot reach (a peer down). An engine not started yet is not a
+// failure: see Engine.
 type FailureMode string
 
 const (
@@ -74,10 +75,14 @@ func ParseFailureMode(s string) (FailureMode, error) {
 	return "", fmt.Errorf("failure mode must be %q or %q, got %q", FailOpen, FailClosed, s)
 }
 
-// Options are what a Meter needs. The engine comes later, by SetEngine:
-// a replica with peers starts it once it can reach the API server.
+// Options are what a Meter needs.
 type Options struct {
-	Providers *proxy.Providers
+	// Engine is where the Meter counts, started later (Engine.Start): a
+	// replica with peers starts its quota engine once it can reach the API
+	// server. Nil is an engine that never starts (tests of what needs no
+	// counting).
+	Engine    *Engine
+	Providers *providers.Providers
 	Spend     *usage.SpendRecorder
 	Clock     clock.PassiveClock
 	Log       *slog.Logger
@@ -104,19 +109,15 @@ func New(o Options) *Meter {
 	if o.LimitsFailureMode == "" {
 		o.LimitsFailureMode = FailOpen
 	}
-	return &Meter{providers: o.Providers, spend: o.Spend, clock: o.Clock, log: o.Log, metrics: o.Metrics,
+	if o.Engine == nil {
+		o.Engine = NewEngine()
+	}
+	return &Meter{engine: o.Engine, providers: o.Providers, spend: o.Spend, clock: o.Clock, log: o.Log, metrics: o.Metrics,
 		budgetFailure: o.BudgetFailureMode, limitsFailure: o.LimitsFailureMode}
 }
 
-// SetEngine gives the Meter its quota engine. Until then, requests of keys
-// with limits or budgets are treated as when the engine fails (the
-// failure modes).
-func (m *Meter) SetEngine(e *quota.Engine) { m.engine.Store(e) }
-
-var errNoEngine = errors.New("the quota engine has not started")
-
-// For implements proxy.Meter: nil for keys without a policy.
-func (m *Meter) For(r *http.Request) proxy.RequestMeter {
+// For implements metering.Meter: nil for keys without a policy.
+func (m *Meter) For(r *http.Request) metering.RequestMeter {
 	e := auth.FromContext(r.Context())
 	if e == nil || e.Policy == nil {
 		return nil
@@ -129,9 +130,9 @@ type requestMeter struct {
 	e *keyindex.Entry
 }
 
-// AllowsModel implements proxy.RequestMeter.
+// AllowsModel implements metering.RequestMeter.
 func (rm *requestMeter) AllowsModel(model string) bool {
-	return len(rm.e.Policy.Models) == 0 || proxy.MatchModel(rm.e.Policy.Models, model)
+	return len(rm.e.Policy.Models) == 0 || metering.MatchModel(rm.e.Policy.Models, model)
 }
 
 // counters are a key's counters, named by the APIKey's namespace, name
@@ -187,20 +188,20 @@ func periodOf(p gatewayv1alpha1.BudgetPeriod) quota.Period {
 	}
 }
 
-// Admit implements proxy.RequestMeter: the allowlist, then every counter of
+// Admit implements metering.RequestMeter: the allowlist, then every counter of
 // the key in one round, reserving the request's worst case.
-func (rm *requestMeter) Admit(ctx context.Context, req proxy.Request) proxy.Admission {
+func (rm *requestMeter) Admit(ctx context.Context, req metering.Request) metering.Admission {
 	e, m := rm.e, rm.m
 	pol := e.Policy
-	if len(pol.Models) > 0 && !proxy.MatchModel(pol.Models, req.Model) && !(req.Billing == proxy.BillingFree && req.Model == "") {
-		return rm.refuse("model_not_allowed", proxy.ModelNotAllowed(req.Model))
+	if len(pol.Models) > 0 && !metering.MatchModel(pol.Models, req.Model) && !(req.Billing == metering.BillingFree && req.Model == "") {
+		return rm.refuse("model_not_allowed", metering.ModelNotAllowed(req.Model))
 	}
 	var tpm *int64
 	if pol.Limits != nil {
 		tpm = pol.Limits.TokensPerMinute
 	}
-	if (pol.Budget != nil || tpm != nil) && req.Billing == proxy.BillingUnknown {
-		return rm.refuse("route_not_metered", &proxy.Refusal{
+	if (pol.Budget != nil || tpm != nil) && req.Billing == metering.BillingUnknown {
+		return rm.refuse("route_not_metered", &metering.Refusal{
 			Status: http.StatusForbidden, Code: "route_not_metered",
 			Message: fmt.Sprintf("This API key's tokens or spend are counted, and the gateway cannot tell what %s %s costs before it is answered (uploads, images, audio and routes added in the providers file have no token price), so it refuses it rather than count it as free. Use a key without spec.budget and spec.limits.tokensPerMinute.",
 				req.Method, truncate(req.Path, 128)),
@@ -208,10 +209,10 @@ func (rm *requestMeter) Admit(ctx context.Context, req proxy.Request) proxy.Admi
 	}
 
 	a := &admitted{req: req, res: reservationOf(req)}
-	if b := pol.Budget; b != nil && b.Tokens == nil && req.Billing != proxy.BillingFree {
+	if b := pol.Budget; b != nil && b.Tokens == nil && req.Billing != metering.BillingFree {
 		var ok bool
 		if a.price, ok = rm.price(req); !ok {
-			return rm.refuse("model_not_priced", &proxy.Refusal{
+			return rm.refuse("model_not_priced", &metering.Refusal{
 				Status: http.StatusForbidden, Code: "model_not_priced",
 				Message: fmt.Sprintf("This API key has a dollar budget and model %q has no price in the gateway's providers file, so its cost cannot be counted: ask the gateway's operator to add it under %s's pricing:.", truncate(req.Model, 128), req.Provider),
 			})
@@ -219,7 +220,7 @@ func (rm *requestMeter) Admit(ctx context.Context, req proxy.Request) proxy.Admi
 	}
 	// An answer that no minute could hold is bounded to the minute's limit
 	// up front, when the client left the bound to us.
-	clampable := req.Billing == proxy.BillingTokens && !req.OutputBoundAsked
+	clampable := req.Billing == metering.BillingTokens && !req.OutputBoundAsked
 	if tpm != nil && clampable {
 		if tokens, err := a.res.tokens(); err != nil || tokens > *tpm {
 			if fit := a.res.outputThatFits(*tpm); fit >= 1 && fit < a.res.outputPerAnswer {
@@ -230,7 +231,7 @@ func (rm *requestMeter) Admit(ctx context.Context, req proxy.Request) proxy.Admi
 
 	for attempt := 0; ; attempt++ {
 		if err := a.plan(e); err != nil {
-			return rm.refuse("request_too_large", &proxy.Refusal{
+			return rm.refuse("request_too_large", &metering.Refusal{
 				Status: http.StatusBadRequest, Code: "request_too_large",
 				Message: fmt.Sprintf("This request cannot be counted: %v (%d answers of up to %d tokens, and about %d of prompt). Lower max_tokens or n.", err, a.res.answers, a.res.outputPerAnswer, a.res.input),
 			})
@@ -238,10 +239,11 @@ func (rm *requestMeter) Admit(ctx context.Context, req proxy.Request) proxy.Admi
 		if len(a.hits) == 0 {
 			break
 		}
-		ok, decisions, err := false, []quota.Decision(nil), errNoEngine
-		if engine := m.engine.Load(); engine != nil {
-			ok, decisions, err = engine.TakeAll(ctx, a.hits...)
+		engine := m.engine.get()
+		if engine == nil {
+			return rm.starting()
 		}
+		ok, decisions, err := engine.TakeAll(ctx, a.hits...)
 		if err != nil {
 			return rm.engineFailed(a, err)
 		}
@@ -257,17 +259,17 @@ func (rm *requestMeter) Admit(ctx context.Context, req proxy.Request) proxy.Admi
 				continue
 			}
 		}
-		return proxy.Admission{Refusal: rm.refusal(a)}
+		return metering.Admission{Refusal: rm.refusal(a)}
 	}
 	return rm.admit(a)
 }
 
 // admit lets a through, counted (a.ds) or not: its settlement, and the
 // smaller output bound when its reservation was clamped.
-func (rm *requestMeter) admit(a *admitted) proxy.Admission {
+func (rm *requestMeter) admit(a *admitted) metering.Admission {
 	rm.m.metrics.admitted(rm.e)
 	a.periodStart, _ = usage.PeriodOf(rm.e.Policy, rm.e.CreatedAt, rm.m.clock.Now())
-	adm := proxy.Admission{Settle: func(u proxy.Usage) { rm.settle(a, u) }}
+	adm := metering.Admission{Settle: func(u metering.Usage) { rm.settle(a, u) }}
 	if a.res.outputPerAnswer < a.req.MaxOutputTokens {
 		adm.ClampOutputTokens = a.res.outputPerAnswer
 	}
@@ -277,9 +279,9 @@ func (rm *requestMeter) admit(a *admitted) proxy.Admission {
 // admitted is one request's way through Admit and settle: its reservation,
 // what it took from which counter, and the engine's answers.
 type admitted struct {
-	req   proxy.Request
+	req   metering.Request
 	res   reservation
-	price proxy.ModelPrice
+	price providers.ModelPrice
 	// tokens and budgetCost are the reservation as taken from the tokens
 	// per minute and budget counters.
 	tokens, budgetCost int64
@@ -346,7 +348,7 @@ func (a *admitted) outputThatFitsTheBudget(b *gatewayv1alpha1.Budget) int64 {
 // engineFailed applies the failure modes to a request the engine could not
 // count: refused while a budget (by default) or limits (by choice) fail
 // closed, else served uncounted.
-func (rm *requestMeter) engineFailed(a *admitted, err error) proxy.Admission {
+func (rm *requestMeter) engineFailed(a *admitted, err error) metering.Admission {
 	e, m := rm.e, rm.m
 	m.metrics.engineError()
 	what, mode := "limits", m.limitsFailure
@@ -355,39 +357,56 @@ func (rm *requestMeter) engineFailed(a *admitted, err error) proxy.Admission {
 	}
 	if mode == FailClosed {
 		m.log.Warn("Quota engine unavailable: refusing the request of a key whose "+what+" fails closed", "apikey", e.Name.String(), "error", err)
-		return rm.refuse(what+"_unavailable", &proxy.Refusal{
-			Status: http.StatusServiceUnavailable, Type: "server_error", Code: what + "_unavailable",
-			Message: fmt.Sprintf("The gateway cannot count this API key's %s right now, and does not serve it uncounted. Retry shortly.", what),
-			// A 503 with a short wait: the SDKs retry it on their own.
-			RetryAfter: time.Second,
-		})
+		return rm.unavailable(what, "The gateway cannot count this API key's "+what+" right now, and does not serve it uncounted. Retry shortly.")
 	}
 	m.log.Warn("Quota engine unavailable: serving the request without counting it", "apikey", e.Name.String(), "error", err)
 	a.hits, a.ds = nil, nil
 	return rm.admit(a)
 }
 
-// refuse counts a refusal by reason and returns it.
-func (rm *requestMeter) refuse(reason string, f *proxy.Refusal) proxy.Admission {
-	rm.m.metrics.refused(rm.e, reason)
-	return proxy.Admission{Refusal: f}
+// starting refuses a request to count before the engine has started,
+// whatever the failure modes: they are for an engine that fails, and a
+// replica that has not started yet has no reason to serve uncounted.
+func (rm *requestMeter) starting() metering.Admission {
+	what := "limits"
+	if rm.e.Policy.Budget != nil {
+		what = "budget"
+	}
+	return rm.unavailable(what, "The gateway is starting and cannot count this API key's "+what+" yet, and does not serve it uncounted. Retry shortly.")
 }
 
-// Refused implements proxy.RequestMeter: a refusal the proxy wrote itself.
+// unavailable refuses a request whose counters cannot be reached: 503
+// {what}_unavailable.
+func (rm *requestMeter) unavailable(what, msg string) metering.Admission {
+	return rm.refuse(what+"_unavailable", &metering.Refusal{
+		Status: http.StatusServiceUnavailable, Type: "server_error", Code: what + "_unavailable",
+		Message: msg,
+		// A 503 with a short wait: the SDKs retry it on their own.
+		RetryAfter: time.Second,
+	})
+}
+
+// refuse counts a refusal by reason and returns it.
+func (rm *requestMeter) refuse(reason string, f *metering.Refusal) metering.Admission {
+	rm.m.metrics.refused(rm.e, reason)
+	return metering.Admission{Refusal: f}
+}
+
+// Refused implements metering.RequestMeter: a refusal metering wrote itself.
 func (rm *requestMeter) Refused(reason string) { rm.m.metrics.refused(rm.e, reason) }
 
 // price is the price of the request's model on the provider serving it.
-func (rm *requestMeter) price(req proxy.Request) (proxy.ModelPrice, bool) {
+func (rm *requestMeter) price(req metering.Request) (providers.ModelPrice, bool) {
 	prov := rm.m.providers.Get(req.Provider)
 	if prov == nil {
-		return proxy.ModelPrice{}, false
+		return providers.ModelPrice{}, false
 	}
 	return prov.Price(req.Model)
 }
 
 // settle corrects the reservations to what the request really used, gives
 // back its concurrency slot and records its spend.
-func (rm *requestMeter) settle(a *admitted, u proxy.Usage) {
+func (rm *requestMeter) settle(a *admitted, u metering.Usage) {
 	e, m := rm.e, rm.m
 	// The provider's counts are bounded like the client's: a count past
 	// any request's (a broken or hostile upstream) must not wrap a counter.
@@ -404,7 +423,7 @@ func (rm *requestMeter) settle(a *admitted, u proxy.Usage) {
 		}
 		c := a.hits[i].Counter
 		c.At = a.ds[i].PeriodStart
-		if _, err := m.engine.Load().Settle(ctx, c, delta); err != nil {
+		if _, err := m.engine.get().Settle(ctx, c, delta); err != nil {
 			m.metrics.engineError()
 			m.log.Warn("Quota engine unavailable: a settlement is lost", "apikey", e.Name.String(), "counter", c.Key, "delta", delta, "error", err)
 		}
@@ -425,15 +444,15 @@ func (rm *requestMeter) settle(a *admitted, u proxy.Usage) {
 
 // refusal explains which counter refused, with the headers OpenAI clients
 // read to wait and retry.
-func (rm *requestMeter) refusal(a *admitted) *proxy.Refusal {
+func (rm *requestMeter) refusal(a *admitted) *metering.Refusal {
 	e, m := rm.e, rm.m
 	now := m.clock.Now()
 	ds := a.ds
-	limitOf := func(i int) *proxy.RateLimit {
+	limitOf := func(i int) *metering.RateLimit {
 		if i < 0 {
 			return nil
 		}
-		return &proxy.RateLimit{Limit: ds[i].Limit, Remaining: ds[i].Remaining, Reset: ds[i].ResetAt.Sub(now)}
+		return &metering.RateLimit{Limit: ds[i].Limit, Remaining: ds[i].Remaining, Reset: ds[i].ResetAt.Sub(now)}
 	}
 	switch {
 	case a.refused(a.iBudget):
@@ -441,7 +460,7 @@ func (rm *requestMeter) refusal(a *admitted) *proxy.Refusal {
 		return budgetRefusal(e.Policy.Budget, a, ds[a.iBudget], now)
 	case a.refused(a.iReq):
 		m.metrics.refused(e, "requests_per_minute")
-		return proxy.RateLimitExceeded(fmt.Sprintf("This API key is limited to %d requests per minute.", ds[a.iReq].Limit),
+		return metering.RateLimitExceeded(fmt.Sprintf("This API key is limited to %d requests per minute.", ds[a.iReq].Limit),
 			ds[a.iReq].ResetAt.Sub(now), limitOf(a.iReq), limitOf(a.iTok))
 	case a.refused(a.iTok):
 		m.metrics.refused(e, "tokens_per_minute")
@@ -450,20 +469,20 @@ func (rm *requestMeter) refusal(a *admitted) *proxy.Refusal {
 		if a.tokens > ds[a.iTok].Limit {
 			msg += " Lower max_tokens: no minute can fit it."
 		}
-		return proxy.RateLimitExceeded(msg, ds[a.iTok].ResetAt.Sub(now), limitOf(a.iReq), limitOf(a.iTok))
+		return metering.RateLimitExceeded(msg, ds[a.iTok].ResetAt.Sub(now), limitOf(a.iReq), limitOf(a.iTok))
 	case a.refused(a.iConc):
 		m.metrics.refused(e, "concurrent_requests")
-		return proxy.RateLimitExceeded(fmt.Sprintf("This API key is limited to %d requests at a time.", ds[a.iConc].Limit),
+		return metering.RateLimitExceeded(fmt.Sprintf("This API key is limited to %d requests at a time.", ds[a.iConc].Limit),
 			time.Second, limitOf(a.iReq), limitOf(a.iTok))
 	}
 	m.metrics.refused(e, "unknown")
-	return proxy.RateLimitExceeded("This API key is over one of its limits.", time.Second, nil, nil)
+	return metering.RateLimitExceeded("This API key is over one of its limits.", time.Second, nil, nil)
 }
 
 // budgetRefusal says which of two things happened: the budget is spent
 // (nothing left, wait for the period), or this request needs more than
 // what is left (a smaller one may still fit).
-func budgetRefusal(b *gatewayv1alpha1.Budget, a *admitted, d quota.Decision, now time.Time) *proxy.Refusal {
+func budgetRefusal(b *gatewayv1alpha1.Budget, a *admitted, d quota.Decision, now time.Time) *metering.Refusal {
 	wait := d.ResetAt.Sub(now)
 	total := b.EffectivePeriod() == gatewayv1alpha1.BudgetTotal
 	if total {
@@ -480,10 +499,10 @@ func budgetRefusal(b *gatewayv1alpha1.Budget, a *admitted, d quota.Decision, now
 		period = "in total"
 	}
 	if d.Remaining <= 0 {
-		return proxy.BudgetExceeded(fmt.Sprintf("This API key has spent its budget of %s%s. An admin can raise spec.budget.",
+		return metering.BudgetExceeded(fmt.Sprintf("This API key has spent its budget of %s%s. An admin can raise spec.budget.",
 			b.Summary(), renewsIn(wait)), wait)
 	}
-	return proxy.BudgetExceeded(fmt.Sprintf("This request needs up to %s (about %s of prompt and up to %s of output), and this API key has %s left %s of its budget of %s%s. Lower max_tokens or n, or shorten the prompt.",
+	return metering.BudgetExceeded(fmt.Sprintf("This request needs up to %s (about %s of prompt and up to %s of output), and this API key has %s left %s of its budget of %s%s. Lower max_tokens or n, or shorten the prompt.",
 		amount(a.budgetCost), exactCount(a.res.input), exactCount(a.res.outputPerAnswer*a.res.answers),
 		amount(d.Remaining), period, b.Summary(), renewsIn(wait)), wait)
 }

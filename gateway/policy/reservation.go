@@ -5,13 +5,14 @@ import (
 	"math/bits"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
-	"github.com/codevector/codevector/gateway/proxy"
+	"github.com/codevector/codevector/gateway/metering"
+	"github.com/codevector/codevector/gateway/providers"
 )
 
 // maxReservedTokens bounds what one request may set aside: a billion
 // tokens, past any real request (a 10 MiB prompt is 2.6 million, 128
 // answers of 128,000 tokens 16 million), and the largest count a price is
-// computed for (proxy.ModelPrice.Cost), so a dollar reservation can never
+// computed for (providers.ModelPrice.Cost), so a dollar reservation can never
 // be cheaper than its tokens.
 const maxReservedTokens = 1_000_000_000
 
@@ -30,10 +31,10 @@ type reservation struct {
 	answers         int64
 }
 
-// reservationOf is the reservation for req as the proxy read it.
-func reservationOf(req proxy.Request) reservation {
+// reservationOf is the reservation for req as metering read it.
+func reservationOf(req metering.Request) reservation {
 	r := reservation{input: max(req.EstimatedInputTokens, 0), answers: max(req.Answers, 1)}
-	if req.Billing == proxy.BillingTokens {
+	if req.Billing == metering.BillingTokens {
 		r.outputPerAnswer = max(req.MaxOutputTokens, 0)
 	}
 	return r
@@ -62,7 +63,7 @@ func (r reservation) tokens() (int64, error) {
 }
 
 // cost is the whole reservation priced.
-func (r reservation) cost(price proxy.ModelPrice) (gatewayv1alpha1.NanoUSD, error) {
+func (r reservation) cost(price providers.ModelPrice) (gatewayv1alpha1.NanoUSD, error) {
 	out, err := r.output()
 	if err != nil {
 		return 0, err
@@ -86,7 +87,7 @@ func (r reservation) outputThatFits(room int64) int64 {
 // outputThatCosts is the largest output per answer whose reservation
 // costs at most room at price, with the input; 0 when not even one token
 // per answer fits. Output that costs nothing fits whatever the room.
-func (r reservation) outputThatCosts(room gatewayv1alpha1.NanoUSD, price proxy.ModelPrice) int64 {
+func (r reservation) outputThatCosts(room gatewayv1alpha1.NanoUSD, price providers.ModelPrice) int64 {
 	inputCost := price.Cost(r.input, 0)
 	if room <= inputCost {
 		return 0

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
-	"github.com/codevector/codevector/gateway/proxy"
+	"github.com/codevector/codevector/gateway/providers"
 )
 
 func TestReservationArithmeticIsChecked(t *testing.T) {
@@ -48,7 +48,7 @@ func TestOutputThatFits(t *testing.T) {
 		t.Errorf("room for the prompt and half a token: %d, want 0", got)
 	}
 	// gpt-4o: $2.50 in, $10 out per million; $0.01 of room, 10 tokens in.
-	price := proxy.ModelPrice{Input: 2_500_000_000, Output: 10_000_000_000}
+	price := providers.ModelPrice{Input: 2_500_000_000, Output: 10_000_000_000}
 	got := r.outputThatCosts(10_000_000, price)
 	fits := reservation{input: 10, outputPerAnswer: got, answers: 2}
 	cost, err := fits.cost(price)
@@ -64,7 +64,7 @@ func TestOutputThatFits(t *testing.T) {
 	}
 }
 
-func mustCost(t *testing.T, r reservation, price proxy.ModelPrice) gatewayv1alpha1.NanoUSD {
+func mustCost(t *testing.T, r reservation, price providers.ModelPrice) gatewayv1alpha1.NanoUSD {
 	t.Helper()
 	c, err := r.cost(price)
 	if err != nil {
@@ -95,7 +95,7 @@ func FuzzReservation(f *testing.F) {
 				t.Fatalf("%+v: %d per answer fits %d tokens of room, but reserves %d (%v)", r, fit, room, n, err)
 			}
 		}
-		price := proxy.ModelPrice{Input: gatewayv1alpha1.NanoUSD(priceIn % 1_000_000_000_001), Output: gatewayv1alpha1.NanoUSD(priceOut % 1_000_000_000_001)}
+		price := providers.ModelPrice{Input: gatewayv1alpha1.NanoUSD(priceIn % 1_000_000_000_001), Output: gatewayv1alpha1.NanoUSD(priceOut % 1_000_000_000_001)}
 		if price.Input < 0 || price.Output < 0 {
 			return
 		}

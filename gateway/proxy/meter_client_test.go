@@ -10,6 +10,9 @@ import (
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+
+	"github.com/codevector/codevector/gateway/metering"
+	"github.com/codevector/codevector/gateway/metering/meteringtest"
 )
 
 // The official OpenAI client against the metering proxy.
@@ -67,12 +70,12 @@ func TestMeterOpenAIClientStream(t *testing.T) {
 }
 
 func TestMeterOpenAIClientRetriesRateLimit(t *testing.T) {
-	upstream := recordingUpstream(t, "application/json", openAIChatJSON)
+	upstream := recordingUpstream(t, "application/json", meteringtest.OpenAIChatJSON)
 	m := newTestMeter(t)
-	m.refuse = func(n int, _ Request) *Refusal {
+	m.refuse = func(n int, _ metering.Request) *metering.Refusal {
 		if n == 1 {
-			return RateLimitExceeded("Rate limit of 1 request per minute reached.", 20*time.Millisecond,
-				&RateLimit{Limit: 1, Remaining: 0, Reset: 20 * time.Millisecond}, nil)
+			return metering.RateLimitExceeded("Rate limit of 1 request per minute reached.", 20*time.Millisecond,
+				&metering.RateLimit{Limit: 1, Remaining: 0, Reset: 20 * time.Millisecond}, nil)
 		}
 		return nil
 	}
@@ -103,10 +106,10 @@ func TestMeterOpenAIClientRetriesRateLimit(t *testing.T) {
 }
 
 func TestMeterOpenAIClientDoesNotRetrySpentBudget(t *testing.T) {
-	upstream := recordingUpstream(t, "application/json", openAIChatJSON)
+	upstream := recordingUpstream(t, "application/json", meteringtest.OpenAIChatJSON)
 	m := newTestMeter(t)
-	m.refuse = func(int, Request) *Refusal {
-		return BudgetExceeded("The key's budget of 1000000 tokens per month is spent.", 10*24*time.Hour)
+	m.refuse = func(int, metering.Request) *metering.Refusal {
+		return metering.BudgetExceeded("The key's budget of 1000000 tokens per month is spent.", 10*24*time.Hour)
 	}
 	front := newFront(t, testProviders(t, upstream.URL, upstream.URL), Options{Meter: m})
 	client := openai.NewClient(option.WithBaseURL(front.URL+"/gateway/openai/v1/"), option.WithAPIKey(clientKey))

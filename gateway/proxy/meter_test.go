@@ -11,6 +11,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/codevector/codevector/gateway/metering"
+	"github.com/codevector/codevector/gateway/metering/meteringtest"
+	"github.com/codevector/codevector/gateway/providers"
 )
 
 // testMeter is a Meter whose every request has a policy (unless noPolicy):
@@ -21,45 +25,45 @@ type testMeter struct {
 	t        testing.TB
 	noPolicy bool
 	allow    []string
-	refuse   func(n int, req Request) *Refusal
+	refuse   func(n int, req metering.Request) *metering.Refusal
 	// clamp is every admission's ClampOutputTokens.
 	clamp int64
 
 	mu       sync.Mutex
 	admits   int
-	admitted []Request
-	settled  []Usage
+	admitted []metering.Request
+	settled  []metering.Usage
 	// refusedBy are the reasons of the proxy's own refusals (Refused).
 	refusedBy []string
 }
 
 func newTestMeter(t testing.TB) *testMeter { return &testMeter{t: t} }
 
-func (m *testMeter) For(*http.Request) RequestMeter {
+func (m *testMeter) For(*http.Request) metering.RequestMeter {
 	if m.noPolicy {
 		return nil
 	}
 	return m
 }
 
-func (m *testMeter) Admit(_ context.Context, req Request) Admission {
+func (m *testMeter) Admit(_ context.Context, req metering.Request) metering.Admission {
 	m.mu.Lock()
 	m.admits++
 	n := m.admits
 	m.mu.Unlock()
-	if m.allow != nil && req.Method == http.MethodPost && !MatchModel(m.allow, req.Model) {
-		return Admission{Refusal: ModelNotAllowed(req.Model)}
+	if m.allow != nil && req.Method == http.MethodPost && !metering.MatchModel(m.allow, req.Model) {
+		return metering.Admission{Refusal: metering.ModelNotAllowed(req.Model)}
 	}
 	if m.refuse != nil {
 		if f := m.refuse(n, req); f != nil {
-			return Admission{Refusal: f}
+			return metering.Admission{Refusal: f}
 		}
 	}
 	m.mu.Lock()
 	m.admitted = append(m.admitted, req)
 	m.mu.Unlock()
 	settled := false
-	return Admission{Settle: func(u Usage) {
+	return metering.Admission{Settle: func(u metering.Usage) {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		if settled {
@@ -77,7 +81,7 @@ func (m *testMeter) Refused(reason string) {
 }
 
 func (m *testMeter) AllowsModel(model string) bool {
-	return m.allow == nil || MatchModel(m.allow, model)
+	return m.allow == nil || metering.MatchModel(m.allow, model)
 }
 
 func (m *testMeter) admitCount() int {
@@ -89,7 +93,7 @@ func (m *testMeter) admitCount() int {
 // waitSettled waits until every admitted request has settled (the client
 // can have its whole response before the handler returns) and returns the
 // one usage of the one admitted request.
-func (m *testMeter) only(t *testing.T) (Request, Usage) {
+func (m *testMeter) only(t *testing.T) (metering.Request, metering.Usage) {
 	t.Helper()
 	eventually(t, "the request to settle", func() bool {
 		m.mu.Lock()
@@ -124,7 +128,7 @@ func streamUpstream(t *testing.T) *fakeUpstream {
 		}
 		w.Header().Set("Content-Type", "text/event-stream; charset=utf-8")
 		rc := http.NewResponseController(w)
-		for i, ev := range chatStream(req.StreamOptions.IncludeUsage) {
+		for i, ev := range meteringtest.ChatStream(req.StreamOptions.IncludeUsage) {
 			parts := []string{ev}
 			if i == 1 {
 				parts = []string{ev[:20], ev[20:]}
@@ -171,7 +175,7 @@ func TestMeterStreamHidesUsageTheClientDidNotAsk(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %d: %s", resp.StatusCode, body)
 	}
-	if want := strings.Join(chatStream(false), ""); string(body) != want {
+	if want := strings.Join(meteringtest.ChatStream(false), ""); string(body) != want {
 		t.Errorf("client received\n%s\nwant exactly what the upstream sends without usage\n%s", body, want)
 	}
 	got := upstream.only(t)
@@ -183,13 +187,13 @@ func TestMeterStreamHidesUsageTheClientDidNotAsk(t *testing.T) {
 	}
 
 	admitted, u := m.only(t)
-	want := Request{Provider: "openai", Kind: KindOpenAI, Method: http.MethodPost, Path: "/v1/chat/completions",
-		Model: "gpt-4o", Stream: true, Billing: BillingTokens, EstimatedInputTokens: int64(len(sent)+3) / 4,
-		MaxOutputTokens: DefaultMaxOutputTokens[KindOpenAI], Answers: 1}
+	want := metering.Request{Provider: "openai", Kind: providers.KindOpenAI, Method: http.MethodPost, Path: "/v1/chat/completions",
+		Model: "gpt-4o", Stream: true, Billing: metering.BillingTokens, EstimatedInputTokens: int64(len(sent)+3) / 4,
+		MaxOutputTokens: providers.DefaultMaxOutputTokens[providers.KindOpenAI], Answers: 1}
 	if admitted != want {
 		t.Errorf("admitted %+v\nwant %+v", admitted, want)
 	}
-	if wantU := (Usage{Model: "gpt-4o", Status: 200, InputTokens: 9, OutputTokens: 12, Complete: true}); u != wantU {
+	if wantU := (metering.Usage{Model: "gpt-4o", Status: 200, InputTokens: 9, OutputTokens: 12, Complete: true}); u != wantU {
 		t.Errorf("settled %+v, want %+v", u, wantU)
 	}
 }
@@ -204,7 +208,7 @@ func TestMeterStreamPassesUsageTheClientAsked(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %d: %s", resp.StatusCode, body)
 	}
-	if want := strings.Join(chatStream(true), ""); string(body) != want {
+	if want := strings.Join(meteringtest.ChatStream(true), ""); string(body) != want {
 		t.Errorf("client received\n%s\nwant\n%s", body, want)
 	}
 	if got := upstream.only(t); string(got.Body) != sent {
@@ -224,13 +228,13 @@ func TestMeterUsageFormats(t *testing.T) {
 		name, path, contentType, answer string
 		input, output                   int64
 	}{
-		{"openai chat json", "/gateway/openai/v1/chat/completions", "application/json", openAIChatJSON, 19, 10},
-		{"openai embeddings json", "/gateway/openai/v1/embeddings", "application/json", openAIEmbeddingsJSON, 8, 0},
-		{"openai responses json", "/gateway/openai/v1/responses", "application/json", openAIResponsesJSON, 36, 87},
-		{"openai responses sse", "/gateway/openai/v1/responses", "text/event-stream", openAIResponsesSSE, 37, 11},
-		{"openai chat sse", "/gateway/openai/v1/chat/completions", "text/event-stream", strings.Join(chatStream(true), ""), 9, 12},
-		{"anthropic json", "/gateway/anthropic/v1/messages", "application/json", anthropicJSON, 1112, 6},
-		{"anthropic sse", "/gateway/anthropic/v1/messages", "text/event-stream", anthropicSSE, 29, 15},
+		{"openai chat json", "/gateway/openai/v1/chat/completions", "application/json", meteringtest.OpenAIChatJSON, 19, 10},
+		{"openai embeddings json", "/gateway/openai/v1/embeddings", "application/json", meteringtest.OpenAIEmbeddingsJSON, 8, 0},
+		{"openai responses json", "/gateway/openai/v1/responses", "application/json", meteringtest.OpenAIResponsesJSON, 36, 87},
+		{"openai responses sse", "/gateway/openai/v1/responses", "text/event-stream", meteringtest.OpenAIResponsesSSE, 37, 11},
+		{"openai chat sse", "/gateway/openai/v1/chat/completions", "text/event-stream", strings.Join(meteringtest.ChatStream(true), ""), 9, 12},
+		{"anthropic json", "/gateway/anthropic/v1/messages", "application/json", meteringtest.AnthropicJSON, 1112, 6},
+		{"anthropic sse", "/gateway/anthropic/v1/messages", "text/event-stream", meteringtest.AnthropicSSE, 29, 15},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -253,7 +257,7 @@ func TestMeterUsageFormats(t *testing.T) {
 }
 
 func TestMeterClientGoneMidStreamSettlesWhatWasDelivered(t *testing.T) {
-	events := chatStream(true)
+	events := meteringtest.ChatStream(true)
 	upstreamDone := make(chan struct{})
 	upstream := newFakeUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		defer close(upstreamDone)
@@ -291,7 +295,7 @@ func TestMeterClientGoneMidStreamSettlesWhatWasDelivered(t *testing.T) {
 
 	admitted, u := m.only(t)
 	// "assistant", "", "Hel", "lo": 14 bytes of text, 4 tokens.
-	want := Usage{Model: "gpt-4o", Status: 200, InputTokens: admitted.EstimatedInputTokens, OutputTokens: 4, Complete: false, Estimated: true}
+	want := metering.Usage{Model: "gpt-4o", Status: 200, InputTokens: admitted.EstimatedInputTokens, OutputTokens: 4, Complete: false, Estimated: true}
 	if u != want {
 		t.Errorf("settled %+v, want %+v", u, want)
 	}
@@ -299,10 +303,10 @@ func TestMeterClientGoneMidStreamSettlesWhatWasDelivered(t *testing.T) {
 
 func TestMeterUpstreamCutMidStream(t *testing.T) {
 	// Anthropic reported input in message_start, then the connection broke.
-	cutAt := strings.Index(anthropicSSE, "event: content_block_stop")
+	cutAt := strings.Index(meteringtest.AnthropicSSE, "event: content_block_stop")
 	upstream := newFakeUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
-		_, _ = io.WriteString(w, anthropicSSE[:cutAt])
+		_, _ = io.WriteString(w, meteringtest.AnthropicSSE[:cutAt])
 		_ = http.NewResponseController(w).Flush()
 		panic(http.ErrAbortHandler)
 	})
@@ -317,7 +321,7 @@ func TestMeterUpstreamCutMidStream(t *testing.T) {
 	_, u := m.only(t)
 	// Input as reported; output: "text_delta" + "Hello" delivered, 15 bytes,
 	// 4 tokens, more than message_start's 1.
-	want := Usage{Model: "claude-sonnet-4-6", Status: 200, InputTokens: 29, OutputTokens: 4, Complete: false, Estimated: true}
+	want := metering.Usage{Model: "claude-sonnet-4-6", Status: 200, InputTokens: 29, OutputTokens: 4, Complete: false, Estimated: true}
 	if u != want {
 		t.Errorf("settled %+v, want %+v", u, want)
 	}
@@ -346,7 +350,7 @@ func TestMeterErrorsSettleWithZero(t *testing.T) {
 				t.Fatalf("status %d: %s", resp.StatusCode, body)
 			}
 			_, u := m.only(t)
-			if want := (Usage{Model: "gpt-4o", Status: tt.status, Complete: true}); u != want {
+			if want := (metering.Usage{Model: "gpt-4o", Status: tt.status, Complete: true}); u != want {
 				t.Errorf("settled %+v, want %+v", u, want)
 			}
 		})
@@ -356,21 +360,21 @@ func TestMeterErrorsSettleWithZero(t *testing.T) {
 func TestMeterFreeRoutesAndUnreportedUsage(t *testing.T) {
 	tests := []struct {
 		name, path, answer string
-		want               func(req Request) Usage
+		want               func(req metering.Request) metering.Usage
 	}{
 		{
 			name: "count_tokens is free", path: "/gateway/anthropic/v1/messages/count_tokens", answer: `{"input_tokens":12}`,
-			want: func(Request) Usage { return Usage{Model: "m", Status: 200, Complete: true} },
+			want: func(metering.Request) metering.Usage { return metering.Usage{Model: "m", Status: 200, Complete: true} },
 		},
 		{
 			name: "moderations are free", path: "/gateway/openai/v1/moderations", answer: `{"id":"modr-1","results":[]}`,
-			want: func(Request) Usage { return Usage{Model: "m", Status: 200, Complete: true} },
+			want: func(metering.Request) metering.Usage { return metering.Usage{Model: "m", Status: 200, Complete: true} },
 		},
 		{
 			name: "no usage reported: estimated", path: "/gateway/openai/v1/chat/completions",
 			answer: `{"choices":[{"message":{"content":"12345678"}}]}`,
-			want: func(req Request) Usage {
-				return Usage{Model: "m", Status: 200, InputTokens: req.EstimatedInputTokens, OutputTokens: 2, Complete: true, Estimated: true}
+			want: func(req metering.Request) metering.Usage {
+				return metering.Usage{Model: "m", Status: 200, InputTokens: req.EstimatedInputTokens, OutputTokens: 2, Complete: true, Estimated: true}
 			},
 		},
 	}
@@ -394,10 +398,10 @@ func TestMeterRefusals(t *testing.T) {
 	upstream := newFakeUpstream(t, nil)
 	m := newTestMeter(t)
 	m.allow = []string{"gpt-4o*", "claude-sonnet-*"}
-	m.refuse = func(_ int, req Request) *Refusal {
+	m.refuse = func(_ int, req metering.Request) *metering.Refusal {
 		if req.Model == "gpt-4o-mini" {
-			return RateLimitExceeded("Rate limit of 1 request per minute reached.", 30*time.Second,
-				&RateLimit{Limit: 1, Remaining: 0, Reset: 30 * time.Second}, nil)
+			return metering.RateLimitExceeded("Rate limit of 1 request per minute reached.", 30*time.Second,
+				&metering.RateLimit{Limit: 1, Remaining: 0, Reset: 30 * time.Second}, nil)
 		}
 		return nil
 	}
@@ -428,7 +432,7 @@ func TestMeterRefusals(t *testing.T) {
 	if resp, body := do(t, postJSON(t, front.URL+"/gateway/openai/v1/chat/completions", `{"model":"claude-sonnet-4-6"}`)); resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %d: %s", resp.StatusCode, body)
 	}
-	if req, _ := m.only(t); req.Provider != "anthropic" || req.Kind != KindAnthropic {
+	if req, _ := m.only(t); req.Provider != "anthropic" || req.Kind != providers.KindAnthropic {
 		t.Errorf("admitted as %s (%s), want anthropic", req.Provider, req.Kind)
 	}
 }
@@ -490,7 +494,7 @@ func TestMeterModelListings(t *testing.T) {
 }
 
 func TestMeterWithoutPolicyChangesNothing(t *testing.T) {
-	upstream := recordingUpstream(t, "application/json", openAIChatJSON)
+	upstream := recordingUpstream(t, "application/json", meteringtest.OpenAIChatJSON)
 	m := newTestMeter(t)
 	m.noPolicy = true
 	front := newFront(t, testProviders(t, upstream.URL, upstream.URL), Options{Meter: m})
@@ -498,7 +502,7 @@ func TestMeterWithoutPolicyChangesNothing(t *testing.T) {
 	sent := `{"model":"gpt-4o","stream":true,"model":"dup"}`
 	req := postJSON(t, front.URL+"/gateway/anthropic/v1/messages", sent)
 	req.Header.Set("Accept-Encoding", "gzip")
-	if resp, body := do(t, req); resp.StatusCode != http.StatusOK || string(body) != openAIChatJSON {
+	if resp, body := do(t, req); resp.StatusCode != http.StatusOK || string(body) != meteringtest.OpenAIChatJSON {
 		t.Fatalf("response %d %s", resp.StatusCode, body)
 	}
 	got := upstream.only(t)

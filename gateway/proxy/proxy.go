@@ -1,7 +1,10 @@
 // Package proxy forwards /gateway/{provider}/{path...} to LLM providers
-// (docs/design.md, section 7.2): it picks the upstream from the URL, or from the
+// (docs/design.md, section 7.2): it checks the path against the providers
+// file (gateway/providers), picks the upstream from the URL, or from the
 // request's "model" when the provider routes models elsewhere, swaps the
 // client's key for the provider's credential and streams the response back.
+// A request whose key has a policy goes through gateway/metering on its
+// way (metering.Serve, with the proxy's meteredHop).
 //
 // It runs after authentication and knows nothing about API keys except that
 // the client's key headers must never reach a provider.
@@ -17,6 +20,8 @@ import (
 	"time"
 
 	"github.com/codevector/codevector/gateway/httperr"
+	"github.com/codevector/codevector/gateway/metering"
+	"github.com/codevector/codevector/gateway/providers"
 )
 
 // Defaults for Options fields left zero.
@@ -57,9 +62,9 @@ type Options struct {
 	// and owner) to the per-request log line.
 	LogAttrs func(*http.Request) []slog.Attr
 	// Meter, if set, applies per-key policy: model allowlists, limits and
-	// budgets (meter.go). Nil, or a Meter whose For returns nil for a
-	// request, costs nothing.
-	Meter Meter
+	// budgets (gateway/metering). Nil, or a Meter whose For returns nil for
+	// a request, costs nothing.
+	Meter metering.Meter
 }
 
 // Proxy is the http.Handler for /gateway/{provider}/{path...}. It parses the
@@ -67,13 +72,13 @@ type Options struct {
 // path is left unchanged.
 type Proxy struct {
 	upstreams map[string]*upstream
-	// names are the providers' names in the file's order, for messages.
-	names    []string
-	maxBody  int64
-	log      *slog.Logger
-	metrics  *Metrics
-	logAttrs func(*http.Request) []slog.Attr
-	meter    Meter
+	// providers answer, with their messages, requests that reach none.
+	providers *providers.Providers
+	maxBody   int64
+	log       *slog.Logger
+	metrics   *Metrics
+	logAttrs  func(*http.Request) []slog.Attr
+	meter     metering.Meter
 	// transport is the proxy's own transport, nil when Options.Transport was
 	// given.
 	transport *http.Transport
@@ -83,7 +88,7 @@ type Proxy struct {
 // that Rewrite knows its target without per-request context values.
 type upstream struct {
 	name     string
-	provider *Provider
+	provider *providers.Provider
 	routes   []route
 	rp       *httputil.ReverseProxy
 }
@@ -95,7 +100,7 @@ type route struct {
 
 // New builds a Proxy for the providers. Providers are fixed for the life of
 // the Proxy; a changed providers file needs a new Proxy (a restart).
-func New(ps *Providers, opts Options) *Proxy {
+func New(ps *providers.Providers, opts Options) *Proxy {
 	if opts.MaxRequestBodyBytes <= 0 {
 		opts.MaxRequestBodyBytes = DefaultMaxRequestBodyBytes
 	}
@@ -109,13 +114,13 @@ func New(ps *Providers, opts Options) *Proxy {
 		opts.Logger = slog.Default()
 	}
 	p := &Proxy{
-		upstreams: make(map[string]*upstream, len(ps.list)),
+		upstreams: make(map[string]*upstream, len(ps.List())),
 		maxBody:   opts.MaxRequestBodyBytes,
 		log:       opts.Logger,
 		metrics:   opts.Metrics,
 		logAttrs:  opts.LogAttrs,
 		meter:     opts.Meter,
-		names:     ps.Names(),
+		providers: ps,
 	}
 	transport := opts.Transport
 	if transport == nil {
@@ -127,7 +132,7 @@ func New(ps *Providers, opts Options) *Proxy {
 	errorLog := slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn)
 	buffers := &bufferPool{}
 
-	for _, prov := range ps.list {
+	for _, prov := range ps.List() {
 		up := &upstream{name: prov.Name, provider: prov}
 		rt := transport
 		if opts.Metrics != nil {
@@ -140,7 +145,7 @@ func New(ps *Providers, opts Options) *Proxy {
 			// write of text/event-stream and unknown-length responses, which
 			// is every stream. -1 would also flush fixed-length answers
 			// write by write, through a timer goroutine per response: 20%
-			// of the gateway's CPU per request, measured (docs/benchmarks.md).
+			// of the gateway's CPU per request (docs/benchmarks.md, "Gateway request path").
 			BufferPool:     buffers,
 			ErrorLog:       errorLog,
 			ErrorHandler:   p.upstreamError(up),
@@ -212,14 +217,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (p *Proxy) serve(rec *responseRecorder, w http.ResponseWriter, r *http.Request, st *requestState) {
 	name, rest, ok := splitPath(r.URL.Path)
 	if !ok {
-		httperr.Write(rec, http.StatusNotFound, httperr.TypeInvalidRequest, "unknown_provider",
-			"no provider in path: use /gateway/{provider}/{path}, where {provider} is "+p.providerList()+
-				" (for example /gateway/"+p.names[0]+"/v1/models)")
+		httperr.Write(rec, http.StatusNotFound, httperr.TypeInvalidRequest, "unknown_provider", p.providers.NoProviderMessage())
 		return
 	}
 	from := p.upstreams[name]
 	if from == nil {
-		httperr.Write(rec, http.StatusNotFound, httperr.TypeInvalidRequest, "unknown_provider", p.unknownProvider(name, rest))
+		httperr.Write(rec, http.StatusNotFound, httperr.TypeInvalidRequest, "unknown_provider", p.providers.UnknownProviderMessage(name, rest))
 		return
 	}
 	st.from, st.to = from, from
@@ -236,7 +239,7 @@ func (p *Proxy) serve(rec *responseRecorder, w http.ResponseWriter, r *http.Requ
 		if _, raw, ok := splitPath(r.URL.RawPath); ok {
 			shown = raw
 		}
-		status, code, msg := routeRefusal(from.provider, r.Method, truncate(shown, 128), rest)
+		status, code, msg := from.provider.RouteRefusal(r.Method, truncate(shown, 128), rest)
 		httperr.Write(rec, status, httperr.TypeInvalidRequest, code, msg)
 		return
 	}
@@ -251,14 +254,14 @@ func (p *Proxy) serve(rec *responseRecorder, w http.ResponseWriter, r *http.Requ
 		}
 	}
 
-	if len(from.routes) > 0 && r.Method == http.MethodPost && isJSON(r.Header["Content-Type"]) {
+	if len(from.routes) > 0 && r.Method == http.MethodPost && metering.IsJSON(r.Header["Content-Type"]) {
 		// The only case that buffers the body: the route depends on it.
 		body, err := readBody(r, p.maxBody)
 		if err != nil {
 			p.bodyError(rec, r, err)
 			return
 		}
-		st.model = requestModel(body)
+		st.model = metering.RequestModel(body)
 		if to := from.route(st.model); to != nil {
 			st.to = to
 		}
@@ -291,10 +294,61 @@ func (p *Proxy) forward(out, w http.ResponseWriter, r *http.Request, up *upstrea
 	up.rp.ServeHTTP(out, r)
 }
 
+// serveMetered hands a request whose key has a policy to metering.Serve,
+// with the proxy's side of it (meteredHop).
+func (p *Proxy) serveMetered(rec *responseRecorder, w http.ResponseWriter, r *http.Request, st *requestState, rest string, rm metering.RequestMeter) {
+	// The hop holds a copy of st, so that st stays on ServeHTTP's stack
+	// for the requests that are not metered; what routing learnt is
+	// copied back, also when ReverseProxy aborts with a panic.
+	h := &meteredHop{p: p, rec: rec, w: w, r: r, st: *st}
+	defer func() { *st = h.st }()
+	metering.Serve(rec, r, rest, rm, h)
+}
+
+// meteredHop is the proxy's side of a request that metering.Serve meters.
+type meteredHop struct {
+	p   *Proxy
+	rec *responseRecorder
+	w   http.ResponseWriter // the server's own
+	r   *http.Request
+	st  requestState
+}
+
+func (h *meteredHop) ReadBody() ([]byte, bool) {
+	body, err := readBody(h.r, h.p.maxBody)
+	if err != nil {
+		h.p.bodyError(h.rec, h.r, err)
+		return nil, false
+	}
+	return body, true
+}
+
+func (h *meteredHop) StreamBody() {
+	if r := h.r; r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody {
+		r.Body = http.MaxBytesReader(h.w, r.Body, h.p.maxBody)
+	}
+}
+
+func (h *meteredHop) Route(model string) *providers.Provider {
+	h.st.model = model
+	if to := h.st.from.route(model); to != nil {
+		h.st.to = to
+	}
+	return h.st.to.provider
+}
+
+func (h *meteredHop) Forward(out http.ResponseWriter, body []byte) {
+	if body != nil {
+		h.r.Body = &bufferedBody{Reader: bytes.NewReader(body), data: body}
+		h.r.ContentLength = int64(len(body))
+	}
+	h.p.forward(out, h.w, h.r, h.st.to)
+}
+
 // routeAllowed checks the request against the provider's routes: its
 // decoded path and, when the client escaped it differently from the
 // default, the escaped form the provider will receive.
-func routeAllowed(prov *Provider, r *http.Request, rest string) bool {
+func routeAllowed(prov *providers.Provider, r *http.Request, rest string) bool {
 	rawRest := ""
 	if r.URL.RawPath != "" {
 		var ok bool
@@ -302,7 +356,7 @@ func routeAllowed(prov *Provider, r *http.Request, rest string) bool {
 			return false // "/gateway/" itself escaped: nothing to check it against
 		}
 	}
-	return prov.allows(r.Method, rest, rawRest)
+	return prov.AllowsEscaped(r.Method, rest, rawRest)
 }
 
 func (up *upstream) route(model string) *upstream {

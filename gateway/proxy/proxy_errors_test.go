@@ -125,3 +125,30 @@ func TestProxyCancelledByMiddleware(t *testing.T) {
 	resp, body := do(t, newRequest(t, http.MethodGet, front.URL+"/gateway/openai/v1/models", nil))
 	checkJSONError(t, resp, body, http.StatusBadGateway, "request_cancelled", "request cancelled: API key revoked")
 }
+
+// A refused route is answered by the gateway, never by the provider, and
+// the escaped form the provider would receive must match the same route.
+func TestProxyRefusesRoutesNotEnabled(t *testing.T) {
+	openai := newFakeUpstream(t, nil)
+	front := newFront(t, testProviders(t, openai.URL, openai.URL), Options{})
+	for _, tt := range []struct{ method, path string }{
+		{http.MethodGet, "/gateway/openai/v1/files"},
+		{http.MethodGet, "/gateway/openai/v1/chat/completions"},
+		{http.MethodPost, "/gateway/openai/v1/chat%2Fcompletions"},
+		{http.MethodGet, "/gateway/openai/v1/models/a%2Fb"},
+		{http.MethodPost, "/gateway/anthropic/v1/messages/batches"},
+		{http.MethodPost, "/gateway/openai"},
+	} {
+		resp, body := do(t, newRequest(t, tt.method, front.URL+tt.path, nil))
+		checkJSONError(t, resp, body, http.StatusNotFound, "route_not_enabled", "is not enabled on this gateway for provider")
+	}
+	if n := len(openai.received()); n != 0 {
+		t.Errorf("upstream received %d requests, want 0", n)
+	}
+	resp, body := do(t, newRequest(t, http.MethodPost, front.URL+"/gateway/openai/v1/chat%2Fcompletions", nil))
+	checkJSONError(t, resp, body, http.StatusNotFound, "route_not_enabled", "POST /v1/chat%2Fcompletions is not enabled")
+	resp, body = do(t, newRequest(t, http.MethodGet, front.URL+"/gateway/openai/v1/models/gpt%2D4o", nil))
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /v1/models/gpt%%2D4o = %d %s, want it proxied", resp.StatusCode, body)
+	}
+}

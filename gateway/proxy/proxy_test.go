@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/codevector/codevector/gateway/providers"
 )
 
 // recordedRequest is what a fake upstream saw.
@@ -79,15 +81,34 @@ func (u *fakeUpstream) only(t *testing.T) recordedRequest {
 	return got[0]
 }
 
+// designExample is the providers file of docs/design.md, section 7.2 (the
+// providers package's tests check that it parses as the document says).
+const designExample = `providers:
+  openai:
+    baseURL: https://api.openai.com
+    credential: {env: OPENAI_API_KEY}
+    models:
+      "claude-*": anthropic
+  anthropic:
+    baseURL: https://api.anthropic.com
+    credential: {header: x-api-key, format: "{value}", env: ANTHROPIC_API_KEY}
+    headers: {anthropic-version: "2023-06-01"}
+`
+
+// testEnv holds the credentials designExample reads.
+func testEnv(name string) string {
+	return map[string]string{"OPENAI_API_KEY": "sk-openai-test", "ANTHROPIC_API_KEY": "sk-ant-test"}[name]
+}
+
 // testProviders is the example of docs/design.md, section 7.2, pointed at
 // fake upstreams.
-func testProviders(t testing.TB, openaiURL, anthropicURL string) *Providers {
+func testProviders(t testing.TB, openaiURL, anthropicURL string) *providers.Providers {
 	t.Helper()
 	file := strings.NewReplacer(
 		"https://api.openai.com", openaiURL,
 		"https://api.anthropic.com", anthropicURL,
 	).Replace(designExample)
-	ps, err := ParseProviders([]byte(file), testEnv)
+	ps, err := providers.ParseProviders([]byte(file), testEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +117,7 @@ func testProviders(t testing.TB, openaiURL, anthropicURL string) *Providers {
 
 // newFront serves the proxy on a real HTTP server, as the gateway does.
 // configure, if given, adjusts the server before it starts.
-func newFront(t *testing.T, ps *Providers, opts Options, configure ...func(*http.Server)) *httptest.Server {
+func newFront(t *testing.T, ps *providers.Providers, opts Options, configure ...func(*http.Server)) *httptest.Server {
 	t.Helper()
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -232,7 +253,7 @@ func TestProxyForwardsToProvider(t *testing.T) {
 
 func TestProxyKeepsEscapedPath(t *testing.T) {
 	openai := newFakeUpstream(t, nil)
-	ps, err := ParseProviders([]byte("providers:\n  openai:\n    baseURL: "+openai.URL+"\n    routes: [GET /v1/files/**]\n"), nil)
+	ps, err := providers.ParseProviders([]byte("providers:\n  openai:\n    baseURL: "+openai.URL+"\n    routes: [GET /v1/files/**]\n"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

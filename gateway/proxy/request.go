@@ -68,14 +68,6 @@ func hasDotSegment(p string) bool {
 	return false
 }
 
-func isJSON(contentType []string) bool {
-	if len(contentType) == 0 {
-		return false
-	}
-	mediaType, _, _ := strings.Cut(contentType[0], ";")
-	return strings.EqualFold(strings.TrimSpace(mediaType), "application/json")
-}
-
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s

@@ -37,7 +37,7 @@ func (p *Proxy) rewrite(up *upstream) func(*httputil.ProxyRequest) {
 		pr.SetXForwarded()
 
 		if c := prov.Credential; c != nil {
-			v, err := c.headerValues()
+			v, err := c.HeaderValues()
 			if err != nil {
 				p.log.Warn("Failed to re-read credential file, kept the previous value",
 					"provider", prov.Name, "error", err)
@@ -108,6 +108,21 @@ func (p *Proxy) upstreamError(up *upstream) func(http.ResponseWriter, *http.Requ
 			p.log.Warn("Failed to reach upstream", "provider", up.name, "error", err)
 			httperr.Write(w, http.StatusBadGateway, httperr.TypeUpstream, "upstream_unavailable",
 				fmt.Sprintf("provider %s is unavailable", up.name))
+		}
+	}
+}
+
+// recorderOf returns the responseRecorder under w: w itself, or under the
+// writers (metering's) that wrap it.
+func recorderOf(w http.ResponseWriter) *responseRecorder {
+	for {
+		switch v := w.(type) {
+		case *responseRecorder:
+			return v
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = v.Unwrap()
+		default:
+			return nil
 		}
 	}
 }

@@ -105,7 +105,7 @@ func (e *Engine) leaseFor(c Counter, start, end, now time.Time, create bool) *le
 		// replica owns every counter and leases from itself all the same:
 		// a take from a lease is a mutex, one from gubernator a trip
 		// through its worker pool, and through one replica that was most
-		// of what a limit cost a request (docs/benchmarks.md, per-key policy).
+		// of what a limit cost a request (docs/benchmarks.md, "Per-key policy").
 		if e.peered {
 			owned, err := e.ownsCounter(c.Key, start)
 			if err != nil {

@@ -17,7 +17,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
-	"github.com/codevector/codevector/gateway/proxy"
+	"github.com/codevector/codevector/gateway/metering"
+	"github.com/codevector/codevector/gateway/providers"
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/testenv"
@@ -163,9 +164,9 @@ func (u *billingUpstream) lastBound() int64 {
 
 // billingProviders points openai at u, with prices and the models'
 // maximum output.
-func billingProviders(t *testing.T, u *billingUpstream) *proxy.Providers {
+func billingProviders(t *testing.T, u *billingUpstream) *providers.Providers {
 	t.Helper()
-	p, err := proxy.ParseProviders([]byte(fmt.Sprintf(`providers:
+	p, err := providers.ParseProviders([]byte(fmt.Sprintf(`providers:
   openai:
     baseURL: %s
     pricing:
@@ -265,7 +266,7 @@ func TestMeteringHoldsWhateverAClientSends(t *testing.T) {
 			a := <-held
 			first = &a
 		}
-		if code, msg := errorOf(t, first.body); first.status != http.StatusTooManyRequests || code != proxy.CodeBudgetExceeded || !strings.Contains(msg, "needs up to") {
+		if code, msg := errorOf(t, first.body); first.status != http.StatusTooManyRequests || code != metering.CodeBudgetExceeded || !strings.Contains(msg, "needs up to") {
 			t.Errorf("max_tokens 2^63-1: %d %s %q; want 429 budget_exceeded saying what it needs", first.status, code, msg)
 		}
 		if billed := up.bill(model); billed > budget {
@@ -368,7 +369,7 @@ func TestMeteringHoldsWhateverAClientSends(t *testing.T) {
 		answered := func(key string) error {
 			for i, gw := range replicas {
 				status, _, body := testenv.PostChatAs(t, gw.URL, key, "application/json", chatBody(model, `"max_tokens":5`))
-				if code, _ := errorOf(t, body); status != http.StatusTooManyRequests || code != proxy.CodeRateLimitExceeded {
+				if code, _ := errorOf(t, body); status != http.StatusTooManyRequests || code != metering.CodeRateLimitExceeded {
 					return fmt.Errorf("replica %d: %d %s, want 429 rate_limit_exceeded: the minute's 2 requests are spent", i, status, body)
 				}
 			}
@@ -410,7 +411,7 @@ func TestMeteringHoldsWhateverAClientSends(t *testing.T) {
 		// max_tokens set by the client is never changed: refused, saying
 		// what it needs and what is left, not that anything was spent.
 		status, _, body := testenv.PostChatAs(t, replicas[0].URL, key, "application/json", chatBody(model, `"max_tokens":1000`))
-		if code, msg := errorOf(t, body); status != http.StatusTooManyRequests || code != proxy.CodeBudgetExceeded ||
+		if code, msg := errorOf(t, body); status != http.StatusTooManyRequests || code != metering.CodeBudgetExceeded ||
 			!strings.Contains(msg, "100 tokens left this day") || strings.Contains(msg, "spent") {
 			t.Errorf("max_tokens 1000 on a fresh 100-token budget: %d %s %q", status, code, msg)
 		}
@@ -419,16 +420,16 @@ func TestMeteringHoldsWhateverAClientSends(t *testing.T) {
 		if status != http.StatusOK {
 			t.Fatalf("no max_tokens on a fresh 100-token budget: %d %s", status, body)
 		}
-		clamped, err := strconv.ParseInt(header.Get(proxy.ClampedHeader), 10, 64)
+		clamped, err := strconv.ParseInt(header.Get(metering.ClampedHeader), 10, 64)
 		if err != nil || clamped < 1 || clamped >= budget || up.lastBound() != clamped {
-			t.Errorf("%s: %q, the provider was asked for %d tokens; want the bound that fits the budget", proxy.ClampedHeader, header.Get(proxy.ClampedHeader), up.lastBound())
+			t.Errorf("%s: %q, the provider was asked for %d tokens; want the bound that fits the budget", metering.ClampedHeader, header.Get(metering.ClampedHeader), up.lastBound())
 		}
 		if billed := up.bill(model); billed > budget {
 			t.Errorf("the provider billed %d tokens against a budget of %d", billed, budget)
 		}
 		// Spent: the next one says so, and when it renews.
 		status, _, body = testenv.PostChatAs(t, replicas[0].URL, key, "application/json", chatBody(model, ""))
-		if code, msg := errorOf(t, body); status != http.StatusTooManyRequests || code != proxy.CodeBudgetExceeded || !strings.Contains(msg, "renews in") {
+		if code, msg := errorOf(t, body); status != http.StatusTooManyRequests || code != metering.CodeBudgetExceeded || !strings.Contains(msg, "renews in") {
 			t.Errorf("after the budget is spent: %d %s %q", status, code, msg)
 		}
 	})

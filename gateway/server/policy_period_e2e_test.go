@@ -11,7 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
-	"github.com/codevector/codevector/gateway/proxy"
+	"github.com/codevector/codevector/gateway/providers"
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/testenv"
@@ -23,7 +23,7 @@ import (
 func TestDollarBudgetRenewsWithTheDay(t *testing.T) {
 	env.StartManager(t, manager.Options{})
 	up := newUpstream(t, 0)
-	providers, err := proxy.ParseProviders([]byte(fmt.Sprintf(`providers:
+	ps, err := providers.ParseProviders([]byte(fmt.Sprintf(`providers:
   openai:
     baseURL: %s
     credential: {env: OPENAI_API_KEY}
@@ -34,7 +34,7 @@ func TestDollarBudgetRenewsWithTheDay(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk := testenv.FakeClock(t)
-	gw := startGateway(t, server.Options{Providers: providers, Clock: clk, LastUsedInterval: 200 * time.Millisecond})
+	gw := startGateway(t, server.Options{Providers: ps, Clock: clk, LastUsedInterval: 200 * time.Millisecond})
 	k, key := env.IssueKey(t, env.Namespace(t), "daily", func(k *gatewayv1alpha1.APIKey) {
 		k.Spec.Budget = &gatewayv1alpha1.Budget{USD: "0.001", Period: gatewayv1alpha1.BudgetDay}
 	})

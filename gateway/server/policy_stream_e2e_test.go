@@ -16,7 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
-	"github.com/codevector/codevector/gateway/proxy"
+	"github.com/codevector/codevector/gateway/providers"
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/testenv"
@@ -75,7 +75,7 @@ func streamingProvider(t *testing.T) *httptest.Server {
 func TestStreamsAreCountedInBothProviderFormats(t *testing.T) {
 	env.StartManager(t, manager.Options{})
 	up := streamingProvider(t)
-	providers, err := proxy.ParseProviders([]byte(fmt.Sprintf(`providers:
+	ps, err := providers.ParseProviders([]byte(fmt.Sprintf(`providers:
   openai:
     baseURL: %s
     credential: {env: OPENAI_API_KEY}
@@ -90,7 +90,7 @@ func TestStreamsAreCountedInBothProviderFormats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw := startGateway(t, server.Options{Providers: providers, LastUsedInterval: 200 * time.Millisecond})
+	gw := startGateway(t, server.Options{Providers: ps, LastUsedInterval: 200 * time.Millisecond})
 	k, key := env.IssueKey(t, env.Namespace(t), "streamer", func(k *gatewayv1alpha1.APIKey) {
 		k.Spec.Budget = &gatewayv1alpha1.Budget{USD: "5", Period: gatewayv1alpha1.BudgetDay}
 	})

@@ -58,10 +58,10 @@ func (o PeerOptions) validate() error {
 
 // startQuota starts the quota engine: at once for a single replica; with
 // peers on the peer mesh (startMesh), once the peer credential is read
-// (the manager creates it), then following the peer list. The Meter
-// counts nothing until it has the engine. With peers it also shares
-// verified-key proofs over the same listener, and learns the peers'
-// before it returns (and the replica reports ready).
+// (the manager creates it), then following the peer list. Until then the
+// Meter refuses every request it would count (policy.Engine). With peers
+// it also shares verified-key proofs over the same listener, and learns
+// the peers' before it returns (and the replica reports ready).
 func (g *Gateway) startQuota(ctx context.Context, cfg *rest.Config) error {
 	o := g.opts.Peers
 	qc := quota.Config{
@@ -97,7 +97,7 @@ func (g *Gateway) startQuota(ctx context.Context, cfg *rest.Config) error {
 			return err
 		}
 	}
-	g.meter.SetEngine(engine)
+	g.engine.Start(engine)
 	g.log.Info("Quota engine started", "peerAddress", engine.Addr(), "discovery", o.Discovery, "staticPeers", o.Static)
 	return nil
 }

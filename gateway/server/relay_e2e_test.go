@@ -25,7 +25,7 @@ import (
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/keyindex"
 	"github.com/codevector/codevector/gateway/mesh"
-	"github.com/codevector/codevector/gateway/proxy"
+	"github.com/codevector/codevector/gateway/providers"
 	"github.com/codevector/codevector/gateway/relay"
 	"github.com/codevector/codevector/gateway/relay/relaypb"
 	"github.com/codevector/codevector/gateway/server"
@@ -531,11 +531,11 @@ func TestStalledReplicaWithCurrentPeersIsNotStale(t *testing.T) {
 func BenchmarkRevocationRelay(b *testing.B) {
 	env.StartManager(b, manager.Options{})
 	// No request reaches a provider: the index is what is measured.
-	providers, err := proxy.ParseProviders([]byte("providers:\n  openai:\n    baseURL: http://127.0.0.1:1\n"), func(string) string { return "" })
+	ps, err := providers.ParseProviders([]byte("providers:\n  openai:\n    baseURL: http://127.0.0.1:1\n"), func(string) string { return "" })
 	if err != nil {
 		b.Fatal(err)
 	}
-	replicas, stall := replicasWithOneStallable(b, 3, server.Options{Providers: providers})
+	replicas, stall := replicasWithOneStallable(b, 3, server.Options{Providers: ps})
 	const n = 30
 	ns := env.Namespace(b)
 	ks := make([]*gatewayv1alpha1.APIKey, n)

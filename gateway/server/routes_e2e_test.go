@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/codevector/codevector/gateway/proxy"
+	"github.com/codevector/codevector/gateway/providers"
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/manager"
 )
@@ -160,11 +160,11 @@ func TestOperatorListedRoutesAndAccountHeaders(t *testing.T) {
     routes:
       - POST /v1/chat/completions
 `, up.URL, up.URL)
-	providers, err := proxy.ParseProviders([]byte(yaml), func(string) string { return "sk-upstream-openai" })
+	ps, err := providers.ParseProviders([]byte(yaml), func(string) string { return "sk-upstream-openai" })
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw := startGateway(t, server.Options{Providers: providers})
+	gw := startGateway(t, server.Options{Providers: ps})
 	_, key := env.IssueKey(t, env.Namespace(t), "files")
 	header := http.Header{"Openai-Organization": {"org-victim"}, "Openai-Project": {"proj-victim"}}
 

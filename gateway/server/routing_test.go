@@ -13,7 +13,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/codevector/codevector/gateway/console"
-	"github.com/codevector/codevector/gateway/proxy"
+	"github.com/codevector/codevector/gateway/providers"
 )
 
 // One router serves everything: each route's methods, what other methods
@@ -134,12 +134,12 @@ func TestRouting(t *testing.T) {
 // request that needs neither the API server nor a provider.
 func routingGateway(t *testing.T, o console.Options) http.Handler {
 	t.Helper()
-	providers, err := proxy.ParseProviders([]byte("providers:\n  openai:\n    baseURL: http://127.0.0.1:1\n"), func(string) string { return "" })
+	ps, err := providers.ParseProviders([]byte("providers:\n  openai:\n    baseURL: http://127.0.0.1:1\n"), func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}
 	g, err := New(&rest.Config{Host: "http://127.0.0.1:1"}, Options{
-		Providers: providers,
+		Providers: ps,
 		Console:   o,
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})

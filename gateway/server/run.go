@@ -172,7 +172,7 @@ func (g *Gateway) startLease(ctx context.Context) bool {
 // replicas' lists, so a new replica takes no traffic before it has it, and
 // its first requests do not each wait on a read of their APIKey from a
 // busy API server (the slowest seconds of a rollout at 10,000 keys,
-// docs/benchmarks.md). At 100,000 the list takes 15 s and more: readiness waits
+// docs/benchmarks.md, "Rollout"). At 100,000 the list takes 15 s and more: readiness waits
 // for it no longer than this, which keeps a start within 10 s.
 const DefaultListWait = 7 * time.Second
 

@@ -30,6 +30,7 @@ import (
 	"github.com/codevector/codevector/gateway/docs"
 	"github.com/codevector/codevector/gateway/keyindex"
 	"github.com/codevector/codevector/gateway/policy"
+	"github.com/codevector/codevector/gateway/providers"
 	"github.com/codevector/codevector/gateway/proxy"
 	"github.com/codevector/codevector/gateway/replicas"
 	"github.com/codevector/codevector/gateway/usage"
@@ -37,7 +38,7 @@ import (
 
 // Options configure a gateway; zero values mean the defaults.
 type Options struct {
-	Providers        *proxy.Providers
+	Providers        *providers.Providers
 	SystemNamespace  string
 	Namespaces       []string      // APIKey namespaces to watch; empty = all
 	LastUsedInterval time.Duration // default 30s
@@ -115,7 +116,10 @@ type Gateway struct {
 	auth    *auth.Authenticator
 	usage   *usage.Recorder
 	spend   *usage.SpendRecorder
-	meter   *policy.Meter
+	// engine is the meter's quota engine, started by startQuota: until
+	// then the meter refuses what it would count (policy.Engine).
+	engine *policy.Engine
+	meter  *policy.Meter
 	// restConfig is kept for the peer discovery started in Run.
 	restConfig *rest.Config
 	registry   *prometheus.Registry
@@ -202,7 +206,7 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 		return nil, fmt.Errorf("creating API server probe: %w", err)
 	}
 
-	g.index = keyindex.New(func(keyID string) { g.auth.OnIndexChange(keyID) })
+	g.index = keyindex.New(nil)
 	g.index.SetLogger(g.log)
 	if o.ReplicaName == "" {
 		o.ReplicaName = replicas.ReplicaName()
@@ -222,7 +226,8 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	g.usage = usage.New(g.index, g.client, o.LastUsedInterval, o.Clock, g.log, g.registry)
 	g.restConfig = cfg
 	g.spend = usage.NewSpendRecorder(g.index, g.client, o.LastUsedInterval, o.Clock, g.log, g.registry)
-	g.meter = policy.New(policy.Options{Providers: o.Providers, Spend: g.spend, Clock: o.Clock, Log: g.log, Metrics: policy.NewMetrics(g.registry),
+	g.engine = policy.NewEngine()
+	g.meter = policy.New(policy.Options{Engine: g.engine, Providers: o.Providers, Spend: g.spend, Clock: o.Clock, Log: g.log, Metrics: policy.NewMetrics(g.registry),
 		BudgetFailureMode: o.BudgetFailureMode, LimitsFailureMode: o.LimitsFailureMode})
 	g.registerHealthMetrics()
 	g.registerStaleMetrics()

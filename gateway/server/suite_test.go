@@ -18,7 +18,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	"github.com/codevector/codevector/gateway/proxy"
+	"github.com/codevector/codevector/gateway/providers"
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/devmode"
 	"github.com/codevector/codevector/internal/testenv"
@@ -90,7 +90,7 @@ func (u *upstream) requests() []recorded {
 
 // providersFor is the providers file of DESIGN 7.2 pointed at two fake
 // upstreams, with claude-* routed from openai to anthropic.
-func providersFor(t *testing.T, openai, anthropic *upstream) *proxy.Providers {
+func providersFor(t *testing.T, openai, anthropic *upstream) *providers.Providers {
 	t.Helper()
 	yaml := fmt.Sprintf(`providers:
   openai:
@@ -107,7 +107,7 @@ func providersFor(t *testing.T, openai, anthropic *upstream) *proxy.Providers {
     headers: {anthropic-version: "2023-06-01"}
 `, openai.URL, anthropic.URL)
 	env := map[string]string{"OPENAI_API_KEY": "sk-upstream-openai", "ANTHROPIC_API_KEY": "sk-ant-upstream"}
-	p, err := proxy.ParseProviders([]byte(yaml), func(k string) string { return env[k] })
+	p, err := providers.ParseProviders([]byte(yaml), func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}

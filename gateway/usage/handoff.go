@@ -21,7 +21,7 @@ import (
 //
 // A stopping replica's final flush would write the lastUsedAt of every key
 // it used since its last flush: with thousands of keys in use, a burst of
-// status patches (about 7 ms of API server CPU each, docs/benchmarks.md) in
+// status patches (about 7 ms of API server CPU each, docs/benchmarks.md, "Rollout") in
 // every step of a rollout, just when the API server is busy listing keys
 // to the new replicas. Instead the stopping replica hands those times to a
 // running peer over the peer listener's mutual TLS. The peer records them

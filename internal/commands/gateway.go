@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/codevector/codevector/gateway/proxy"
+	"github.com/codevector/codevector/gateway/providers"
 	"github.com/codevector/codevector/gateway/server"
 )
 
@@ -33,7 +33,7 @@ func newGatewayCommand() *cobra.Command {
 		o := f.opts
 		o.Logger = log
 		o.PodIP = os.Getenv("POD_IP")
-		if o.Providers, err = proxy.LoadProviders(f.providersFile, os.Getenv); err != nil {
+		if o.Providers, err = providers.LoadProviders(f.providersFile, os.Getenv); err != nil {
 			return err
 		}
 		cfg, err := restConfig(f.kubeconfig)

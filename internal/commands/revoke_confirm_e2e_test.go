@@ -25,7 +25,7 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 
-	"github.com/codevector/codevector/gateway/proxy"
+	"github.com/codevector/codevector/gateway/providers"
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/devmode"
 	"github.com/codevector/codevector/internal/manager"
@@ -54,7 +54,7 @@ func peeredReplicas(t testing.TB, e *testenv.Env, n int) []*replica {
 	t.Helper()
 	up := httptest.NewServer(&devmode.EchoUpstream{})
 	t.Cleanup(up.Close)
-	providers, err := proxy.ParseProviders(fmt.Appendf(nil, "providers:\n  openai:\n    baseURL: %s\n", up.URL), nil)
+	providers, err := providers.ParseProviders(fmt.Appendf(nil, "providers:\n  openai:\n    baseURL: %s\n", up.URL), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/codevector/codevector/gateway/proxy"
+	"github.com/codevector/codevector/gateway/providers"
 )
 
 // StandInModels are the models the stand-in providers list, by provider:
@@ -54,7 +54,7 @@ const (
 // each provider without its credential is an echo stand-in (EchoUpstream)
 // served here on a loopback port, so every example of the docs works with
 // no credentials. notes are the lines start-up prints about it.
-func devProviders(getenv func(string) string) (p *proxy.Providers, notes []string, stop func(), err error) {
+func devProviders(getenv func(string) string) (p *providers.Providers, notes []string, stop func(), err error) {
 	var servers []*http.Server
 	stop = func() {
 		for _, s := range servers {
@@ -108,7 +108,7 @@ func devProviders(getenv func(string) string) (p *proxy.Providers, notes []strin
 			url, strings.Join(StandInModels["anthropic"], ", ")))
 	}
 	b.WriteString(anthropicPricing)
-	if p, err = proxy.ParseProviders([]byte(b.String()), getenv); err != nil {
+	if p, err = providers.ParseProviders([]byte(b.String()), getenv); err != nil {
 		stop()
 		return nil, nil, func() {}, fmt.Errorf("dev providers: %w", err)
 	}

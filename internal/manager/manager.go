@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	ctrlmanager "sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
@@ -91,7 +92,11 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
-	hasher, err := keys.NewHasher(o.Argon2, runtime.GOMAXPROCS(0), controllers.ObserveHashDuration)
+	m, err := controllers.NewMetrics(metrics.Registry)
+	if err != nil {
+		return nil, err
+	}
+	hasher, err := keys.NewHasher(o.Argon2, runtime.GOMAXPROCS(0), m.ObserveHashDuration)
 	if err != nil {
 		return nil, err
 	}
@@ -105,6 +110,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 		RevealMode:              o.RevealMode,
 		Hasher:                  hasher,
 		MaxConcurrentReconciles: o.MaxConcurrentReconciles,
+		Metrics:                 m,
 	}
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		return nil, fmt.Errorf("setting up APIKey controller: %w", err)

@@ -113,6 +113,10 @@ func (e *Env) IssueKey(t testing.TB, ns, name string, mutate ...func(*gatewayv1a
 	return k, plain
 }
 
+// Issued records k, a key a test made without IssueKey (planted with
+// WriteIssuedKeyIn), among the issued keys, so the leak check covers it.
+func (e *Env) Issued(k keys.Key) { e.issued.Store(k.Reveal(), true) }
+
 // IssuedKeys lists every plaintext key IssueKey handed out, for tests that
 // check no key leaked into logs or responses.
 func (e *Env) IssuedKeys() []string {

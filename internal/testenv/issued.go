@@ -28,7 +28,13 @@ func FakeHash() keys.PHC {
 // status on ak, which must exist. Benchmarks use it to set up many keys
 // without argon2 or a manager.
 func WriteIssuedKey(ctx context.Context, c client.Client, ak *gatewayv1alpha1.APIKey, k keys.Key, phc keys.PHC) error {
-	hash := controllers.NewHashSecret(gatewayv1alpha1.DefaultSystemNamespace, ak, k, phc)
+	return WriteIssuedKeyIn(ctx, c, gatewayv1alpha1.DefaultSystemNamespace, ak, k, phc)
+}
+
+// WriteIssuedKeyIn is WriteIssuedKey with the hash Secret in
+// systemNamespace, for a gateway of a system namespace of its own.
+func WriteIssuedKeyIn(ctx context.Context, c client.Client, systemNamespace string, ak *gatewayv1alpha1.APIKey, k keys.Key, phc keys.PHC) error {
+	hash := controllers.NewHashSecret(systemNamespace, ak, k, phc)
 	if err := c.Create(ctx, hash); err != nil {
 		return err
 	}

@@ -83,7 +83,8 @@
       dialog.setAttribute("aria-labelledby", "rotate-reveal-title");
       keyField.value = data.key;
       if (data.previousExpiresAt) {
-        oldLine.textContent = "The old key " + data.previousPrefix + "… keeps working until " + new Date(data.previousExpiresAt).toLocaleString() + ".";
+        oldLine.textContent = "The old key " + data.previousPrefix + "… keeps working until " + CV.exactTime(new Date(data.previousExpiresAt)) +
+          (data.previousExpiresIn ? " (" + data.previousExpiresIn + ")" : "") + ".";
       } else {
         oldLine.textContent = "The old key " + (data.previousPrefix || "") + "… no longer works.";
       }

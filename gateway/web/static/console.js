@@ -124,11 +124,22 @@
   const resourceInput = $("create-resource-name");
   const expirySelect = $("create-expiry");
   const dateField = $("create-date-field");
-  const dateInput = $("create-date");
+  const expiresInput = $("create-expires");
   const createError = $("create-error");
   const createSubmit = $("create-submit");
   const revealKey = $("reveal-key");
   const revealCurl = $("reveal-curl");
+  // The fields the namespace's guardrails bound, each with its hint
+  // (#create-X-rule) and inline error (#create-X-error).
+  const fields = {
+    expires: expiresInput,
+    models: $("create-models"),
+    rpm: $("create-rpm"),
+    tpm: $("create-tpm"),
+    budget: $("create-budget"),
+  };
+  const noExpiryLabel = expirySelect.options[0].textContent;
+  let rails = null; // GET /api/v1/apikeys/guardrails, once the dialog has it
   let creating = false;
   let createOpener = null;
   let revealed = false;
@@ -140,11 +151,81 @@
   function openCreate(opener) {
     createOpener = opener;
     resetCreate();
-    const tomorrow = new Date();
-    tomorrow.setDate(tomorrow.getDate() + 1);
-    dateInput.min = isoDate(tomorrow);
     createDialog.showModal();
     nameInput.focus();
+    loadGuardrails();
+  }
+
+  // loadGuardrails shows the namespace's maxima and defaults next to the
+  // fields. Without them the dialog still works: the API server checks.
+  async function loadGuardrails() {
+    let g = null;
+    let problem = "";
+    try {
+      const resp = await fetch("/api/v1/apikeys/guardrails", { headers: { Accept: "application/json" }, credentials: "same-origin", cache: "no-store" });
+      const data = await resp.json();
+      if (resp.ok) g = data;
+      else if (data && data.error && data.error.code === "guardrails_missing") problem = data.error.message;
+    } catch (e) {
+      g = null;
+    }
+    if (!createDialog.open) return;
+    rails = g;
+    showGuardrails(g, problem);
+  }
+
+  function setRule(name, parts) {
+    const el = $("create-" + name + "-rule");
+    const text = parts.filter(Boolean).join("; ");
+    el.textContent = text ? "Guardrail: " + text + "." : "";
+    el.hidden = !text;
+  }
+
+  function lifetimeWords(text, seconds) {
+    const days = seconds / 86400;
+    return Number.isInteger(days) && !/d$/.test(text) ? text + " (" + days + " days)" : text;
+  }
+
+  function showGuardrails(g, problem) {
+    const source = $("create-guardrails");
+    g = g || {};
+    source.textContent = problem || (g.setBy ? "This namespace has guardrails, shown below each field (set by " + g.setBy + ")." : "");
+    source.hidden = !source.textContent;
+    source.classList.toggle("field-error", Boolean(problem));
+    const most = function (v) { return v !== undefined && v !== null ? "at most " + Number(v).toLocaleString("en-US") : ""; };
+    const dflt = function (v) { return v !== undefined && v !== null && v !== "" ? "default " + (Array.isArray(v) ? v.join(", ") : typeof v === "number" ? v.toLocaleString("en-US") : v) : ""; };
+    setRule("models", [g.allowedModels ? "within " + g.allowedModels.join(", ") : "", dflt(g.defaultModels)]);
+    setRule("rpm", [most(g.maxRequestsPerMinute), dflt(g.defaultRequestsPerMinute)]);
+    setRule("tpm", [most(g.maxTokensPerMinute), dflt(g.defaultTokensPerMinute)]);
+    setRule("budget", [g.maxBudgetText ? "at most " + g.maxBudgetText : "", dflt(g.defaultBudgetText)]);
+    setRule("expiry", [
+      g.maxLifetime ? "lives at most " + lifetimeWords(g.maxLifetime, g.maxLifetimeSeconds) : "",
+      g.requireExpiry && !g.defaultTTL ? "every key must expire" : "",
+      g.defaultTTL ? "default " + g.defaultTTL : "",
+    ]);
+    // "No expiry" means what the namespace makes of it.
+    const none = expirySelect.options[0];
+    none.disabled = false;
+    if (g.defaultTTL) none.textContent = "Namespace default (" + g.defaultTTL + ")";
+    else if (g.requireExpiry) none.textContent = "No expiry (not allowed here)";
+    else none.textContent = noExpiryLabel;
+    if (g.requireExpiry && !g.defaultTTL) {
+      none.disabled = true;
+      // Start from the longest preset the guardrails allow.
+      if (expirySelect.value === "") {
+        const fits = Array.from(expirySelect.options).filter(function (o) {
+          return /^[0-9]+$/.test(o.value) && (!g.maxLifetimeSeconds || Number(o.value) * 86400 <= g.maxLifetimeSeconds);
+        });
+        expirySelect.value = fits.length ? fits[fits.length - 1].value : "custom";
+        dateField.hidden = expirySelect.value !== "custom";
+      }
+    }
+    // Empty fields get the namespace's defaults, not "all" or "none".
+    $("create-models-empty").textContent = g.defaultModels ? "Empty: the default below." : "Empty: all models.";
+    $("create-budget-empty").textContent = g.defaultBudgetText ? "Empty: the default below." : "Empty: no budget.";
+    if (g.defaultRequestsPerMinute) fields.rpm.placeholder = String(g.defaultRequestsPerMinute);
+    if (g.defaultTokensPerMinute) fields.tpm.placeholder = String(g.defaultTokensPerMinute);
+    if (g.defaultBudget) fields.budget.placeholder = g.defaultBudget;
   }
 
   // resetCreate empties the dialog, the key above all: after this the key
@@ -158,14 +239,165 @@
     createForm.querySelector("details.advanced").open = false;
     dateField.hidden = true;
     resourceInput.removeAttribute("aria-invalid");
+    Object.keys(fields).forEach(function (f) {
+      fields[f].placeholder = "";
+      setFieldError(f, "");
+    });
+    rails = null;
+    showGuardrails(null, "");
     showError(createError, "");
     createDialog.setAttribute("aria-labelledby", "create-title");
   }
 
   expirySelect.addEventListener("change", function () {
     dateField.hidden = expirySelect.value !== "custom";
-    if (!dateField.hidden) dateInput.focus();
+    // A preset is checked at once; a custom value once it is written.
+    setFieldError("expires", dateField.hidden || expiresInput.value.trim() ? checkExpiry() : "");
+    if (!dateField.hidden) expiresInput.focus();
   });
+
+  function setFieldError(name, message) {
+    const el = $("create-" + name + "-error");
+    const field = name === "expires" && dateField.hidden ? expirySelect : fields[name];
+    el.textContent = message;
+    el.hidden = !message;
+    // The select stands for the expiry while no custom value is open.
+    [fields[name], name === "expires" ? expirySelect : null].forEach(function (f) { if (f) f.removeAttribute("aria-invalid"); });
+    if (message) field.setAttribute("aria-invalid", "true");
+  }
+
+  const second = { ns: 1e-9, us: 1e-6, "µs": 1e-6, ms: 1e-3, s: 1, m: 60, h: 3600 };
+
+  // expiry reads the chosen expiry as the API takes it: {ttl} or
+  // {expiresAt}, with seconds (its lifetime from now); {} for none;
+  // {error} when it cannot be read.
+  function expiry() {
+    if (expirySelect.value === "") return {};
+    if (expirySelect.value !== "custom") return { ttl: expirySelect.value + "d", seconds: Number(expirySelect.value) * 86400 };
+    const text = expiresInput.value.trim();
+    if (!text) return { error: "Give a lifetime, like 30d or 12h, or a date, like 2027-01-31." };
+    let m = /^([0-9]{1,4})([dw])$/.exec(text);
+    if (m) return { ttl: text, seconds: Number(m[1]) * (m[2] === "w" ? 7 : 1) * 86400 };
+    if (/^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$/.test(text)) {
+      let seconds = 0;
+      text.replace(/([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)/g, function (_, n, unit) { seconds += Number(n) * second[unit]; return ""; });
+      if (seconds < 60) return { error: "A key must live at least a minute." };
+      return { ttl: text, seconds: seconds };
+    }
+    m = /^([0-9]{4})-([0-9]{2})-([0-9]{2})$/.exec(text);
+    if (m) {
+      const end = new Date(Number(m[1]), Number(m[2]) - 1, Number(m[3]), 23, 59, 59);
+      if (isNaN(end) || end.getDate() !== Number(m[3])) return { error: text + " is not a date: write it like 2027-01-31." };
+      if (end <= new Date()) return { error: "The expiry date must be in the future." };
+      return { expiresAt: end.toISOString(), seconds: (end - new Date()) / 1000 };
+    }
+    return { error: "\"" + text + "\" is not a lifetime or a date: write it like 30d, 2w, 12h or 2027-01-31." };
+  }
+
+  function checkExpiry() {
+    const e = expiry();
+    if (e.error) return e.error;
+    const g = rails || {};
+    if (e.seconds === undefined) {
+      return g.requireExpiry && !g.defaultTTL ? "Keys in this namespace must expire: choose a lifetime" + (g.maxLifetime ? " of at most " + lifetimeWords(g.maxLifetime, g.maxLifetimeSeconds) : "") + "." : "";
+    }
+    if (g.maxLifetimeSeconds && e.seconds > g.maxLifetimeSeconds) {
+      return "Keys in this namespace may live at most " + lifetimeWords(g.maxLifetime, g.maxLifetimeSeconds) + ": choose a shorter lifetime or an earlier date.";
+    }
+    return "";
+  }
+
+  function modelList() {
+    return fields.models.value.split(",").map(function (m) { return m.trim(); }).filter(Boolean);
+  }
+
+  // A model glob falls within an allowed one as the guardrails' admission
+  // policy decides it (config/policies/guardrails.yaml, allowedPatterns).
+  function withinAllowed(glob, allowed) {
+    return allowed.some(function (a) {
+      const pattern = "^" + a.replace(/\./g, "\\.").replace(/\+/g, "\\+").replace(/\*/g, "[^/]*").replace(/\?/g, "[^*?/]") + "$";
+      return new RegExp(pattern).test(glob);
+    });
+  }
+
+  function checkModels() {
+    const g = rails || {};
+    if (!g.allowedModels) return "";
+    const outside = modelList().filter(function (m) { return !withinAllowed(m, g.allowedModels); });
+    if (outside.length === 0) return "";
+    return outside.join(", ") + (outside.length === 1 ? " is" : " are") + " not within the models this namespace allows: " + g.allowedModels.join(", ") + ".";
+  }
+
+  // limitValue reads a per-minute limit: null when empty, NaN when not a
+  // whole number above 0.
+  function limitValue(field) {
+    const text = field.value.trim().replace(/[\s,_]/g, "");
+    if (text === "") return null;
+    return /^[0-9]+$/.test(text) && Number(text) >= 1 ? Number(text) : NaN;
+  }
+
+  function checkLimit(name, label, max) {
+    const v = limitValue(fields[name]);
+    if (v === null) return "";
+    if (isNaN(v)) return label + " must be a whole number, like 600, or empty.";
+    if (max && v > max) return "This namespace allows at most " + max.toLocaleString("en-US") + " " + label.toLowerCase() + ".";
+    return "";
+  }
+
+  // budgetOf reads "50usd/month", "$20", "5Mtokens/day" as ParseBudget
+  // does (api/v1alpha1/policy.go), or null.
+  function budgetOf(text) {
+    const m = /^(\$)?([0-9]+(?:\.[0-9]+)?)([kmb])?(usd|tokens)?(?:\/(day|week|month|total))?$/.exec(text.toLowerCase().replace(/\s+/g, ""));
+    if (!m) return null;
+    let unit = m[4];
+    if (m[1] || unit === "usd") {
+      if (m[3] || unit === "tokens") return null;
+      unit = "usd";
+    } else if (unit !== "tokens") {
+      return null;
+    }
+    const mult = { k: 1e3, m: 1e6, b: 1e9 }[m[3]] || 1;
+    return { amount: Number(m[2]) * mult, unit: unit, period: m[5] || "month" };
+  }
+
+  function checkBudget() {
+    const text = fields.budget.value.trim();
+    if (!text) return "";
+    const b = budgetOf(text);
+    if (!b) return "Write a budget like 50usd/month or 5Mtokens/day, or leave it empty.";
+    const g = rails || {};
+    if (g.maxBudget && (b.unit !== g.maxBudgetUnit || b.period !== g.maxBudgetPeriod || b.amount > g.maxBudgetAmount)) {
+      return "This namespace allows a budget of at most " + g.maxBudgetText + " (in " + g.maxBudgetUnit + " per " + g.maxBudgetPeriod + ").";
+    }
+    return "";
+  }
+
+  const checks = {
+    expires: checkExpiry,
+    models: checkModels,
+    rpm: function () { return checkLimit("rpm", "Requests per minute", (rails || {}).maxRequestsPerMinute); },
+    tpm: function () { return checkLimit("tpm", "Tokens per minute", (rails || {}).maxTokensPerMinute); },
+    budget: checkBudget,
+  };
+  // Each field says what is wrong with it as soon as it is left (and,
+  // once wrong, while it is corrected). Not when it is left for Create:
+  // the message would push the button down under the pointer mid-click,
+  // and Create checks every field anyway.
+  Object.keys(fields).forEach(function (name) {
+    const check = function () { setFieldError(name, checks[name]()); };
+    fields[name].addEventListener("focusout", function (e) { if (e.relatedTarget !== createSubmit) check(); });
+    fields[name].addEventListener("input", function () { if (fields[name].getAttribute("aria-invalid") === "true") check(); });
+  });
+
+  // fieldOfRefusal finds the field the API server's refusal is about.
+  function fieldOfRefusal(message) {
+    if (/spec\.models|model/.test(message)) return "models";
+    if (/requestsPerMinute|Requests per minute/.test(message)) return "rpm";
+    if (/tokensPerMinute|Tokens per minute/.test(message)) return "tpm";
+    if (/spec\.budget|budget/i.test(message)) return "budget";
+    if (/expir|ttl|lifetime/i.test(message)) return "expires";
+    return null;
+  }
 
   function curlExample(key) {
     return "curl " + location.origin + "/gateway/openai/v1/chat/completions \\\n" +
@@ -179,26 +411,29 @@
     if (creating) return;
     showError(createError, "");
     resourceInput.removeAttribute("aria-invalid");
+    let first = null;
+    Object.keys(fields).forEach(function (name) {
+      const message = checks[name]();
+      setFieldError(name, message);
+      if (message && !first) first = name;
+    });
+    if (first) {
+      (first === "expires" && dateField.hidden ? expirySelect : fields[first]).focus();
+      return;
+    }
     const body = {};
     if (nameInput.value.trim()) body.displayName = nameInput.value.trim();
     if (resourceInput.value.trim()) body.name = resourceInput.value.trim();
-    if (expirySelect.value === "custom") {
-      if (!dateInput.value) {
-        showError(createError, "Choose the date on which the key should stop working.");
-        dateInput.focus();
-        return;
-      }
-      const parts = dateInput.value.split("-").map(Number);
-      const end = new Date(parts[0], parts[1] - 1, parts[2], 23, 59, 59);
-      if (end <= new Date()) {
-        showError(createError, "The expiry date must be in the future.");
-        dateInput.focus();
-        return;
-      }
-      body.expiresAt = end.toISOString();
-    } else if (expirySelect.value) {
-      body.ttl = Number(expirySelect.value) * 24 + "h";
-    }
+    const exp = expiry();
+    if (exp.ttl) body.ttl = exp.ttl;
+    if (exp.expiresAt) body.expiresAt = exp.expiresAt;
+    const models = modelList();
+    if (models.length) body.models = models;
+    const rpm = limitValue(fields.rpm);
+    const tpm = limitValue(fields.tpm);
+    if (rpm !== null) body.requestsPerMinute = rpm;
+    if (tpm !== null) body.tokensPerMinute = tpm;
+    if (fields.budget.value.trim()) body.budget = fields.budget.value.trim();
 
     creating = true;
     setBusy(createSubmit, true, "Creating…");
@@ -214,11 +449,22 @@
       revealKey.select();
       refresh(res.apiKey);
     } catch (err) {
+      // The server's words, whole: a guardrail refusal names the
+      // namespace and the ConfigMap an administrator would change.
       showError(createError, err.message);
       if (err.code === "invalid_name" || err.code === "name_taken") {
         createForm.querySelector("details.advanced").open = true;
         resourceInput.setAttribute("aria-invalid", "true");
         resourceInput.focus();
+      } else {
+        // A refusal about one field is shown at that field, where the
+        // eye goes with the focus; the rest in the dialog's alert.
+        const name = fieldOfRefusal(err.message);
+        if (name) {
+          showError(createError, "");
+          setFieldError(name, err.message);
+          (name === "expires" && dateField.hidden ? expirySelect : fields[name]).focus();
+        }
       }
     } finally {
       creating = false;

@@ -70,14 +70,20 @@
   const dateFormat = { year: "numeric", month: "short", day: "numeric" };
   const dateTimeFormat = { year: "numeric", month: "short", day: "numeric", hour: "numeric", minute: "2-digit", timeZoneName: "short" };
 
+  // One format for every time, in the page's language as the server
+  // writes it ("Dec 9, 2026"), only in the reader's time zone.
+  const locale = document.documentElement.lang || "en";
+  function exactTime(d) { return d.toLocaleString(locale, dateTimeFormat); }
+
   // localizeTimes shows server-rendered times in the reader's time zone:
   // dates as dates, and the exact time in the tooltip of every <time>.
+  // The "(in 2 days)" next to them is the server's, in the CLI's words.
   function localizeTimes(root) {
     root.querySelectorAll("time[datetime]").forEach(function (el) {
       const d = new Date(el.getAttribute("datetime"));
       if (isNaN(d)) return;
-      el.title = d.toLocaleString(undefined, dateTimeFormat);
-      if (el.dataset.format === "date") el.textContent = d.toLocaleDateString(undefined, dateFormat);
+      el.title = exactTime(d);
+      if (el.dataset.format === "date") el.textContent = d.toLocaleDateString(locale, dateFormat);
     });
   }
 
@@ -112,7 +118,24 @@
     toastTimer = setTimeout(function () { el.hidden = true; }, 3500);
   }
 
-  window.CodeVector = { copy: copy, flash: flash, addCopyButtons: addCopyButtons, localizeTimes: localizeTimes, toast: toast };
+  // A toast is about what just happened. Opening a dialog starts
+  // something else, so it takes any toast away: "Key created" must not
+  // stay on screen while another key is rotated.
+  function dismissToast() {
+    clearTimeout(toastTimer);
+    const el = document.getElementById("toast");
+    if (!el) return;
+    el.hidden = true;
+    el.textContent = "";
+  }
+  const dialogOpened = new MutationObserver(function (changes) {
+    if (changes.some(function (c) { return c.target.open; })) dismissToast();
+  });
+  document.querySelectorAll("dialog").forEach(function (d) {
+    dialogOpened.observe(d, { attributes: true, attributeFilter: ["open"] });
+  });
+
+  window.CodeVector = { copy: copy, flash: flash, addCopyButtons: addCopyButtons, localizeTimes: localizeTimes, exactTime: exactTime, toast: toast };
 
   addCopyButtons(document);
   localizeTimes(document);

@@ -1,4 +1,4 @@
-package proxy
+package metering
 
 import (
 	"bytes"
@@ -36,14 +36,14 @@ const (
 // event still incomplete when strip is set (a client cannot use half an
 // event anyway) and model listings (read whole, then filtered).
 type meterWriter struct {
-	rec    *responseRecorder
+	rec    http.ResponseWriter
 	req    Request
 	settle func(Usage)
 	// free routes settle with zero tokens and are not scanned.
 	free bool
 	// allows is set for model listings: entries it refuses are removed.
 	allows func(string) bool
-	// strip is set when the proxy asked for stream usage that the client
+	// strip is set when Serve asked for stream usage that the client
 	// did not: the chunk that reports it is dropped, and the "usage":null
 	// that OpenAI then adds to every other chunk removed, so the client
 	// receives the stream it asked for, byte for byte.
@@ -64,17 +64,6 @@ type meterWriter struct {
 	failed bool
 	// streamEnded: the stream's final event reached the client.
 	streamEnded bool
-}
-
-// recorderOf returns the responseRecorder under w.
-func recorderOf(w http.ResponseWriter) *responseRecorder {
-	switch w := w.(type) {
-	case *responseRecorder:
-		return w
-	case *meterWriter:
-		return w.rec
-	}
-	return nil
 }
 
 func (w *meterWriter) Header() http.Header { return w.rec.Header() }
@@ -111,7 +100,7 @@ func (w *meterWriter) WriteHeader(code int) {
 		if w.strip {
 			h.Del("Content-Length") // a length would count the bytes removed
 		}
-	case isJSON(h["Content-Type"]):
+	case IsJSON(h["Content-Type"]):
 		w.mode = modeJSON
 	}
 	w.rec.WriteHeader(code)
@@ -168,7 +157,7 @@ func (w *meterWriter) forward(b []byte) (int, error) {
 }
 
 // sseDone and sseMessageStop end an OpenAI and an Anthropic stream. A
-// client that has received one may close the connection before the proxy
+// client that has received one may close the connection before the gateway
 // has seen the upstream's end; the response was complete all the same.
 var (
 	sseDone        = []byte("data: [DONE]")
@@ -277,7 +266,7 @@ func (w *meterWriter) usage(aborted bool) Usage {
 func (w *meterWriter) writeList() {
 	h := w.rec.Header()
 	var body []byte
-	ok := !w.listTooLarge && identityEncoded(h) && isJSON(h["Content-Type"])
+	ok := !w.listTooLarge && identityEncoded(h) && IsJSON(h["Content-Type"])
 	if ok {
 		body, ok = filterModelList(w.held, w.allows)
 	}

@@ -1,4 +1,12 @@
-package proxy
+// Package providers is the gateway's providers file (docs/design.md,
+// section 7.2): the upstreams it may forward to, their credentials, API
+// kinds and routes, model routes, prices and maximum output, read and
+// validated at start with every error naming its line and field path
+// (yamlwalk.go), and the messages that answer requests reaching no
+// provider (hints.go). It imports none of the request path's rooms: the
+// proxy forwards to what it describes, metering and policy read its
+// prices and bounds.
+package providers
 
 import (
 	"errors"
@@ -21,6 +29,9 @@ type Providers struct {
 	list   []*Provider
 	byName map[string]*Provider
 }
+
+// List returns the providers in the order of the file.
+func (ps *Providers) List() []*Provider { return ps.list }
 
 // Get returns the provider with this name, or nil.
 func (ps *Providers) Get(name string) *Provider { return ps.byName[name] }

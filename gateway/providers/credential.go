@@ -1,4 +1,4 @@
-package proxy
+package providers
 
 import (
 	"errors"
@@ -88,12 +88,12 @@ func (c *Credential) loadFile() error {
 	return nil
 }
 
-// headerValues returns the formatted header value. For a file credential it
+// HeaderValues returns the formatted header value. For a file credential it
 // first re-reads the file if the check interval has passed and the file
 // changed; err reports a failed re-read (once per distinct failure, so a
 // caller can log it without flooding), in which case the previous value is
 // returned.
-func (c *Credential) headerValues() (v []string, err error) {
+func (c *Credential) HeaderValues() (v []string, err error) {
 	if c.File != "" {
 		now := time.Now
 		if c.now != nil {

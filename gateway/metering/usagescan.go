@@ -1,4 +1,4 @@
-package proxy
+package metering
 
 // The usage scanner reads token counts out of provider responses as they
 // pass, JSON bodies and server-sent events alike, in bounded memory: it is

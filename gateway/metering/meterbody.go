@@ -1,4 +1,4 @@
-package proxy
+package metering
 
 import (
 	"bytes"
@@ -97,7 +97,7 @@ func parseMetered(b []byte) (requestFields, error) {
 }
 
 // scanRequest reads the fields of a JSON object body that metering needs,
-// scanning as requestModel does; see parseMetered.
+// scanning as RequestModel does; see parseMetered.
 //
 // A body that names one of those keys twice, or in another case ("Model",
 // or with a Unicode fold such as U+017F for "s"), is an error: providers

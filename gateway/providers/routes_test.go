@@ -1,4 +1,4 @@
-package proxy
+package providers
 
 import (
 	"net/http"
@@ -198,33 +198,6 @@ func TestParseProvidersRouteErrors(t *testing.T) {
 	}
 }
 
-// A refused route is answered by the gateway, never by the provider, and
-// the escaped form the provider would receive must match the same route.
-func TestProxyRefusesRoutesNotEnabled(t *testing.T) {
-	openai := newFakeUpstream(t, nil)
-	front := newFront(t, testProviders(t, openai.URL, openai.URL), Options{})
-	for _, tt := range []struct{ method, path string }{
-		{http.MethodGet, "/gateway/openai/v1/files"},
-		{http.MethodGet, "/gateway/openai/v1/chat/completions"},
-		{http.MethodPost, "/gateway/openai/v1/chat%2Fcompletions"},
-		{http.MethodGet, "/gateway/openai/v1/models/a%2Fb"},
-		{http.MethodPost, "/gateway/anthropic/v1/messages/batches"},
-		{http.MethodPost, "/gateway/openai"},
-	} {
-		resp, body := do(t, newRequest(t, tt.method, front.URL+tt.path, nil))
-		checkJSONError(t, resp, body, http.StatusNotFound, "route_not_enabled", "is not enabled on this gateway for provider")
-	}
-	if n := len(openai.received()); n != 0 {
-		t.Errorf("upstream received %d requests, want 0", n)
-	}
-	resp, body := do(t, newRequest(t, http.MethodPost, front.URL+"/gateway/openai/v1/chat%2Fcompletions", nil))
-	checkJSONError(t, resp, body, http.StatusNotFound, "route_not_enabled", "POST /v1/chat%2Fcompletions is not enabled")
-	resp, body = do(t, newRequest(t, http.MethodGet, front.URL+"/gateway/openai/v1/models/gpt%2D4o", nil))
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("GET /v1/models/gpt%%2D4o = %d %s, want it proxied", resp.StatusCode, body)
-	}
-}
-
 // BenchmarkRouteCheck is the route check on the proxy path: the first
 // built-in route, the last one, and a refusal after trying them all. It
 // must not allocate.
@@ -242,7 +215,7 @@ func BenchmarkRouteCheck(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				prov.allows(c.method, c.rest, "")
+				prov.AllowsEscaped(c.method, c.rest, "")
 			}
 		})
 	}
@@ -255,8 +228,8 @@ func TestRouteCheckAllocatesNothing(t *testing.T) {
 	}
 	prov := ps.Get("openai")
 	if n := testing.AllocsPerRun(1000, func() {
-		prov.allows(http.MethodPost, "/v1/chat/completions", "")
-		prov.allows(http.MethodGet, "/v1/files/x/content", "/v1/files/x/content")
+		prov.AllowsEscaped(http.MethodPost, "/v1/chat/completions", "")
+		prov.AllowsEscaped(http.MethodGet, "/v1/files/x/content", "/v1/files/x/content")
 	}); n != 0 {
 		t.Errorf("route check allocates %.0f times per request", n)
 	}

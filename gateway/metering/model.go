@@ -1,11 +1,12 @@
-package proxy
+package metering
 
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 )
 
-// requestModel returns the top-level "model" string of a JSON object body,
+// RequestModel returns the top-level "model" string of a JSON object body,
 // or "" when there is none or the body is not a JSON object.
 //
 // It scans instead of unmarshalling: it allocates nothing but the returned
@@ -14,7 +15,7 @@ import (
 // the provider is whatever the client could have named in the URL anyway).
 // It does not validate the JSON: a malformed body is forwarded as is and the
 // upstream rejects it.
-func requestModel(b []byte) string {
+func RequestModel(b []byte) string {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return ""
@@ -59,6 +60,22 @@ func requestModel(b []byte) string {
 
 // isModelKey compares a quoted key with "model", decoding escapes (as in
 // "\u006dodel") only in the rare case the key has any.
+// IsJSON reports a Content-Type of application/json.
+func IsJSON(contentType []string) bool {
+	if len(contentType) == 0 {
+		return false
+	}
+	mediaType, _, _ := strings.Cut(contentType[0], ";")
+	return strings.EqualFold(strings.TrimSpace(mediaType), "application/json")
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
 func isModelKey(quoted []byte) bool {
 	if bytes.IndexByte(quoted, '\\') < 0 {
 		return string(quoted) == `"model"`

@@ -1,4 +1,4 @@
-package proxy
+package providers
 
 import (
 	"fmt"
@@ -13,18 +13,25 @@ import (
 // without /gateway/{provider}.
 
 // providerList is "openai, anthropic": the providers, in the file's order.
-func (p *Proxy) providerList() string { return strings.Join(p.names, ", ") }
+func (ps *Providers) providerList() string { return strings.Join(ps.Names(), ", ") }
 
-// unknownProvider is the message for /gateway/{name}{rest} when no
+// NoProviderMessage is the message for a path under /gateway/ that names
+// no provider at all.
+func (ps *Providers) NoProviderMessage() string {
+	return "no provider in path: use /gateway/{provider}/{path}, where {provider} is " + ps.providerList() +
+		" (for example /gateway/" + ps.list[0].Name + "/v1/models)"
+}
+
+// UnknownProviderMessage is the message for /gateway/{name}{rest} when no
 // provider is called name.
-func (p *Proxy) unknownProvider(name, rest string) string {
-	msg := fmt.Sprintf("unknown provider %q: this gateway has %s", truncate(name, 64), p.providerList())
-	if best := closest(name, p.names); best != "" {
+func (ps *Providers) UnknownProviderMessage(name, rest string) string {
+	msg := fmt.Sprintf("unknown provider %q: this gateway has %s", truncate(name, 64), ps.providerList())
+	if best := closest(name, ps.Names()); best != "" {
 		return msg + fmt.Sprintf("; did you mean /gateway/%s%s?", best, truncate(rest, 128))
 	}
 	// /gateway/v1/chat/completions: the provider is missing, not misspelt.
-	if up := p.upstreams[p.names[0]]; up != nil && (up.provider.Allows(http.MethodPost, "/"+name+rest) || up.provider.Allows(http.MethodGet, "/"+name+rest)) {
-		return msg + fmt.Sprintf("; the path names no provider: did you mean /gateway/%s/%s%s?", p.names[0], truncate(name, 64), truncate(rest, 128))
+	if first := ps.list[0]; first.Allows(http.MethodPost, "/"+name+rest) || first.Allows(http.MethodGet, "/"+name+rest) {
+		return msg + fmt.Sprintf("; the path names no provider: did you mean /gateway/%s/%s%s?", first.Name, truncate(name, 64), truncate(rest, 128))
 	}
 	return msg + " (providers are configured in the gateway's providers file)"
 }
@@ -64,12 +71,12 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-// routeRefusal is the answer to method on /gateway/{prov}{rest} when the
+// RouteRefusal is the answer to method on /gateway/{prov}{rest} when the
 // provider does not serve it: the route the client probably meant when
 // one is close (/v1 missing or doubled, another method), else the routes
 // the provider serves and where more are enabled. shown is the path as
 // the client escaped it.
-func routeRefusal(prov *Provider, method, shown, rest string) (status int, code, msg string) {
+func (prov *Provider) RouteRefusal(method, shown, rest string) (status int, code, msg string) {
 	at := "/gateway/" + prov.Name
 	head := fmt.Sprintf("%s %s is not enabled on this gateway for provider %s", truncate(method, 16), shown, prov.Name)
 	for _, alt := range []string{"/v1" + rest, strings.TrimPrefix(rest, "/v1")} {
@@ -123,4 +130,11 @@ func (ps *Providers) NotFoundMessage(method, path string) string {
 	}
 	return msg + fmt.Sprintf(": providers are served under /gateway/{provider}/ (%s), for example /gateway/%s/v1/models; people use the console at /api-keys and the docs at /docs/",
 		strings.Join(ps.Names(), ", "), ps.list[0].Name)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }

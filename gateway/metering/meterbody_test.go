@@ -1,4 +1,4 @@
-package proxy
+package metering
 
 import (
 	"encoding/json"
@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/codevector/codevector/gateway/metering/meteringtest"
 )
 
 func TestScanRequest(t *testing.T) {
@@ -239,6 +241,17 @@ func TestRefusalWrite(t *testing.T) {
 			headers: map[string]string{"Retry-After": "259200", "X-Should-Retry": "false"},
 		},
 		{
+			name: "counters unavailable",
+			refusal: &Refusal{Status: http.StatusServiceUnavailable, Type: "server_error", Code: "limits_unavailable",
+				Message: "The gateway cannot count this API key's limits right now.", RetryAfter: time.Second},
+			status:     http.StatusServiceUnavailable,
+			code:       "limits_unavailable",
+			typ:        "server_error",
+			msgPart:    "cannot count",
+			headers:    map[string]string{"Retry-After": "1", "Retry-After-Ms": "1000"},
+			absentHdrs: []string{"X-Should-Retry"},
+		},
+		{
 			name:       "total budget",
 			refusal:    BudgetExceeded("The key's budget is spent.", 0),
 			status:     http.StatusTooManyRequests,
@@ -254,13 +267,14 @@ func TestRefusalWrite(t *testing.T) {
 			rec := httptest.NewRecorder()
 			tt.refusal.Write(rec)
 			resp := rec.Result()
-			checkJSONError(t, resp, rec.Body.Bytes(), tt.status, tt.code, tt.msgPart)
 			var e struct {
-				Error struct{ Type string } `json:"error"`
+				Error struct{ Type, Code, Message string } `json:"error"`
 			}
-			_ = json.Unmarshal(rec.Body.Bytes(), &e)
-			if e.Error.Type != tt.typ {
-				t.Errorf("type = %q, want %q", e.Error.Type, tt.typ)
+			if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil {
+				t.Fatalf("body %q is not a JSON error: %v", rec.Body.Bytes(), err)
+			}
+			if resp.StatusCode != tt.status || e.Error.Type != tt.typ || e.Error.Code != tt.code || !strings.Contains(e.Error.Message, tt.msgPart) {
+				t.Errorf("got %d %s/%s %q, want %d %s/%s containing %q", resp.StatusCode, e.Error.Type, e.Error.Code, e.Error.Message, tt.status, tt.typ, tt.code, tt.msgPart)
 			}
 			for k, v := range tt.headers {
 				if got := resp.Header.Get(k); got != v {
@@ -274,4 +288,56 @@ func TestRefusalWrite(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkMeterParsing is the CPU metering adds per request, without the
+// round trip that dominates BenchmarkMeter: reading the request body's
+// fields and estimate, and scanning answers for usage.
+func BenchmarkMeterParsing(b *testing.B) {
+	request := []byte(`{"model":"gpt-4o","stream":true,"max_tokens":512,"messages":[{"role":"system","content":"` +
+		strings.Repeat("You are a helpful assistant. ", 40) + `"},{"role":"user","content":"hello"}]}`)
+	b.Run("request", func(b *testing.B) {
+		b.SetBytes(int64(len(request)))
+		b.ReportAllocs()
+		for b.Loop() {
+			f, err := parseMetered(request)
+			if err != nil || f.model != "gpt-4o" {
+				b.Fatal(f, err)
+			}
+			_ = estimateInputTokens(request)
+			if _, ok := injectIncludeUsage(request, &f); !ok {
+				b.Fatal("not injected")
+			}
+		}
+	})
+	// The strict validation alone (validObject), on the request above
+	// and on a 1 MiB conversation: what reading any Content-Type as one
+	// I-JSON object costs.
+	large := []byte(`{"model":"gpt-4o","messages":[` + strings.Repeat(`{"role":"user","content":"`+strings.Repeat("lorem ipsum ", 80)+`"},`, 1000) + `{"role":"user","content":"hi"}]}`)
+	for name, body := range map[string][]byte{"validate-1.2KiB": request, "validate-1MiB": large} {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := validObject(body); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	scan := func(body string, sse bool) func(*testing.B) {
+		return func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if s := scanAll(body, sse, len(body)); s.usage.set == 0 {
+					b.Fatal("no usage")
+				}
+			}
+		}
+	}
+	b.Run("openai-json", scan(meteringtest.OpenAIChatJSON, false))
+	b.Run("openai-sse", scan(strings.Join(meteringtest.ChatStream(true), ""), true))
+	b.Run("responses-sse", scan(meteringtest.OpenAIResponsesSSE, true))
+	b.Run("anthropic-sse", scan(meteringtest.AnthropicSSE, true))
 }

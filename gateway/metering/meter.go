@@ -1,7 +1,13 @@
-package proxy
+// Package metering is the contract between forwarding and per-key policy
+// (docs/design.md, section 12.2), and the room of the request path that
+// keeps it: for a request whose key has a policy, Serve reads the body
+// (meterbody.go), asks the policy to admit what it reserves, and reads
+// the usage out of the response as it passes (meterwriter.go,
+// usagescan.go) to settle. gateway/proxy calls it; gateway/policy
+// implements Meter. It imports neither.
+package metering
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -10,16 +16,17 @@ import (
 	"strings"
 
 	"github.com/codevector/codevector/gateway/httperr"
+	"github.com/codevector/codevector/gateway/providers"
 )
 
 // Meter is per-key policy (docs/design.md, section 12.2), consulted only for
-// requests whose key has one. The gateway server implements it: it knows
-// the authenticated key, its policy and the counters; the proxy knows the
+// requests whose key has one. gateway/policy implements it: it knows the
+// authenticated key, its policy and the counters; this package knows the
 // request and response bodies.
 type Meter interface {
 	// For returns the policy hook for this request, or nil when the
 	// request's key has no policy. For nil the proxy does exactly what it
-	// does without a Meter: nothing is buffered or parsed, so keys without
+	// does without a Meter, and Serve is not called: nothing is buffered or parsed, so keys without
 	// a policy do not pay for it.
 	For(r *http.Request) RequestMeter
 }
@@ -27,11 +34,11 @@ type Meter interface {
 // RequestMeter is a Meter's view of one request.
 type RequestMeter interface {
 	// Admit runs once the model and the estimates are known, before the
-	// request is forwarded. It returns either a refusal, which the proxy
-	// writes (see Refusal.Write) without forwarding, or settle, which the
-	// proxy calls exactly once when the response is over: completed, cut
+	// request is forwarded. It returns either a refusal, which Serve
+	// writes (see Refusal.Write) without forwarding, or settle, which
+	// Serve calls exactly once when the response is over: completed, cut
 	// by the client or the upstream, or failed. settle runs on the
-	// request's goroutine before ServeHTTP returns.
+	// request's goroutine before Serve returns.
 	Admit(ctx context.Context, req Request) Admission
 	// AllowsModel filters model listings (GET .../models: entries it
 	// refuses are removed) and lookups (GET .../models/{id} of a refused id
@@ -39,25 +46,25 @@ type RequestMeter interface {
 	// account cannot see, so a lookup agrees with the listing). See
 	// MatchModel.
 	AllowsModel(model string) bool
-	// Refused counts a refusal the proxy wrote itself, by reason (an
+	// Refused counts a refusal Serve wrote itself, by reason (an
 	// invalid body), as the Meter counts its own.
 	Refused(reason string)
 }
 
-// Request is what the proxy learnt about a request before forwarding it.
+// Request is what Serve learnt about a request before forwarding it.
 type Request struct {
 	// Provider serves the request: the URL's provider, or the one its model
 	// routes to.
 	Provider string
 	// Kind is Provider's API kind.
-	Kind Kind
+	Kind providers.Kind
 	// Method and Path are the request's: Path is what follows
 	// /gateway/{provider}, as "/v1/chat/completions".
 	Method, Path string
 	// Model is the body's top-level "model", or "" when it names none: a
 	// GET, a body that is not a JSON object (multipart audio uploads), or a
 	// JSON body without the field. The Meter decides what "" means for a
-	// key with an allowlist; the proxy never guesses one.
+	// key with an allowlist; Serve never guesses one.
 	Model string
 	// Stream is the body's "stream": true.
 	Stream bool
@@ -118,7 +125,7 @@ type Admission struct {
 	Settle func(Usage)
 	// ClampOutputTokens, when positive, is a smaller bound per answer
 	// than Request.MaxOutputTokens, for a request that named none and
-	// would not fit whole: the proxy writes it into the body (the route's
+	// would not fit whole: Serve writes it into the body (the route's
 	// own field) and tells the client in the ClampedHeader response
 	// header.
 	ClampOutputTokens int64
@@ -145,7 +152,7 @@ type Usage struct {
 	// Complete is false when the response was cut: the client went away or
 	// the upstream failed mid-body.
 	Complete bool
-	// Estimated says that a count is the proxy's guess because the
+	// Estimated says that a count is a guess because the
 	// provider's was not seen (a cut stream, a provider that does not
 	// report usage): input is then Request.EstimatedInputTokens and output
 	// the bytes of text delivered / 4.
@@ -168,22 +175,41 @@ func MatchModel(globs []string, model string) bool {
 	return false
 }
 
-// serveMetered is serve for a request whose key has a policy: it reads the
-// body, asks rm to admit the request, and forwards it through a
-// meterWriter that settles once the response is over.
+// Hop is forwarding as Serve sees it: the proxy's side of one request
+// that it has checked (its provider exists and serves the route) and
+// hands to Serve because its key has a policy.
+type Hop interface {
+	// ReadBody reads the whole request body, up to the gateway's limit.
+	// false means it could not, and the Hop has answered the client
+	// (413, 400, or nothing for a client gone).
+	ReadBody() ([]byte, bool)
+	// StreamBody lets a body that is not read (a GET's, a multipart
+	// upload) stream through, cut at the gateway's limit.
+	StreamBody()
+	// Route is the provider serving a request for model: the one model
+	// routes to, else the URL's ("" routes nowhere).
+	Route(model string) *providers.Provider
+	// Forward sends the request upstream, with body instead of its own
+	// when body is not nil, and writes the response to w.
+	Forward(w http.ResponseWriter, body []byte)
+}
+
+// Serve is the metering room of the request path for a request whose key
+// has a policy (rm): it reads the body, asks rm to admit the request,
+// and forwards it through hop and a meterWriter that settles once the
+// response is over. w is the writer that answers the client; rest is
+// the path after /gateway/{provider}.
 //
 // Every body it forwards is what it metered: a body is read and parsed as
 // JSON whatever its Content-Type (providers and most HTTP stacks parse it
 // anyway, so a JSON body sent as text/plain must cost what it asks for),
 // and one that is not exactly one valid JSON object is refused, never
 // forwarded. Only multipart uploads are not read; they are BillingUnknown.
-func (p *Proxy) serveMetered(rec *responseRecorder, w http.ResponseWriter, r *http.Request, st *requestState, rest string, rm RequestMeter) {
-	req := Request{Method: r.Method, Path: rest, Billing: billingOf(r.Method, rest), Answers: 1}
-	mw := &meterWriter{rec: rec, free: req.Billing == BillingFree}
-
+func Serve(w http.ResponseWriter, r *http.Request, rest string, rm RequestMeter, hop Hop) {
+	mw := &meterWriter{rec: w}
 	if r.Method == http.MethodGet {
 		if id, ok := modelLookup(rest); ok && !rm.AllowsModel(id) {
-			httperr.Write(rec, http.StatusNotFound, httperr.TypeInvalidRequest, "model_not_found",
+			httperr.Write(w, http.StatusNotFound, httperr.TypeInvalidRequest, "model_not_found",
 				fmt.Sprintf("The model %q does not exist or you do not have access to it.", truncate(id, 128)))
 			return
 		}
@@ -191,72 +217,18 @@ func (p *Proxy) serveMetered(rec *responseRecorder, w http.ResponseWriter, r *ht
 			mw.allows = rm.AllowsModel
 		}
 	}
-
-	var body []byte
-	var f requestFields
-	switch {
-	case !hasBody(r.Method):
-		if r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody {
-			r.Body = http.MaxBytesReader(w, r.Body, p.maxBody)
-		}
-	case isMultipart(r.Header["Content-Type"]):
-		req.Billing = BillingUnknown
-		if r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody {
-			r.Body = http.MaxBytesReader(w, r.Body, p.maxBody)
-		}
-	default:
-		var err error
-		if body, err = readBody(r, p.maxBody); err != nil {
-			p.bodyError(rec, r, err)
-			return
-		}
-		if f, err = parseMetered(body); err != nil {
-			rm.Refused("invalid_body")
-			httperr.Write(rec, http.StatusBadRequest, httperr.TypeInvalidRequest, "invalid_body", err.Error()+
-				": this API key's policy is checked against the body, so it must be one JSON object, with each key once, whatever its Content-Type.")
-			return
-		}
-		st.model = f.model
-		if to := st.from.route(f.model); to != nil {
-			st.to = to
-		}
-		req.Model, req.Stream = f.model, f.stream
-		req.EstimatedInputTokens = estimateInputTokens(body)
-		switch req.Billing {
-		case BillingTokens:
-			req.MaxOutputTokens = st.to.provider.MaxOutputTokens(f.model)
-			if f.hasMaxOutput {
-				req.MaxOutputTokens, req.OutputBoundAsked = min(req.MaxOutputTokens, f.maxOutput), true
-			}
-			req.Answers = max(f.answers, 1)
-		case BillingFree:
-			req.EstimatedInputTokens = 0
-		}
-	}
-	req.Provider, req.Kind = st.to.name, st.to.provider.Kind
-
-	adm := rm.Admit(r.Context(), req)
-	if adm.Refusal != nil {
-		adm.Refusal.Write(rec)
+	req, body, f, ok := readRequest(w, r, rest, rm, hop)
+	if !ok {
 		return
 	}
-	mw.req, mw.settle = req, adm.Settle
+	adm := rm.Admit(r.Context(), req)
+	if adm.Refusal != nil {
+		adm.Refusal.Write(w)
+		return
+	}
+	mw.req, mw.settle, mw.free = req, adm.Settle, req.Billing == BillingFree
 	if body != nil {
-		if adm.ClampOutputTokens > 0 && adm.ClampOutputTokens < req.MaxOutputTokens && !req.OutputBoundAsked {
-			body = setOutputBound(body, &f, outputField(rest), adm.ClampOutputTokens)
-			rec.Header().Set(ClampedHeader, strconv.FormatInt(adm.ClampOutputTokens, 10))
-			mw.req.MaxOutputTokens = adm.ClampOutputTokens
-		}
-		if f.stream && strings.HasSuffix(rest, "/completions") && !f.includeUsage {
-			// Chat and legacy completions report usage in a stream only
-			// when asked; ask, and hide the answer from a client that did
-			// not (meterWriter.strip).
-			if edited, ok := injectIncludeUsage(body, &f); ok {
-				body, mw.strip = edited, true
-			}
-		}
-		r.Body = &bufferedBody{Reader: bytes.NewReader(body), data: body}
-		r.ContentLength = int64(len(body))
+		body = editBody(w, body, &f, adm, mw)
 	}
 	// The response must be readable: a client's Accept-Encoding: gzip would
 	// let the provider compress it. Clients decode either.
@@ -268,8 +240,71 @@ func (p *Proxy) serveMetered(rec *responseRecorder, w http.ResponseWriter, r *ht
 		// the request is settled before the panic goes on.
 		mw.finish(!completed)
 	}()
-	p.forward(mw, w, r, st.to)
+	hop.Forward(mw, body)
 	completed = true
+}
+
+// readRequest reads what Admit is asked: the body's metered fields (body
+// nil when it is not read), the provider serving the request and what it
+// may bill. false means it answered the client itself.
+func readRequest(w http.ResponseWriter, r *http.Request, rest string, rm RequestMeter, hop Hop) (req Request, body []byte, f requestFields, ok bool) {
+	req = Request{Method: r.Method, Path: rest, Billing: billingOf(r.Method, rest), Answers: 1}
+	switch {
+	case !hasBody(r.Method):
+		hop.StreamBody()
+	case isMultipart(r.Header["Content-Type"]):
+		req.Billing = BillingUnknown
+		hop.StreamBody()
+	default:
+		if body, ok = hop.ReadBody(); !ok {
+			return req, nil, f, false
+		}
+		var err error
+		if f, err = parseMetered(body); err != nil {
+			rm.Refused("invalid_body")
+			httperr.Write(w, http.StatusBadRequest, httperr.TypeInvalidRequest, "invalid_body", err.Error()+
+				": this API key's policy is checked against the body, so it must be one JSON object, with each key once, whatever its Content-Type.")
+			return req, nil, f, false
+		}
+		req.Model, req.Stream = f.model, f.stream
+		req.EstimatedInputTokens = estimateInputTokens(body)
+	}
+	prov := hop.Route(req.Model)
+	req.Provider, req.Kind = prov.Name, prov.Kind
+	if body != nil {
+		switch req.Billing {
+		case BillingTokens:
+			req.MaxOutputTokens = prov.MaxOutputTokens(f.model)
+			if f.hasMaxOutput {
+				req.MaxOutputTokens, req.OutputBoundAsked = min(req.MaxOutputTokens, f.maxOutput), true
+			}
+			req.Answers = max(f.answers, 1)
+		case BillingFree:
+			req.EstimatedInputTokens = 0
+		}
+	}
+	return req, body, f, true
+}
+
+// editBody returns body as it is forwarded: with the output bound adm
+// clamped to (and the ClampedHeader that says so), and asking a stream
+// for the usage the client did not ask for, which mw then hides.
+func editBody(w http.ResponseWriter, body []byte, f *requestFields, adm Admission, mw *meterWriter) []byte {
+	req := mw.req
+	if adm.ClampOutputTokens > 0 && adm.ClampOutputTokens < req.MaxOutputTokens && !req.OutputBoundAsked {
+		body = setOutputBound(body, f, outputField(req.Path), adm.ClampOutputTokens)
+		w.Header().Set(ClampedHeader, strconv.FormatInt(adm.ClampOutputTokens, 10))
+		mw.req.MaxOutputTokens = adm.ClampOutputTokens
+	}
+	if f.stream && strings.HasSuffix(req.Path, "/completions") && !f.includeUsage {
+		// Chat and legacy completions report usage in a stream only
+		// when asked; ask, and hide the answer from a client that did
+		// not (meterWriter.strip).
+		if edited, ok := injectIncludeUsage(body, f); ok {
+			body, mw.strip = edited, true
+		}
+	}
+	return body
 }
 
 // hasBody reports the methods whose body a provider reads.

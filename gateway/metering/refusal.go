@@ -1,4 +1,4 @@
-package proxy
+package metering
 
 import (
 	"fmt"
@@ -25,7 +25,7 @@ type Refusal struct {
 	Type, Code string
 	// Message is the error body's "message", shown to the user by SDKs.
 	Message string
-	// RetryAfter, for a 429, is when a retry can succeed: sent as
+	// RetryAfter, for a 429 or a 503, is when a retry can succeed: sent as
 	// Retry-After (whole seconds, rounded up) and retry-after-ms, which
 	// the OpenAI and Anthropic SDKs prefer. Zero means that waiting will
 	// not help (a total budget spent); the response then says
@@ -105,14 +105,13 @@ func (f *Refusal) Error() string {
 // Write writes the refusal: its headers, then the JSON error body.
 func (f *Refusal) Write(w http.ResponseWriter) {
 	h := w.Header()
-	if f.Status == http.StatusTooManyRequests {
-		if f.RetryAfter > 0 {
-			h.Set("Retry-After", strconv.FormatInt(int64((f.RetryAfter+time.Second-1)/time.Second), 10))
-			h.Set("Retry-After-Ms", strconv.FormatInt(int64((f.RetryAfter+time.Millisecond-1)/time.Millisecond), 10))
-		}
-		if f.RetryAfter <= 0 || f.RetryAfter > maxUsefulRetryAfter {
-			h.Set("X-Should-Retry", "false")
-		}
+	retryable := f.Status == http.StatusTooManyRequests || f.Status == http.StatusServiceUnavailable
+	if retryable && f.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.FormatInt(int64((f.RetryAfter+time.Second-1)/time.Second), 10))
+		h.Set("Retry-After-Ms", strconv.FormatInt(int64((f.RetryAfter+time.Millisecond-1)/time.Millisecond), 10))
+	}
+	if f.Status == http.StatusTooManyRequests && (f.RetryAfter <= 0 || f.RetryAfter > maxUsefulRetryAfter) {
+		h.Set("X-Should-Retry", "false")
 	}
 	setRateLimit(h, "requests", f.Requests)
 	setRateLimit(h, "tokens", f.Tokens)

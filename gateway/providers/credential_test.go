@@ -1,4 +1,4 @@
-package proxy
+package providers
 
 import (
 	"os"
@@ -30,7 +30,7 @@ func TestCredentialFileRotation(t *testing.T) {
 	c.now = func() time.Time { return now }
 	value := func() string {
 		t.Helper()
-		v, err := c.headerValues()
+		v, err := c.HeaderValues()
 		if err != nil {
 			t.Logf("headerValues reported: %v", err)
 		}
@@ -63,12 +63,12 @@ func TestCredentialFileRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	now = now.Add(credentialCheckInterval)
-	v, err := c.headerValues()
+	v, err := c.HeaderValues()
 	if v[0] != "Bearer third" || err == nil {
 		t.Fatalf("file removed: %q, %v; want Bearer third and an error", v[0], err)
 	}
 	now = now.Add(credentialCheckInterval)
-	if v, err := c.headerValues(); v[0] != "Bearer third" || err != nil {
+	if v, err := c.HeaderValues(); v[0] != "Bearer third" || err != nil {
 		t.Fatalf("file still removed: %q, %v; want Bearer third and no repeated error", v[0], err)
 	}
 	writeKey("fourth", base.Add(3*time.Minute))

@@ -1,4 +1,4 @@
-package proxy
+package providers
 
 import (
 	"os"
@@ -55,7 +55,7 @@ func TestParseProvidersDesignExample(t *testing.T) {
 	if c.Header != "Authorization" || c.Format != "Bearer {value}" || c.Env != "OPENAI_API_KEY" || c.File != "" {
 		t.Errorf("openai credential = %+v", c)
 	}
-	if v, err := c.headerValues(); err != nil || len(v) != 1 || v[0] != "Bearer sk-openai-test" {
+	if v, err := c.HeaderValues(); err != nil || len(v) != 1 || v[0] != "Bearer sk-openai-test" {
 		t.Errorf("openai header value = %q, %v", v, err)
 	}
 	if len(openai.Models) != 1 || openai.Models[0] != (ModelRoute{Pattern: "claude-*", Provider: "anthropic"}) {
@@ -79,7 +79,7 @@ func TestParseProvidersDesignExample(t *testing.T) {
 	if c.Header != "X-Api-Key" || c.Format != "{value}" || c.Env != "ANTHROPIC_API_KEY" {
 		t.Errorf("anthropic credential = %+v", c)
 	}
-	if v, _ := c.headerValues(); len(v) != 1 || v[0] != "sk-ant-test" {
+	if v, _ := c.HeaderValues(); len(v) != 1 || v[0] != "sk-ant-test" {
 		t.Errorf("anthropic header value = %q, want trimmed sk-ant-test", v)
 	}
 	if got := anthropic.Headers.Get("anthropic-version"); got != "2023-06-01" {
@@ -122,7 +122,7 @@ providers:
 	if got := u.Headers.Get("X-Count"); got != "3" {
 		t.Errorf("x-count = %q", got)
 	}
-	if v, _ := u.Credential.headerValues(); v[0] != "Bearer k" {
+	if v, _ := u.Credential.HeaderValues(); v[0] != "Bearer k" {
 		t.Errorf("default format gave %q", v[0])
 	}
 	if got := u.Route("meta-llama/Llama-3"); got != "local" {

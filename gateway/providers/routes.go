@@ -1,4 +1,4 @@
-package proxy
+package providers
 
 import (
 	"fmt"
@@ -75,14 +75,15 @@ func (rt Route) String() string { return rt.Method + " " + rt.Path }
 // rest, the decoded request path after /gateway/{provider} ("" or starting
 // with "/"). It allocates nothing: it runs on every proxied request.
 func (p *Provider) Allows(method, rest string) bool {
-	return p.allows(method, rest, "")
+	return p.AllowsEscaped(method, rest, "")
 }
 
-// allows is Allows that also requires rawRest, the escaped form of rest
-// when the client's escaping differs from the default (url.URL.RawPath),
-// to match the same route: the provider receives that form, so an encoded
-// slash cannot make two segments look like one, or the reverse.
-func (p *Provider) allows(method, rest, rawRest string) bool {
+// AllowsEscaped is Allows that also requires rawRest, the escaped form of
+// rest when the client's escaping differs from the default
+// (url.URL.RawPath), to match the same route: the provider receives that
+// form, so an encoded slash cannot make two segments look like one, or the
+// reverse.
+func (p *Provider) AllowsEscaped(method, rest, rawRest string) bool {
 	for i := range p.Routes {
 		rt := &p.Routes[i]
 		if rt.Method != "*" && rt.Method != method {
