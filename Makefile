@@ -52,8 +52,9 @@ proto: ## Generate the peer services' Go code from proto/ (buf and the protoc-ge
 	go run github.com/bufbuild/buf/cmd/buf@v1.75.0 generate
 
 .PHONY: verify-generated
-verify-generated: manifests generate ## Fail when generated files are not what the markers produce.
+verify-generated: manifests generate proto ## Fail when generated files are not what the markers and proto/ produce.
 	@git diff --exit-code -- api config/crd config/rbac/manager $(CHART)/crds $(CHART)/files || { echo "generated files are stale: run 'make manifests generate' and commit the result" >&2; exit 1; }
+	@git diff --exit-code -- '*.pb.go' && test -z "$$(git ls-files --others --exclude-standard -- '*.pb.go')" || { echo "the peer services' generated code is stale or not committed: run 'make proto' and commit the result" >&2; git ls-files --others --exclude-standard -- '*.pb.go' >&2; exit 1; }
 
 .PHONY: docs
 docs: ## Rewrite docs/flags.md from the commands' flags (a test fails when it is stale).

@@ -55,3 +55,32 @@ func liveHeap() uint64 {
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
 }
+
+// BenchmarkWire: a full batch (8192 proofs, 16-character key IDs) encoded
+// and decoded as it crosses the peer listener, and its size per proof.
+//
+//	go test -run='^$' -bench=Wire ./gateway/peerproofs/
+func BenchmarkWire(b *testing.B) {
+	proofs := make([]auth.PeerProof, maxBatch)
+	for i := range proofs {
+		proofs[i] = auth.PeerProof{KeyID: fmt.Sprintf("%016d", i), Epoch: 81234}
+		rand.Read(proofs[i].Binding[:])
+		rand.Read(proofs[i].MAC[:])
+	}
+	b.Run("encode", func(b *testing.B) {
+		var size int
+		for range b.N {
+			size = len(marshal(b, proofs))
+		}
+		b.ReportMetric(float64(size)/maxBatch, "B/proof")
+	})
+	b.Run("decode", func(b *testing.B) {
+		msg := marshal(b, proofs)
+		b.ResetTimer()
+		for range b.N {
+			if got, err := unmarshal(msg); err != nil || len(got) != maxBatch {
+				b.Fatalf("decoded %d of %d proofs: %v", len(got), maxBatch, err)
+			}
+		}
+	})
+}

@@ -6,7 +6,7 @@
 //
 // A proof (auth.PeerProof) is an HMAC of the full key, its key ID, APIKey
 // UID, hash Secret UID, hash and rotation state, under a key derived per
-// 6-hour epoch from the replicas' peer credential (quota.Credential). It
+// 6-hour epoch from the replicas' peer credential (mesh.Credential). It
 // is useless without the key's secret: the replica that learns it still
 // needs the client to present the key, and checks the proof against the
 // hash it knows itself, so a stale proof (the key revoked, rotated or
@@ -26,13 +26,14 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/codevector/codevector/gateway/auth"
-	"github.com/codevector/codevector/gateway/quota"
+	"github.com/codevector/codevector/gateway/mesh"
+	"github.com/codevector/codevector/gateway/peerproofs/peerproofspb"
 )
 
 // Config configures a Sharer.
 type Config struct {
 	Proofs     *auth.PeerProofs
-	Credential *quota.Credential
+	Credential *mesh.Credential
 	// FetchTimeout bounds Fetch: a replica whose peers do not answer
 	// becomes ready after it anyway and verifies keys itself. Default 3s.
 	FetchTimeout time.Duration
@@ -49,7 +50,7 @@ type Sharer struct {
 	cfg     Config
 	metrics metrics
 
-	conns *quota.PeerConns
+	conns *mesh.Conns
 
 	mu      sync.Mutex // guards pending
 	pending []auth.PeerProof
@@ -73,14 +74,16 @@ func New(cfg Config) *Sharer {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	s := &Sharer{cfg: cfg, conns: quota.NewPeerConns(cfg.Credential)}
+	s := &Sharer{cfg: cfg, conns: mesh.NewConns(cfg.Credential)}
 	s.metrics = newMetrics(cfg.Registerer, cfg.Proofs)
 	cfg.Proofs.Enable(cfg.Credential.DeriveSecret("verified-key proofs"), s.publish)
 	return s
 }
 
 // Register serves the proof service on the peer listener.
-func (s *Sharer) Register(r grpc.ServiceRegistrar) { r.RegisterService(&serviceDesc, s) }
+func (s *Sharer) Register(r grpc.ServiceRegistrar) {
+	peerproofspb.RegisterProofsServer(r, service{s: s})
+}
 
 // publish queues a proof this replica made for its peers.
 func (s *Sharer) publish(p auth.PeerProof) {
@@ -91,16 +94,16 @@ func (s *Sharer) publish(p auth.PeerProof) {
 	s.mu.Unlock()
 }
 
-func (s *Sharer) listBatches() [][]byte {
+func (s *Sharer) listBatches() []*peerproofspb.ProofBatch {
 	all := s.cfg.Proofs.Export(s.cfg.Clock.Now())
-	var out [][]byte
+	var out []*peerproofspb.ProofBatch
 	for batch := range slices.Chunk(all, maxBatch) {
 		out = append(out, encode(batch))
 	}
 	return out
 }
 
-func (s *Sharer) learn(batch []byte) (int, error) {
+func (s *Sharer) learn(batch *peerproofspb.ProofBatch) (int, error) {
 	proofs, err := decode(batch)
 	if err != nil {
 		return 0, err
@@ -175,7 +178,7 @@ func (s *Sharer) pushPending(ctx context.Context, peers []string) {
 	if len(pending) == 0 || len(peers) == 0 {
 		return
 	}
-	var batches [][]byte
+	var batches []*peerproofspb.ProofBatch
 	for batch := range slices.Chunk(pending, maxBatch) {
 		batches = append(batches, encode(batch))
 	}

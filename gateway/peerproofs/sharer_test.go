@@ -8,12 +8,15 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/codevector/codevector/gateway/auth"
 	"github.com/codevector/codevector/gateway/keyindex"
-	"github.com/codevector/codevector/gateway/quota"
+	"github.com/codevector/codevector/gateway/mesh"
+	"github.com/codevector/codevector/gateway/peerproofs/peerproofspb"
 )
 
 // replica is a Sharer serving its proof table on a peer listener of its
@@ -24,7 +27,7 @@ type replica struct {
 	addr   string
 }
 
-func newReplica(t testing.TB, cred *quota.Credential, clk *testingclock.FakeClock) *replica {
+func newReplica(t testing.TB, cred *mesh.Credential, clk *testingclock.FakeClock) *replica {
 	t.Helper()
 	a := auth.New(keyindex.New(nil), auth.Options{Clock: clk})
 	s := New(Config{Proofs: a.PeerProofs(), Credential: cred, Clock: clk, PushInterval: 10 * time.Millisecond, FetchTimeout: time.Second})
@@ -47,9 +50,9 @@ func proofsAt(now time.Time, ids ...string) []auth.PeerProof {
 	return out
 }
 
-func credential(t testing.TB) *quota.Credential {
+func credential(t testing.TB) *mesh.Credential {
 	t.Helper()
-	c, err := quota.NewCredential()
+	c, err := mesh.NewCredential()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +113,7 @@ func TestPeerChannelRefusesOutsiders(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 			defer cancel()
 			got := 0
-			if _, err := list(ctx, conn, func(b []byte) (int, error) { p, _ := decode(b); got += len(p); return 0, nil }); err == nil || got > 0 {
+			if _, err := list(ctx, conn, func(b *peerproofspb.ProofBatch) (int, error) { got += len(b.Proofs); return 0, nil }); err == nil || got > 0 {
 				t.Errorf("List answered an outsider: %d proofs, error %v", got, err)
 			}
 			if err := push(ctx, conn, encode(proofsAt(clk.Now(), "planted"))); err == nil || r.proofs.Has("planted") {
@@ -141,5 +144,39 @@ func TestFetchFromUnreachablePeers(t *testing.T) {
 	}
 	if took := time.Since(start); took > 3*time.Second {
 		t.Errorf("Fetch took %v with a fetch timeout of 1s", took)
+	}
+}
+
+// A peer of a release before the generated Proofs service (or one with
+// --no-peer-proofs) answers Unimplemented: the new replica learns nothing
+// from it, at once rather than after the fetch timeout, and verifies those
+// keys itself; its pushes fail and cost nothing else (docs/design.md,
+// section 14.5).
+func TestPeerWithoutTheServiceIsSkipped(t *testing.T) {
+	clk := testingclock.NewFakeClock(time.Now())
+	cred := credential(t)
+	r := newReplica(t, cred, clk)
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(cred.ServerTLS())))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(srv.Stop)
+	other := ln.Addr().String()
+
+	start := time.Now()
+	if n := r.sharer.Fetch(t.Context(), []string{other}); n != 0 {
+		t.Errorf("learned %d proofs from a peer without the service", n)
+	}
+	if took := time.Since(start); took >= r.sharer.cfg.FetchTimeout {
+		t.Errorf("Fetch waited %v, its whole timeout, for a peer that answered Unimplemented", took)
+	}
+	conn, err := r.sharer.conns.Get(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := push(t.Context(), conn, encode(proofsAt(clk.Now(), "k"))); status.Code(err) != codes.Unimplemented {
+		t.Errorf("Push to a peer without the service: %v, want Unimplemented", err)
 	}
 }

@@ -1,65 +1,61 @@
 package peerproofs
 
 import (
-	"encoding/binary"
-	"errors"
 	"fmt"
 
 	"github.com/codevector/codevector/gateway/auth"
+	"github.com/codevector/codevector/gateway/peerproofs/peerproofspb"
 )
 
-// The wire format of a batch of proofs. It is hand-written rather than
-// generated from a .proto file: a proof is four fixed fields, and a codec
-// of forty lines (fuzzed by FuzzDecode) costs less than a protoc step in
-// the build. A batch is a version byte, then per proof:
-//
-//	u8 len | key ID | 16-byte binding | i64 epoch, big endian | 32-byte MAC
-const wireVersion = 1
+// The wire form of a batch of proofs is the generated ProofBatch
+// (proto/codevector/gateway/v1/proofs.proto); encode and decode map it to
+// auth.PeerProof, whose binding and MAC are fixed-size arrays.
 
-// maxBatch is how many proofs one message carries (73 bytes each with a
-// 16-character key ID: 600 KiB, well under gRPC's 4 MiB message limit).
+// maxBatch is how many proofs one message carries (76 bytes each with a
+// 16-character key ID: 610 KiB, well under gRPC's 4 MiB message limit).
 const maxBatch = 8192
 
-var errTruncated = errors.New("truncated proof batch")
+// maxKeyID bounds a key ID on the wire; no key ID is this long.
+const maxKeyID = 255
 
-// encode appends proofs to a new batch.
-func encode(proofs []auth.PeerProof) []byte {
-	b := make([]byte, 1, 1+len(proofs)*73)
-	b[0] = wireVersion
+// encode maps proofs to a batch.
+func encode(proofs []auth.PeerProof) *peerproofspb.ProofBatch {
+	// One allocation for all the messages, one for the pointers.
+	msgs := make([]peerproofspb.Proof, len(proofs))
+	out := &peerproofspb.ProofBatch{Proofs: make([]*peerproofspb.Proof, 0, len(proofs))}
 	for i := range proofs {
 		p := &proofs[i]
-		if len(p.KeyID) > 255 {
-			continue // no key ID is this long
+		if len(p.KeyID) > maxKeyID {
+			continue
 		}
-		b = append(append(b, byte(len(p.KeyID))), p.KeyID...)
-		b = append(b, p.Binding[:]...)
-		b = binary.BigEndian.AppendUint64(b, uint64(p.Epoch))
-		b = append(b, p.MAC[:]...)
+		m := &msgs[i]
+		m.KeyId, m.Binding, m.Epoch, m.Mac = p.KeyID, p.Binding[:], p.Epoch, p.MAC[:]
+		out.Proofs = append(out.Proofs, m)
 	}
-	return b
+	return out
 }
 
-// decode reads a batch. It never panics on malformed input.
-func decode(b []byte) ([]auth.PeerProof, error) {
-	if len(b) == 0 || b[0] != wireVersion {
-		return nil, fmt.Errorf("unknown proof batch version (peers of another release?)")
+// decode maps a batch a peer sent to proofs. It refuses the whole batch
+// if any proof is malformed (a peer of another release, or a bug): the
+// keys are then verified here.
+func decode(b *peerproofspb.ProofBatch) ([]auth.PeerProof, error) {
+	if len(b.GetProofs()) > maxBatch {
+		return nil, fmt.Errorf("proof batch of %d proofs, more than %d", len(b.Proofs), maxBatch)
 	}
-	b = b[1:]
-	var out []auth.PeerProof
-	const fixed = len(auth.Binding{}) + 8 + len(auth.PeerProof{}.MAC)
-	for len(b) > 0 {
-		var p auth.PeerProof
-		n := int(b[0])
-		if len(b) < 1+n+fixed {
-			return nil, errTruncated
+	out := make([]auth.PeerProof, len(b.GetProofs()))
+	for i, m := range b.GetProofs() {
+		p := &out[i]
+		switch {
+		case m.GetKeyId() == "" || len(m.GetKeyId()) > maxKeyID:
+			return nil, fmt.Errorf("proof %d: key ID of %d bytes", i, len(m.GetKeyId()))
+		case len(m.GetBinding()) != len(p.Binding):
+			return nil, fmt.Errorf("proof %d: binding of %d bytes, want %d", i, len(m.GetBinding()), len(p.Binding))
+		case len(m.GetMac()) != len(p.MAC):
+			return nil, fmt.Errorf("proof %d: MAC of %d bytes, want %d", i, len(m.GetMac()), len(p.MAC))
 		}
-		p.KeyID = string(b[1 : 1+n])
-		b = b[1+n:]
-		b = b[copy(p.Binding[:], b):]
-		p.Epoch = int64(binary.BigEndian.Uint64(b))
-		b = b[8:]
-		b = b[copy(p.MAC[:], b):]
-		out = append(out, p)
+		p.KeyID, p.Epoch = m.KeyId, m.Epoch
+		copy(p.Binding[:], m.Binding)
+		copy(p.MAC[:], m.Mac)
 	}
 	return out, nil
 }

@@ -6,8 +6,6 @@ import (
 	"time"
 
 	guber "github.com/gubernator-io/gubernator/v2"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 func utc(y int, m time.Month, d, h, min, s int) time.Time {
@@ -75,30 +73,5 @@ func TestPeerInfos(t *testing.T) {
 	}
 	if got := peerInfos(nil, "in-process"); len(got) != 1 || !got[0].IsOwner {
 		t.Fatalf("single replica: %+v", got)
-	}
-}
-
-func TestPodPeers(t *testing.T) {
-	pod := func(ip string, ready corev1.ConditionStatus, deleting bool) *corev1.Pod {
-		p := &corev1.Pod{Status: corev1.PodStatus{
-			PodIP:      ip,
-			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: ready}},
-		}}
-		if deleting {
-			p.DeletionTimestamp = &metav1.Time{Time: time.Now()}
-		}
-		return p
-	}
-	got := podPeers([]*corev1.Pod{
-		pod("10.0.0.9", corev1.ConditionTrue, false),
-		pod("10.0.0.1", corev1.ConditionTrue, false),
-		pod("10.0.0.2", corev1.ConditionFalse, false),
-		pod("10.0.0.3", corev1.ConditionTrue, true),
-		pod("", corev1.ConditionTrue, false),
-		pod("fd00::5", corev1.ConditionTrue, false),
-	}, "7946")
-	want := []string{"10.0.0.1:7946", "10.0.0.9:7946", "[fd00::5]:7946"}
-	if !slices.Equal(got, want) {
-		t.Fatalf("podPeers = %v, want %v", got, want)
 	}
 }

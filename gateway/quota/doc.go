@@ -125,12 +125,10 @@
 //
 // # Peer authentication
 //
-// Peers talk mutual TLS with a CA shared through the Secret
-// codevector-gateway-peers (EnsureCredential). Each replica issues itself
-// short-lived leaf certificates from it; a peer listener refuses callers
-// without one, and callers refuse servers without one. An Engine with a
-// listener refuses to start without a Credential. A single replica
-// (Config.PeerListen empty) opens no port at all.
+// Peers talk over the peer mesh (gateway/mesh): its listener, mutual TLS
+// with a CA shared through the Secret codevector-gateway-peers, and its
+// peer list, which the engine follows (Config.Mesh). A single replica
+// (no mesh) opens no port at all.
 //
 // # Cost per request
 //

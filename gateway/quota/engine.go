@@ -5,17 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/codevector/codevector/gateway/mesh"
 	guber "github.com/gubernator-io/gubernator/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"k8s.io/utils/clock"
 )
 
@@ -23,31 +22,18 @@ import (
 // period are in the unique key.
 const counterName = "codevector"
 
-// singleReplicaAddress names the only peer of an Engine without a listener.
+// singleReplicaAddress names the only peer of an Engine without a mesh.
 // gubernator needs a peer list that contains the owner; this address is
 // never dialled because the owner answers in-process.
 const singleReplicaAddress = "in-process"
 
 // Config configures an Engine.
 type Config struct {
-	// PeerListen is the host:port this replica serves its peers on. Empty
-	// means a single replica: no listener, no peers.
-	PeerListen string
-	// PeerListener, if set, is used instead of listening on PeerListen
-	// (tests: a port held open from the start cannot be taken by another
-	// process in between).
-	PeerListener net.Listener
-	// Advertise is the host:port peers reach this replica at, as it appears
-	// in their peer lists. Defaults to the listener's address when that
-	// names a host (not 0.0.0.0 or [::]).
-	Advertise string
-	// Peers is a static peer list (host:port). This replica is added if
-	// absent. Kubernetes discovery calls SetPeers instead.
-	Peers []string
-	// Credential authenticates peers to each other. Required with
-	// PeerListen: counters must not be writable by anything that can reach
-	// the port.
-	Credential *Credential
+	// Mesh is the peer mesh this replica counts with (gateway/mesh): the
+	// engine serves gubernator on its listener, with its mutual TLS, and
+	// follows its peer list. Nil means a single replica: no listener, no
+	// peers.
+	Mesh *mesh.Mesh
 	// Checkpoint restores counters that gubernator does not hold (after a
 	// restart, an eviction or a change of owner). Optional.
 	Checkpoint Checkpoint
@@ -63,11 +49,6 @@ type Config struct {
 	// default 50,000). Evicted counters come back through Checkpoint.
 	CacheSize int
 
-	// Services register more services on the peer listener
-	// (verified-key proofs, last-use hand-offs): they get the same mutual
-	// TLS as the counters.
-	Services []func(grpc.ServiceRegistrar)
-
 	// batchWait, when positive, turns gubernator's batching of forwarded
 	// hits back on; only BenchmarkTake uses it, to measure what it costs.
 	batchWait time.Duration
@@ -78,8 +59,7 @@ type Config struct {
 // the others forward to it. It is safe for concurrent use.
 type Engine struct {
 	instance  *guber.V1Instance
-	server    *grpc.Server
-	listener  net.Listener
+	peered    bool // with a mesh; else the one replica owns every counter
 	advertise string
 	clock     clock.PassiveClock
 	log       *slog.Logger
@@ -101,11 +81,11 @@ type Engine struct {
 
 	closeOnce sync.Once
 	closed    chan struct{}
-	serveDone chan struct{}
 }
 
-// New starts an Engine. With Config.PeerListen set it listens for peers at
-// once; cancel ctx or call Close to stop.
+// New starts an Engine. With Config.Mesh it registers gubernator's
+// services on the mesh's server (before the mesh serves) and follows the
+// mesh's peer list; cancel ctx or call Close to stop.
 func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
@@ -113,54 +93,25 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	if cfg.PeerListener != nil {
-		cfg.PeerListen = cfg.PeerListener.Addr().String()
-	}
-	if cfg.PeerListen == "" && len(cfg.Peers) > 0 {
-		return nil, errors.New("peers given without a peer listen address")
-	}
-	if cfg.PeerListen != "" && cfg.Credential == nil {
-		return nil, errors.New("a peer listener needs a peer credential")
-	}
 	e := &Engine{clock: cfg.Clock, log: cfg.Log, advertise: singleReplicaAddress, behavior: guber.Behavior_NO_BATCHING}
 	e.syncCtx, e.stopSyncs = context.WithCancel(context.Background())
 	if cfg.batchWait > 0 {
 		e.behavior = guber.Behavior_BATCHING
 	}
 
-	if cfg.PeerListen != "" {
-		lis := cfg.PeerListener
-		if lis == nil {
-			var err error
-			if lis, err = net.Listen("tcp", cfg.PeerListen); err != nil {
-				return nil, fmt.Errorf("listening for peers on %s: %w", cfg.PeerListen, err)
-			}
-		}
-		e.listener = lis
-		e.advertise = cfg.Advertise
-		if e.advertise == "" {
-			host, _, _ := net.SplitHostPort(lis.Addr().String())
-			if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
-				lis.Close()
-				return nil, fmt.Errorf("peer listener %s has no host to advertise; set the advertise address", lis.Addr())
-			}
-			e.advertise = lis.Addr().String()
-		}
-		e.server = grpc.NewServer(grpc.Creds(credentials.NewTLS(cfg.Credential.ServerTLS())))
+	// gubernator registers its services on at least one gRPC server. A
+	// single replica's server is never started: no port is opened.
+	server := grpc.NewServer()
+	if cfg.Mesh != nil {
+		e.peered = true
+		e.advertise = cfg.Mesh.Addr()
+		server = cfg.Mesh.Server()
 		e.shadows = newShadowCounts(maxShadows)
-	} else {
-		// gubernator registers its services on at least one gRPC server. A
-		// single replica's server is never started: no port is opened.
-		e.server = grpc.NewServer()
 	}
 	e.leases = newLeaseTable()
 
-	for _, register := range cfg.Services {
-		register(e.server)
-	}
-
 	conf := guber.Config{
-		GRPCServers: []*grpc.Server{e.server},
+		GRPCServers: []*grpc.Server{server},
 		Behaviors: guber.BehaviorConfig{
 			// Batching holds every forwarded hit for up to BatchWait
 			// (500 µs by default) to share one RPC with others for the same
@@ -175,38 +126,24 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		Logger:        logrusToSlog(cfg.Log),
 		CacheSize:     cfg.CacheSize,
 	}
-	if cfg.Credential != nil {
-		conf.PeerTLS = cfg.Credential.ClientTLS()
+	if cfg.Mesh != nil {
+		conf.PeerTLS = cfg.Mesh.Credential().ClientTLS()
 	}
 	instance, err := guber.NewV1Instance(conf)
 	if err != nil {
-		if e.listener != nil {
-			e.listener.Close()
-		}
 		return nil, fmt.Errorf("starting gubernator: %w", err)
 	}
 	e.instance = instance
 	if cfg.Registerer != nil {
 		if err := cfg.Registerer.Register(instance); err != nil && !errors.As(err, &prometheus.AlreadyRegisteredError{}) {
 			instance.Close()
-			if e.listener != nil {
-				e.listener.Close()
-			}
 			return nil, fmt.Errorf("registering gubernator metrics: %w", err)
 		}
 	}
-	e.SetPeers(cfg.Peers)
-
-	e.serveDone = make(chan struct{})
-	if e.listener != nil {
-		go func() {
-			defer close(e.serveDone)
-			if err := e.server.Serve(e.listener); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-				e.log.Error("Peer listener stopped", "address", e.listener.Addr().String(), "error", err)
-			}
-		}()
+	if cfg.Mesh != nil {
+		cfg.Mesh.OnPeers(e.SetPeers)
 	} else {
-		close(e.serveDone)
+		e.SetPeers(nil)
 	}
 	e.closed = make(chan struct{})
 	if ctx.Done() != nil {
@@ -231,7 +168,7 @@ func (e *Engine) Addr() string { return e.advertise }
 // ready replicas only. A change drops this replica's leases: their owner
 // may have changed, and their size depends on the number of replicas.
 func (e *Engine) SetPeers(addrs []string) {
-	if e.listener == nil {
+	if !e.peered {
 		addrs = nil
 	}
 	// gubernator's SetPeers reads its pickers outside its own lock, so two
@@ -248,18 +185,6 @@ func (e *Engine) SetPeers(addrs []string) {
 		e.leases.reset()
 	}
 	e.peers = infos
-}
-
-// Peers returns the addresses of the other replicas, from gubernator's own
-// peer list.
-func (e *Engine) Peers() []string {
-	var out []string
-	for _, p := range e.instance.GetPeerList() {
-		if info := p.Info(); !info.IsOwner {
-			out = append(out, info.GRPCAddress)
-		}
-	}
-	return out
 }
 
 // peerInfos maps a peer address list to gubernator's PeerInfo: sorted,
@@ -281,8 +206,8 @@ func peerInfos(addrs []string, self string) []guber.PeerInfo {
 	return infos
 }
 
-// Close stops serving peers and drops all counters. It is safe to call
-// more than once.
+// Close drops all counters and stops following the peer list. It is safe
+// to call more than once.
 func (e *Engine) Close() error {
 	var err error
 	e.closeOnce.Do(func() {
@@ -296,9 +221,9 @@ func (e *Engine) Close() error {
 		e.stopped = true
 		e.instance.SetPeers(nil)
 		e.peersMu.Unlock()
+		// The listener is the mesh's: it stops with the mesh, and until
+		// then gubernator's peer calls fail as to a replica that is down.
 		err = e.instance.Close()
-		e.server.Stop()
-		<-e.serveDone
 		close(e.closed)
 	})
 	return err

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/codevector/codevector/gateway/mesh"
 )
 
 // testStart is in the future: gubernator drops items whose end has passed by
@@ -32,22 +34,45 @@ func newSingle(t testing.TB, cfg Config) *Engine {
 	return e
 }
 
+// newPeered starts an engine on a mesh of its own, listening on a loopback
+// port with cred's mutual TLS, as a gateway replica does.
+func newPeered(t testing.TB, cfg Config, cred *mesh.Credential) *Engine {
+	t.Helper()
+	m, err := mesh.New(mesh.Config{Listen: "127.0.0.1:0", Credential: cred, Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Mesh = m
+	e := newSingle(t, cfg)
+	m.Serve()
+	t.Cleanup(m.Close)
+	meshes.Store(e, m)
+	return e
+}
+
+// meshes maps each engine of newPeered to its mesh, for stop.
+var meshes sync.Map
+
+// stop stops a replica whole: its counters and its peer listener.
+func stop(e *Engine) {
+	e.Close()
+	if m, ok := meshes.Load(e); ok {
+		m.(*mesh.Mesh).Close()
+	}
+}
+
 // newCluster starts n engines on loopback ports that know each other as
 // static peers.
 func newCluster(t testing.TB, n int, cfg Config) []*Engine {
 	t.Helper()
-	if cfg.Credential == nil {
-		cred, err := NewCredential()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.Credential = cred
+	cred, err := mesh.NewCredential()
+	if err != nil {
+		t.Fatal(err)
 	}
-	cfg.PeerListen = "127.0.0.1:0"
 	engines := make([]*Engine, n)
 	addrs := make([]string, n)
 	for i := range engines {
-		engines[i] = newSingle(t, cfg)
+		engines[i] = newPeered(t, cfg, cred)
 		addrs[i] = engines[i].Addr()
 	}
 	for _, e := range engines {
@@ -104,8 +129,8 @@ func admitConcurrently(t *testing.T, engines []*Engine, c Counter, total int) in
 
 func TestSingleReplicaIsExact(t *testing.T) {
 	e := newSingle(t, Config{Clock: clocktesting.NewFakePassiveClock(testStart)})
-	if e.listener != nil {
-		t.Fatal("a single replica opened a listener")
+	if e.peered {
+		t.Fatal("a single replica has peers")
 	}
 	c := Counter{Key: "team-a/ci/rpm", Limit: 600, Window: time.Minute}
 	if got := admitConcurrently(t, []*Engine{e}, c, 1800); got != 600 {
@@ -288,7 +313,7 @@ func TestCheckpointRestoresAfterAllReplicasRestart(t *testing.T) {
 	usage.spent[lastMonth.Key] = 90
 	usage.mu.Unlock()
 	for _, e := range before {
-		e.Close()
+		stop(e)
 	}
 
 	after := newCluster(t, 3, cfg)
@@ -351,7 +376,7 @@ func TestCounterResumesOnItsNewOwnerAfterTheOwnerDies(t *testing.T) {
 			admitted++
 		}
 	}
-	engines[owner].Close()
+	stop(engines[owner])
 	for _, e := range survivors {
 		e.SetPeers(addrs)
 	}

@@ -106,7 +106,7 @@ func (e *Engine) leaseFor(c Counter, start, end, now time.Time, create bool) *le
 		// a take from a lease is a mutex, one from gubernator a trip
 		// through its worker pool, and through one replica that was most
 		// of what a limit cost a request (docs/benchmarks.md, "Per-key policy").
-		if e.listener != nil {
+		if e.peered {
 			owned, err := e.ownsCounter(c.Key, start)
 			if err != nil {
 				return nil // taken exactly; the take reports the error

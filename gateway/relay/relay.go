@@ -21,8 +21,8 @@
 //
 // The service is generated (package relaypb, from
 // proto/codevector/gateway/v1/revocations.proto, with `make proto`: buf
-// and the protoc-gen-go plugins built from source), unlike the older peer
-// services, which are described by hand.
+// and the protoc-gen-go plugins built from source), like the other peer
+// services, and served on the peer mesh's listener (gateway/mesh).
 package relay
 
 import (
@@ -39,7 +39,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/codevector/codevector/gateway/keyindex"
-	"github.com/codevector/codevector/gateway/quota"
+	"github.com/codevector/codevector/gateway/mesh"
 	"github.com/codevector/codevector/gateway/relay/relaypb"
 )
 
@@ -60,7 +60,7 @@ const (
 // Config configures a Relay.
 type Config struct {
 	Index      *keyindex.Index
-	Credential *quota.Credential
+	Credential *mesh.Credential
 	// Current reports whether this replica hears from the API server
 	// (within the stale bound): only then do its heartbeats count.
 	Current func() bool
@@ -83,7 +83,7 @@ type Relay struct {
 	queue chan keyindex.Revocation
 	sem   chan struct{}
 
-	conns *quota.PeerConns
+	conns *mesh.Conns
 
 	mu   sync.Mutex // guards sent
 	sent map[dedupKey]struct{}
@@ -117,7 +117,7 @@ func New(cfg Config) *Relay {
 		cfg:   cfg,
 		queue: make(chan keyindex.Revocation, queueSize),
 		sem:   make(chan struct{}, maxInFlight),
-		conns: quota.NewPeerConns(cfg.Credential),
+		conns: mesh.NewConns(cfg.Credential),
 		sent:  map[dedupKey]struct{}{},
 		relayed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "codevector", Subsystem: "gateway", Name: "revocations_relayed_total",

@@ -7,10 +7,9 @@ import (
 	"net"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/codevector/codevector/gateway/peerproofs"
+	"github.com/codevector/codevector/gateway/mesh"
 	"github.com/codevector/codevector/gateway/policy"
 	"github.com/codevector/codevector/gateway/quota"
 	"github.com/codevector/codevector/gateway/relay"
@@ -58,89 +57,45 @@ func (o PeerOptions) validate() error {
 }
 
 // startQuota starts the quota engine: at once for a single replica; with
-// peers once the peer credential is read (the manager creates it), then
-// following the peer list. Until then the Meter refuses every request it
-// would count (policy.Engine). With peers it also shares verified-key proofs over the same
-// listener, and learns the peers' before it returns (and the replica
-// reports ready).
+// peers on the peer mesh (startMesh), once the peer credential is read
+// (the manager creates it), then following the peer list. Until then the
+// Meter refuses every request it would count (policy.Engine). With peers
+// it also shares verified-key proofs over the same listener, and learns
+// the peers' before it returns (and the replica reports ready).
 func (g *Gateway) startQuota(ctx context.Context, cfg *rest.Config) error {
 	o := g.opts.Peers
 	qc := quota.Config{
-		PeerListen:   o.Listen,
-		PeerListener: o.Listener,
-		Clock:        g.opts.Clock,
-		Advertise:    o.Advertise,
-		Peers:        o.Static,
-		Checkpoint:   policy.Checkpoint(g.index),
-		Log:          g.log.With("component", "quota"),
-		Registerer:   g.registry,
+		Clock:      g.opts.Clock,
+		Checkpoint: policy.Checkpoint(g.index),
+		Log:        g.log.With("component", "quota"),
+		Registerer: g.registry,
 	}
 	if o.Listener != nil {
 		o.Listen = o.Listener.Addr().String()
 	}
-	var sharer *peerproofs.Sharer
-	var relays *relay.Relay
-	var cred *quota.Credential
+	var peers *peerServices
 	if o.Listen != "" {
 		var err error
-		cred, err = quota.ReadCredential(ctx, g.client, g.opts.SystemNamespace, g.log)
-		if err != nil {
+		if peers, err = g.startMesh(ctx, o); err != nil {
 			return err
 		}
-		qc.Credential = cred
-		qc.Services = append(qc.Services, g.usage.RegisterHandOff)
-		relays = g.newRelay(cred)
-		qc.Services = append(qc.Services, relays.Register)
-		if !o.DisableProofSharing {
-			sharer = peerproofs.New(peerproofs.Config{
-				Proofs:     g.auth.PeerProofs(),
-				Credential: cred,
-				Clock:      g.opts.Clock,
-				Log:        g.log.With("component", "peerproofs"),
-				Registerer: g.registry,
-			})
-			qc.Services = append(qc.Services, sharer.Register)
-		}
-		if qc.Advertise == "" && o.Discovery == DiscoveryKubernetes {
-			_, port, err := net.SplitHostPort(o.Listen)
-			if err != nil {
-				return fmt.Errorf("--peer-listen %q: %w", o.Listen, err)
-			}
-			if g.opts.PodIP == "" {
-				return errors.New("--peer-discovery kubernetes needs the pod's IP (the POD_IP environment variable, from the downward API) or --peer-advertise")
-			}
-			qc.Advertise = net.JoinHostPort(g.opts.PodIP, port)
-		}
+		qc.Mesh = peers.mesh
 	}
 	engine, err := quota.New(ctx, qc)
 	if err != nil {
+		if peers != nil {
+			peers.mesh.Close()
+		}
 		return err
 	}
-	if o.Discovery == DiscoveryKubernetes {
-		cs, err := kubernetes.NewForConfig(cfg)
-		if err != nil {
+	if peers != nil {
+		// Every service is registered (gubernator's by quota.New): serve.
+		peers.mesh.Serve()
+		if err := g.followPeers(ctx, cfg, peers); err != nil {
 			engine.Close()
+			peers.mesh.Close()
 			return err
 		}
-		_, port, _ := net.SplitHostPort(o.Listen)
-		if err := quota.WatchPeers(ctx, cs, g.opts.SystemNamespace, o.Selector, port, engine, g.log); err != nil {
-			engine.Close()
-			return err
-		}
-	}
-	if sharer != nil {
-		// Before ready: a new replica of a rollout starts with what its
-		// peers verified instead of running argon2id for every key.
-		sharer.Fetch(ctx, engine.Peers())
-		go sharer.Run(ctx, engine.Peers)
-	}
-	if relays != nil {
-		go relays.Run(ctx, engine.Peers)
-	}
-	if cred != nil {
-		// A stopping replica hands its last-use times to a peer rather
-		// than writing them during a rollout (gateway/usage/handoff.go).
-		g.usage.HandOffTo(engine.Peers, cred.ClientTLS())
 	}
 	g.engine.Start(engine)
 	g.log.Info("Quota engine started", "peerAddress", engine.Addr(), "discovery", o.Discovery, "staticPeers", o.Static)
@@ -149,7 +104,7 @@ func (g *Gateway) startQuota(ctx context.Context, cfg *rest.Config) error {
 
 // newRelay relays revocations to and from the peers (gateway/relay), and
 // counts a current peer's messages as hearing of changes (stale.go).
-func (g *Gateway) newRelay(cred *quota.Credential) *relay.Relay {
+func (g *Gateway) newRelay(cred *mesh.Credential) *relay.Relay {
 	bound := g.opts.StaleIndexAfter
 	return relay.New(relay.Config{
 		Index:             g.index,

@@ -24,8 +24,8 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/keyindex"
+	"github.com/codevector/codevector/gateway/mesh"
 	"github.com/codevector/codevector/gateway/providers"
-	"github.com/codevector/codevector/gateway/quota"
 	"github.com/codevector/codevector/gateway/relay"
 	"github.com/codevector/codevector/gateway/relay/relaypb"
 	"github.com/codevector/codevector/gateway/server"
@@ -380,7 +380,7 @@ func TestRelayNeedsThePeerCredential(t *testing.T) {
 		return err
 	}
 
-	foreign, err := quota.NewCredential()
+	foreign, err := mesh.NewCredential()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,7 +398,7 @@ func TestRelayNeedsThePeerCredential(t *testing.T) {
 		t.Fatalf("after relays without the credential, the key: %d %s", status, body)
 	}
 
-	cred, err := quota.ReadCredential(t.Context(), env.Client, gatewayv1alpha1.DefaultSystemNamespace, slog.New(slog.DiscardHandler))
+	cred, err := mesh.ReadCredential(t.Context(), env.Client, gatewayv1alpha1.DefaultSystemNamespace, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

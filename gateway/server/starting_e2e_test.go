@@ -12,7 +12,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
-	"github.com/codevector/codevector/gateway/quota"
+	"github.com/codevector/codevector/gateway/mesh"
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/testenv"
 	"github.com/codevector/codevector/keys"
@@ -92,7 +92,7 @@ func TestNothingServedUncountedWhileTheGatewayStarts(t *testing.T) {
 		t.Fatalf("the upstream served %d requests of a key with limits before they could be counted", n)
 	}
 
-	if _, err := quota.EnsureCredential(ctx, env.Client, system); err != nil {
+	if _, err := mesh.EnsureCredential(ctx, env.Client, system); err != nil {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, 20*time.Second, func() error {

@@ -12,8 +12,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/emptypb"
-	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/codevector/codevector/gateway/usage/usagepb"
 )
 
 // Hand-off of last-use times at shutdown.
@@ -29,12 +30,9 @@ import (
 // none during the rollout step. If no peer takes them, the stopping
 // replica writes them itself, as a single replica always does.
 //
-// A message is protobuf's Struct mapping key ID to the Unix second of the
-// key's last use (a float64 holds every such second exactly), so the
-// service needs no generated code and no codec of our own.
+// The service is generated from proto/codevector/gateway/v1/lastuse.proto
+// (`make proto`): each key's time travels as a Timestamp.
 const (
-	handOffService = "codevector.gateway.v1.LastUse"
-	handOffMethod  = "/" + handOffService + "/HandOff"
 	// maxHandOffBatch keeps a message near 1 MiB (about 30 bytes per key),
 	// under gRPC's 4 MiB limit.
 	maxHandOffBatch = 32 * 1024
@@ -80,20 +78,20 @@ func (r *Recorder) HandOffTo(peers func() []string, tlsConfig *tls.Config) {
 	r.handOff.Store(&h)
 }
 
-func handOffBatches(times map[string]int64) []*structpb.Struct {
-	var out []*structpb.Struct
-	var cur *structpb.Struct
+func handOffBatches(times map[string]int64) []*usagepb.HandOffRequest {
+	var out []*usagepb.HandOffRequest
+	var cur *usagepb.HandOffRequest
 	for id, sec := range times {
-		if cur == nil || len(cur.Fields) == maxHandOffBatch {
-			cur = &structpb.Struct{Fields: map[string]*structpb.Value{}}
+		if cur == nil || len(cur.Uses) == maxHandOffBatch {
+			cur = &usagepb.HandOffRequest{Uses: make([]*usagepb.LastUse, 0, min(len(times), maxHandOffBatch))}
 			out = append(out, cur)
 		}
-		cur.Fields[id] = structpb.NewNumberValue(float64(sec))
+		cur.Uses = append(cur.Uses, &usagepb.LastUse{KeyId: id, At: &timestamppb.Timestamp{Seconds: sec}})
 	}
 	return out
 }
 
-func sendHandOff(ctx context.Context, addr string, creds credentials.TransportCredentials, batches []*structpb.Struct) error {
+func sendHandOff(ctx context.Context, addr string, creds credentials.TransportCredentials, batches []*usagepb.HandOffRequest) error {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return err
@@ -101,8 +99,9 @@ func sendHandOff(ctx context.Context, addr string, creds credentials.TransportCr
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(ctx, handOffPeerTimeout)
 	defer cancel()
+	client := usagepb.NewLastUsesClient(conn)
 	for _, b := range batches {
-		if err := conn.Invoke(ctx, handOffMethod, b, new(emptypb.Empty)); err != nil {
+		if _, err := client.HandOff(ctx, b); err != nil {
 			return err
 		}
 	}
@@ -142,19 +141,19 @@ func (r *Recorder) finalFlush(ctx context.Context) {
 // adopt records times a stopping peer handed over as uses of this
 // replica, for its next flush. Keys this replica does not know are
 // dropped, and no time is taken from the future.
-func (r *Recorder) adopt(times map[string]*structpb.Value) {
+func (r *Recorder) adopt(uses []*usagepb.LastUse) {
 	now := r.clock.Now()
 	n := 0
-	for id, v := range times {
-		sec, ok := v.GetKind().(*structpb.Value_NumberValue)
-		if !ok || sec.NumberValue <= 0 {
+	for _, u := range uses {
+		if u.GetAt().GetSeconds() <= 0 {
 			continue
 		}
-		e := r.index.Lookup(id)
+		e := r.index.Lookup(u.GetKeyId())
 		if e == nil {
 			continue
 		}
-		at := time.Unix(int64(sec.NumberValue), 0)
+		// Whole seconds, as the Recorder keeps them.
+		at := time.Unix(u.At.Seconds, 0)
 		if at.After(now) {
 			at = now
 		}
@@ -166,30 +165,24 @@ func (r *Recorder) adopt(times map[string]*structpb.Value) {
 
 // RegisterHandOff serves the hand-off on the peer listener.
 func (r *Recorder) RegisterHandOff(s grpc.ServiceRegistrar) {
-	s.RegisterService(&handOffServiceDesc, r)
+	usagepb.RegisterLastUsesServer(s, handOffService{r: r})
 }
 
-var handOffServiceDesc = grpc.ServiceDesc{
-	ServiceName: handOffService,
-	HandlerType: (*any)(nil),
-	Methods: []grpc.MethodDesc{{
-		MethodName: "HandOff",
-		Handler: func(srv any, _ context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
-			in := new(structpb.Struct)
-			if err := dec(in); err != nil {
-				return nil, err
-			}
-			r := srv.(*Recorder)
-			r.closingMu.RLock()
-			defer r.closingMu.RUnlock()
-			if r.closing {
-				// Stopping too: the sender tries another peer, or writes
-				// the times itself.
-				return nil, status.Error(codes.Unavailable, "this replica is stopping")
-			}
-			r.adopt(in.Fields)
-			return &emptypb.Empty{}, nil
-		},
-	}},
-	Metadata: "gateway/usage/handoff.go",
+type handOffService struct {
+	usagepb.UnimplementedLastUsesServer
+	r *Recorder
+}
+
+// HandOff adopts a stopping peer's times, unless this replica is stopping
+// too.
+func (h handOffService) HandOff(_ context.Context, in *usagepb.HandOffRequest) (*usagepb.HandOffResponse, error) {
+	h.r.closingMu.RLock()
+	defer h.r.closingMu.RUnlock()
+	if h.r.closing {
+		// Stopping too: the sender tries another peer, or writes the
+		// times itself.
+		return nil, status.Error(codes.Unavailable, "this replica is stopping")
+	}
+	h.r.adopt(in.GetUses())
+	return &usagepb.HandOffResponse{}, nil
 }

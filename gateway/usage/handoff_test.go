@@ -12,15 +12,15 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/protobuf/types/known/emptypb"
 	testingclock "k8s.io/utils/clock/testing"
 
-	"github.com/codevector/codevector/gateway/quota"
+	"github.com/codevector/codevector/gateway/mesh"
+	"github.com/codevector/codevector/gateway/usage/usagepb"
 )
 
 // servePeer serves r's hand-off on a peer listener with cred's mutual TLS,
 // as a gateway replica does, and returns its address.
-func servePeer(t *testing.T, r *Recorder, cred *quota.Credential) string {
+func servePeer(t *testing.T, r *Recorder, cred *mesh.Credential) string {
 	t.Helper()
 	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(cred.ServerTLS())))
 	r.RegisterHandOff(srv)
@@ -33,9 +33,9 @@ func servePeer(t *testing.T, r *Recorder, cred *quota.Credential) string {
 	return ln.Addr().String()
 }
 
-func peerCredential(t *testing.T) *quota.Credential {
+func peerCredential(t *testing.T) *mesh.Credential {
 	t.Helper()
-	c, err := quota.NewCredential()
+	c, err := mesh.NewCredential()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,6 +84,26 @@ func TestFinalFlushHandsLastUseToAPeer(t *testing.T) {
 		}
 		if len(other.unflushed()) != 0 {
 			t.Error("a stopping peer adopted times it can no longer write")
+		}
+	})
+
+	// A peer of a release before the generated LastUses service answers
+	// Unimplemented (docs/design.md, section 14.5).
+	t.Run("the only peer does not serve the hand-off", func(t *testing.T) {
+		stopping, e, stoppingPatches := recorderFor(t, nil)
+		srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(cred.ServerTLS())))
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go srv.Serve(ln)
+		t.Cleanup(srv.Stop)
+		stopping.HandOffTo(func() []string { return []string{ln.Addr().String()} }, cred.ClientTLS())
+
+		stopping.Record(e, used)
+		stopping.finalFlush(ctx)
+		if len(*stoppingPatches) != 1 || (*stoppingPatches)[0] != want {
+			t.Errorf("the stopping replica wrote %q; want its own write, since no peer took its times: %s", *stoppingPatches, want)
 		}
 	})
 
@@ -147,7 +167,8 @@ func TestHandOffAdoptsOnlyWhatItShould(t *testing.T) {
 		defer conn.Close()
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		defer cancel()
-		return conn.Invoke(ctx, handOffMethod, handOffBatches(times)[0], new(emptypb.Empty))
+		_, err = usagepb.NewLastUsesClient(conn).HandOff(ctx, handOffBatches(times)[0])
+		return err
 	}
 
 	foreign := peerCredential(t)
@@ -192,10 +213,10 @@ func TestHandOffBatches(t *testing.T) {
 	}
 	total := 0
 	for _, b := range batches {
-		total += len(b.Fields)
+		total += len(b.Uses)
 		size := proto.Size(b)
-		if len(b.Fields) > maxHandOffBatch || size > 2<<20 {
-			t.Errorf("a batch of %d keys, %d bytes; want at most %d keys and 2 MiB", len(b.Fields), size, maxHandOffBatch)
+		if len(b.Uses) > maxHandOffBatch || size > 2<<20 {
+			t.Errorf("a batch of %d keys, %d bytes; want at most %d keys and 2 MiB", len(b.Uses), size, maxHandOffBatch)
 		}
 	}
 	if total != len(times) {

@@ -26,7 +26,7 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/controllers"
-	"github.com/codevector/codevector/gateway/quota"
+	"github.com/codevector/codevector/gateway/mesh"
 	"github.com/codevector/codevector/keys"
 )
 
@@ -185,7 +185,7 @@ func stripSecretData(obj any) (any, error) {
 }
 
 // peerCredential creates the Secret with the credential the gateway
-// replicas authenticate each other with (gateway/quota), once, if it is
+// replicas authenticate each other with (gateway/mesh), once, if it is
 // absent. The manager creates it rather than the gateways so that the
 // internet-facing gateway needs no right to create Secrets in the system
 // namespace: one that could would be able to plant a hash Secret.
@@ -199,7 +199,7 @@ func peerCredential(cfg *rest.Config, namespace string) ctrlmanager.RunnableFunc
 		}
 		var last error
 		err = wait.PollUntilContextCancel(ctx, 2*time.Second, true, func(ctx context.Context) (bool, error) {
-			_, last = quota.EnsureCredential(ctx, c, namespace)
+			_, last = mesh.EnsureCredential(ctx, c, namespace)
 			return last == nil, nil
 		})
 		if err != nil && ctx.Err() == nil {

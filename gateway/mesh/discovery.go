@@ -1,4 +1,4 @@
-package quota
+package mesh
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 )
 
-// WatchPeers keeps e's peer list equal to the ready pods in namespace that
+// WatchPeers keeps m's peer list equal to the ready pods in namespace that
 // match selector (the gateway's own pods), each at its pod IP and port. It
 // returns once the first list is applied, and keeps watching until ctx ends.
 // RBAC: list and watch Pods in namespace.
@@ -24,7 +24,7 @@ import (
 // Pods rather than EndpointSlices: the selector then names the gateway pods
 // directly, with no Service required, and a pod counts as a peer exactly
 // while it is Ready.
-func WatchPeers(ctx context.Context, cs kubernetes.Interface, namespace, selector, port string, e *Engine, log *slog.Logger) error {
+func WatchPeers(ctx context.Context, cs kubernetes.Interface, namespace, selector, port string, m *Mesh, log *slog.Logger) error {
 	sel, err := labels.Parse(selector)
 	if err != nil {
 		return fmt.Errorf("parsing peer selector %q: %w", selector, err)
@@ -47,8 +47,8 @@ func WatchPeers(ctx context.Context, cs kubernetes.Interface, namespace, selecto
 			return
 		}
 		current = addrs
-		e.SetPeers(addrs)
-		log.Info("Updated quota peers", "peers", addrs)
+		m.SetPeers(addrs)
+		log.Info("Updated peers", "peers", addrs)
 	}
 	changes := make(chan struct{}, 1)
 	notify := func() {

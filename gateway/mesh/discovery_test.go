@@ -1,4 +1,4 @@
-package quota
+package mesh
 
 import (
 	"context"
@@ -21,13 +21,10 @@ func gatewayPod(name, ip string) *corev1.Pod {
 	}
 }
 
-func peerAddrs(e *Engine) []string {
-	var addrs []string
-	for _, p := range e.instance.GetPeerList() {
-		addrs = append(addrs, p.Info().GRPCAddress)
-	}
-	slices.Sort(addrs)
-	return addrs
+func peerAddrs(m *Mesh) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.all)
 }
 
 func TestWatchPeersFollowsReadyPods(t *testing.T) {
@@ -37,7 +34,11 @@ func TestWatchPeersFollowsReadyPods(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newSingle(t, Config{PeerListen: "127.0.0.1:0", Advertise: "10.0.0.1:7946", Credential: cred})
+	e, err := New(Config{Listen: "127.0.0.1:0", Advertise: "10.0.0.1:7946", Credential: cred, Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
 	other := gatewayPod("gw-2", "10.0.0.2")
 	other.Labels = map[string]string{"app": "console"}
 	cs := fake.NewClientset(gatewayPod("gw-1", "10.0.0.1"), other)
@@ -59,5 +60,30 @@ func TestWatchPeersFollowsReadyPods(t *testing.T) {
 			t.Fatalf("peers = %v, want %v", got, want)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestPodPeers(t *testing.T) {
+	pod := func(ip string, ready corev1.ConditionStatus, deleting bool) *corev1.Pod {
+		p := &corev1.Pod{Status: corev1.PodStatus{
+			PodIP:      ip,
+			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: ready}},
+		}}
+		if deleting {
+			p.DeletionTimestamp = &metav1.Time{Time: time.Now()}
+		}
+		return p
+	}
+	got := podPeers([]*corev1.Pod{
+		pod("10.0.0.9", corev1.ConditionTrue, false),
+		pod("10.0.0.1", corev1.ConditionTrue, false),
+		pod("10.0.0.2", corev1.ConditionFalse, false),
+		pod("10.0.0.3", corev1.ConditionTrue, true),
+		pod("", corev1.ConditionTrue, false),
+		pod("fd00::5", corev1.ConditionTrue, false),
+	}, "7946")
+	want := []string{"10.0.0.1:7946", "10.0.0.9:7946", "[fd00::5]:7946"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("podPeers = %v, want %v", got, want)
 	}
 }

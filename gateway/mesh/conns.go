@@ -1,4 +1,4 @@
-package quota
+package mesh
 
 import (
 	"slices"
@@ -8,24 +8,24 @@ import (
 	"google.golang.org/grpc/credentials"
 )
 
-// PeerConns keeps one client connection per peer address, authenticated
+// Conns keeps one client connection per peer address, authenticated
 // with the peers' mutual TLS (Credential): the services on the peer
 // listener (verified-key proofs, revocation relays) dial their peers
 // through one of these rather than each keeping a pool of its own.
-type PeerConns struct {
+type Conns struct {
 	cred  *Credential
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn
 }
 
-// NewPeerConns returns an empty pool that dials with cred.
-func NewPeerConns(cred *Credential) *PeerConns {
-	return &PeerConns{cred: cred, conns: map[string]*grpc.ClientConn{}}
+// NewConns returns an empty pool that dials with cred.
+func NewConns(cred *Credential) *Conns {
+	return &Conns{cred: cred, conns: map[string]*grpc.ClientConn{}}
 }
 
 // Get returns the connection to addr, creating it (lazily: gRPC connects
 // on first use) if there is none.
-func (p *PeerConns) Get(addr string) (*grpc.ClientConn, error) {
+func (p *Conns) Get(addr string) (*grpc.ClientConn, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if c, ok := p.conns[addr]; ok {
@@ -41,7 +41,7 @@ func (p *PeerConns) Get(addr string) (*grpc.ClientConn, error) {
 
 // Keep closes the connections to addresses not in keep: peers that left.
 // Keep(nil) closes them all.
-func (p *PeerConns) Keep(keep []string) {
+func (p *Conns) Keep(keep []string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for addr, c := range p.conns {
