@@ -79,14 +79,20 @@ func (c *Console) serveCreate(w http.ResponseWriter, r *http.Request) {
 func (c *Console) serveRevoke(w http.ResponseWriter, r *http.Request) {
 	// The body is optional ("{}"), but must be JSON if present: the CSRF
 	// guard has already insisted on the content type.
-	var ignored struct{}
+	var (
+		ignored struct{}
+		resp    revokeResponse
+	)
 	if r.ContentLength != 0 {
 		if aerr := decodeJSON(w, r, &ignored, "none"); aerr != nil {
 			writeError(w, aerr)
 			return
 		}
 	}
-	resp, aerr := c.revokeKey(r.Context(), identityFrom(r.Context()), mux.Vars(r)["name"])
+	nn, aerr := c.keyRef(r)
+	if aerr == nil {
+		resp, aerr = c.revokeKey(r.Context(), identityFrom(r.Context()), nn)
+	}
 	if aerr != nil {
 		writeError(w, aerr)
 		return

@@ -98,9 +98,9 @@ func (req createRequest) toAPIKey(namespace, owner string, now time.Time) (*gate
 	return k, nil
 }
 
-// slug turns a display name into the start of a resource name:
-// "Alice's laptop" -> "alice-s-laptop". The API server appends a random
-// suffix, so kubectl users still recognise console keys.
+// slug turns a display name into a resource name: "Alice's laptop" ->
+// "alice-s-laptop" (createNamed makes it unique), so kubectl users
+// recognise console keys.
 func slug(display string) string {
 	var b strings.Builder
 	dash := false
@@ -121,6 +121,35 @@ func slug(display string) string {
 		return "key"
 	}
 	return s
+}
+
+// createNamed creates k. A k without a name the user chose (GenerateName
+// set) gets the first free one of slug, slug-2 ... slug-20 in the key
+// index, so "laptop" is still "laptop" in kubectl; should another create
+// take that name meanwhile, or all be taken, the API server's random
+// suffix makes it unique instead.
+func (c *Console) createNamed(ctx context.Context, k *gatewayv1alpha1.APIKey) error {
+	if k.Name != "" || k.GenerateName == "" {
+		return c.writer.Create(ctx, k)
+	}
+	base := strings.TrimSuffix(k.GenerateName, "-")
+	for i := 1; i <= 20; i++ {
+		name := base
+		if i > 1 {
+			name = fmt.Sprintf("%s-%d", base, i)
+		}
+		if c.keys.APIKey(types.NamespacedName{Namespace: k.Namespace, Name: name}) != nil {
+			continue
+		}
+		k.Name = name
+		err := c.writer.Create(ctx, k)
+		if !apierrors.IsAlreadyExists(err) {
+			return err
+		}
+		k.Name = ""
+		break
+	}
+	return c.writer.Create(ctx, k)
 }
 
 // createKey creates the APIKey, waits until the controller has issued it,
@@ -167,7 +196,7 @@ func (c *Console) createKey(ctx context.Context, id *Identity, req createRequest
 		return keyItem{}, keys.Key{}, &apiError{http.StatusInternalServerError, "create_failed", "The key could not be created: the gateway could not generate a key pair. Try again."}
 	}
 	k.Spec.RevealPublicKey = private.PublicKey()
-	if err := c.writer.Create(ctx, k); err != nil {
+	if err := c.createNamed(ctx, k); err != nil {
 		return keyItem{}, keys.Key{}, c.createError(k, err)
 	}
 	log := c.log.With("apikey", k.Namespace+"/"+k.Name, "owner", id.User)

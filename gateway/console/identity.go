@@ -7,9 +7,13 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 	"unicode"
 
+	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/gateway/keyindex"
 	"github.com/codevector/codevector/gateway/web"
+	"github.com/codevector/codevector/keys/access"
 )
 
 // Identity is the console's user: the owner string its keys carry, and
@@ -20,8 +24,14 @@ type Identity struct {
 	Admin  bool
 }
 
-// mayManage tells whether id may see and revoke a key owned by owner.
-func (id *Identity) mayManage(owner string) bool { return id.Admin || owner == id.User }
+// may tells whether id may do act to the key f now, by the rule the
+// admission policies enforce (keys/access): the console acts as its
+// gateway's service account, which the policies trust to check this.
+func (id *Identity) may(act access.Action, f *keyindex.APIKeyFacts, now time.Time) error {
+	return access.Check(id.actor(), act, access.Key{Owner: f.Owner, Status: gatewayv1alpha1.Phase(statusOf(f, now))})
+}
+
+func (id *Identity) actor() access.Actor { return access.Actor{User: id.User, Admin: id.Admin} }
 
 type identityKey struct{}
 

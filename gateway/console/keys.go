@@ -8,6 +8,7 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/keyindex"
+	"github.com/codevector/codevector/keys/access"
 )
 
 // Key statuses as the console shows them.
@@ -53,6 +54,11 @@ type keyItem struct {
 	Limits *gatewayv1alpha1.Limits `json:"limits,omitempty"`
 	Budget *budgetItem             `json:"budget,omitempty"`
 	Usage  *usageItem              `json:"usage,omitempty"`
+
+	// Actions are what the signed-in user may do with the key now
+	// (keys/access), which the row menu offers: "rotate", "revoke",
+	// "delete". (Admins change limits with the policy API, policy.go.)
+	Actions []access.Action `json:"actions,omitempty"`
 }
 
 // previousItem is status.previous as the console shows it.
@@ -70,31 +76,48 @@ func (k keyItem) ExpiresWithin(now time.Time) bool {
 	return k.Status == StatusActive && k.ExpiresAt != nil && k.ExpiresAt.After(now) && k.ExpiresAt.Sub(now) <= expiringSoon
 }
 
-// Rotatable tells whether the console can rotate the key for user: an
-// active key in its own namespace, owned by user.
-func (k keyItem) Rotatable(user, namespace string) bool {
-	return k.Status == StatusActive && k.Owner == user && k.Namespace == namespace
-}
+// May tells whether the row menu offers act ("revoke", "rotate",
+// "delete").
+func (k keyItem) May(act string) bool { return slices.Contains(k.Actions, access.Action(act)) }
+
+// HasActions tells whether the row has a menu.
+func (k keyItem) HasActions() bool { return len(k.Actions) > 0 }
 
 // Label is what a person calls the key: its display name, else its name.
 func (k keyItem) Label() string { return cmp.Or(k.DisplayName, k.Name) }
-
-// Revocable tells whether revoking would change anything.
-func (k keyItem) Revocable() bool {
-	return k.Status == StatusActive || k.Status == StatusPending || k.Status == StatusFailed
-}
 
 // RevealCommand is how the key's owner has it generated and receives it.
 func (k keyItem) RevealCommand() string {
 	return "kubectl apikey reveal " + k.Name + " -n " + k.Namespace
 }
 
-// RevokeCommand is how the key's owner revokes it from a terminal. The
-// console shows it for keys outside its namespace, which it cannot revoke:
-// the gateway may patch APIKeys only there (config/rbac/gateway_role.yaml).
+// RotateCommand is how the key's owner rotates it from a terminal. The
+// console shows it for keys outside its namespace, which it cannot rotate:
+// the new key is sealed into a reveal Secret in the key's namespace, and
+// the gateway may read Secrets only in its own (config/rbac/gateway_role.yaml).
 // Names and namespaces are DNS names, so the command needs no quoting.
-func (k keyItem) RevokeCommand() string {
-	return "kubectl apikey revoke " + k.Name + " -n " + k.Namespace
+func (k keyItem) RotateCommand() string {
+	return "kubectl apikey rotate " + k.Name + " -n " + k.Namespace
+}
+
+// actionsOf lists what id may do with f now, in menu order. Revoke and
+// delete follow the admission policy's rule in any namespace the gateway
+// watches; rotating is offered everywhere the rule allows, though the
+// console carries it out only in its own namespace (RotateCommand).
+// Deleting a key that works is left to kubectl apikey delete, which asks
+// first: the console deletes what no longer works, and revokes the rest.
+func actionsOf(id *Identity, f *keyindex.APIKeyFacts, now time.Time) []access.Action {
+	var acts []access.Action
+	for _, act := range []access.Action{access.Rotate, access.Revoke, access.Delete} {
+		if id.may(act, f, now) != nil {
+			continue
+		}
+		if act == access.Delete && access.Works(gatewayv1alpha1.Phase(statusOf(f, now))) {
+			continue
+		}
+		acts = append(acts, act)
+	}
+	return acts
 }
 
 func itemOf(k *keyindex.APIKeyFacts, now time.Time) keyItem {
@@ -146,14 +169,15 @@ func timeOf(t time.Time) *time.Time {
 // come from every namespace the gateway watches, not only the console's:
 // a user's keys made with kubectl in a team namespace are theirs too (the
 // admission policy makes whoever creates a key its owner; only admins may
-// name another). The console can revoke only those in its own namespace;
-// see revokeKey.
+// name another), and the console revokes and deletes them as it does its
+// own. A key being deleted is left out: its owner asked for it to go, and
+// only the manager's finalizer keeps it a moment longer.
 func (c *Console) listKeys(id *Identity, owner string) ([]keyItem, []string) {
 	now := c.now()
 	var items []keyItem
 	owners := map[string]bool{}
 	for _, k := range c.keys.APIKeys() {
-		if !id.mayManage(k.Owner) {
+		if k.Deleting || id.may(access.See, k, now) != nil {
 			continue
 		}
 		if id.Admin {
@@ -162,7 +186,9 @@ func (c *Console) listKeys(id *Identity, owner string) ([]keyItem, []string) {
 		if owner != "" && k.Owner != owner {
 			continue
 		}
-		items = append(items, itemOf(k, now))
+		item := itemOf(k, now)
+		item.Actions = actionsOf(id, k, now)
+		items = append(items, item)
 	}
 	slices.SortFunc(items, func(a, b keyItem) int {
 		return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), cmp.Compare(a.Name, b.Name), cmp.Compare(a.Namespace, b.Namespace))

@@ -1,7 +1,9 @@
 package console
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -14,9 +16,12 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/gorilla/mux"
+
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/keyindex"
 	"github.com/codevector/codevector/gateway/replicas"
+	"github.com/codevector/codevector/keys/access"
 )
 
 // revokeResponse is the answer of POST /api/v1/apikeys/{name}/revoke: the
@@ -42,21 +47,21 @@ type revocationItem struct {
 	Message string `json:"message"`
 }
 
-// revokeKey sets spec.revoked on a key id may manage in the console
-// namespace, and waits (Options.ConfirmTimeout at most) until every gateway
-// replica refuses it. Keys of other users are "not found", so nobody
-// learns which names others use. So are keys in other namespaces, although
-// the list shows them: the gateway faces the internet and may patch
-// APIKeys only in the console namespace (config/rbac/gateway_role.yaml);
-// their owners revoke them with kubectl, as the page tells them.
-func (c *Console) revokeKey(ctx context.Context, id *Identity, name string) (revokeResponse, *apiError) {
-	notFound := &apiError{http.StatusNotFound, "not_found", fmt.Sprintf("You have no API key named %q.", name)}
-	if len(validation.IsDNS1123Subdomain(name)) > 0 {
-		return revokeResponse{}, notFound
+// revokeKey sets spec.revoked on a key id may revoke (keys/access), in
+// any namespace the gateway watches, and waits (Options.ConfirmTimeout at
+// most) until every gateway replica refuses it. Keys of other users are
+// "not found", so nobody learns which names others use. The gateway
+// patches as its service account, which the admission policy trusts to
+// have checked ownership by its rule: the one access.Check applies.
+func (c *Console) revokeKey(ctx context.Context, id *Identity, nn types.NamespacedName) (revokeResponse, *apiError) {
+	k := c.keys.APIKey(nn)
+	if k == nil {
+		return revokeResponse{}, notFoundError(nn)
 	}
-	k := c.keys.APIKey(types.NamespacedName{Namespace: c.opts.Namespace, Name: name})
-	if k == nil || !id.mayManage(k.Owner) {
-		return revokeResponse{}, notFound
+	// A key that no longer works is confirmed again, not refused:
+	// revoking twice is fine.
+	if err := id.may(access.Revoke, k, c.now()); err != nil && !errors.Is(err, access.ErrNoLongerWorks) {
+		return revokeResponse{}, notFoundError(nn)
 	}
 	// The version to confirm: the revocation's own, or, for a key revoked
 	// already, the version this replica has of it (at or after its
@@ -66,7 +71,7 @@ func (c *Console) revokeKey(ctx context.Context, id *Identity, name string) (rev
 		obj := objectOf(k)
 		if err := c.writer.Patch(ctx, obj, revokePatch(k.UID)); err != nil {
 			if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
-				return revokeResponse{}, notFound
+				return revokeResponse{}, notFoundError(nn)
 			}
 			c.log.Error("Failed to revoke API key", "apikey", k.Name.String(), "error", err)
 			return revokeResponse{}, &apiError{http.StatusBadGateway, "revoke_failed", "The key could not be revoked: the Kubernetes API server did not accept the change. Try again in a moment."}
@@ -160,4 +165,21 @@ func (c *Console) waitFor(ctx context.Context, name types.NamespacedName, uid ty
 		case <-tick.C:
 		}
 	}
+}
+
+// keyRef is the key a request names: {name} in its path, in the namespace
+// ?namespace= names, by default the console's own. A name or namespace
+// that cannot exist is reported as a key that does not.
+func (c *Console) keyRef(r *http.Request) (types.NamespacedName, *apiError) {
+	nn := types.NamespacedName{Namespace: cmp.Or(r.URL.Query().Get("namespace"), c.opts.Namespace), Name: mux.Vars(r)["name"]}
+	if len(validation.IsDNS1123Subdomain(nn.Name)) > 0 || len(validation.IsDNS1123Label(nn.Namespace)) > 0 {
+		return nn, notFoundError(nn)
+	}
+	return nn, nil
+}
+
+// notFoundError answers for a key that does not exist or that the user
+// may not see, alike.
+func notFoundError(nn types.NamespacedName) *apiError {
+	return &apiError{http.StatusNotFound, "not_found", fmt.Sprintf("You have no API key named %q in namespace %s.", nn.Name, nn.Namespace)}
 }

@@ -12,16 +12,14 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	"github.com/gorilla/mux"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/keyindex"
 	"github.com/codevector/codevector/humantime"
 	"github.com/codevector/codevector/keys"
+	"github.com/codevector/codevector/keys/access"
 	"github.com/codevector/codevector/keys/reveal"
 	"github.com/codevector/codevector/keys/seal"
 )
@@ -58,7 +56,11 @@ func (c *Console) serveRotate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, aerr)
 		return
 	}
-	resp, aerr := c.rotateKey(r.Context(), identityFrom(r.Context()), mux.Vars(r)["name"], req)
+	nn, aerr := c.keyRef(r)
+	var resp rotateResponse
+	if aerr == nil {
+		resp, aerr = c.rotateKey(r.Context(), identityFrom(r.Context()), nn, req)
+	}
 	if aerr != nil {
 		writeError(w, aerr)
 		return
@@ -71,10 +73,9 @@ func (c *Console) serveRotate(w http.ResponseWriter, r *http.Request) {
 // to a key pair made for this request only, as `kubectl apikey rotate`
 // does: set spec.rotation (with a resourceVersion precondition), wait until
 // status.rotatedAt names this rotation and the key is Active, consume the
-// reveal. Only the owner may rotate, admins included: whoever rotates
-// receives the key.
-func (c *Console) rotateKey(ctx context.Context, id *Identity, name string, req rotateRequest) (rotateResponse, *apiError) {
-	notFound := &apiError{http.StatusNotFound, "not_found", fmt.Sprintf("You have no API key named %q.", name)}
+// reveal. Who may rotate is keys/access's rule: only the owner, admins
+// included, since whoever rotates receives the key.
+func (c *Console) rotateKey(ctx context.Context, id *Identity, nn types.NamespacedName, req rotateRequest) (rotateResponse, *apiError) {
 	grace := 24 * time.Hour
 	if req.GracePeriod != "" {
 		d, err := time.ParseDuration(req.GracePeriod)
@@ -84,16 +85,18 @@ func (c *Console) rotateKey(ctx context.Context, id *Identity, name string, req 
 		}
 		grace = d
 	}
-	if len(validation.IsDNS1123Subdomain(name)) > 0 {
-		return rotateResponse{}, notFound
-	}
-	nn := types.NamespacedName{Namespace: c.opts.Namespace, Name: name}
 	f := c.keys.APIKey(nn)
-	if f == nil || !id.mayManage(f.Owner) {
-		return rotateResponse{}, notFound
+	if f == nil {
+		return rotateResponse{}, notFoundError(nn)
 	}
-	if f.Owner != id.User {
-		return rotateResponse{}, &apiError{http.StatusForbidden, "not_owner", "Only the key's owner can rotate it: only the owner receives the new key."}
+	if aerr := rotateRefusal(nn, id.may(access.Rotate, f, c.now())); aerr != nil {
+		return rotateResponse{}, aerr
+	}
+	if nn.Namespace != c.opts.Namespace {
+		// The new key would be sealed into a reveal Secret in nn's
+		// namespace, and the gateway may read Secrets only in its own.
+		return rotateResponse{}, &apiError{http.StatusConflict, "rotate_elsewhere", fmt.Sprintf(
+			"The console rotates keys only in namespace %s: the new key of this one is delivered in namespace %s, which the gateway may not read. Rotate it from a terminal: %s", c.opts.Namespace, nn.Namespace, keyItem{Name: nn.Name, Namespace: nn.Namespace}.RotateCommand())}
 	}
 	var (
 		live      *gatewayv1alpha1.APIKey
@@ -191,7 +194,7 @@ func (c *Console) rotateKey(ctx context.Context, id *Identity, name string, req 
 // read (a conflict comes back as code "changed").
 func (c *Console) requestRotation(ctx context.Context, id *Identity, nn types.NamespacedName, f *keyindex.APIKeyFacts, grace time.Duration, log *slog.Logger) (*gatewayv1alpha1.APIKey, string, *seal.PrivateKey, metav1.Time, *apiError) {
 	var none metav1.Time
-	notFound := &apiError{http.StatusNotFound, "not_found", fmt.Sprintf("You have no API key named %q.", nn.Name)}
+	notFound := notFoundError(nn)
 	live := &gatewayv1alpha1.APIKey{}
 	if err := c.writer.Get(ctx, nn, live); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -200,11 +203,12 @@ func (c *Console) requestRotation(ctx context.Context, id *Identity, nn types.Na
 		c.log.Error("Failed to read an API key to rotate", "apikey", nn.String(), "error", err)
 		return nil, "", nil, none, &apiError{http.StatusBadGateway, "rotate_failed", "The key could not be rotated: the Kubernetes API server did not answer. Try again in a moment."}
 	}
-	if live.UID != f.UID || live.Spec.Owner != id.User {
+	if live.UID != f.UID {
 		return nil, "", nil, none, notFound
 	}
-	if status := gatewayv1alpha1.StatusOf(live.Spec.Revoked, live.DeletionTimestamp != nil, live.Status.Phase, timeOrZero(live.Status.ExpiresAt), c.now()); status != gatewayv1alpha1.PhaseActive {
-		return nil, "", nil, none, &apiError{http.StatusConflict, "not_active", fmt.Sprintf("The key is %s: only an active key can be rotated. Create a new key instead.", status)}
+	// Again on the key as stored: the index may lag behind a revocation.
+	if aerr := rotateRefusal(nn, access.Check(id.actor(), access.Rotate, access.Key{Owner: live.Spec.Owner, Status: live.EffectiveStatus(c.now())})); aerr != nil {
+		return nil, "", nil, none, aerr
 	}
 	oldPrefix := live.Status.Prefix
 
@@ -249,9 +253,16 @@ func (c *Console) requestRotation(ctx context.Context, id *Identity, nn types.Na
 	return live, oldPrefix, private, at, nil
 }
 
-func timeOrZero(t *metav1.Time) time.Time {
-	if t == nil {
-		return time.Time{}
+// rotateRefusal turns keys/access's refusal into the console's answer.
+func rotateRefusal(nn types.NamespacedName, err error) *apiError {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, access.ErrOwnerOnly):
+		return &apiError{http.StatusForbidden, "not_owner", "Only the key's owner can rotate it: only the owner receives the new key. You can revoke it instead."}
+	case errors.Is(err, access.ErrNotActive):
+		return &apiError{http.StatusConflict, "not_active", "The key cannot be rotated: " + err.Error() + "."}
+	default:
+		return notFoundError(nn)
 	}
-	return t.Time
 }

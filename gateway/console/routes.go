@@ -45,13 +45,15 @@ func (c *Console) Register(r *mux.Router) {
 	identified.Use(c.identify, c.guard)
 	identified.Path("/api-keys").Methods(http.MethodGet, http.MethodHead).HandlerFunc(c.servePage)
 	identified.Path("/api-keys").Handler(methodNotAllowed("GET, HEAD"))
-	identified.Path(rotateScriptPath).Methods(http.MethodGet, http.MethodHead).HandlerFunc(serveRotateScript)
+	identified.Path(rotateScriptPath).Methods(http.MethodGet, http.MethodHead).HandlerFunc(serveScript("rotate.js", rotateScript))
+	identified.Path(manageScriptPath).Methods(http.MethodGet, http.MethodHead).HandlerFunc(serveScript("manage.js", manageScript))
 	keys := identified.NewRoute().Subrouter()
 	keys.Use(c.waitForKeys)
 	keys.Path("/api/v1/apikeys").Methods(http.MethodGet, http.MethodHead).HandlerFunc(c.serveList)
 	keys.Path("/api/v1/apikeys").Methods(http.MethodPost).HandlerFunc(c.serveCreate)
 	keys.Path("/api/v1/apikeys/{name}/revoke").Methods(http.MethodPost).HandlerFunc(c.serveRevoke)
 	keys.Path("/api/v1/apikeys/{name}/rotate").Methods(http.MethodPost).HandlerFunc(c.serveRotate)
+	keys.Path("/api/v1/apikeys/{name}/delete").Methods(http.MethodPost).HandlerFunc(c.serveDelete)
 	keys.Path("/api/v1/apikeys/{name}/policy").Methods(http.MethodPost).HandlerFunc(c.serveSetPolicy)
 	identified.Path(guardrailsPath).Methods(http.MethodGet, http.MethodHead).HandlerFunc(c.serveGuardrails)
 	identified.Path("/api/v1/sessions/sign-out").Methods(http.MethodPost).HandlerFunc(c.serveSignOutEverywhere)
@@ -65,7 +67,7 @@ func (c *Console) Register(r *mux.Router) {
 
 // serveNoSuchEndpoint answers what the API does not have, with what it has.
 func (c *Console) serveNoSuchEndpoint(w http.ResponseWriter, _ *http.Request) {
-	writeError(w, &apiError{http.StatusNotFound, "not_found", "No such endpoint. The console API has GET and POST /api/v1/apikeys, POST /api/v1/apikeys/{name}/revoke, POST /api/v1/apikeys/{name}/rotate, GET /api/v1/apikeys/guardrails and (for admins) POST /api/v1/apikeys/{name}/policy."})
+	writeError(w, &apiError{http.StatusNotFound, "not_found", "No such endpoint. The console API has GET and POST /api/v1/apikeys, POST /api/v1/apikeys/{name}/revoke, /rotate and /delete (each with ?namespace= for a key outside the console's namespace), GET /api/v1/apikeys/guardrails and (for admins) POST /api/v1/apikeys/{name}/policy."})
 }
 
 // methodNotAllowed answers 405 as net/http does, naming the methods the
@@ -78,16 +80,26 @@ func methodNotAllowed(allow string) http.Handler {
 	})
 }
 
-// rotateScriptPath serves the page's rotate dialog script, which lives with
-// the console (static/rotate.js) rather than with the site's assets.
-const rotateScriptPath = "/api-keys/rotate.js"
+// The page's scripts that live with the console rather than with the
+// site's assets: the rotate dialog (static/rotate.js), and delete and
+// search (static/manage.js).
+const (
+	rotateScriptPath = "/api-keys/rotate.js"
+	manageScriptPath = "/api-keys/manage.js"
+)
 
-//go:embed static/rotate.js
-var rotateScript []byte
+var (
+	//go:embed static/rotate.js
+	rotateScript []byte
+	//go:embed static/manage.js
+	manageScript []byte
+)
 
-func serveRotateScript(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
-	http.ServeContent(w, r, "rotate.js", time.Time{}, bytes.NewReader(rotateScript))
+func serveScript(name string, body []byte) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+		http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(body))
+	}
 }
 
 // keysWait is how long an API request waits for a gateway that has just

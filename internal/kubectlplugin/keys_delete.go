@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/keys/access"
 )
 
 func (cli *keysCLI) newDeleteCommand() *cobra.Command {
@@ -67,7 +68,8 @@ func (cli *keysCLI) delete(ctx context.Context, name string, yes bool, timeout t
 		return cli.waitDeleted(ctx, s, key, timeout)
 	}
 	status := keyStatus(key, cli.now())
-	if status == gatewayv1alpha1.PhaseActive && !yes {
+	confirm := access.DeleteNeedsConfirmation(status)
+	if confirm && !yes {
 		fmt.Fprintf(cli.streams.ErrOut, "APIKey %s is Active. Deleting it stops it working: requests with it will be rejected (401) as soon as the gateways see the deletion. This cannot be undone.\nType yes to delete: ", ref)
 		answer, _ := bufio.NewReader(cli.streams.In).ReadString('\n')
 		switch strings.ToLower(strings.TrimSpace(answer)) {
@@ -85,7 +87,7 @@ func (cli *keysCLI) delete(ctx context.Context, name string, yes bool, timeout t
 		return s.explain(err, "delete", name)
 	}
 	fmt.Fprintf(cli.streams.Out, "apikey %q deleted\n", name)
-	if status == gatewayv1alpha1.PhaseActive {
+	if confirm {
 		// The key worked until now: say only what the replicas confirm.
 		// The APIKey as marked for deletion carries the deletion's resource
 		// version; the manager's finalizer keeps it there a moment.

@@ -14,6 +14,7 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/replicas"
+	"github.com/codevector/codevector/keys/access"
 )
 
 // revokeOptions are revoke's flags.
@@ -73,9 +74,15 @@ func (cli *keysCLI) revoke(ctx context.Context, name string, o revokeOptions) er
 	if err != nil {
 		return err
 	}
-	if key.Spec.Revoked {
+	// The rule the console follows too (keys/access); who may revoke is
+	// the API server's to say, by the same rule.
+	status := keyStatus(key, cli.now())
+	switch err := access.Check(access.Actor{}, access.Revoke, access.Key{Owner: key.Spec.Owner, Status: status}); {
+	case key.Spec.Revoked || status == gatewayv1alpha1.PhaseRevoked:
 		fmt.Fprintf(cli.streams.ErrOut, "APIKey %s/%s is already revoked.\n", s.namespace, name)
-	} else {
+	case errors.Is(err, access.ErrNoLongerWorks):
+		fmt.Fprintf(cli.streams.ErrOut, "APIKey %s/%s is %s: it no longer works, so there is nothing to revoke (delete it with 'kubectl apikey delete %s').\n", s.namespace, name, status, name)
+	default:
 		if !o.yes {
 			fmt.Fprintf(cli.streams.ErrOut, "Revoke %s/%s (%s)? Every gateway replica will refuse requests with this key. This cannot be undone.\nType yes to revoke: ", s.namespace, name, dash(key.Status.Prefix))
 			answer, _ := bufio.NewReader(cli.streams.In).ReadString('\n')

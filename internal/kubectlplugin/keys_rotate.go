@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/keys/access"
 	"github.com/codevector/codevector/keys/seal"
 )
 
@@ -72,8 +73,10 @@ func (cli *keysCLI) rotate(ctx context.Context, name string, grace, timeout time
 		if key, err = s.getKey(ctx, name); err != nil {
 			return err
 		}
-		if phase := phaseOrPending(key); key.Spec.Revoked || phase != gatewayv1alpha1.PhaseActive {
-			return fmt.Errorf("APIKey %s/%s is %s: only an Active key can be rotated", s.namespace, name, key.EffectiveStatus(cli.now()))
+		// The rule the console follows too (keys/access); that only the
+		// owner may rotate is the API server's to enforce, by the same rule.
+		if err := access.Check(access.Actor{}, access.Rotate, access.Key{Owner: key.Spec.Owner, Status: keyStatus(key, cli.now())}); err != nil {
+			return fmt.Errorf("APIKey %s/%s: %w", s.namespace, name, err)
 		}
 		// Whole seconds, later than any rotation before: the API server
 		// keeps requestedAt moving forward.

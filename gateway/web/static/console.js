@@ -16,7 +16,7 @@
   const revokeDialog = $("revoke-dialog");
   if (!createDialog || !revokeDialog) return;
   // What the page's other dialogs (the console's rotate.js) share with it.
-  CV.keysPage = { csrfToken: csrfToken, closeMenus: closeMenus, refresh: refresh };
+  CV.keysPage = { csrfToken: csrfToken, closeMenus: closeMenus, refresh: refresh, api: api, rowOf: rowOf, showError: showError, setBusy: setBusy };
 
   // rowOf finds the row of the key namespace/name under root.
   function rowOf(root, namespace, name) {
@@ -606,8 +606,6 @@
   let revoking = null;
   let revokeBusy = false;
 
-  // Only keys in the console namespace have a Revoke item; the API's path
-  // names no namespace because it revokes nowhere else.
   function openRevoke(namespace, name, label, opener) {
     revoking = { namespace: namespace, name: name, label: label, opener: opener };
     revokeTitle.textContent = "Revoke " + label + "?";
@@ -622,7 +620,7 @@
     revokeBusy = true;
     setBusy(revokeConfirm, true, "Revoking…");
     try {
-      const res = await api("/api/v1/apikeys/" + encodeURIComponent(target.name) + "/revoke", {});
+      const res = await api("/api/v1/apikeys/" + encodeURIComponent(target.name) + "/revoke?namespace=" + encodeURIComponent(target.namespace), {});
       revokeDialog.close();
       await refresh();
       // The answer says whether every gateway replica refuses the key
