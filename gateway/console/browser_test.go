@@ -190,8 +190,8 @@ func TestBrowserMarkupInNameIsText(t *testing.T) {
 
 	// The dev user also made a key with kubectl in a team namespace, with
 	// the same name and the same markup. The console lists it, tagged with
-	// its namespace, and tells how to revoke it instead of offering Revoke:
-	// the gateway may not change keys outside its namespace.
+	// its namespace, offers Revoke, and tells how to rotate it: the new key
+	// would be sealed where the gateway may not read.
 	name := webtest.Eval[string](t, ctx, `document.querySelector("#keys tbody tr").dataset.name`)
 	kubectlKey(t, team, name, console.DevUser, evil)
 	webtest.Do(t, ctx, "reloading", chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("keys")))
@@ -221,14 +221,14 @@ func TestBrowserMarkupInNameIsText(t *testing.T) {
 	if webtest.Eval[bool](t, ctx, q(consoleRow+` [role="menu"]`)+".hidden === false") {
 		t.Error("the button of the kubectl key opened the console key's menu")
 	}
-	if n := webtest.Eval[int](t, ctx, `document.querySelectorAll('`+teamRow+` [data-revoke]').length`); n != 0 {
-		t.Error("the kubectl key's menu offers Revoke, which the gateway may not do")
+	if n := webtest.Eval[int](t, ctx, `document.querySelectorAll('`+teamRow+` [data-revoke]').length`); n != 1 {
+		t.Error("the kubectl key's menu does not offer Revoke")
 	}
-	command := "kubectl apikey revoke " + name + " -n " + team
+	command := "kubectl apikey rotate " + name + " -n " + team
 	if hint := webtest.Eval[string](t, ctx, q(teamRow+" .menu-hint")+".textContent"); !strings.Contains(hint, team) || !strings.Contains(hint, command) {
 		t.Errorf("the menu says %q, want the namespace and %q", hint, command)
 	}
-	if got := webtest.Eval[string](t, ctx, `document.activeElement.textContent + " | " + document.activeElement.dataset.copyCommand`); got != "Copy command | "+command {
+	if got := webtest.Eval[string](t, ctx, `document.activeElement.textContent + " | " + document.activeElement.dataset.copyCommand`); got != "Copy rotate command | "+command {
 		t.Errorf("focus is on %q, want the Copy command item for %q", got, command)
 	}
 	webtest.Screenshot(t, ctx, "console-kubectl-key-menu")
