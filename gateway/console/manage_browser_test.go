@@ -11,6 +11,7 @@ import (
 	"github.com/chromedp/chromedp"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/console"
@@ -104,6 +105,39 @@ func TestBrowserManagesKubectlKeys(t *testing.T) {
 	})
 	if !webtest.Eval[bool](t, ctx, `window.stillTheSamePage === true`) {
 		t.Error("the page reloaded")
+	}
+
+	// Revoked keys pile up no more: "Delete revoked and expired keys"
+	// deletes every one the table lists, and nothing that works.
+	if webtest.Eval[bool](t, ctx, `document.getElementById("clear-bar").hidden === false`) {
+		t.Error("the clear button shows with nothing to clear")
+	}
+	for _, name := range []string{"old-1", "old-2"} {
+		k := kubectlKey(t, team, name, console.DevUser, "")
+		if err := env.Client.Patch(context.Background(), k, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"revoked":true}}`))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kubectlKey(t, team, "live", console.DevUser, "")
+	webtest.Do(t, ctx, "reloading", chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("keys")))
+	webtest.WaitJS(t, ctx, "the clear button shows", `document.getElementById("clear-bar").hidden === false`)
+	webtest.Do(t, ctx, "clearing revoked and expired keys",
+		chromedp.Click(chromedp.ID("clear-dead")),
+		chromedp.WaitVisible(chromedp.ID("delete-confirm")),
+	)
+	if title := webtest.Eval[string](t, ctx, `document.getElementById("delete-title").textContent`); title != "Delete 2 keys that no longer work?" {
+		t.Errorf("confirmation title %q", title)
+	}
+	webtest.Do(t, ctx, "confirming", chromedp.Click(chromedp.ID("delete-confirm")))
+	webtest.WaitJS(t, ctx, "only the working key is left", fmt.Sprintf(`document.querySelectorAll("#keys tbody tr").length === 1 && document.querySelector(%q) !== null`, rowSel(team, "live")))
+	webtest.WaitJS(t, ctx, "the clear button is gone", `document.getElementById("clear-bar").hidden === true`)
+	for _, name := range []string{"old-1", "old-2"} {
+		if k := storedOrNil(t, team, name); k != nil && k.DeletionTimestamp == nil {
+			t.Errorf("the API server holds %s/%s, not being deleted", team, name)
+		}
+	}
+	if k := storedOrNil(t, team, "live"); k == nil || k.DeletionTimestamp != nil || k.Spec.Revoked {
+		t.Errorf("the working key %s/live was touched: %+v", team, k)
 	}
 }
 

@@ -50,6 +50,13 @@ func TestKeysCLIDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.WaitForPhase(t, ns, "gone", gatewayv1alpha1.PhaseExpired, 15*time.Second)
+	// The CLI refuses to rotate what no longer works by the rule the
+	// console follows (keys/access), before making a key pair.
+	for _, name := range []string{"old", "gone"} {
+		if _, stderr, err := keysRun(alice, "", "rotate", name); err == nil || !strings.Contains(stderr+err.Error(), "only an Active key can be rotated; create a new key instead") {
+			t.Errorf("rotating %s: %v\n%s", name, err, stderr)
+		}
+	}
 
 	exists := func(name string) *gatewayv1alpha1.APIKey {
 		t.Helper()

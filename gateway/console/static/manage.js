@@ -18,40 +18,65 @@
   let target = null;
   let busy = false;
 
-  document.addEventListener("click", function (e) {
-    const item = e.target.closest("[data-delete]");
-    if (!item || !dialog) return;
-    const menu = item.closest('[role="menu"]');
-    target = {
-      namespace: item.dataset.namespace, name: item.dataset.delete, label: item.dataset.label,
-      opener: menu ? $(menu.getAttribute("aria-labelledby")) : null,
-    };
-    page.closeMenus();
-    title.textContent = "Delete " + target.label + "?";
+  // deletable lists the rows whose menu offers Delete (keys that no
+  // longer work), as the table shows them now: a search narrows it too.
+  function deletable() {
+    return Array.from(document.querySelectorAll("#keys [data-delete]"), function (b) {
+      if (b.closest("tr").hidden) return null;
+      return { namespace: b.dataset.namespace, name: b.dataset.delete, label: b.dataset.label };
+    }).filter(Boolean);
+  }
+
+  // openDelete asks to delete keys (one, or all that no longer work).
+  function openDelete(keys, heading, opener) {
+    target = { keys: keys, opener: opener };
+    title.textContent = heading;
     page.showError(errorBox, "");
     dialog.showModal();
     dialog.querySelector("[data-close]").focus();
+  }
+
+  document.addEventListener("click", function (e) {
+    if (!dialog) return;
+    if (e.target.closest("#clear-dead")) {
+      const keys = deletable();
+      if (keys.length) openDelete(keys, "Delete " + keys.length + (keys.length === 1 ? " key" : " keys") + " that no longer work?", e.target.closest("#clear-dead"));
+      return;
+    }
+    const item = e.target.closest("[data-delete]");
+    if (!item) return;
+    const menu = item.closest('[role="menu"]');
+    page.closeMenus();
+    openDelete([{ namespace: item.dataset.namespace, name: item.dataset.delete, label: item.dataset.label }],
+      "Delete " + item.dataset.label + "?", menu ? $(menu.getAttribute("aria-labelledby")) : null);
   });
 
   if (dialog) {
+    // One request per key, one after another: the same API as a single
+    // Delete, bounded by the rows the page shows.
     confirm.addEventListener("click", async function () {
       if (!target || busy) return;
       const t = target;
       busy = true;
       page.setBusy(confirm, true, "Deleting…");
+      let done = 0;
       try {
-        const res = await page.api("/api/v1/apikeys/" + encodeURIComponent(t.name) + "/delete?namespace=" + encodeURIComponent(t.namespace), {});
-        target = null; // its row, and so its menu button, is gone
+        for (const k of t.keys) {
+          await page.api("/api/v1/apikeys/" + encodeURIComponent(k.name) + "/delete?namespace=" + encodeURIComponent(k.namespace), {});
+          done++;
+        }
+        target = null; // the rows, and so their menu buttons, are gone
         dialog.close();
         await page.refresh();
-        CV.toast(t.label + " was " + ((res && res.message) || "deleted."));
-        const heading = document.querySelector("main h1");
+        CV.toast(t.keys.length === 1 ? t.keys[0].label + " was deleted." : done + " keys were deleted.");
+        const heading = document.querySelector("h1");
         if (heading) {
           heading.tabIndex = -1;
           heading.focus();
         }
       } catch (err) {
-        page.showError(errorBox, err.message);
+        page.showError(errorBox, (done ? done + " of " + t.keys.length + " keys were deleted. " : "") + err.message);
+        if (done) page.refresh();
       } finally {
         busy = false;
         page.setBusy(confirm, false);
@@ -76,7 +101,16 @@
   const search = $("key-search");
   const count = $("key-search-count");
   const region = $("keys");
-  if (!search || !region) return;
+  const clearBar = $("clear-bar");
+  if (!region) return;
+
+  // The clear button is there while some listed key can be deleted.
+  function showClear() {
+    if (clearBar) clearBar.hidden = deletable().length === 0;
+  }
+  showClear();
+  new MutationObserver(showClear).observe(region, { childList: true });
+  if (!search) return;
 
   function apply() {
     const words = search.value.toLowerCase().split(/\s+/).filter(Boolean);
@@ -90,6 +124,7 @@
       if (match) shown++;
     });
     count.textContent = words.length ? shown + " of " + rows.length + " keys match." : "";
+    showClear();
   }
 
   search.addEventListener("input", apply);
