@@ -150,8 +150,11 @@ func TestBrowserCreateUseAndRevokeKey(t *testing.T) {
 	if got := dotColour(t, ctx, `#keys tr[data-status="Revoked"]`); got != gray {
 		t.Errorf("Revoked dot is %s, want gray %s", got, gray)
 	}
-	if n := webtest.Eval[int](t, ctx, `document.querySelectorAll('#keys [data-revoke], #keys [aria-haspopup="menu"]').length`); n != 0 {
-		t.Error("a revoked row still has a Revoke item")
+	if n := webtest.Eval[int](t, ctx, `document.querySelectorAll('#keys [data-revoke], #keys [data-rotate]').length`); n != 0 {
+		t.Error("a revoked row still has a Revoke or Rotate item")
+	}
+	if items := webtest.Eval[[]string](t, ctx, `Array.from(document.querySelectorAll('#keys [role="menuitem"]'), e => e.textContent.trim())`); !slices.Equal(items, []string{"Delete"}) {
+		t.Errorf("the revoked row's menu offers %q, want only Delete", items)
 	}
 	s.waitForStatus(t, key, http.StatusUnauthorized)
 	webtest.Screenshot(t, ctx, "console-revoked")

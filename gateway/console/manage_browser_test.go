@@ -93,7 +93,7 @@ func TestBrowserManagesKubectlKeys(t *testing.T) {
 	webtest.Screenshot(t, ctx, "console-delete-confirm")
 	webtest.Do(t, ctx, "confirming", chromedp.Click(chromedp.ID("delete-confirm")))
 	webtest.WaitJS(t, ctx, "the row is gone", fmt.Sprintf(`document.querySelector(%q) === null`, row))
-	if got := webtest.Eval[string](t, ctx, `document.querySelector(".toast") ? document.querySelector(".toast").textContent : ""`); !strings.Contains(got, "CI was deleted") {
+	if got := webtest.Eval[string](t, ctx, `document.getElementById("toast").textContent`); !strings.Contains(got, "CI was deleted") {
 		t.Errorf("toast %q, want it to say CI was deleted", got)
 	}
 	// The manager's finalizer removes it a moment later.
