@@ -54,6 +54,33 @@ func TestAPIRefusesCrossSiteAndTokenlessChanges(t *testing.T) {
 	if r := alice.do(t, http.MethodGet, "/api/v1/apikeys/"+c.APIKey.Name+"/revoke", nil); r.Status == http.StatusOK {
 		t.Errorf("GET .../revoke = %d", r.Status)
 	}
+
+	// So is deletion: another user's token, a GET and another user are
+	// refused, and the key stays; its owner deletes it (once revoked).
+	del := "/api/v1/apikeys/" + c.APIKey.Name + "/delete?namespace=" + s.Namespace
+	// A key that works is revoked first (the revocation is what the
+	// replicas confirm), not deleted.
+	if r := alice.do(t, http.MethodPost, del, map[string]any{}); r.Status != http.StatusConflict || r.errorCode() != "still_works" {
+		t.Errorf("deleting an active key: %d %s", r.Status, r.Body)
+	}
+	if r := alice.revoke(t, c.APIKey.Name); r.Status != http.StatusOK {
+		t.Fatalf("revoking: %d %s", r.Status, r.Body)
+	}
+	if r := alice.do(t, http.MethodPost, del, map[string]any{}, func(r *http.Request) { r.Header.Set("X-CSRF-Token", bob.token) }); r.Status != http.StatusForbidden {
+		t.Errorf("delete with bob's token: %d %s", r.Status, r.Body)
+	}
+	if r := alice.do(t, http.MethodGet, del, nil); r.Status == http.StatusOK {
+		t.Errorf("GET .../delete = %d", r.Status)
+	}
+	if r := bob.do(t, http.MethodPost, del, map[string]any{}); r.Status != http.StatusNotFound {
+		t.Errorf("bob deleting alice's key: %d %s", r.Status, r.Body)
+	}
+	if k := storedKey(t, s.Namespace, c.APIKey.Name); k.DeletionTimestamp != nil {
+		t.Fatal("a refused delete deleted the key")
+	}
+	if r := alice.do(t, http.MethodPost, del, map[string]any{}); r.Status != http.StatusOK {
+		t.Errorf("alice deleting her revoked key: %d %s", r.Status, r.Body)
+	}
 }
 
 func TestConsoleRefusesUntrustedProxy(t *testing.T) {
