@@ -2,7 +2,6 @@ package console
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,13 +12,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/keyindex"
 	"github.com/codevector/codevector/humantime"
 	"github.com/codevector/codevector/keys"
 	"github.com/codevector/codevector/keys/access"
+	"github.com/codevector/codevector/keys/request"
 	"github.com/codevector/codevector/keys/reveal"
 	"github.com/codevector/codevector/keys/seal"
 )
@@ -217,22 +216,12 @@ func (c *Console) requestRotation(ctx context.Context, id *Identity, nn types.Na
 		c.log.Error("Failed to generate a reveal key pair", "error", err)
 		return nil, "", nil, none, &apiError{http.StatusInternalServerError, "rotate_failed", "The key could not be rotated: the gateway could not generate a key pair. Try again."}
 	}
-	// Whole seconds, later than any rotation before (the API server keeps
-	// requestedAt moving forward).
-	at := metav1.NewTime(c.now().UTC().Truncate(time.Second))
-	if prev := live.Spec.Rotation; prev != nil && !at.After(prev.RequestedAt.Time) {
-		at = metav1.NewTime(prev.RequestedAt.Add(time.Second))
-	}
-	patch, err := json.Marshal(map[string]any{
-		"metadata": map[string]any{"uid": live.UID, "resourceVersion": live.ResourceVersion},
-		"spec": map[string]any{"rotation": gatewayv1alpha1.Rotation{
-			RequestedAt: at, GracePeriod: &metav1.Duration{Duration: grace}, RevealPublicKey: private.PublicKey(),
-		}},
-	})
+	// The request the CLI makes too (keys/request).
+	rotation, err := request.NewRotation(live, c.now(), grace, private.PublicKey())
 	if err != nil {
 		return nil, "", nil, none, &apiError{http.StatusInternalServerError, "rotate_failed", "The key could not be rotated. Try again."}
 	}
-	if err := c.writer.Patch(ctx, live.DeepCopy(), client.RawPatch(types.MergePatchType, patch)); err != nil {
+	if err := c.writer.Patch(ctx, live.DeepCopy(), rotation.Patch); err != nil {
 		switch {
 		case apierrors.IsConflict(err):
 			return nil, "", nil, none, &apiError{http.StatusConflict, "changed", "The key changed while the console was rotating it. Reload the page and try again."}
@@ -250,7 +239,7 @@ func (c *Console) requestRotation(ctx context.Context, id *Identity, nn types.Na
 		}
 	}
 
-	return live, oldPrefix, private, at, nil
+	return live, oldPrefix, private, rotation.At, nil
 }
 
 // rotateRefusal turns keys/access's refusal into the console's answer.

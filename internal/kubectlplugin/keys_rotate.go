@@ -2,21 +2,18 @@ package kubectlplugin
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/spf13/cobra"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/keys/access"
+	"github.com/codevector/codevector/keys/request"
 	"github.com/codevector/codevector/keys/seal"
 )
 
@@ -65,8 +62,8 @@ func (cli *keysCLI) rotate(ctx context.Context, name string, grace, timeout time
 	// usage) while it is in use, which fails the condition; read again
 	// and retry then, as kubectl's own read-modify-write commands do.
 	var (
-		key *gatewayv1alpha1.APIKey
-		at  metav1.Time
+		key      *gatewayv1alpha1.APIKey
+		rotation request.Rotation
 	)
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		var err error
@@ -78,22 +75,10 @@ func (cli *keysCLI) rotate(ctx context.Context, name string, grace, timeout time
 		if err := access.Check(access.Actor{}, access.Rotate, access.Key{Owner: key.Spec.Owner, Status: keyStatus(key, cli.now())}); err != nil {
 			return fmt.Errorf("APIKey %s/%s: %w", s.namespace, name, err)
 		}
-		// Whole seconds, later than any rotation before: the API server
-		// keeps requestedAt moving forward.
-		at = metav1.NewTime(cli.now().UTC().Truncate(time.Second))
-		if prev := key.Spec.Rotation; prev != nil && !at.After(prev.RequestedAt.Time) {
-			at = metav1.NewTime(prev.RequestedAt.Add(time.Second))
-		}
-		patch, err := json.Marshal(map[string]any{
-			"metadata": map[string]any{"resourceVersion": key.ResourceVersion},
-			"spec": map[string]any{"rotation": gatewayv1alpha1.Rotation{
-				RequestedAt: at, GracePeriod: &metav1.Duration{Duration: grace}, RevealPublicKey: private.PublicKey(),
-			}},
-		})
-		if err != nil {
+		if rotation, err = request.NewRotation(key, cli.now(), grace, private.PublicKey()); err != nil {
 			return err
 		}
-		err = s.c.Patch(ctx, key, client.RawPatch(types.MergePatchType, patch))
+		err = s.c.Patch(ctx, key, rotation.Patch)
 		if err != nil && !apierrors.IsConflict(err) {
 			return s.explain(err, "rotate", name)
 		}
@@ -105,9 +90,7 @@ func (cli *keysCLI) rotate(ctx context.Context, name string, grace, timeout time
 	if err != nil {
 		return err
 	}
-	plain, err := s.issueAndRevealWhen(ctx, name, private, timeout, func(k *gatewayv1alpha1.APIKey) bool {
-		return k.Status.RotatedAt != nil && k.Status.RotatedAt.Equal(&at)
-	})
+	plain, err := s.issueAndRevealWhen(ctx, name, private, timeout, rotation.Done)
 	if err != nil {
 		return fmt.Errorf("%w\nThe rotation of %s/%s was requested; the old key keeps working", err, s.namespace, name)
 	}
