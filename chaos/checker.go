@@ -391,23 +391,33 @@ func checkRate(rep *Report, name string, k *keyLife, reqs []*Record, faults []*R
 }
 
 // limitDuring is the largest requests-per-minute limit the key had at any
-// moment of [from, to): 0 when it had none at some moment (unlimited).
+// moment of [from, to): 0 when it had none at some moment (unlimited). A
+// change under way in the minute, or one that failed (it may have landed
+// all the same), counts with both limits.
 func (k *keyLife) limitDuring(from, to time.Time) int64 {
-	if k.created == nil || k.created.Policy == nil {
+	if k.created == nil {
 		return 0
 	}
-	limit := k.created.Policy.RequestsPerMinute
+	var limit int64
+	if k.created.Policy != nil {
+		limit = k.created.Policy.RequestsPerMinute
+	}
 	for _, p := range k.policies {
-		if p.Start.Before(to) {
-			if p.Policy == nil || p.Policy.RequestsPerMinute <= 0 {
-				return 0
-			}
-			if p.End.Before(from) {
-				limit = p.Policy.RequestsPerMinute
-			} else {
-				limit = max(limit, p.Policy.RequestsPerMinute)
-			}
+		if !p.Start.Before(to) {
+			continue
 		}
+		var rpm int64
+		if p.Policy != nil {
+			rpm = p.Policy.RequestsPerMinute
+		}
+		if p.OK && p.End.Before(from) {
+			limit = rpm
+			continue
+		}
+		if limit == 0 || rpm == 0 {
+			return 0
+		}
+		limit = max(limit, rpm)
 	}
 	return limit
 }

@@ -126,3 +126,16 @@ func TestHistoryRoundTrips(t *testing.T) {
 		t.Errorf("read back %+v", out)
 	}
 }
+
+func TestLeakScanFindsASecretAnywhereInARun(t *testing.T) {
+	key := "cvk_AbCdEf12" + "0123456789abcdefghijABCDEFGHIJkl" + "Zz9Yy8"
+	secrets := map[string]string{secretPart(key): "laptop"}
+	for _, text := range []string{"token=" + key + " end", `{"msg":"x` + secretPart(key) + `"}`, "run" + secretPart(key) + "more62chars"} {
+		if got := leaksIn([]byte(text), secrets); !got["laptop"] {
+			t.Errorf("no leak found in %q", text)
+		}
+	}
+	if got := leaksIn([]byte("cvk_AbCdEf12 and 0123456789abcdefghijABCDEFGHIJk"), secrets); len(got) != 0 {
+		t.Errorf("a prefix and a shorter run reported as leaks: %v", got)
+	}
+}
