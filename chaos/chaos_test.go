@@ -10,6 +10,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/go-logr/logr"
+	ctrl "sigs.k8s.io/controller-runtime"
 )
 
 // config is a run's knobs, from the environment (make chaos sets them).
@@ -93,6 +96,9 @@ func TestChaos(t *testing.T) {
 	if !ok {
 		t.Skip("set CHAOS_DURATION (make chaos) to run the chaos test")
 	}
+	// The control plane's helpers log through controller-runtime; the
+	// run's own output is its fault lines and its verdict.
+	ctrl.SetLogger(logr.Discard())
 	dir, err := os.MkdirTemp("", "codevector-chaos-")
 	if err != nil {
 		t.Fatal(err)
@@ -100,6 +106,8 @@ func TestChaos(t *testing.T) {
 	fmt.Printf("chaos: seed %d, %v at %d req/s over %d keys; logs and history in %s\n", cfg.seed, cfg.duration, cfg.rate, cfg.keys, dir)
 	r := &run{t: t, cfg: cfg, pool: newPool(), h: &recorder{}}
 	r.c = startCluster(t, dir)
+	// The binary is large; the logs stay for a failed run's reader.
+	t.Cleanup(func() { _ = os.Remove(r.c.binary) })
 	fmt.Printf("chaos: control plane, manager and %d gateway replicas up\n", replicaCount)
 	r.createInitialKeys(rand.New(rand.NewPCG(cfg.seed, 1)))
 	fmt.Printf("chaos: %d keys issued; load and faults for %v\n", cfg.keys, cfg.duration)
