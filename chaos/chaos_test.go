@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -144,6 +145,7 @@ func TestChaos(t *testing.T) {
 	for _, v := range rep.Violations {
 		fmt.Println(v)
 	}
+	fmt.Printf("chaos: load %.0f req/s sent of %d asked for (load average %s)\n", float64(rep.Requests)/cfg.duration.Seconds(), cfg.rate, loadAverage())
 	fmt.Printf("chaos: history in %s (seed %d); %d operations (%d revocations or deletions unconfirmed), %d load ticks dropped; "+
 		"worst confirmation %v, last 200 %v after a confirmed retirement; worst budget use %.2fx (%d tokens over)\n",
 		path, cfg.seed, rep.Ops, rep.Unconfirmed, r.dropped.Load(), rep.WorstConfirm.Round(time.Millisecond),
@@ -157,4 +159,18 @@ func TestChaos(t *testing.T) {
 	for _, name := range []string{"manager.log", "cli.log", "gw-0.log", "gw-1.log", "gw-2.log"} {
 		_ = os.Remove(filepath.Join(dir, name))
 	}
+}
+
+// loadAverage is /proc/loadavg's first three fields: how busy the
+// machine was, for the reader of a run's numbers.
+func loadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }

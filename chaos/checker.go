@@ -175,14 +175,23 @@ func Check(history []Record, b Bounds) Report {
 	rep.Requests, rep.Faults = len(requests), len(faults)
 	rep.LastServedAfterRetire = -time.Duration(1 << 62)
 
-	// excused: a fault (other than the manager's, which the request path
-	// does not need) was under way, or recovering, during [start, end].
-	excused := func(start, end time.Time) bool {
+	// excused: a fault was under way, or recovering, during the request.
+	// The manager's does not excuse a refusal (the request path does not
+	// need it), nor does one replica's on another replica, unless the key
+	// has a limit or a budget: its counters may be owned by the replica
+	// that is down (budgets then fail closed, as documented).
+	excused := func(r *Record, k *keyLife) bool {
 		for _, f := range faults {
-			if f.Fault == FaultManagerKill {
+			if f.Start.After(r.End) || f.End.Add(b.Recovery).Before(r.Start) {
 				continue
 			}
-			if !f.Start.After(end) && !f.End.Add(b.Recovery).Before(start) {
+			switch f.Fault {
+			case FaultManagerKill:
+			case FaultGatewayKill, FaultGatewayStop, FaultPartition:
+				if f.Target == r.Replica || k.policyKeys {
+					return true
+				}
+			default:
 				return true
 			}
 		}
@@ -201,9 +210,9 @@ func Check(history []Record, b Bounds) Report {
 		if r.Status == 429 && k.policyKeys {
 			continue // a limit or a budget said no: checked by count below
 		}
-		if k.good(r, b) && !excused(r.Start, r.End) {
+		if k.good(r, b) && !excused(r, k) {
 			rep.Violations = append(rep.Violations, Violation{Kind: KindValidRefused, Key: r.Key, Replica: r.Replica, Start: r.Start, End: r.End,
-				Detail: fmt.Sprintf("secret %d answered %d %s with no fault within %v", r.Gen, r.Status, r.Code, b.Recovery)})
+				Detail: fmt.Sprintf("secret %d answered %d %s with no fault that excuses it within %v", r.Gen, r.Status, r.Code, b.Recovery)})
 		}
 	}
 	if rep.LastServedAfterRetire == -time.Duration(1<<62) {

@@ -24,6 +24,8 @@ func req(key string, gen int, start float64, status int) Record {
 	return Record{Type: TypeRequest, Key: key, Gen: gen, Replica: "gw-0", Start: at(start), End: at(start + 0.05), Status: status}
 }
 
+func onReplica(r Record, replica string) Record { r.Replica = replica; return r }
+
 func fault(f Fault, start, end float64) Record {
 	return Record{Type: TypeFault, Fault: f, Target: "gw-1", Start: at(start), End: at(end)}
 }
@@ -61,7 +63,9 @@ func TestCheckFindsEachViolation(t *testing.T) {
 		{"old secret refused in its grace period", []Record{op(OpCreate, "a", 0, 1, true), rotation(op(OpRotate, "a", 10, 11, true), 1, 30), req("a", 0, 20, 401)}, []string{KindValidRefused}},
 		{"valid key refused", []Record{op(OpCreate, "a", 0, 1, true), req("a", 0, 5, 401), req("a", 0, 6, 200)}, []string{KindValidRefused}},
 		{"valid key unanswered", []Record{op(OpCreate, "a", 0, 1, true), req("a", 0, 5, 0), req("a", 0, 6, 200)}, []string{KindValidRefused}},
-		{"refused during a fault", []Record{op(OpCreate, "a", 0, 1, true), fault(FaultGatewayKill, 4, 6), req("a", 0, 5, 0)}, nil},
+		{"refused during a fault", []Record{op(OpCreate, "a", 0, 1, true), fault(FaultGatewayKill, 4, 6), onReplica(req("a", 0, 5, 0), "gw-1")}, nil},
+		{"refused by a healthy replica while another was down", []Record{op(OpCreate, "a", 0, 1, true), fault(FaultGatewayKill, 4, 6), req("a", 0, 5, 0), req("a", 0, 30, 200)}, []string{KindValidRefused}},
+		{"a budget refused while a replica was down", []Record{withBudget(op(OpCreate, "a", 0, 1, true), 100), fault(FaultGatewayStop, 4, 6), req("a", 0, 5, 503), req("a", 0, 30, 200)}, nil},
 		{"refused within the recovery after a fault", []Record{op(OpCreate, "a", 0, 1, true), fault(FaultAPIServerStop, 4, 6), req("a", 0, 15, 503)}, nil},
 		{"refused after the recovery", []Record{op(OpCreate, "a", 0, 1, true), fault(FaultPartition, 4, 6), req("a", 0, 17, 503), req("a", 0, 18, 200)}, []string{KindValidRefused}},
 		{"a manager outage excuses no refusal", []Record{op(OpCreate, "a", 0, 1, true), fault(FaultManagerKill, 4, 6), req("a", 0, 5, 401)}, []string{KindValidRefused}},
