@@ -91,6 +91,11 @@ type Report struct {
 	// Unconfirmed counts revocations and deletions the CLI could not
 	// confirm (a fault in the way): nothing is promised for them.
 	Unconfirmed int
+	// MustRefuse counts the requests that began after their key or
+	// secret was retired (all must be refused); MustServe those that a
+	// good key made with no fault to excuse a refusal. Together they say
+	// how much of the history the promises were held against.
+	MustRefuse, MustServe int
 }
 
 // Summary is the final line of a run.
@@ -203,6 +208,11 @@ func Check(history []Record, b Bounds) Report {
 		if k == nil {
 			continue // a key the history never created: the harness's own probe
 		}
+		if k.mustRefuse(r, b) {
+			rep.MustRefuse++
+		} else if k.good(r, b) && !excused(r, k) {
+			rep.MustServe++
+		}
 		if r.Status == 200 {
 			checkServed(&rep, k, r, b)
 			continue
@@ -268,6 +278,29 @@ func checkServed(rep *Report, k *keyLife, r *Record, b Bounds) {
 			return
 		}
 	}
+}
+
+// mustRefuse: the request began after its key was retired (confirmed),
+// expired, or its secret's grace ended.
+func (k *keyLife) mustRefuse(r *Record, b Bounds) bool {
+	if k.retired != nil && r.Start.Sub(k.retired.End) > b.RetireSlack {
+		return true
+	}
+	if exp := k.expiresAt(); !exp.IsZero() && r.Start.Sub(exp) > b.RetireSlack {
+		return true
+	}
+	for _, rot := range k.rotations {
+		if rot.OK && rot.Gen > r.Gen {
+			end := rot.End
+			if rot.Gen == r.Gen+1 {
+				end = rot.ExpiresAt
+			}
+			if r.Start.Sub(end) > b.RetireSlack {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // good: the request used a secret that was, for its whole interval and

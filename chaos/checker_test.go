@@ -111,6 +111,9 @@ func TestReportSaysWhatBroke(t *testing.T) {
 			t.Errorf("violation line %q lacks %q", line, want)
 		}
 	}
+	if rep.MustRefuse != 1 || rep.MustServe != 0 {
+		t.Errorf("MustRefuse %d, MustServe %d; want 1 and 0", rep.MustRefuse, rep.MustServe)
+	}
 	if rep.LastServedAfterRetire != time.Second {
 		t.Errorf("LastServedAfterRetire %v, want 1s", rep.LastServedAfterRetire)
 	}
