@@ -241,7 +241,7 @@ func Check(history []Record, b Bounds) Report {
 	for _, name := range names {
 		k := keys[name]
 		checkBudget(&rep, name, k, byKey[name], faults, b)
-		checkRate(&rep, name, k, byKey[name], faults)
+		checkRate(&rep, name, k, byKey[name], faults, b.Recovery)
 	}
 	checkLost(&rep, names, keys, byKey, faults, b)
 	return rep
@@ -394,10 +394,13 @@ func checkBudget(rep *Report, name string, k *keyLife, reqs []*Record, faults []
 }
 
 // checkRate: in a calendar minute with no gateway replica killed or
-// stopped, the 200s that began and ended within it are at most the key's
-// limit (a counter's owner never admits more while the peer list holds;
-// gateway/quota's accuracy bound).
-func checkRate(rep *Report, name string, k *keyLife, reqs []*Record, faults []*Record) {
+// stopped, nor recovering from it, the 200s that began and ended within
+// it are at most the key's limit (a counter's owner never admits more
+// while the peer list holds; gateway/quota's accuracy bound). While a
+// counter's owner is unreachable, and until its peers have reconnected
+// after its restart, keys with limits only are served uncounted
+// (--limits-failure-mode open, the default).
+func checkRate(rep *Report, name string, k *keyLife, reqs []*Record, faults []*Record, recovery time.Duration) {
 	if k.maxPolicy.RequestsPerMinute <= 0 {
 		return
 	}
@@ -421,7 +424,7 @@ func checkRate(rep *Report, name string, k *keyLife, reqs []*Record, faults []*R
 		}
 		faulted := false
 		for _, f := range faults {
-			if (f.Fault == FaultGatewayKill || f.Fault == FaultGatewayStop) && f.Start.Before(end) && !f.End.Before(m) {
+			if (f.Fault == FaultGatewayKill || f.Fault == FaultGatewayStop) && f.Start.Before(end) && !f.End.Add(recovery).Before(m) {
 				faulted = true
 			}
 		}
