@@ -194,7 +194,7 @@ func (r *run) opRetire(rng *rand.Rand, op Op) {
 		return
 	}
 	start := time.Now()
-	r.pool.update(k, func(k *poolKey) { k.retiredAt = start; k.busy = true })
+	r.pool.retire(k, start)
 	_, stderr, ok := r.c.cli(time.Minute, string(op), k.name, "--yes", "--confirm-timeout", "10s")
 	r.h.add(Record{Type: TypeOp, Op: op, Key: k.name, Start: start, End: time.Now(), OK: ok, Detail: lastLine(stderr)})
 	r.pool.update(k, func(*poolKey) {})

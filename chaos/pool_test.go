@@ -104,6 +104,15 @@ func (p *pool) choose(rng *rand.Rand, now time.Time, accept func(*poolKey) bool)
 	return k
 }
 
+// retire marks k retired from at, while the operation that retires it
+// (still busy) runs.
+func (p *pool) retire(k *poolKey, at time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k.retiredAt = at
+}
+
+// update changes k under the pool's lock and ends its operation.
 func (p *pool) update(k *poolKey, f func(*poolKey)) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
