@@ -119,7 +119,7 @@ func startCluster(t *testing.T, dir string) *cluster {
 	}
 	peerAddrs := make([]string, replicaCount)
 	for i := range peerAddrs {
-		peerAddrs[i] = freeAddr(t)
+		peerAddrs[i] = freeAddr(t, replicaIP(i))
 	}
 	for i := range replicaCount {
 		r := &replica{name: fmt.Sprintf("gw-%d", i), proxy: newStallProxy(t, apiServer.Host)}
@@ -129,10 +129,10 @@ func startCluster(t *testing.T, dir string) *cluster {
 		if err := os.WriteFile(kubeconfig, []byte(strings.ReplaceAll(string(admin), apiServer.Host, r.proxy.addr())), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		listen := freeAddr(t)
+		listen := freeAddr(t, replicaIP(i))
 		r.url = "http://" + listen
 		r.proc = newProc(t, r.name, c.binary, filepath.Join(dir, r.name+".log"), []string{"POD_NAME=" + r.name},
-			"gateway", "--kubeconfig", kubeconfig, "--listen", listen, "--metrics-listen", freeAddr(t),
+			"gateway", "--kubeconfig", kubeconfig, "--listen", listen, "--metrics-listen=",
 			"--providers", providers, "--peer-listen", peerAddrs[i], "--peers", strings.Join(peerAddrs, ","),
 			"--last-used-interval", flushInterval.String(),
 			// The load comes from one address and keeps trying retired
@@ -154,13 +154,16 @@ func startCluster(t *testing.T, dir string) *cluster {
 	return c
 }
 
+// replicaIP is the loopback address of replica i (see freeAddr).
+func replicaIP(i int) string { return fmt.Sprintf("127.0.77.%d", i+1) }
+
 // startReplica starts r and waits until it is ready (its watches synced,
 // its peers' credential read).
 func (c *cluster) startReplica(r *replica) error {
 	if err := r.proc.start(); err != nil {
 		return err
 	}
-	if err := waitHTTP(r.url+"/readyz", 2*time.Minute); err != nil {
+	if err := r.proc.waitReady(r.url+"/readyz", 2*time.Minute); err != nil {
 		return fmt.Errorf("%s: %w; see %s", r.name, err, r.proc.logPath)
 	}
 	return nil

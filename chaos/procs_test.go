@@ -104,12 +104,21 @@ func (p *proc) pid() int {
 	return p.cmd.Process.Pid
 }
 
-// waitHTTP polls url until it answers 200, for at most within.
-func waitHTTP(url string, within time.Duration) error {
+// waitReady polls the process's url until it answers 200, for at most
+// within; it gives up at once if the process exits.
+func (p *proc) waitReady(url string, within time.Duration) error {
+	p.mu.Lock()
+	exited := p.exited
+	p.mu.Unlock()
 	c := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(within)
 	var last error
 	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return fmt.Errorf("%s exited before %s answered", p.name, url)
+		default:
+		}
 		resp, err := c.Get(url)
 		if err == nil {
 			resp.Body.Close()
@@ -124,10 +133,14 @@ func waitHTTP(url string, within time.Duration) error {
 	return fmt.Errorf("%s not ready within %v: %v", url, within, last)
 }
 
-// freeAddr is a loopback port that was free a moment ago, for a child.
-func freeAddr(t *testing.T) string {
+// freeAddr is a port on ip that was free a moment ago, for a child to
+// listen on. The replicas listen on addresses of their own, 127.0.77.N,
+// where other tests on the machine, which listen on 127.0.0.1, do not
+// take the port meanwhile (as one did, between this and a replica's
+// start, when they shared 127.0.0.1).
+func freeAddr(t *testing.T, ip string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
