@@ -153,6 +153,10 @@ func TestChaos(t *testing.T) {
 	for _, name := range []string{"manager.log", "cli.log", "gw-0.log", "gw-1.log", "gw-2.log"} {
 		_ = os.Remove(filepath.Join(dir, name))
 	}
+	certs, _ := filepath.Glob(filepath.Join(dir, "apiserver-certs-*"))
+	for _, d := range certs {
+		_ = os.RemoveAll(d)
+	}
 }
 
 // loadAverage is /proc/loadavg's first three fields: how busy the
