@@ -68,9 +68,16 @@ vet: ## Run go vet.
 	go vet ./...
 
 .PHONY: test
-test: envtest test-deps verify-generated vet ## Run all tests against a real kube-apiserver and etcd.
+test: envtest test-deps verify-generated vet ## Run all tests against a real kube-apiserver and etcd, and a 2-minute chaos run.
 	go test $(GO_TEST_FLAGS) ./...
 	@$(MAKE) --no-print-directory test-chart-tools
+	@$(MAKE) --no-print-directory chaos-short
+
+# The chaos run of make test: 2 minutes at a rate a loaded two-core machine
+# sends (about 4 minutes in all, with start-up and the checks).
+.PHONY: chaos-short
+chaos-short: ## make chaos for 2 minutes at 100 requests a second over 80 keys, as make test runs it.
+	@$(MAKE) --no-print-directory chaos CHAOS_DURATION=2m CHAOS_RATE=100 CHAOS_KEYS=80
 
 # hack/chart-tools is a module of its own (Helm's and Prometheus's packages
 # stay out of the product's go.mod): helm lint --strict, the values schema,
