@@ -107,8 +107,6 @@ func TestChaos(t *testing.T) {
 	fmt.Printf("chaos: seed %d, %v at %d req/s over %d keys; logs and history in %s\n", cfg.seed, cfg.duration, cfg.rate, cfg.keys, dir)
 	r := &run{t: t, cfg: cfg, pool: newPool(), h: &recorder{}}
 	r.c = startCluster(t, dir)
-	// The binary is large; the logs stay for a failed run's reader.
-	t.Cleanup(func() { _ = os.Remove(r.c.binary) })
 	fmt.Printf("chaos: control plane, manager and %d gateway replicas up\n", replicaCount)
 	r.createInitialKeys(rand.New(rand.NewPCG(cfg.seed, 1)))
 	fmt.Printf("chaos: %d keys issued; load and faults for %v\n", cfg.keys, cfg.duration)

@@ -74,6 +74,8 @@ func startCluster(t *testing.T, dir string) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The binary is large; the logs stay for a failed run's reader.
+	t.Cleanup(func() { _ = os.Remove(c.binary) })
 	build := exec.Command("go", "build", "-o", c.binary, ".")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
