@@ -69,9 +69,16 @@ vet: ## Run go vet.
 	go vet ./...
 
 .PHONY: test
-test: envtest test-deps verify-generated vet ## Run all tests against a real kube-apiserver and etcd.
+test: envtest test-deps verify-generated vet ## Run all tests against a real kube-apiserver and etcd, and a 2-minute chaos run.
 	go test $(GO_TEST_FLAGS) ./...
 	@$(MAKE) --no-print-directory test-chart-tools
+	@$(MAKE) --no-print-directory chaos-short
+
+# The chaos run of make test: 2 minutes at a rate a loaded two-core machine
+# sends (about 4 minutes in all, with start-up and the checks).
+.PHONY: chaos-short
+chaos-short: ## make chaos for 2 minutes at 100 requests a second over 80 keys, as make test runs it.
+	@$(MAKE) --no-print-directory chaos CHAOS_DURATION=2m CHAOS_RATE=100 CHAOS_KEYS=80
 
 # hack/chart-tools is a module of its own (Helm's and Prometheus's packages
 # stay out of the product's go.mod): helm lint --strict, the values schema,
@@ -93,6 +100,19 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 60s); a crash is saved
 	go test -run='^$$' -fuzz='^FuzzOpen$$' -fuzztime=$${FUZZTIME:-60s} ./gateway/console/sealedcookie/
 	go test -run='^$$' -fuzz='^FuzzDecodeProtobufListFacts$$' -fuzztime=$${FUZZTIME:-60s} ./gateway/keyindex/
 	go test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$${FUZZTIME:-60s} ./gateway/peerproofs/
+
+# CHAOS_DURATION, CHAOS_RATE (req/s), CHAOS_KEYS and CHAOS_SEED shape the
+# chaos run; the test's timeout is its duration plus room to start the
+# control plane, issue the keys and check the history.
+CHAOS_DURATION ?= 10m
+CHAOS_RATE ?= 300
+CHAOS_KEYS ?= 200
+CHAOS_TIMEOUT ?= $(shell echo $(CHAOS_DURATION) | awk '{ d = $$1; m = (d ~ /m$$/) ? d + 0 : (d ~ /s$$/ ? int(d / 60) : 60); print m + 15 "m" }')
+
+.PHONY: chaos
+chaos: envtest ## Run the system under load while killing, stopping and cutting off its parts, then check the history against the promises (CHAOS_DURATION=10m, CHAOS_RATE=300, CHAOS_KEYS=200, CHAOS_SEED to replay; docs/reliability.md).
+	CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_RATE=$(CHAOS_RATE) CHAOS_KEYS=$(CHAOS_KEYS) CHAOS_SEED=$(CHAOS_SEED) \
+		go test -count=1 -v -run '^TestChaos$$' -timeout $(CHAOS_TIMEOUT) ./chaos/
 
 .PHONY: bench
 bench: envtest ## Run the benchmarks recorded in docs/benchmarks.md (about 15 minutes; tables also in bin/bench-results.md).

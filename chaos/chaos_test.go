@@ -1,0 +1,219 @@
+package chaos
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	ctrl "sigs.k8s.io/controller-runtime"
+)
+
+// config is a run's knobs, from the environment (make chaos sets them).
+type config struct {
+	duration time.Duration
+	seed     uint64
+	rate     int // requests per second
+	keys     int // keys created before the load starts
+}
+
+func readConfig(t *testing.T) (config, bool) {
+	d, set := os.LookupEnv("CHAOS_DURATION")
+	if !set {
+		return config{}, false
+	}
+	c := config{seed: uint64(time.Now().UnixNano()), rate: 300, keys: 200}
+	var err error
+	if c.duration, err = time.ParseDuration(d); err != nil || c.duration < time.Minute {
+		t.Fatalf("CHAOS_DURATION=%q: want a duration of a minute or more, like 10m", d)
+	}
+	for name, dst := range map[string]*int{"CHAOS_RATE": &c.rate, "CHAOS_KEYS": &c.keys} {
+		if v := os.Getenv(name); v != "" {
+			if *dst, err = strconv.Atoi(v); err != nil || *dst <= 0 {
+				t.Fatalf("%s=%q: want a positive whole number", name, v)
+			}
+		}
+	}
+	if v := os.Getenv("CHAOS_SEED"); v != "" {
+		if c.seed, err = strconv.ParseUint(v, 10, 64); err != nil {
+			t.Fatalf("CHAOS_SEED=%q: want a whole number", v)
+		}
+	}
+	return c, true
+}
+
+// bounds are the tolerances this harness checks with (docs/reliability.md,
+// "Chaos under load", says where each comes from).
+var runBounds = Bounds{
+	Propagation:   5 * time.Second,
+	Recovery:      15 * time.Second,
+	RetireSlack:   0,
+	Margin:        time.Second,
+	FlushInterval: flushInterval,
+}
+
+// recorder is the history, appended to by every goroutine of the run.
+type recorder struct {
+	mu      sync.Mutex
+	records []Record
+}
+
+func (r *recorder) add(rec Record) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.records = append(r.records, rec)
+}
+
+func (r *recorder) all() []Record {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Record(nil), r.records...)
+}
+
+// run is one chaos run in progress.
+type run struct {
+	t    *testing.T
+	cfg  config
+	c    *cluster
+	pool *pool
+	h    *recorder
+	seq  atomic.Int64 // names new keys
+	// dropped counts the load's ticks that found every request slot busy.
+	dropped atomic.Int64
+}
+
+// TestChaos runs the system for CHAOS_DURATION at CHAOS_RATE requests a
+// second while it injects faults, then checks the history. It skips
+// unless CHAOS_DURATION is set: `make chaos` sets it.
+func TestChaos(t *testing.T) {
+	cfg, ok := readConfig(t)
+	if !ok {
+		t.Skip("set CHAOS_DURATION (make chaos) to run the chaos test")
+	}
+	// The control plane's helpers log through controller-runtime; the
+	// run's own output is its fault lines and its verdict.
+	ctrl.SetLogger(logr.Discard())
+	dir, err := os.MkdirTemp("", "codevector-chaos-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("chaos: seed %d, %v at %d req/s over %d keys; logs and history in %s\n", cfg.seed, cfg.duration, cfg.rate, cfg.keys, dir)
+	r := &run{t: t, cfg: cfg, pool: newPool(), h: &recorder{}}
+	r.c = startCluster(t, dir)
+	fmt.Printf("chaos: control plane, manager and %d gateway replicas up\n", replicaCount)
+	r.createInitialKeys(rand.New(rand.NewPCG(cfg.seed, 1)))
+	fmt.Printf("chaos: %d keys issued; load and faults for %v\n", cfg.keys, cfg.duration)
+
+	start := time.Now()
+	end := start.Add(cfg.duration)
+	// Faults stop early enough that the last one has recovered and every
+	// key has been tried after it: the tail is where a lost key shows.
+	faultsEnd := end.Add(-max(45*time.Second, cfg.duration/8))
+	var wg sync.WaitGroup
+	stopLoad := make(chan struct{})
+	wg.Go(func() { r.load(rand.New(rand.NewPCG(cfg.seed, 2)), stopLoad) })
+	var opsWG sync.WaitGroup
+	opsWG.Go(func() { r.operations(rand.New(rand.NewPCG(cfg.seed, 3)), end.Add(-20*time.Second)) })
+	opsWG.Go(func() { r.faults(rand.New(rand.NewPCG(cfg.seed, 4)), start.Add(15*time.Second), faultsEnd) })
+	opsWG.Wait()
+	time.Sleep(time.Until(end))
+	r.finalProbe()
+	close(stopLoad)
+	wg.Wait()
+
+	r.scanForLeaks()
+	history := r.h.all()
+	path := filepath.Join(dir, "history.jsonl")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteHistory(f, history); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	fmt.Printf("chaos: load %.0f req/s sent of %d asked for, %d ticks dropped (all %d request slots busy); load average %s\n",
+		float64(countRequests(history))/cfg.duration.Seconds(), cfg.rate, r.dropped.Load(), maxInFlight, loadAverage())
+	fmt.Printf("chaos: history in %s (seed %d)\n", path, cfg.seed)
+	rep := printCheck(history)
+	if len(rep.Violations) > 0 {
+		t.Errorf("%d violations; replay the check from %s", len(rep.Violations), path)
+		return
+	}
+	// A passing run keeps only its history: the logs are large.
+	for _, name := range []string{"manager.log", "cli.log", "gw-0.log", "gw-1.log", "gw-2.log"} {
+		_ = os.Remove(filepath.Join(dir, name))
+	}
+	certs, _ := filepath.Glob(filepath.Join(dir, "apiserver-certs-*"))
+	for _, d := range certs {
+		_ = os.RemoveAll(d)
+	}
+}
+
+// loadAverage is /proc/loadavg's first three fields: how busy the
+// machine was, for the reader of a run's numbers.
+func loadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// printCheck checks history and prints the verdict: one line per
+// violation, what the history held, and the summary line last.
+func printCheck(history []Record) Report {
+	rep := Check(history, runBounds)
+	for _, v := range rep.Violations {
+		fmt.Println(v)
+	}
+	fmt.Printf("chaos: %d operations (%d revocations or deletions unconfirmed); worst confirmation %v, last 200 %v after a confirmed retirement; "+
+		"worst budget use %.2fx (%d tokens over)\n", rep.Ops, rep.Unconfirmed, rep.WorstConfirm.Round(time.Millisecond),
+		rep.LastServedAfterRetire.Round(time.Millisecond), rep.WorstBudget, max(rep.WorstOverBudget, 0))
+	fmt.Printf("chaos: %d requests had to be refused (retired, expired or past grace), %d had to be served (a good key, no fault to excuse a refusal)\n", rep.MustRefuse, rep.MustServe)
+	fmt.Println(rep.Summary())
+	return rep
+}
+
+func countRequests(history []Record) int {
+	n := 0
+	for _, r := range history {
+		if r.Type == TypeRequest {
+			n++
+		}
+	}
+	return n
+}
+
+// TestCheckHistory checks a run's history again (CHAOS_HISTORY=path), as
+// after a change to the checker or to study a failed run; it skips
+// without one.
+func TestCheckHistory(t *testing.T) {
+	path := os.Getenv("CHAOS_HISTORY")
+	if path == "" {
+		t.Skip("set CHAOS_HISTORY to the history.jsonl of a run to check it again")
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	history, err := ReadHistory(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep := printCheck(history); len(rep.Violations) > 0 {
+		t.Errorf("%d violations in %s", len(rep.Violations), path)
+	}
+}

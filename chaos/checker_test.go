@@ -1,0 +1,152 @@
+package chaos
+
+import (
+	"bytes"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+var (
+	t0     = time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	bounds = Bounds{Propagation: 2 * time.Second, Recovery: 10 * time.Second, Margin: time.Second, FlushInterval: 2 * time.Second}
+)
+
+// at is t0 plus s seconds.
+func at(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+
+func op(o Op, key string, start, end float64, ok bool) Record {
+	return Record{Type: TypeOp, Op: o, Key: key, Start: at(start), End: at(end), OK: ok}
+}
+
+func req(key string, gen int, start float64, status int) Record {
+	return Record{Type: TypeRequest, Key: key, Gen: gen, Replica: "gw-0", Start: at(start), End: at(start + 0.05), Status: status}
+}
+
+func onReplica(r Record, replica string) Record { r.Replica = replica; return r }
+
+func fault(f Fault, start, end float64) Record {
+	return Record{Type: TypeFault, Fault: f, Target: "gw-1", Start: at(start), End: at(end)}
+}
+
+func kinds(r Report) []string {
+	var out []string
+	for _, v := range r.Violations {
+		out = append(out, v.Kind)
+	}
+	return out
+}
+
+// Each promise, with a history that keeps it and one that breaks it: the
+// checker must pass the first and name the broken promise in the second.
+func TestCheckFindsEachViolation(t *testing.T) {
+	withRPM := func(r Record, rpm int64) Record { r.Policy = &Policy{RequestsPerMinute: rpm}; return r }
+	withBudget := func(r Record, tokens int64) Record { r.Policy = &Policy{BudgetTokens: tokens}; return r }
+	tokens := func(r Record, n int64) Record { r.Tokens = n; return r }
+	expiring := func(r Record, s float64) Record { r.ExpiresAt = at(s); return r }
+	rotation := func(r Record, gen int, graceEnd float64) Record { r.Gen, r.ExpiresAt = gen, at(graceEnd); return r }
+	cases := []struct {
+		name    string
+		history []Record
+		want    []string
+	}{
+		{"a good key served", []Record{op(OpCreate, "a", 0, 1, true), req("a", 0, 5, 200)}, nil},
+		{"served before the revocation was confirmed", []Record{op(OpCreate, "a", 0, 1, true), op(OpRevoke, "a", 10, 11, true), req("a", 0, 10.5, 200), req("a", 0, 12, 401)}, nil},
+		{"served after the revocation was confirmed", []Record{op(OpCreate, "a", 0, 1, true), op(OpRevoke, "a", 10, 11, true), req("a", 0, 11.2, 200)}, []string{KindRetiredServed}},
+		{"served after the deletion was confirmed", []Record{op(OpCreate, "a", 0, 1, true), op(OpDelete, "a", 10, 11, true), req("a", 0, 30, 200)}, []string{KindRetiredServed}},
+		{"an unconfirmed revocation promises nothing", []Record{op(OpCreate, "a", 0, 1, true), op(OpRevoke, "a", 10, 11, false), req("a", 0, 30, 200), req("a", 0, 31, 401)}, nil},
+		{"served after expiry", []Record{expiring(op(OpCreate, "a", 0, 1, true), 20), req("a", 0, 19, 200), req("a", 0, 20.5, 200)}, []string{KindExpiredServed}},
+		{"refused at expiry", []Record{expiring(op(OpCreate, "a", 0, 1, true), 20), req("a", 0, 18, 200), req("a", 0, 19.5, 401), req("a", 0, 21, 401)}, nil},
+		{"old secret served in its grace period", []Record{op(OpCreate, "a", 0, 1, true), rotation(op(OpRotate, "a", 10, 11, true), 1, 30), req("a", 0, 25, 200), req("a", 1, 25, 200)}, nil},
+		{"old secret served after its grace period", []Record{op(OpCreate, "a", 0, 1, true), rotation(op(OpRotate, "a", 10, 11, true), 1, 30), req("a", 0, 31, 200)}, []string{KindExpiredServed}},
+		{"old secret refused in its grace period", []Record{op(OpCreate, "a", 0, 1, true), rotation(op(OpRotate, "a", 10, 11, true), 1, 30), req("a", 0, 20, 401)}, []string{KindValidRefused}},
+		{"valid key refused", []Record{op(OpCreate, "a", 0, 1, true), req("a", 0, 5, 401), req("a", 0, 6, 200)}, []string{KindValidRefused}},
+		{"valid key unanswered", []Record{op(OpCreate, "a", 0, 1, true), req("a", 0, 5, 0), req("a", 0, 6, 200)}, []string{KindValidRefused}},
+		{"refused during a fault", []Record{op(OpCreate, "a", 0, 1, true), fault(FaultGatewayKill, 4, 6), onReplica(req("a", 0, 5, 0), "gw-1")}, nil},
+		{"refused by a healthy replica while another was down", []Record{op(OpCreate, "a", 0, 1, true), fault(FaultGatewayKill, 4, 6), req("a", 0, 5, 0), req("a", 0, 30, 200)}, []string{KindValidRefused}},
+		{"a budget refused while a replica was down", []Record{withBudget(op(OpCreate, "a", 0, 1, true), 100), fault(FaultGatewayStop, 4, 6), req("a", 0, 5, 503), req("a", 0, 30, 200)}, nil},
+		{"refused within the recovery after a fault", []Record{op(OpCreate, "a", 0, 1, true), fault(FaultAPIServerStop, 4, 6), req("a", 0, 15, 503)}, nil},
+		{"refused after the recovery", []Record{op(OpCreate, "a", 0, 1, true), fault(FaultPartition, 4, 6), req("a", 0, 17, 503), req("a", 0, 18, 200)}, []string{KindValidRefused}},
+		{"a manager outage excuses no refusal", []Record{op(OpCreate, "a", 0, 1, true), fault(FaultManagerKill, 4, 6), req("a", 0, 5, 401)}, []string{KindValidRefused}},
+		{"refused before the creation propagated", []Record{op(OpCreate, "a", 0, 1, true), req("a", 0, 2, 401)}, nil},
+		{"budget kept", []Record{withBudget(op(OpCreate, "a", 0, 1, true), 100), tokens(req("a", 0, 5, 200), 60), tokens(req("a", 0, 6, 200), 40), req("a", 0, 7, 429)}, nil},
+		{"budget overrun", []Record{withBudget(op(OpCreate, "a", 0, 1, true), 100), tokens(req("a", 0, 5, 200), 60), tokens(req("a", 0, 6, 200), 41)}, []string{KindBudgetOverrun}},
+		{"budget overrun by what a killed replica had not flushed", []Record{withBudget(op(OpCreate, "a", 0, 1, true), 100),
+			tokens(req("a", 0, 5, 200), 60), fault(FaultGatewayKill, 6, 8), tokens(req("a", 0, 20, 200), 60)}, nil},
+		{"budget overrun beyond what a kill allows", []Record{withBudget(op(OpCreate, "a", 0, 1, true), 100),
+			tokens(req("a", 0, 2, 200), 60), fault(FaultGatewayKill, 6, 8), tokens(req("a", 0, 20, 200), 60)}, []string{KindBudgetOverrun}},
+		{"rate limit kept", []Record{withRPM(op(OpCreate, "a", 0, 1, true), 2), req("a", 0, 5, 200), req("a", 0, 6, 200), req("a", 0, 7, 429)}, nil},
+		{"rate limit overrun", []Record{withRPM(op(OpCreate, "a", 0, 1, true), 2), req("a", 0, 5, 200), req("a", 0, 6, 200), req("a", 0, 7, 200)}, []string{KindRateOverrun}},
+		{"rate limit overrun while a replica was down", []Record{withRPM(op(OpCreate, "a", 0, 1, true), 2), fault(FaultGatewayStop, 30, 35),
+			req("a", 0, 5, 200), req("a", 0, 6, 200), req("a", 0, 7, 200)}, nil},
+		{"rate limit overrun while a killed replica's peers reconnect", []Record{withRPM(op(OpCreate, "a", 0, 1, true), 2), fault(FaultGatewayKill, -10, -2),
+			req("a", 0, 5, 200), req("a", 0, 6, 200), req("a", 0, 7, 200)}, nil},
+		{"rate limit overrun after the recovery", []Record{withRPM(op(OpCreate, "a", 0, 1, true), 2), fault(FaultGatewayKill, -30, -20),
+			req("a", 0, 5, 200), req("a", 0, 6, 200), req("a", 0, 7, 200)}, []string{KindRateOverrun}},
+		{"rate limit raised by an admin", []Record{withRPM(op(OpCreate, "a", 0, 1, true), 2), withRPM(op(OpPolicy, "a", 3, 4, true), 3),
+			req("a", 0, 7, 200), req("a", 0, 8, 200), req("a", 0, 9, 200)}, nil},
+		{"key lost after the faults", []Record{op(OpCreate, "a", 0, 1, true), req("a", 0, 3, 200), fault(FaultGatewayKill, 4, 6),
+			req("a", 0, 20, 401), req("a", 0, 21, 401)}, []string{KindValidRefused, KindValidRefused, KindKeyLost}},
+		{"key leaked", []Record{op(OpCreate, "a", 0, 1, true), {Type: TypeLeak, Key: "a", Start: at(50), End: at(50), Detail: "gw-0.log line 12"}}, []string{KindKeyLeaked}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rep := Check(tc.history, bounds)
+			got := kinds(rep)
+			slices.Sort(got)
+			want := slices.Clone(tc.want)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Errorf("violations %v, want %v:\n%v", got, want, rep.Violations)
+			}
+		})
+	}
+}
+
+func TestReportSaysWhatBroke(t *testing.T) {
+	rep := Check([]Record{op(OpCreate, "laptop", 0, 1, true), op(OpRevoke, "laptop", 10, 11, true), req("laptop", 0, 12, 200), fault(FaultGatewayKill, 20, 22)}, bounds)
+	if got := rep.Summary(); got != "chaos: 1 requests, 1 faults, violations: 1" {
+		t.Errorf("summary %q", got)
+	}
+	line := rep.Violations[0].String()
+	for _, want := range []string{"retired-key-served", "key=laptop", "replica=gw-0", "12:00:12.000", "1s after `revoke` was confirmed"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("violation line %q lacks %q", line, want)
+		}
+	}
+	if rep.MustRefuse != 1 || rep.MustServe != 0 {
+		t.Errorf("MustRefuse %d, MustServe %d; want 1 and 0", rep.MustRefuse, rep.MustServe)
+	}
+	if rep.LastServedAfterRetire != time.Second {
+		t.Errorf("LastServedAfterRetire %v, want 1s", rep.LastServedAfterRetire)
+	}
+}
+
+func TestHistoryRoundTrips(t *testing.T) {
+	in := []Record{op(OpCreate, "a", 0, 1, true), req("a", 0, 5, 200), fault(FaultPartition, 6, 9)}
+	var buf bytes.Buffer
+	if err := WriteHistory(&buf, in); err != nil {
+		t.Fatal(err)
+	}
+	out, err := ReadHistory(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != len(in) || !out[1].Start.Equal(in[1].Start) || out[2].Fault != FaultPartition {
+		t.Errorf("read back %+v", out)
+	}
+}
+
+func TestLeakScanFindsASecretAnywhereInARun(t *testing.T) {
+	key := "cvk_AbCdEf12" + "0123456789abcdefghijABCDEFGHIJkl" + "Zz9Yy8"
+	secrets := map[string]string{secretPart(key): "laptop"}
+	for _, text := range []string{"token=" + key + " end", `{"msg":"x` + secretPart(key) + `"}`, "run" + secretPart(key) + "more62chars"} {
+		if got := leaksIn([]byte(text), secrets); !got["laptop"] {
+			t.Errorf("no leak found in %q", text)
+		}
+	}
+	if got := leaksIn([]byte("cvk_AbCdEf12 and 0123456789abcdefghijABCDEFGHIJk"), secrets); len(got) != 0 {
+		t.Errorf("a prefix and a shorter run reported as leaks: %v", got)
+	}
+}

@@ -1,0 +1,299 @@
+package chaos
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// proc is a codevector child process that can be killed, stopped and
+// started again with the same arguments, its output appended to one log
+// file across restarts (the leak scan reads it whole).
+type proc struct {
+	name    string
+	binary  string
+	args    []string
+	env     []string
+	logPath string
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+func newProc(t *testing.T, name, binary, logPath string, env []string, args ...string) *proc {
+	p := &proc{name: name, binary: binary, args: args, env: env, logPath: logPath}
+	// Whatever happens to the test, no child outlives it.
+	t.Cleanup(p.kill)
+	return p
+}
+
+// start runs the process in a group of its own (the group is what kill
+// signals), with SIGKILL if the test process dies first.
+func (p *proc) start() error {
+	log, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("opening the log of %s: %w", p.name, err)
+	}
+	cmd := exec.Command(p.binary, p.args...)
+	cmd.Env = append(os.Environ(), p.env...)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return fmt.Errorf("starting %s (%s %s): %w", p.name, p.binary, strings.Join(p.args, " "), err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		log.Close()
+		close(exited)
+	}()
+	p.mu.Lock()
+	p.cmd, p.exited = cmd, exited
+	p.mu.Unlock()
+	return nil
+}
+
+// signal sends sig to the process's group, if it runs.
+func (p *proc) signal(sig syscall.Signal) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return fmt.Errorf("%s is not running", p.name)
+	}
+	select {
+	case <-p.exited:
+		return fmt.Errorf("%s has exited", p.name)
+	default:
+	}
+	if err := syscall.Kill(-p.cmd.Process.Pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("sending %v to %s (pid %d): %w", sig, p.name, p.cmd.Process.Pid, err)
+	}
+	return nil
+}
+
+// kill sends SIGKILL (after SIGCONT, in case it was stopped) and waits
+// until the process has exited.
+func (p *proc) kill() {
+	p.mu.Lock()
+	cmd, exited := p.cmd, p.exited
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGCONT)
+	<-exited
+}
+
+func (p *proc) pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
+// waitReady polls the process's url until it answers 200, for at most
+// within; it gives up at once if the process exits.
+func (p *proc) waitReady(url string, within time.Duration) error {
+	p.mu.Lock()
+	exited := p.exited
+	p.mu.Unlock()
+	c := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(within)
+	var last error
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return fmt.Errorf("%s exited before %s answered", p.name, url)
+		default:
+		}
+		resp, err := c.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("answered %d", resp.StatusCode)
+		}
+		last = err
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not ready within %v: %v", url, within, last)
+}
+
+// freeAddr is a port on ip that was free a moment ago, for a child to
+// listen on. The replicas listen on addresses of their own, 127.0.77.N,
+// where other tests on the machine, which listen on 127.0.0.1, do not
+// take the port meanwhile (as one did, between this and a replica's
+// start, when they shared 127.0.0.1).
+func freeAddr(t *testing.T, ip string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// stallProxy forwards TCP connections to the API server and can stall
+// them all: paused, it keeps every connection open but passes no byte
+// either way (new connections are held too), as a NAT that dropped its
+// state does. Nothing is closed, so the replica behind it sees no error
+// until its own health checks give up: a silent partition.
+// (gateway/server's relay tests have the same; test files cannot share.)
+type stallProxy struct {
+	ln     net.Listener
+	target string
+	done   chan struct{}
+
+	mu     sync.Mutex
+	open   chan struct{} // closed while not paused
+	paused bool
+	conns  []net.Conn
+}
+
+func newStallProxy(t *testing.T, target string) *stallProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := make(chan struct{})
+	close(open)
+	p := &stallProxy{ln: ln, target: target, done: make(chan struct{}), open: open}
+	go p.accept()
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *stallProxy) addr() string { return p.ln.Addr().String() }
+
+func (p *stallProxy) gate() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.open
+}
+
+func (p *stallProxy) pause() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.paused {
+		p.paused, p.open = true, make(chan struct{})
+	}
+}
+
+func (p *stallProxy) resume() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.paused {
+		p.paused = false
+		close(p.open)
+	}
+}
+
+func (p *stallProxy) wait() bool {
+	select {
+	case <-p.gate():
+		return true
+	case <-p.done:
+		return false
+	}
+}
+
+func (p *stallProxy) track(c net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.done:
+		c.Close()
+		return false
+	default:
+	}
+	// Forget closed connections now and then, so a long run does not
+	// hold every connection it ever proxied.
+	if len(p.conns) > 256 {
+		p.conns = p.conns[len(p.conns)-128:]
+	}
+	p.conns = append(p.conns, c)
+	return true
+}
+
+func (p *stallProxy) accept() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		if !p.track(c) {
+			return
+		}
+		go func() {
+			if !p.wait() {
+				c.Close()
+				return
+			}
+			up, err := net.Dial("tcp", p.target)
+			if err != nil {
+				c.Close()
+				return
+			}
+			if !p.track(up) {
+				c.Close()
+				return
+			}
+			go p.pipe(up, c)
+			p.pipe(c, up)
+		}()
+	}
+}
+
+func (p *stallProxy) pipe(dst, src net.Conn) {
+	defer dst.Close()
+	defer src.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if !p.wait() {
+				return
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (p *stallProxy) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	close(p.done)
+	if p.paused {
+		close(p.open)
+	}
+	p.ln.Close()
+	for _, c := range p.conns {
+		c.Close()
+	}
+}
