@@ -26,14 +26,10 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "codevector",
-			Subsystem: "gateway",
 			Name:      "requests_total",
 			Help:      "Proxied requests by provider and HTTP status code.",
 		}, []string{"provider", "code"}),
 		UpstreamLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: "codevector",
-			Subsystem: "gateway",
 			Name:      "upstream_latency_seconds",
 			Help:      "Time from forwarding a request to receiving the upstream response headers.",
 			// LLM time to first byte ranges from tens of milliseconds to
