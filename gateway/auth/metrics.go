@@ -33,7 +33,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Authentication outcomes: ok, missing, malformed, bad_checksum, unknown, wrong_secret, revoked, expired, rate_limited, busy.",
 		}, []string{"result"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "auth_duration_seconds",
+			Name:    "auth_duration_seconds",
 			Help:    "Time to authenticate a request, by outcome.",
 			Buckets: []float64{.00001, .00005, .0001, .0005, .001, .005, .01, .025, .05, .1, .25, 1},
 		}, []string{"result"}),

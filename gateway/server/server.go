@@ -126,11 +126,11 @@ type Gateway struct {
 	// metrics registers the gateway's own series on registry, each named
 	// codevector_gateway_ + its name: the prefix is written here once.
 	metrics prometheus.Registerer
-	handler    http.Handler
-	health     *health
-	probe      discovery.DiscoveryInterface
-	console    *console.Console
-	docs       *docs.Docs
+	handler http.Handler
+	health  *health
+	probe   discovery.DiscoveryInterface
+	console *console.Console
+	docs    *docs.Docs
 	// connsRefused counts connections over MaxConnsPerClient.
 	connsRefused prometheus.Counter
 }
