@@ -29,48 +29,48 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "codevector", Subsystem: "gateway", Name: "auth_results_total",
+			Name: "auth_results_total",
 			Help: "Authentication outcomes: ok, missing, malformed, bad_checksum, unknown, wrong_secret, revoked, expired, rate_limited, busy.",
 		}, []string{"result"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: "codevector", Subsystem: "gateway", Name: "auth_duration_seconds",
+			Name:    "auth_duration_seconds",
 			Help:    "Time to authenticate a request, by outcome.",
 			Buckets: []float64{.00001, .00005, .0001, .0005, .001, .005, .01, .025, .05, .1, .25, 1},
 		}, []string{"result"}),
 		cacheHits: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "codevector", Subsystem: "gateway", Name: "verified_cache_hits_total",
+			Name: "verified_cache_hits_total",
 			Help: "Requests authenticated from the verified-key cache, without argon2.",
 		}),
 		cacheMisses: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "codevector", Subsystem: "gateway", Name: "verified_cache_misses_total",
+			Name: "verified_cache_misses_total",
 			Help: "Requests whose key was not in the verified-key cache.",
 		}),
 		peerProofHits: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "codevector", Subsystem: "gateway", Name: "peer_proof_hits_total",
+			Name: "peer_proof_hits_total",
 			Help: "Verified-cache misses settled by a verified-key proof (one HMAC, no argon2id), most of them learned from a peer replica.",
 		}),
 		argon2Total: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "codevector", Subsystem: "gateway", Name: "argon2_verifications_total",
+			Name: "argon2_verifications_total",
 			Help: "argon2id verifications run.",
 		}),
 		argon2InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "codevector", Subsystem: "gateway", Name: "argon2_in_flight",
+			Name: "argon2_in_flight",
 			Help: "argon2id verifications running now (bounded by the argon2 concurrency).",
 		}),
 		streamsEnded: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "codevector", Subsystem: "gateway", Name: "requests_ended_by_revocation_total",
+			Name: "requests_ended_by_revocation_total",
 			Help: "In-flight requests ended because their key was revoked or expired.",
 		}),
 		tarpitHeld: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "codevector", Subsystem: "gateway", Name: "tarpit_held",
+			Name: "tarpit_held",
 			Help: "Refusals being held back now because their client was refused too often.",
 		}),
 		tarpitDelayed: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "codevector", Subsystem: "gateway", Name: "tarpit_delayed_total",
+			Name: "tarpit_delayed_total",
 			Help: "Refusals answered after the tarpit's delay.",
 		}),
 		tarpitOverflow: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "codevector", Subsystem: "gateway", Name: "tarpit_overflow_total",
+			Name: "tarpit_overflow_total",
 			Help: "Refusals answered at once, with the connection closed, because the tarpit held its maximum.",
 		}),
 	}

@@ -24,7 +24,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		confirmation: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: "codevector", Subsystem: "gateway", Name: "revocation_confirmation_seconds",
+			Name: "revocation_confirmation_seconds",
 			Help: "Time from the API server storing a key's revocation (spec.revoked) or deletion (deletionTimestamp) to this replica's " +
 				"key index refusing it, by reason (revoked, deleted). The API server stores those times to the second, so a value reads up to 1 s high.",
 			// The stored times are whole seconds: finer buckets than

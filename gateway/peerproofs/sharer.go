@@ -213,21 +213,21 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer, proofs *auth.PeerProofs) metrics {
 	m := metrics{
 		learned: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "codevector", Subsystem: "gateway", Name: "peer_proofs_learned_total",
+			Name: "peer_proofs_learned_total",
 			Help: "Verified-key proofs learned from peer replicas.",
 		}),
 		pushed: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "codevector", Subsystem: "gateway", Name: "peer_proofs_pushed_total",
+			Name: "peer_proofs_pushed_total",
 			Help: "Verified-key proofs this replica made and passed on to its peers.",
 		}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "codevector", Subsystem: "gateway", Name: "peer_proof_errors_total",
+			Name: "peer_proof_errors_total",
 			Help: "Failed proof exchanges with a peer, by operation (fetch, push); the keys concerned are verified with argon2id instead.",
 		}, []string{"op"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.learned, m.pushed, m.errors, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: "codevector", Subsystem: "gateway", Name: "peer_proofs",
+			Name: "peer_proofs",
 			Help: "Verified-key proofs held in memory, made here or learned from peers.",
 		}, func() float64 { return float64(proofs.Len()) }))
 	}

@@ -26,16 +26,12 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "codevector",
-			Subsystem: "gateway",
-			Name:      "requests_total",
-			Help:      "Proxied requests by provider and HTTP status code.",
+			Name: "requests_total",
+			Help: "Proxied requests by provider and HTTP status code.",
 		}, []string{"provider", "code"}),
 		UpstreamLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: "codevector",
-			Subsystem: "gateway",
-			Name:      "upstream_latency_seconds",
-			Help:      "Time from forwarding a request to receiving the upstream response headers.",
+			Name: "upstream_latency_seconds",
+			Help: "Time from forwarding a request to receiving the upstream response headers.",
 			// LLM time to first byte ranges from tens of milliseconds to
 			// minutes for long non-streamed completions.
 			Buckets: []float64{.025, .05, .1, .25, .5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300},

@@ -34,7 +34,7 @@ func TestProxyMetricsAndLogs(t *testing.T) {
 	openai := newFakeUpstream(t, nil)
 	anthropic := newFakeUpstream(t, nil)
 	reg := prometheus.NewPedanticRegistry()
-	metrics := NewMetrics(reg)
+	metrics := NewMetrics(prometheus.WrapRegistererWithPrefix("codevector_gateway_", reg)) // as the gateway registers them
 	logs := &syncBuffer{}
 	front := newFront(t, testProviders(t, openai.URL, anthropic.URL), Options{
 		Metrics: metrics,

@@ -120,11 +120,11 @@ func New(cfg Config) *Relay {
 		conns: mesh.NewConns(cfg.Credential),
 		sent:  map[dedupKey]struct{}{},
 		relayed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "codevector", Subsystem: "gateway", Name: "revocations_relayed_total",
+			Name: "revocations_relayed_total",
 			Help: "Revocations and deletions of APIKeys relayed between replicas: sent (this replica's watch saw them; counted once, whatever the number of peers) and received (a peer's relay refused a key before this replica's watch did).",
 		}, []string{"direction"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "codevector", Subsystem: "gateway", Name: "revocation_relay_errors_total",
+			Name: "revocation_relay_errors_total",
 			Help: "Relays to a peer that failed (send), were dropped because too many waited (dropped), or messages from a peer that were malformed (receive).",
 		}, []string{"op"}),
 	}

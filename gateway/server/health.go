@@ -128,17 +128,17 @@ func (g *Gateway) probeAPIServer(ctx context.Context) {
 
 func (g *Gateway) registerHealthMetrics() {
 	h := g.health
-	g.registry.MustRegister(
+	g.metrics.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: "codevector", Subsystem: "gateway", Name: "apiserver_reachable",
+			Name: "apiserver_reachable",
 			Help: "1 while the API server answers; 0 while the gateway serves from its cache alone (fail-static).",
 		}, func() float64 { return boolFloat(h.apiReachable.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: "codevector", Subsystem: "gateway", Name: "cache_synced",
+			Name: "cache_synced",
 			Help: "1 once the first sync is done: every hash Secret listed and the APIKey watches open (the gateway is ready then).",
 		}, func() float64 { return boolFloat(h.synced.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: "codevector", Subsystem: "gateway", Name: "apikeys_listed",
+			Name: "apikeys_listed",
 			Help: "1 once every APIKey is in the index; until then, after a start, an APIKey not listed yet is read from the API server on its first request.",
 		}, func() float64 {
 			select {
@@ -149,7 +149,7 @@ func (g *Gateway) registerHealthMetrics() {
 			}
 		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: "codevector", Subsystem: "gateway", Name: "last_watch_event_age_seconds",
+			Name: "last_watch_event_age_seconds",
 			Help: "Seconds since the last watch event on APIKeys or hash Secrets (-1 before the first).",
 		}, func() float64 {
 			if t := h.lastEvent.Load(); t > 0 {
@@ -158,15 +158,15 @@ func (g *Gateway) registerHealthMetrics() {
 			return -1
 		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: "codevector", Subsystem: "gateway", Name: "indexed_keys",
+			Name: "indexed_keys",
 			Help: "Key IDs in the gateway's index.",
 		}, func() float64 { return float64(g.index.Len()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: "codevector", Subsystem: "gateway", Name: "keyid_conflicts",
+			Name: "keyid_conflicts",
 			Help: "Key IDs claimed by more than one APIKey or more than one hash Secret; the first claimant keeps each, the others are refused (see the gateway's warnings).",
 		}, func() float64 { return float64(g.index.Conflicts()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: "codevector", Subsystem: "gateway", Name: "verified_keys",
+			Name: "verified_keys",
 			Help: "Keys in the verified-key cache.",
 		}, func() float64 { return float64(g.auth.VerifiedKeys()) }),
 	)

@@ -64,7 +64,7 @@ func (g *Gateway) startMesh(ctx context.Context, o PeerOptions) (*peerServices, 
 			Credential: cred,
 			Clock:      g.opts.Clock,
 			Log:        g.log.With("component", "peerproofs"),
-			Registerer: g.registry,
+			Registerer: g.metrics,
 		})
 		p.sharer.Register(m.Server())
 	}

@@ -113,6 +113,6 @@ func (g *Gateway) newRelay(cred *mesh.Credential) *relay.Relay {
 		HeardFromPeer:     g.health.heardFromPeer,
 		HeartbeatInterval: min(bound/3, 5*time.Second),
 		Log:               g.log.With("component", "relay"),
-		Registerer:        g.registry,
+		Registerer:        g.metrics,
 	})
 }

@@ -123,11 +123,14 @@ type Gateway struct {
 	// restConfig is kept for the peer discovery started in Run.
 	restConfig *rest.Config
 	registry   *prometheus.Registry
-	handler    http.Handler
-	health     *health
-	probe      discovery.DiscoveryInterface
-	console    *console.Console
-	docs       *docs.Docs
+	// metrics registers the gateway's own series on registry, each named
+	// codevector_gateway_ + its name: the prefix is written here once.
+	metrics prometheus.Registerer
+	handler http.Handler
+	health  *health
+	probe   discovery.DiscoveryInterface
+	console *console.Console
+	docs    *docs.Docs
 	// connsRefused counts connections over MaxConnsPerClient.
 	connsRefused prometheus.Counter
 }
@@ -188,6 +191,7 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 		o.Namespaces = append(slices.Clone(o.Namespaces), o.Console.Namespace)
 	}
 	g := &Gateway{opts: o, log: o.Logger, registry: prometheus.NewRegistry(), health: &health{}}
+	g.metrics = prometheus.WrapRegistererWithPrefix(gatewayv1alpha1.MetricsNamespace+"_gateway_", g.registry)
 	g.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	scheme := gatewayv1alpha1.NewScheme()
@@ -208,14 +212,14 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 
 	g.index = keyindex.New(nil)
 	g.index.SetLogger(g.log)
-	g.index.SetMetrics(keyindex.NewMetrics(g.registry))
+	g.index.SetMetrics(keyindex.NewMetrics(g.metrics))
 	if o.ReplicaName == "" {
 		o.ReplicaName = replicas.ReplicaName()
 		g.opts.ReplicaName = o.ReplicaName
 	}
 	g.replica = replicas.NewPublisher(g.client, o.SystemNamespace, o.ReplicaName, g.index, g.log.With("component", "replica-lease"))
 	authOpts := o.Auth
-	authOpts.Metrics = auth.NewMetrics(g.registry)
+	authOpts.Metrics = auth.NewMetrics(g.metrics)
 	g.auth = auth.New(g.index, authOpts)
 	watchClients, err := keyindex.NewClients(cfg, scheme)
 	if err != nil {
@@ -224,19 +228,19 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	g.watches = newWatches(func() *keyindex.Watch {
 		return keyindex.NewWatch(watchClients, g.index, o.SystemNamespace, o.Namespaces, g.health.watchEvent)
 	})
-	g.usage = usage.New(g.index, g.client, o.LastUsedInterval, o.Clock, g.log, g.registry)
+	g.usage = usage.New(g.index, g.client, o.LastUsedInterval, o.Clock, g.log, g.metrics)
 	g.restConfig = cfg
-	g.spend = usage.NewSpendRecorder(g.index, g.client, o.LastUsedInterval, o.Clock, g.log, g.registry)
+	g.spend = usage.NewSpendRecorder(g.index, g.client, o.LastUsedInterval, o.Clock, g.log, g.metrics)
 	g.engine = policy.NewEngine()
-	g.meter = policy.New(policy.Options{Engine: g.engine, Providers: o.Providers, Spend: g.spend, Clock: o.Clock, Log: g.log, Metrics: policy.NewMetrics(g.registry),
+	g.meter = policy.New(policy.Options{Engine: g.engine, Providers: o.Providers, Spend: g.spend, Clock: o.Clock, Log: g.log, Metrics: policy.NewMetrics(g.metrics),
 		BudgetFailureMode: o.BudgetFailureMode, LimitsFailureMode: o.LimitsFailureMode})
 	g.registerHealthMetrics()
 	g.registerStaleMetrics()
 	g.connsRefused = prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: "codevector", Subsystem: "gateway", Name: "connections_refused_total",
+		Name: "connections_refused_total",
 		Help: "Connections closed on arrival because their client address already held --max-conns-per-client.",
 	})
-	g.registry.MustRegister(g.connsRefused)
+	g.metrics.MustRegister(g.connsRefused)
 	if o.Console.Logger == nil {
 		o.Console.Logger = g.log
 	}
@@ -257,7 +261,7 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 
 	proxyOpts := o.Proxy
 	proxyOpts.Logger = g.log
-	proxyOpts.Metrics = proxy.NewMetrics(g.registry)
+	proxyOpts.Metrics = proxy.NewMetrics(g.metrics)
 	proxyOpts.LogAttrs = requestLogAttrs
 	proxyOpts.Meter = g.meter
 	g.handler = g.routes(proxy.New(o.Providers, proxyOpts))

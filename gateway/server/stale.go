@@ -129,8 +129,8 @@ func (g *Gateway) staleDetail() string {
 }
 
 func (g *Gateway) registerStaleMetrics() {
-	g.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Namespace: "codevector", Subsystem: "gateway", Name: "index_stale_seconds",
+	g.metrics.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "index_stale_seconds",
 		Help: "Seconds since this replica last heard from the API server (a watch event or bookmark, or its probe) or from a peer that does, once that is longer than the stale bound (--stale-index-after); 0 while the index is current.",
 	}, func() float64 { return g.staleFor().Seconds() }))
 }

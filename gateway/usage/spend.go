@@ -63,7 +63,7 @@ func NewSpendRecorder(index *keyindex.Index, c client.Client, interval time.Dura
 	r := &SpendRecorder{
 		client: c, index: index, interval: interval, clock: clk, log: log, pending: map[types.UID]*pendingSpend{},
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "codevector", Subsystem: "gateway", Name: "usage_writes_total",
+			Name: "usage_writes_total",
 			Help: "status.usage writes by outcome: written, retried (another replica wrote first), skipped (key gone), error.",
 		}, []string{"outcome"}),
 	}

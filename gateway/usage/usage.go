@@ -63,11 +63,11 @@ func New(index *keyindex.Index, c client.Client, interval time.Duration, clk clo
 	r := &Recorder{
 		index: index, client: c, interval: interval, clock: clk, log: log, seen: map[string]*slot{},
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "codevector", Subsystem: "gateway", Name: "last_used_writes_total",
+			Name: "last_used_writes_total",
 			Help: "lastUsedAt status writes by outcome: written, skipped (already recent enough), conflict (another replica wrote first), error.",
 		}, []string{"outcome"}),
 		handOffs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "codevector", Subsystem: "gateway", Name: "last_used_handoffs_total",
+			Name: "last_used_handoffs_total",
 			Help: "Last-use times handed between replicas when one stops, instead of written by it: sent to a peer, or received from one (and written with this replica's next flush).",
 		}, []string{"direction"}),
 	}

@@ -19,11 +19,17 @@ const repoRoot = "../.."
 var (
 	// A metric named in full: "codevector_manager_keys_expiring_soon".
 	fullName = regexp.MustCompile(`"(codevector_[a-z0-9_]*[a-z0-9])"`)
-	// Or in the parts of prometheus.*Opts.
-	optsName = regexp.MustCompile(`Namespace:\s*"([a-z0-9_]+)",\s*Subsystem:\s*"([a-z0-9_]+)",\s*Name:\s*"([a-z0-9_]+)"`)
+	// Or by its own name, in prometheus.*Opts or a Desc, which the gateway
+	// and the manager register with their prefix (prefixes).
+	shortName = regexp.MustCompile(`(?:prometheus\.(?:Counter|Gauge|Histogram|Summary)Opts\{\s*Name:|prometheus\.NewDesc\()\s*"([a-z0-9_]+)"`)
 	// controller-runtime's own metrics, which the manager serves.
 	libName = regexp.MustCompile(`Name:\s*"((?:controller_runtime|workqueue|rest_client|leader_election)_[a-z0-9_]+)"`)
 )
+
+// prefixes are what each top-level folder's registerer puts before a
+// metric's own name (gateway/server: WrapRegistererWithPrefix;
+// controllers.NewMetrics likewise).
+var prefixes = map[string]string{"gateway": "codevector_gateway_", "controllers": "codevector_manager_"}
 
 // exportedMetrics greps the Go sources for the metrics they define: the
 // product's (not its tests), and controller-runtime's.
@@ -50,13 +56,20 @@ func exportedMetrics(t *testing.T) map[string]bool {
 					names[strings.Join(m[1:], "_")] = true
 				}
 			}
+			rel, _ := filepath.Rel(root, path)
+			top, _, _ := strings.Cut(filepath.ToSlash(rel), "/")
+			if prefix, ok := prefixes[top]; ok {
+				for _, m := range shortName.FindAllStringSubmatch(string(src), -1) {
+					names[prefix+m[1]] = true
+				}
+			}
 			return nil
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	grep(repoRoot, fullName, optsName)
+	grep(repoRoot, fullName)
 	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/controller-runtime")
 	cmd.Dir = repoRoot
 	cmd.Env = append(os.Environ(), "GOWORK=off")
