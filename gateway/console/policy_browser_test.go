@@ -3,6 +3,7 @@ package console_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -10,7 +11,10 @@ import (
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"k8s.io/apimachinery/pkg/types"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/web/webtest"
@@ -40,8 +44,6 @@ func TestBrowserAdminSetsLimitsOwnerReadsThem(t *testing.T) {
 	ctx := webtest.Browser(t)
 	watch := webtest.WatchPage(ctx)
 	defer watch.Check(t)
-	// The browser logs the refused budget; the dialog explains it.
-	watch.Expect("status of 400 (Bad Request)")
 
 	row := `#keys tr[data-name="laptop"]`
 	text := func(sel string) string {
@@ -66,10 +68,13 @@ func TestBrowserAdminSetsLimitsOwnerReadsThem(t *testing.T) {
 	webtest.Do(t, ctx, "saving a budget the console cannot read",
 		chromedp.SendKeys(chromedp.ID("policy-budget"), "lots"),
 		chromedp.Click(chromedp.ID("policy-submit")),
-		chromedp.WaitVisible(chromedp.ID("policy-error")),
+		chromedp.WaitVisible(chromedp.ID("policy-budget-error")),
 	)
-	if got := text("#policy-error"); !strings.Contains(got, `The budget could not be read: "lots": give an amount in usd or tokens, like 50usd/month or 5Mtokens/day.`) {
-		t.Errorf("the dialog says %q", got)
+	if got := text("#policy-budget-error"); got != "Write a budget like 50usd/month or 5Mtokens/day, or leave it empty." {
+		t.Errorf("the budget field says %q", got)
+	}
+	if spec := storedKey(t, s.Namespace, "laptop").Spec; spec.HasPolicy() {
+		t.Errorf("a budget the dialog refused was saved: %+v", spec)
 	}
 	if !webtest.Eval[bool](t, ctx, `document.activeElement.id === "policy-budget" && document.activeElement.getAttribute("aria-invalid") === "true"`) {
 		t.Error("the budget field is not focused and marked invalid")
@@ -145,4 +150,152 @@ func TestBrowserAdminSetsLimitsOwnerReadsThem(t *testing.T) {
 		t.Errorf("alice's menu offers %q, want Rotate and Revoke", items)
 	}
 	webtest.Screenshot(t, ctx, "console-policy-owner")
+}
+
+// An admin's Edit limits dialog shows the guardrails of the key's namespace
+// under its fields, as the create dialog does, refuses a value beyond them
+// before sending anything, shows the API server's refusal at the field when
+// the guardrails tightened meanwhile, and saves a value within them.
+func TestBrowserEditLimitsWithinGuardrails(t *testing.T) {
+	s := startStack(t, true, nil)
+	g := env.BindGuardrails(t, s.Namespace, map[string]string{
+		"allowedModels":            "gpt-4o*",
+		"defaultRequestsPerMinute": "60",
+		"maxRequestsPerMinute":     "600",
+		"maxConcurrentRequests":    "8",
+		"maxBudgetUSD":             "100",
+		"maxBudgetPeriod":          "month",
+	})
+	waitForGuardrails(t, s.Namespace, 60, 600)
+	setBy := "the guardrails of namespace " + s.Namespace + " (ConfigMap " + gatewayv1alpha1.DefaultSystemNamespace + "/" + g.ConfigMap + ")"
+	// Made after the binding, so it has the guardrails' defaults.
+	kubectlKey(t, s.Namespace, "laptop", "alice@example.com", "alice's laptop")
+	before := storedKey(t, s.Namespace, "laptop")
+	if l := before.Spec.Limits; l == nil || l.RequestsPerMinute == nil || *l.RequestsPerMinute != 60 {
+		t.Fatalf("the key did not get the guardrails' defaults: limits %+v", before.Spec.Limits)
+	}
+
+	ctx := webtest.Browser(t)
+	watch := webtest.WatchPage(ctx)
+	defer watch.Check(t)
+	// The API server's refusal at the end is logged by the browser; the
+	// dialog explains it.
+	watch.Expect("status of 400 (Bad Request)")
+	text := func(id string) string {
+		t.Helper()
+		return webtest.Eval[string](t, ctx, `document.getElementById("`+id+`").textContent.trim().replace(/\s+/g, " ")`)
+	}
+	// posts counts the policy changes the page sends.
+	posts := func() int {
+		t.Helper()
+		return webtest.Eval[int](t, ctx, `window.policyPosts`)
+	}
+	row := `#keys tr[data-name="laptop"]`
+	webtest.Do(t, ctx, "opening the console as an admin",
+		signedInAs("carol@example.com", gatewayv1alpha1.DefaultAdminGroup),
+		chromedp.Navigate(s.URL+"/api-keys"), chromedp.WaitVisible(chromedp.ID("keys")))
+	webtest.Eval[bool](t, ctx, `(() => {
+		window.policyPosts = 0;
+		const send = window.fetch;
+		window.fetch = function (url) {
+			if (String(url).endsWith("/policy")) window.policyPosts++;
+			return send.apply(this, arguments);
+		};
+		return true;
+	})()`)
+	webtest.Do(t, ctx, "opening Edit limits from the row menu",
+		chromedp.Click(chromedp.CSS(row+` [aria-haspopup="menu"]`)),
+		chromedp.WaitVisible(chromedp.CSS(row+` [data-edit-policy]`)),
+		chromedp.Click(chromedp.CSS(row+` [data-edit-policy]`)),
+		chromedp.WaitVisible(chromedp.ID("policy-models")),
+	)
+	webtest.WaitJS(t, ctx, "the dialog shows the guardrails", `!document.getElementById("policy-rpm-rule").hidden`)
+	for id, want := range map[string]string{
+		"policy-guardrails":       "This namespace has guardrails, shown below each field (set by " + setBy + ").",
+		"policy-models-rule":      "Guardrail: within gpt-4o*; default gpt-4o*.",
+		"policy-rpm-rule":         "Guardrail: at most 600; default 60.",
+		"policy-concurrency-rule": "Guardrail: at most 8; default 8.",
+		"policy-budget-rule":      "Guardrail: at most $100/month; default $100/month.",
+	} {
+		if got := text(id); got != want {
+			t.Errorf("#%s says %q, want %q", id, got, want)
+		}
+	}
+	if !webtest.Eval[bool](t, ctx, `document.getElementById("policy-tpm-rule").hidden`) {
+		t.Errorf("tokens per minute, which the guardrails leave alone, shows %q", text("policy-tpm-rule"))
+	}
+	if got := webtest.Eval[string](t, ctx, `document.getElementById("policy-rpm").value`); got != "60" {
+		t.Errorf("the dialog opens with %q requests per minute, want the key's 60", got)
+	}
+	webtest.Screenshot(t, ctx, "console-policy-guardrails")
+
+	// Beyond the maximum: refused at the field, nothing sent.
+	webtest.Do(t, ctx, "saving requests per minute beyond the guardrails",
+		chromedp.SetValue(chromedp.ID("policy-rpm"), "601"),
+		chromedp.Click(chromedp.ID("policy-submit")),
+		chromedp.WaitVisible(chromedp.ID("policy-rpm-error")),
+	)
+	if got := text("policy-rpm-error"); got != "This namespace allows at most 600 requests per minute." {
+		t.Errorf("#policy-rpm-error says %q", got)
+	}
+	if got := webtest.Eval[string](t, ctx, `document.activeElement.id + " " + document.activeElement.getAttribute("aria-invalid")`); got != "policy-rpm true" {
+		t.Errorf("focus is on %q, want the requests per minute (policy-rpm true)", got)
+	}
+	if !webtest.Eval[bool](t, ctx, `document.getElementById("policy-dialog").open && document.getElementById("policy-error").hidden`) {
+		t.Error("the dialog closed, or showed the refusal in its alert rather than at the field")
+	}
+	if n := posts(); n != 0 {
+		t.Errorf("the dialog sent %d policy changes beyond the guardrails", n)
+	}
+	if after := storedKey(t, s.Namespace, "laptop"); after.ResourceVersion != before.ResourceVersion {
+		t.Errorf("the APIKey changed: limits %+v", after.Spec.Limits)
+	}
+	webtest.Screenshot(t, ctx, "console-policy-beyond-guardrails")
+
+	// The guardrails tighten while the dialog is open: its check passes,
+	// the API server refuses, and the field shows the server's words.
+	cm := &corev1.ConfigMap{}
+	if err := env.Client.Get(context.Background(), types.NamespacedName{Namespace: gatewayv1alpha1.DefaultSystemNamespace, Name: g.ConfigMap}, cm); err != nil {
+		t.Fatal(err)
+	}
+	cm.Data["maxRequestsPerMinute"], cm.Data["defaultRequestsPerMinute"] = "100", "50"
+	if err := env.Client.Update(context.Background(), cm); err != nil {
+		t.Fatal(err)
+	}
+	waitForGuardrails(t, s.Namespace, 50, 100)
+	webtest.Do(t, ctx, "saving requests per minute within the guardrails the dialog knows",
+		chromedp.SetValue(chromedp.ID("policy-rpm"), "500"),
+		chromedp.Click(chromedp.ID("policy-submit")),
+	)
+	want := "The limits could not be saved: spec.limits.requestsPerMinute must be at most 100, as set by " + setBy + "."
+	webtest.WaitJS(t, ctx, "the field shows the API server's refusal",
+		`document.getElementById("policy-rpm-error").textContent === `+fmt.Sprintf("%q", want))
+	if got := webtest.Eval[string](t, ctx, `document.activeElement.id + " " + document.activeElement.getAttribute("aria-invalid")`); got != "policy-rpm true" {
+		t.Errorf("focus is on %q, want the requests per minute (policy-rpm true)", got)
+	}
+	if !webtest.Eval[bool](t, ctx, `document.getElementById("policy-error").hidden`) {
+		t.Errorf("the refusal is shown twice: also in the alert %q", text("policy-error"))
+	}
+	if l := storedKey(t, s.Namespace, "laptop").Spec.Limits; l == nil || *l.RequestsPerMinute != 60 {
+		t.Errorf("the refused change was stored: limits %+v", l)
+	}
+
+	// Within them: saved, and only the field changed.
+	webtest.Do(t, ctx, "saving requests per minute within the guardrails",
+		chromedp.SetValue(chromedp.ID("policy-rpm"), "80"),
+		chromedp.Click(chromedp.ID("policy-submit")),
+	)
+	webtest.WaitJS(t, ctx, "the dialog closes", `!document.getElementById("policy-dialog").open`)
+	if n := posts(); n != 2 {
+		t.Errorf("the dialog sent %d policy changes, want 2 (the refused one and this)", n)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		spec := storedKey(t, s.Namespace, "laptop").Spec
+		if l := spec.Limits; l == nil || l.RequestsPerMinute == nil || *l.RequestsPerMinute != 80 ||
+			l.ConcurrentRequests == nil || *l.ConcurrentRequests != 8 || l.TokensPerMinute != nil ||
+			!slices.Equal(spec.Models, []gatewayv1alpha1.ModelGlob{"gpt-4o*"}) || spec.Budget == nil || spec.Budget.USD != "100" {
+			return fmt.Errorf("stored: models %v, limits %+v, budget %+v", spec.Models, spec.Limits, spec.Budget)
+		}
+		return nil
+	})
 }

@@ -118,6 +118,138 @@
     button.disabled = busy;
   }
 
+  // ---- Guardrails (the create and Edit limits dialogs) ----
+
+  // The namespace's guardrails as GET /api/v1/apikeys/guardrails reports
+  // them (gateway/console/guardrails.go): both dialogs show them under
+  // their fields and check the fields against them before sending, with
+  // these same functions. Without them a dialog still works: the API
+  // server checks. rails is null when they could not be read; problem is
+  // the console's words when the guardrails are broken.
+  async function fetchGuardrails() {
+    try {
+      const resp = await fetch("/api/v1/apikeys/guardrails", { headers: { Accept: "application/json" }, credentials: "same-origin", cache: "no-store" });
+      const data = await resp.json();
+      if (resp.ok) return { rails: data, problem: "" };
+      return { rails: null, problem: data && data.error && data.error.code === "guardrails_missing" ? data.error.message : "" };
+    } catch (e) {
+      return { rails: null, problem: "" };
+    }
+  }
+
+  // showRule writes "Guardrail: at most 600; default 60." into a field's
+  // hint, or hides it.
+  function showRule(el, parts) {
+    const text = parts.filter(Boolean).join("; ");
+    el.textContent = text ? "Guardrail: " + text + "." : "";
+    el.hidden = !text;
+  }
+
+  // showSource says where the guardrails come from, or what is wrong
+  // with them.
+  function showSource(el, g, problem) {
+    g = g || {};
+    el.textContent = problem || (g.setBy ? "This namespace has guardrails, shown below each field (set by " + g.setBy + ")." : "");
+    el.hidden = !el.textContent;
+    el.classList.toggle("field-error", Boolean(problem));
+  }
+
+  // ruleParts: the words of each field's guardrail hint.
+  function ruleParts(g) {
+    g = g || {};
+    const most = function (v) { return v !== undefined && v !== null ? "at most " + Number(v).toLocaleString("en-US") : ""; };
+    const dflt = function (v) { return v !== undefined && v !== null && v !== "" ? "default " + (Array.isArray(v) ? v.join(", ") : typeof v === "number" ? v.toLocaleString("en-US") : v) : ""; };
+    return {
+      models: [g.allowedModels ? "within " + g.allowedModels.join(", ") : "", dflt(g.defaultModels)],
+      rpm: [most(g.maxRequestsPerMinute), dflt(g.defaultRequestsPerMinute)],
+      tpm: [most(g.maxTokensPerMinute), dflt(g.defaultTokensPerMinute)],
+      concurrency: [most(g.maxConcurrentRequests), dflt(g.defaultConcurrentRequests)],
+      budget: [g.maxBudgetText ? "at most " + g.maxBudgetText : "", dflt(g.defaultBudgetText)],
+    };
+  }
+
+  function modelsOf(field) {
+    return field.value.split(",").map(function (m) { return m.trim(); }).filter(Boolean);
+  }
+
+  // A model glob falls within an allowed one as the guardrails' admission
+  // policy decides it (config/policies/guardrails.yaml, allowedPatterns).
+  function withinAllowed(glob, allowed) {
+    return allowed.some(function (a) {
+      const pattern = "^" + a.replace(/\./g, "\\.").replace(/\+/g, "\\+").replace(/\*/g, "[^/]*").replace(/\?/g, "[^*?/]") + "$";
+      return new RegExp(pattern).test(glob);
+    });
+  }
+
+  // The checks below take required: whether an empty field is refused
+  // too. On a create an empty field gets the namespace's default; on an
+  // edit it removes the limit, which the guardrails refuse where they set
+  // a maximum (unlimited is more than any maximum).
+  function checkModels(list, g, required) {
+    g = g || {};
+    if (!g.allowedModels) return "";
+    if (list.length === 0) return required ? "This namespace allows only models within " + g.allowedModels.join(", ") + ": name them." : "";
+    const outside = list.filter(function (m) { return !withinAllowed(m, g.allowedModels); });
+    if (outside.length === 0) return "";
+    return outside.join(", ") + (outside.length === 1 ? " is" : " are") + " not within the models this namespace allows: " + g.allowedModels.join(", ") + ".";
+  }
+
+  // limitValue reads a limit: null when empty, NaN when not a whole
+  // number above 0.
+  function limitValue(field) {
+    const text = field.value.trim().replace(/[\s,_]/g, "");
+    if (text === "") return null;
+    return /^[0-9]+$/.test(text) && Number(text) >= 1 ? Number(text) : NaN;
+  }
+
+  function checkLimit(field, label, max, required) {
+    const v = limitValue(field);
+    const most = max ? "This namespace allows at most " + max.toLocaleString("en-US") + " " + label.toLowerCase() : "";
+    if (v === null) return required && max ? most + ": give a limit." : "";
+    if (isNaN(v)) return label + " must be a whole number, like 600, or empty.";
+    if (max && v > max) return most + ".";
+    return "";
+  }
+
+  // budgetOf reads "50usd/month", "$20", "5Mtokens/day" as ParseBudget
+  // does (api/v1alpha1/policy.go), or null.
+  function budgetOf(text) {
+    const m = /^(\$)?([0-9]+(?:\.[0-9]+)?)([kmb])?(usd|tokens)?(?:\/(day|week|month|total))?$/.exec(text.toLowerCase().replace(/\s+/g, ""));
+    if (!m) return null;
+    let unit = m[4];
+    if (m[1] || unit === "usd") {
+      if (m[3] || unit === "tokens") return null;
+      unit = "usd";
+    } else if (unit !== "tokens") {
+      return null;
+    }
+    const mult = { k: 1e3, m: 1e6, b: 1e9 }[m[3]] || 1;
+    return { amount: Number(m[2]) * mult, unit: unit, period: m[5] || "month" };
+  }
+
+  function checkBudget(text, g, required) {
+    g = g || {};
+    text = text.trim();
+    const most = g.maxBudget ? "This namespace allows a budget of at most " + g.maxBudgetText + " (in " + g.maxBudgetUnit + " per " + g.maxBudgetPeriod + ")" : "";
+    if (!text) return required && most ? most + ": give one." : "";
+    const b = budgetOf(text);
+    if (!b) return "Write a budget like 50usd/month or 5Mtokens/day, or leave it empty.";
+    if (most && (b.unit !== g.maxBudgetUnit || b.period !== g.maxBudgetPeriod || b.amount > g.maxBudgetAmount)) return most + ".";
+    return "";
+  }
+
+  // fieldOfRefusal finds the field a refusal (the console's or the API
+  // server's) is about.
+  function fieldOfRefusal(message) {
+    if (/spec\.models|model/.test(message)) return "models";
+    if (/requestsPerMinute|Requests per minute/.test(message)) return "rpm";
+    if (/tokensPerMinute|Tokens per minute/.test(message)) return "tpm";
+    if (/concurrentRequests|Concurrent requests/.test(message)) return "concurrency";
+    if (/spec\.budget|budget/i.test(message)) return "budget";
+    if (/expir|ttl|lifetime/i.test(message)) return "expires";
+    return null;
+  }
+
   // ---- Create ----
 
   const nameInput = $("create-name");
@@ -159,26 +291,14 @@
   // loadGuardrails shows the namespace's maxima and defaults next to the
   // fields. Without them the dialog still works: the API server checks.
   async function loadGuardrails() {
-    let g = null;
-    let problem = "";
-    try {
-      const resp = await fetch("/api/v1/apikeys/guardrails", { headers: { Accept: "application/json" }, credentials: "same-origin", cache: "no-store" });
-      const data = await resp.json();
-      if (resp.ok) g = data;
-      else if (data && data.error && data.error.code === "guardrails_missing") problem = data.error.message;
-    } catch (e) {
-      g = null;
-    }
+    const got = await fetchGuardrails();
     if (!createDialog.open) return;
-    rails = g;
-    showGuardrails(g, problem);
+    rails = got.rails;
+    showGuardrails(got.rails, got.problem);
   }
 
   function setRule(name, parts) {
-    const el = $("create-" + name + "-rule");
-    const text = parts.filter(Boolean).join("; ");
-    el.textContent = text ? "Guardrail: " + text + "." : "";
-    el.hidden = !text;
+    showRule($("create-" + name + "-rule"), parts);
   }
 
   function lifetimeWords(text, seconds) {
@@ -187,17 +307,10 @@
   }
 
   function showGuardrails(g, problem) {
-    const source = $("create-guardrails");
+    showSource($("create-guardrails"), g, problem);
     g = g || {};
-    source.textContent = problem || (g.setBy ? "This namespace has guardrails, shown below each field (set by " + g.setBy + ")." : "");
-    source.hidden = !source.textContent;
-    source.classList.toggle("field-error", Boolean(problem));
-    const most = function (v) { return v !== undefined && v !== null ? "at most " + Number(v).toLocaleString("en-US") : ""; };
-    const dflt = function (v) { return v !== undefined && v !== null && v !== "" ? "default " + (Array.isArray(v) ? v.join(", ") : typeof v === "number" ? v.toLocaleString("en-US") : v) : ""; };
-    setRule("models", [g.allowedModels ? "within " + g.allowedModels.join(", ") : "", dflt(g.defaultModels)]);
-    setRule("rpm", [most(g.maxRequestsPerMinute), dflt(g.defaultRequestsPerMinute)]);
-    setRule("tpm", [most(g.maxTokensPerMinute), dflt(g.defaultTokensPerMinute)]);
-    setRule("budget", [g.maxBudgetText ? "at most " + g.maxBudgetText : "", dflt(g.defaultBudgetText)]);
+    const parts = ruleParts(g);
+    ["models", "rpm", "tpm", "budget"].forEach(function (name) { setRule(name, parts[name]); });
     setRule("expiry", [
       g.maxLifetime ? "lives at most " + lifetimeWords(g.maxLifetime, g.maxLifetimeSeconds) : "",
       g.requireExpiry && !g.defaultTTL ? "every key must expire" : "",
@@ -308,76 +421,15 @@
   }
 
   function modelList() {
-    return fields.models.value.split(",").map(function (m) { return m.trim(); }).filter(Boolean);
-  }
-
-  // A model glob falls within an allowed one as the guardrails' admission
-  // policy decides it (config/policies/guardrails.yaml, allowedPatterns).
-  function withinAllowed(glob, allowed) {
-    return allowed.some(function (a) {
-      const pattern = "^" + a.replace(/\./g, "\\.").replace(/\+/g, "\\+").replace(/\*/g, "[^/]*").replace(/\?/g, "[^*?/]") + "$";
-      return new RegExp(pattern).test(glob);
-    });
-  }
-
-  function checkModels() {
-    const g = rails || {};
-    if (!g.allowedModels) return "";
-    const outside = modelList().filter(function (m) { return !withinAllowed(m, g.allowedModels); });
-    if (outside.length === 0) return "";
-    return outside.join(", ") + (outside.length === 1 ? " is" : " are") + " not within the models this namespace allows: " + g.allowedModels.join(", ") + ".";
-  }
-
-  // limitValue reads a per-minute limit: null when empty, NaN when not a
-  // whole number above 0.
-  function limitValue(field) {
-    const text = field.value.trim().replace(/[\s,_]/g, "");
-    if (text === "") return null;
-    return /^[0-9]+$/.test(text) && Number(text) >= 1 ? Number(text) : NaN;
-  }
-
-  function checkLimit(name, label, max) {
-    const v = limitValue(fields[name]);
-    if (v === null) return "";
-    if (isNaN(v)) return label + " must be a whole number, like 600, or empty.";
-    if (max && v > max) return "This namespace allows at most " + max.toLocaleString("en-US") + " " + label.toLowerCase() + ".";
-    return "";
-  }
-
-  // budgetOf reads "50usd/month", "$20", "5Mtokens/day" as ParseBudget
-  // does (api/v1alpha1/policy.go), or null.
-  function budgetOf(text) {
-    const m = /^(\$)?([0-9]+(?:\.[0-9]+)?)([kmb])?(usd|tokens)?(?:\/(day|week|month|total))?$/.exec(text.toLowerCase().replace(/\s+/g, ""));
-    if (!m) return null;
-    let unit = m[4];
-    if (m[1] || unit === "usd") {
-      if (m[3] || unit === "tokens") return null;
-      unit = "usd";
-    } else if (unit !== "tokens") {
-      return null;
-    }
-    const mult = { k: 1e3, m: 1e6, b: 1e9 }[m[3]] || 1;
-    return { amount: Number(m[2]) * mult, unit: unit, period: m[5] || "month" };
-  }
-
-  function checkBudget() {
-    const text = fields.budget.value.trim();
-    if (!text) return "";
-    const b = budgetOf(text);
-    if (!b) return "Write a budget like 50usd/month or 5Mtokens/day, or leave it empty.";
-    const g = rails || {};
-    if (g.maxBudget && (b.unit !== g.maxBudgetUnit || b.period !== g.maxBudgetPeriod || b.amount > g.maxBudgetAmount)) {
-      return "This namespace allows a budget of at most " + g.maxBudgetText + " (in " + g.maxBudgetUnit + " per " + g.maxBudgetPeriod + ").";
-    }
-    return "";
+    return modelsOf(fields.models);
   }
 
   const checks = {
     expires: checkExpiry,
-    models: checkModels,
-    rpm: function () { return checkLimit("rpm", "Requests per minute", (rails || {}).maxRequestsPerMinute); },
-    tpm: function () { return checkLimit("tpm", "Tokens per minute", (rails || {}).maxTokensPerMinute); },
-    budget: checkBudget,
+    models: function () { return checkModels(modelList(), rails); },
+    rpm: function () { return checkLimit(fields.rpm, "Requests per minute", (rails || {}).maxRequestsPerMinute); },
+    tpm: function () { return checkLimit(fields.tpm, "Tokens per minute", (rails || {}).maxTokensPerMinute); },
+    budget: function () { return checkBudget(fields.budget.value, rails); },
   };
   // Each field says what is wrong with it as soon as it is left (and,
   // once wrong, while it is corrected). Not when it is left for Create:
@@ -388,16 +440,6 @@
     fields[name].addEventListener("focusout", function (e) { if (e.relatedTarget !== createSubmit) check(); });
     fields[name].addEventListener("input", function () { if (fields[name].getAttribute("aria-invalid") === "true") check(); });
   });
-
-  // fieldOfRefusal finds the field the API server's refusal is about.
-  function fieldOfRefusal(message) {
-    if (/spec\.models|model/.test(message)) return "models";
-    if (/requestsPerMinute|Requests per minute/.test(message)) return "rpm";
-    if (/tokensPerMinute|Tokens per minute/.test(message)) return "tpm";
-    if (/spec\.budget|budget/i.test(message)) return "budget";
-    if (/expir|ttl|lifetime/i.test(message)) return "expires";
-    return null;
-  }
 
   function curlExample(key) {
     return "curl " + location.origin + "/gateway/openai/v1/chat/completions \\\n" +
@@ -460,7 +502,7 @@
         // A refusal about one field is shown at that field, where the
         // eye goes with the focus; the rest in the dialog's alert.
         const name = fieldOfRefusal(err.message);
-        if (name) {
+        if (name && fields[name]) {
           showError(createError, "");
           setFieldError(name, err.message);
           (name === "expires" && dateField.hidden ? expirySelect : fields[name]).focus();
@@ -667,80 +709,116 @@
   const policyTitle = $("policy-title");
   const policyError = $("policy-error");
   const policySubmit = $("policy-submit");
+  // The fields by the names the guardrails' helpers use (ruleParts,
+  // fieldOfRefusal), each with its hint (#policy-X-rule) and inline error
+  // (#policy-X-error).
   const policyFields = {
     models: $("policy-models"),
-    requestsPerMinute: $("policy-rpm"),
-    tokensPerMinute: $("policy-tpm"),
-    concurrentRequests: $("policy-concurrency"),
+    rpm: $("policy-rpm"),
+    tpm: $("policy-tpm"),
+    concurrency: $("policy-concurrency"),
     budget: $("policy-budget"),
   };
-  const limitNames = {
-    requestsPerMinute: "Requests per minute",
-    tokensPerMinute: "Tokens per minute",
-    concurrentRequests: "Concurrent requests",
+  // The per-minute and concurrency limits: the API's name and the label.
+  const policyLimits = {
+    rpm: ["requestsPerMinute", "Requests per minute", "maxRequestsPerMinute"],
+    tpm: ["tokensPerMinute", "Tokens per minute", "maxTokensPerMinute"],
+    concurrency: ["concurrentRequests", "Concurrent requests", "maxConcurrentRequests"],
   };
   let editing = null;
+  let policyRails = null; // the guardrails, once the dialog has them
   let policyBusy = false;
 
-  function clearInvalid() {
-    Object.values(policyFields).forEach(function (f) { if (f) f.removeAttribute("aria-invalid"); });
+  function setPolicyError(name, message) {
+    const el = $("policy-" + name + "-error");
+    el.textContent = message;
+    el.hidden = !message;
+    if (message) policyFields[name].setAttribute("aria-invalid", "true");
+    else policyFields[name].removeAttribute("aria-invalid");
   }
 
-  // markInvalid points at the field a refusal is about, when it says.
-  function markInvalid(field) {
-    if (!field) return;
-    field.setAttribute("aria-invalid", "true");
-    field.focus();
+  // changed tells whether any of the named fields differs from what the
+  // dialog opened with: the guardrails check only the parts of a policy
+  // that change (models; the limits together; the budget), so an
+  // untouched key from before the guardrails can still be edited.
+  function changed(names) {
+    return names.some(function (n) { return policyFields[n].value.trim() !== editing.was[n]; });
   }
 
-  // fieldOf finds the field an error from the console or the API server
-  // (CRD rules, guardrails) is about.
-  function fieldOf(err) {
-    if (err.code === "invalid_models" || /spec\.models/.test(err.message)) return policyFields.models;
-    if (err.code === "invalid_budget" || /spec\.budget/.test(err.message)) return policyFields.budget;
-    for (const name in limitNames) {
-      if (err.message.indexOf(name) >= 0 || err.message.indexOf(limitNames[name]) >= 0) return policyFields[name];
-    }
-    return null;
-  }
+  const policyChecks = {
+    models: function () { return checkModels(modelsOf(policyFields.models), policyRails, changed(["models"])); },
+    budget: function () { return checkBudget(policyFields.budget.value, policyRails, changed(["budget"])); },
+  };
+  Object.keys(policyLimits).forEach(function (name) {
+    const l = policyLimits[name];
+    policyChecks[name] = function () {
+      return checkLimit(policyFields[name], l[1], (policyRails || {})[l[2]], changed(Object.keys(policyLimits)));
+    };
+  });
 
-  // The menu item carries the key's policy as the fields write it.
+  // The menu item carries the key's policy as the fields write it. Edit
+  // limits is offered only for keys in the console's namespace, whose
+  // guardrails are the ones GET /api/v1/apikeys/guardrails reports.
   function openPolicy(item, opener) {
-    editing = { namespace: item.dataset.namespace, name: item.dataset.editPolicy, label: item.dataset.label, opener: opener };
+    const was = {
+      models: item.dataset.models || "",
+      rpm: item.dataset.rpm || "",
+      tpm: item.dataset.tpm || "",
+      concurrency: item.dataset.concurrency || "",
+      budget: item.dataset.budget || "",
+    };
+    editing = { namespace: item.dataset.namespace, name: item.dataset.editPolicy, label: item.dataset.label, opener: opener, was: was };
     policyTitle.textContent = "Edit limits for " + item.dataset.label;
-    policyFields.models.value = item.dataset.models || "";
-    policyFields.requestsPerMinute.value = item.dataset.rpm || "";
-    policyFields.tokensPerMinute.value = item.dataset.tpm || "";
-    policyFields.concurrentRequests.value = item.dataset.concurrency || "";
-    policyFields.budget.value = item.dataset.budget || "";
-    clearInvalid();
+    policyRails = null;
+    showSource($("policy-guardrails"), null, "");
+    Object.keys(policyFields).forEach(function (name) {
+      policyFields[name].value = was[name];
+      showRule($("policy-" + name + "-rule"), []);
+      setPolicyError(name, "");
+    });
     showError(policyError, "");
     policyDialog.showModal();
     policyFields.models.focus();
+    loadPolicyGuardrails(editing);
+  }
+
+  async function loadPolicyGuardrails(target) {
+    const got = await fetchGuardrails();
+    if (!policyDialog.open || editing !== target) return;
+    policyRails = got.rails;
+    // A namespace whose guardrails are broken refuses new keys, not
+    // changes: its problem is the create dialog's to tell.
+    showSource($("policy-guardrails"), got.rails, "");
+    const parts = ruleParts(got.rails);
+    Object.keys(policyFields).forEach(function (name) { showRule($("policy-" + name + "-rule"), parts[name]); });
   }
 
   if (policyDialog) {
+    // As in the create dialog: a field says what is wrong with it when it
+    // is left (not for Save, which checks them all) and while it is
+    // corrected.
+    Object.keys(policyFields).forEach(function (name) {
+      const check = function () { if (editing) setPolicyError(name, policyChecks[name]()); };
+      policyFields[name].addEventListener("focusout", function (e) { if (e.relatedTarget !== policySubmit) check(); });
+      policyFields[name].addEventListener("input", function () { if (policyFields[name].getAttribute("aria-invalid") === "true") check(); });
+    });
+
     policyForm.addEventListener("submit", async function (e) {
       e.preventDefault();
       if (!editing || policyBusy) return;
-      clearInvalid();
       showError(policyError, "");
-      const body = {
-        models: policyFields.models.value.split(",").map(function (m) { return m.trim(); }).filter(Boolean),
-        budget: policyFields.budget.value.trim(),
-      };
-      for (const name in limitNames) {
-        const text = policyFields[name].value.trim().replace(/[\s,_]/g, "");
-        if (text === "") {
-          body[name] = null;
-        } else if (/^[0-9]+$/.test(text)) {
-          body[name] = Number(text);
-        } else {
-          showError(policyError, limitNames[name] + " must be a whole number, like 600, or empty for no limit.");
-          markInvalid(policyFields[name]);
-          return;
-        }
+      let first = null;
+      Object.keys(policyFields).forEach(function (name) {
+        const message = policyChecks[name]();
+        setPolicyError(name, message);
+        if (message && !first) first = name;
+      });
+      if (first) {
+        policyFields[first].focus();
+        return;
       }
+      const body = { models: modelsOf(policyFields.models), budget: policyFields.budget.value.trim() };
+      Object.keys(policyLimits).forEach(function (name) { body[policyLimits[name][0]] = limitValue(policyFields[name]); });
       const target = editing;
       policyBusy = true;
       setBusy(policySubmit, true, "Saving…");
@@ -754,8 +832,16 @@
         const button = row && row.querySelector('[aria-haspopup="menu"]');
         if (button) button.focus();
       } catch (err) {
-        showError(policyError, err.message);
-        markInvalid(fieldOf(err));
+        // A refusal about one field (the console's, the CRD's or the
+        // guardrails', which may have tightened since the dialog opened)
+        // is shown at that field; the rest in the dialog's alert.
+        const name = err.code === "invalid_models" ? "models" : err.code === "invalid_budget" ? "budget" : fieldOfRefusal(err.message);
+        if (name && policyFields[name]) {
+          setPolicyError(name, err.message);
+          policyFields[name].focus();
+        } else {
+          showError(policyError, err.message);
+        }
       } finally {
         policyBusy = false;
         setBusy(policySubmit, false);
