@@ -244,6 +244,18 @@ func TestBrowserEditLimitsWithinGuardrails(t *testing.T) {
 	if !webtest.Eval[bool](t, ctx, `document.getElementById("policy-dialog").open && document.getElementById("policy-error").hidden`) {
 		t.Error("the dialog closed, or showed the refusal in its alert rather than at the field")
 	}
+	// Emptying a limit the guardrails bound would make it unlimited,
+	// which is beyond any maximum.
+	// (chromedp's SetValue cannot set an empty value.)
+	webtest.Eval[bool](t, ctx, `document.getElementById("policy-concurrency").value = "", true`)
+	webtest.Do(t, ctx, "removing the concurrency limit",
+		chromedp.SetValue(chromedp.ID("policy-rpm"), "60"),
+		chromedp.Click(chromedp.ID("policy-submit")),
+		chromedp.WaitVisible(chromedp.ID("policy-concurrency-error")),
+	)
+	if got := text("policy-concurrency-error"); got != "This namespace allows at most 8 concurrent requests: give a limit." {
+		t.Errorf("#policy-concurrency-error says %q", got)
+	}
 	if n := posts(); n != 0 {
 		t.Errorf("the dialog sent %d policy changes beyond the guardrails", n)
 	}
@@ -264,6 +276,7 @@ func TestBrowserEditLimitsWithinGuardrails(t *testing.T) {
 	}
 	waitForGuardrails(t, s.Namespace, 50, 100)
 	webtest.Do(t, ctx, "saving requests per minute within the guardrails the dialog knows",
+		chromedp.SetValue(chromedp.ID("policy-concurrency"), "8"),
 		chromedp.SetValue(chromedp.ID("policy-rpm"), "500"),
 		chromedp.Click(chromedp.ID("policy-submit")),
 	)
