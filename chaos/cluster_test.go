@@ -58,7 +58,7 @@ type replica struct {
 	name  string
 	url   string
 	proc  *proc
-	proxy *stallProxy
+	proxy *testenv.StallProxy
 }
 
 func (c *cluster) kube() client.Client {
@@ -124,11 +124,11 @@ func startCluster(t *testing.T, dir string) *cluster {
 		peerAddrs[i] = freeAddr(t, replicaIP(i))
 	}
 	for i := range replicaCount {
-		r := &replica{name: fmt.Sprintf("gw-%d", i), proxy: newStallProxy(t, apiServer.Host)}
+		r := &replica{name: fmt.Sprintf("gw-%d", i), proxy: testenv.NewStallProxy(t, apiServer.Host)}
 		// The replica reaches the API server through its proxy: the same
 		// certificates, another port on the same address.
 		kubeconfig := filepath.Join(dir, r.name+".kubeconfig")
-		if err := os.WriteFile(kubeconfig, []byte(strings.ReplaceAll(string(admin), apiServer.Host, r.proxy.addr())), 0o600); err != nil {
+		if err := os.WriteFile(kubeconfig, []byte(strings.ReplaceAll(string(admin), apiServer.Host, r.proxy.Addr())), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		listen := freeAddr(t, replicaIP(i))

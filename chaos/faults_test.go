@@ -88,9 +88,9 @@ func (r *run) stopAPIServer(down time.Duration) Record {
 // and its Lease go silent, its peers (and the load) still reach it.
 func (r *run) partition(rep *replica, cut time.Duration) Record {
 	rec := Record{Type: TypeFault, Fault: FaultPartition, Target: rep.name, Start: time.Now()}
-	rep.proxy.pause()
+	rep.proxy.Pause()
 	time.Sleep(cut)
-	rep.proxy.resume()
+	rep.proxy.Resume()
 	rec.End = time.Now()
 	return rec
 }

@@ -34,158 +34,6 @@ import (
 	"github.com/codevector/codevector/keys"
 )
 
-// stallProxy forwards TCP connections to the API server and can stall
-// them all: paused, it keeps every connection open but passes no byte
-// either way (new connections are held too), as a NAT that dropped its
-// state or a wedged load balancer does. Nothing is closed, so client-go
-// sees no error until its own health checks give up.
-type stallProxy struct {
-	ln     net.Listener
-	target string
-	done   chan struct{}
-
-	mu     sync.Mutex
-	open   chan struct{} // closed while not paused
-	paused bool
-	conns  []net.Conn
-}
-
-func newStallProxy(t testing.TB, target string) *stallProxy {
-	t.Helper()
-	open := make(chan struct{})
-	close(open)
-	p := &stallProxy{ln: testenv.Listener(t), target: target, done: make(chan struct{}), open: open}
-	go p.accept()
-	t.Cleanup(p.close)
-	return p
-}
-
-// config is cfg through the proxy.
-func (p *stallProxy) config(t testing.TB, cfg *rest.Config) *rest.Config {
-	t.Helper()
-	cfg = rest.CopyConfig(cfg)
-	u, err := url.Parse(cfg.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.TLSClientConfig.ServerName == "" {
-		cfg.TLSClientConfig.ServerName = u.Hostname()
-	}
-	u.Host = p.ln.Addr().String()
-	cfg.Host = u.String()
-	return cfg
-}
-
-func (p *stallProxy) gate() <-chan struct{} {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.open
-}
-
-func (p *stallProxy) pause() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.paused {
-		p.paused, p.open = true, make(chan struct{})
-	}
-}
-
-func (p *stallProxy) resume() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.paused {
-		p.paused = false
-		close(p.open)
-	}
-}
-
-// wait blocks while the proxy is paused; false once it is closed.
-func (p *stallProxy) wait() bool {
-	select {
-	case <-p.gate():
-		return true
-	case <-p.done:
-		return false
-	}
-}
-
-func (p *stallProxy) track(c net.Conn) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	select {
-	case <-p.done:
-		c.Close()
-		return false
-	default:
-	}
-	p.conns = append(p.conns, c)
-	return true
-}
-
-func (p *stallProxy) accept() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		if !p.track(c) {
-			return
-		}
-		go func() {
-			if !p.wait() {
-				return
-			}
-			up, err := net.Dial("tcp", p.target)
-			if err != nil {
-				c.Close()
-				return
-			}
-			if !p.track(up) {
-				c.Close()
-				return
-			}
-			go p.pipe(up, c)
-			p.pipe(c, up)
-		}()
-	}
-}
-
-// pipe copies src to dst, holding each chunk while paused.
-func (p *stallProxy) pipe(dst, src net.Conn) {
-	defer dst.Close()
-	defer src.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			if !p.wait() {
-				return
-			}
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (p *stallProxy) close() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	close(p.done)
-	p.ln.Close()
-	for _, c := range p.conns {
-		c.Close()
-	}
-}
-
 // apiServerAddr is host:port of the test API server.
 func apiServerAddr(t testing.TB) string {
 	t.Helper()
@@ -213,21 +61,21 @@ func startReplicaAgainst(t testing.TB, cfg *rest.Config, ln net.Listener, peers 
 // replicasWithOneStallable starts n peered replicas; the last reaches the
 // API server through the returned proxy, which the test can pause. The
 // proxy is resumed before the replicas stop, so their final flushes run.
-func replicasWithOneStallable(t testing.TB, n int, o server.Options) ([]*gateway, *stallProxy) {
+func replicasWithOneStallable(t testing.TB, n int, o server.Options) ([]*gateway, *testenv.StallProxy) {
 	t.Helper()
-	proxy := newStallProxy(t, apiServerAddr(t))
+	proxy := testenv.NewStallProxy(t, apiServerAddr(t))
 	listeners, addrs := peerListeners(t, n)
 	replicas := make([]*gateway, n)
 	var wg sync.WaitGroup
 	for i := range replicas {
 		cfg := env.Config
 		if i == n-1 {
-			cfg = proxy.config(t, env.Config)
+			cfg = proxy.Config(t, env.Config)
 		}
 		wg.Go(func() { replicas[i] = startReplicaAgainst(t, cfg, listeners[i], addrs, o) })
 	}
 	wg.Wait()
-	t.Cleanup(proxy.resume)
+	t.Cleanup(proxy.Resume)
 	return replicas, proxy
 }
 
@@ -262,7 +110,7 @@ func TestStalledReplicaRefusesRevokedAndDeletedKeysWithinOneSecond(t *testing.T)
 	waitAccepted(t, replicas, revokedKey)
 	waitAccepted(t, replicas, deletedKey)
 
-	proxy.pause()
+	proxy.Pause()
 	for _, tc := range []struct {
 		name   string
 		key    keys.Key
@@ -298,7 +146,7 @@ func TestStalledReplicaRefusesRevokedAndDeletedKeysWithinOneSecond(t *testing.T)
 
 	// Once the connection comes back, the watch catches up and the key
 	// stays refused.
-	proxy.resume()
+	proxy.Resume()
 	testenv.Eventually(t, 60*time.Second, func() error {
 		f := stalled.Index().APIKey(types.NamespacedName{Namespace: ns, Name: revoked.Name})
 		if f == nil || f.ResourceVersion < mustRV(t, revoked) {
@@ -322,7 +170,7 @@ func TestRelayedRevocationEndsInFlightStream(t *testing.T) {
 	k, key := env.IssueKey(t, env.Namespace(t), "streamer")
 	waitAccepted(t, replicas, key)
 	lines := startLongStream(t, stalled, key)
-	proxy.pause()
+	proxy.Pause()
 	revokedAt := time.Now()
 	patch(t, k, func(k *gatewayv1alpha1.APIKey) { k.Spec.Revoked = true })
 	ended := make(chan bool, 1)
@@ -433,20 +281,20 @@ func TestStaleIndexServeOrRefuse(t *testing.T) {
 	_, key := env.IssueKey(t, ns, "stale")
 	for _, mode := range []server.StaleIndexMode{server.StaleRefuse, server.StaleServe} {
 		t.Run(string(mode), func(t *testing.T) {
-			proxy := newStallProxy(t, apiServerAddr(t))
+			proxy := testenv.NewStallProxy(t, apiServerAddr(t))
 			o := server.Options{Providers: providersFor(t, up, up), StaleIndex: mode, StaleIndexAfter: 2 * time.Second,
 				APIServerProbeInterval: 200 * time.Millisecond}
 			o.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			withMetricsListener(t, &o)
-			url, g, _ := testenv.RunGateway(t, 20*time.Second, proxy.config(t, env.Config), o)
-			t.Cleanup(proxy.resume)
+			url, g, _ := testenv.RunGateway(t, 20*time.Second, proxy.Config(t, env.Config), o)
+			t.Cleanup(proxy.Resume)
 			gw := &gateway{URL: url, Gateway: g, MetricsURL: "http://" + o.MetricsListener.Addr().String()}
 			waitAccepted(t, []*gateway{gw}, key)
 			if status, body := readyz(t, gw); status != http.StatusOK || !strings.Contains(body, "index: current") {
 				t.Fatalf("/readyz before the stall: %d %s", status, body)
 			}
 
-			proxy.pause()
+			proxy.Pause()
 			testenv.Eventually(t, 15*time.Second, func() error {
 				if _, body := readyz(t, gw); !strings.Contains(body, "index: stale") {
 					return fmt.Errorf("/readyz: %s", body)
@@ -477,7 +325,7 @@ func TestStaleIndexServeOrRefuse(t *testing.T) {
 			t.Logf("stale, %s: /readyz %d %q; request %d", mode, status, strings.TrimSpace(body), gotStatus)
 
 			// Heard from again: current, and serving.
-			proxy.resume()
+			proxy.Resume()
 			testenv.Eventually(t, 30*time.Second, func() error {
 				status, body := readyz(t, gw)
 				if status != http.StatusOK || !strings.Contains(body, "index: current") {
@@ -500,7 +348,7 @@ func TestStalledReplicaWithCurrentPeersIsNotStale(t *testing.T) {
 	_, key := env.IssueKey(t, env.Namespace(t), "vouched")
 	waitAccepted(t, replicas, key)
 	stalled := replicas[1]
-	proxy.pause()
+	proxy.Pause()
 	// The probe gives up after 2 s; then 2 s more would make it stale.
 	testenv.Eventually(t, 10*time.Second, func() error {
 		if _, body := readyz(t, stalled); !strings.Contains(body, "apiserver: unreachable") {
@@ -552,7 +400,7 @@ func BenchmarkRevocationRelay(b *testing.B) {
 		}
 		return nil
 	})
-	stall.pause()
+	stall.Pause()
 	poll := time.NewTicker(time.Millisecond)
 	defer poll.Stop()
 	b.ResetTimer()
