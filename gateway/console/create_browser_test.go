@@ -23,6 +23,22 @@ import (
 	"github.com/codevector/codevector/internal/testenv"
 )
 
+// tightenGuardrails lowers the requests-per-minute maximum of the
+// guardrails in ConfigMap name to 100 (default 50), as an admin would while
+// a dialog is open, and waits until admission enforces it in ns.
+func tightenGuardrails(t *testing.T, name, ns string) {
+	t.Helper()
+	cm := &corev1.ConfigMap{}
+	if err := env.Client.Get(context.Background(), types.NamespacedName{Namespace: gatewayv1alpha1.DefaultSystemNamespace, Name: name}, cm); err != nil {
+		t.Fatal(err)
+	}
+	cm.Data["maxRequestsPerMinute"], cm.Data["defaultRequestsPerMinute"] = "100", "50"
+	if err := env.Client.Update(context.Background(), cm); err != nil {
+		t.Fatal(err)
+	}
+	waitForGuardrails(t, ns, 50, 100)
+}
+
 // waitForGuardrails waits until admission applies namespace ns's
 // guardrails: the defaults (a key without limits gets rpm requests per
 // minute) and the maxima (one above maxRPM is refused). Admission reads
@@ -193,15 +209,7 @@ func TestBrowserCreateWithinGuardrails(t *testing.T) {
 	// The guardrails tighten while the dialog is open: the dialog's check
 	// passes, the API server refuses, and the dialog shows its words.
 	openDialog()
-	cm := &corev1.ConfigMap{}
-	if err := env.Client.Get(context.Background(), types.NamespacedName{Namespace: gatewayv1alpha1.DefaultSystemNamespace, Name: g.ConfigMap}, cm); err != nil {
-		t.Fatal(err)
-	}
-	cm.Data["maxRequestsPerMinute"], cm.Data["defaultRequestsPerMinute"] = "100", "50"
-	if err := env.Client.Update(context.Background(), cm); err != nil {
-		t.Fatal(err)
-	}
-	waitForGuardrails(t, s.Namespace, 50, 100)
+	tightenGuardrails(t, g.ConfigMap, s.Namespace)
 	webtest.Do(t, ctx, "creating a key within the guardrails the dialog knows",
 		chromedp.SendKeys(chromedp.ID("create-rpm"), "500"),
 		chromedp.Click(chromedp.ID("create-submit")),

@@ -11,10 +11,7 @@ import (
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"k8s.io/apimachinery/pkg/types"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/web/webtest"
@@ -266,15 +263,7 @@ func TestBrowserEditLimitsWithinGuardrails(t *testing.T) {
 
 	// The guardrails tighten while the dialog is open: its check passes,
 	// the API server refuses, and the field shows the server's words.
-	cm := &corev1.ConfigMap{}
-	if err := env.Client.Get(context.Background(), types.NamespacedName{Namespace: gatewayv1alpha1.DefaultSystemNamespace, Name: g.ConfigMap}, cm); err != nil {
-		t.Fatal(err)
-	}
-	cm.Data["maxRequestsPerMinute"], cm.Data["defaultRequestsPerMinute"] = "100", "50"
-	if err := env.Client.Update(context.Background(), cm); err != nil {
-		t.Fatal(err)
-	}
-	waitForGuardrails(t, s.Namespace, 50, 100)
+	tightenGuardrails(t, g.ConfigMap, s.Namespace)
 	webtest.Do(t, ctx, "saving requests per minute within the guardrails the dialog knows",
 		chromedp.SetValue(chromedp.ID("policy-concurrency"), "8"),
 		chromedp.SetValue(chromedp.ID("policy-rpm"), "500"),
