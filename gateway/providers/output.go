@@ -3,8 +3,6 @@ package providers
 import (
 	"path"
 	"strconv"
-
-	"go.yaml.in/yaml/v3"
 )
 
 // OutputLimit is the most output, in tokens, one answer of the models
@@ -54,15 +52,15 @@ func (p *Provider) MaxOutputTokens(model string) int64 {
 
 // maxOutputTokens reads a provider's maxOutputTokens: map, model glob ->
 // tokens.
-func (p *parser) maxOutputTokens(prov *Provider, n *yaml.Node, at string) {
-	for _, e := range p.globEntries(n, at) {
-		s, ok := p.str(e.value, e.at)
+func (v *validation) maxOutputTokens(prov *Provider, o *ordered[text], at string) {
+	for _, e := range globEntries(v, o, at) {
+		s, ok := v.str(&e.value, e.at)
 		if !ok {
 			continue
 		}
 		tokens, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || tokens < 1 || tokens > MaxOutputTokensLimit {
-			p.errorf(e.value, e.at, "must be a whole number of tokens from 1 to %d (like 16384), got %q", MaxOutputTokensLimit, s)
+			v.errorf(e.value.node, e.at, "must be a whole number of tokens from 1 to %d (like 16384), got %q", MaxOutputTokensLimit, s)
 			continue
 		}
 		prov.OutputLimits = append(prov.OutputLimits, OutputLimit{Pattern: e.key, Tokens: tokens})

@@ -3,8 +3,6 @@ package providers
 import (
 	"path"
 
-	"go.yaml.in/yaml/v3"
-
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 )
 
@@ -55,34 +53,32 @@ func (p *Provider) Price(model string) (ModelPrice, bool) {
 }
 
 // pricing reads a provider's pricing: map, model glob -> {input, output}.
-func (p *parser) pricing(prov *Provider, n *yaml.Node, at string) {
-	for _, e := range p.globEntries(n, at) {
+func (v *validation) pricing(prov *Provider, o *ordered[priceDoc], at string) {
+	for _, e := range globEntries(v, o, at) {
 		ep := e.at
-		fields := p.object(e.value, ep, "input", "output")
-		if fields == nil {
+		if !v.object(&e.value.written, ep) {
 			continue
 		}
 		mp := ModelPrice{Pattern: e.key}
 		for _, field := range []struct {
-			name string
-			dst  *gatewayv1alpha1.NanoUSD
-		}{{"input", &mp.Input}, {"output", &mp.Output}} {
-			name, dst := field.name, field.dst
-			f, ok := fields[name]
-			if !ok {
-				p.errorf(e.value, ep, "missing required field %q (US dollars per million tokens)", name)
+			name  string
+			value *text
+			dst   *gatewayv1alpha1.NanoUSD
+		}{{"input", e.value.Input, &mp.Input}, {"output", e.value.Output, &mp.Output}} {
+			if field.value == nil {
+				v.errorf(e.value.node, ep, "missing required field %q (US dollars per million tokens)", field.name)
 				continue
 			}
-			s, ok := p.str(f.value, ep+"."+name)
+			s, ok := v.str(field.value, ep+"."+field.name)
 			if !ok {
 				continue
 			}
 			price, err := gatewayv1alpha1.ParseUSD(s)
 			if err != nil || price > maxPricePerMillion {
-				p.errorf(f.value, ep+"."+name, "must be US dollars per million tokens, from 0 to 1000 (like 2.50), got %q", s)
+				v.errorf(field.value.node, ep+"."+field.name, "must be US dollars per million tokens, from 0 to 1000 (like 2.50), got %q", s)
 				continue
 			}
-			*dst = price
+			*field.dst = price
 		}
 		prov.Pricing = append(prov.Pricing, mp)
 	}

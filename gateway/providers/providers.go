@@ -17,9 +17,6 @@ import (
 	"path"
 	"strconv"
 	"strings"
-
-	"go.yaml.in/yaml/v3"
-	"golang.org/x/net/http/httpguts"
 )
 
 // Providers is the parsed providers file (docs/design.md, section 7.2): the
@@ -155,220 +152,18 @@ func (e *ConfigError) Error() string {
 	return b.String()
 }
 
-// parser walks the YAML node tree by hand instead of unmarshalling into
-// structs: that is what lets every error carry both the line and the field
-// path, and it makes unknown and duplicate keys errors.
-type parser struct {
-	source string
-	getenv func(string) string
-	errs   []error
-	// routeNodes holds, per provider, the value node of each models entry
-	// (aligned with Provider.Models) so a route to an unknown provider can
-	// be reported on its line once all providers are known.
-	routeNodes map[string][]*yaml.Node
-}
-
 func parseProviders(source string, data []byte, getenv func(string) string) (*Providers, error) {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	p := &parser{source: source, getenv: getenv, routeNodes: map[string][]*yaml.Node{}}
-
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		msg := syntaxError(err)
+	doc, err := decodeFile(data)
+	if err != nil {
 		if source != "" {
-			msg = source + ": " + msg
+			return nil, fmt.Errorf("%s: %w", source, err)
 		}
-		return nil, errors.New(msg)
-	}
-	if len(doc.Content) == 0 {
-		p.errorf(nil, "", `file is empty: expected a top-level "providers" map`)
-		return nil, p.err()
-	}
-
-	top := p.object(doc.Content[0], "", "providers")
-	provNode, ok := top["providers"]
-	if !ok {
-		if len(p.errs) == 0 {
-			p.errorf(doc.Content[0], "", `missing required field "providers"`)
-		}
-		return nil, p.err()
-	}
-
-	ps := &Providers{byName: map[string]*Provider{}}
-	entries := p.entries(provNode.value, "providers")
-	if entries != nil && len(entries) == 0 {
-		p.errorf(provNode.value, "providers", "no providers defined")
-	}
-	for _, e := range entries {
-		fieldPath := "providers." + e.key
-		if !validProviderName(e.key) {
-			p.errorf(e.keyNode, fieldPath, "provider name must match [a-z0-9-]+")
-			continue
-		}
-		prov := p.provider(e.key, e.value, fieldPath)
-		ps.list = append(ps.list, prov)
-		ps.byName[prov.Name] = prov
-	}
-
-	// Routes are checked once every provider is known, so a route may name a
-	// provider defined further down the file.
-	for _, e := range entries {
-		prov := ps.byName[e.key]
-		if prov == nil {
-			continue
-		}
-		for i, r := range prov.Models {
-			if _, ok := ps.byName[r.Provider]; !ok {
-				p.errorf(p.routeNodes[prov.Name][i], fieldPath("providers."+e.key+".models", r.Pattern),
-					"unknown provider %q", r.Provider)
-			}
-		}
-	}
-
-	if err := p.err(); err != nil {
 		return nil, err
 	}
-	return ps, nil
-}
-
-func (p *parser) provider(name string, n *yaml.Node, at string) *Provider {
-	prov := &Provider{Name: name}
-	fields := p.object(n, at, "kind", "baseURL", "credential", "headers", "models", "routes", "pricing", "maxOutputTokens")
-	if fields == nil {
-		return prov
-	}
-
-	if f, ok := fields["baseURL"]; !ok || isNull(f.value) {
-		p.errorf(n, at, `missing required field "baseURL"`)
-	} else if s, ok := p.str(f.value, at+".baseURL"); ok {
-		u, err := parseBaseURL(s)
-		if err != nil {
-			p.errorf(f.value, at+".baseURL", "%v", err)
-		}
-		prov.BaseURL = u
-	}
-
-	if f, ok := fields["credential"]; ok && !isNull(f.value) {
-		prov.Credential = p.credential(f.value, at+".credential")
-	}
-
-	if f, ok := fields["headers"]; ok && !isNull(f.value) {
-		prov.Headers = http.Header{}
-		for _, h := range p.entries(f.value, at+".headers") {
-			hp := fieldPath(at+".headers", h.key)
-			if !httpguts.ValidHeaderFieldName(h.key) {
-				p.errorf(h.keyNode, hp, "not a valid HTTP header name")
-				continue
-			}
-			canon := http.CanonicalHeaderKey(h.key)
-			if reservedHeaders[canon] {
-				p.errorf(h.keyNode, hp, "%s cannot be set by the gateway", canon)
-				continue
-			}
-			if c := prov.Credential; c != nil && c.Header == canon {
-				p.errorf(h.keyNode, hp, "conflicts with credential.header")
-				continue
-			}
-			v, ok := p.str(h.value, hp)
-			if !ok {
-				continue
-			}
-			if !httpguts.ValidHeaderFieldValue(v) {
-				p.errorf(h.value, hp, "value contains control characters")
-				continue
-			}
-			prov.Headers[canon] = []string{v}
-		}
-	}
-
-	if f, ok := fields["models"]; ok && !isNull(f.value) {
-		for _, m := range p.globEntries(f.value, at+".models") {
-			target, ok := p.str(m.value, m.at)
-			if !ok {
-				continue
-			}
-			prov.Models = append(prov.Models, ModelRoute{Pattern: m.key, Provider: target})
-			p.routeNodes[name] = append(p.routeNodes[name], m.value)
-		}
-	}
-
-	if f, ok := fields["pricing"]; ok && !isNull(f.value) {
-		p.pricing(prov, f.value, at+".pricing")
-	}
-	if f, ok := fields["maxOutputTokens"]; ok && !isNull(f.value) {
-		p.maxOutputTokens(prov, f.value, at+".maxOutputTokens")
-	}
-
-	p.kindAndRoutes(prov, fields, n, at)
-	return prov
-}
-
-func (p *parser) credential(n *yaml.Node, at string) *Credential {
-	fields := p.object(n, at, "header", "format", "env", "file")
-	if fields == nil {
-		return nil
-	}
-	c := &Credential{Header: "Authorization", Format: "Bearer {value}"}
-
-	if f, ok := fields["header"]; ok {
-		if s, ok := p.str(f.value, at+".header"); ok {
-			if !httpguts.ValidHeaderFieldName(s) {
-				p.errorf(f.value, at+".header", "%q is not a valid HTTP header name", s)
-			} else if canon := http.CanonicalHeaderKey(s); reservedHeaders[canon] {
-				p.errorf(f.value, at+".header", "%s cannot be set by the gateway", canon)
-			} else {
-				c.Header = canon
-			}
-		}
-	}
-	if f, ok := fields["format"]; ok {
-		if s, ok := p.str(f.value, at+".format"); ok {
-			if !strings.Contains(s, valuePlaceholder) {
-				p.errorf(f.value, at+".format", "must contain %s", valuePlaceholder)
-			} else if !httpguts.ValidHeaderFieldValue(s) {
-				p.errorf(f.value, at+".format", "contains control characters")
-			} else {
-				c.Format = s
-			}
-		}
-	}
-
-	env, hasEnv := fields["env"]
-	file, hasFile := fields["file"]
-	switch {
-	case hasEnv && hasFile:
-		p.errorf(n, at, `set exactly one of "env" or "file", not both`)
-		return c
-	case !hasEnv && !hasFile:
-		p.errorf(n, at, `set one of "env" or "file" (omit credential entirely for an upstream without one)`)
-		return c
-	case hasEnv:
-		name, ok := p.str(env.value, at+".env")
-		if !ok {
-			return c
-		}
-		c.Env = name
-		v := strings.TrimSpace(p.getenv(name))
-		if v == "" {
-			p.errorf(env.value, at+".env", "environment variable %s is not set or empty", name)
-			return c
-		}
-		if err := c.setValue(v); err != nil {
-			p.errorf(env.value, at+".env", "environment variable %s: %v", name, err)
-		}
-	case hasFile:
-		name, ok := p.str(file.value, at+".file")
-		if !ok {
-			return c
-		}
-		c.File = name
-		if err := c.loadFile(); err != nil {
-			p.errorf(file.value, at+".file", "%v", err)
-		}
-	}
-	return c
+	return doc.Validate(source, getenv)
 }
 
 func validProviderName(s string) bool {

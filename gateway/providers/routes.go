@@ -225,16 +225,16 @@ func defaultKind(name string, c *Credential) Kind {
 
 // kindAndRoutes reads kind: and routes: and sets the provider's routes:
 // the kind's built-ins that fit under baseURL's path, then the file's.
-func (p *parser) kindAndRoutes(prov *Provider, fields map[string]entry, n *yaml.Node, at string) {
-	errsBefore := len(p.errs)
+func (v *validation) kindAndRoutes(prov *Provider, d *providerDoc, at string) {
+	errsBefore := len(v.errs)
 	prov.Kind = defaultKind(prov.Name, prov.Credential)
-	if f, ok := fields["kind"]; ok {
-		if s, ok := p.str(f.value, at+".kind"); ok {
+	if d.Kind != nil {
+		if s, ok := v.str(d.Kind, at+".kind"); ok {
 			switch k := Kind(s); k {
 			case KindOpenAI, KindAnthropic, KindCustom:
 				prov.Kind = k
 			default:
-				p.errorf(f.value, at+".kind", "must be openai, anthropic or custom, got %q", s)
+				v.errorf(d.Kind.node, at+".kind", "must be openai, anthropic or custom, got %q", s)
 			}
 		}
 	}
@@ -249,33 +249,32 @@ func (p *parser) kindAndRoutes(prov *Provider, fields map[string]entry, n *yaml.
 		}
 	}
 
-	f, listed := fields["routes"]
-	if listed && !isNull(f.value) {
-		list := resolve(f.value)
-		if list.Kind != yaml.SequenceNode {
-			p.errorf(list, at+".routes", `must be a list of "METHOD /path" strings, got %s`, describe(list))
+	if list := d.Routes; list != nil && given(&list.written) {
+		if list.node.Kind != yaml.SequenceNode {
+			v.errorf(list.node, at+".routes", `must be a list of "METHOD /path" strings, got %s`, describe(list.node))
 			return
 		}
 		seen := map[string]int{}
-		for i, item := range list.Content {
+		for i := range list.items {
+			item := &list.items[i]
 			ip := fmt.Sprintf("%s.routes[%d]", at, i)
-			s, ok := p.str(item, ip)
+			s, ok := v.str(item, ip)
 			if !ok {
 				continue
 			}
 			rt, err := parseRoute(s)
 			if err != nil {
-				p.errorf(item, ip, "%v", err)
+				v.errorf(item.node, ip, "%v", err)
 				continue
 			}
 			if line, dup := seen[rt.String()]; dup {
-				p.errorf(item, ip, "duplicate route %s (first listed on line %d)", rt, line)
+				v.errorf(item.node, ip, "duplicate route %s (first listed on line %d)", rt, line)
 				continue
 			}
-			seen[rt.String()] = resolve(item).Line
+			seen[rt.String()] = item.node.Line
 			rel, ok := relativeTo(rt.segs, base)
 			if !ok {
-				p.errorf(item, ip, "%s is outside baseURL's path %s, so no request can reach it (routes are the provider's paths, baseURL's path included)", rt, prov.BaseURL.Path)
+				v.errorf(item.node, ip, "%s is outside baseURL's path %s, so no request can reach it (routes are the provider's paths, baseURL's path included)", rt, prov.BaseURL.Path)
 				continue
 			}
 			rt.rel = rel
@@ -283,11 +282,11 @@ func (p *parser) kindAndRoutes(prov *Provider, fields map[string]entry, n *yaml.
 		}
 	}
 	// A provider nobody can call is a mistake worth stopping for.
-	if len(prov.Routes) == 0 && prov.BaseURL != nil && len(p.errs) == errsBefore {
+	if len(prov.Routes) == 0 && prov.BaseURL != nil && len(v.errs) == errsBefore {
 		if prov.Kind == KindCustom {
-			p.errorf(n, at, `kind custom has no built-in routes: list the ones clients may call in "routes"`)
+			v.errorf(d.node, at, `kind custom has no built-in routes: list the ones clients may call in "routes"`)
 		} else {
-			p.errorf(n, at, `none of kind %s's built-in routes is under baseURL's path %s: list the ones clients may call in "routes"`, prov.Kind, prov.BaseURL.Path)
+			v.errorf(d.node, at, `none of kind %s's built-in routes is under baseURL's path %s: list the ones clients may call in "routes"`, prov.Kind, prov.BaseURL.Path)
 		}
 	}
 }
