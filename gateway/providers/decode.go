@@ -16,16 +16,28 @@ import (
 // yaml.v3's KnownFields on. The error is a YAML syntax error or yaml.v3
 // giving up (excessive aliasing); everything else yaml.v3 finds is kept
 // on the value it is about, for Validate to report with its field path.
-// An empty file decodes to a fileDoc without a node.
+// A file without a document decodes to a fileDoc without a node.
 func decodeFile(data []byte) (*fileDoc, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	var doc fileDoc
-	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
+	err := dec.Decode(&doc)
+	switch {
+	case errors.Is(err, io.EOF):
+		return &doc, nil // no document at all
+	case err != nil:
 		// A TypeError cannot come out: every schema type takes the
 		// errors of its own level. Should one, it is a problem of the
 		// file all the same, and is reported as yaml.v3 words it.
 		return nil, errors.New(syntaxError(err))
+	case doc.node == nil:
+		// The document is a null ("~", a lone anchor or tag), which
+		// yaml.v3 hands to no UnmarshalYAML. Its node, for its line,
+		// costs a second parse of what is at most a line or two.
+		var n yaml.Node
+		if yaml.Unmarshal(data, &n) == nil && len(n.Content) > 0 {
+			doc.node = resolve(n.Content[0])
+		}
 	}
 	return &doc, nil
 }
@@ -50,9 +62,6 @@ type written struct {
 	node *yaml.Node
 	// problems are yaml.v3's errors at this value's level, reworded.
 	problems []problem
-	// broken is set when yaml.v3 decoded nothing of this map (it had a
-	// duplicate key): its fields are not there to check.
-	broken bool
 }
 
 func (w *written) where() *yaml.Node  { return w.node }
@@ -91,17 +100,17 @@ func (w *written) catch(unmarshal func(any) error) (*yaml.Node, error) {
 
 // decodeStruct is the UnmarshalYAML of each schema struct: it records
 // the node, has yaml.v3 decode fields (the struct's fields under a type
-// without this method), keeps yaml.v3's errors at this level as problems,
-// and keeps fields written as null (yaml.v3 leaves them nil, like absent
-// ones). A value that is not a map is left to Validate to name.
+// without this method), and keeps fields written as null (yaml.v3 leaves
+// them nil, like absent ones). A value that is not a map is left to
+// Validate to name.
 func (w *written) decodeStruct(unmarshal func(any) error, fields any) error {
 	n, err := w.catch(unmarshal)
 	if n == nil || n.Kind != yaml.MappingNode {
 		return err
 	}
 	st := reflect.ValueOf(fields).Elem()
-	if !w.keep(n, unmarshal(fields), st.Type()) {
-		return nil
+	if err := w.decodeMap(n, unmarshal, fields, st.Type()); err != nil {
+		return err
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
@@ -116,6 +125,56 @@ func (w *written) decodeStruct(unmarshal func(any) error, fields any) error {
 	return nil
 }
 
+// decodeMap has yaml.v3 decode map node n into target, a schema struct
+// (schema is its type) or a Go map (schema nil), and keeps what is wrong
+// at this level as problems of w, worded as the walk over the node tree
+// this decoder replaced worded them.
+//
+// The keys are checked on the node first, and the entries yaml.v3 would
+// mishandle are taken out of n while it decodes: keys that are not
+// strings (its error for them, "cannot unmarshal !!seq into string",
+// names no key), duplicate keys (it would decode nothing of the map, so
+// the map's other problems would go unreported; the node has each
+// duplicate once, where yaml.v3 names every pair), and merge keys ("<<":
+// it would merge silently, and the file format has none).
+//
+// The error is yaml.v3 giving up (excessive aliasing), which ends the
+// decode.
+func (w *written) decodeMap(n *yaml.Node, unmarshal func(any) error, target any, schema reflect.Type) error {
+	var kept []*yaml.Node
+	firstLine := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := resolve(n.Content[i])
+		line, dup := firstLine[k.Value]
+		switch {
+		case !stringKey(k):
+			w.problems = append(w.problems, problem{line: k.Line, msg: "keys must be strings, got " + describe(k)})
+		case dup:
+			w.problems = append(w.problems, problem{line: k.Line, key: k.Value, msg: "duplicate key (first defined on line " + strconv.Itoa(line) + ")"})
+		case k.Tag == "!!merge":
+			firstLine[k.Value] = k.Line
+			if schema != nil {
+				w.problems = append(w.problems, w.unknownField(k.Value, k.Line, schema))
+			}
+		default:
+			firstLine[k.Value] = k.Line
+			kept = append(kept, n.Content[i], n.Content[i+1])
+		}
+	}
+	if len(kept) < len(n.Content) {
+		full := n.Content
+		n.Content = kept
+		defer func() { n.Content = full }()
+	}
+	err := unmarshal(target)
+	var te *yaml.TypeError
+	if err != nil && !errors.As(err, &te) {
+		return err
+	}
+	w.reword(n, te, schema)
+	return nil
+}
+
 // placeNull gives a value yaml.v3 left unset because it was written as
 // null the node it was written with.
 func placeNull(v any, n *yaml.Node) {
@@ -127,10 +186,11 @@ func placeNull(v any, n *yaml.Node) {
 	}
 }
 
-// fieldByTag is the field of struct st whose yaml tag is name.
+// fieldByTag is the field of struct st whose yaml tag is name. An empty
+// name (a key written "") is no field, not the untagged written.
 func fieldByTag(st reflect.Value, name string) (reflect.Value, bool) {
 	for i := 0; i < st.NumField(); i++ {
-		if yamlName(st.Type().Field(i)) == name {
+		if n := yamlName(st.Type().Field(i)); n != "" && n == name {
 			return st.Field(i), true
 		}
 	}
@@ -156,69 +216,38 @@ func yamlName(f reflect.StructField) string {
 	return name
 }
 
-// yaml.v3's TypeError lines that are reworded. Each starts "line N: ".
+// yaml.v3's TypeError lines, each "line N: problem", and the one that
+// is reworded.
 var (
-	unknownFieldError = regexp.MustCompile(`^line (\d+): field (.*) not found in type \S+$`)
-	duplicateError    = regexp.MustCompile(`^line (\d+): (?:mapping key (".*") already defined at line \d+|field (.*) already set in type \S+)$`)
 	errorLine         = regexp.MustCompile(`^line (\d+): `)
+	unknownFieldError = regexp.MustCompile(`^line (\d+): field (.*) not found in type \S+$`)
 )
 
-// keep turns err, yaml.v3's error for decoding map node n (into struct
-// type schema, or nil for a Go map), into problems of w, with the wording and the lines of the walk it replaced: a key
-// that is not a string on its own line, "unknown field" with the known
-// fields, a duplicate key with the line of its first definition. It
-// reports whether yaml.v3 decoded the map's entries (it does not when a
-// key is duplicated).
-func (w *written) keep(n *yaml.Node, err error, schema reflect.Type) bool {
-	// Keys that are not strings are found on the node: yaml.v3's error
-	// for them ("cannot unmarshal !!seq into string") names no key.
-	badKeyLines := map[int]bool{}
-	firstLine := map[string]int{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k := resolve(n.Content[i])
-		if !stringKey(k) {
-			w.problems = append(w.problems, problem{line: k.Line, msg: "keys must be strings, got " + describe(k)})
-			badKeyLines[k.Line] = true
-		} else if _, dup := firstLine[k.Value]; !dup {
-			firstLine[k.Value] = k.Line
-		}
+// reword keeps te, yaml.v3's errors for decoding map node n, as problems
+// of w: an unknown field (KnownFields) with the line of its key and the
+// known fields; anything else (no schema type can produce it today) as
+// yaml.v3 words it, without losing it.
+func (w *written) reword(n *yaml.Node, te *yaml.TypeError, schema reflect.Type) {
+	if te == nil {
+		return
 	}
-	var te *yaml.TypeError
-	if err == nil || !errors.As(err, &te) {
-		return err == nil
-	}
-	var known string
-	reported := map[int]bool{} // duplicates, by line: yaml.v3 names each pair
 	for _, msg := range te.Errors {
-		line := 0
+		line := n.Line
 		if m := errorLine.FindStringSubmatch(msg); m != nil {
 			line, _ = strconv.Atoi(m[1])
 		}
 		if m := unknownFieldError.FindStringSubmatch(msg); m != nil && schema != nil && hasKey(n, line, m[2]) {
-			if known == "" {
-				known = knownFields(schema)
-			}
-			w.problems = append(w.problems, problem{line: line, msg: "unknown field " + strconv.Quote(m[2]) + " (known fields: " + known + ")"})
+			w.problems = append(w.problems, w.unknownField(m[2], line, schema))
 			continue
-		}
-		if m := duplicateError.FindStringSubmatch(msg); m != nil {
-			key := m[3]
-			if m[2] != "" {
-				key, _ = strconv.Unquote(m[2])
-			}
-			w.broken = w.broken || m[2] != ""
-			if !reported[line] && !badKeyLines[line] {
-				reported[line] = true
-				w.problems = append(w.problems, problem{line: line, key: key, msg: "duplicate key (first defined on line " + strconv.Itoa(firstLine[key]) + ")"})
-			}
-			continue
-		}
-		if badKeyLines[line] {
-			continue // the key is already reported
 		}
 		w.problems = append(w.problems, problem{line: line, msg: strings.TrimPrefix(msg, errorLine.FindString(msg))})
 	}
-	return !w.broken
+}
+
+// unknownField is the problem of key name on line, which is no field of
+// schema, listing the fields that are.
+func (w *written) unknownField(name string, line int, schema reflect.Type) problem {
+	return problem{line: line, msg: "unknown field " + strconv.Quote(name) + " (known fields: " + knownFields(schema) + ")"}
 }
 
 // hasKey reports whether map node n has key name on line.

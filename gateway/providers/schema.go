@@ -121,14 +121,14 @@ func (o *ordered[V]) UnmarshalYAML(unmarshal func(any) error) error {
 		return err
 	}
 	values := map[string]V{}
-	if !o.keep(n, unmarshal(&values), nil) {
-		return nil
+	if err := o.decodeMap(n, unmarshal, &values, nil); err != nil {
+		return err
 	}
 	seen := make(map[string]bool, len(n.Content)/2)
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
 		if !stringKey(k) || seen[k.Value] {
-			continue // reported by keep
+			continue // reported by decodeMap
 		}
 		seen[k.Value] = true
 		value := values[k.Value]

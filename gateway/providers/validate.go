@@ -90,7 +90,7 @@ func (v *validation) err() error { return errors.Join(v.errs...) }
 
 // object reports what decoding found wrong with the map at field path at
 // and whether its fields are there to check: false when the value is not
-// a map, or a duplicate key kept yaml.v3 from decoding it.
+// a map.
 func (v *validation) object(w *written, at string) bool {
 	if w.node.Kind != yaml.MappingNode {
 		v.errorf(w.node, orTop(at), "must be a map, got %s", describe(w.node))
@@ -103,12 +103,11 @@ func (v *validation) object(w *written, at string) bool {
 		}
 		v.errs = append(v.errs, &ConfigError{Source: v.source, Line: p.line, Field: field, Msg: p.msg})
 	}
-	return !w.broken
+	return true
 }
 
 // entries returns an ordered map's entries, after reporting what decoding
-// found wrong with it; ok is false when it is not a map or could not be
-// decoded.
+// found wrong with it; ok is false when it is not a map.
 func entries[V any](v *validation, o *ordered[V], at string) (list []entry[V], ok bool) {
 	if !v.object(&o.written, at) {
 		return nil, false
