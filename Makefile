@@ -98,6 +98,7 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 60s); a crash is saved
 	go test -run='^$$' -fuzz='^FuzzParsePHC$$' -fuzztime=$${FUZZTIME:-60s} ./keys/
 	go test -run='^$$' -fuzz='^FuzzExtractKey$$' -fuzztime=$${FUZZTIME:-60s} ./gateway/auth/
 	go test -run='^$$' -fuzz='^FuzzParseProviders$$' -fuzztime=$${FUZZTIME:-60s} ./gateway/providers/
+	go test -run='^$$' -fuzz='^FuzzDecodeRevalidates$$' -fuzztime=$${FUZZTIME:-60s} ./gateway/providers/
 	go test -run='^$$' -fuzz='^FuzzUsageScanner$$' -fuzztime=$${FUZZTIME:-60s} ./gateway/metering/
 	go test -run='^$$' -fuzz='^FuzzReservation$$' -fuzztime=$${FUZZTIME:-60s} ./gateway/policy/
 	go test -run='^$$' -fuzz='^FuzzOpen$$' -fuzztime=$${FUZZTIME:-60s} ./gateway/console/sealedcookie/
