@@ -2,7 +2,7 @@
 // section 7.2): the upstreams it may forward to, their credentials, API
 // kinds and routes, model routes, prices and maximum output, read and
 // validated at start with every error naming its line and field path
-// (yamlwalk.go), and the messages that answer requests reaching no
+// (schema.go, decode.go, validate.go), and the messages that answer requests reaching no
 // provider (hints.go). It imports none of the request path's rooms: the
 // proxy forwards to what it describes, metering and policy read its
 // prices and bounds.
