@@ -2,10 +2,12 @@ package providers
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"io"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -70,7 +72,9 @@ func (w *written) place(n *yaml.Node) { w.node = n }
 // problem is one of yaml.v3's errors about a map, reworded as the
 // walk over the node tree this decoder replaced worded it.
 type problem struct {
-	line int
+	// line and col are where the problem is, col to keep the file's
+	// order among keys of one line.
+	line, col int
 	// key, when set, is appended to the map's field path: the problem is
 	// about that key's entry (a duplicate), not the map.
 	key string
@@ -148,13 +152,13 @@ func (w *written) decodeMap(n *yaml.Node, unmarshal func(any) error, target any,
 		line, dup := firstLine[k.Value]
 		switch {
 		case !stringKey(k):
-			w.problems = append(w.problems, problem{line: k.Line, msg: "keys must be strings, got " + describe(k)})
+			w.problems = append(w.problems, problem{line: k.Line, col: k.Column, msg: "keys must be strings, got " + describe(k)})
 		case dup:
-			w.problems = append(w.problems, problem{line: k.Line, key: k.Value, msg: "duplicate key (first defined on line " + strconv.Itoa(line) + ")"})
+			w.problems = append(w.problems, problem{line: k.Line, col: k.Column, key: k.Value, msg: "duplicate key (first defined on line " + strconv.Itoa(line) + ")"})
 		case k.Tag == "!!merge":
 			firstLine[k.Value] = k.Line
 			if schema != nil {
-				w.problems = append(w.problems, w.unknownField(k.Value, k.Line, schema))
+				w.problems = append(w.problems, unknownField(k, schema))
 			}
 		default:
 			firstLine[k.Value] = k.Line
@@ -172,6 +176,10 @@ func (w *written) decodeMap(n *yaml.Node, unmarshal func(any) error, target any,
 		return err
 	}
 	w.reword(n, te, schema)
+	// In the file's order, as a walk over the keys would find them.
+	slices.SortStableFunc(w.problems, func(a, b problem) int {
+		return cmp.Or(cmp.Compare(a.line, b.line), cmp.Compare(a.col, b.col))
+	})
 	return nil
 }
 
@@ -220,7 +228,7 @@ func yamlName(f reflect.StructField) string {
 // is reworded.
 var (
 	errorLine         = regexp.MustCompile(`^line (\d+): `)
-	unknownFieldError = regexp.MustCompile(`^line (\d+): field (.*) not found in type \S+$`)
+	unknownFieldError = regexp.MustCompile(`(?s)^line (\d+): field (.*) not found in type \S+$`)
 )
 
 // reword keeps te, yaml.v3's errors for decoding map node n, as problems
@@ -236,28 +244,30 @@ func (w *written) reword(n *yaml.Node, te *yaml.TypeError, schema reflect.Type) 
 		if m := errorLine.FindStringSubmatch(msg); m != nil {
 			line, _ = strconv.Atoi(m[1])
 		}
-		if m := unknownFieldError.FindStringSubmatch(msg); m != nil && schema != nil && hasKey(n, line, m[2]) {
-			w.problems = append(w.problems, w.unknownField(m[2], line, schema))
-			continue
+		if m := unknownFieldError.FindStringSubmatch(msg); m != nil && schema != nil {
+			if k := keyAt(n, line, m[2]); k != nil {
+				w.problems = append(w.problems, unknownField(k, schema))
+				continue
+			}
 		}
 		w.problems = append(w.problems, problem{line: line, msg: strings.TrimPrefix(msg, errorLine.FindString(msg))})
 	}
 }
 
-// unknownField is the problem of key name on line, which is no field of
-// schema, listing the fields that are.
-func (w *written) unknownField(name string, line int, schema reflect.Type) problem {
-	return problem{line: line, msg: "unknown field " + strconv.Quote(name) + " (known fields: " + knownFields(schema) + ")"}
+// unknownField is the problem of key k, which is no field of schema,
+// listing the fields that are.
+func unknownField(k *yaml.Node, schema reflect.Type) problem {
+	return problem{line: k.Line, col: k.Column, msg: "unknown field " + strconv.Quote(k.Value) + " (known fields: " + knownFields(schema) + ")"}
 }
 
-// hasKey reports whether map node n has key name on line.
-func hasKey(n *yaml.Node, line int, name string) bool {
+// keyAt is map node n's key name on line, or nil.
+func keyAt(n *yaml.Node, line int, name string) *yaml.Node {
 	for i := 0; i < len(n.Content); i += 2 {
 		if k := resolve(n.Content[i]); k.Line == line && k.Value == name && stringKey(k) {
-			return true
+			return k
 		}
 	}
-	return false
+	return nil
 }
 
 // stringKey reports whether k can be a key of the file: a non-null scalar.

@@ -159,14 +159,18 @@ func TestParseProvidersErrorsInFileOrder(t *testing.T) {
     baseURL: nope
     kind: gemini
   b:
+    envv: x
     baseURL: https://b
     baseURL: https://c
+    "two\nlines": x
     models: {"x*": c}
 `), nil)
 	want := `line 3: providers.a.baseURL: must be an absolute http or https URL with a host, got "nope"
 line 4: providers.a.kind: must be openai, anthropic or custom, got "gemini"
-line 7: providers.b.baseURL: duplicate key (first defined on line 6)
-line 8: providers.b.models["x*"]: unknown provider "c"`
+line 6: providers.b: unknown field "envv" (known fields: kind, baseURL, credential, headers, models, routes, pricing, maxOutputTokens)
+line 8: providers.b.baseURL: duplicate key (first defined on line 7)
+line 9: providers.b: unknown field "two\nlines" (known fields: kind, baseURL, credential, headers, models, routes, pricing, maxOutputTokens)
+line 10: providers.b.models["x*"]: unknown provider "c"`
 	if err == nil || err.Error() != want {
 		t.Fatalf("error =\n%v\nwant\n%s", err, want)
 	}
