@@ -137,10 +137,11 @@ func (w *written) decodeStruct(unmarshal func(any) error, fields any) error {
 // The keys are checked on the node first, and the entries yaml.v3 would
 // mishandle are taken out of n while it decodes: keys that are not
 // strings (its error for them, "cannot unmarshal !!seq into string",
-// names no key), duplicate keys (it would decode nothing of the map, so
-// the map's other problems would go unreported; the node has each
-// duplicate once, where yaml.v3 names every pair), and merge keys ("<<":
-// it would merge silently, and the file format has none).
+// names no key) and duplicate keys (it would decode nothing of the map,
+// so the map's other problems would go unreported; the node has each
+// duplicate once, where yaml.v3 names every pair). A merge key ("<<") is
+// decoded as the plain key it is in the file format, which has no
+// merges: yaml.v3 would merge silently.
 //
 // The error is yaml.v3 giving up (excessive aliasing), which ends the
 // decode.
@@ -156,10 +157,9 @@ func (w *written) decodeMap(n *yaml.Node, unmarshal func(any) error, target any,
 		case dup:
 			w.problems = append(w.problems, problem{line: k.Line, col: k.Column, key: k.Value, msg: "duplicate key (first defined on line " + strconv.Itoa(line) + ")"})
 		case k.Tag == "!!merge":
-			firstLine[k.Value] = k.Line
-			if schema != nil {
-				w.problems = append(w.problems, unknownField(k, schema))
-			}
+			k.Tag = "!!str"
+			defer func() { k.Tag = "!!merge" }()
+			fallthrough
 		default:
 			firstLine[k.Value] = k.Line
 			kept = append(kept, n.Content[i], n.Content[i+1])
