@@ -79,11 +79,15 @@ type validation struct {
 
 // errorf records a problem at node n (nil for none) and field path at.
 func (v *validation) errorf(n *yaml.Node, at, format string, args ...any) {
-	e := &ConfigError{Source: v.source, Field: at, Msg: fmt.Sprintf(format, args...)}
+	line := 0
 	if n != nil {
-		e.Line = n.Line
+		line = n.Line
 	}
-	v.errs = append(v.errs, e)
+	v.errorAt(line, at, fmt.Sprintf(format, args...))
+}
+
+func (v *validation) errorAt(line int, at, msg string) {
+	v.errs = append(v.errs, &ConfigError{Source: v.source, Line: line, Field: at, Msg: msg})
 }
 
 func (v *validation) err() error { return errors.Join(v.errs...) }
@@ -101,7 +105,7 @@ func (v *validation) object(w *written, at string) bool {
 		if p.key != "" {
 			field = fieldPath(field, p.key)
 		}
-		v.errs = append(v.errs, &ConfigError{Source: v.source, Line: p.line, Field: field, Msg: p.msg})
+		v.errorAt(p.line, field, p.msg)
 	}
 	return true
 }
