@@ -260,10 +260,11 @@ func unknownField(k *yaml.Node, schema reflect.Type) problem {
 	return problem{line: k.Line, col: k.Column, msg: "unknown field " + strconv.Quote(k.Value) + " (known fields: " + knownFields(schema) + ")"}
 }
 
-// keyAt is map node n's key name on line, or nil.
+// keyAt is map node n's key name written on line (yaml.v3 names the line
+// of an alias, not of its anchor), aliases resolved, or nil.
 func keyAt(n *yaml.Node, line int, name string) *yaml.Node {
 	for i := 0; i < len(n.Content); i += 2 {
-		if k := resolve(n.Content[i]); k.Line == line && k.Value == name && stringKey(k) {
+		if k := resolve(n.Content[i]); n.Content[i].Line == line && k.Value == name && stringKey(k) {
 			return k
 		}
 	}

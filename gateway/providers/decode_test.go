@@ -118,6 +118,15 @@ func TestParseProvidersDecodeEdges(t *testing.T) {
 			},
 		},
 		{
+			name: "an unknown key written as an alias",
+			file: "x: &k envv\nproviders:\n  openai:\n    baseURL: https://api.openai.com\n    *k : 1\n",
+			want: []string{
+				`line 1: (top level): unknown field "x" (known fields: providers)`,
+				`line 1: providers.openai: unknown field "envv" (known fields: kind, baseURL, credential, headers, models, routes, pricing, maxOutputTokens)`,
+			},
+			not: []string{"not found in type"},
+		},
+		{
 			name: "unknown fields under an alias are reported where it is used",
 			file: "providers:\n  a: &a\n    baseURL: https://a\n    envv: x\n  b: *a\n",
 			want: []string{
