@@ -1,15 +1,14 @@
 // Package providers is the gateway's providers file (docs/design.md,
 // section 7.2): the upstreams it may forward to, their credentials, API
-// kinds and routes, model routes, prices and maximum output, read and
-// validated at start with every error naming its line and field path
-// (schema.go, decode.go, validate.go), and the messages that answer requests reaching no
-// provider (hints.go). It imports none of the request path's rooms: the
+// kinds and routes, model routes, prices and maximum output, decoded
+// (schema.go, decode.go) and validated (validate.go) at start with every
+// error naming its line and field path, and the messages that answer
+// requests reaching no provider (hints.go). It imports none of the request path's rooms: the
 // proxy forwards to what it describes, metering and policy read its
 // prices and bounds.
 package providers
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -164,50 +163,4 @@ func parseProviders(source string, data []byte, getenv func(string) string) (*Pr
 		return nil, err
 	}
 	return doc.Validate(source, getenv)
-}
-
-func validProviderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
-func parseBaseURL(s string) (*url.URL, error) {
-	u, err := url.Parse(s)
-	if err != nil {
-		return nil, fmt.Errorf("not a valid URL: %v", err)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		return nil, fmt.Errorf("must be an absolute http or https URL with a host, got %q", s)
-	}
-	if u.User != nil {
-		return nil, errors.New("must not contain user info; use credential")
-	}
-	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
-		return nil, fmt.Errorf("must not have a query or fragment, got %q", s)
-	}
-	return u, nil
-}
-
-// reservedHeaders are headers the transport or the hop-by-hop rules own;
-// setting them from the providers file would be ignored or break framing.
-var reservedHeaders = map[string]bool{
-	"Connection":          true,
-	"Content-Length":      true,
-	"Host":                true,
-	"Keep-Alive":          true,
-	"Proxy-Authenticate":  true,
-	"Proxy-Authorization": true,
-	"Proxy-Connection":    true,
-	"Te":                  true,
-	"Trailer":             true,
-	"Transfer-Encoding":   true,
-	"Upgrade":             true,
 }

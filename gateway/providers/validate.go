@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"path"
 	"strings"
 
@@ -288,4 +289,50 @@ func (v *validation) credential(d *credentialDoc, at string) *Credential {
 		}
 	}
 	return c
+}
+
+func validProviderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func parseBaseURL(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("not a valid URL: %v", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("must be an absolute http or https URL with a host, got %q", s)
+	}
+	if u.User != nil {
+		return nil, errors.New("must not contain user info; use credential")
+	}
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return nil, fmt.Errorf("must not have a query or fragment, got %q", s)
+	}
+	return u, nil
+}
+
+// reservedHeaders are headers the transport or the hop-by-hop rules own;
+// setting them from the providers file would be ignored or break framing.
+var reservedHeaders = map[string]bool{
+	"Connection":          true,
+	"Content-Length":      true,
+	"Host":                true,
+	"Keep-Alive":          true,
+	"Proxy-Authenticate":  true,
+	"Proxy-Authorization": true,
+	"Proxy-Connection":    true,
+	"Te":                  true,
+	"Trailer":             true,
+	"Transfer-Encoding":   true,
+	"Upgrade":             true,
 }
