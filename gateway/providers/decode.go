@@ -15,7 +15,8 @@ import (
 )
 
 // decodeFile decodes a providers file into its types (schema.go) with
-// yaml.v3's KnownFields on. The error is a YAML syntax error or yaml.v3
+// yaml.v3's KnownFields on; docs/design.md, section 17 says what is
+// written by hand around it and why. The error is a YAML syntax error or yaml.v3
 // giving up (excessive aliasing); everything else yaml.v3 finds is kept
 // on the value it is about, for Validate to report with its field path.
 // A file without a document decodes to a fileDoc without a node.
