@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -64,6 +65,12 @@ func TestConsoleRotationRevealsInTheSystemNamespace(t *testing.T) {
 	}
 	if _, err := rotate(carol, gatewayv1alpha1.RevealInSystemNamespace); err == nil {
 		t.Error("an admin asked for the reveal of alice's key in the system namespace")
+	}
+	planted := newKey(ns, "planted", func(k *gatewayv1alpha1.APIKey) {
+		k.Spec.Rotation = &gatewayv1alpha1.Rotation{RequestedAt: metav1.Now(), RevealPublicKey: testenv.RevealKey().PublicKey(), RevealIn: gatewayv1alpha1.RevealInSystemNamespace}
+	})
+	if err := alice.Create(ctx, planted); err == nil || !strings.Contains(err.Error(), "only the console can ask for spec.rotation.revealIn") {
+		t.Errorf("the owner creating a key whose rotation is revealed in the system namespace: %v", err)
 	}
 
 	r, err := rotate(gateway, gatewayv1alpha1.RevealInSystemNamespace)
