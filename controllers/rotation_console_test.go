@@ -2,6 +2,8 @@ package controllers_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/testenv"
 	"github.com/codevector/codevector/keys/request"
+	"github.com/codevector/codevector/keys/reveal"
 )
 
 // gatewayClient acts as the gateway's service account, with the RBAC that
@@ -128,4 +131,49 @@ func TestConsoleRotationRevealsInTheSystemNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitForSecretGone(t, gatewayv1alpha1.DefaultSystemNamespace, want)
+}
+
+// Nobody reads a console rotation's reveal: the manager deletes it from
+// the system namespace when the reveal window ends, as it does one next
+// to the key, and the new key cannot be revealed any more.
+func TestConsoleRotationRevealWindowExpires(t *testing.T) {
+	ctx := context.Background()
+	clk := testenv.FakeClock(t)
+	// Short, so that moving the clock crosses no deadline of earlier keys.
+	env.StartManager(t, manager.Options{Clock: clk, RevealWindow: time.Minute})
+	ns := env.Namespace(t)
+	create(t, newKey(ns, "unread"))
+	k := env.WaitForPhase(t, ns, "unread", gatewayv1alpha1.PhaseActive, 10*time.Second)
+	if _, err := testenv.Reveal(ctx, env.Client, k); err != nil {
+		t.Fatal(err)
+	}
+	nn := types.NamespacedName{Namespace: ns, Name: "unread"}
+	var r request.Rotation
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() (err error) {
+		live := get(t, ns, "unread")
+		if r, err = request.NewRotation(live, time.Now(), time.Hour, testenv.RevealKey().PublicKey(), gatewayv1alpha1.RevealInSystemNamespace); err != nil {
+			return err
+		}
+		return gatewayClient(t).Patch(ctx, live, r.Patch)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rotated, err := request.Await(ctx, env.Client, nn, k.UID, 15*time.Second, r.Done)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := gatewayv1alpha1.SystemRevealSecretName(string(k.UID))
+	if _, ok := secret(t, gatewayv1alpha1.DefaultSystemNamespace, name); !ok {
+		t.Fatal("no reveal Secret in the system namespace")
+	}
+	testenv.AdvanceUntil(t, clk, rotated.Status.Reveal.ExpiresAt.Time, 10*time.Second, func() error {
+		if st := get(t, ns, "unread").Status.Reveal.State; st != gatewayv1alpha1.RevealExpired {
+			return fmt.Errorf("reveal state %s, want Expired", st)
+		}
+		return nil
+	})
+	waitForSecretGone(t, gatewayv1alpha1.DefaultSystemNamespace, name)
+	if _, _, err := request.Receive(ctx, gatewayClient(t), nn, k.UID, 5*time.Second, r.Done, testenv.RevealKey()); !errors.Is(err, reveal.ErrRevealExpired) {
+		t.Errorf("receiving after the window: %v, want ErrRevealExpired", err)
+	}
 }
