@@ -260,17 +260,16 @@ func (r *APIKeyReconciler) issue(ctx context.Context, key *gatewayv1alpha1.APIKe
 	if err := r.createHashSecret(ctx, key, k, gatewayv1alpha1.HashSecretName(string(key.UID))); err != nil {
 		return err
 	}
-	reveal, err := r.createRevealSecret(ctx, key, k, key.Spec.RevealPublicKey, ev)
+	reveal, err := r.createRevealSecret(ctx, key, k, key.Spec.RevealPublicKey, gatewayv1alpha1.RevealInKeyNamespace, ev)
 	if err != nil {
 		return err
 	}
 
-	revealExpires := metav1.NewTime(reveal.CreationTimestamp.Add(r.RevealWindow))
 	key.Status.Phase = gatewayv1alpha1.PhaseActive
 	key.Status.Prefix = k.DisplayPrefix()
 	key.Status.HashSecretRef = &gatewayv1alpha1.SecretReference{Namespace: r.SystemNamespace, Name: gatewayv1alpha1.HashSecretName(string(key.UID))}
-	key.Status.Reveal = &gatewayv1alpha1.RevealStatus{SecretName: reveal.Name, SecretUID: reveal.UID, ExpiresAt: &revealExpires, State: gatewayv1alpha1.RevealPending,
-		PublicKeyFingerprint: fingerprintOf(key.Spec.RevealPublicKey)}
+	key.Status.Reveal = r.revealStatus(key, reveal, key.Spec.RevealPublicKey)
+	revealExpires := *key.Status.Reveal.ExpiresAt
 	r.setReady(key, metav1.ConditionTrue, "KeyActive", "The key authenticates gateway requests")
 	if rotationDue(key) {
 		// A rotation asked for before the first key existed: the key just
@@ -422,19 +421,19 @@ func (r *APIKeyReconciler) reportKeyIDClaimants(ctx context.Context, key *gatewa
 // not it: ours was consumed (or deleted) and somebody put another in its
 // place, which no reader will accept.
 func (r *APIKeyReconciler) revealPresent(ctx context.Context, key *gatewayv1alpha1.APIKey) (bool, error) {
-	name := gatewayv1alpha1.RevealSecretNameOf(key)
+	ns, name := gatewayv1alpha1.RevealSecretNamespaceOf(key), gatewayv1alpha1.RevealSecretNameOf(key)
 	s := &corev1.Secret{}
-	err := r.Client.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: name}, s)
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, s)
 	switch {
 	case apierrors.IsNotFound(err):
 		// A Secret created a moment ago may not be cached yet.
-		live, lerr := r.getLive(ctx, key.Namespace, name)
+		live, lerr := r.getLive(ctx, ns, name)
 		if lerr != nil || live == nil {
 			return false, lerr
 		}
 		s = live
 	case err != nil:
-		return false, fmt.Errorf("reading Secret %s/%s: %w", key.Namespace, name, err)
+		return false, fmt.Errorf("reading Secret %s/%s: %w", ns, name, err)
 	}
 	want := key.Status.Reveal.SecretUID
 	return want == "" || s.UID == want, nil
@@ -493,14 +492,18 @@ func (r *APIKeyReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manage
 		For(&gatewayv1alpha1.APIKey{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		// A reveal Secret deleted by a reader marks the reveal Consumed.
 		Owns(&corev1.Secret{}, builder.WithPredicates(deletesOnly{})).
-		// A hash Secret deleted by hand marks the key Failed.
+		// A hash Secret deleted by hand marks the key Failed; a reveal
+		// Secret in the system namespace (a console rotation's, which no
+		// owner reference can tie to its APIKey) deleted by the console
+		// marks the reveal Consumed.
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(hashSecretOwner), builder.WithPredicates(deletesOnly{})).
 		WithOptions(opts).
 		Named("apikey").
 		Complete(r)
 }
 
-// hashSecretOwner maps a hash Secret to its APIKey through its labels.
+// hashSecretOwner maps a hash Secret, or a reveal Secret in the system
+// namespace, to its APIKey through its labels.
 func hashSecretOwner(_ context.Context, o client.Object) []reconcile.Request {
 	l := o.GetLabels()
 	ns, name := l[gatewayv1alpha1.LabelAPIKeyNamespace], l[gatewayv1alpha1.LabelAPIKeyName]

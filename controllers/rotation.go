@@ -50,7 +50,7 @@ func (r *APIKeyReconciler) rotate(ctx context.Context, key *gatewayv1alpha1.APIK
 	if err := r.createHashSecret(ctx, key, k, hashName); err != nil {
 		return err
 	}
-	reveal, err := r.createRevealSecret(ctx, key, k, rot.RevealPublicKey, ev)
+	reveal, err := r.createRevealSecret(ctx, key, k, rot.RevealPublicKey, rot.RevealIn, ev)
 	if err != nil {
 		return err
 	}
@@ -72,12 +72,11 @@ func (r *APIKeyReconciler) rotate(ctx context.Context, key *gatewayv1alpha1.APIK
 			return r.deleteByName(ctx, oldHash.Namespace, oldHash.Name)
 		})
 	}
-	revealExpires := metav1.NewTime(reveal.CreationTimestamp.Add(r.RevealWindow))
 	key.Status.Prefix = k.DisplayPrefix()
 	key.Status.HashSecretRef = &gatewayv1alpha1.SecretReference{Namespace: r.SystemNamespace, Name: hashName}
 	key.Status.LastUsedAt = nil
-	key.Status.Reveal = &gatewayv1alpha1.RevealStatus{SecretName: reveal.Name, SecretUID: reveal.UID, ExpiresAt: &revealExpires, State: gatewayv1alpha1.RevealPending,
-		PublicKeyFingerprint: fingerprintOf(rot.RevealPublicKey)}
+	key.Status.Reveal = r.revealStatus(key, reveal, rot.RevealPublicKey)
+	revealExpires := *key.Status.Reveal.ExpiresAt
 	rotatedAt := rot.RequestedAt
 	key.Status.RotatedAt = &rotatedAt
 	r.setReady(key, metav1.ConditionTrue, "KeyActive", "The key authenticates gateway requests")

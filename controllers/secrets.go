@@ -56,14 +56,18 @@ func ParseRevealMode(s string) (RevealMode, error) {
 	return "", fmt.Errorf("--reveal-mode %q: want %q or %q", s, RevealSealed, RevealPlain)
 }
 
-// createRevealSecret writes the one-shot Secret that hands k to its owner,
-// owned by the APIKey so it is collected with it. With a public key in the
-// spec it holds only k sealed to that key; the plaintext is written only
-// for a key without one, in RevealPlain mode.
+// createRevealSecret writes the one-shot Secret that hands k to its owner.
+// With a public key in the spec it holds only k sealed to that key; the
+// plaintext is written only for a key without one, in RevealPlain mode.
 //
 // pub is the public key to seal to: spec.revealPublicKey for the first
-// key, spec.rotation.revealPublicKey for a rotated one.
-func (r *APIKeyReconciler) createRevealSecret(ctx context.Context, key *gatewayv1alpha1.APIKey, k keys.Key, pub string, ev *eventLog) (*corev1.Secret, error) {
+// key, spec.rotation.revealPublicKey for a rotated one. in is where the
+// Secret goes (spec.rotation.revealIn): next to the APIKey, owned by it so
+// it is collected with it; or, for the console, in the system namespace
+// under a name derived from the APIKey's UID (no owner reference can cross
+// namespaces: labels name the APIKey instead, and deleteRevealSecrets and
+// the finalizer collect it).
+func (r *APIKeyReconciler) createRevealSecret(ctx context.Context, key *gatewayv1alpha1.APIKey, k keys.Key, pub string, in gatewayv1alpha1.RevealLocation, ev *eventLog) (*corev1.Secret, error) {
 	data := map[string][]byte{}
 	if pub != "" {
 		sealed, err := seal.Seal(pub, key.UID, k)
@@ -83,7 +87,12 @@ func (r *APIKeyReconciler) createRevealSecret(ctx context.Context, key *gatewayv
 		Type: gatewayv1alpha1.RevealSecretType,
 		Data: data,
 	}
-	if err := controllerutil.SetControllerReference(key, s, r.Client.Scheme()); err != nil {
+	if r.revealsInSystemNamespace(key, in) {
+		s.Namespace, s.Name = r.SystemNamespace, gatewayv1alpha1.SystemRevealSecretName(string(key.UID))
+		s.Labels[gatewayv1alpha1.LabelAPIKeyNamespace] = key.Namespace
+		s.Labels[gatewayv1alpha1.LabelAPIKeyName] = key.Name
+		s.Labels[gatewayv1alpha1.LabelAPIKeyUID] = string(key.UID)
+	} else if err := controllerutil.SetControllerReference(key, s, r.Client.Scheme()); err != nil {
 		return nil, fmt.Errorf("owning reveal Secret: %w", err)
 	}
 	err := r.Client.Create(ctx, s)
@@ -106,26 +115,67 @@ func (r *APIKeyReconciler) createRevealSecret(ctx context.Context, key *gatewayv
 	return s, nil
 }
 
+// revealsInSystemNamespace: the reveal Secret goes to the system namespace
+// rather than next to key (which may be the same namespace: then it is
+// written as any other, owned by key).
+func (r *APIKeyReconciler) revealsInSystemNamespace(key *gatewayv1alpha1.APIKey, in gatewayv1alpha1.RevealLocation) bool {
+	return in == gatewayv1alpha1.RevealInSystemNamespace && key.Namespace != r.SystemNamespace
+}
+
+// revealStatus is status.reveal for the reveal Secret s just written.
+func (r *APIKeyReconciler) revealStatus(key *gatewayv1alpha1.APIKey, s *corev1.Secret, pub string) *gatewayv1alpha1.RevealStatus {
+	expires := metav1.NewTime(s.CreationTimestamp.Add(r.RevealWindow))
+	rs := &gatewayv1alpha1.RevealStatus{SecretName: s.Name, SecretUID: s.UID, ExpiresAt: &expires, State: gatewayv1alpha1.RevealPending,
+		PublicKeyFingerprint: fingerprintOf(pub)}
+	if s.Namespace != key.Namespace {
+		rs.SecretNamespace = s.Namespace
+	}
+	return rs
+}
+
 // revealSecrets lists the reveal Secrets this controller wrote for key,
 // whatever their name: labelled as ours, of the reveal type and controlled
-// by this APIKey (its UID). Someone else's Secret at the reveal name is
-// not among them. Nothing in them is read. From the cache, or from the API
-// server when live (the cache may not have a Secret created a moment ago).
+// by this APIKey (its UID); and in the system namespace, where only the
+// manager creates Secrets, those labelled with its UID (a console
+// rotation's). Someone else's Secret at the reveal name is not among them.
+// Nothing in them is read. From the cache, or from the API server when
+// live (the cache may not have a Secret created a moment ago).
 func (r *APIKeyReconciler) revealSecrets(ctx context.Context, key *gatewayv1alpha1.APIKey, live bool) ([]corev1.Secret, error) {
+	managed := client.MatchingLabels{gatewayv1alpha1.LabelManagedBy: gatewayv1alpha1.ManagedByValue}
 	var list corev1.SecretList
-	opts := []client.ListOption{client.InNamespace(key.Namespace), client.MatchingLabels{gatewayv1alpha1.LabelManagedBy: gatewayv1alpha1.ManagedByValue}}
-	var err error
-	if live {
-		err = r.APIReader.List(ctx, &list, opts...)
-	} else {
-		err = r.Client.List(ctx, &list, opts...)
-	}
-	if err != nil {
+	if err := r.listSecrets(ctx, &list, live, client.InNamespace(key.Namespace), managed); err != nil {
 		return nil, fmt.Errorf("listing the reveal Secrets of APIKey %s/%s: %w", key.Namespace, key.Name, err)
 	}
-	return slices.DeleteFunc(list.Items, func(s corev1.Secret) bool {
+	reveals := slices.DeleteFunc(list.Items, func(s corev1.Secret) bool {
 		return s.Type != gatewayv1alpha1.RevealSecretType || !metav1.IsControlledBy(&s, key)
-	}), nil
+	})
+	if key.Namespace == r.SystemNamespace {
+		return reveals, nil
+	}
+	var system corev1.SecretList
+	// The cache by its UID index: a label selector would scan every hash
+	// Secret of the system namespace, for every settled key's pass.
+	var byUID client.ListOption = client.MatchingFields{apiKeyUIDField: string(key.UID)}
+	if live {
+		byUID = client.MatchingLabels{gatewayv1alpha1.LabelManagedBy: gatewayv1alpha1.ManagedByValue, gatewayv1alpha1.LabelAPIKeyUID: string(key.UID)}
+	}
+	if err := r.listSecrets(ctx, &system, live, client.InNamespace(r.SystemNamespace), byUID); err != nil {
+		return nil, fmt.Errorf("listing the reveal Secrets of APIKey %s/%s in %s: %w", key.Namespace, key.Name, r.SystemNamespace, err)
+	}
+	for _, s := range system.Items {
+		if s.Type == gatewayv1alpha1.RevealSecretType {
+			reveals = append(reveals, s)
+		}
+	}
+	return reveals, nil
+}
+
+// listSecrets lists from the cache, or from the API server when live.
+func (r *APIKeyReconciler) listSecrets(ctx context.Context, list *corev1.SecretList, live bool, opts ...client.ListOption) error {
+	if live {
+		return r.APIReader.List(ctx, list, opts...)
+	}
+	return r.Client.List(ctx, list, opts...)
 }
 
 // deleteRevealSecrets deletes every reveal Secret of key (revealSecrets),

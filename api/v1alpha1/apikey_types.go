@@ -150,8 +150,13 @@ type SecretReference struct {
 
 // RevealStatus describes the one-shot Secret that carries the plaintext key.
 type RevealStatus struct {
-	// secretName is the reveal Secret in the APIKey's own namespace.
+	// secretName is the reveal Secret, in secretNamespace.
 	SecretName string `json:"secretName"`
+	// secretNamespace is the reveal Secret's namespace: empty for the
+	// APIKey's own, the system namespace for a rotation the console asked
+	// for (spec.rotation.revealIn).
+	// +optional
+	SecretNamespace string `json:"secretNamespace,omitempty"`
 	// expiresAt is when the controller deletes the reveal Secret if nobody
 	// has consumed it.
 	// +optional

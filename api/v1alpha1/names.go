@@ -80,6 +80,15 @@ func RevealSecretNameOf(k *APIKey) string {
 	return RevealSecretName(k.Name)
 }
 
+// RevealSecretNamespaceOf is the namespace of the reveal Secret of k's
+// current key: the one status.reveal records, else k's own.
+func RevealSecretNamespaceOf(k *APIKey) string {
+	if r := k.Status.Reveal; r != nil && r.SecretNamespace != "" {
+		return r.SecretNamespace
+	}
+	return k.Namespace
+}
+
 // HashSecretName is the name of the hash Secret of the APIKey with that UID.
 // The UID (not the name) makes a re-created APIKey of the same name a
 // different key with a different Secret.

@@ -37,7 +37,39 @@ type Rotation struct {
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9+/]+={0,2}$`
 	RevealPublicKey string `json:"revealPublicKey,omitempty"`
+
+	// revealIn is where the manager writes the reveal Secret of the new
+	// key: KeyNamespace (the default) next to the APIKey, or
+	// SystemNamespace, the manager's own namespace, where the console
+	// reads it (the gateway may read Secrets only there). The Secret's
+	// name and namespace are derived by the manager from the APIKey, never
+	// taken from the request, and the key in it is sealed to
+	// revealPublicKey wherever it lies. Only the gateway's service account
+	// may ask for SystemNamespace (config/policies/owner-validate.yaml).
+	// +optional
+	RevealIn RevealLocation `json:"revealIn,omitempty"`
 }
+
+// RevealLocation says in which namespace the reveal Secret of a rotated
+// key is written.
+// +kubebuilder:validation:Enum=KeyNamespace;SystemNamespace
+type RevealLocation string
+
+const (
+	// RevealInKeyNamespace: next to the APIKey (the default).
+	RevealInKeyNamespace RevealLocation = "KeyNamespace"
+	// RevealInSystemNamespace: in the manager's system namespace, named
+	// after the APIKey's UID (SystemRevealSecretName), for the console.
+	RevealInSystemNamespace RevealLocation = "SystemNamespace"
+)
+
+// SystemRevealSecretName is the name of the reveal Secret the manager
+// writes in the system namespace for a rotation with revealIn
+// SystemNamespace: ak-<APIKey UID>-reveal. The UID makes it unique across
+// namespaces and incarnations, so one APIKey's rotation can never write
+// over another's reveal; it cannot be a hash Secret's name (those end in
+// the UID or in hex).
+func SystemRevealSecretName(apiKeyUID string) string { return HashSecretName(apiKeyUID) + "-reveal" }
 
 // DefaultRotationGracePeriod is the grace period of a rotation that names
 // none.

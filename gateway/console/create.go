@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -14,10 +15,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/keyindex"
 	"github.com/codevector/codevector/keys"
+	"github.com/codevector/codevector/keys/request"
 	"github.com/codevector/codevector/keys/reveal"
 	"github.com/codevector/codevector/keys/seal"
 )
@@ -153,8 +156,8 @@ func (c *Console) createNamed(ctx context.Context, k *gatewayv1alpha1.APIKey) er
 }
 
 // createKey creates the APIKey, waits until the controller has issued it,
-// and consumes its one-shot reveal: the plaintext returned here is the only
-// copy anyone will ever get.
+// and consumes its one-shot reveal (keys/request, as the CLI does): the
+// plaintext returned here is the only copy anyone will ever get.
 //
 // The key is sealed to a key pair made for this one request, whose private
 // half lives only in this function's memory: the reveal Secret the
@@ -164,25 +167,11 @@ func (c *Console) createKey(ctx context.Context, id *Identity, req createRequest
 	// created names the key once it is Active, for the next holder of the
 	// create lock.
 	var created string
-	if c.maxKeysPerUser() > 0 {
-		// Held until the new key is Active in the index (or the create
-		// failed), so the next create of this user counts it: on this
-		// replica first (no round trips for a burst from one browser),
-		// then on every replica (createlock.go).
-		unlock, err := c.lockCreates(ctx, id.User)
-		if err != nil {
-			return keyItem{}, keys.Key{}, &apiError{http.StatusServiceUnavailable, "create_abandoned", "The key was not created: your other keys being created took too long. Try again."}
-		}
-		defer unlock()
-		if c.opts.Kubernetes != nil {
-			l, err := c.lockCreatesEverywhere(ctx, id.User)
-			if err != nil {
-				c.log.Warn("Refused a console key: no create lock", "owner", id.User, "error", err)
-				return keyItem{}, keys.Key{}, &apiError{http.StatusServiceUnavailable, "create_abandoned", "The key was not created: your other keys being created took too long, or the gateway could not reach the API server. Try again."}
-			}
-			defer func() { l.release(context.WithoutCancel(ctx), created) }()
-		}
+	unlock, aerr := c.lockUserCreates(ctx, id, &created)
+	if aerr != nil {
+		return keyItem{}, keys.Key{}, aerr
 	}
+	defer unlock()
 	if aerr := c.checkKeyQuota(id); aerr != nil {
 		return keyItem{}, keys.Key{}, aerr
 	}
@@ -199,60 +188,92 @@ func (c *Console) createKey(ctx context.Context, id *Identity, req createRequest
 	if err := c.createNamed(ctx, k); err != nil {
 		return keyItem{}, keys.Key{}, c.createError(k, err)
 	}
-	log := c.log.With("apikey", k.Namespace+"/"+k.Name, "owner", id.User)
+	nn := types.NamespacedName{Namespace: k.Namespace, Name: k.Name}
+	log := c.log.With("apikey", nn.String(), "owner", id.User)
 
+	issued, plain, err := request.Receive(ctx, c.writer, nn, k.UID, c.opts.CreateTimeout, nil, private)
+	if err != nil {
+		return keyItem{}, keys.Key{}, c.createFailure(k, issued, err, log)
+	}
+	created = nn.String()
+	log.Info("Created API key in the console", "prefix", plain.DisplayPrefix())
+	return itemOf(c.indexed(ctx, issued, log), c.now()), plain, nil
+}
+
+// lockUserCreates takes the user's create lock when keys per user are
+// limited: held until the new key is Active in the index (or the create
+// failed), so the next create of this user counts it: on this replica
+// first (no round trips for a burst from one browser), then on every
+// replica (createlock.go). The returned func releases it, recording
+// *created, the key made under it.
+func (c *Console) lockUserCreates(ctx context.Context, id *Identity, created *string) (func(), *apiError) {
+	if c.maxKeysPerUser() <= 0 {
+		return func() {}, nil
+	}
+	unlock, err := c.lockCreates(ctx, id.User)
+	if err != nil {
+		return nil, &apiError{http.StatusServiceUnavailable, "create_abandoned", "The key was not created: your other keys being created took too long. Try again."}
+	}
+	if c.opts.Kubernetes == nil {
+		return unlock, nil
+	}
+	l, err := c.lockCreatesEverywhere(ctx, id.User)
+	if err != nil {
+		unlock()
+		c.log.Warn("Refused a console key: no create lock", "owner", id.User, "error", err)
+		return nil, &apiError{http.StatusServiceUnavailable, "create_abandoned", "The key was not created: your other keys being created took too long, or the gateway could not reach the API server. Try again."}
+	}
+	return func() {
+		l.release(context.WithoutCancel(ctx), *created)
+		unlock()
+	}, nil
+}
+
+// indexed waits until this gateway's index holds issued as Active, so the
+// user's next create counts it (checkKeyQuota reads the index) and the
+// page's next list shows it; at most CreateTimeout, after which the key
+// is answered as the API server has it.
+func (c *Console) indexed(ctx context.Context, issued *gatewayv1alpha1.APIKey, log *slog.Logger) *keyindex.APIKeyFacts {
 	waitCtx, cancel := context.WithTimeout(ctx, c.opts.CreateTimeout)
-	issued, err := c.waitFor(waitCtx, types.NamespacedName{Namespace: k.Namespace, Name: k.Name}, k.UID, func(k *keyindex.APIKeyFacts) (bool, error) {
-		switch k.Phase {
-		case gatewayv1alpha1.PhaseActive:
-			return true, nil
-		case gatewayv1alpha1.PhaseFailed, gatewayv1alpha1.PhaseRevoked, gatewayv1alpha1.PhaseExpired:
-			return false, fmt.Errorf("the controller marked the key %s", k.Phase)
-		}
-		return false, nil
+	defer cancel()
+	f, err := c.waitFor(waitCtx, client.ObjectKeyFromObject(issued), issued.UID, func(k *keyindex.APIKeyFacts) (bool, error) {
+		return k.Phase == gatewayv1alpha1.PhaseActive, nil
 	})
-	cancel()
-	if err == nil {
-		created = k.Namespace + "/" + k.Name
-	}
 	if err != nil {
-		c.abandon(k, log)
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			log.Warn("Controller did not issue a console key in time", "timeout", c.opts.CreateTimeout)
-			return keyItem{}, keys.Key{}, &apiError{http.StatusGatewayTimeout, "controller_timeout", fmt.Sprintf(
-				"The key could not be created: the controller did not answer within %s. Try again; if it keeps happening, ask your administrator to check the codevector manager.", humanSeconds(c.opts.CreateTimeout))}
-		}
-		log.Error("Failed to issue a console key", "error", err)
-		return keyItem{}, keys.Key{}, &apiError{http.StatusBadGateway, "create_failed", fmt.Sprintf(
-			"The key could not be created: %v. Try again; if it keeps happening, ask your administrator to check the codevector manager.", err)}
+		log.Warn("This gateway's key index did not show a new console key in time", "timeout", c.opts.CreateTimeout)
+		facts := keyindex.APIKeyFactsOf(issued)
+		return &facts
 	}
+	return f
+}
 
-	// The index holds only what authentication needs; the reveal needs the
-	// whole object (its public key, the reveal Secret's UID), as stored.
-	live := &gatewayv1alpha1.APIKey{}
-	err = c.writer.Get(ctx, types.NamespacedName{Namespace: k.Namespace, Name: k.Name}, live)
-	if err == nil && live.UID != k.UID {
-		err = fmt.Errorf("the APIKey was deleted and created again meanwhile")
-	}
-	var plain keys.Key
-	if err == nil {
-		plain, err = reveal.Consume(ctx, c.writer, live, private)
-	}
-	if err != nil {
-		if errors.Is(err, reveal.ErrAlreadyRevealed) {
-			// Someone with access to the namespace read it first (the CLI,
-			// kubectl): they hold the key, so it is not revoked here.
-			log.Warn("Console key was revealed by someone else first")
-			return keyItem{}, keys.Key{}, &apiError{http.StatusConflict, "already_revealed",
-				"The key was created, but it was retrieved elsewhere before the console could show it. Revoke it if that was not you, and create a new one."}
-		}
+// createFailure explains a key the controller did not issue (issued nil),
+// or issued but whose reveal could not be read, and revokes it unless
+// someone else holds it.
+func (c *Console) createFailure(k *gatewayv1alpha1.APIKey, issued *gatewayv1alpha1.APIKey, err error, log *slog.Logger) *apiError {
+	switch {
+	case issued != nil && errors.Is(err, reveal.ErrAlreadyRevealed):
+		// Someone with access to the namespace read it first (the CLI,
+		// kubectl): they hold the key, so it is not revoked here.
+		log.Warn("Console key was revealed by someone else first")
+		return &apiError{http.StatusConflict, "already_revealed",
+			"The key was created, but it was retrieved elsewhere before the console could show it. Revoke it if that was not you, and create a new one."}
+	case issued != nil:
 		c.abandon(k, log)
 		log.Error("Failed to reveal a console key", "error", err)
-		return keyItem{}, keys.Key{}, &apiError{http.StatusBadGateway, "reveal_failed", fmt.Sprintf(
+		return &apiError{http.StatusBadGateway, "reveal_failed", fmt.Sprintf(
 			"The key was created but could not be shown (%v), so it has been revoked. Try again.", err)}
+	case errors.Is(err, request.ErrTimeout):
+		c.abandon(k, log)
+		log.Warn("Controller did not issue a console key in time", "timeout", c.opts.CreateTimeout)
+		return &apiError{http.StatusGatewayTimeout, "controller_timeout", fmt.Sprintf(
+			"The key could not be created: the controller did not answer within %s. Try again; if it keeps happening, ask your administrator to check the codevector manager.", humanSeconds(c.opts.CreateTimeout))}
+	default:
+		c.abandon(k, log)
+		log.Error("Failed to issue a console key", "error", err)
+		return &apiError{http.StatusBadGateway, "create_failed", fmt.Sprintf(
+			"The key could not be created: %v. Try again; if it keeps happening, ask your administrator to check the codevector manager.", err)}
 	}
-	log.Info("Created API key in the console", "prefix", plain.DisplayPrefix())
-	return itemOf(issued, c.now()), plain, nil
 }
 
 func humanSeconds(d time.Duration) string {

@@ -91,19 +91,10 @@ func (k keyItem) RevealCommand() string {
 	return "kubectl apikey reveal " + k.Name + " -n " + k.Namespace
 }
 
-// RotateCommand is how the key's owner rotates it from a terminal. The
-// console shows it for keys outside its namespace, which it cannot rotate:
-// the new key is sealed into a reveal Secret in the key's namespace, and
-// the gateway may read Secrets only in its own (config/rbac/gateway_role.yaml).
-// Names and namespaces are DNS names, so the command needs no quoting.
-func (k keyItem) RotateCommand() string {
-	return "kubectl apikey rotate " + k.Name + " -n " + k.Namespace
-}
-
 // actionsOf lists what id may do with f now, in menu order. Revoke and
 // delete follow the admission policy's rule in any namespace the gateway
-// watches; rotating is offered everywhere the rule allows, though the
-// console carries it out only in its own namespace (RotateCommand).
+// watches, and so does rotating: the new key's reveal is written in the
+// system namespace, where the gateway may read it, wherever the key is.
 // Deleting a key that works is left to kubectl apikey delete, which asks
 // first: the console deletes what no longer works, and revokes the rest.
 func actionsOf(id *Identity, f *keyindex.APIKeyFacts, now time.Time) []access.Action {

@@ -60,7 +60,7 @@ func confirmIn(t *testing.T, ctx context.Context, row, sel, confirm string) {
 // A key the dev user made with kubectl in a team namespace is theirs in
 // the console too: revoked from its row menu (and then Revoked on the API
 // server), then deleted (and then gone from the table and the API server).
-// Rotating it is for kubectl, which the menu says.
+// Its menu offers Rotate too (rotate_browser_test.go rotates one).
 func TestBrowserManagesKubectlKeys(t *testing.T) {
 	team := env.Namespace(t)
 	_, ctx, watch := devStack(t, team)
@@ -70,8 +70,8 @@ func TestBrowserManagesKubectlKeys(t *testing.T) {
 	webtest.Eval[bool](t, ctx, `window.stillTheSamePage = true`)
 	row := rowSel(team, "ci")
 
-	if items := openMenu(t, ctx, row); !slices.Equal(items, []string{"Copy rotate command", "Revoke"}) {
-		t.Errorf("the kubectl key's menu offers %q, want Copy rotate command and Revoke", items)
+	if items := openMenu(t, ctx, row); !slices.Equal(items, []string{"Rotate", "Revoke"}) {
+		t.Errorf("the kubectl key's menu offers %q, want Rotate and Revoke", items)
 	}
 	webtest.Screenshot(t, ctx, "console-kubectl-key-manage-menu")
 	confirmIn(t, ctx, row, "[data-revoke]", "revoke-confirm")

@@ -1,14 +1,25 @@
 package console_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/gateway/console"
 	"github.com/codevector/codevector/gateway/web/webtest"
+	"github.com/codevector/codevector/internal/testenv"
 )
 
 // The owner rotates a key from the row menu: a grace-period dialog, the
@@ -173,5 +184,89 @@ func TestBrowserExpiryBadgeClearsTheRowMenu(t *testing.T) {
 			t.Errorf("at %dpx: %s", width, clear)
 		}
 		webtest.Screenshot(t, ctx, fmt.Sprintf("console-expiry-badge-%d", width))
+	}
+}
+
+// A key its owner made with kubectl in a team namespace is rotated from
+// the console like a console key: the gateway may read no Secret there, so
+// the console asks for the new key's reveal in the system namespace
+// (spec.rotation.revealIn), where it is consumed. The new key is shown
+// once and works; the old one works until its grace period ends.
+func TestBrowserRotatesKubectlKeyInTeamNamespace(t *testing.T) {
+	team := env.Namespace(t)
+	s, ctx, watch := devStack(t, team)
+	defer watch.Check(t)
+	made := kubectlKey(t, team, "ci", console.DevUser, "CI")
+	old, err := testenv.Reveal(context.Background(), env.Client, made)
+	if err != nil {
+		t.Fatalf("receiving the kubectl key: %v", err)
+	}
+	handedOut.Store(old.Reveal(), true)
+	s.waitForStatus(t, old.Reveal(), http.StatusOK)
+	webtest.Do(t, ctx, "reloading", chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("keys")))
+	row := rowSel(team, "ci")
+
+	if items := openMenu(t, ctx, row); !slices.Equal(items, []string{"Rotate", "Revoke"}) {
+		t.Fatalf("the kubectl key's menu offers %q, want Rotate and Revoke", items)
+	}
+	webtest.Do(t, ctx, "choosing Rotate, a grace period of 1 hour, and rotating",
+		chromedp.Click(chromedp.CSS(row+" [data-rotate]")),
+		chromedp.WaitVisible(chromedp.ID("rotate-grace")),
+		chromedp.SetValue(chromedp.ID("rotate-grace"), "1h"),
+		chromedp.Click(chromedp.ID("rotate-submit")),
+		chromedp.WaitVisible(chromedp.ID("rotate-key")),
+	)
+	key := webtest.Eval[string](t, ctx, `document.getElementById("rotate-key").value`)
+	if !keyFormat.MatchString(key) || key == old.Reveal() {
+		t.Fatalf("the dialog shows %q..., not a new key", key[:min(len(key), 12)])
+	}
+	handedOut.Store(key, true)
+	if line := webtest.Eval[string](t, ctx, `document.getElementById("rotate-old").textContent`); !strings.Contains(line, old.DisplayPrefix()) || !strings.Contains(line, "keeps working until") {
+		t.Errorf("old-key line %q", line)
+	}
+	webtest.Do(t, ctx, "closing the dialog", chromedp.Click(chromedp.ID("rotate-done")))
+	webtest.WaitJS(t, ctx, "the row shows the new prefix", fmt.Sprintf(`document.querySelector(%q).textContent === %q`, row+" .prefix", key[:12]+"…"))
+	if html := webtest.Eval[string](t, ctx, `document.documentElement.outerHTML`); strings.Contains(html, key[12:44]) {
+		t.Fatal("after Done the page still holds the key")
+	}
+
+	// Shown once: the reveal was consumed where the console reads, and no
+	// copy waits next to the key.
+	stored := storedOrNil(t, team, "ci")
+	if rs := stored.Status.Reveal; rs == nil || rs.SecretNamespace != gatewayv1alpha1.DefaultSystemNamespace || rs.SecretName != gatewayv1alpha1.SystemRevealSecretName(string(stored.UID)) {
+		t.Errorf("status.reveal %+v, want the reveal Secret %s in %s", rs, gatewayv1alpha1.SystemRevealSecretName(string(stored.UID)), gatewayv1alpha1.DefaultSystemNamespace)
+	}
+	for _, nn := range []types.NamespacedName{
+		{Namespace: gatewayv1alpha1.DefaultSystemNamespace, Name: gatewayv1alpha1.SystemRevealSecretName(string(stored.UID))},
+		{Namespace: team, Name: gatewayv1alpha1.RevealSecretName("ci")},
+	} {
+		if err := env.Client.Get(context.Background(), nn, &corev1.Secret{}); !apierrors.IsNotFound(err) {
+			t.Errorf("reveal Secret %s after the console showed the key: %v, want it gone", nn, err)
+		}
+	}
+	testenv.Eventually(t, 15*time.Second, func() error {
+		if rs := storedOrNil(t, team, "ci").Status.Reveal; rs.State != gatewayv1alpha1.RevealConsumed {
+			return fmt.Errorf("reveal state %s, want Consumed", rs.State)
+		}
+		return nil
+	})
+
+	s.waitForStatus(t, key, http.StatusOK)
+	if status := s.chat(t, old.Reveal()); status != http.StatusOK {
+		t.Errorf("the old key during its grace period: %d", status)
+	}
+	p := stored.Status.Previous
+	if p == nil || p.Prefix != old.DisplayPrefix() || time.Until(p.ExpiresAt.Time) < 50*time.Minute || time.Until(p.ExpiresAt.Time) > time.Hour {
+		t.Fatalf("status.previous %+v, want %s working for 1 hour", p, old.DisplayPrefix())
+	}
+	// The grace period ends (as if the hour had passed): the old key stops.
+	base := stored.DeepCopy()
+	stored.Status.Previous.ExpiresAt = metav1.NewTime(time.Now().Add(-time.Second))
+	if err := env.Client.Status().Patch(context.Background(), stored, client.MergeFrom(base)); err != nil {
+		t.Fatal(err)
+	}
+	s.waitForStatus(t, old.Reveal(), http.StatusUnauthorized)
+	if status := s.chat(t, key); status != http.StatusOK {
+		t.Errorf("the new key after the grace period: %d", status)
 	}
 }

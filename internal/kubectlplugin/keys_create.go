@@ -14,14 +14,13 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/keys/request"
 	"github.com/codevector/codevector/keys/reveal"
 	"github.com/codevector/codevector/keys/seal"
 )
@@ -94,7 +93,7 @@ func (cli *keysCLI) create(ctx context.Context, name string, o *createOptions) e
 	if err := s.c.Create(ctx, key); err != nil {
 		return s.explain(err, "create", name)
 	}
-	plain, err := s.issueAndReveal(ctx, name, private, o.timeout)
+	plain, err := s.receive(ctx, name, key.UID, private, o.timeout, nil)
 	if err != nil {
 		return fmt.Errorf("%w\nThe APIKey %s/%s was created; revoke it with '%s revoke %s -n %s' if you cannot use it", err, s.namespace, name, cli.prog, name, s.namespace)
 	}
@@ -168,12 +167,16 @@ func (cli *keysCLI) reveal(ctx context.Context, name string, timeout time.Durati
 	}
 	// requestReveal's patch is conditional on the APIKey read; a status
 	// write in between (the controller's, a gateway's) is retried.
-	var private *seal.PrivateKey
+	var (
+		private *seal.PrivateKey
+		uid     types.UID
+	)
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		key, err := s.getKey(ctx, name)
 		if err != nil {
 			return err
 		}
+		uid = key.UID
 		private, err = s.sealTo(ctx, key)
 		return err
 	})
@@ -183,7 +186,7 @@ func (cli *keysCLI) reveal(ctx context.Context, name string, timeout time.Durati
 	if err != nil {
 		return err
 	}
-	plain, err := s.issueAndReveal(ctx, name, private, timeout)
+	plain, err := s.receive(ctx, name, uid, private, timeout, nil)
 	if err != nil {
 		return err
 	}
@@ -248,72 +251,29 @@ type revealed struct {
 	expires *metav1.Time
 }
 
-// issueAndReveal waits until the controller has issued the APIKey, then
-// consumes its reveal Secret (keys/reveal: GET, then DELETE with
-// preconditions, so only one reader ever gets the key) and opens it with
-// private.
-func (s *session) issueAndReveal(ctx context.Context, name string, private *seal.PrivateKey, timeout time.Duration) (revealed, error) {
-	return s.issueAndRevealWhen(ctx, name, private, timeout, nil)
-}
-
-// issueAndRevealWhen is issueAndReveal that also waits for issued to hold
-// of the Active APIKey (a rotation: the controller has carried it out).
-func (s *session) issueAndRevealWhen(ctx context.Context, name string, private *seal.PrivateKey, timeout time.Duration, issued func(*gatewayv1alpha1.APIKey) bool) (revealed, error) {
-	key, err := s.waitIssued(ctx, name, timeout, issued)
-	if err != nil {
-		return revealed{}, err
-	}
-	plain, err := reveal.Consume(ctx, s.c, key, private)
+// receive waits until the controller has carried out the request of the
+// APIKey name (the one with uid: Active, and done when given, as for a
+// rotation), then consumes its reveal Secret and opens it with private:
+// keys/request's Receive, which the console uses too (GET, then DELETE
+// with preconditions, so only one reader ever gets the key).
+func (s *session) receive(ctx context.Context, name string, uid types.UID, private *seal.PrivateKey, timeout time.Duration, done func(*gatewayv1alpha1.APIKey) bool) (revealed, error) {
+	nn := types.NamespacedName{Namespace: s.namespace, Name: name}
+	key, plain, err := request.Receive(ctx, s.c, nn, uid, timeout, done, private)
+	var late *request.TimeoutError
 	switch {
+	case errors.As(err, &late):
+		return revealed{}, fmt.Errorf("%w within %v (it is still %s): is the codevector manager running? (kubectl -n %s get pods)", errNotIssued, timeout, late.Phase, gatewayv1alpha1.DefaultSystemNamespace)
+	case errors.Is(err, request.ErrGone), errors.Is(err, request.ErrEnded):
+		return revealed{}, err
 	case errors.Is(err, reveal.ErrAlreadyRevealed), errors.Is(err, reveal.ErrRevealExpired),
 		errors.Is(err, reveal.ErrSealedToAnother), errors.Is(err, reveal.ErrReplaced):
 		return revealed{}, fmt.Errorf("APIKey %s/%s: %w", s.namespace, name, err)
+	case err != nil && key == nil:
+		return revealed{}, s.explain(err, "get", name)
 	case err != nil:
 		return revealed{}, s.explain(err, "reveal", name)
 	}
 	return revealed{key: plain.Reveal(), prefix: plain.DisplayPrefix(), expires: key.Status.ExpiresAt}, nil
-}
-
-// waitIssued polls the APIKey until the controller has made it Active
-// (and issued, when given, holds of it).
-func (s *session) waitIssued(ctx context.Context, name string, timeout time.Duration, issued func(*gatewayv1alpha1.APIKey) bool) (*gatewayv1alpha1.APIKey, error) {
-	var key *gatewayv1alpha1.APIKey
-	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		k := &gatewayv1alpha1.APIKey{}
-		if err := s.c.Get(ctx, types.NamespacedName{Namespace: s.namespace, Name: name}, k); err != nil {
-			// At the deadline the request fails first in client-go's rate
-			// limiter ("would exceed context deadline"), a moment before
-			// the context itself says so: that is the timeout too.
-			if dl, ok := ctx.Deadline(); ctx.Err() != nil || ok && !time.Now().Before(dl.Add(-10*time.Millisecond)) {
-				return false, context.DeadlineExceeded
-			}
-			return false, s.explain(err, "get", name)
-		}
-		key = k
-		switch k.Status.Phase {
-		case gatewayv1alpha1.PhaseActive:
-			return issued == nil || issued(k), nil
-		case gatewayv1alpha1.PhaseRevoked, gatewayv1alpha1.PhaseExpired:
-			return false, fmt.Errorf("APIKey %s/%s is %s: there is no key to show", s.namespace, name, k.Status.Phase)
-		case gatewayv1alpha1.PhaseFailed:
-			why := ""
-			if c := meta.FindStatusCondition(k.Status.Conditions, gatewayv1alpha1.ConditionReady); c != nil {
-				why = ": " + c.Message
-			}
-			return false, fmt.Errorf("APIKey %s/%s failed%s", s.namespace, name, why)
-		}
-		return false, nil
-	})
-	switch {
-	case err == nil:
-		return key, nil
-	case !wait.Interrupted(err) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded):
-		return nil, err
-	case key != nil:
-		return nil, fmt.Errorf("%w within %v (it is still %s): is the codevector manager running? (kubectl -n %s get pods)", errNotIssued, timeout, phaseOrPending(key), gatewayv1alpha1.DefaultSystemNamespace)
-	default:
-		return nil, fmt.Errorf("%w within %v: is the codevector manager running? (kubectl -n %s get pods)", errNotIssued, timeout, gatewayv1alpha1.DefaultSystemNamespace)
-	}
 }
 
 // savedGuidance tells the person, on stderr, what they just got.

@@ -75,7 +75,7 @@ func (cli *keysCLI) rotate(ctx context.Context, name string, grace, timeout time
 		if err := access.Check(access.Actor{}, access.Rotate, access.Key{Owner: key.Spec.Owner, Status: keyStatus(key, cli.now())}); err != nil {
 			return fmt.Errorf("APIKey %s/%s: %w", s.namespace, name, err)
 		}
-		if rotation, err = request.NewRotation(key, cli.now(), grace, private.PublicKey()); err != nil {
+		if rotation, err = request.NewRotation(key, cli.now(), grace, private.PublicKey(), gatewayv1alpha1.RevealInKeyNamespace); err != nil {
 			return err
 		}
 		err = s.c.Patch(ctx, key, rotation.Patch)
@@ -90,7 +90,7 @@ func (cli *keysCLI) rotate(ctx context.Context, name string, grace, timeout time
 	if err != nil {
 		return err
 	}
-	plain, err := s.issueAndRevealWhen(ctx, name, private, timeout, rotation.Done)
+	plain, err := s.receive(ctx, name, key.UID, private, timeout, rotation.Done)
 	if err != nil {
 		return fmt.Errorf("%w\nThe rotation of %s/%s was requested; the old key keeps working", err, s.namespace, name)
 	}

@@ -29,18 +29,28 @@ type Rotation struct {
 
 // NewRotation asks for a new key of key, sealed to publicKey (the public
 // half of a key pair the asker holds in memory), the old key working on
-// for grace. requestedAt is now in whole seconds, but later than any
-// rotation before: the API server keeps it moving forward.
-func NewRotation(key *gatewayv1alpha1.APIKey, now time.Time, grace time.Duration, publicKey string) (Rotation, error) {
+// for grace, its reveal Secret written where in says ("" for next to the
+// APIKey; the console asks for RevealInSystemNamespace, which only it may).
+// requestedAt is now in whole seconds, but later than any rotation
+// before: the API server keeps it moving forward.
+func NewRotation(key *gatewayv1alpha1.APIKey, now time.Time, grace time.Duration, publicKey string, in gatewayv1alpha1.RevealLocation) (Rotation, error) {
 	at := metav1.NewTime(now.UTC().Truncate(time.Second))
 	if prev := key.Spec.Rotation; prev != nil && !at.After(prev.RequestedAt.Time) {
 		at = metav1.NewTime(prev.RequestedAt.Add(time.Second))
 	}
+	rotation := map[string]any{
+		"requestedAt": at, "gracePeriod": metav1.Duration{Duration: grace}, "revealPublicKey": publicKey,
+		// A merge patch keeps what it leaves out: the last rotation's
+		// revealIn would stay, and the API server refuses it from anyone
+		// but the console.
+		"revealIn": nil,
+	}
+	if in != "" && in != gatewayv1alpha1.RevealInKeyNamespace {
+		rotation["revealIn"] = in
+	}
 	patch, err := json.Marshal(map[string]any{
 		"metadata": map[string]any{"uid": key.UID, "resourceVersion": key.ResourceVersion},
-		"spec": map[string]any{"rotation": gatewayv1alpha1.Rotation{
-			RequestedAt: at, GracePeriod: &metav1.Duration{Duration: grace}, RevealPublicKey: publicKey,
-		}},
+		"spec":     map[string]any{"rotation": rotation},
 	})
 	if err != nil {
 		return Rotation{}, fmt.Errorf("encoding the rotation of APIKey %s/%s: %w", key.Namespace, key.Name, err)

@@ -27,7 +27,7 @@ func TestNewRotation(t *testing.T) {
 		if tc.prev != nil {
 			k.Spec.Rotation = &gatewayv1alpha1.Rotation{RequestedAt: metav1.NewTime(*tc.prev)}
 		}
-		r, err := NewRotation(k, now, time.Hour, "pub")
+		r, err := NewRotation(k, now, time.Hour, "pub", "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -35,10 +35,29 @@ func TestNewRotation(t *testing.T) {
 			t.Errorf("%s: requestedAt %v, want %v", tc.name, r.At.Time, tc.want)
 		}
 		body, _ := r.Patch.Data(k)
-		for _, want := range []string{`"uid":"u-1"`, `"resourceVersion":"42"`, `"gracePeriod":"1h0m0s"`, `"revealPublicKey":"pub"`} {
+		for _, want := range []string{`"uid":"u-1"`, `"resourceVersion":"42"`, `"gracePeriod":"1h0m0s"`, `"revealPublicKey":"pub"`, `"revealIn":null`} {
 			if !strings.Contains(string(body), want) {
 				t.Errorf("%s: patch %s lacks %s", tc.name, body, want)
 			}
+		}
+	}
+}
+
+// The console's rotation asks for its reveal in the system namespace; the
+// CLI's clears what a console rotation before it asked for (a merge patch
+// would keep it, and the API server lets only the console ask).
+func TestNewRotationRevealIn(t *testing.T) {
+	key := &gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "ci", UID: "u-1"}}
+	for in, want := range map[gatewayv1alpha1.RevealLocation]string{
+		"": `"revealIn":null`, gatewayv1alpha1.RevealInKeyNamespace: `"revealIn":null`,
+		gatewayv1alpha1.RevealInSystemNamespace: `"revealIn":"SystemNamespace"`,
+	} {
+		r, err := NewRotation(key, time.Now(), time.Hour, "pub", in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body, _ := r.Patch.Data(key); !strings.Contains(string(body), want) {
+			t.Errorf("revealIn %q: patch %s lacks %s", in, body, want)
 		}
 	}
 }

@@ -70,8 +70,9 @@ func Consume(ctx context.Context, c client.Client, key *gatewayv1alpha1.APIKey, 
 	}
 
 	// status.reveal names it: another name than RevealSecretName when
-	// someone else's Secret held that one when the key was issued.
-	name := types.NamespacedName{Namespace: key.Namespace, Name: gatewayv1alpha1.RevealSecretNameOf(key)}
+	// someone else's Secret held that one when the key was issued, and
+	// the system namespace for a rotation the console asked for.
+	name := types.NamespacedName{Namespace: gatewayv1alpha1.RevealSecretNamespaceOf(key), Name: gatewayv1alpha1.RevealSecretNameOf(key)}
 	s := &corev1.Secret{}
 	if err := c.Get(ctx, name, s); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -79,7 +80,7 @@ func Consume(ctx context.Context, c client.Client, key *gatewayv1alpha1.APIKey, 
 		}
 		return keys.Key{}, fmt.Errorf("reading reveal Secret %s: %w", name, err)
 	}
-	if s.Type != gatewayv1alpha1.RevealSecretType || !metav1.IsControlledBy(s, key) {
+	if s.Type != gatewayv1alpha1.RevealSecretType || !revealOf(s, key) {
 		return keys.Key{}, fmt.Errorf("secret %s is not the reveal Secret of APIKey %s", name, key.Name)
 	}
 	if wantUID != "" && s.UID != wantUID {
@@ -102,6 +103,16 @@ func Consume(ctx context.Context, c client.Client, key *gatewayv1alpha1.APIKey, 
 	default:
 		return keys.Key{}, fmt.Errorf("deleting reveal Secret %s: %w", name, err)
 	}
+}
+
+// revealOf tells whether s was written for key: next to it, owned by it;
+// in another namespace (the system namespace, where no owner reference
+// can reach), labelled with its UID.
+func revealOf(s *corev1.Secret, key *gatewayv1alpha1.APIKey) bool {
+	if s.Namespace == key.Namespace {
+		return metav1.IsControlledBy(s, key)
+	}
+	return s.Labels[gatewayv1alpha1.LabelAPIKeyUID] == string(key.UID)
 }
 
 // sealed reports whether the reveal of key is sealed: it carries a public

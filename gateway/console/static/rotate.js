@@ -62,7 +62,7 @@
     try {
       let resp;
       try {
-        resp = await fetch("/api/v1/apikeys/" + encodeURIComponent(target.name) + "/rotate", {
+        resp = await fetch("/api/v1/apikeys/" + encodeURIComponent(target.name) + "/rotate?namespace=" + encodeURIComponent(target.namespace), {
           method: "POST",
           headers: { "Content-Type": "application/json", "Accept": "application/json", "X-CSRF-Token": CV.keysPage.csrfToken() },
           body: JSON.stringify({ gracePeriod: grace.value }),

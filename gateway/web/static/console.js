@@ -583,11 +583,6 @@
       openPolicy(edit, button);
       return;
     }
-    const command = e.target.closest("[data-copy-command]");
-    if (command) {
-      copyCommand(command);
-      return;
-    }
     const button = e.target.closest('[aria-haspopup="menu"]');
     if (button) {
       const open = button.getAttribute("aria-expanded") !== "true";
@@ -855,21 +850,6 @@
       editing = null;
       if (target && target.opener && document.contains(target.opener)) target.opener.focus();
     });
-  }
-
-  // ---- Keys outside the console namespace ----
-
-  // copyCommand copies the kubectl command that revokes a key the console
-  // cannot revoke. Where the clipboard is out of reach, the command is
-  // selected in the menu instead, for Ctrl+C.
-  async function copyCommand(button) {
-    const ok = await CV.copy(button.dataset.copyCommand);
-    button.focus(); // the fallback copy borrows the focus; the menu keeps it
-    CV.flash(button, ok ? "Copied" : "Press Ctrl+C");
-    if (!ok) {
-      const code = button.closest('[role="menu"]').querySelector("code");
-      if (code) window.getSelection().selectAllChildren(code);
-    }
   }
 
   // ---- Owner filter (admins) ----
