@@ -84,7 +84,9 @@ func TestAPIRevokeIsConfirmedByEveryReplica(t *testing.T) {
 	for i := range 3 {
 		c, _ := alice.create(t, map[string]any{"displayName": fmt.Sprintf("laptop %d", i)})
 		everyReplicaAnswers(c.Key, http.StatusOK)
+		sent := time.Now()
 		rr, r := revoke(c.APIKey.Name)
+		answered := time.Since(sent)
 		for j, url := range urls {
 			if status, _ := testenv.DocsChat(t, url, c.Key); status != http.StatusUnauthorized {
 				t.Errorf("revocation %d: replica %d answered %d right after the console said %q", i, j, status, r.Revocation.Message)
@@ -95,12 +97,13 @@ func TestAPIRevokeIsConfirmedByEveryReplica(t *testing.T) {
 			!strings.HasPrefix(rv.Message, "Revoked: refused by 3 of 3 gateway replicas in ") {
 			t.Errorf("revocation %d: %d %s", i, rr.Status, rr.Body)
 		}
-		// The delay starts when the API server sends the event, a moment
-		// before the console has the patch's answer and starts its clock:
-		// a few ms under 300 still means it waited (an unlagged replica
-		// confirms within a few ms).
-		if rv.ElapsedMS < 250 {
-			t.Errorf("revocation %d was confirmed in %d ms, before the lagging replica could have seen it", i, rv.ElapsedMS)
+		// The lagging replica sees the revocation 300 ms after the API
+		// server sends it, which is after this request was sent, so an
+		// answer that waited for it comes no sooner. (The console's own
+		// ElapsedMS starts when the patch returns, which under load can be
+		// well after the event was sent, so it cannot bound this.)
+		if answered < 300*time.Millisecond {
+			t.Errorf("revocation %d was confirmed %v after the request, before the lagging replica could have seen it", i, answered)
 		}
 		t.Logf("revocation %d: %s", i, rv.Message)
 	}
