@@ -47,15 +47,6 @@ const (
 	RevealPlain RevealMode = "plain"
 )
 
-// ParseRevealMode reads the manager's --reveal-mode flag.
-func ParseRevealMode(s string) (RevealMode, error) {
-	switch m := RevealMode(s); m {
-	case RevealSealed, RevealPlain:
-		return m, nil
-	}
-	return "", fmt.Errorf("--reveal-mode %q: want %q or %q", s, RevealSealed, RevealPlain)
-}
-
 // createRevealSecret writes the one-shot Secret that hands k to its owner.
 // With a public key in the spec it holds only k sealed to that key; the
 // plaintext is written only for a key without one, in RevealPlain mode.

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
 // Metrics of authentication. Register them with NewMetrics(registry).
@@ -25,60 +26,25 @@ type Metrics struct {
 	tarpitOverflow prometheus.Counter
 }
 
-// NewMetrics creates the metrics and registers them with reg (if not nil).
+// NewMetrics creates the metrics and registers them with reg (nil: not
+// registered).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
 	m := &Metrics{
-		results: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "auth_results_total",
-			Help: "Authentication outcomes: ok, missing, malformed, bad_checksum, unknown, wrong_secret, revoked, expired, rate_limited, busy.",
-		}, []string{"result"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "auth_duration_seconds",
-			Help:    "Time to authenticate a request, by outcome.",
-			Buckets: []float64{.00001, .00005, .0001, .0005, .001, .005, .01, .025, .05, .1, .25, 1},
-		}, []string{"result"}),
-		cacheHits: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "verified_cache_hits_total",
-			Help: "Requests authenticated from the verified-key cache, without argon2.",
-		}),
-		cacheMisses: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "verified_cache_misses_total",
-			Help: "Requests whose key was not in the verified-key cache.",
-		}),
-		peerProofHits: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "peer_proof_hits_total",
-			Help: "Verified-cache misses settled by a verified-key proof (one HMAC, no argon2id), most of them learned from a peer replica.",
-		}),
-		argon2Total: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "argon2_verifications_total",
-			Help: "argon2id verifications run.",
-		}),
-		argon2InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "argon2_in_flight",
-			Help: "argon2id verifications running now (bounded by the argon2 concurrency).",
-		}),
-		streamsEnded: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "requests_ended_by_revocation_total",
-			Help: "In-flight requests ended because their key was revoked or expired.",
-		}),
-		tarpitHeld: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "tarpit_held",
-			Help: "Refusals being held back now because their client was refused too often.",
-		}),
-		tarpitDelayed: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tarpit_delayed_total",
-			Help: "Refusals answered after the tarpit's delay.",
-		}),
-		tarpitOverflow: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tarpit_overflow_total",
-			Help: "Refusals answered at once, with the connection closed, because the tarpit held its maximum.",
-		}),
+		results: f.NewCounterVec(prometheus.CounterOpts{Name: "auth_results_total", Help: "Authentication outcomes: ok, missing, malformed, bad_checksum, unknown, wrong_secret, revoked, expired, rate_limited, busy."}, []string{"result"}),
+		duration: f.NewHistogramVec(prometheus.HistogramOpts{Name: "auth_duration_seconds", Help: "Time to authenticate a request, by outcome.",
+			Buckets: []float64{.00001, .00005, .0001, .0005, .001, .005, .01, .025, .05, .1, .25, 1}}, []string{"result"}),
+		cacheHits:      f.NewCounter(prometheus.CounterOpts{Name: "verified_cache_hits_total", Help: "Requests authenticated from the verified-key cache, without argon2."}),
+		cacheMisses:    f.NewCounter(prometheus.CounterOpts{Name: "verified_cache_misses_total", Help: "Requests whose key was not in the verified-key cache."}),
+		peerProofHits:  f.NewCounter(prometheus.CounterOpts{Name: "peer_proof_hits_total", Help: "Verified-cache misses settled by a verified-key proof (one HMAC, no argon2id), most of them learned from a peer replica."}),
+		argon2Total:    f.NewCounter(prometheus.CounterOpts{Name: "argon2_verifications_total", Help: "argon2id verifications run."}),
+		argon2InFlight: f.NewGauge(prometheus.GaugeOpts{Name: "argon2_in_flight", Help: "argon2id verifications running now (bounded by the argon2 concurrency)."}),
+		streamsEnded:   f.NewCounter(prometheus.CounterOpts{Name: "requests_ended_by_revocation_total", Help: "In-flight requests ended because their key was revoked or expired."}),
+		tarpitHeld:     f.NewGauge(prometheus.GaugeOpts{Name: "tarpit_held", Help: "Refusals being held back now because their client was refused too often."}),
+		tarpitDelayed:  f.NewCounter(prometheus.CounterOpts{Name: "tarpit_delayed_total", Help: "Refusals answered after the tarpit's delay."}),
+		tarpitOverflow: f.NewCounter(prometheus.CounterOpts{Name: "tarpit_overflow_total", Help: "Refusals answered at once, with the connection closed, because the tarpit held its maximum."}),
 	}
 	m.okResult, m.okDuration = m.results.WithLabelValues("ok"), m.duration.WithLabelValues("ok")
-	if reg != nil {
-		reg.MustRegister(m.results, m.duration, m.cacheHits, m.cacheMisses, m.peerProofHits, m.argon2Total, m.argon2InFlight, m.streamsEnded,
-			m.tarpitHeld, m.tarpitDelayed, m.tarpitOverflow)
-	}
 	return m
 }
 

@@ -58,15 +58,20 @@ func (c *Console) servePage(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// viewFuncs format times for people. The page's script re-renders dates in
-// the reader's time zone; these are the server's UTC fallback.
+// viewFuncs format times for people (the page's script re-renders dates in
+// the reader's time zone; these are the server's UTC fallback), and hand
+// the dialogs' shared parts their ids and words (limitField, submitActions,
+// confirmActions).
 var viewFuncs = template.FuncMap{
-	"ago":     relativeTime,
-	"until":   humantime.Until,
-	"when":    when,
-	"date":    dateText,
-	"exact":   exactText,
-	"rfc3339": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"limitField":     func(id, label, name string) limitField { return limitField{ID: id, Label: label, Name: name} },
+	"submitActions":  func(id, label string) dialogActions { return dialogActions{ID: id, Label: label} },
+	"confirmActions": func(id, label string) dialogActions { return dialogActions{ID: id, Label: label, Danger: true} },
+	"ago":            relativeTime,
+	"until":          humantime.Until,
+	"when":           when,
+	"date":           dateText,
+	"exact":          exactText,
+	"rfc3339":        func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 	"statusClass": func(status string) string {
 		switch status {
 		case StatusActive:
@@ -79,6 +84,19 @@ var viewFuncs = template.FuncMap{
 			return "status-inactive"
 		}
 	},
+}
+
+// limitField is one number field of the create and Edit limits dialogs
+// (the "limit-field" template): its element id, its label, and the name
+// the dialog's script sends it under.
+type limitField struct{ ID, Label, Name string }
+
+// dialogActions end a dialog (the "dialog-actions" template): its error,
+// Cancel, and its own button, which submits its form or, Danger, confirms
+// what cannot be undone.
+type dialogActions struct {
+	ID, Label string
+	Danger    bool
 }
 
 func dateText(t time.Time) string  { return t.UTC().Format("Jan 2, 2006") }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 )
@@ -19,11 +20,11 @@ type Metrics struct {
 	confirmation *prometheus.HistogramVec
 }
 
-// NewMetrics creates the index's metrics and registers them with reg (if
-// not nil).
+// NewMetrics creates the index's metrics and registers them with reg (nil:
+// not registered).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
-	m := &Metrics{
-		confirmation: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	return &Metrics{
+		confirmation: promauto.With(reg).NewHistogramVec(prometheus.HistogramOpts{
 			Name: "revocation_confirmation_seconds",
 			Help: "Time from the API server storing a key's revocation (spec.revoked) or deletion (deletionTimestamp) to this replica's " +
 				"key index refusing it, by reason (revoked, deleted). The API server stores those times to the second, so a value reads up to 1 s high.",
@@ -32,10 +33,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: []float64{.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300},
 		}, []string{"reason"}),
 	}
-	if reg != nil {
-		reg.MustRegister(m.confirmation)
-	}
-	return m
 }
 
 // SetMetrics sets the metrics the index reports to; call it before the

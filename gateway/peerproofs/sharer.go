@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"google.golang.org/grpc"
 	"k8s.io/utils/clock"
 
@@ -210,26 +211,15 @@ type metrics struct {
 	errors  *prometheus.CounterVec
 }
 
+// newMetrics creates the sharer's metrics on reg (nil: not registered),
+// with a gauge of the proofs held.
 func newMetrics(reg prometheus.Registerer, proofs *auth.PeerProofs) metrics {
-	m := metrics{
-		learned: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "peer_proofs_learned_total",
-			Help: "Verified-key proofs learned from peer replicas.",
-		}),
-		pushed: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "peer_proofs_pushed_total",
-			Help: "Verified-key proofs this replica made and passed on to its peers.",
-		}),
-		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "peer_proof_errors_total",
-			Help: "Failed proof exchanges with a peer, by operation (fetch, push); the keys concerned are verified with argon2id instead.",
-		}, []string{"op"}),
+	f := promauto.With(reg)
+	f.NewGaugeFunc(prometheus.GaugeOpts{Name: "peer_proofs", Help: "Verified-key proofs held in memory, made here or learned from peers."},
+		func() float64 { return float64(proofs.Len()) })
+	return metrics{
+		learned: f.NewCounter(prometheus.CounterOpts{Name: "peer_proofs_learned_total", Help: "Verified-key proofs learned from peer replicas."}),
+		pushed:  f.NewCounter(prometheus.CounterOpts{Name: "peer_proofs_pushed_total", Help: "Verified-key proofs this replica made and passed on to its peers."}),
+		errors:  f.NewCounterVec(prometheus.CounterOpts{Name: "peer_proof_errors_total", Help: "Failed proof exchanges with a peer, by operation (fetch, push); the keys concerned are verified with argon2id instead."}, []string{"op"}),
 	}
-	if reg != nil {
-		reg.MustRegister(m.learned, m.pushed, m.errors, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "peer_proofs",
-			Help: "Verified-key proofs held in memory, made here or learned from peers.",
-		}, func() float64 { return float64(proofs.Len()) }))
-	}
-	return m
 }

@@ -66,15 +66,6 @@ const (
 	FailClosed FailureMode = "closed"
 )
 
-// ParseFailureMode reads a --*-failure-mode flag value.
-func ParseFailureMode(s string) (FailureMode, error) {
-	switch FailureMode(s) {
-	case FailOpen, FailClosed:
-		return FailureMode(s), nil
-	}
-	return "", fmt.Errorf("failure mode must be %q or %q, got %q", FailOpen, FailClosed, s)
-}
-
 // Options are what a Meter needs.
 type Options struct {
 	// Engine is where the Meter counts, started later (Engine.Start): a

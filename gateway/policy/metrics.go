@@ -2,6 +2,7 @@ package policy
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 
@@ -21,32 +22,14 @@ type Metrics struct {
 
 // NewMetrics registers the policy metrics with reg (nil: unregistered).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
-	m := &Metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "policy_requests_total",
-			Help: "Requests admitted for keys with a per-key policy, by namespace and owner.",
-		}, []string{"namespace", "owner"}),
-		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "policy_tokens_total",
-			Help: "Tokens used by keys with a per-key policy, by namespace, owner and direction (input, output).",
-		}, []string{"namespace", "owner", "direction"}),
-		spend: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "policy_spend_usd_total",
-			Help: "US dollars spent by keys with a dollar budget, priced from the providers file, by namespace and owner (exact per key in each APIKey's status.usage).",
-		}, []string{"namespace", "owner"}),
-		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "policy_refusals_total",
-			Help: "Requests refused by a key's policy, by namespace, owner and reason (model_not_allowed, model_not_priced, route_not_metered, invalid_body, request_too_large, requests_per_minute, tokens_per_minute, concurrent_requests, budget_exceeded, budget_unavailable, limits_unavailable).",
-		}, []string{"namespace", "owner", "reason"}),
-		engineErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "policy_engine_errors_total",
-			Help: "Quota engine calls that failed; the request was then refused or served uncounted, as --budget-failure-mode and --limits-failure-mode say.",
-		}),
+	f := promauto.With(reg)
+	return &Metrics{
+		requests:     f.NewCounterVec(prometheus.CounterOpts{Name: "policy_requests_total", Help: "Requests admitted for keys with a per-key policy, by namespace and owner."}, []string{"namespace", "owner"}),
+		tokens:       f.NewCounterVec(prometheus.CounterOpts{Name: "policy_tokens_total", Help: "Tokens used by keys with a per-key policy, by namespace, owner and direction (input, output)."}, []string{"namespace", "owner", "direction"}),
+		spend:        f.NewCounterVec(prometheus.CounterOpts{Name: "policy_spend_usd_total", Help: "US dollars spent by keys with a dollar budget, priced from the providers file, by namespace and owner (exact per key in each APIKey's status.usage)."}, []string{"namespace", "owner"}),
+		refusals:     f.NewCounterVec(prometheus.CounterOpts{Name: "policy_refusals_total", Help: "Requests refused by a key's policy, by namespace, owner and reason (model_not_allowed, model_not_priced, route_not_metered, invalid_body, request_too_large, requests_per_minute, tokens_per_minute, concurrent_requests, budget_exceeded, budget_unavailable, limits_unavailable)."}, []string{"namespace", "owner", "reason"}),
+		engineErrors: f.NewCounter(prometheus.CounterOpts{Name: "policy_engine_errors_total", Help: "Quota engine calls that failed; the request was then refused or served uncounted, as --budget-failure-mode and --limits-failure-mode say."}),
 	}
-	if reg != nil {
-		reg.MustRegister(m.requests, m.tokens, m.spend, m.refusals, m.engineErrors)
-	}
-	return m
 }
 
 func (m *Metrics) admitted(e *keyindex.Entry) {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
 // Metrics are the proxy's Prometheus vectors (docs/design.md, section 7.3).
@@ -21,15 +22,13 @@ type Metrics struct {
 	UpstreamLatency *prometheus.HistogramVec
 }
 
-// NewMetrics creates the vectors and registers them on reg (skipped when reg
-// is nil).
+// NewMetrics creates the vectors and registers them on reg (nil: not
+// registered).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
-	m := &Metrics{
-		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "requests_total",
-			Help: "Proxied requests by provider and HTTP status code.",
-		}, []string{"provider", "code"}),
-		UpstreamLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	f := promauto.With(reg)
+	return &Metrics{
+		Requests: f.NewCounterVec(prometheus.CounterOpts{Name: "requests_total", Help: "Proxied requests by provider and HTTP status code."}, []string{"provider", "code"}),
+		UpstreamLatency: f.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "upstream_latency_seconds",
 			Help: "Time from forwarding a request to receiving the upstream response headers.",
 			// LLM time to first byte ranges from tens of milliseconds to
@@ -37,10 +36,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: []float64{.025, .05, .1, .25, .5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300},
 		}, []string{"provider"}),
 	}
-	if reg != nil {
-		reg.MustRegister(m.Requests, m.UpstreamLatency)
-	}
-	return m
 }
 
 // statusCodes holds the label text of every valid status so counting a

@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -113,23 +114,15 @@ func New(cfg Config) *Relay {
 	if cfg.Current == nil {
 		cfg.Current = func() bool { return true }
 	}
+	f := promauto.With(cfg.Registerer)
 	r := &Relay{
-		cfg:   cfg,
-		queue: make(chan keyindex.Revocation, queueSize),
-		sem:   make(chan struct{}, maxInFlight),
-		conns: mesh.NewConns(cfg.Credential),
-		sent:  map[dedupKey]struct{}{},
-		relayed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "revocations_relayed_total",
-			Help: "Revocations and deletions of APIKeys relayed between replicas: sent (this replica's watch saw them; counted once, whatever the number of peers) and received (a peer's relay refused a key before this replica's watch did).",
-		}, []string{"direction"}),
-		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "revocation_relay_errors_total",
-			Help: "Relays to a peer that failed (send), were dropped because too many waited (dropped), or messages from a peer that were malformed (receive).",
-		}, []string{"op"}),
-	}
-	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(r.relayed, r.failures)
+		cfg:      cfg,
+		queue:    make(chan keyindex.Revocation, queueSize),
+		sem:      make(chan struct{}, maxInFlight),
+		conns:    mesh.NewConns(cfg.Credential),
+		sent:     map[dedupKey]struct{}{},
+		relayed:  f.NewCounterVec(prometheus.CounterOpts{Name: "revocations_relayed_total", Help: "Revocations and deletions of APIKeys relayed between replicas: sent (this replica's watch saw them; counted once, whatever the number of peers) and received (a peer's relay refused a key before this replica's watch did)."}, []string{"direction"}),
+		failures: f.NewCounterVec(prometheus.CounterOpts{Name: "revocation_relay_errors_total", Help: "Relays to a peer that failed (send), were dropped because too many waited (dropped), or messages from a peer that were malformed (receive)."}, []string{"op"}),
 	}
 	cfg.Index.OnRevocation(r.publish)
 	return r

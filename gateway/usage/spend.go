@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -62,13 +63,7 @@ type pendingSpend struct {
 func NewSpendRecorder(index *keyindex.Index, c client.Client, interval time.Duration, clk clock.WithTicker, log *slog.Logger, reg prometheus.Registerer) *SpendRecorder {
 	r := &SpendRecorder{
 		client: c, index: index, interval: interval, clock: clk, log: log, pending: map[types.UID]*pendingSpend{},
-		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "usage_writes_total",
-			Help: "status.usage writes by outcome: written, retried (another replica wrote first), skipped (key gone), error.",
-		}, []string{"outcome"}),
-	}
-	if reg != nil {
-		reg.MustRegister(r.writes)
+		writes: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{Name: "usage_writes_total", Help: "status.usage writes by outcome: written, retried (another replica wrote first), skipped (key gone), error."}, []string{"outcome"}),
 	}
 	return r
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -60,19 +61,11 @@ func New(index *keyindex.Index, c client.Client, interval time.Duration, clk clo
 	if clk == nil {
 		clk = clock.RealClock{}
 	}
+	f := promauto.With(reg)
 	r := &Recorder{
 		index: index, client: c, interval: interval, clock: clk, log: log, seen: map[string]*slot{},
-		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "last_used_writes_total",
-			Help: "lastUsedAt status writes by outcome: written, skipped (already recent enough), conflict (another replica wrote first), error.",
-		}, []string{"outcome"}),
-		handOffs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "last_used_handoffs_total",
-			Help: "Last-use times handed between replicas when one stops, instead of written by it: sent to a peer, or received from one (and written with this replica's next flush).",
-		}, []string{"direction"}),
-	}
-	if reg != nil {
-		reg.MustRegister(r.writes, r.handOffs)
+		writes:   f.NewCounterVec(prometheus.CounterOpts{Name: "last_used_writes_total", Help: "lastUsedAt status writes by outcome: written, skipped (already recent enough), conflict (another replica wrote first), error."}, []string{"outcome"}),
+		handOffs: f.NewCounterVec(prometheus.CounterOpts{Name: "last_used_handoffs_total", Help: "Last-use times handed between replicas when one stops, instead of written by it: sent to a peer, or received from one (and written with this replica's next flush)."}, []string{"direction"}),
 	}
 	return r
 }

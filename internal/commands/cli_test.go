@@ -55,6 +55,11 @@ func TestHelpSpellsFlagsAsKubectlDoes(t *testing.T) {
 	if _, stderr, code := runCodevector("manager", "-leader-elect"); code == 0 || !strings.Contains(stderr, "unknown shorthand flag") {
 		t.Errorf("manager -leader-elect: exit %d, stderr %q, want kubectl's refusal of a one-dash long flag", code, stderr)
 	}
+	// A mode is checked when the flags are parsed, before the manager
+	// connects to anything.
+	if _, stderr, code := runCodevector("manager", "--reveal-mode", "open"); code == 0 || !strings.Contains(stderr, `invalid argument "open" for "--reveal-mode" flag: want sealed or plain`) {
+		t.Errorf("manager --reveal-mode open: exit %d, stderr %q, want the modes listed", code, stderr)
+	}
 }
 
 func TestVersionAndCompletionScripts(t *testing.T) {

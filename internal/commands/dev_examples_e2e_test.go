@@ -225,8 +225,10 @@ func TestDevExamples(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The hints of the create and Edit limits dialogs' fields, which
+		// one template writes for both ({{.}} is the dialog's id).
 		hint := func(id string) []string {
-			m := regexp.MustCompile(`(?s)id="` + id + `">(.*?)</p>`).FindSubmatch(page)
+			m := regexp.MustCompile(`(?s)id="` + regexp.QuoteMeta(id) + `">(.*?)</p>`).FindSubmatch(page)
 			if m == nil {
 				t.Fatalf("no #%s in the console's page", id)
 			}
@@ -236,8 +238,8 @@ func TestDevExamples(t *testing.T) {
 			}
 			return out
 		}
-		globs := strings.ReplaceAll(strings.Join(hint("policy-models-hint"), ","), " ", "")
-		for _, budget := range hint("policy-budget-hint") {
+		globs := strings.ReplaceAll(strings.Join(hint("{{.}}-models-hint"), ","), " ", "")
+		for _, budget := range hint("{{.}}-budget-hint") {
 			t.Run(budget, func(t *testing.T) {
 				defer cleanUp(t)
 				runCLIExample(t, base, models, "kubectl apikey create console-hint --models '"+globs+"' --budget "+budget, sh)

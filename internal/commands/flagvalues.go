@@ -3,6 +3,7 @@ package commands
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -32,6 +33,21 @@ func parsed[T any](dst *T, def string, parse func(string) (T, error)) *textValue
 		panic(fmt.Sprintf("flag default %q: %v", def, err)) // a programming error
 	}
 	return v
+}
+
+// oneOf is a mode flag (--reveal-mode, --budget-failure-mode): one of
+// values, anything else refused with the list of them.
+func oneOf[T ~string](dst *T, def T, values ...T) *textValue[T] {
+	return parsed(dst, string(def), func(s string) (T, error) {
+		if i := slices.Index(values, T(s)); i >= 0 {
+			return values[i], nil
+		}
+		names := make([]string, len(values))
+		for i, v := range values {
+			names[i] = string(v)
+		}
+		return "", fmt.Errorf("want %s or %s", strings.Join(names[:len(names)-1], ", "), names[len(names)-1])
+	})
 }
 
 // list is a comma-separated list, as --namespaces and --peers take;

@@ -23,7 +23,6 @@ type managerFlags struct {
 	burst      int
 	memory     uint
 	time       uint
-	revealMode string
 	zap        zap.Options
 }
 
@@ -43,7 +42,7 @@ func newManagerCommand() *cobra.Command {
 	fs.UintVar(&f.memory, "argon2-memory", uint(keys.DefaultParams.Memory), "argon2id memory per hash, in KiB")
 	fs.UintVar(&f.time, "argon2-time", uint(keys.DefaultParams.Time), "argon2id passes per hash")
 	fs.DurationVar(&f.o.RevealWindow, "reveal-window", manager.DefaultRevealWindow, "How long a new key can be revealed before its reveal Secret is deleted")
-	fs.StringVar(&f.revealMode, "reveal-mode", string(controllers.RevealSealed), "How a new key reaches its owner: sealed (only to the public key its owner's kubectl or console request supplies; a key applied without one waits for 'kubectl apikey reveal') or plain (a key its owner applies without a public key is issued at once, in plaintext, readable by anyone with Secret read in its namespace during the reveal window; a key created for someone else still waits for its owner's reveal, sealed)")
+	fs.Var(oneOf(&f.o.RevealMode, controllers.RevealSealed, controllers.RevealSealed, controllers.RevealPlain), "reveal-mode", "How a new key reaches its owner: sealed (only to the public key its owner's kubectl or console request supplies; a key applied without one waits for 'kubectl apikey reveal') or plain (a key its owner applies without a public key is issued at once, in plaintext, readable by anyone with Secret read in its namespace during the reveal window; a key created for someone else still waits for its owner's reveal, sealed)")
 	fs.StringVar(&f.o.SystemNamespace, "system-namespace", gatewayv1alpha1.DefaultSystemNamespace, "Namespace of the hash Secrets (and of the leader election lease)")
 	fs.IntVar(&f.o.MaxConcurrentReconciles, "max-concurrent-reconciles", 0, "APIKeys reconciled at once (default 4 x CPUs)")
 	fs.Float64Var(&f.qps, "kube-api-qps", manager.DefaultQPS, "Sustained requests per second to the API server")
@@ -58,10 +57,6 @@ func newManagerCommand() *cobra.Command {
 
 func (f *managerFlags) run(ctx context.Context) error {
 	o := f.o
-	var err error
-	if o.RevealMode, err = controllers.ParseRevealMode(f.revealMode); err != nil {
-		return err
-	}
 	o.Argon2 = keys.Params{Memory: uint32(f.memory), Time: uint32(f.time), Threads: keys.DefaultParams.Threads}
 	if err := o.Argon2.Validate(); err != nil {
 		return fmt.Errorf("--argon2-memory/--argon2-time: %w", err)

@@ -190,6 +190,20 @@ func (cli *keysCLI) connect() (*session, error) {
 	return s, nil
 }
 
+// connectToKey connects and reads the APIKey name: how the subcommands
+// that act on one existing key begin.
+func (cli *keysCLI) connectToKey(ctx context.Context, name string) (*session, *gatewayv1alpha1.APIKey, error) {
+	s, err := cli.connect()
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := s.getKey(ctx, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, key, nil
+}
+
 // getKey reads the APIKey name from the API server, with an error that
 // says what to do when it cannot.
 func (s *session) getKey(ctx context.Context, name string) (*gatewayv1alpha1.APIKey, error) {

@@ -54,11 +54,7 @@ deleted already). delete waits for that up to --timeout (0: does not wait).`,
 // Active. The delete is conditional on the UID read, so a key made since
 // under the same name is not deleted unasked.
 func (cli *keysCLI) delete(ctx context.Context, name string, yes bool, timeout time.Duration, wait waitOptions) error {
-	s, err := cli.connect()
-	if err != nil {
-		return err
-	}
-	key, err := s.getKey(ctx, name)
+	s, key, err := cli.connectToKey(ctx, name)
 	if err != nil {
 		return err
 	}

@@ -66,11 +66,7 @@ func (cli *keysCLI) revoke(ctx context.Context, name string, o revokeOptions) er
 	if o.confirmTimeout < 0 {
 		return fmt.Errorf("--confirm-timeout %v: want 0 (do not wait) or a positive duration", o.confirmTimeout)
 	}
-	s, err := cli.connect()
-	if err != nil {
-		return err
-	}
-	key, err := s.getKey(ctx, name)
+	s, key, err := cli.connectToKey(ctx, name)
 	if err != nil {
 		return err
 	}
