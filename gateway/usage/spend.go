@@ -61,6 +61,9 @@ type pendingSpend struct {
 // NewSpendRecorder returns a SpendRecorder that patches through c (which
 // must be allowed to patch apikeys/status) every interval.
 func NewSpendRecorder(index *keyindex.Index, c client.Client, interval time.Duration, clk clock.WithTicker, log *slog.Logger, reg prometheus.Registerer) *SpendRecorder {
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
 	r := &SpendRecorder{
 		client: c, index: index, interval: interval, clock: clk, log: log, pending: map[types.UID]*pendingSpend{},
 		writes: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{Name: "usage_writes_total", Help: "status.usage writes by outcome: written, retried (another replica wrote first), skipped (key gone), error."}, []string{"outcome"}),

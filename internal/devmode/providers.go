@@ -21,8 +21,8 @@ var StandInModels = map[string][]string{
 	"anthropic": {"claude-sonnet-4-6", "claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1"},
 }
 
-// devPricing and devMaxOutput are the pricing: and maxOutputTokens: of dev
-// mode's providers, stand-in or real: list prices in US dollars per
+// openaiPricing and anthropicPricing are the pricing: and maxOutputTokens:
+// of dev mode's providers, stand-in or real: list prices in US dollars per
 // million tokens and the models' documented maximum output when this was
 // written. More specific globs first: the first match wins.
 const (
