@@ -18,7 +18,8 @@ import (
 // client's attempts, and between them every call fails at once: a replica
 // killed for 10 s stayed unreachable for its peers up to 5 s after it was
 // ready again, and keys whose counters it owned were served uncounted
-// (--limits-failure-mode open) or refused (closed) meanwhile (issue 28).
+// (--limits-failure-mode open) or refused (closed) meanwhile
+// (docs/reliability.md, "Counter owner killed and restarted").
 // A fresh client dials on its first call, so with a failing peer's client
 // replaced at most every redialInterval, the peers reach a restarted
 // replica within redialInterval of its listener opening, which comes
