@@ -57,8 +57,8 @@ func TestPeersReachARestartedCounterOwner(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Each key's counter of a minute is owned by A or B at random (the
-	// period start is part of its name): with ten keys, some are B's in
-	// every minute. A limit under 100 per replica is never leased
+	// period start is part of its name): with ten keys, B owns none in
+	// one minute of 1,024. A limit under 100 per replica is never leased
 	// (gateway/quota, Leases), so every request asks the owner.
 	const limit = 20
 	ns := env.Namespace(t)
