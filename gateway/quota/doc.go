@@ -118,6 +118,9 @@
 //     neighbouring period (error bounded by the clock skew);
 //   - the owner is unreachable: Take returns an error and the caller decides
 //     to fail open or closed (a replica still serves what its lease holds).
+//     A failing peer's client is replaced at most every redialInterval
+//     (redial.go), so a restarted owner is reached as soon as it listens,
+//     not when gRPC's reconnect backoff next lets the old client try.
 //
 // Counters live in a bounded LRU (Config.CacheSize); an evicted one comes
 // back through Checkpoint. After a restart of every replica all counters

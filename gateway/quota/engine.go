@@ -70,6 +70,9 @@ type Engine struct {
 	replicas  atomic.Int32     // replicas in the peer list, this one included
 	shadows   *shadowCounts    // nil for a single replica
 	leases    *leaseTable      // nil for a single replica
+	picker    *peerPicker      // gubernator's LocalPicker, which can redial a peer
+	redials   redials          // replacements of unreachable peers' clients (redial.go)
+	sends     sendGenerations  // calls to gubernator in flight, for redial
 
 	// Background renewals and give-backs of leases (see startSync); Close
 	// stops them before gubernator.
@@ -93,7 +96,9 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	e := &Engine{clock: cfg.Clock, log: cfg.Log, advertise: singleReplicaAddress, behavior: guber.Behavior_NO_BATCHING}
+	e := &Engine{clock: cfg.Clock, log: cfg.Log, advertise: singleReplicaAddress, behavior: guber.Behavior_NO_BATCHING,
+		picker:  newPeerPicker(),
+		redials: redials{last: map[string]time.Time{}, inFlight: map[string]bool{}}}
 	e.syncCtx, e.stopSyncs = context.WithCancel(context.Background())
 	if cfg.batchWait > 0 {
 		e.behavior = guber.Behavior_BATCHING
@@ -122,6 +127,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 			BatchTimeout:    time.Second,
 		},
 		Store:         &hookStore{checkpoint: cfg.Checkpoint, shadows: e.shadows},
+		LocalPicker:   e.picker,
 		AdvertiseAddr: e.advertise,
 		Logger:        logrusToSlog(cfg.Log),
 		CacheSize:     cfg.CacheSize,

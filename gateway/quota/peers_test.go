@@ -2,6 +2,9 @@ package quota
 
 import (
 	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -72,4 +75,77 @@ func TestPeerWithAnotherCredentialIsRefused(t *testing.T) {
 			t.Errorf("%s: refused=%v (err %v), want refused=%v", tc.name, refused, err, tc.refused)
 		}
 	}
+}
+
+// A replica that was down for a while is reached again as soon as it is
+// back, not when gRPC's reconnect backoff next lets its peers try (issue
+// 28): its peers replace the client of a peer they fail to reach every
+// redialInterval.
+func TestRestartedPeerIsReachedAtOnce(t *testing.T) {
+	clk := clocktesting.NewFakePassiveClock(testStart)
+	cred, err := mesh.NewCredential()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newPeered(t, Config{Clock: clk}, cred)
+	b := newPeered(t, Config{Clock: clk}, cred)
+	addrs := []string{a.Addr(), b.Addr()}
+	a.SetPeers(addrs)
+	b.SetPeers(addrs)
+
+	// Counters b owns, seen from a as b goes down.
+	stop(b)
+	var owned []Counter
+	for i := range 40 {
+		c := Counter{Key: fmt.Sprintf("k%d", i), Limit: 10, Window: time.Minute}
+		if _, err := a.Take(context.Background(), c, 1); err != nil {
+			owned = append(owned, c)
+		}
+	}
+	if len(owned) == 0 {
+		t.Fatal("no counter of the 40 is owned by the stopped peer")
+	}
+	// a keeps needing b for 3 s, from four callers at once: long enough
+	// for gRPC's backoff between attempts to grow to 2.56 s (1 s, times
+	// 1.6 per failure), and calls in flight while clients are replaced.
+	var counted atomic.Int64
+	var callers sync.WaitGroup
+	down := time.Now()
+	for range 4 {
+		callers.Go(func() {
+			for time.Since(down) < 3*time.Second {
+				if _, err := a.Take(context.Background(), owned[0], 1); err == nil {
+					counted.Add(1)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+	callers.Wait()
+	if counted.Load() > 0 {
+		t.Fatalf("%d takes of a counter of the stopped peer were counted", counted.Load())
+	}
+
+	// b again, on the same address.
+	m, err := mesh.New(mesh.Config{Listen: b.Addr(), Credential: cred, Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	restarted := newSingle(t, Config{Clock: clk, Mesh: m})
+	m.Serve()
+	restarted.SetPeers(addrs)
+	back := time.Now()
+	for {
+		_, err := a.Take(context.Background(), owned[0], 1)
+		if err == nil {
+			break
+		}
+		// The bound: redialInterval, and slack for a loaded machine.
+		if time.Since(back) > time.Second {
+			t.Fatalf("the restarted peer is still unreachable %v after it came back: %v", time.Since(back).Round(time.Millisecond), err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("restarted peer reached %v after it came back", time.Since(back).Round(time.Millisecond))
 }

@@ -287,13 +287,16 @@ func (e *Engine) request(c Counter, start, end time.Time, hits, settle int64) *g
 // error joins the per-counter errors (an unreachable owner, a refused
 // credential), whose responses are nil or carry Error.
 func (e *Engine) send(ctx context.Context, reqs []*guber.RateLimitReq) ([]*guber.RateLimitResp, error) {
+	calls := e.sends.enter()
 	resp, err := e.instance.GetRateLimits(ctx, &guber.GetRateLimitsReq{Requests: reqs})
+	calls.Done()
 	if err != nil {
 		return make([]*guber.RateLimitResp, len(reqs)), fmt.Errorf("counting: %w", err)
 	}
 	if e.shadows != nil {
 		e.shadows.observe(reqs, resp.Responses)
 	}
+	e.redialUnreachable(ctx, reqs, resp.Responses)
 	var errs []error
 	for i, r := range resp.Responses {
 		if r == nil {
