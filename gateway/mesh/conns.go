@@ -3,10 +3,22 @@ package mesh
 import (
 	"slices"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 )
+
+// reconnect bounds gRPC's reconnect backoff (by default 1 s growing 1.6x
+// up to 120 s) so that a peer restarted after a kill is dialled again
+// within a second of listening: until then it misses relayed revocations
+// and pushed proofs, and falls back to its own watch and to argon2. A peer
+// that stays down costs one TCP connect a second until discovery drops it.
+var reconnect = grpc.ConnectParams{
+	Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+	MinConnectTimeout: 5 * time.Second,
+}
 
 // Conns keeps one client connection per peer address, authenticated
 // with the peers' mutual TLS (Credential): the services on the peer
@@ -31,7 +43,9 @@ func (p *Conns) Get(addr string) (*grpc.ClientConn, error) {
 	if c, ok := p.conns[addr]; ok {
 		return c, nil
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(p.cred.ClientTLS())))
+	c, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(credentials.NewTLS(p.cred.ClientTLS())),
+		grpc.WithConnectParams(reconnect))
 	if err != nil {
 		return nil, err
 	}
