@@ -23,6 +23,9 @@ type config struct {
 	seed     uint64
 	rate     int // requests per second
 	keys     int // keys created before the load starts
+	// discovery is how the replicas find their peers: CHAOS_PEERS, else
+	// the seed's pick.
+	discovery string
 }
 
 func readConfig(t *testing.T) config {
@@ -46,6 +49,14 @@ func readConfig(t *testing.T) config {
 		if c.seed, err = strconv.ParseUint(v, 10, 64); err != nil {
 			t.Fatalf("CHAOS_SEED=%q: want a whole number", v)
 		}
+	}
+	c.discovery = []string{discoveryStatic, discoveryKubernetes}[rand.New(rand.NewPCG(c.seed, 5)).IntN(2)]
+	switch v := os.Getenv("CHAOS_PEERS"); v {
+	case "":
+	case discoveryStatic, discoveryKubernetes:
+		c.discovery = v
+	default:
+		t.Fatalf("CHAOS_PEERS=%q: want %s or %s", v, discoveryStatic, discoveryKubernetes)
 	}
 	return c
 }
@@ -107,9 +118,12 @@ func TestChaos(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Printf("chaos: seed %d, %v at %d req/s over %d keys; logs and history in %s\n", cfg.seed, cfg.duration, cfg.rate, cfg.keys, dir)
+	fmt.Printf("chaos: seed %d, %v at %d req/s over %d keys, %s peers; logs and history in %s\n", cfg.seed, cfg.duration, cfg.rate, cfg.keys, cfg.discovery, dir)
 	r := &run{t: t, cfg: cfg, pool: newPool(), h: &recorder{}}
-	r.c = startCluster(t, dir)
+	now := time.Now()
+	r.h.add(Record{Type: TypeSetup, Start: now, End: now,
+		Detail: fmt.Sprintf("seed %d, %v at %d req/s over %d keys, %d replicas with %s peers", cfg.seed, cfg.duration, cfg.rate, cfg.keys, replicaCount, cfg.discovery)})
+	r.c = startCluster(t, dir, cfg.discovery)
 	fmt.Printf("chaos: control plane, manager and %d gateway replicas up\n", replicaCount)
 	r.createInitialKeys(rand.New(rand.NewPCG(cfg.seed, 1)))
 	fmt.Printf("chaos: %d keys issued; load and faults for %v\n", cfg.keys, cfg.duration)
@@ -178,6 +192,9 @@ func loadAverage() string {
 // violation, what the history held, and the summary line last.
 func printCheck(history []Record) Report {
 	rep := Check(history, runBounds)
+	if rep.Setup != "" {
+		fmt.Printf("chaos: run: %s\n", rep.Setup)
+	}
 	for _, v := range rep.Violations {
 		fmt.Println(v)
 	}

@@ -76,6 +76,8 @@ const (
 
 // Report is what Check found.
 type Report struct {
+	// Setup is the run's setup record, if the history has one.
+	Setup                 string
 	Requests, Faults, Ops int
 	Violations            []Violation
 	// WorstConfirm is the longest a revocation or deletion took to be
@@ -143,6 +145,8 @@ func Check(history []Record, b Bounds) Report {
 			requests = append(requests, r)
 		case TypeFault:
 			faults = append(faults, r)
+		case TypeSetup:
+			rep.Setup = r.Detail
 		case TypeLeak:
 			rep.Violations = append(rep.Violations, Violation{Kind: KindKeyLeaked, Key: r.Key, Start: r.Start, End: r.End, Detail: r.Detail})
 		case TypeOp:

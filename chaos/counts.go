@@ -11,7 +11,7 @@ import (
 // checkBudget: the tokens a key was billed stay within its budget, plus
 // what the documented loss allows: for each gateway replica killed during
 // the key's life, what the key spent in the flush interval before the kill
-// (longer when the API server, or that path to it, was down, since
+// (longer when the API server, its etcd, or the path to it, was down, since
 // status.usage could not be written then).
 func checkBudget(rep *Report, name string, k *keyLife, reqs []*Record, faults []*Record, b Bounds) {
 	budget := k.maxPolicy.BudgetTokens
@@ -33,7 +33,7 @@ func checkBudget(rep *Report, name string, k *keyLife, reqs []*Record, faults []
 		for changed := true; changed; {
 			changed = false
 			for _, o := range faults {
-				if (o.Fault == FaultAPIServerStop || o.Fault == FaultPartition) && o.Start.Before(from) && !o.End.Before(from) {
+				if (o.Fault == FaultAPIServerStop || o.Fault == FaultEtcdRestart || o.Fault == FaultPartition) && o.Start.Before(from) && !o.End.Before(from) {
 					from, changed = o.Start.Add(-b.FlushInterval-time.Second), true
 				}
 			}

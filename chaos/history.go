@@ -57,6 +57,9 @@ const (
 	// TypeLeak is a full key (or its secret part) found in a log, an
 	// event or a status: Detail says where, Key whose.
 	TypeLeak RecordType = "leak"
+	// TypeSetup says how the run was set up (Detail: the seed, the rate,
+	// how the replicas found their peers), for the reader of a history.
+	TypeSetup RecordType = "setup"
 )
 
 // Op is a user's or an admin's operation on a key.
@@ -79,6 +82,7 @@ const (
 	FaultManagerKill   Fault = "manager-kill"   // SIGKILL, then restart
 	FaultAPIServerStop Fault = "apiserver-stop" // kube-apiserver stopped (End: serving again)
 	FaultPartition     Fault = "partition"      // a replica's API-server connection stalled
+	FaultEtcdRestart   Fault = "etcd-restart"   // etcd SIGKILLed, started on its data (End: APIKeys served again)
 )
 
 // Policy is the part of a key's policy the checker holds the gateways to.
