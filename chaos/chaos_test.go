@@ -69,6 +69,8 @@ var runBounds = Bounds{
 	RetireSlack:   0,
 	Margin:        time.Second,
 	FlushInterval: flushInterval,
+	// gateway/policy's concurrencyWindow (docs/limits-and-budgets.md).
+	ConcurrencyWindow: 5 * time.Minute,
 }
 
 // recorder is the history, appended to by every goroutine of the run.
@@ -123,7 +125,7 @@ func TestChaos(t *testing.T) {
 	now := time.Now()
 	r.h.add(Record{Type: TypeSetup, Start: now, End: now,
 		Detail: fmt.Sprintf("seed %d, %v at %d req/s over %d keys, %d replicas with %s peers", cfg.seed, cfg.duration, cfg.rate, cfg.keys, replicaCount, cfg.discovery)})
-	r.c = startCluster(t, dir, cfg.discovery)
+	r.c = startCluster(t, dir, cfg.discovery, r.h.add)
 	fmt.Printf("chaos: control plane, manager and %d gateway replicas up\n", replicaCount)
 	r.createInitialKeys(rand.New(rand.NewPCG(cfg.seed, 1)))
 	fmt.Printf("chaos: %d keys issued; load and faults for %v\n", cfg.keys, cfg.duration)

@@ -73,7 +73,9 @@ func (c *cluster) kube() client.Client {
 	return c.client
 }
 
-func startCluster(t *testing.T, dir, discovery string) *cluster {
+// startCluster starts what a run needs; record takes the fake provider's
+// records.
+func startCluster(t *testing.T, dir, discovery string, record func(Record)) *cluster {
 	t.Helper()
 	c := &cluster{t: t, dir: dir, binary: filepath.Join(dir, "codevector"), discovery: discovery}
 	root, err := testenv.RepoRoot()
@@ -98,7 +100,7 @@ func startCluster(t *testing.T, dir, discovery string) *cluster {
 	}
 	c.adminKubeconfig = c.env.KubeconfigFor(t, "chaos-admin", "system:masters")
 
-	up := httptest.NewServer(&devmode.EchoUpstream{})
+	up := httptest.NewServer(&provider{echo: &devmode.EchoUpstream{}, record: record})
 	t.Cleanup(up.Close)
 	providers := filepath.Join(dir, "providers.yaml")
 	yaml := fmt.Sprintf("providers:\n  openai:\n    baseURL: %s\n    pricing:\n      \"gpt-4o*\": {input: %d, output: %d}\n    maxOutputTokens:\n      \"gpt-4o*\": %d\n",

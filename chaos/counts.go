@@ -6,7 +6,8 @@ import (
 	"time"
 )
 
-// The checks of what the gateways count: budgets and per-minute limits.
+// The checks of what the gateways count: budgets, per-minute limits and
+// concurrency limits.
 
 // checkBudget: the tokens a key was billed stay within its budget, plus
 // what the documented loss allows: for each gateway replica killed during
@@ -53,22 +54,39 @@ func checkBudget(rep *Report, name string, k *keyLife, reqs []*Record, faults []
 	}
 }
 
-// checkRate: in a calendar minute with no gateway replica killed or
-// stopped, nor recovering from it, the 200s that began and ended within
-// it are at most the key's limit (a counter's owner never admits more
-// while the peer list holds; gateway/quota's accuracy bound). While a
-// counter's owner is unreachable, and until its peers have reconnected
-// after its restart, keys with limits only are served uncounted
-// (--limits-failure-mode open, the default).
-func checkRate(rep *Report, name string, k *keyLife, reqs []*Record, faults []*Record, recovery time.Duration) {
-	if k.maxPolicy.RequestsPerMinute <= 0 {
+// perMinute is one of a key's per-minute limits: what a 200 adds to it
+// and the limit in a policy.
+type perMinute struct {
+	kind, unit string
+	amount     func(*Record) int64
+	limit      func(Policy) int64
+}
+
+var (
+	requestsPerMinute = perMinute{KindRateOverrun, "requests", func(*Record) int64 { return 1 }, func(p Policy) int64 { return p.RequestsPerMinute }}
+	// The tokens a request reserved (its prompt's bytes / 4 and its
+	// max_tokens) are at least what it is billed, and the reservation is
+	// settled into the minute it was taken in: what the 200s of a minute
+	// were billed is at most the limit.
+	tokensPerMinute = perMinute{KindTPMOverrun, "tokens", func(r *Record) int64 { return r.Tokens }, func(p Policy) int64 { return p.TokensPerMinute }}
+)
+
+// checkPerMinute: in a calendar minute with no gateway replica killed or
+// stopped, nor recovering from it, what the 200s that began and ended
+// within it add up to is at most the key's limit (a counter's owner never
+// admits more while the peer list holds; gateway/quota's accuracy bound).
+// While a counter's owner is unreachable, and until its peers have
+// reconnected after its restart, keys with limits only are served
+// uncounted (--limits-failure-mode open, the default).
+func checkPerMinute(rep *Report, name string, k *keyLife, reqs []*Record, faults []*Record, recovery time.Duration, pm perMinute) {
+	if pm.limit(k.maxPolicy) <= 0 {
 		return
 	}
 	counts := map[time.Time]int64{}
 	for _, r := range reqs {
 		m := r.Start.UTC().Truncate(time.Minute)
 		if r.Status == 200 && r.End.UTC().Truncate(time.Minute).Equal(m) {
-			counts[m]++
+			counts[m] += pm.amount(r)
 		}
 	}
 	minutes := make([]time.Time, 0, len(counts))
@@ -78,51 +96,97 @@ func checkRate(rep *Report, name string, k *keyLife, reqs []*Record, faults []*R
 	slices.SortFunc(minutes, time.Time.Compare)
 	for _, m := range minutes {
 		end := m.Add(time.Minute)
-		limit := k.limitDuring(m, end)
-		if limit <= 0 || counts[m] <= limit {
+		limit := k.limitDuring(m, end, pm.limit)
+		if limit <= 0 || counts[m] <= limit || replicaFaultDuring(faults, m, end, recovery) {
 			continue
 		}
-		faulted := false
-		for _, f := range faults {
-			if (f.Fault == FaultGatewayKill || f.Fault == FaultGatewayStop) && f.Start.Before(end) && !f.End.Add(recovery).Before(m) {
-				faulted = true
-			}
-		}
-		if !faulted {
-			rep.Violations = append(rep.Violations, Violation{Kind: KindRateOverrun, Key: name, Start: m, End: end,
-				Detail: fmt.Sprintf("%d requests served in the minute, limit %d", counts[m], limit)})
-		}
+		rep.Violations = append(rep.Violations, Violation{Kind: pm.kind, Key: name, Start: m, End: end,
+			Detail: fmt.Sprintf("%d %s served in the minute, limit %d", counts[m], pm.unit, limit)})
 	}
 }
 
-// limitDuring is the largest requests-per-minute limit the key had at any
-// moment of [from, to): 0 when it had none at some moment (unlimited). A
-// change under way in the minute, or one that failed (it may have landed
-// all the same), counts with both limits.
-func (k *keyLife) limitDuring(from, to time.Time) int64 {
+// replicaFaultDuring: a gateway replica was killed or stopped in [from,
+// to), or had been less than recovery before; its counters' peers may
+// have served uncounted meanwhile.
+func replicaFaultDuring(faults []*Record, from, to time.Time, recovery time.Duration) bool {
+	for _, f := range faults {
+		if (f.Fault == FaultGatewayKill || f.Fault == FaultGatewayStop) && f.Start.Before(to) && !f.End.Add(recovery).Before(from) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkConcurrency: at no moment does the provider hold more of a key's
+// requests than its concurrency limit, outside a replica's fault and its
+// recovery. The counter restarts every Bounds.ConcurrencyWindow (so that
+// slots a dead replica held come back), and requests admitted before the
+// restart then stop counting: at a moment when some in flight began
+// before the restart (or within Margin after it, as the gateway admitted
+// them a moment before the provider saw them), up to that many more may
+// run, at most the limit again. One violation per key: its worst moment.
+func checkConcurrency(rep *Report, name string, k *keyLife, calls []*Record, faults []*Record, b Bounds) {
+	limit := k.maxPolicy.ConcurrentRequests
+	if limit <= 0 || b.ConcurrencyWindow <= 0 {
+		return
+	}
+	var worst *Violation
+	var worstOver int64
+	for i, c := range calls {
+		// calls are sorted by start: the moment c began, the calls in
+		// flight are those before it (and c) that have not ended yet.
+		t := c.Start
+		restart := t.Truncate(b.ConcurrencyWindow)
+		var n, old int64
+		for _, o := range calls[:i+1] {
+			if o.End.After(t) || o == c {
+				n++
+				if o.Start.Before(restart.Add(b.Margin)) {
+					old++
+				}
+			}
+		}
+		allowed := limit + min(old, limit)
+		if n <= allowed || replicaFaultDuring(faults, t, t, b.Recovery) || n-allowed <= worstOver {
+			continue
+		}
+		worstOver = n - allowed
+		worst = &Violation{Kind: KindConcurrencyOverrun, Key: name, Start: t, End: t,
+			Detail: fmt.Sprintf("%d requests at the provider at once, limit %d (%d begun before the counter's restart at %s)", n, limit, old, stamp(restart))}
+	}
+	if worst != nil {
+		rep.Violations = append(rep.Violations, *worst)
+	}
+}
+
+// limitDuring is the largest limit (of those limit picks from a policy)
+// the key had at any moment of [from, to): 0 when it had none at some
+// moment (unlimited). A change under way in the minute, or one that failed
+// (it may have landed all the same), counts with both limits.
+func (k *keyLife) limitDuring(from, to time.Time, limitOf func(Policy) int64) int64 {
 	if k.created == nil {
 		return 0
 	}
 	var limit int64
 	if k.created.Policy != nil {
-		limit = k.created.Policy.RequestsPerMinute
+		limit = limitOf(*k.created.Policy)
 	}
 	for _, p := range k.policies {
 		if !p.Start.Before(to) {
 			continue
 		}
-		var rpm int64
+		var l int64
 		if p.Policy != nil {
-			rpm = p.Policy.RequestsPerMinute
+			l = limitOf(*p.Policy)
 		}
 		if p.OK && p.End.Before(from) {
-			limit = rpm
+			limit = l
 			continue
 		}
-		if limit == 0 || rpm == 0 {
+		if limit == 0 || l == 0 {
 			return 0
 		}
-		limit = max(limit, rpm)
+		limit = max(limit, l)
 	}
 	return limit
 }

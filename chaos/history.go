@@ -60,6 +60,11 @@ const (
 	// TypeSetup says how the run was set up (Detail: the seed, the rate,
 	// how the replicas found their peers), for the reader of a history.
 	TypeSetup RecordType = "setup"
+	// TypeUpstream is a call the fake provider answered for a key with a
+	// concurrency limit (Key): Start when it arrived, End before the
+	// provider began its answer, so the interval lies within the time the
+	// gateway held the request's concurrency slot.
+	TypeUpstream RecordType = "upstream"
 )
 
 // Op is a user's or an admin's operation on a key.
@@ -87,7 +92,9 @@ const (
 
 // Policy is the part of a key's policy the checker holds the gateways to.
 type Policy struct {
-	RequestsPerMinute int64 `json:"rpm,omitempty"`
+	RequestsPerMinute  int64 `json:"rpm,omitempty"`
+	TokensPerMinute    int64 `json:"tpm,omitempty"`
+	ConcurrentRequests int64 `json:"concurrency,omitempty"`
 	// BudgetTokens is the key's budget in tokens over its whole life
 	// (period total); a dollar budget is converted with the run's price.
 	BudgetTokens int64 `json:"budgetTokens,omitempty"`

@@ -40,7 +40,7 @@ func (r *run) load(rng *rand.Rand, stop <-chan struct{}) {
 			return
 		case <-tick.C:
 		}
-		name, gen, secret, ok := r.pool.pick(rng, time.Now())
+		name, gen, secret, concurrency, ok := r.pool.pick(rng, time.Now())
 		if !ok {
 			continue
 		}
@@ -54,14 +54,19 @@ func (r *run) load(rng *rand.Rand, stop <-chan struct{}) {
 		}
 		wg.Go(func() {
 			defer func() { <-slots }()
-			r.h.add(send(rep, name, gen, secret, stream))
+			r.h.add(send(rep, name, gen, secret, stream, concurrency))
 		})
 	}
 }
 
-// send makes one chat completion through rep and records it.
-func send(rep *replica, name string, gen int, secret string, stream bool) Record {
+// send makes one chat completion through rep and records it. hold: the
+// key has a concurrency limit, and the request asks the provider to hold
+// it a while (holdUser), so that its requests overlap.
+func send(rep *replica, name string, gen int, secret string, stream, hold bool) Record {
 	body := `{"model":"` + model + `","max_tokens":16,"messages":[{"role":"user","content":"hello chaos"}]`
+	if hold {
+		body += `,"user":"` + holdUser + name + `"`
+	}
 	if stream {
 		body += `,"stream":true,"stream_options":{"include_usage":true}`
 	}
@@ -148,7 +153,7 @@ func (r *run) finalProbe() {
 			slots <- struct{}{}
 			wg.Go(func() {
 				defer func() { <-slots }()
-				r.h.add(send(rep, k.name, gen, k.secrets[gen], false))
+				r.h.add(send(rep, k.name, gen, k.secrets[gen], false, false))
 			})
 		}
 	}
