@@ -158,7 +158,7 @@ func TestChaos(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	fmt.Printf("chaos: load %.0f req/s sent of %d asked for, %d ticks dropped (all %d request slots busy); load average %s\n",
+	fmt.Printf("chaos: load %.0f req/s sent of %d asked for, %d not sent (all %d request slots busy); load average %s\n",
 		float64(countRequests(history))/cfg.duration.Seconds(), cfg.rate, r.dropped.Load(), maxInFlight, loadAverage())
 	fmt.Printf("chaos: history in %s (seed %d)\n", path, cfg.seed)
 	rep := printCheck(history)
@@ -203,6 +203,7 @@ func printCheck(history []Record) Report {
 	fmt.Printf("chaos: %d operations (%d revocations or deletions unconfirmed); worst confirmation %v, last 200 %v after a confirmed retirement; "+
 		"worst budget use %.2fx (%d tokens over)\n", rep.Ops, rep.Unconfirmed, rep.WorstConfirm.Round(time.Millisecond),
 		rep.LastServedAfterRetire.Round(time.Millisecond), rep.WorstBudget, max(rep.WorstOverBudget, 0))
+	fmt.Printf("chaos: worst tokens-per-minute use %.2fx of a limit, worst concurrency %.2fx of a limit\n", rep.WorstTokensPerMinute, rep.WorstConcurrency)
 	fmt.Printf("chaos: %d requests had to be refused (retired, expired or past grace), %d had to be served (a good key, no fault to excuse a refusal)\n", rep.MustRefuse, rep.MustServe)
 	fmt.Println(rep.Summary())
 	return rep

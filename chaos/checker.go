@@ -98,6 +98,11 @@ type Report struct {
 	// WorstOverBudget the most tokens a key spent beyond its budget.
 	WorstBudget     float64
 	WorstOverBudget int64
+	// WorstTokensPerMinute is the largest share of its tokens-per-minute
+	// limit a key was billed in a calendar minute, WorstConcurrency the
+	// largest share of its concurrency limit held at the provider at once
+	// (faults and the counter's restart included: the bounds allow more).
+	WorstTokensPerMinute, WorstConcurrency float64
 	// Unconfirmed counts revocations and deletions the CLI could not
 	// confirm (a fault in the way): nothing is promised for them.
 	Unconfirmed int

@@ -60,15 +60,17 @@ type perMinute struct {
 	kind, unit string
 	amount     func(*Record) int64
 	limit      func(Policy) int64
+	worst      func(*Report) *float64 // the report's worst share of the limit, if it keeps one
 }
 
 var (
-	requestsPerMinute = perMinute{KindRateOverrun, "requests", func(*Record) int64 { return 1 }, func(p Policy) int64 { return p.RequestsPerMinute }}
+	requestsPerMinute = perMinute{KindRateOverrun, "requests", func(*Record) int64 { return 1 }, func(p Policy) int64 { return p.RequestsPerMinute }, nil}
 	// The tokens a request reserved (its prompt's bytes / 4 and its
 	// max_tokens) are at least what it is billed, and the reservation is
 	// settled into the minute it was taken in: what the 200s of a minute
 	// were billed is at most the limit.
-	tokensPerMinute = perMinute{KindTPMOverrun, "tokens", func(r *Record) int64 { return r.Tokens }, func(p Policy) int64 { return p.TokensPerMinute }}
+	tokensPerMinute = perMinute{KindTPMOverrun, "tokens", func(r *Record) int64 { return r.Tokens }, func(p Policy) int64 { return p.TokensPerMinute },
+		func(r *Report) *float64 { return &r.WorstTokensPerMinute }}
 )
 
 // checkPerMinute: in a calendar minute with no gateway replica killed or
@@ -97,6 +99,10 @@ func checkPerMinute(rep *Report, name string, k *keyLife, reqs []*Record, faults
 	for _, m := range minutes {
 		end := m.Add(time.Minute)
 		limit := k.limitDuring(m, end, pm.limit)
+		if limit > 0 && pm.worst != nil {
+			w := pm.worst(rep)
+			*w = max(*w, float64(counts[m])/float64(limit))
+		}
 		if limit <= 0 || counts[m] <= limit || replicaFaultDuring(faults, m, end, recovery) {
 			continue
 		}
@@ -146,6 +152,7 @@ func checkConcurrency(rep *Report, name string, k *keyLife, calls []*Record, fau
 				}
 			}
 		}
+		rep.WorstConcurrency = max(rep.WorstConcurrency, float64(n)/float64(limit))
 		allowed := limit + min(old, limit)
 		if n <= allowed || replicaFaultDuring(faults, t, t, b.Recovery) || n-allowed <= worstOver {
 			continue
