@@ -260,13 +260,13 @@ func (c *checking) checkRequests() {
 		if k == nil {
 			continue // a key the history never created: the harness's own probe
 		}
-		if k.mustRefuse(r, b) {
+		if k.mustRefuse(r, c.faults, b) {
 			rep.MustRefuse++
 		} else if k.good(r, b) && !c.excused(r, k) {
 			rep.MustServe++
 		}
 		if r.Status == 200 {
-			checkServed(rep, k, r, b)
+			checkServed(rep, k, r, c.faults, b)
 			continue
 		}
 		if r.Status == 429 && k.policyKeys {
@@ -295,7 +295,7 @@ func (c *checking) checkCounts() {
 
 // checkServed: a 200 must not start after the key (or this secret of it)
 // was retired.
-func checkServed(rep *Report, k *keyLife, r *Record, b Bounds) {
+func checkServed(rep *Report, k *keyLife, r *Record, faults []*Record, b Bounds) {
 	if k.retired != nil {
 		after := r.Start.Sub(k.retired.End)
 		rep.LastServedAfterRetire = max(rep.LastServedAfterRetire, after)
@@ -309,14 +309,9 @@ func checkServed(rep *Report, k *keyLife, r *Record, b Bounds) {
 			Detail: fmt.Sprintf("secret %d served 200, %v after the key expired at %s", r.Gen, r.Start.Sub(exp).Round(time.Millisecond), stamp(exp))})
 	}
 	for _, rot := range k.rotations {
-		if !rot.OK || rot.Gen <= r.Gen {
+		end, ok := secretEnd(rot, r, faults, b)
+		if !ok {
 			continue
-		}
-		// The rotation to Gen+1 keeps this secret for its grace period;
-		// any later one ends it (only one previous secret is kept).
-		end := rot.End
-		if rot.Gen == r.Gen+1 {
-			end = rot.ExpiresAt
 		}
 		if r.Start.Sub(end) > b.RetireSlack {
 			rep.Violations = append(rep.Violations, Violation{Kind: KindExpiredServed, Key: r.Key, Replica: r.Replica, Start: r.Start, End: r.End,
@@ -328,7 +323,7 @@ func checkServed(rep *Report, k *keyLife, r *Record, b Bounds) {
 
 // mustRefuse: the request began after its key was retired (confirmed),
 // expired, or its secret's grace ended.
-func (k *keyLife) mustRefuse(r *Record, b Bounds) bool {
+func (k *keyLife) mustRefuse(r *Record, faults []*Record, b Bounds) bool {
 	if k.retired != nil && r.Start.Sub(k.retired.End) > b.RetireSlack {
 		return true
 	}
@@ -336,17 +331,43 @@ func (k *keyLife) mustRefuse(r *Record, b Bounds) bool {
 		return true
 	}
 	for _, rot := range k.rotations {
-		if rot.OK && rot.Gen > r.Gen {
-			end := rot.End
-			if rot.Gen == r.Gen+1 {
-				end = rot.ExpiresAt
-			}
-			if r.Start.Sub(end) > b.RetireSlack {
-				return true
-			}
+		if end, ok := secretEnd(rot, r, faults, b); ok && r.Start.Sub(end) > b.RetireSlack {
+			return true
 		}
 	}
 	return false
+}
+
+// secretEnd is when rot ends the secret r used, on r's replica: the
+// rotation to r.Gen+1 keeps it for its grace period, any later one ends it
+// (only one previous secret is kept). ok is false when rot does not end
+// it. Rotations are not relayed between replicas as revocations are
+// (docs/design.md, section 14.4): a replica whose API-server connection
+// was stalled while the rotation was written learns of it only when the
+// connection resumes, and serves the replaced secret as its current one
+// until then, so the end is no earlier than that partition's end plus the
+// recovery bound (docs/reliability.md, "Chaos under load").
+func secretEnd(rot, r *Record, faults []*Record, b Bounds) (end time.Time, ok bool) {
+	if !rot.OK || rot.Gen <= r.Gen {
+		return time.Time{}, false
+	}
+	end = rot.End
+	if rot.Gen == r.Gen+1 {
+		end = rot.ExpiresAt
+	}
+	for _, f := range faults {
+		if f.Fault == FaultPartition && f.Target == r.Replica && !f.Start.After(rot.End) && !f.End.Before(rot.Start) {
+			end = laterOf(end, f.End.Add(b.Recovery))
+		}
+	}
+	return end, true
+}
+
+func laterOf(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // good: the request used a secret that was, for its whole interval and

@@ -98,7 +98,7 @@ func checkPerMinute(rep *Report, name string, k *keyLife, reqs []*Record, faults
 	slices.SortFunc(minutes, time.Time.Compare)
 	for _, m := range minutes {
 		end := m.Add(time.Minute)
-		limit := k.limitDuring(m, end, pm.limit)
+		limit := k.limitDuring(m, end, pm.limit, faults, recovery)
 		if limit > 0 && pm.worst != nil {
 			w := pm.worst(rep)
 			*w = max(*w, float64(counts[m])/float64(limit))
@@ -169,8 +169,11 @@ func checkConcurrency(rep *Report, name string, k *keyLife, calls []*Record, fau
 // limitDuring is the largest limit (of those limit picks from a policy)
 // the key had at any moment of [from, to): 0 when it had none at some
 // moment (unlimited). A change under way in the minute, or one that failed
-// (it may have landed all the same), counts with both limits.
-func (k *keyLife) limitDuring(from, to time.Time, limitOf func(Policy) int64) int64 {
+// (it may have landed all the same), counts with both limits; so does one
+// written while a replica's API-server connection was stalled, until that
+// replica has resumed and recovered (it counts with the old limit until
+// it hears of the change).
+func (k *keyLife) limitDuring(from, to time.Time, limitOf func(Policy) int64, faults []*Record, recovery time.Duration) int64 {
 	if k.created == nil {
 		return 0
 	}
@@ -186,7 +189,13 @@ func (k *keyLife) limitDuring(from, to time.Time, limitOf func(Policy) int64) in
 		if p.Policy != nil {
 			l = limitOf(*p.Policy)
 		}
-		if p.OK && p.End.Before(from) {
+		settled := p.End
+		for _, f := range faults {
+			if f.Fault == FaultPartition && !f.Start.After(p.End) && !f.End.Before(p.Start) {
+				settled = laterOf(settled, f.End.Add(recovery))
+			}
+		}
+		if p.OK && settled.Before(from) {
 			limit = l
 			continue
 		}
