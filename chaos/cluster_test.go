@@ -144,7 +144,7 @@ func startCluster(t *testing.T, dir, discovery string, record func(Record)) *clu
 		r.url = "http://" + listen
 		peerFlags := []string{"--peer-listen", peerAddrs[i], "--peers", strings.Join(peerAddrs, ",")}
 		if c.discovery == discoveryKubernetes {
-			peerFlags = []string{"--peer-listen", peerAddrs[i], "--peer-discovery", "kubernetes", "--peer-selector", podSelector}
+			peerFlags = append(peerFlags[:2], "--peer-discovery", "kubernetes", "--peer-selector", podSelector)
 		}
 		r.proc = newProc(t, r.name, c.binary, filepath.Join(dir, r.name+".log"), []string{"POD_NAME=" + r.name, "POD_IP=" + r.ip},
 			append(append([]string{"gateway", "--kubeconfig", kubeconfig, "--listen", listen, "--metrics-listen=",
