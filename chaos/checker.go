@@ -155,6 +155,9 @@ type checking struct {
 	// names are the keys' names, sorted, so violations come in one order.
 	names            []string
 	faults, requests []*Record
+	// moves are the moments a counter may have changed owner: replicas
+	// out of the peer lists (TypeOutOfPeers) and gateway kills and stops.
+	moves []*Record
 	// byKey and upstreamByKey are each key's requests and the provider's
 	// calls for it.
 	byKey, upstreamByKey map[string][]*Record
@@ -174,6 +177,11 @@ func newChecking(history []Record, b Bounds) *checking {
 			c.upstreamByKey[r.Key] = append(c.upstreamByKey[r.Key], r)
 		case TypeFault:
 			c.faults = append(c.faults, r)
+			if r.Fault == FaultGatewayKill || r.Fault == FaultGatewayStop {
+				c.moves = append(c.moves, r)
+			}
+		case TypeOutOfPeers:
+			c.moves = append(c.moves, r)
 		case TypeSetup:
 			c.rep.Setup = r.Detail
 		case TypeLeak:
@@ -286,10 +294,10 @@ func (c *checking) checkRequests() {
 func (c *checking) checkCounts() {
 	for _, name := range c.names {
 		k, reqs := c.keys[name], c.byKey[name]
-		checkBudget(&c.rep, name, k, reqs, c.faults, c.b)
+		checkBudget(&c.rep, name, k, reqs, c.faults, c.moves, c.b)
 		checkPerMinute(&c.rep, name, k, reqs, c.faults, c.b.Recovery, requestsPerMinute)
 		checkPerMinute(&c.rep, name, k, reqs, c.faults, c.b.Recovery, tokensPerMinute)
-		checkConcurrency(&c.rep, name, k, c.upstreamByKey[name], c.faults, c.b)
+		checkConcurrency(&c.rep, name, k, c.upstreamByKey[name], c.faults, c.moves, c.b)
 	}
 }
 

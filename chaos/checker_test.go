@@ -26,6 +26,11 @@ func req(key string, gen int, start float64, status int) Record {
 
 func onReplica(r Record, replica string) Record { r.Replica = replica; return r }
 
+// outOfPeers is replica gw-1 out of its peers' lists from start to end.
+func outOfPeers(start, end float64) Record {
+	return Record{Type: TypeOutOfPeers, Target: "gw-1", Start: at(start), End: at(end)}
+}
+
 // upstream is the provider holding one of key's requests from start to end.
 func upstream(key string, start, end float64) Record {
 	return Record{Type: TypeUpstream, Key: key, Start: at(start), End: at(end)}
@@ -107,6 +112,16 @@ func TestCheckFindsEachViolation(t *testing.T) {
 			upstream("a", 299.5, 302.5), upstream("a", 299.6, 302.5), upstream("a", 302, 302.3), upstream("a", 302.1, 302.3), upstream("a", 302.2, 302.3)}, []string{KindConcurrencyOverrun}},
 		{"concurrency overrun while a replica was stopped", []Record{withConcurrency(op(OpCreate, "a", 0, 1, true), 2), fault(FaultGatewayStop, 4, 5.2),
 			upstream("a", 5, 5.3), upstream("a", 5.1, 5.4), upstream("a", 5.2, 5.6)}, nil},
+		{"budget overrun by what was spent while a counter's owner was out of the peer lists", []Record{withBudget(op(OpCreate, "a", 0, 1, true), 100),
+			tokens(req("a", 0, 5, 200), 60), outOfPeers(10, 20), tokens(req("a", 0, 15, 200), 50), tokens(req("a", 0, 40, 200), 10)}, nil},
+		{"budget overrun beyond what an owner's absence allows", []Record{withBudget(op(OpCreate, "a", 0, 1, true), 100),
+			tokens(req("a", 0, 5, 200), 60), outOfPeers(10, 20), tokens(req("a", 0, 15, 200), 10), tokens(req("a", 0, 40, 200), 50)}, []string{KindBudgetOverrun}},
+		{"concurrency over once the counter changed owner in its window", []Record{withConcurrency(op(OpCreate, "a", 0, 1, true), 2), outOfPeers(10, 12),
+			upstream("a", 40, 40.3), upstream("a", 40.1, 40.4), upstream("a", 40.2, 40.6), upstream("a", 40.25, 40.6)}, nil},
+		{"concurrency over twice the limit after an owner change", []Record{withConcurrency(op(OpCreate, "a", 0, 1, true), 2), outOfPeers(10, 12),
+			upstream("a", 40, 40.3), upstream("a", 40.1, 40.4), upstream("a", 40.2, 40.6), upstream("a", 40.25, 40.6), upstream("a", 40.28, 40.6)}, []string{KindConcurrencyOverrun}},
+		{"concurrency over after an owner change in the window before", []Record{withConcurrency(op(OpCreate, "a", 0, 1, true), 2), outOfPeers(10, 12),
+			upstream("a", 340, 340.3), upstream("a", 340.1, 340.4), upstream("a", 340.2, 340.6)}, []string{KindConcurrencyOverrun}},
 		{"refused within the recovery after an etcd restart", []Record{op(OpCreate, "a", 0, 1, true), fault(FaultEtcdRestart, 4, 6), req("a", 0, 15, 503)}, nil},
 		{"refused after an etcd restart's recovery", []Record{op(OpCreate, "a", 0, 1, true), fault(FaultEtcdRestart, 4, 6), req("a", 0, 17, 503), req("a", 0, 18, 200)}, []string{KindValidRefused}},
 		{"budget overrun by what a killed replica could not flush while etcd was down", []Record{withBudget(op(OpCreate, "a", 0, 1, true), 100),

@@ -56,6 +56,7 @@ type cluster struct {
 	// or "kubernetes" (--peer-discovery kubernetes over Pods this harness
 	// keeps, as a kubelet would; kubelet.go).
 	discovery string
+	record    func(Record) // adds to the run's history
 }
 
 // replica is one gateway process with its own path to the API server.
@@ -74,10 +75,10 @@ func (c *cluster) kube() client.Client {
 }
 
 // startCluster starts what a run needs; record takes the fake provider's
-// records.
+// and the kubelet's records.
 func startCluster(t *testing.T, dir, discovery string, record func(Record)) *cluster {
 	t.Helper()
-	c := &cluster{t: t, dir: dir, binary: filepath.Join(dir, "codevector"), discovery: discovery}
+	c := &cluster{t: t, dir: dir, binary: filepath.Join(dir, "codevector"), discovery: discovery, record: record}
 	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)

@@ -10,11 +10,19 @@ import (
 // concurrency limits.
 
 // checkBudget: the tokens a key was billed stay within its budget, plus
-// what the documented loss allows: for each gateway replica killed during
-// the key's life, what the key spent in the flush interval before the kill
-// (longer when the API server, its etcd, or the path to it, was down, since
-// status.usage could not be written then).
-func checkBudget(rep *Report, name string, k *keyLife, reqs []*Record, faults []*Record, b Bounds) {
+// what the documented losses allow (docs/limits-and-budgets.md, "Across
+// replicas"):
+//   - for each gateway replica killed during the key's life, what the key
+//     spent in the flush interval before the kill (longer when the API
+//     server, its etcd, or the path to it, was down, since status.usage
+//     could not be written then);
+//   - for each time a replica was out of the peer lists (kubernetes
+//     discovery: killed or stopped), what the key spent from the flush
+//     interval before it left until the flush interval after it was back:
+//     its counters' interim owners restored them from status.usage, which
+//     lags, and a stopped owner that comes back resumes from the count it
+//     had before it stopped.
+func checkBudget(rep *Report, name string, k *keyLife, reqs []*Record, faults, moves []*Record, b Bounds) {
 	budget := k.maxPolicy.BudgetTokens
 	if budget <= 0 {
 		return
@@ -25,24 +33,34 @@ func checkBudget(rep *Report, name string, k *keyLife, reqs []*Record, faults []
 			spent += r.Tokens
 		}
 	}
+	lag := b.FlushInterval + time.Second
+	spentIn := func(from, to time.Time) (n int64) {
+		for _, r := range reqs {
+			if r.Status == 200 && !r.End.Before(from) && !r.Start.After(to) {
+				n += r.Tokens
+			}
+		}
+		return n
+	}
 	var allowance int64
 	for _, f := range faults {
 		if f.Fault != FaultGatewayKill {
 			continue
 		}
-		from := f.Start.Add(-b.FlushInterval - time.Second)
+		from := f.Start.Add(-lag)
 		for changed := true; changed; {
 			changed = false
 			for _, o := range faults {
 				if (o.Fault == FaultAPIServerStop || o.Fault == FaultEtcdRestart || o.Fault == FaultPartition) && o.Start.Before(from) && !o.End.Before(from) {
-					from, changed = o.Start.Add(-b.FlushInterval-time.Second), true
+					from, changed = o.Start.Add(-lag), true
 				}
 			}
 		}
-		for _, r := range reqs {
-			if r.Status == 200 && !r.End.Before(from) && !r.Start.After(f.Start) {
-				allowance += r.Tokens
-			}
+		allowance += spentIn(from, f.Start)
+	}
+	for _, m := range moves {
+		if m.Type == TypeOutOfPeers {
+			allowance += spentIn(m.Start.Add(-lag), m.End.Add(lag))
 		}
 	}
 	ratio := float64(spent) / float64(budget)
@@ -50,7 +68,7 @@ func checkBudget(rep *Report, name string, k *keyLife, reqs []*Record, faults []
 	rep.WorstOverBudget = max(rep.WorstOverBudget, spent-budget)
 	if spent > budget+allowance {
 		rep.Violations = append(rep.Violations, Violation{Kind: KindBudgetOverrun, Key: name,
-			Detail: fmt.Sprintf("billed %d tokens against a budget of %d (allowed loss from replica kills: %d)", spent, budget, allowance)})
+			Detail: fmt.Sprintf("billed %d tokens against a budget of %d (allowed loss from replica kills and owner changes: %d)", spent, budget, allowance)})
 	}
 }
 
@@ -130,8 +148,13 @@ func replicaFaultDuring(faults []*Record, from, to time.Time, recovery time.Dura
 // restart then stop counting: at a moment when some in flight began
 // before the restart (or within Margin after it, as the gateway admitted
 // them a moment before the provider saw them), up to that many more may
-// run, at most the limit again. One violation per key: its worst moment.
-func checkConcurrency(rep *Report, name string, k *keyLife, calls []*Record, faults []*Record, b Bounds) {
+// run, at most the limit again. And once the counter may have changed
+// owner in the window (a replica killed, stopped or out of the peer
+// lists), the slots of the requests in flight then are given back to an
+// owner that never counted them: up to the limit again until the window
+// restarts (docs/limits-and-budgets.md). One violation per key: its worst
+// moment.
+func checkConcurrency(rep *Report, name string, k *keyLife, calls []*Record, faults, moves []*Record, b Bounds) {
 	limit := k.maxPolicy.ConcurrentRequests
 	if limit <= 0 || b.ConcurrencyWindow <= 0 {
 		return
@@ -154,6 +177,12 @@ func checkConcurrency(rep *Report, name string, k *keyLife, calls []*Record, fau
 		}
 		rep.WorstConcurrency = max(rep.WorstConcurrency, float64(n)/float64(limit))
 		allowed := limit + min(old, limit)
+		for _, m := range moves {
+			if m.Start.Before(t) && !m.End.Before(restart) {
+				allowed += limit
+				break
+			}
+		}
 		if n <= allowed || replicaFaultDuring(faults, t, t, b.Recovery) || n-allowed <= worstOver {
 			continue
 		}

@@ -65,6 +65,11 @@ const (
 	// provider began its answer, so the interval lies within the time the
 	// gateway held the request's concurrency slot.
 	TypeUpstream RecordType = "upstream"
+	// TypeOutOfPeers is a replica (Target) out of its peers' lists, with
+	// kubernetes discovery: from when its Pod was marked not ready (Start)
+	// until it was marked ready again (End). Its counters had other owners
+	// meanwhile.
+	TypeOutOfPeers RecordType = "out-of-peers"
 )
 
 // Op is a user's or an admin's operation on a key.

@@ -71,6 +71,7 @@ func (c *cluster) kubeletFor(r *replica, stop <-chan struct{}) {
 	tick := time.NewTicker(probePeriod)
 	defer tick.Stop()
 	reported, written, failures := false, false, 0
+	var outSince time.Time // when the Pod was marked not ready, after it had been ready
 	for {
 		select {
 		case <-stop:
@@ -99,9 +100,21 @@ func (c *cluster) kubeletFor(r *replica, stop <-chan struct{}) {
 		if written && want == reported {
 			continue
 		}
-		if err := c.setPodReady(r, want); err == nil {
-			reported, written = want, true
+		before := time.Now()
+		if err := c.setPodReady(r, want); err != nil {
+			continue
 		}
+		// Out of the lists from before the write (its watch event may
+		// reach the peers before its answer reaches the kubelet) until
+		// after the write that puts it back.
+		switch now := time.Now(); {
+		case !want && written:
+			outSince = before
+		case !outSince.IsZero():
+			c.record(Record{Type: TypeOutOfPeers, Target: r.name, Start: outSince, End: now})
+			outSince = time.Time{}
+		}
+		reported, written = want, true
 	}
 }
 
