@@ -87,7 +87,10 @@ type Report struct {
 	// Setup is the run's setup record, if the history has one.
 	Setup                 string
 	Requests, Faults, Ops int
-	Violations            []Violation
+	// Stalls are the machine stalls the harness saw (FaultMachineStall):
+	// like a fault, each excuses a refusal during it and its recovery.
+	Stalls     int
+	Violations []Violation
 	// WorstConfirm is the longest a revocation or deletion took to be
 	// confirmed by every live replica; LastServedAfterRetire is the latest
 	// start of a 200 relative to that confirmation (negative: every 200
@@ -196,7 +199,14 @@ func newChecking(history []Record, b Bounds) *checking {
 		}
 	}
 	slices.Sort(c.names)
-	c.rep.Requests, c.rep.Faults = len(c.requests), len(c.faults)
+	c.rep.Requests = len(c.requests)
+	for _, f := range c.faults {
+		if f.Fault == FaultMachineStall {
+			c.rep.Stalls++
+		} else {
+			c.rep.Faults++
+		}
+	}
 	return c
 }
 
@@ -238,7 +248,7 @@ func (k *keyLife) note(r *Record, rep *Report) {
 // need it), nor does one replica's on another replica, unless the key
 // has a limit or a budget: its counters may be owned by the replica
 // that is down (budgets then fail closed, as documented). The API
-// server's and etcd's excuse every refusal.
+// server's and etcd's excuse every refusal, and so does a machine stall.
 func (c *checking) excused(r *Record, k *keyLife) bool {
 	for _, f := range c.faults {
 		if f.Start.After(r.End) || f.End.Add(c.b.Recovery).Before(r.Start) {

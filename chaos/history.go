@@ -93,6 +93,11 @@ const (
 	FaultAPIServerStop Fault = "apiserver-stop" // kube-apiserver stopped (End: serving again)
 	FaultPartition     Fault = "partition"      // a replica's API-server connection stalled
 	FaultEtcdRestart   Fault = "etcd-restart"   // etcd SIGKILLed, started on its data (End: APIKeys served again)
+	// FaultMachineStall is not injected: the harness itself was not
+	// scheduled for more than stallThreshold (the shared machine froze),
+	// so neither were, likely, the processes it tests, and its own times
+	// in that span are late. Counted apart from the injected faults.
+	FaultMachineStall Fault = "machine-stall"
 )
 
 // Policy is the part of a key's policy the checker holds the gateways to.
