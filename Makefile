@@ -105,8 +105,8 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 60s); a crash is saved
 	go test -run='^$$' -fuzz='^FuzzDecodeProtobufListFacts$$' -fuzztime=$${FUZZTIME:-60s} ./gateway/keyindex/
 	go test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$${FUZZTIME:-60s} ./gateway/peerproofs/
 
-# CHAOS_DURATION, CHAOS_RATE (req/s), CHAOS_KEYS and CHAOS_SEED shape the
-# chaos run; the test's timeout is its duration plus room to start the
+# CHAOS_DURATION, CHAOS_RATE (req/s), CHAOS_KEYS, CHAOS_SEED and CHAOS_PEERS
+# (static or kubernetes; unset, the seed picks) shape the chaos run; the test's timeout is its duration plus room to start the
 # control plane, issue the keys and check the history.
 CHAOS_DURATION ?= 10m
 CHAOS_RATE ?= 300
@@ -115,7 +115,7 @@ CHAOS_TIMEOUT ?= $(shell echo $(CHAOS_DURATION) | awk '{ d = $$1; m = (d ~ /m$$/
 
 .PHONY: chaos
 chaos: envtest ## Run the system under load while killing, stopping and cutting off its parts, then check the history against the promises (CHAOS_DURATION=10m, CHAOS_RATE=300, CHAOS_KEYS=200, CHAOS_SEED to replay; docs/reliability.md).
-	CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_RATE=$(CHAOS_RATE) CHAOS_KEYS=$(CHAOS_KEYS) CHAOS_SEED=$(CHAOS_SEED) \
+	CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_RATE=$(CHAOS_RATE) CHAOS_KEYS=$(CHAOS_KEYS) CHAOS_SEED=$(CHAOS_SEED) CHAOS_PEERS=$(CHAOS_PEERS) \
 		go test -count=1 -v -run '^TestChaos$$' -timeout $(CHAOS_TIMEOUT) ./chaos/
 
 .PHONY: bench

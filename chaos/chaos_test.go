@@ -23,6 +23,9 @@ type config struct {
 	seed     uint64
 	rate     int // requests per second
 	keys     int // keys created before the load starts
+	// discovery is how the replicas find their peers: CHAOS_PEERS, else
+	// the seed's pick.
+	discovery string
 }
 
 func readConfig(t *testing.T) config {
@@ -47,6 +50,14 @@ func readConfig(t *testing.T) config {
 			t.Fatalf("CHAOS_SEED=%q: want a whole number", v)
 		}
 	}
+	c.discovery = []string{discoveryStatic, discoveryKubernetes}[rand.New(rand.NewPCG(c.seed, 5)).IntN(2)]
+	switch v := os.Getenv("CHAOS_PEERS"); v {
+	case "":
+	case discoveryStatic, discoveryKubernetes:
+		c.discovery = v
+	default:
+		t.Fatalf("CHAOS_PEERS=%q: want %s or %s", v, discoveryStatic, discoveryKubernetes)
+	}
 	return c
 }
 
@@ -58,6 +69,8 @@ var runBounds = Bounds{
 	RetireSlack:   0,
 	Margin:        time.Second,
 	FlushInterval: flushInterval,
+	// gateway/policy's concurrencyWindow (docs/limits-and-budgets.md).
+	ConcurrencyWindow: 5 * time.Minute,
 }
 
 // recorder is the history, appended to by every goroutine of the run.
@@ -107,9 +120,12 @@ func TestChaos(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Printf("chaos: seed %d, %v at %d req/s over %d keys; logs and history in %s\n", cfg.seed, cfg.duration, cfg.rate, cfg.keys, dir)
+	fmt.Printf("chaos: seed %d, %v at %d req/s over %d keys, %s peers; logs and history in %s\n", cfg.seed, cfg.duration, cfg.rate, cfg.keys, cfg.discovery, dir)
 	r := &run{t: t, cfg: cfg, pool: newPool(), h: &recorder{}}
-	r.c = startCluster(t, dir)
+	now := time.Now()
+	r.h.add(Record{Type: TypeSetup, Start: now, End: now,
+		Detail: fmt.Sprintf("seed %d, %v at %d req/s over %d keys, %d replicas with %s peers", cfg.seed, cfg.duration, cfg.rate, cfg.keys, replicaCount, cfg.discovery)})
+	r.c = startCluster(t, dir, cfg.discovery, r.h.add)
 	fmt.Printf("chaos: control plane, manager and %d gateway replicas up\n", replicaCount)
 	r.createInitialKeys(rand.New(rand.NewPCG(cfg.seed, 1)))
 	fmt.Printf("chaos: %d keys issued; load and faults for %v\n", cfg.keys, cfg.duration)
@@ -122,6 +138,7 @@ func TestChaos(t *testing.T) {
 	var wg sync.WaitGroup
 	stopLoad := make(chan struct{})
 	wg.Go(func() { r.load(rand.New(rand.NewPCG(cfg.seed, 2)), stopLoad) })
+	wg.Go(func() { r.watchStalls(stopLoad) })
 	var opsWG sync.WaitGroup
 	opsWG.Go(func() { r.operations(rand.New(rand.NewPCG(cfg.seed, 3)), end.Add(-20*time.Second)) })
 	opsWG.Go(func() { r.faults(rand.New(rand.NewPCG(cfg.seed, 4)), start.Add(15*time.Second), faultsEnd) })
@@ -142,7 +159,7 @@ func TestChaos(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	fmt.Printf("chaos: load %.0f req/s sent of %d asked for, %d ticks dropped (all %d request slots busy); load average %s\n",
+	fmt.Printf("chaos: load %.0f req/s sent of %d asked for, %d not sent (all %d request slots busy); load average %s\n",
 		float64(countRequests(history))/cfg.duration.Seconds(), cfg.rate, r.dropped.Load(), maxInFlight, loadAverage())
 	fmt.Printf("chaos: history in %s (seed %d)\n", path, cfg.seed)
 	rep := printCheck(history)
@@ -157,6 +174,34 @@ func TestChaos(t *testing.T) {
 	certs, _ := filepath.Glob(filepath.Join(dir, "apiserver-certs-*"))
 	for _, d := range certs {
 		_ = os.RemoveAll(d)
+	}
+}
+
+// stallThreshold is how long the harness may go unscheduled before the
+// span counts as a machine stall (FaultMachineStall): on the shared
+// two-core machine another suite froze it, and the replicas, for 2.6 s
+// once, and a request timed out meanwhile.
+const stallThreshold = 2 * time.Second
+
+// watchStalls records the spans in which the harness was not scheduled
+// for more than stallThreshold, until stop is closed.
+func (r *run) watchStalls(stop <-chan struct{}) {
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		now := time.Now()
+		if gap := now.Sub(last); gap > stallThreshold {
+			r.h.add(Record{Type: TypeFault, Fault: FaultMachineStall, Target: "machine", Start: last, End: now,
+				Detail: fmt.Sprintf("the harness was not scheduled for %v", gap.Round(time.Millisecond))})
+			fmt.Printf("chaos: machine stall %s..%s (load average %s)\n", stamp(last), stamp(now), loadAverage())
+		}
+		last = now
 	}
 }
 
@@ -178,12 +223,19 @@ func loadAverage() string {
 // violation, what the history held, and the summary line last.
 func printCheck(history []Record) Report {
 	rep := Check(history, runBounds)
+	if rep.Setup != "" {
+		fmt.Printf("chaos: run: %s\n", rep.Setup)
+	}
 	for _, v := range rep.Violations {
 		fmt.Println(v)
 	}
 	fmt.Printf("chaos: %d operations (%d revocations or deletions unconfirmed); worst confirmation %v, last 200 %v after a confirmed retirement; "+
 		"worst budget use %.2fx (%d tokens over)\n", rep.Ops, rep.Unconfirmed, rep.WorstConfirm.Round(time.Millisecond),
 		rep.LastServedAfterRetire.Round(time.Millisecond), rep.WorstBudget, max(rep.WorstOverBudget, 0))
+	fmt.Printf("chaos: worst tokens-per-minute use %.2fx of a limit, worst concurrency %.2fx of a limit\n", rep.WorstTokensPerMinute, rep.WorstConcurrency)
+	if rep.Stalls > 0 {
+		fmt.Printf("chaos: %d machine stalls (the harness unscheduled for over %v): refusals during them and their recovery excused\n", rep.Stalls, stallThreshold)
+	}
 	fmt.Printf("chaos: %d requests had to be refused (retired, expired or past grace), %d had to be served (a good key, no fault to excuse a refusal)\n", rep.MustRefuse, rep.MustServe)
 	fmt.Println(rep.Summary())
 	return rep

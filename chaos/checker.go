@@ -34,6 +34,10 @@ type Bounds struct {
 	// (docs/limits-and-budgets.md, "Across replicas"; gateway/policy
 	// Checkpoint).
 	FlushInterval time.Duration
+	// ConcurrencyWindow is how often a key's concurrency counter restarts
+	// (gateway/policy's concurrencyWindow): requests admitted before a
+	// restart stop counting, so up to twice the limit may run across it.
+	ConcurrencyWindow time.Duration
 }
 
 // Violation is one broken promise.
@@ -69,15 +73,24 @@ const (
 	KindExpiredServed = "expired-key-served" // 200 after expiry or a grace period's end
 	KindBudgetOverrun = "budget-overrun"     // more tokens than budget plus the documented loss
 	KindRateOverrun   = "rate-limit-overrun" // more requests in a calendar minute than the limit
-	KindValidRefused  = "valid-key-refused"  // a good key refused outside any fault's recovery window
-	KindKeyLost       = "key-lost"           // an Active key that never works again after the faults
-	KindKeyLeaked     = "key-leaked"         // a full key in a log, an event or a status
+	KindTPMOverrun    = "tpm-overrun"        // more tokens billed in a calendar minute than the limit
+	// More of a key's requests at the provider at once than its
+	// concurrency limit (twice it across the counter's window restart).
+	KindConcurrencyOverrun = "concurrency-overrun"
+	KindValidRefused       = "valid-key-refused" // a good key refused outside any fault's recovery window
+	KindKeyLost            = "key-lost"          // an Active key that never works again after the faults
+	KindKeyLeaked          = "key-leaked"        // a full key in a log, an event or a status
 )
 
 // Report is what Check found.
 type Report struct {
+	// Setup is the run's setup record, if the history has one.
+	Setup                 string
 	Requests, Faults, Ops int
-	Violations            []Violation
+	// Stalls are the machine stalls the harness saw (FaultMachineStall):
+	// like a fault, each excuses a refusal during it and its recovery.
+	Stalls     int
+	Violations []Violation
 	// WorstConfirm is the longest a revocation or deletion took to be
 	// confirmed by every live replica; LastServedAfterRetire is the latest
 	// start of a 200 relative to that confirmation (negative: every 200
@@ -88,6 +101,11 @@ type Report struct {
 	// WorstOverBudget the most tokens a key spent beyond its budget.
 	WorstBudget     float64
 	WorstOverBudget int64
+	// WorstTokensPerMinute is the largest share of its tokens-per-minute
+	// limit a key was billed in a calendar minute, WorstConcurrency the
+	// largest share of its concurrency limit held at the provider at once
+	// (faults and the counter's restart included: the bounds allow more).
+	WorstTokensPerMinute, WorstConcurrency float64
 	// Unconfirmed counts revocations and deletions the CLI could not
 	// confirm (a fault in the way): nothing is promised for them.
 	Unconfirmed int
@@ -125,102 +143,154 @@ func (k *keyLife) expiresAt() time.Time {
 // pure function of its arguments, so a history written by a run can be
 // checked again (ReadHistory).
 func Check(history []Record, b Bounds) Report {
+	c := newChecking(history, b)
+	c.checkRequests()
+	c.checkCounts()
+	checkLost(&c.rep, c.names, c.keys, c.byKey, c.faults, b)
+	return c.rep
+}
+
+// checking is a history sorted out by what each promise needs.
+type checking struct {
+	b    Bounds
+	rep  Report
+	keys map[string]*keyLife
+	// names are the keys' names, sorted, so violations come in one order.
+	names            []string
+	faults, requests []*Record
+	// moves are the moments a counter may have changed owner: replicas
+	// out of the peer lists (TypeOutOfPeers) and gateway kills and stops.
+	moves []*Record
+	// byKey and upstreamByKey are each key's requests and the provider's
+	// calls for it.
+	byKey, upstreamByKey map[string][]*Record
+}
+
+func newChecking(history []Record, b Bounds) *checking {
 	h := slices.Clone(history)
 	slices.SortStableFunc(h, func(x, y Record) int { return x.Start.Compare(y.Start) })
-	var rep Report
-	keys := map[string]*keyLife{}
-	life := func(name string) *keyLife {
-		if keys[name] == nil {
-			keys[name] = &keyLife{}
-		}
-		return keys[name]
-	}
-	var faults, requests []*Record
+	c := &checking{b: b, keys: map[string]*keyLife{}, byKey: map[string][]*Record{}, upstreamByKey: map[string][]*Record{}}
 	for i := range h {
 		r := &h[i]
 		switch r.Type {
 		case TypeRequest:
-			requests = append(requests, r)
+			c.requests = append(c.requests, r)
+			c.byKey[r.Key] = append(c.byKey[r.Key], r)
+		case TypeUpstream:
+			c.upstreamByKey[r.Key] = append(c.upstreamByKey[r.Key], r)
 		case TypeFault:
-			faults = append(faults, r)
+			c.faults = append(c.faults, r)
+			if r.Fault == FaultGatewayKill || r.Fault == FaultGatewayStop {
+				c.moves = append(c.moves, r)
+			}
+		case TypeOutOfPeers:
+			c.moves = append(c.moves, r)
+		case TypeSetup:
+			c.rep.Setup = r.Detail
 		case TypeLeak:
-			rep.Violations = append(rep.Violations, Violation{Kind: KindKeyLeaked, Key: r.Key, Start: r.Start, End: r.End, Detail: r.Detail})
+			c.rep.Violations = append(c.rep.Violations, Violation{Kind: KindKeyLeaked, Key: r.Key, Start: r.Start, End: r.End, Detail: r.Detail})
 		case TypeOp:
-			k := life(r.Key)
-			switch r.Op {
-			case OpCreate:
-				if r.OK && k.created == nil {
-					k.created = r
-				}
-			case OpRevoke, OpDelete:
-				if k.retireStart.IsZero() {
-					k.retireStart = r.Start
-				}
-				if r.OK && k.retired == nil {
-					k.retired = r
-					rep.WorstConfirm = max(rep.WorstConfirm, r.End.Sub(r.Start))
-				} else if !r.OK {
-					rep.Unconfirmed++
-				}
-			case OpRotate:
-				k.rotations = append(k.rotations, r)
-			case OpPolicy:
-				k.policies = append(k.policies, r)
+			if c.keys[r.Key] == nil {
+				c.keys[r.Key] = &keyLife{}
+				c.names = append(c.names, r.Key)
 			}
-			if r.Policy != nil {
-				k.maxPolicy.RequestsPerMinute = max(k.maxPolicy.RequestsPerMinute, r.Policy.RequestsPerMinute)
-				k.maxPolicy.BudgetTokens = max(k.maxPolicy.BudgetTokens, r.Policy.BudgetTokens)
-				if r.Policy.RequestsPerMinute > 0 || r.Policy.BudgetTokens > 0 {
-					k.policyKeys = true
-				}
-			}
-			rep.Ops++
+			c.keys[r.Key].note(r, &c.rep)
+			c.rep.Ops++
 		}
 	}
-	rep.Requests, rep.Faults = len(requests), len(faults)
-	rep.LastServedAfterRetire = -time.Duration(1 << 62)
+	slices.Sort(c.names)
+	c.rep.Requests = len(c.requests)
+	for _, f := range c.faults {
+		if f.Fault == FaultMachineStall {
+			c.rep.Stalls++
+		} else {
+			c.rep.Faults++
+		}
+	}
+	return c
+}
 
-	// excused: a fault was under way, or recovering, during the request.
-	// The manager's does not excuse a refusal (the request path does not
-	// need it), nor does one replica's on another replica, unless the key
-	// has a limit or a budget: its counters may be owned by the replica
-	// that is down (budgets then fail closed, as documented).
-	excused := func(r *Record, k *keyLife) bool {
-		for _, f := range faults {
-			if f.Start.After(r.End) || f.End.Add(b.Recovery).Before(r.Start) {
-				continue
-			}
-			switch f.Fault {
-			case FaultManagerKill:
-			case FaultGatewayKill, FaultGatewayStop, FaultPartition:
-				if f.Target == r.Replica || k.policyKeys {
-					return true
-				}
-			default:
+// note adds an operation on the key to what is known of its life.
+func (k *keyLife) note(r *Record, rep *Report) {
+	switch r.Op {
+	case OpCreate:
+		if r.OK && k.created == nil {
+			k.created = r
+		}
+	case OpRevoke, OpDelete:
+		if k.retireStart.IsZero() {
+			k.retireStart = r.Start
+		}
+		if r.OK && k.retired == nil {
+			k.retired = r
+			rep.WorstConfirm = max(rep.WorstConfirm, r.End.Sub(r.Start))
+		} else if !r.OK {
+			rep.Unconfirmed++
+		}
+	case OpRotate:
+		k.rotations = append(k.rotations, r)
+	case OpPolicy:
+		k.policies = append(k.policies, r)
+	}
+	if p := r.Policy; p != nil {
+		k.maxPolicy.RequestsPerMinute = max(k.maxPolicy.RequestsPerMinute, p.RequestsPerMinute)
+		k.maxPolicy.TokensPerMinute = max(k.maxPolicy.TokensPerMinute, p.TokensPerMinute)
+		k.maxPolicy.ConcurrentRequests = max(k.maxPolicy.ConcurrentRequests, p.ConcurrentRequests)
+		k.maxPolicy.BudgetTokens = max(k.maxPolicy.BudgetTokens, p.BudgetTokens)
+		if *p != (Policy{}) {
+			k.policyKeys = true
+		}
+	}
+}
+
+// excused: a fault was under way, or recovering, during the request.
+// The manager's does not excuse a refusal (the request path does not
+// need it), nor does one replica's on another replica, unless the key
+// has a limit or a budget: its counters may be owned by the replica
+// that is down (budgets then fail closed, as documented). The API
+// server's and etcd's excuse every refusal, and so does a machine stall.
+func (c *checking) excused(r *Record, k *keyLife) bool {
+	for _, f := range c.faults {
+		if f.Start.After(r.End) || f.End.Add(c.b.Recovery).Before(r.Start) {
+			continue
+		}
+		switch f.Fault {
+		case FaultManagerKill:
+		case FaultGatewayKill, FaultGatewayStop, FaultPartition:
+			if f.Target == r.Replica || k.policyKeys {
 				return true
 			}
+		default:
+			return true
 		}
-		return false
 	}
+	return false
+}
 
-	for _, r := range requests {
-		k := keys[r.Key]
+// checkRequests holds each request to what its key promised at the time:
+// a 200 only while the key and its secret were valid, and no refusal of
+// a good key that no fault excuses.
+func (c *checking) checkRequests() {
+	rep, b := &c.rep, c.b
+	rep.LastServedAfterRetire = -time.Duration(1 << 62)
+	for _, r := range c.requests {
+		k := c.keys[r.Key]
 		if k == nil {
 			continue // a key the history never created: the harness's own probe
 		}
-		if k.mustRefuse(r, b) {
+		if k.mustRefuse(r, c.faults, b) {
 			rep.MustRefuse++
-		} else if k.good(r, b) && !excused(r, k) {
+		} else if k.good(r, b) && !c.excused(r, k) {
 			rep.MustServe++
 		}
 		if r.Status == 200 {
-			checkServed(&rep, k, r, b)
+			checkServed(rep, k, r, c.faults, b)
 			continue
 		}
 		if r.Status == 429 && k.policyKeys {
 			continue // a limit or a budget said no: checked by count below
 		}
-		if k.good(r, b) && !excused(r, k) {
+		if k.good(r, b) && !c.excused(r, k) {
 			rep.Violations = append(rep.Violations, Violation{Kind: KindValidRefused, Key: r.Key, Replica: r.Replica, Start: r.Start, End: r.End,
 				Detail: fmt.Sprintf("secret %d answered %d %s with no fault that excuses it within %v", r.Gen, r.Status, r.Code, b.Recovery)})
 		}
@@ -228,28 +298,22 @@ func Check(history []Record, b Bounds) Report {
 	if rep.LastServedAfterRetire == -time.Duration(1<<62) {
 		rep.LastServedAfterRetire = 0
 	}
+}
 
-	names := make([]string, 0, len(keys))
-	for name := range keys {
-		names = append(names, name)
+// checkCounts holds each key to its budget and its limits (counts.go).
+func (c *checking) checkCounts() {
+	for _, name := range c.names {
+		k, reqs := c.keys[name], c.byKey[name]
+		checkBudget(&c.rep, name, k, reqs, c.faults, c.moves, c.b)
+		checkPerMinute(&c.rep, name, k, reqs, c.faults, c.b.Recovery, requestsPerMinute)
+		checkPerMinute(&c.rep, name, k, reqs, c.faults, c.b.Recovery, tokensPerMinute)
+		checkConcurrency(&c.rep, name, k, c.upstreamByKey[name], c.faults, c.moves, c.b)
 	}
-	slices.Sort(names)
-	byKey := map[string][]*Record{}
-	for _, r := range requests {
-		byKey[r.Key] = append(byKey[r.Key], r)
-	}
-	for _, name := range names {
-		k := keys[name]
-		checkBudget(&rep, name, k, byKey[name], faults, b)
-		checkRate(&rep, name, k, byKey[name], faults, b.Recovery)
-	}
-	checkLost(&rep, names, keys, byKey, faults, b)
-	return rep
 }
 
 // checkServed: a 200 must not start after the key (or this secret of it)
 // was retired.
-func checkServed(rep *Report, k *keyLife, r *Record, b Bounds) {
+func checkServed(rep *Report, k *keyLife, r *Record, faults []*Record, b Bounds) {
 	if k.retired != nil {
 		after := r.Start.Sub(k.retired.End)
 		rep.LastServedAfterRetire = max(rep.LastServedAfterRetire, after)
@@ -263,14 +327,9 @@ func checkServed(rep *Report, k *keyLife, r *Record, b Bounds) {
 			Detail: fmt.Sprintf("secret %d served 200, %v after the key expired at %s", r.Gen, r.Start.Sub(exp).Round(time.Millisecond), stamp(exp))})
 	}
 	for _, rot := range k.rotations {
-		if !rot.OK || rot.Gen <= r.Gen {
+		end, ok := secretEnd(rot, r, faults, b)
+		if !ok {
 			continue
-		}
-		// The rotation to Gen+1 keeps this secret for its grace period;
-		// any later one ends it (only one previous secret is kept).
-		end := rot.End
-		if rot.Gen == r.Gen+1 {
-			end = rot.ExpiresAt
 		}
 		if r.Start.Sub(end) > b.RetireSlack {
 			rep.Violations = append(rep.Violations, Violation{Kind: KindExpiredServed, Key: r.Key, Replica: r.Replica, Start: r.Start, End: r.End,
@@ -282,7 +341,7 @@ func checkServed(rep *Report, k *keyLife, r *Record, b Bounds) {
 
 // mustRefuse: the request began after its key was retired (confirmed),
 // expired, or its secret's grace ended.
-func (k *keyLife) mustRefuse(r *Record, b Bounds) bool {
+func (k *keyLife) mustRefuse(r *Record, faults []*Record, b Bounds) bool {
 	if k.retired != nil && r.Start.Sub(k.retired.End) > b.RetireSlack {
 		return true
 	}
@@ -290,17 +349,43 @@ func (k *keyLife) mustRefuse(r *Record, b Bounds) bool {
 		return true
 	}
 	for _, rot := range k.rotations {
-		if rot.OK && rot.Gen > r.Gen {
-			end := rot.End
-			if rot.Gen == r.Gen+1 {
-				end = rot.ExpiresAt
-			}
-			if r.Start.Sub(end) > b.RetireSlack {
-				return true
-			}
+		if end, ok := secretEnd(rot, r, faults, b); ok && r.Start.Sub(end) > b.RetireSlack {
+			return true
 		}
 	}
 	return false
+}
+
+// secretEnd is when rot ends the secret r used, on r's replica: the
+// rotation to r.Gen+1 keeps it for its grace period, any later one ends it
+// (only one previous secret is kept). ok is false when rot does not end
+// it. Rotations are not relayed between replicas as revocations are
+// (docs/design.md, section 14.4): a replica whose API-server connection
+// was stalled while the rotation was written learns of it only when the
+// connection resumes, and serves the replaced secret as its current one
+// until then, so the end is no earlier than that partition's end plus the
+// recovery bound (docs/reliability.md, "Chaos under load").
+func secretEnd(rot, r *Record, faults []*Record, b Bounds) (end time.Time, ok bool) {
+	if !rot.OK || rot.Gen <= r.Gen {
+		return time.Time{}, false
+	}
+	end = rot.End
+	if rot.Gen == r.Gen+1 {
+		end = rot.ExpiresAt
+	}
+	for _, f := range faults {
+		if f.Fault == FaultPartition && f.Target == r.Replica && !f.Start.After(rot.End) && !f.End.Before(rot.Start) {
+			end = laterOf(end, f.End.Add(b.Recovery))
+		}
+	}
+	return end, true
+}
+
+func laterOf(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // good: the request used a secret that was, for its whole interval and

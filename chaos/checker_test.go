@@ -10,7 +10,7 @@ import (
 
 var (
 	t0     = time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
-	bounds = Bounds{Propagation: 2 * time.Second, Recovery: 10 * time.Second, Margin: time.Second, FlushInterval: 2 * time.Second}
+	bounds = Bounds{Propagation: 2 * time.Second, Recovery: 10 * time.Second, Margin: time.Second, FlushInterval: 2 * time.Second, ConcurrencyWindow: 5 * time.Minute}
 )
 
 // at is t0 plus s seconds.
@@ -25,6 +25,16 @@ func req(key string, gen int, start float64, status int) Record {
 }
 
 func onReplica(r Record, replica string) Record { r.Replica = replica; return r }
+
+// outOfPeers is replica gw-1 out of its peers' lists from start to end.
+func outOfPeers(start, end float64) Record {
+	return Record{Type: TypeOutOfPeers, Target: "gw-1", Start: at(start), End: at(end)}
+}
+
+// upstream is the provider holding one of key's requests from start to end.
+func upstream(key string, start, end float64) Record {
+	return Record{Type: TypeUpstream, Key: key, Start: at(start), End: at(end)}
+}
 
 func fault(f Fault, start, end float64) Record {
 	return Record{Type: TypeFault, Fault: f, Target: "gw-1", Start: at(start), End: at(end)}
@@ -43,6 +53,8 @@ func kinds(r Report) []string {
 func TestCheckFindsEachViolation(t *testing.T) {
 	withRPM := func(r Record, rpm int64) Record { r.Policy = &Policy{RequestsPerMinute: rpm}; return r }
 	withBudget := func(r Record, tokens int64) Record { r.Policy = &Policy{BudgetTokens: tokens}; return r }
+	withTPM := func(r Record, tpm int64) Record { r.Policy = &Policy{TokensPerMinute: tpm}; return r }
+	withConcurrency := func(r Record, n int64) Record { r.Policy = &Policy{ConcurrentRequests: n}; return r }
 	tokens := func(r Record, n int64) Record { r.Tokens = n; return r }
 	expiring := func(r Record, s float64) Record { r.ExpiresAt = at(s); return r }
 	rotation := func(r Record, gen int, graceEnd float64) Record { r.Gen, r.ExpiresAt = gen, at(graceEnd); return r }
@@ -86,6 +98,48 @@ func TestCheckFindsEachViolation(t *testing.T) {
 			req("a", 0, 5, 200), req("a", 0, 6, 200), req("a", 0, 7, 200)}, []string{KindRateOverrun}},
 		{"rate limit raised by an admin", []Record{withRPM(op(OpCreate, "a", 0, 1, true), 2), withRPM(op(OpPolicy, "a", 3, 4, true), 3),
 			req("a", 0, 7, 200), req("a", 0, 8, 200), req("a", 0, 9, 200)}, nil},
+		{"tokens per minute kept", []Record{withTPM(op(OpCreate, "a", 0, 1, true), 100), tokens(req("a", 0, 5, 200), 60), tokens(req("a", 0, 6, 200), 40), req("a", 0, 7, 429)}, nil},
+		{"tokens per minute overrun", []Record{withTPM(op(OpCreate, "a", 0, 1, true), 100), tokens(req("a", 0, 5, 200), 60), tokens(req("a", 0, 6, 200), 41)}, []string{KindTPMOverrun}},
+		{"tokens per minute overrun across two minutes is two minutes", []Record{withTPM(op(OpCreate, "a", 0, 1, true), 100),
+			tokens(req("a", 0, 50, 200), 60), tokens(req("a", 0, 61, 200), 60)}, nil},
+		{"tokens per minute overrun while a replica was down", []Record{withTPM(op(OpCreate, "a", 0, 1, true), 100), fault(FaultGatewayKill, 30, 35),
+			tokens(req("a", 0, 5, 200), 60), tokens(req("a", 0, 6, 200), 41)}, nil},
+		{"concurrency kept", []Record{withConcurrency(op(OpCreate, "a", 0, 1, true), 2), upstream("a", 5, 5.3), upstream("a", 5.1, 5.4), upstream("a", 5.35, 5.6)}, nil},
+		{"concurrency overrun", []Record{withConcurrency(op(OpCreate, "a", 0, 1, true), 2), upstream("a", 5, 5.3), upstream("a", 5.1, 5.4), upstream("a", 5.2, 5.6)}, []string{KindConcurrencyOverrun}},
+		{"twice the concurrency across the counter's restart", []Record{withConcurrency(op(OpCreate, "a", 0, 1, true), 2),
+			upstream("a", 299.5, 302.5), upstream("a", 299.6, 302.5), upstream("a", 302, 302.3), upstream("a", 302.1, 302.3)}, nil},
+		{"concurrency overrun beyond the restart's allowance", []Record{withConcurrency(op(OpCreate, "a", 0, 1, true), 2),
+			upstream("a", 299.5, 302.5), upstream("a", 299.6, 302.5), upstream("a", 302, 302.3), upstream("a", 302.1, 302.3), upstream("a", 302.2, 302.3)}, []string{KindConcurrencyOverrun}},
+		{"concurrency overrun while a replica was stopped", []Record{withConcurrency(op(OpCreate, "a", 0, 1, true), 2), fault(FaultGatewayStop, 4, 5.2),
+			upstream("a", 5, 5.3), upstream("a", 5.1, 5.4), upstream("a", 5.2, 5.6)}, nil},
+		{"budget overrun by what was spent while a counter's owner was out of the peer lists", []Record{withBudget(op(OpCreate, "a", 0, 1, true), 100),
+			tokens(req("a", 0, 5, 200), 60), outOfPeers(10, 20), tokens(req("a", 0, 15, 200), 50), tokens(req("a", 0, 40, 200), 10)}, nil},
+		{"budget overrun beyond what an owner's absence allows", []Record{withBudget(op(OpCreate, "a", 0, 1, true), 100),
+			tokens(req("a", 0, 5, 200), 60), outOfPeers(10, 20), tokens(req("a", 0, 15, 200), 10), tokens(req("a", 0, 40, 200), 50)}, []string{KindBudgetOverrun}},
+		{"concurrency over once the counter changed owner in its window", []Record{withConcurrency(op(OpCreate, "a", 0, 1, true), 2), outOfPeers(10, 12),
+			upstream("a", 40, 40.3), upstream("a", 40.1, 40.4), upstream("a", 40.2, 40.6), upstream("a", 40.25, 40.6)}, nil},
+		{"concurrency over twice the limit after an owner change", []Record{withConcurrency(op(OpCreate, "a", 0, 1, true), 2), outOfPeers(10, 12),
+			upstream("a", 40, 40.3), upstream("a", 40.1, 40.4), upstream("a", 40.2, 40.6), upstream("a", 40.25, 40.6), upstream("a", 40.28, 40.6)}, []string{KindConcurrencyOverrun}},
+		{"concurrency over after an owner change in the window before", []Record{withConcurrency(op(OpCreate, "a", 0, 1, true), 2), outOfPeers(10, 12),
+			upstream("a", 340, 340.3), upstream("a", 340.1, 340.4), upstream("a", 340.2, 340.6)}, []string{KindConcurrencyOverrun}},
+		{"unanswered during a machine stall", []Record{op(OpCreate, "a", 0, 1, true), {Type: TypeFault, Fault: FaultMachineStall, Start: at(5), End: at(7.6)},
+			req("a", 0, 6, 0), req("a", 0, 30, 200)}, nil},
+		{"unanswered after a machine stall's recovery", []Record{op(OpCreate, "a", 0, 1, true), {Type: TypeFault, Fault: FaultMachineStall, Start: at(5), End: at(7.6)},
+			req("a", 0, 20, 0), req("a", 0, 30, 200)}, []string{KindValidRefused}},
+		{"refused within the recovery after an etcd restart", []Record{op(OpCreate, "a", 0, 1, true), fault(FaultEtcdRestart, 4, 6), req("a", 0, 15, 503)}, nil},
+		{"refused after an etcd restart's recovery", []Record{op(OpCreate, "a", 0, 1, true), fault(FaultEtcdRestart, 4, 6), req("a", 0, 17, 503), req("a", 0, 18, 200)}, []string{KindValidRefused}},
+		{"budget overrun by what a killed replica could not flush while etcd was down", []Record{withBudget(op(OpCreate, "a", 0, 1, true), 100),
+			tokens(req("a", 0, 2, 200), 60), fault(FaultEtcdRestart, 1, 5), fault(FaultGatewayKill, 6, 8), tokens(req("a", 0, 30, 200), 60)}, nil},
+		{"old secret served by a replica that was cut off during the rotation", []Record{op(OpCreate, "a", 0, 1, true), fault(FaultPartition, 9, 20),
+			rotation(op(OpRotate, "a", 10, 11, true), 1, 15), onReplica(req("a", 0, 18, 200), "gw-1"), onReplica(req("a", 0, 34, 401), "gw-1")}, nil},
+		{"old secret served by a replica cut off during the rotation, after it recovered", []Record{op(OpCreate, "a", 0, 1, true), fault(FaultPartition, 9, 20),
+			rotation(op(OpRotate, "a", 10, 11, true), 1, 15), onReplica(req("a", 0, 36, 200), "gw-1")}, []string{KindExpiredServed}},
+		{"old secret served by another replica than the one cut off", []Record{op(OpCreate, "a", 0, 1, true), fault(FaultPartition, 9, 20),
+			rotation(op(OpRotate, "a", 10, 11, true), 1, 15), req("a", 0, 18, 200)}, []string{KindExpiredServed}},
+		{"rate limit lowered while a replica was cut off", []Record{withRPM(op(OpCreate, "a", 0, 1, true), 3), fault(FaultPartition, 50, 58),
+			withRPM(op(OpPolicy, "a", 52, 53, true), 2), req("a", 0, 61, 200), req("a", 0, 62, 200), req("a", 0, 63, 200)}, nil},
+		{"rate limit lowered, overrun after the cut-off replica recovered", []Record{withRPM(op(OpCreate, "a", 0, 1, true), 3), fault(FaultPartition, 20, 28),
+			withRPM(op(OpPolicy, "a", 22, 23, true), 2), req("a", 0, 61, 200), req("a", 0, 62, 200), req("a", 0, 63, 200)}, []string{KindRateOverrun}},
 		{"key lost after the faults", []Record{op(OpCreate, "a", 0, 1, true), req("a", 0, 3, 200), fault(FaultGatewayKill, 4, 6),
 			req("a", 0, 20, 401), req("a", 0, 21, 401)}, []string{KindValidRefused, KindValidRefused, KindKeyLost}},
 		{"key leaked", []Record{op(OpCreate, "a", 0, 1, true), {Type: TypeLeak, Key: "a", Start: at(50), End: at(50), Detail: "gw-0.log line 12"}}, []string{KindKeyLeaked}},

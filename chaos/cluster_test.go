@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http/httptest"
 	"net/url"
 	"os"
@@ -51,11 +52,17 @@ type cluster struct {
 
 	manager  *proc
 	replicas []*replica
+	// discovery is how the replicas find each other: "static" (--peers)
+	// or "kubernetes" (--peer-discovery kubernetes over Pods this harness
+	// keeps, as a kubelet would; kubelet.go).
+	discovery string
+	record    func(Record) // adds to the run's history
 }
 
 // replica is one gateway process with its own path to the API server.
 type replica struct {
 	name  string
+	ip    string // its loopback address, its pod's IP
 	url   string
 	proc  *proc
 	proxy *testenv.StallProxy
@@ -67,9 +74,11 @@ func (c *cluster) kube() client.Client {
 	return c.client
 }
 
-func startCluster(t *testing.T, dir string) *cluster {
+// startCluster starts what a run needs; record takes the fake provider's
+// and the kubelet's records.
+func startCluster(t *testing.T, dir, discovery string, record func(Record)) *cluster {
 	t.Helper()
-	c := &cluster{t: t, dir: dir, binary: filepath.Join(dir, "codevector")}
+	c := &cluster{t: t, dir: dir, binary: filepath.Join(dir, "codevector"), discovery: discovery, record: record}
 	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +90,7 @@ func startCluster(t *testing.T, dir string) *cluster {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building codevector: %v\n%s", err, out)
 	}
-	if c.env, err = testenv.Start(context.Background()); err != nil {
+	if c.env, err = testenv.StartWith(context.Background(), testenv.Options{RestartableEtcd: true}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.env.Stop() })
@@ -92,7 +101,7 @@ func startCluster(t *testing.T, dir string) *cluster {
 	}
 	c.adminKubeconfig = c.env.KubeconfigFor(t, "chaos-admin", "system:masters")
 
-	up := httptest.NewServer(&devmode.EchoUpstream{})
+	up := httptest.NewServer(&provider{echo: &devmode.EchoUpstream{}, record: record})
 	t.Cleanup(up.Close)
 	providers := filepath.Join(dir, "providers.yaml")
 	yaml := fmt.Sprintf("providers:\n  openai:\n    baseURL: %s\n    pricing:\n      \"gpt-4o*\": {input: %d, output: %d}\n    maxOutputTokens:\n      \"gpt-4o*\": %d\n",
@@ -115,32 +124,40 @@ func startCluster(t *testing.T, dir string) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin, err := os.ReadFile(c.adminKubeconfig)
+	// The replicas run as the gateway's service account, bound by the
+	// RBAC the product ships (devmode.Install applied it): a fault that
+	// needs a verb the role lacks shows as a failure here too.
+	gwUser, gwGroups := devmode.ServiceAccountUser(gatewayv1alpha1.DefaultSystemNamespace, "codevector-gateway")
+	gw, err := os.ReadFile(c.env.KubeconfigFor(t, gwUser, gwGroups...))
 	if err != nil {
 		t.Fatal(err)
 	}
-	peerAddrs := make([]string, replicaCount)
-	for i := range peerAddrs {
-		peerAddrs[i] = freeAddr(t, replicaIP(i))
-	}
+	peerAddrs := c.peerAddrs(t)
 	for i := range replicaCount {
-		r := &replica{name: fmt.Sprintf("gw-%d", i), proxy: testenv.NewStallProxy(t, apiServer.Host)}
+		r := &replica{name: fmt.Sprintf("gw-%d", i), ip: replicaIP(i), proxy: testenv.NewStallProxy(t, apiServer.Host)}
 		// The replica reaches the API server through its proxy: the same
 		// certificates, another port on the same address.
 		kubeconfig := filepath.Join(dir, r.name+".kubeconfig")
-		if err := os.WriteFile(kubeconfig, []byte(strings.ReplaceAll(string(admin), apiServer.Host, r.proxy.Addr())), 0o600); err != nil {
+		if err := os.WriteFile(kubeconfig, []byte(strings.ReplaceAll(string(gw), apiServer.Host, r.proxy.Addr())), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		listen := freeAddr(t, replicaIP(i))
 		r.url = "http://" + listen
-		r.proc = newProc(t, r.name, c.binary, filepath.Join(dir, r.name+".log"), []string{"POD_NAME=" + r.name},
-			"gateway", "--kubeconfig", kubeconfig, "--listen", listen, "--metrics-listen=",
-			"--providers", providers, "--peer-listen", peerAddrs[i], "--peers", strings.Join(peerAddrs, ","),
-			"--last-used-interval", flushInterval.String(),
-			// The load comes from one address and keeps trying retired
-			// keys: no tarpit and no cap on its connections.
-			"--tarpit-delay", "0", "--max-conns-per-client", "0")
+		peerFlags := []string{"--peer-listen", peerAddrs[i], "--peers", strings.Join(peerAddrs, ",")}
+		if c.discovery == discoveryKubernetes {
+			peerFlags = append(peerFlags[:2], "--peer-discovery", "kubernetes", "--peer-selector", podSelector)
+		}
+		r.proc = newProc(t, r.name, c.binary, filepath.Join(dir, r.name+".log"), []string{"POD_NAME=" + r.name, "POD_IP=" + r.ip},
+			append(append([]string{"gateway", "--kubeconfig", kubeconfig, "--listen", listen, "--metrics-listen=",
+				"--providers", providers}, peerFlags...),
+				"--last-used-interval", flushInterval.String(),
+				// The load comes from one address and keeps trying retired
+				// keys: no tarpit and no cap on its connections.
+				"--tarpit-delay", "0", "--max-conns-per-client", "0")...)
 		c.replicas = append(c.replicas, r)
+	}
+	if c.discovery == discoveryKubernetes {
+		c.startKubelet()
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, replicaCount)
@@ -158,6 +175,40 @@ func startCluster(t *testing.T, dir string) *cluster {
 
 // replicaIP is the loopback address of replica i (see freeAddr).
 func replicaIP(i int) string { return fmt.Sprintf("127.0.77.%d", i+1) }
+
+// peerAddrs are the replicas' peer listen addresses: any free port on each
+// replica's address with static peers, one port free on all of them with
+// kubernetes discovery (the peers are pod IPs on --peer-listen's port).
+func (c *cluster) peerAddrs(t *testing.T) []string {
+	addrs := make([]string, replicaCount)
+	if c.discovery != discoveryKubernetes {
+		for i := range addrs {
+			addrs[i] = freeAddr(t, replicaIP(i))
+		}
+		return addrs
+	}
+	for range 20 {
+		_, port, err := net.SplitHostPort(freeAddr(t, replicaIP(0)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		free := true
+		for i := range addrs {
+			addrs[i] = net.JoinHostPort(replicaIP(i), port)
+			ln, err := net.Listen("tcp", addrs[i])
+			if err != nil {
+				free = false
+				break
+			}
+			ln.Close()
+		}
+		if free {
+			return addrs
+		}
+	}
+	t.Fatal("no port free on every replica's address in 20 tries")
+	return nil
+}
 
 // startReplica starts r and waits until it is ready (its watches synced,
 // its peers' credential read).
@@ -204,26 +255,44 @@ func (c *cluster) stopAPIServer() (restart func() error, err error) {
 		if err := api.Start(); err != nil {
 			return fmt.Errorf("restarting kube-apiserver: %w", err)
 		}
-		// A restarted API server answers before it serves the CRD again:
-		// wait until a fresh client lists APIKeys, and use that one.
-		deadline := time.Now().Add(90 * time.Second)
-		for {
-			fresh, err := client.New(c.env.Config, client.Options{Scheme: c.env.Client.Scheme()})
-			if err == nil {
-				err = fresh.List(context.Background(), &gatewayv1alpha1.APIKeyList{}, client.Limit(1))
-			}
-			if err == nil {
-				c.mu.Lock()
-				c.client = fresh
-				c.mu.Unlock()
-				return nil
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("kube-apiserver restarted but does not serve APIKeys: %w", err)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+		return c.waitServing("kube-apiserver restarted")
 	}, nil
+}
+
+// restartEtcd SIGKILLs etcd, waits down, starts it again on its data and
+// waits until the API server serves APIKeys from it.
+func (c *cluster) restartEtcd(down time.Duration) error {
+	if err := c.env.KillEtcd(); err != nil {
+		return err
+	}
+	time.Sleep(down)
+	if err := c.env.StartEtcd(); err != nil {
+		return err
+	}
+	return c.waitServing("etcd restarted")
+}
+
+// waitServing waits until a fresh client lists APIKeys and makes it the
+// run's: a restarted API server answers before it serves the CRD again,
+// and one whose etcd restarted answers with errors until it reconnects.
+func (c *cluster) waitServing(after string) error {
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		fresh, err := client.New(c.env.Config, client.Options{Scheme: c.env.Client.Scheme()})
+		if err == nil {
+			err = fresh.List(context.Background(), &gatewayv1alpha1.APIKeyList{}, client.Limit(1))
+		}
+		if err == nil {
+			c.mu.Lock()
+			c.client = fresh
+			c.mu.Unlock()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s but the API server does not serve APIKeys within 90s: %w", after, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // cli runs `codevector keys ARGS` as the admin, in the run's namespace,

@@ -6,14 +6,23 @@ import (
 	"time"
 )
 
-// The checks of what the gateways count: budgets and per-minute limits.
+// The checks of what the gateways count: budgets, per-minute limits and
+// concurrency limits.
 
 // checkBudget: the tokens a key was billed stay within its budget, plus
-// what the documented loss allows: for each gateway replica killed during
-// the key's life, what the key spent in the flush interval before the kill
-// (longer when the API server, or that path to it, was down, since
-// status.usage could not be written then).
-func checkBudget(rep *Report, name string, k *keyLife, reqs []*Record, faults []*Record, b Bounds) {
+// what the documented losses allow (docs/limits-and-budgets.md, "Across
+// replicas"):
+//   - for each gateway replica killed during the key's life, what the key
+//     spent in the flush interval before the kill (longer when the API
+//     server, its etcd, or the path to it, was down, since status.usage
+//     could not be written then);
+//   - for each time a replica was out of the peer lists (kubernetes
+//     discovery: killed or stopped), what the key spent from the flush
+//     interval before it left until the flush interval after it was back:
+//     its counters' interim owners restored them from status.usage, which
+//     lags, and a stopped owner that comes back resumes from the count it
+//     had before it stopped.
+func checkBudget(rep *Report, name string, k *keyLife, reqs []*Record, faults, moves []*Record, b Bounds) {
 	budget := k.maxPolicy.BudgetTokens
 	if budget <= 0 {
 		return
@@ -24,24 +33,34 @@ func checkBudget(rep *Report, name string, k *keyLife, reqs []*Record, faults []
 			spent += r.Tokens
 		}
 	}
+	lag := b.FlushInterval + time.Second
+	spentIn := func(from, to time.Time) (n int64) {
+		for _, r := range reqs {
+			if r.Status == 200 && !r.End.Before(from) && !r.Start.After(to) {
+				n += r.Tokens
+			}
+		}
+		return n
+	}
 	var allowance int64
 	for _, f := range faults {
 		if f.Fault != FaultGatewayKill {
 			continue
 		}
-		from := f.Start.Add(-b.FlushInterval - time.Second)
+		from := f.Start.Add(-lag)
 		for changed := true; changed; {
 			changed = false
 			for _, o := range faults {
-				if (o.Fault == FaultAPIServerStop || o.Fault == FaultPartition) && o.Start.Before(from) && !o.End.Before(from) {
-					from, changed = o.Start.Add(-b.FlushInterval-time.Second), true
+				if (o.Fault == FaultAPIServerStop || o.Fault == FaultEtcdRestart || o.Fault == FaultPartition) && o.Start.Before(from) && !o.End.Before(from) {
+					from, changed = o.Start.Add(-lag), true
 				}
 			}
 		}
-		for _, r := range reqs {
-			if r.Status == 200 && !r.End.Before(from) && !r.Start.After(f.Start) {
-				allowance += r.Tokens
-			}
+		allowance += spentIn(from, f.Start)
+	}
+	for _, m := range moves {
+		if m.Type == TypeOutOfPeers {
+			allowance += spentIn(m.Start.Add(-lag), m.End.Add(lag))
 		}
 	}
 	ratio := float64(spent) / float64(budget)
@@ -49,26 +68,45 @@ func checkBudget(rep *Report, name string, k *keyLife, reqs []*Record, faults []
 	rep.WorstOverBudget = max(rep.WorstOverBudget, spent-budget)
 	if spent > budget+allowance {
 		rep.Violations = append(rep.Violations, Violation{Kind: KindBudgetOverrun, Key: name,
-			Detail: fmt.Sprintf("billed %d tokens against a budget of %d (allowed loss from replica kills: %d)", spent, budget, allowance)})
+			Detail: fmt.Sprintf("billed %d tokens against a budget of %d (allowed loss from replica kills and owner changes: %d)", spent, budget, allowance)})
 	}
 }
 
-// checkRate: in a calendar minute with no gateway replica killed or
-// stopped, nor recovering from it, the 200s that began and ended within
-// it are at most the key's limit (a counter's owner never admits more
-// while the peer list holds; gateway/quota's accuracy bound). While a
-// counter's owner is unreachable, and until its peers have reconnected
-// after its restart, keys with limits only are served uncounted
-// (--limits-failure-mode open, the default).
-func checkRate(rep *Report, name string, k *keyLife, reqs []*Record, faults []*Record, recovery time.Duration) {
-	if k.maxPolicy.RequestsPerMinute <= 0 {
+// perMinute is one of a key's per-minute limits: what a 200 adds to it
+// and the limit in a policy.
+type perMinute struct {
+	kind, unit string
+	amount     func(*Record) int64
+	limit      func(Policy) int64
+	worst      func(*Report) *float64 // the report's worst share of the limit, if it keeps one
+}
+
+var (
+	requestsPerMinute = perMinute{KindRateOverrun, "requests", func(*Record) int64 { return 1 }, func(p Policy) int64 { return p.RequestsPerMinute }, nil}
+	// The tokens a request reserved (its prompt's bytes / 4 and its
+	// max_tokens) are at least what it is billed, and the reservation is
+	// settled into the minute it was taken in: what the 200s of a minute
+	// were billed is at most the limit.
+	tokensPerMinute = perMinute{KindTPMOverrun, "tokens", func(r *Record) int64 { return r.Tokens }, func(p Policy) int64 { return p.TokensPerMinute },
+		func(r *Report) *float64 { return &r.WorstTokensPerMinute }}
+)
+
+// checkPerMinute: in a calendar minute with no gateway replica killed or
+// stopped, nor recovering from it, what the 200s that began and ended
+// within it add up to is at most the key's limit (a counter's owner never
+// admits more while the peer list holds; gateway/quota's accuracy bound).
+// While a counter's owner is unreachable, and until its peers have
+// reconnected after its restart, keys with limits only are served
+// uncounted (--limits-failure-mode open, the default).
+func checkPerMinute(rep *Report, name string, k *keyLife, reqs []*Record, faults []*Record, recovery time.Duration, pm perMinute) {
+	if pm.limit(k.maxPolicy) <= 0 {
 		return
 	}
 	counts := map[time.Time]int64{}
 	for _, r := range reqs {
 		m := r.Start.UTC().Truncate(time.Minute)
 		if r.Status == 200 && r.End.UTC().Truncate(time.Minute).Equal(m) {
-			counts[m]++
+			counts[m] += pm.amount(r)
 		}
 	}
 	minutes := make([]time.Time, 0, len(counts))
@@ -78,51 +116,122 @@ func checkRate(rep *Report, name string, k *keyLife, reqs []*Record, faults []*R
 	slices.SortFunc(minutes, time.Time.Compare)
 	for _, m := range minutes {
 		end := m.Add(time.Minute)
-		limit := k.limitDuring(m, end)
-		if limit <= 0 || counts[m] <= limit {
+		limit := k.limitDuring(m, end, pm.limit, faults, recovery)
+		if limit > 0 && pm.worst != nil {
+			w := pm.worst(rep)
+			*w = max(*w, float64(counts[m])/float64(limit))
+		}
+		if limit <= 0 || counts[m] <= limit || replicaFaultDuring(faults, m, end, recovery) {
 			continue
 		}
-		faulted := false
-		for _, f := range faults {
-			if (f.Fault == FaultGatewayKill || f.Fault == FaultGatewayStop) && f.Start.Before(end) && !f.End.Add(recovery).Before(m) {
-				faulted = true
-			}
-		}
-		if !faulted {
-			rep.Violations = append(rep.Violations, Violation{Kind: KindRateOverrun, Key: name, Start: m, End: end,
-				Detail: fmt.Sprintf("%d requests served in the minute, limit %d", counts[m], limit)})
-		}
+		rep.Violations = append(rep.Violations, Violation{Kind: pm.kind, Key: name, Start: m, End: end,
+			Detail: fmt.Sprintf("%d %s served in the minute, limit %d", counts[m], pm.unit, limit)})
 	}
 }
 
-// limitDuring is the largest requests-per-minute limit the key had at any
-// moment of [from, to): 0 when it had none at some moment (unlimited). A
-// change under way in the minute, or one that failed (it may have landed
-// all the same), counts with both limits.
-func (k *keyLife) limitDuring(from, to time.Time) int64 {
+// replicaFaultDuring: a gateway replica was killed or stopped in [from,
+// to), or had been less than recovery before; its counters' peers may
+// have served uncounted meanwhile.
+func replicaFaultDuring(faults []*Record, from, to time.Time, recovery time.Duration) bool {
+	for _, f := range faults {
+		if (f.Fault == FaultGatewayKill || f.Fault == FaultGatewayStop) && f.Start.Before(to) && !f.End.Add(recovery).Before(from) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkConcurrency: at no moment does the provider hold more of a key's
+// requests than its concurrency limit, outside a replica's fault and its
+// recovery. The counter restarts every Bounds.ConcurrencyWindow (so that
+// slots a dead replica held come back), and requests admitted before the
+// restart then stop counting: at a moment when some in flight began
+// before the restart (or within Margin after it, as the gateway admitted
+// them a moment before the provider saw them), up to that many more may
+// run, at most the limit again. And once the counter may have changed
+// owner in the window (a replica killed, stopped or out of the peer
+// lists), the slots of the requests in flight then are given back to an
+// owner that never counted them: up to the limit again until the window
+// restarts (docs/limits-and-budgets.md). One violation per key: its worst
+// moment.
+func checkConcurrency(rep *Report, name string, k *keyLife, calls []*Record, faults, moves []*Record, b Bounds) {
+	limit := k.maxPolicy.ConcurrentRequests
+	if limit <= 0 || b.ConcurrencyWindow <= 0 {
+		return
+	}
+	var worst *Violation
+	var worstOver int64
+	for i, c := range calls {
+		// calls are sorted by start: the moment c began, the calls in
+		// flight are those before it (and c) that have not ended yet.
+		t := c.Start
+		restart := t.Truncate(b.ConcurrencyWindow)
+		var n, old int64
+		for _, o := range calls[:i+1] {
+			if o.End.After(t) || o == c {
+				n++
+				if o.Start.Before(restart.Add(b.Margin)) {
+					old++
+				}
+			}
+		}
+		rep.WorstConcurrency = max(rep.WorstConcurrency, float64(n)/float64(limit))
+		allowed := limit + min(old, limit)
+		for _, m := range moves {
+			if m.Start.Before(t) && !m.End.Before(restart) {
+				allowed += limit
+				break
+			}
+		}
+		if n <= allowed || replicaFaultDuring(faults, t, t, b.Recovery) || n-allowed <= worstOver {
+			continue
+		}
+		worstOver = n - allowed
+		worst = &Violation{Kind: KindConcurrencyOverrun, Key: name, Start: t, End: t,
+			Detail: fmt.Sprintf("%d requests at the provider at once, limit %d (%d begun before the counter's restart at %s)", n, limit, old, stamp(restart))}
+	}
+	if worst != nil {
+		rep.Violations = append(rep.Violations, *worst)
+	}
+}
+
+// limitDuring is the largest limit (of those limit picks from a policy)
+// the key had at any moment of [from, to): 0 when it had none at some
+// moment (unlimited). A change under way in the minute, or one that failed
+// (it may have landed all the same), counts with both limits; so does one
+// written while a replica's API-server connection was stalled, until that
+// replica has resumed and recovered (it counts with the old limit until
+// it hears of the change).
+func (k *keyLife) limitDuring(from, to time.Time, limitOf func(Policy) int64, faults []*Record, recovery time.Duration) int64 {
 	if k.created == nil {
 		return 0
 	}
 	var limit int64
 	if k.created.Policy != nil {
-		limit = k.created.Policy.RequestsPerMinute
+		limit = limitOf(*k.created.Policy)
 	}
 	for _, p := range k.policies {
 		if !p.Start.Before(to) {
 			continue
 		}
-		var rpm int64
+		var l int64
 		if p.Policy != nil {
-			rpm = p.Policy.RequestsPerMinute
+			l = limitOf(*p.Policy)
 		}
-		if p.OK && p.End.Before(from) {
-			limit = rpm
+		settled := p.End
+		for _, f := range faults {
+			if f.Fault == FaultPartition && !f.Start.After(p.End) && !f.End.Before(p.Start) {
+				settled = laterOf(settled, f.End.Add(recovery))
+			}
+		}
+		if p.OK && settled.Before(from) {
+			limit = l
 			continue
 		}
-		if limit == 0 || rpm == 0 {
+		if limit == 0 || l == 0 {
 			return 0
 		}
-		limit = max(limit, rpm)
+		limit = max(limit, l)
 	}
 	return limit
 }

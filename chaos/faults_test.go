@@ -17,14 +17,16 @@ func (r *run) faults(rng *rand.Rand, begin, end time.Time) {
 		rep := r.c.replicas[rng.IntN(len(r.c.replicas))]
 		var rec Record
 		switch x := rng.IntN(100); {
-		case x < 25:
+		case x < 22:
 			rec = r.killReplica(rep, time.Duration(500+rng.IntN(2500))*time.Millisecond)
-		case x < 45:
+		case x < 40:
 			rec = r.stopReplica(rep, time.Duration(3+rng.IntN(8))*time.Second)
-		case x < 60:
+		case x < 52:
 			rec = r.killManager(time.Duration(1+rng.IntN(5)) * time.Second)
-		case x < 80:
+		case x < 67:
 			rec = r.stopAPIServer(time.Duration(5+rng.IntN(16)) * time.Second)
+		case x < 80:
+			rec = r.restartEtcd(time.Duration(1+rng.IntN(8)) * time.Second)
 		default:
 			rec = r.partition(rep, time.Duration(5+rng.IntN(16))*time.Second)
 		}
@@ -78,6 +80,18 @@ func (r *run) stopAPIServer(down time.Duration) Record {
 	time.Sleep(time.Until(rec.Start.Add(down)))
 	if err := restart(); err != nil {
 		r.t.Error(err)
+	}
+	rec.End = time.Now()
+	rec.Detail = fmt.Sprintf("(down %v)", down)
+	return rec
+}
+
+// restartEtcd kills etcd with SIGKILL and starts it again on its data:
+// the API server stays up but can neither read nor write meanwhile.
+func (r *run) restartEtcd(down time.Duration) Record {
+	rec := Record{Type: TypeFault, Fault: FaultEtcdRestart, Target: "etcd", Start: time.Now()}
+	if err := r.c.restartEtcd(down); err != nil {
+		r.t.Errorf("restarting etcd: %v", err)
 	}
 	rec.End = time.Now()
 	rec.Detail = fmt.Sprintf("(down %v)", down)

@@ -57,6 +57,19 @@ const (
 	// TypeLeak is a full key (or its secret part) found in a log, an
 	// event or a status: Detail says where, Key whose.
 	TypeLeak RecordType = "leak"
+	// TypeSetup says how the run was set up (Detail: the seed, the rate,
+	// how the replicas found their peers), for the reader of a history.
+	TypeSetup RecordType = "setup"
+	// TypeUpstream is a call the fake provider answered for a key with a
+	// concurrency limit (Key): Start when it arrived, End before the
+	// provider began its answer, so the interval lies within the time the
+	// gateway held the request's concurrency slot.
+	TypeUpstream RecordType = "upstream"
+	// TypeOutOfPeers is a replica (Target) out of its peers' lists, with
+	// kubernetes discovery: from when its Pod was marked not ready (Start)
+	// until it was marked ready again (End). Its counters had other owners
+	// meanwhile.
+	TypeOutOfPeers RecordType = "out-of-peers"
 )
 
 // Op is a user's or an admin's operation on a key.
@@ -79,11 +92,19 @@ const (
 	FaultManagerKill   Fault = "manager-kill"   // SIGKILL, then restart
 	FaultAPIServerStop Fault = "apiserver-stop" // kube-apiserver stopped (End: serving again)
 	FaultPartition     Fault = "partition"      // a replica's API-server connection stalled
+	FaultEtcdRestart   Fault = "etcd-restart"   // etcd SIGKILLed, started on its data (End: APIKeys served again)
+	// FaultMachineStall is not injected: the harness itself was not
+	// scheduled for more than stallThreshold (the shared machine froze),
+	// so neither were, likely, the processes it tests, and its own times
+	// in that span are late. Counted apart from the injected faults.
+	FaultMachineStall Fault = "machine-stall"
 )
 
 // Policy is the part of a key's policy the checker holds the gateways to.
 type Policy struct {
-	RequestsPerMinute int64 `json:"rpm,omitempty"`
+	RequestsPerMinute  int64 `json:"rpm,omitempty"`
+	TokensPerMinute    int64 `json:"tpm,omitempty"`
+	ConcurrentRequests int64 `json:"concurrency,omitempty"`
 	// BudgetTokens is the key's budget in tokens over its whole life
 	// (period total); a dollar budget is converted with the run's price.
 	BudgetTokens int64 `json:"budgetTokens,omitempty"`

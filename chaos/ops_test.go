@@ -21,19 +21,28 @@ import (
 const cliUser = "chaos-admin"
 
 // randomPolicy is a key's policy as the CLI's flags and as the checker's
-// Policy: none, a per-minute limit, a token or a dollar budget over the
-// key's life, or a model allowlist only.
+// Policy: none, a per-minute limit of requests or of tokens, a
+// concurrency limit, a token or a dollar budget over the key's life, or a
+// model allowlist only.
 func randomPolicy(rng *rand.Rand) (flags []string, p *Policy) {
 	switch x := rng.IntN(100); {
-	case x < 30:
+	case x < 25:
 		return nil, nil
-	case x < 55:
+	case x < 43:
 		rpm := int64(20 + rng.IntN(70))
 		return []string{"--rpm", fmt.Sprint(rpm)}, &Policy{RequestsPerMinute: rpm}
-	case x < 75:
+	case x < 55:
+		// A request reserves about 70 tokens (its prompt's bytes / 4 and
+		// max_tokens 16) and is billed about 20: a hot key reaches these.
+		tpm := int64(300 + rng.IntN(2700))
+		return []string{"--tpm", fmt.Sprint(tpm)}, &Policy{TokensPerMinute: tpm}
+	case x < 65:
+		n := int64(1 + rng.IntN(4))
+		return []string{"--concurrency", fmt.Sprint(n)}, &Policy{ConcurrentRequests: n}
+	case x < 77:
 		tokens := int64(200 + rng.IntN(1800))
 		return []string{"--budget", fmt.Sprintf("%dtokens/total", tokens)}, &Policy{BudgetTokens: tokens}
-	case x < 85:
+	case x < 87:
 		cents := int64(20 + rng.IntN(180))
 		return []string{"--budget", fmt.Sprintf("%d.%02dusd/total", cents/100, cents%100)}, &Policy{BudgetTokens: cents * 10_000_000 / nanoUSDPerToken}
 	default:
@@ -44,12 +53,28 @@ func randomPolicy(rng *rand.Rand) (flags []string, p *Policy) {
 // applyPolicyFlags sets on spec what randomPolicy's flags say, for keys
 // created through the API rather than the CLI.
 func applyPolicyFlags(spec *gatewayv1alpha1.APIKeySpec, flags []string) error {
+	limits := func() *gatewayv1alpha1.Limits {
+		if spec.Limits == nil {
+			spec.Limits = &gatewayv1alpha1.Limits{}
+		}
+		return spec.Limits
+	}
 	for i := 0; i+1 < len(flags); i += 2 {
-		switch v := flags[i+1]; flags[i] {
+		v := flags[i+1]
+		var n int64
+		if flags[i] == "--rpm" || flags[i] == "--tpm" || flags[i] == "--concurrency" {
+			if _, err := fmt.Sscan(v, &n); err != nil {
+				return fmt.Errorf("%s %q: %w", flags[i], v, err)
+			}
+		}
+		switch flags[i] {
 		case "--rpm":
-			var n int64
-			fmt.Sscan(v, &n)
-			spec.Limits = &gatewayv1alpha1.Limits{RequestsPerMinute: &n}
+			limits().RequestsPerMinute = &n
+		case "--tpm":
+			limits().TokensPerMinute = &n
+		case "--concurrency":
+			c := int32(n)
+			limits().ConcurrentRequests = &c
 		case "--budget":
 			b, err := gatewayv1alpha1.ParseBudget(v)
 			if err != nil {

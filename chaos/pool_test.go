@@ -42,8 +42,9 @@ func (p *pool) add(k *poolKey) {
 // pick chooses what the next request uses: mostly a live key (half the
 // time a hot one), its current secret or, within its grace, the one
 // before; sometimes a key retired in the last minute or a secret whose
-// grace ended, which every replica must refuse.
-func (p *pool) pick(rng *rand.Rand, now time.Time) (name string, gen int, secret string, ok bool) {
+// grace ended, which every replica must refuse. concurrency: the key has a
+// concurrency limit (its requests are held at the provider, holdUser).
+func (p *pool) pick(rng *rand.Rand, now time.Time) (name string, gen int, secret string, concurrency bool, ok bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var live, hot, retired []*poolKey
@@ -74,13 +75,13 @@ func (p *pool) pick(rng *rand.Rand, now time.Time) (name string, gen int, secret
 	case len(live) > 0:
 		k = live[rng.IntN(len(live))]
 	default:
-		return "", 0, "", false
+		return "", 0, "", false, false
 	}
 	gen = len(k.secrets) - 1
 	if gen > 0 && rng.IntN(5) == 0 && now.Sub(k.graceEnd) < 30*time.Second {
 		gen-- // the previous secret, in its grace or just after
 	}
-	return k.name, gen, k.secrets[gen], true
+	return k.name, gen, k.secrets[gen], k.policy.ConcurrentRequests > 0, true
 }
 
 // choose picks a key for an operation: live, not busy, cold unless hot

@@ -95,6 +95,22 @@ func (p *proc) kill() {
 	<-exited
 }
 
+// running: the process was started and has not exited (a stopped one
+// runs).
+func (p *proc) running() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return false
+	}
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
+}
+
 func (p *proc) pid() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -36,6 +36,9 @@ type Env struct {
 	Root   string
 
 	issued sync.Map // plaintext keys handed out by IssueKey
+	// etcdDir is etcd's data directory when StartWith made it (Options.
+	// RestartableEtcd): envtest's own would be deleted by Etcd.Stop.
+	etcdDir string
 }
 
 // Start starts etcd and kube-apiserver and installs CodeVector on them
@@ -51,6 +54,10 @@ type Options struct {
 	// kube-apiserver compacts (every 5 minutes), so a benchmark that writes
 	// GiBs of objects needs more; past the quota etcd refuses all writes.
 	EtcdQuotaBackendBytes int64
+	// RestartableEtcd gives etcd a data directory of the Env's own, so that
+	// KillEtcd and StartEtcd can restart it with its data (envtest deletes
+	// the directory it made when etcd stops). Stop removes it.
+	RestartableEtcd bool
 }
 
 // StartWith is Start with options.
@@ -64,24 +71,29 @@ func StartWith(ctx context.Context, o Options) (*Env, error) {
 		return nil, err
 	}
 	env := &envtest.Environment{BinaryAssetsDirectory: assets}
+	etcd := &envtest.Etcd{}
+	env.ControlPlane.Etcd = etcd
 	if o.EtcdQuotaBackendBytes > 0 {
-		etcd := &envtest.Etcd{}
 		etcd.Configure().Set("quota-backend-bytes", strconv.FormatInt(o.EtcdQuotaBackendBytes, 10))
-		env.ControlPlane.Etcd = etcd
 	}
-	cfg, err := env.Start()
-	if err != nil {
+	e := &Env{Environment: env, Root: root}
+	if o.RestartableEtcd {
+		if e.etcdDir, err = os.MkdirTemp("", "codevector-etcd-"); err != nil {
+			return nil, fmt.Errorf("creating etcd's data directory: %w", err)
+		}
+		etcd.DataDir = e.etcdDir
+	}
+	if e.Config, err = env.Start(); err != nil {
+		_ = e.Stop()
 		return nil, fmt.Errorf("starting kube-apiserver and etcd: %w", err)
 	}
-	cfg.QPS, cfg.Burst = manager.DefaultQPS, manager.DefaultBurst
-	c, err := client.New(cfg, client.Options{Scheme: manager.Scheme()})
-	if err != nil {
-		_ = env.Stop()
+	e.Config.QPS, e.Config.Burst = manager.DefaultQPS, manager.DefaultBurst
+	if e.Client, err = client.New(e.Config, client.Options{Scheme: manager.Scheme()}); err != nil {
+		_ = e.Stop()
 		return nil, err
 	}
-	e := &Env{Environment: env, Config: cfg, Client: c, Root: root}
-	if err := devmode.Install(ctx, cfg, c); err != nil {
-		_ = env.Stop()
+	if err := devmode.Install(ctx, e.Config, e.Client); err != nil {
+		_ = e.Stop()
 		return nil, err
 	}
 	return e, nil
