@@ -1,0 +1,252 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	guber "github.com/gubernator-io/gubernator/v2"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/utils/ptr"
+
+	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+	"github.com/codevector/codevector/gateway/server"
+	"github.com/codevector/codevector/internal/manager"
+	"github.com/codevector/codevector/internal/testenv"
+)
+
+// A budget's counter owner leaves the peer list (its pod not ready: a
+// replica stopped, or failing its probes) and comes back while another
+// replica keeps spending the key. The interim owner counts what was spent
+// meanwhile; when the first owner is back in the list it must not resume
+// from the count it held before it left. The chaos run (issue 28, seed 25,
+// --peer-discovery kubernetes) billed a key 1,280 tokens against a budget
+// of 1,220 this way. The requests here are sequential and each reserves at
+// least what it is billed, so the budget holds exactly.
+func TestBudgetHoldsWhenItsCounterOwnerLeavesAndReturns(t *testing.T) {
+	env.StartManager(t, manager.Options{})
+	up := newUpstream(t, 0)
+	const budget = 600
+	k, key := env.IssueKey(t, env.Namespace(t), "owner-returns", func(k *gatewayv1alpha1.APIKey) {
+		k.Spec.Budget = &gatewayv1alpha1.Budget{Tokens: ptr.To[int64](budget), Period: gatewayv1alpha1.BudgetMonth}
+	})
+
+	// Two replicas found through their Pods, as --peer-discovery
+	// kubernetes finds them: each on an address of its own, on one port.
+	selector := "app.kubernetes.io/name=owner-return-" + rand.String(6)
+	lns := peerListenersOnOnePort(t, "127.0.89.1", "127.0.89.2")
+	replicas := make([]*gateway, len(lns))
+	replicaLogs := make([]*testenv.LogBuffer, len(lns))
+	pods := make([]*corev1.Pod, len(lns))
+	for i, ln := range lns {
+		ip, _, _ := net.SplitHostPort(ln.Addr().String())
+		pods[i] = readyPeerPod(t, selector, fmt.Sprintf("owner-return-%d-%s", i, rand.String(4)), ip)
+	}
+	for i, ln := range lns {
+		ip, _, _ := net.SplitHostPort(ln.Addr().String())
+		o := server.Options{Providers: providersFor(t, up, up), PodIP: ip, LastUsedInterval: 200 * time.Millisecond,
+			Peers: server.PeerOptions{Listener: ln, Listen: ln.Addr().String(), Discovery: server.DiscoveryKubernetes, Selector: selector}}
+		replicaLogs[i] = &testenv.LogBuffer{}
+		o.Logger = slog.New(slog.NewJSONHandler(io.MultiWriter(logs, replicaLogs[i]), &slog.HandlerOptions{Level: slog.LevelDebug}))
+		o.MetricsListener = nil
+		metrics := withMetricsListener(t, &o)
+		url, g, _ := testenv.RunGateway(t, 15*time.Second, env.Config, o)
+		replicas[i] = &gateway{URL: url, Gateway: g, PeerAddr: ln.Addr().String(), MetricsURL: metrics}
+	}
+
+	// The owner of the key's budget counter this month, by the hash the
+	// quota engine uses; the requests go through the other replica.
+	peers := []string{replicas[0].PeerAddr, replicas[1].PeerAddr}
+	counter := fmt.Sprintf("%s/%s/%s/budget", k.Namespace, k.Name, k.UID)
+	y, m, _ := time.Now().UTC().Date()
+	ownerAddr := counterOwner(t, peers, counter, time.Date(y, m, 1, 0, 0, 0, 0, time.UTC))
+	owner, front := 0, 1
+	if ownerAddr != replicas[0].PeerAddr {
+		owner, front = 1, 0
+	}
+	t.Logf("the budget's counter is owned by replica %d (%s); requests go through replica %d", owner, ownerAddr, front)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		for i, gw := range replicas {
+			if e := gw.Index().Lookup(strings.TrimPrefix(k.Status.Prefix, "cvk_")); e == nil || e.Policy == nil {
+				return fmt.Errorf("replica %d has not seen the key's policy", i)
+			}
+		}
+		return nil
+	})
+
+	var billed int64
+	// spendUntil sends requests through the front replica one at a time
+	// until billed reaches target (or the budget refuses), and returns the
+	// status of the last one.
+	spendUntil := func(target int64) (int, string) {
+		for range 2 * budget {
+			status, _, body := postChat(t, replicas[front].URL, key.Reveal(), "gpt-4o-mini")
+			if status != http.StatusOK {
+				return status, body
+			}
+			billed += totalTokens(t, body)
+			if billed >= target {
+				return status, body
+			}
+		}
+		t.Fatalf("the budget of %d never refused: %d tokens billed", budget, billed)
+		return 0, ""
+	}
+
+	// A third of the budget while the owner is in the list.
+	if status, body := spendUntil(budget / 3); status != http.StatusOK {
+		t.Fatalf("with %d of %d tokens billed: %d %s", billed, budget, status, body)
+	}
+	before := billed
+
+	// The owner leaves the peer list; the front replica counts alone.
+	setPodReady(t, pods[owner], false)
+	waitForPeers(t, replicaLogs[front], replicas[front].PeerAddr)
+	if status, body := spendUntil(2 * budget / 3); status != http.StatusOK {
+		t.Fatalf("with %d of %d tokens billed, the owner out of the list: %d %s", billed, budget, status, body)
+	}
+	whileOut := billed - before
+
+	// The owner is back; the front replica forwards to it again.
+	setPodReady(t, pods[owner], true)
+	waitForPeers(t, replicaLogs[front], peers...)
+	status, body := spendUntil(2 * budget)
+	t.Logf("billed %d tokens against a budget of %d (%d of them while the owner was out of the peer list), then %d %s",
+		billed, budget, whileOut, status, body)
+	if status != http.StatusTooManyRequests || errorCode(t, body) != "budget_exceeded" {
+		t.Fatalf("the spent budget answered %d %s, want 429 budget_exceeded", status, body)
+	}
+	if billed > budget {
+		t.Errorf("billed %d tokens against a budget of %d: the returning owner resumed its count from before it left, forgetting the %d tokens spent meanwhile",
+			billed, budget, whileOut)
+	}
+}
+
+// peerListenersOnOnePort listens on one port at each of ips (loopback
+// addresses), as pods of one Deployment do on their pod IPs.
+func peerListenersOnOnePort(t *testing.T, ips ...string) []net.Listener {
+	t.Helper()
+	for range 20 {
+		first, err := net.Listen("tcp", net.JoinHostPort(ips[0], "0"))
+		if err != nil {
+			t.Fatalf("listening on %s: %v", ips[0], err)
+		}
+		_, port, _ := net.SplitHostPort(first.Addr().String())
+		lns := []net.Listener{first}
+		for _, ip := range ips[1:] {
+			ln, err := net.Listen("tcp", net.JoinHostPort(ip, port))
+			if err != nil {
+				break // the port is taken there: try another
+			}
+			lns = append(lns, ln)
+		}
+		if len(lns) == len(ips) {
+			return lns
+		}
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}
+	t.Fatalf("no port free on every one of %v", ips)
+	return nil
+}
+
+// readyPeerPod creates a gateway Pod in the system namespace at ip, Ready
+// (envtest runs no kubelet: the test is it).
+func readyPeerPod(t *testing.T, selector, name, ip string) *corev1.Pod {
+	t.Helper()
+	label, value, _ := strings.Cut(selector, "=")
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: gatewayv1alpha1.DefaultSystemNamespace, Name: name, Labels: map[string]string{label: value}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "gateway", Image: "codevector"}}},
+	}
+	if err := env.Client.Create(context.Background(), pod); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), pod) })
+	pod.Status.PodIP = ip
+	pod.Status.PodIPs = []corev1.PodIP{{IP: ip}}
+	setPodReady(t, pod, true)
+	return pod
+}
+
+// setPodReady writes pod's Ready condition, as its kubelet would.
+func setPodReady(t *testing.T, pod *corev1.Pod, ready bool) {
+	t.Helper()
+	status := corev1.ConditionFalse
+	if ready {
+		status = corev1.ConditionTrue
+	}
+	pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: status, LastTransitionTime: metav1.Now()}}
+	if err := env.Client.Status().Update(context.Background(), pod); err != nil {
+		t.Fatalf("marking Pod %s ready=%v: %v", pod.Name, ready, err)
+	}
+}
+
+// waitForPeers waits until the replica that logs to log has logged that
+// its peers are want (mesh.WatchPeers logs each change of the ready
+// Pods): a peer list is no state a user can see.
+func waitForPeers(t *testing.T, log *testenv.LogBuffer, want ...string) {
+	t.Helper()
+	list, err := json.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		lines := strings.Split(log.String(), "\n")
+		for i := len(lines) - 1; i >= 0; i-- {
+			if strings.Contains(lines[i], `"msg":"Updated peers"`) {
+				if strings.Contains(lines[i], `"peers":`+string(list)) {
+					return nil
+				}
+				break
+			}
+		}
+		return fmt.Errorf("the replica's last peer list logged is not %s", list)
+	})
+}
+
+// counterOwner is the peer that owns counter in the period starting at
+// start, by gubernator's consistent hash as gateway/quota sets it up (512
+// points per peer, its default; the item's key is its name, "codevector",
+// and unique key, counter@period-start-in-ms).
+func counterOwner(t *testing.T, peers []string, counter string, start time.Time) string {
+	t.Helper()
+	hash := guber.NewReplicatedConsistentHash(nil, 512)
+	for _, p := range peers {
+		c, err := guber.NewPeerClient(guber.PeerConfig{Info: guber.PeerInfo{GRPCAddress: p}, Behavior: guber.BehaviorConfig{DisableBatching: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Shutdown(context.Background())
+		hash.Add(c)
+	}
+	c, err := hash.Get(fmt.Sprintf("codevector_%s@%d", counter, start.UnixMilli()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Info().GRPCAddress
+}
+
+// totalTokens is what an answer's usage says it cost.
+func totalTokens(t *testing.T, body string) int64 {
+	t.Helper()
+	var a struct {
+		Usage struct {
+			TotalTokens int64 `json:"total_tokens"`
+		} `json:"usage"`
+	}
+	if err := json.Unmarshal([]byte(body), &a); err != nil || a.Usage.TotalTokens <= 0 {
+		t.Fatalf("an answer without usage (%v): %s", err, body)
+	}
+	return a.Usage.TotalTokens
+}
