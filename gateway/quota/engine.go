@@ -68,6 +68,7 @@ type Engine struct {
 	stopped   bool             // guarded by peersMu; no SetPeers after Close
 	peers     []guber.PeerInfo // guarded by peersMu; the list last set
 	replicas  atomic.Int32     // replicas in the peer list, this one included
+	peerGen   atomic.Uint64    // counts the changes of the peer list (shadowCounts.floors)
 	shadows   *shadowCounts    // nil for a single replica
 	leases    *leaseTable      // nil for a single replica
 	picker    *peerPicker      // gubernator's LocalPicker, which can redial a peer
@@ -170,9 +171,12 @@ func (e *Engine) Addr() string { return e.advertise }
 
 // SetPeers replaces the peer list (host:port of every replica; this one is
 // added if missing). Counters whose owner changes start over on their new
-// owner from Checkpoint, so a peer list that flaps costs accuracy: feed it
-// ready replicas only. A change drops this replica's leases: their owner
-// may have changed, and their size depends on the number of replicas.
+// owner from Checkpoint and what the peers last heard of them, so a peer
+// list that flaps costs accuracy: feed it ready replicas only. A change
+// drops this replica's leases: their owner may have changed, and their
+// size depends on the number of replicas. After a change, this replica's
+// next request of each budget first hands the owner the count it last
+// heard (shadowCounts.floors).
 func (e *Engine) SetPeers(addrs []string) {
 	if !e.peered {
 		addrs = nil
@@ -189,6 +193,7 @@ func (e *Engine) SetPeers(addrs []string) {
 	e.replicas.Store(int32(len(infos)))
 	if !slices.Equal(infos, e.peers) {
 		e.leases.reset()
+		e.peerGen.Add(1)
 	}
 	e.peers = infos
 }

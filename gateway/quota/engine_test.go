@@ -3,6 +3,7 @@ package quota
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -392,5 +393,46 @@ func TestCounterResumesOnItsNewOwnerAfterTheOwnerDies(t *testing.T) {
 	}
 	if admitted < 100 {
 		t.Errorf("admitted %d, want the limit of 100", admitted)
+	}
+}
+
+// A budget's owner leaves a replica's peer list and comes back, keeping
+// the count it had (a replica stopped, then ready again: its own list
+// always holds itself, so it never learns that it was out). The interim
+// owner counted what was spent meanwhile; the returning owner takes that
+// count from the replica's first request after the change, before the
+// request itself, and the budget holds. Without it, the returning owner
+// resumed from its old count and the period admitted what was spent
+// while it was out twice (issue 28).
+func TestBudgetOwnerThatLeavesAndReturnsTakesTheInterimCount(t *testing.T) {
+	engines := newCluster(t, 2, Config{Clock: clocktesting.NewFakePassiveClock(testStart)})
+	var c Counter
+	for i := range 100 {
+		c = Counter{Key: fmt.Sprintf("team-a/k%d/budget", i), Limit: 100, Period: Month}
+		if ownerOf(t, engines, c) == 1 {
+			break
+		}
+	}
+	if ownerOf(t, engines, c) != 1 {
+		t.Fatal("no counter of 100 is owned by the second replica")
+	}
+	a := engines[0]
+	if d := take(t, a, c, 30); !d.Allowed {
+		t.Fatalf("30 of 100 refused: %+v", d)
+	}
+	a.SetPeers([]string{a.Addr()}) // the owner leaves a's list
+	if d := take(t, a, c, 40); !d.Allowed || d.Remaining != 30 {
+		t.Fatalf("a, owning the counter, took 40 of the 70 left: %+v, want allowed with 30 left", d)
+	}
+	a.SetPeers([]string{a.Addr(), engines[1].Addr()}) // and is back
+	if d := take(t, a, c, 40); d.Allowed {
+		t.Errorf("40 more admitted with 30 of 100 left: the returning owner resumed from its count before it left (%+v)", d)
+	}
+	if d := take(t, a, c, 30); !d.Allowed || d.Remaining != 0 {
+		t.Errorf("the last 30 of the budget: %+v, want allowed with nothing left", d)
+	}
+	// Settling after the change goes to the same count.
+	if d := settle(t, a, c, -10); d.Remaining != 10 {
+		t.Errorf("after giving back 10: %d left, want 10", d.Remaining)
 	}
 }

@@ -1,6 +1,7 @@
 package quota
 
 import (
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -17,6 +18,10 @@ import (
 // after this replica's last answer (a few requests at most at a steady
 // rate) is the error.
 //
+// The same figures hand a budget back to an owner that returns (floors):
+// a counter whose owner left the peer list and came back finds its old
+// copy on that owner, which lacks what the interim owner counted.
+//
 // Only replicas with peers keep shadows: a single replica owns every
 // counter and never loses one.
 type shadowCounts struct {
@@ -29,6 +34,10 @@ type shadowCounts struct {
 type shadow struct {
 	spent    int64
 	expireAt int64 // unix ms: the period's end
+	// gen is the Engine's peer list generation when the request was sent:
+	// a figure from an older one is handed to the counter's owner as a
+	// floor before this replica's next request of it (floors).
+	gen uint64
 }
 
 // maxShadows bounds memory: about 100 bytes per counter in use.
@@ -38,8 +47,9 @@ func newShadowCounts(max int) *shadowCounts {
 	return &shadowCounts{spent: map[string]shadow{}, max: max}
 }
 
-// observe records the owner's answers to reqs.
-func (s *shadowCounts) observe(reqs []*guber.RateLimitReq, resps []*guber.RateLimitResp) {
+// observe records the owner's answers to reqs, sent in peer list
+// generation gen.
+func (s *shadowCounts) observe(reqs []*guber.RateLimitReq, resps []*guber.RateLimitResp, gen uint64) {
 	now := time.Now().UnixMilli()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -64,11 +74,57 @@ func (s *shadowCounts) observe(reqs []*guber.RateLimitReq, resps []*guber.RateLi
 				spent += n
 			}
 		}
+		if v, ok := req.Metadata[floorMetadata]; ok {
+			// So is a floor's: the owner raised its count to it after.
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+				spent = max(spent, n)
+			}
+		}
 		if _, ok := s.spent[req.UniqueKey]; !ok && len(s.spent) >= s.max {
 			continue
 		}
-		s.spent[req.UniqueKey] = shadow{spent: spent, expireAt: *req.CreatedAt + req.Duration}
+		s.spent[req.UniqueKey] = shadow{spent: spent, expireAt: *req.CreatedAt + req.Duration, gen: gen}
 	}
+}
+
+// floors returns, for each budget among reqs that this replica last
+// heard of before the peer list changed (generation gen now), a request
+// that raises the owner's count to what this replica last heard, with
+// nothing taken: send them before reqs. The owner may be one that left
+// the list and came back with its old count, or this replica's own copy
+// from before it lost the counter; either lacks what the interim owner
+// counted. Taking the larger count on the owner (hookStore.OnChange)
+// makes every peer's last answer a lower bound of the count, whoever
+// counted it.
+//
+// Only budgets (periods longer than maxLeaseWindow) get floors: their
+// count only grows within a period, but for reservations given back since,
+// so an old answer never holds more than was spent and reserved. A
+// concurrency counter gives its slots back: an old answer may count slots
+// freed since, which would stay taken until the counter restarts. A
+// minute's counter is left to its minute.
+func (s *shadowCounts) floors(reqs []*guber.RateLimitReq, gen uint64) []*guber.RateLimitReq {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var floors []*guber.RateLimitReq
+	for _, r := range reqs {
+		if r.Duration <= maxLeaseWindow.Milliseconds() {
+			continue
+		}
+		v, ok := s.spent[r.UniqueKey]
+		if !ok || v.gen >= gen || v.spent <= 0 || slices.ContainsFunc(floors, func(f *guber.RateLimitReq) bool { return f.UniqueKey == r.UniqueKey }) {
+			continue
+		}
+		floors = append(floors, &guber.RateLimitReq{
+			Name: r.Name, UniqueKey: r.UniqueKey, Limit: r.Limit, Duration: r.Duration,
+			Algorithm: r.Algorithm, Behavior: r.Behavior, CreatedAt: r.CreatedAt,
+			Metadata: map[string]string{floorMetadata: strconv.FormatInt(v.spent, 10)},
+		})
+	}
+	return floors
 }
 
 // lookup returns the last count seen for the counter-period uniqueKey.

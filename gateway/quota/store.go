@@ -26,13 +26,19 @@ type Checkpoint func(key string) (spent int64, periodStart time.Time, ok bool)
 // hookStore.OnChange.
 const settleMetadata = "codevector-settle"
 
+// floorMetadata carries the least a counter has spent, as a peer last
+// heard it from the counter's owner, to the owner (shadowCounts.floors).
+const floorMetadata = "codevector-floor"
+
 // hookStore is the gubernator Store of an Engine. It persists nothing; it
 // uses the two hooks gubernator offers around its in-memory state:
 //
 //   - Get is called on a cache miss: it restores a counter from Checkpoint.
 //   - OnChange is called on the owning replica, on the worker goroutine that
 //     holds the counter, after each request was applied. It applies
-//     settlements and corrects the sticky over-limit status (below).
+//     settlements and floors (a count handed back after the peer list
+//     changed, see shadowCounts.floors) and corrects the sticky over-limit
+//     status (below).
 //
 // gubernator's token bucket cannot count hits beyond the limit: a request
 // for more than remains is refused and changes nothing (or, with
@@ -57,6 +63,11 @@ func (s *hookStore) OnChange(_ context.Context, r *guber.RateLimitReq, item *gub
 	if v, ok := r.Metadata[settleMetadata]; ok {
 		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
 			t.Remaining -= n
+		}
+	}
+	if v, ok := r.Metadata[floorMetadata]; ok {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && t.Limit-t.Remaining < n {
+			t.Remaining = t.Limit - n
 		}
 	}
 	// gubernator sets the item's status to OVER_LIMIT when a hit finds it

@@ -287,14 +287,23 @@ func (e *Engine) request(c Counter, start, end time.Time, hits, settle int64) *g
 // error joins the per-counter errors (an unreachable owner, a refused
 // credential), whose responses are nil or carry Error.
 func (e *Engine) send(ctx context.Context, reqs []*guber.RateLimitReq) ([]*guber.RateLimitResp, error) {
+	gen := e.peerGen.Load()
 	calls := e.sends.enter()
+	if floors := e.shadows.floors(reqs, gen); len(floors) > 0 {
+		// Before the requests, in a call of their own: gubernator runs
+		// the requests of one call concurrently. A floor that fails is
+		// sent again with this replica's next request of the counter.
+		if resp, err := e.instance.GetRateLimits(ctx, &guber.GetRateLimitsReq{Requests: floors}); err == nil {
+			e.shadows.observe(floors, resp.Responses, gen)
+		}
+	}
 	resp, err := e.instance.GetRateLimits(ctx, &guber.GetRateLimitsReq{Requests: reqs})
 	calls.Done()
 	if err != nil {
 		return make([]*guber.RateLimitResp, len(reqs)), fmt.Errorf("counting: %w", err)
 	}
 	if e.shadows != nil {
-		e.shadows.observe(reqs, resp.Responses)
+		e.shadows.observe(reqs, resp.Responses, gen)
 	}
 	e.redialUnreachable(ctx, reqs, resp.Responses)
 	var errs []error
