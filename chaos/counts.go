@@ -17,11 +17,17 @@ import (
 //     server, its etcd, or the path to it, was down, since status.usage
 //     could not be written then);
 //   - for each time a replica was out of the peer lists (kubernetes
-//     discovery: killed or stopped), what the key spent from the flush
-//     interval before it left until the flush interval after it was back:
-//     its counters' interim owners restored them from status.usage, which
-//     lags, and a stopped owner that comes back resumes from the count it
-//     had before it stopped.
+//     discovery: killed or stopped), what the key spent in the flush
+//     interval before it left (its counters' interim owners restored them
+//     from status.usage, which lags, or from their own last answer), and
+//     from a flush interval before it was back until a flush interval
+//     after: a stopped owner that comes back holds the count it had
+//     before it stopped, and serves its own clients from it until its
+//     peers' first requests after they re-listed it hand it the count
+//     they last heard (gateway/quota, floors). What the key spent in
+//     the middle of the absence is counted (before the floors, the
+//     returning owner resumed from its old count and admitted it again:
+//     1,280 tokens billed against 1,220, issue 28).
 func checkBudget(rep *Report, name string, k *keyLife, reqs []*Record, faults, moves []*Record, b Bounds) {
 	budget := k.maxPolicy.BudgetTokens
 	if budget <= 0 {
@@ -59,7 +65,12 @@ func checkBudget(rep *Report, name string, k *keyLife, reqs []*Record, faults, m
 		allowance += spentIn(from, f.Start)
 	}
 	for _, m := range moves {
-		if m.Type == TypeOutOfPeers {
+		if m.Type != TypeOutOfPeers {
+			continue
+		}
+		if back := m.End.Add(-lag); back.After(m.Start) {
+			allowance += spentIn(m.Start.Add(-lag), m.Start) + spentIn(back, m.End.Add(lag))
+		} else {
 			allowance += spentIn(m.Start.Add(-lag), m.End.Add(lag))
 		}
 	}
