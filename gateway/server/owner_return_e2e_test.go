@@ -22,6 +22,7 @@ import (
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/testenv"
+	"github.com/codevector/codevector/keys"
 )
 
 // A budget's counter owner leaves the peer list (its pod not ready: a
@@ -40,48 +41,14 @@ func TestBudgetHoldsWhenItsCounterOwnerLeavesAndReturns(t *testing.T) {
 		k.Spec.Budget = &gatewayv1alpha1.Budget{Tokens: ptr.To[int64](budget), Period: gatewayv1alpha1.BudgetMonth}
 	})
 
-	// Two replicas found through their Pods, as --peer-discovery
-	// kubernetes finds them: each on an address of its own, on one port.
-	selector := "app.kubernetes.io/name=owner-return-" + rand.String(6)
-	lns := peerListenersOnOnePort(t, "127.0.89.1", "127.0.89.2")
-	replicas := make([]*gateway, len(lns))
-	replicaLogs := make([]*testenv.LogBuffer, len(lns))
-	pods := make([]*corev1.Pod, len(lns))
-	for i, ln := range lns {
-		ip, _, _ := net.SplitHostPort(ln.Addr().String())
-		pods[i] = readyPeerPod(t, selector, fmt.Sprintf("owner-return-%d-%s", i, rand.String(4)), ip)
-	}
-	for i, ln := range lns {
-		ip, _, _ := net.SplitHostPort(ln.Addr().String())
-		o := server.Options{Providers: providersFor(t, up, up), PodIP: ip, LastUsedInterval: 200 * time.Millisecond,
-			Peers: server.PeerOptions{Listener: ln, Listen: ln.Addr().String(), Discovery: server.DiscoveryKubernetes, Selector: selector}}
-		replicaLogs[i] = &testenv.LogBuffer{}
-		o.Logger = slog.New(slog.NewJSONHandler(io.MultiWriter(logs, replicaLogs[i]), &slog.HandlerOptions{Level: slog.LevelDebug}))
-		o.MetricsListener = nil
-		metrics := withMetricsListener(t, &o)
-		url, g, _ := testenv.RunGateway(t, 15*time.Second, env.Config, o)
-		replicas[i] = &gateway{URL: url, Gateway: g, PeerAddr: ln.Addr().String(), MetricsURL: metrics}
-	}
+	replicas := podPeeredReplicas(t, server.Options{Providers: providersFor(t, up, up)})
 
-	// The owner of the key's budget counter this month, by the hash the
-	// quota engine uses; the requests go through the other replica.
-	peers := []string{replicas[0].PeerAddr, replicas[1].PeerAddr}
-	counter := fmt.Sprintf("%s/%s/%s/budget", k.Namespace, k.Name, k.UID)
+	// The owner of the key's budget counter this month; the requests go
+	// through the other replica.
 	y, m, _ := time.Now().UTC().Date()
-	ownerAddr := counterOwner(t, peers, counter, time.Date(y, m, 1, 0, 0, 0, 0, time.UTC))
-	owner, front := 0, 1
-	if ownerAddr != replicas[0].PeerAddr {
-		owner, front = 1, 0
-	}
-	t.Logf("the budget's counter is owned by replica %d (%s); requests go through replica %d", owner, ownerAddr, front)
-	testenv.Eventually(t, 10*time.Second, func() error {
-		for i, gw := range replicas {
-			if e := gw.Index().Lookup(strings.TrimPrefix(k.Status.Prefix, "cvk_")); e == nil || e.Policy == nil {
-				return fmt.Errorf("replica %d has not seen the key's policy", i)
-			}
-		}
-		return nil
-	})
+	owner, front := ownerAndFront(t, replicas, fmt.Sprintf("%s/%s/%s/budget", k.Namespace, k.Name, k.UID), time.Date(y, m, 1, 0, 0, 0, 0, time.UTC))
+	peers := []string{replicas[0].gw.PeerAddr, replicas[1].gw.PeerAddr}
+	waitForPolicy(t, gateways(replicas), k)
 
 	var billed int64
 	// spendUntil sends requests through the front replica one at a time
@@ -89,7 +56,7 @@ func TestBudgetHoldsWhenItsCounterOwnerLeavesAndReturns(t *testing.T) {
 	// status of the last one.
 	spendUntil := func(target int64) (int, string) {
 		for range 2 * budget {
-			status, _, body := postChat(t, replicas[front].URL, key.Reveal(), "gpt-4o-mini")
+			status, _, body := postChat(t, replicas[front].gw.URL, key.Reveal(), "gpt-4o-mini")
 			if status != http.StatusOK {
 				return status, body
 			}
@@ -109,16 +76,16 @@ func TestBudgetHoldsWhenItsCounterOwnerLeavesAndReturns(t *testing.T) {
 	before := billed
 
 	// The owner leaves the peer list; the front replica counts alone.
-	setPodReady(t, pods[owner], false)
-	waitForPeers(t, replicaLogs[front], replicas[front].PeerAddr)
+	setPodReady(t, replicas[owner].pod, false)
+	waitForPeers(t, replicas[front].log, replicas[front].gw.PeerAddr)
 	if status, body := spendUntil(2 * budget / 3); status != http.StatusOK {
 		t.Fatalf("with %d of %d tokens billed, the owner out of the list: %d %s", billed, budget, status, body)
 	}
 	whileOut := billed - before
 
 	// The owner is back; the front replica forwards to it again.
-	setPodReady(t, pods[owner], true)
-	waitForPeers(t, replicaLogs[front], peers...)
+	setPodReady(t, replicas[owner].pod, true)
+	waitForPeers(t, replicas[front].log, peers...)
 	status, body := spendUntil(2 * budget)
 	t.Logf("billed %d tokens against a budget of %d (%d of them while the owner was out of the peer list), then %d %s",
 		billed, budget, whileOut, status, body)
@@ -129,6 +96,135 @@ func TestBudgetHoldsWhenItsCounterOwnerLeavesAndReturns(t *testing.T) {
 		t.Errorf("billed %d tokens against a budget of %d: the returning owner resumed its count from before it left, forgetting the %d tokens spent meanwhile",
 			billed, budget, whileOut)
 	}
+}
+
+// A concurrency limit's counter owner leaves the peer list and comes back
+// while another replica holds the key's requests. The requests admitted by
+// the interim owner are not counted by the returning one, which admits the
+// limit again: up to twice the limit in flight until the counter's
+// 5-minute window restarts, the bound limits-and-budgets.md states (issue
+// 28's chaos run saw 5 requests in flight against a limit of 4 for 20 s
+// after an owner came back). Not fixed: the test holds the bound, so that
+// it catches a count that drifts further, and says how far it went.
+func TestConcurrencyStaysWithinTwiceItsLimitWhenItsCounterOwnerReturns(t *testing.T) {
+	env.StartManager(t, manager.Options{})
+	up := newUpstream(t, 200*time.Millisecond) // 100 words: a stream lasts 20 s
+	// The concurrency counter's window starts with the test, so the test
+	// has it whole (the clock runs ahead of the wall clock, as gateway/quota
+	// needs).
+	clk := testenv.FakeClock(t)
+	const window = 5 * time.Minute
+	start := time.Now().Truncate(window).Add(window)
+	clk.SetTime(start)
+	const limit = 2
+	k, key := env.IssueKey(t, env.Namespace(t), "owner-returns", func(k *gatewayv1alpha1.APIKey) {
+		k.Spec.Limits = &gatewayv1alpha1.Limits{ConcurrentRequests: ptr.To[int32](limit)}
+	})
+	replicas := podPeeredReplicas(t, server.Options{Providers: providersFor(t, up, up), Clock: clk})
+	owner, front := ownerAndFront(t, replicas, fmt.Sprintf("%s/%s/%s/concurrent", k.Namespace, k.Name, k.UID), start)
+	peers := []string{replicas[0].gw.PeerAddr, replicas[1].gw.PeerAddr}
+	waitForPolicy(t, gateways(replicas), k)
+
+	// The owner leaves the list; the front replica counts alone and holds
+	// the limit.
+	setPodReady(t, replicas[owner].pod, false)
+	waitForPeers(t, replicas[front].log, replicas[front].gw.PeerAddr)
+	for i := range limit {
+		if status := openStream(t, replicas[front].gw, key); status != http.StatusOK {
+			t.Fatalf("stream %d of a limit of %d, the owner out of the list: %d", i+1, limit, status)
+		}
+	}
+	if status := openStream(t, replicas[front].gw, key); status != http.StatusTooManyRequests {
+		t.Fatalf("a stream beyond the limit of %d, the owner out of the list: %d, want 429", limit, status)
+	}
+
+	// The owner is back, and never counted the streams in flight.
+	setPodReady(t, replicas[owner].pod, true)
+	waitForPeers(t, replicas[front].log, peers...)
+	admitted := 0
+	for range 2 * limit {
+		if openStream(t, replicas[front].gw, key) == http.StatusOK {
+			admitted++
+		}
+	}
+	t.Logf("%d requests in flight with a concurrency limit of %d once the counter's owner was back (%d admitted before)", limit+admitted, limit, limit)
+	if limit+admitted > 2*limit {
+		t.Errorf("%d requests in flight with a concurrency limit of %d after its counter's owner returned, want at most twice the limit", limit+admitted, limit)
+	}
+}
+
+// openStream starts a streamed chat with key through gw, from an upstream
+// that waits between chunks, and returns its status; an admitted stream
+// stays open (holding its concurrency slot) until the test ends.
+func openStream(t *testing.T, gw *gateway, key keys.Key) int {
+	t.Helper()
+	words := strings.Repeat("word ", 100)
+	req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, gw.URL+"/gateway/openai/v1/chat/completions",
+		strings.NewReader(`{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"`+words+`"}]}`))
+	req.Header.Set("Authorization", "Bearer "+key.Reveal())
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp.StatusCode
+}
+
+// podPeer is a replica found by its peers through its Pod, as with
+// --peer-discovery kubernetes, the Pod's readiness written by the test.
+type podPeer struct {
+	gw  *gateway
+	pod *corev1.Pod
+	log *testenv.LogBuffer // its own log lines (also in logs)
+}
+
+// podPeeredReplicas starts two replicas with o that find each other
+// through their Pods, each on a loopback address of its own and one peer
+// port, as pods of one Deployment on their pod IPs.
+func podPeeredReplicas(t *testing.T, o server.Options) []*podPeer {
+	t.Helper()
+	selector := "app.kubernetes.io/name=owner-return-" + rand.String(6)
+	lns := peerListenersOnOnePort(t, "127.0.89.1", "127.0.89.2")
+	replicas := make([]*podPeer, len(lns))
+	for i, ln := range lns {
+		ip, _, _ := net.SplitHostPort(ln.Addr().String())
+		replicas[i] = &podPeer{pod: readyPeerPod(t, selector, fmt.Sprintf("owner-return-%d-%s", i, rand.String(4)), ip), log: &testenv.LogBuffer{}}
+	}
+	for i, ln := range lns {
+		o := o
+		o.PodIP = replicas[i].pod.Status.PodIP
+		o.LastUsedInterval = 200 * time.Millisecond
+		o.Peers = server.PeerOptions{Listener: ln, Listen: ln.Addr().String(), Discovery: server.DiscoveryKubernetes, Selector: selector}
+		o.Logger = slog.New(slog.NewJSONHandler(io.MultiWriter(logs, replicas[i].log), &slog.HandlerOptions{Level: slog.LevelDebug}))
+		o.MetricsListener = nil
+		metrics := withMetricsListener(t, &o)
+		url, g, _ := testenv.RunGateway(t, 15*time.Second, env.Config, o)
+		replicas[i].gw = &gateway{URL: url, Gateway: g, PeerAddr: ln.Addr().String(), MetricsURL: metrics}
+	}
+	return replicas
+}
+
+func gateways(replicas []*podPeer) []*gateway {
+	gws := make([]*gateway, len(replicas))
+	for i, r := range replicas {
+		gws[i] = r.gw
+	}
+	return gws
+}
+
+// ownerAndFront returns the index of the replica that owns counter in the
+// period or window starting at start, by the hash the quota engine uses,
+// and of the other one.
+func ownerAndFront(t *testing.T, replicas []*podPeer, counter string, start time.Time) (owner, front int) {
+	t.Helper()
+	addr := counterOwner(t, []string{replicas[0].gw.PeerAddr, replicas[1].gw.PeerAddr}, counter, start)
+	owner, front = 0, 1
+	if addr != replicas[0].gw.PeerAddr {
+		owner, front = 1, 0
+	}
+	t.Logf("the counter %s is owned by replica %d (%s); requests go through replica %d", counter[strings.LastIndexByte(counter, '/')+1:], owner, addr, front)
+	return owner, front
 }
 
 // peerListenersOnOnePort listens on one port at each of ips (loopback
