@@ -113,16 +113,18 @@
 //     replicas, about N-1 requests, or a lease of L). A counter whose
 //     ownership moves back (its owner left the list, stopped or failing
 //     its probes, and returned) finds its old copy there. For a budget,
-//     each replica's first request of it after the change first hands the
-//     owner the count that replica last heard (floors, in shadow.go), and
-//     the owner keeps the larger: what the interim owner counted after
-//     the last answer any requesting replica heard is lost, as on a move
-//     away, and so are the requests the returning owner counted from its
-//     old copy before the first floor came (it does not know it was out:
-//     its own list always holds itself). Rate and concurrency counters
-//     get no floors (a minute ends soon; a concurrency count goes down as
-//     slots are given back, so an old answer may hold slots freed since);
-//     theirs stays the old copy until the window ends;
+//     each replica's first request of it after it moved first hands the
+//     new owner the count that replica last heard from the old one
+//     (floors, in shadow.go), and the owner keeps the larger: what the
+//     interim owner counted after the last answer any requesting replica
+//     heard is lost, as on a move away, and so are the requests the
+//     returning owner counted from its old copy before the first floor
+//     came (it does not know it was out: its own list always holds
+//     itself). A floor counts again what was given back (a reservation's
+//     settlement) between its answer and the move. Rate and concurrency
+//     counters get no floors (a minute ends soon; a concurrency count goes
+//     down as slots are given back, so an old answer may hold slots freed
+//     since); theirs stays the old copy until the window ends;
 //   - replicas disagree on the peer list (a new pod is Ready for some and
 //     not yet for others): both may own a counter for that moment;
 //   - replicas' clocks differ: near a period boundary a hit may land in the

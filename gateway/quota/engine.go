@@ -68,7 +68,6 @@ type Engine struct {
 	stopped   bool             // guarded by peersMu; no SetPeers after Close
 	peers     []guber.PeerInfo // guarded by peersMu; the list last set
 	replicas  atomic.Int32     // replicas in the peer list, this one included
-	peerGen   atomic.Uint64    // counts the changes of the peer list (shadowCounts.floors)
 	shadows   *shadowCounts    // nil for a single replica
 	leases    *leaseTable      // nil for a single replica
 	picker    *peerPicker      // gubernator's LocalPicker, which can redial a peer
@@ -174,9 +173,9 @@ func (e *Engine) Addr() string { return e.advertise }
 // owner from Checkpoint and what the peers last heard of them, so a peer
 // list that flaps costs accuracy: feed it ready replicas only. A change
 // drops this replica's leases: their owner may have changed, and their
-// size depends on the number of replicas. After a change, this replica's
-// next request of each budget first hands the owner the count it last
-// heard (shadowCounts.floors).
+// size depends on the number of replicas. After a budget's owner changed,
+// this replica's next request of it first hands the new owner the count it
+// last heard from the old one (shadowCounts.floors).
 func (e *Engine) SetPeers(addrs []string) {
 	if !e.peered {
 		addrs = nil
@@ -193,7 +192,6 @@ func (e *Engine) SetPeers(addrs []string) {
 	e.replicas.Store(int32(len(infos)))
 	if !slices.Equal(infos, e.peers) {
 		e.leases.reset()
-		e.peerGen.Add(1)
 	}
 	e.peers = infos
 }

@@ -436,3 +436,32 @@ func TestBudgetOwnerThatLeavesAndReturnsTakesTheInterimCount(t *testing.T) {
 		t.Errorf("after giving back 10: %d left, want 10", d.Remaining)
 	}
 }
+
+// A peer list change that leaves a budget with its owner hands nothing
+// back: what another replica gave back since this replica's last answer
+// stays given back (a floor is a count this replica heard, and counts
+// again what was refunded after it).
+func TestBudgetKeepsItsRefundsWhenThePeerListChangesAroundItsOwner(t *testing.T) {
+	engines := newCluster(t, 3, Config{Clock: clocktesting.NewFakePassiveClock(testStart)})
+	var c Counter
+	for i := range 100 {
+		c = Counter{Key: fmt.Sprintf("team-a/k%d/budget", i), Limit: 100, Period: Month}
+		if ownerOf(t, engines, c) == 2 {
+			break
+		}
+	}
+	if ownerOf(t, engines, c) != 2 {
+		t.Fatal("no counter of 100 is owned by the third replica")
+	}
+	a, b := engines[0], engines[1]
+	take(t, a, c, 50)
+	settle(t, b, c, -40) // a reservation given back: 10 spent
+	// b leaves a's list; the counter stays with its owner.
+	a.SetPeers([]string{a.Addr(), engines[2].Addr()})
+	if ownerOf(t, engines, c) != 2 {
+		t.Fatal("the counter moved with b out of a's list")
+	}
+	if d := take(t, a, c, 1); !d.Allowed || d.Remaining != 89 {
+		t.Errorf("after 10 spent and 1 more: %+v, want 89 left", d)
+	}
+}

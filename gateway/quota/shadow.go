@@ -34,10 +34,10 @@ type shadowCounts struct {
 type shadow struct {
 	spent    int64
 	expireAt int64 // unix ms: the period's end
-	// gen is the Engine's peer list generation when the request was sent:
-	// a figure from an older one is handed to the counter's owner as a
-	// floor before this replica's next request of it (floors).
-	gen uint64
+	// owner is the peer the request was sent to, for budgets (else
+	// empty): once the counter has another owner, the figure is handed to
+	// it as a floor before this replica's next request of it (floors).
+	owner string
 }
 
 // maxShadows bounds memory: about 100 bytes per counter in use.
@@ -47,9 +47,9 @@ func newShadowCounts(max int) *shadowCounts {
 	return &shadowCounts{spent: map[string]shadow{}, max: max}
 }
 
-// observe records the owner's answers to reqs, sent in peer list
-// generation gen.
-func (s *shadowCounts) observe(reqs []*guber.RateLimitReq, resps []*guber.RateLimitResp, gen uint64) {
+// observe records the owner's answers to reqs, sent to owners (aligned
+// with reqs, as ownersOf returns them).
+func (s *shadowCounts) observe(reqs []*guber.RateLimitReq, resps []*guber.RateLimitResp, owners []string) {
 	now := time.Now().UnixMilli()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -83,39 +83,42 @@ func (s *shadowCounts) observe(reqs []*guber.RateLimitReq, resps []*guber.RateLi
 		if _, ok := s.spent[req.UniqueKey]; !ok && len(s.spent) >= s.max {
 			continue
 		}
-		s.spent[req.UniqueKey] = shadow{spent: spent, expireAt: *req.CreatedAt + req.Duration, gen: gen}
+		s.spent[req.UniqueKey] = shadow{spent: spent, expireAt: *req.CreatedAt + req.Duration, owner: owners[i]}
 	}
 }
 
-// floors returns, for each budget among reqs that this replica last
-// heard of before the peer list changed (generation gen now), a request
-// that raises the owner's count to what this replica last heard, with
-// nothing taken: send them before reqs. The owner may be one that left
-// the list and came back with its old count, or this replica's own copy
-// from before it lost the counter; either lacks what the interim owner
+// floors returns, for each budget among reqs whose owner (owners, aligned
+// with reqs) is not the one this replica last heard its count from, a
+// request that raises the owner's count to that figure, with nothing
+// taken: send them before reqs. The owner may be one that left the peer
+// list and came back with its old count, or this replica's own copy from
+// before it lost the counter; either lacks what the interim owner
 // counted. Taking the larger count on the owner (hookStore.OnChange)
 // makes every peer's last answer a lower bound of the count, whoever
 // counted it.
 //
 // Only budgets (periods longer than maxLeaseWindow) get floors: their
-// count only grows within a period, but for reservations given back since,
-// so an old answer never holds more than was spent and reserved. A
-// concurrency counter gives its slots back: an old answer may count slots
-// freed since, which would stay taken until the counter restarts. A
-// minute's counter is left to its minute.
-func (s *shadowCounts) floors(reqs []*guber.RateLimitReq, gen uint64) []*guber.RateLimitReq {
+// count only grows within a period, but for reservations given back
+// since. A floor may count again what was given back between the answer
+// it comes from and the move, so it is sent only when the counter moved,
+// not on every change of the peer list (a rollout changes it twice per
+// replica). A concurrency counter gives every slot back: an old answer
+// may count slots freed since, which would stay taken until the counter
+// restarts. A minute's counter is left to its minute.
+func (s *shadowCounts) floors(reqs []*guber.RateLimitReq, owners []string) []*guber.RateLimitReq {
 	if s == nil {
 		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var floors []*guber.RateLimitReq
-	for _, r := range reqs {
-		if r.Duration <= maxLeaseWindow.Milliseconds() {
+	for i, r := range reqs {
+		if owners[i] == "" {
 			continue
 		}
 		v, ok := s.spent[r.UniqueKey]
-		if !ok || v.gen >= gen || v.spent <= 0 || slices.ContainsFunc(floors, func(f *guber.RateLimitReq) bool { return f.UniqueKey == r.UniqueKey }) {
+		if !ok || v.owner == "" || v.owner == owners[i] || v.spent <= 0 ||
+			slices.ContainsFunc(floors, func(f *guber.RateLimitReq) bool { return f.UniqueKey == r.UniqueKey }) {
 			continue
 		}
 		floors = append(floors, &guber.RateLimitReq{

@@ -287,14 +287,14 @@ func (e *Engine) request(c Counter, start, end time.Time, hits, settle int64) *g
 // error joins the per-counter errors (an unreachable owner, a refused
 // credential), whose responses are nil or carry Error.
 func (e *Engine) send(ctx context.Context, reqs []*guber.RateLimitReq) ([]*guber.RateLimitResp, error) {
-	gen := e.peerGen.Load()
+	owners := e.ownersOf(ctx, reqs)
 	calls := e.sends.enter()
-	if floors := e.shadows.floors(reqs, gen); len(floors) > 0 {
+	if floors := e.shadows.floors(reqs, owners); len(floors) > 0 {
 		// Before the requests, in a call of their own: gubernator runs
 		// the requests of one call concurrently. A floor that fails is
 		// sent again with this replica's next request of the counter.
 		if resp, err := e.instance.GetRateLimits(ctx, &guber.GetRateLimitsReq{Requests: floors}); err == nil {
-			e.shadows.observe(floors, resp.Responses, gen)
+			e.shadows.observe(floors, resp.Responses, e.ownersOf(ctx, floors))
 		}
 	}
 	resp, err := e.instance.GetRateLimits(ctx, &guber.GetRateLimitsReq{Requests: reqs})
@@ -303,7 +303,7 @@ func (e *Engine) send(ctx context.Context, reqs []*guber.RateLimitReq) ([]*guber
 		return make([]*guber.RateLimitResp, len(reqs)), fmt.Errorf("counting: %w", err)
 	}
 	if e.shadows != nil {
-		e.shadows.observe(reqs, resp.Responses, gen)
+		e.shadows.observe(reqs, resp.Responses, owners)
 	}
 	e.redialUnreachable(ctx, reqs, resp.Responses)
 	var errs []error
@@ -315,4 +315,23 @@ func (e *Engine) send(ctx context.Context, reqs []*guber.RateLimitReq) ([]*guber
 		}
 	}
 	return resp.Responses, errors.Join(errs...)
+}
+
+// ownersOf returns the address of the owner of each budget among reqs
+// (a period longer than maxLeaseWindow; shadowCounts.floors), and "" for
+// the other counters. Nil for a single replica, which keeps no shadows.
+func (e *Engine) ownersOf(ctx context.Context, reqs []*guber.RateLimitReq) []string {
+	if e.shadows == nil {
+		return nil
+	}
+	owners := make([]string, len(reqs))
+	for i, r := range reqs {
+		if r.Duration <= maxLeaseWindow.Milliseconds() {
+			continue
+		}
+		if p, err := e.instance.GetPeer(ctx, r.HashKey()); err == nil {
+			owners[i] = p.Info().GRPCAddress
+		}
+	}
+	return owners
 }
