@@ -114,7 +114,7 @@ func New(index *keyindex.Index, o Options) *Authenticator {
 		tarpit:   newTarpit(o.Clock, o.RefusalDelay, rateSpec{o.RefusalRefill, o.RefusalBurst}, o.MaxHeldRefusals, o.Metrics),
 		slots:    make(chan struct{}, o.Argon2Concurrency),
 		wait:     o.Argon2Wait,
-		clock:    o.Clock,
+		clock:    newForwardClock(o.Clock),
 		metrics:  o.Metrics,
 		inflight: inflight{byKey: map[string]*inflightRequest{}},
 		trusted:  o.TrustedProxies,
