@@ -118,6 +118,11 @@ func (q *quotaRunner) Start(ctx context.Context) error {
 		return nil
 	}
 	if err := q.startEngine(ctx); err != nil {
+		if ctx.Err() != nil {
+			// Stopped while it started (waiting for the peer credential):
+			// not a failure.
+			return nil
+		}
 		return fmt.Errorf("starting: %w", err)
 	}
 	close(q.started)
