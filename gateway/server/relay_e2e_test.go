@@ -212,10 +212,10 @@ func TestRelayNeedsThePeerCredential(t *testing.T) {
 	replicas := peeredReplicas(t, 2, server.Options{Providers: providersFor(t, up, up)})
 	k, key := env.IssueKey(t, env.Namespace(t), "not-yours-to-revoke")
 	waitAccepted(t, replicas, key)
-	msg := relay.Encode([]keyindex.Revocation{{
+	msg := relay.Encode(relay.Batch{Revocations: []keyindex.Revocation{{
 		Name: types.NamespacedName{Namespace: k.Namespace, Name: k.Name}, UID: k.UID,
 		ResourceVersion: mustRV(t, k) + 1_000_000, Reason: keyindex.RevocationRevoked,
-	}}, true)
+	}}}, true)
 	send := func(tlsConfig *tls.Config) error {
 		conn, err := grpc.NewClient(replicas[0].PeerAddr, grpc.WithTransportCredentials(credentials.NewTLS(tlsConfig)))
 		if err != nil {
