@@ -59,7 +59,9 @@ import (
 )
 
 const (
-	// queueSize bounds the revocations waiting to be sent; past it they
+	// queueSize bounds the revocations waiting to be sent, and apart from
+	// them the changes (so that an admin's change of thousands of keys
+	// never crowds out a revocation); past it they
 	// are dropped (counted): the peers' own watches still bring them.
 	queueSize = 4096
 	// maxBatch is the most revocations in one message (about 200 bytes
@@ -103,7 +105,9 @@ type Config struct {
 type Relay struct {
 	cfg   Config
 	queue chan item
-	sem   chan struct{}
+	// changeQueue holds the changes, queue the revocations.
+	changeQueue chan item
+	sem         chan struct{}
 
 	conns *mesh.Conns
 
@@ -148,14 +152,15 @@ func New(cfg Config) *Relay {
 	}
 	f := promauto.With(cfg.Registerer)
 	r := &Relay{
-		cfg:      cfg,
-		queue:    make(chan item, queueSize),
-		sem:      make(chan struct{}, maxInFlight),
-		conns:    mesh.NewConns(cfg.Credential),
-		sent:     map[dedupKey]struct{}{},
-		relayed:  f.NewCounterVec(prometheus.CounterOpts{Name: "revocations_relayed_total", Help: "Revocations and deletions of APIKeys relayed between replicas: sent (this replica's watch saw them; counted once, whatever the number of peers) and received (a peer's relay refused a key before this replica's watch did)."}, []string{"direction"}),
-		changes:  f.NewCounterVec(prometheus.CounterOpts{Name: "apikey_changes_relayed_total", Help: "Rotations, expiry and policy changes of APIKeys relayed between replicas: sent (this replica's watch saw them; counted once, whatever the number of peers) and received (a peer's relay applied one before this replica's watch did)."}, []string{"direction"}),
-		failures: f.NewCounterVec(prometheus.CounterOpts{Name: "revocation_relay_errors_total", Help: "Relays to a peer that failed (send), were dropped because too many waited (dropped), or messages from a peer that were malformed (receive)."}, []string{"op"}),
+		cfg:         cfg,
+		queue:       make(chan item, queueSize),
+		changeQueue: make(chan item, queueSize),
+		sem:         make(chan struct{}, maxInFlight),
+		conns:       mesh.NewConns(cfg.Credential),
+		sent:        map[dedupKey]struct{}{},
+		relayed:     f.NewCounterVec(prometheus.CounterOpts{Name: "revocations_relayed_total", Help: "Revocations and deletions of APIKeys relayed between replicas: sent (this replica's watch saw them; counted once, whatever the number of peers) and received (a peer's relay refused a key before this replica's watch did)."}, []string{"direction"}),
+		changes:     f.NewCounterVec(prometheus.CounterOpts{Name: "apikey_changes_relayed_total", Help: "Rotations, expiry and policy changes of APIKeys relayed between replicas: sent (this replica's watch saw them; counted once, whatever the number of peers) and received (a peer's relay applied one before this replica's watch did)."}, []string{"direction"}),
+		failures:    f.NewCounterVec(prometheus.CounterOpts{Name: "revocation_relay_errors_total", Help: "Relays to a peer that failed (send), were dropped because too many waited (dropped), or messages from a peer that were malformed (receive)."}, []string{"op"}),
 	}
 	cfg.Index.OnRevocation(r.publish)
 	cfg.Index.OnAPIKeyChange(r.publishChange)
@@ -184,7 +189,7 @@ func (s service) Relay(_ context.Context, in *relaypb.RelayRequest) (*relaypb.Re
 // publish queues a revocation for the peers, once per APIKey incarnation
 // and reason; it never blocks the index.
 func (r *Relay) publish(rev keyindex.Revocation) {
-	r.enqueue(dedupKey{uid: rev.UID, reason: rev.Reason}, item{rev: rev}, r.relayed)
+	r.enqueue(r.queue, dedupKey{uid: rev.UID, reason: rev.Reason}, item{rev: rev}, r.relayed)
 }
 
 // publishChange queues a changed APIKey for the peers, once per resource
@@ -196,10 +201,10 @@ func (r *Relay) publishChange(k *gatewayv1alpha1.APIKey) {
 		r.failures.WithLabelValues("dropped").Inc()
 		return
 	}
-	r.enqueue(dedupKey{uid: k.UID, rv: k.ResourceVersion}, item{change: b}, r.changes)
+	r.enqueue(r.changeQueue, dedupKey{uid: k.UID, rv: k.ResourceVersion}, item{change: b}, r.changes)
 }
 
-func (r *Relay) enqueue(k dedupKey, it item, sent *prometheus.CounterVec) {
+func (r *Relay) enqueue(queue chan item, k dedupKey, it item, sent *prometheus.CounterVec) {
 	r.mu.Lock()
 	if _, dup := r.sent[k]; dup {
 		r.mu.Unlock()
@@ -211,7 +216,7 @@ func (r *Relay) enqueue(k dedupKey, it item, sent *prometheus.CounterVec) {
 	r.sent[k] = struct{}{}
 	r.mu.Unlock()
 	select {
-	case r.queue <- it:
+	case queue <- it:
 		sent.WithLabelValues("sent").Inc()
 	default:
 		r.failures.WithLabelValues("dropped").Inc()
@@ -231,24 +236,34 @@ func (r *Relay) Run(ctx context.Context, peers func() []string) {
 		case <-ctx.Done():
 			return
 		case it := <-r.queue:
-			var batch wireBatch
-			batch.add(it)
-		drain:
-			for !batch.full() {
-				select {
-				case it := <-r.queue:
-					batch.add(it)
-				default:
-					break drain
-				}
-			}
-			r.fanOut(ctx, &wg, peers(), batch.encode(r.cfg.Current()), true)
+			r.fanOut(ctx, &wg, peers(), r.gather(it).encode(r.cfg.Current()), true)
+		case it := <-r.changeQueue:
+			r.fanOut(ctx, &wg, peers(), r.gather(it).encode(r.cfg.Current()), true)
 		case <-t.C:
 			if r.cfg.Current() {
 				r.fanOut(ctx, &wg, peers(), Encode(Batch{}, true), false)
 			}
 		}
 	}
+}
+
+// gather makes a batch of first and whatever else is queued, revocations
+// first, up to the bounds of one message.
+func (r *Relay) gather(first item) *wireBatch {
+	var batch wireBatch
+	batch.add(first)
+	for _, q := range []chan item{r.queue, r.changeQueue} {
+	drain:
+		for !batch.full() {
+			select {
+			case it := <-q:
+				batch.add(it)
+			default:
+				break drain
+			}
+		}
+	}
+	return &batch
 }
 
 // fanOut sends msg to every peer at once, each in a goroutine of its own
