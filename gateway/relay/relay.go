@@ -68,9 +68,9 @@ const (
 	// each).
 	maxBatch = 1024
 	// maxChanges is the most changed APIKeys in one message, and
-	// maxChangeBytes the largest one (in JSON; a key with the most models
-	// and the longest reveal public key takes under 8 KiB): a message
-	// stays within gRPC's default 4 MiB.
+	// maxChangeBytes the largest one (in JSON; the CRD's bounds keep a key
+	// with 32 models of 128 characters and two reveal public keys of 2,048
+	// under 16 KiB): a message stays within gRPC's default 4 MiB.
 	maxChanges     = 32
 	maxChangeBytes = 64 << 10
 	// maxInFlight bounds the messages being sent at once, to all peers
@@ -160,7 +160,7 @@ func New(cfg Config) *Relay {
 		sent:        map[dedupKey]struct{}{},
 		relayed:     f.NewCounterVec(prometheus.CounterOpts{Name: "revocations_relayed_total", Help: "Revocations and deletions of APIKeys relayed between replicas: sent (this replica's watch saw them; counted once, whatever the number of peers) and received (a peer's relay refused a key before this replica's watch did)."}, []string{"direction"}),
 		changes:     f.NewCounterVec(prometheus.CounterOpts{Name: "apikey_changes_relayed_total", Help: "Rotations, expiry and policy changes of APIKeys relayed between replicas: sent (this replica's watch saw them; counted once, whatever the number of peers) and received (a peer's relay applied one before this replica's watch did)."}, []string{"direction"}),
-		failures:    f.NewCounterVec(prometheus.CounterOpts{Name: "revocation_relay_errors_total", Help: "Relays to a peer that failed (send), were dropped because too many waited (dropped), or messages from a peer that were malformed (receive)."}, []string{"op"}),
+		failures:    f.NewCounterVec(prometheus.CounterOpts{Name: "revocation_relay_errors_total", Help: "Relays to a peer that failed (send), were dropped because too many waited or a changed APIKey was too large (dropped), or messages from a peer that were malformed (receive)."}, []string{"op"}),
 	}
 	cfg.Index.OnRevocation(r.publish)
 	cfg.Index.OnAPIKeyChange(r.publishChange)
