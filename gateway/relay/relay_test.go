@@ -1,9 +1,12 @@
 package relay
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/protobuf/proto"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -97,5 +100,27 @@ func TestDecodeRefusesMalformed(t *testing.T) {
 	}
 	if _, _, err := Decode(many); err == nil {
 		t.Error("a batch over maxChanges was decoded")
+	}
+}
+
+// Changes queue apart from revocations: a burst of them (an admin's change
+// of thousands of keys) is dropped past the queue's bound, and a
+// revocation still waits for the peers; a message gathers revocations
+// first, within both bounds.
+func TestChangesNeverCrowdOutRevocations(t *testing.T) {
+	r := New(Config{Index: keyindex.New(nil), Registerer: prometheus.NewRegistry()})
+	for i := range queueSize + 10 {
+		r.publishChange(keyindex.RelayedAPIKey(&gatewayv1alpha1.APIKey{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "k", UID: "uid-1", ResourceVersion: strconv.Itoa(i + 1)}}))
+	}
+	for i := range 3 {
+		r.publish(keyindex.Revocation{Name: types.NamespacedName{Namespace: "team", Name: "k"}, UID: types.UID("uid-r" + strconv.Itoa(i)), ResourceVersion: 9, Reason: keyindex.RevocationRevoked})
+	}
+	if n := testutil.ToFloat64(r.failures.WithLabelValues("dropped")); n != 10 {
+		t.Errorf("dropped %v, want the 10 changes past the queue", n)
+	}
+	b := r.gather(<-r.changeQueue)
+	if len(b.revs) != 3 || len(b.changes) != maxChanges {
+		t.Errorf("a message of %d revocations and %d changes, want all 3 and %d", len(b.revs), len(b.changes), maxChanges)
 	}
 }
