@@ -327,7 +327,7 @@ func checkServed(rep *Report, k *keyLife, r *Record, faults []*Record, b Bounds)
 			Detail: fmt.Sprintf("secret %d served 200, %v after the key expired at %s", r.Gen, r.Start.Sub(exp).Round(time.Millisecond), stamp(exp))})
 	}
 	for _, rot := range k.rotations {
-		end, ok := secretEnd(rot, r, faults, b)
+		end, ok := secretEnd(rot, r)
 		if !ok {
 			continue
 		}
@@ -349,43 +349,27 @@ func (k *keyLife) mustRefuse(r *Record, faults []*Record, b Bounds) bool {
 		return true
 	}
 	for _, rot := range k.rotations {
-		if end, ok := secretEnd(rot, r, faults, b); ok && r.Start.Sub(end) > b.RetireSlack {
+		if end, ok := secretEnd(rot, r); ok && r.Start.Sub(end) > b.RetireSlack {
 			return true
 		}
 	}
 	return false
 }
 
-// secretEnd is when rot ends the secret r used, on r's replica: the
-// rotation to r.Gen+1 keeps it for its grace period, any later one ends it
-// (only one previous secret is kept). ok is false when rot does not end
-// it. Rotations are not relayed between replicas as revocations are
-// (docs/design.md, section 14.4): a replica whose API-server connection
-// was stalled while the rotation was written learns of it only when the
-// connection resumes, and serves the replaced secret as its current one
-// until then, so the end is no earlier than that partition's end plus the
-// recovery bound (docs/reliability.md, "Chaos under load").
-func secretEnd(rot, r *Record, faults []*Record, b Bounds) (end time.Time, ok bool) {
+// secretEnd is when rot ends the secret r used: the rotation to r.Gen+1
+// keeps it for its grace period, any later one ends it (only one previous
+// secret is kept). ok is false when rot does not end it. The end is the
+// same on every replica, one whose API-server connection was stalled while
+// the rotation was written included: its peers relay the rotation
+// (docs/design.md, section 14.4).
+func secretEnd(rot, r *Record) (end time.Time, ok bool) {
 	if !rot.OK || rot.Gen <= r.Gen {
 		return time.Time{}, false
 	}
-	end = rot.End
 	if rot.Gen == r.Gen+1 {
-		end = rot.ExpiresAt
+		return rot.ExpiresAt, true
 	}
-	for _, f := range faults {
-		if f.Fault == FaultPartition && f.Target == r.Replica && !f.Start.After(rot.End) && !f.End.Before(rot.Start) {
-			end = laterOf(end, f.End.Add(b.Recovery))
-		}
-	}
-	return end, true
-}
-
-func laterOf(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
+	return rot.End, true
 }
 
 // good: the request used a secret that was, for its whole interval and

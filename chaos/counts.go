@@ -127,7 +127,7 @@ func checkPerMinute(rep *Report, name string, k *keyLife, reqs []*Record, faults
 	slices.SortFunc(minutes, time.Time.Compare)
 	for _, m := range minutes {
 		end := m.Add(time.Minute)
-		limit := k.limitDuring(m, end, pm.limit, faults, recovery)
+		limit := k.limitDuring(m, end, pm.limit)
 		if limit > 0 && pm.worst != nil {
 			w := pm.worst(rep)
 			*w = max(*w, float64(counts[m])/float64(limit))
@@ -209,11 +209,10 @@ func checkConcurrency(rep *Report, name string, k *keyLife, calls []*Record, fau
 // limitDuring is the largest limit (of those limit picks from a policy)
 // the key had at any moment of [from, to): 0 when it had none at some
 // moment (unlimited). A change under way in the minute, or one that failed
-// (it may have landed all the same), counts with both limits; so does one
-// written while a replica's API-server connection was stalled, until that
-// replica has resumed and recovered (it counts with the old limit until
-// it hears of the change).
-func (k *keyLife) limitDuring(from, to time.Time, limitOf func(Policy) int64, faults []*Record, recovery time.Duration) int64 {
+// (it may have landed all the same), counts with both limits. One written
+// while a replica's API-server connection was stalled counts like any
+// other: its peers relay it (docs/design.md, section 14.4).
+func (k *keyLife) limitDuring(from, to time.Time, limitOf func(Policy) int64) int64 {
 	if k.created == nil {
 		return 0
 	}
@@ -229,13 +228,7 @@ func (k *keyLife) limitDuring(from, to time.Time, limitOf func(Policy) int64, fa
 		if p.Policy != nil {
 			l = limitOf(*p.Policy)
 		}
-		settled := p.End
-		for _, f := range faults {
-			if f.Fault == FaultPartition && !f.Start.After(p.End) && !f.End.Before(p.Start) {
-				settled = laterOf(settled, f.End.Add(recovery))
-			}
-		}
-		if p.OK && settled.Before(from) {
+		if p.OK && p.End.Before(from) {
 			limit = l
 			continue
 		}

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"net/http"
@@ -114,7 +115,7 @@ func New(index *keyindex.Index, o Options) *Authenticator {
 		tarpit:   newTarpit(o.Clock, o.RefusalDelay, rateSpec{o.RefusalRefill, o.RefusalBurst}, o.MaxHeldRefusals, o.Metrics),
 		slots:    make(chan struct{}, o.Argon2Concurrency),
 		wait:     o.Argon2Wait,
-		clock:    o.Clock,
+		clock:    newForwardClock(o.Clock),
 		metrics:  o.Metrics,
 		inflight: inflight{byKey: map[string]*inflightRequest{}},
 		trusted:  o.TrustedProxies,
@@ -169,6 +170,9 @@ func (a *Authenticator) authenticateFrom(ctx context.Context, raw string, client
 	return e, f
 }
 
+// authenticate takes raw through the steps of docs/design.md, section 7.1,
+// cheapest first: its format, the verified cache, the quick check, a
+// peer's proof, and argon2id.
 func (a *Authenticator) authenticate(ctx context.Context, raw string, clientOf func() string) (*keyindex.Entry, *Failure) {
 	k, err := keys.Parse(raw)
 	if err != nil {
@@ -183,26 +187,11 @@ func (a *Authenticator) authenticate(ctx context.Context, raw string, clientOf f
 	e := a.index.Lookup(k.ID())
 	mac := a.verified.mac(k.Reveal())
 
-	if p, ok := a.verified.get(mac); ok && e != nil && p.keyID == e.KeyID && p.uid == e.UID {
-		// The caller has proven this secret for this APIKey before, so it
-		// may be told precisely why the key no longer works.
-		switch e.Usable(now) {
-		case keyindex.ReasonRevoked:
-			return nil, failRevoked
-		case keyindex.ReasonExpired:
-			return nil, failExpired
-		case "":
-			if p.version == e.Version {
-				a.metrics.cacheHits.Inc()
-				if p.sharedEpoch != 0 && p.sharedEpoch != epochOf(now) {
-					// Renew the shared proof once per epoch while the key
-					// is in use, so peers keep skipping argon2 for it.
-					p.sharedEpoch = a.proofs.record(e, k.Reveal(), now)
-					a.verified.put(mac, p)
-				}
-				return e, nil
-			}
+	if f, decided := a.fromVerifiedCache(k, e, mac, now); decided {
+		if f != nil {
+			return nil, f
 		}
+		return e, nil
 	}
 	a.metrics.cacheMisses.Inc()
 	// The quick check runs for every key, known or not (against a fixed
@@ -236,33 +225,72 @@ func (a *Authenticator) authenticate(ctx context.Context, raw string, clientOf f
 		a.verified.put(mac, proof{keyID: e.KeyID, uid: e.UID, version: e.Version, sharedEpoch: epoch})
 		return e, nil
 	}
-	client := clientOf()
+	if f := a.proveWithArgon2(ctx, k, e, mac, clientOf()); f != nil {
+		return nil, f
+	}
+	return e, nil
+}
+
+// fromVerifiedCache decides from the verified cache, when the caller has
+// proven this secret for e's APIKey before: usable and of the same
+// version, the key is accepted (decided, f nil); revoked or expired, the
+// caller may be told precisely why (f). Anything else is not decided.
+func (a *Authenticator) fromVerifiedCache(k keys.Key, e *keyindex.Entry, mac [sha256.Size]byte, now time.Time) (f *Failure, decided bool) {
+	p, ok := a.verified.get(mac)
+	if !ok || e == nil || p.keyID != e.KeyID || p.uid != e.UID {
+		return nil, false
+	}
+	switch e.Usable(now) {
+	case keyindex.ReasonRevoked:
+		return failRevoked, true
+	case keyindex.ReasonExpired:
+		return failExpired, true
+	case "":
+		if p.version != e.Version {
+			return nil, false
+		}
+		a.metrics.cacheHits.Inc()
+		if p.sharedEpoch != 0 && p.sharedEpoch != epochOf(now) {
+			// Renew the shared proof once per epoch while the key is in
+			// use, so peers keep skipping argon2 for it.
+			p.sharedEpoch = a.proofs.record(e, k.Reveal(), now)
+			a.verified.put(mac, p)
+		}
+		return nil, true
+	}
+	return nil, false
+}
+
+// proveWithArgon2 verifies k against e's hash with argon2id, within the
+// concurrency bound and the failure limits of its key ID and of client,
+// and caches the proof; nil means proven.
+func (a *Authenticator) proveWithArgon2(ctx context.Context, k keys.Key, e *keyindex.Entry, mac [sha256.Size]byte, client string) *Failure {
 	waitCtx, cancel := context.WithTimeout(ctx, a.wait)
 	defer cancel()
 	release, ok := a.limiter.acquire(waitCtx, client)
 	if !ok {
-		return nil, failBusy
+		return failBusy
 	}
 	defer release()
 	// Requests for one key that queued together: the first verification
 	// may have proven it while this one waited.
 	if p, ok := a.verified.get(mac); ok && p.keyID == e.KeyID && p.uid == e.UID && p.version == e.Version {
-		return e, nil
+		return nil
 	}
 	if !a.limiter.allow(k.ID(), client, a.clock.Now()) {
-		return nil, failLimited
+		return failLimited
 	}
 	ok, f := a.verify(waitCtx, k, e)
 	if f != nil {
-		return nil, f
+		return f
 	}
 	if !ok {
 		a.limiter.failed(client, a.clock.Now())
-		return nil, failInvalid("wrong_secret")
+		return failInvalid("wrong_secret")
 	}
 	epoch := a.proofs.record(e, k.Reveal(), a.clock.Now())
 	a.verified.put(mac, proof{keyID: e.KeyID, uid: e.UID, version: e.Version, sharedEpoch: epoch})
-	return e, nil
+	return nil
 }
 
 // unknownKeySalt stands in for a hash's salt when a key ID has none, so an

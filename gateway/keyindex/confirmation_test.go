@@ -58,24 +58,24 @@ func TestConfirmationTimeEndsAtTheFirstRefusal(t *testing.T) {
 	// Seen by the watch: stored 2 s ago, refused now.
 	watched := factsAt("uid-watched", 10)
 	watched.Name.Name = "watched"
-	ix.setWatchedAPIKey(watched)
+	ix.setWatchedAPIKey(watched, nil)
 	revoked := *watched
 	revoked.ResourceVersion, revoked.Revoked, revoked.RefusalWrittenAt = 11, true, time.Now().Add(-2*time.Second)
-	ix.setWatchedAPIKey(&revoked)
+	ix.setWatchedAPIKey(&revoked, nil)
 
 	// Relayed by a peer first: stored 3 s before the relay arrived; the
 	// watch delivers it 5 s later (as if stalled), which must not count.
 	relayed := factsAt("uid-relayed", 10)
 	relayed.Name.Name = "relayed"
-	ix.setWatchedAPIKey(relayed)
+	ix.setWatchedAPIKey(relayed, nil)
 	relayedAt := time.Now()
 	if !ix.Refuse(Revocation{Name: relayed.Name, UID: "uid-relayed", ResourceVersion: 20, Reason: RevocationDeleted}) {
 		t.Fatal("the relay applied nothing")
 	}
 	deleting := *relayed
 	deleting.ResourceVersion, deleting.Deleting, deleting.RefusalWrittenAt = 20, true, relayedAt.Add(-3*time.Second)
-	ix.setWatchedAPIKey(&deleting)
-	ix.setWatchedAPIKey(&deleting) // again: timed once
+	ix.setWatchedAPIKey(&deleting, nil)
+	ix.setWatchedAPIKey(&deleting, nil) // again: timed once
 
 	got := map[string][2]float64{}
 	families, err := reg.Gather()

@@ -217,6 +217,13 @@ type Index struct {
 	refusedAt    map[types.UID]time.Time
 	relays       []Revocation
 	onRevocation func(Revocation)
+	// changeRelays wait here, under the lock, for onAPIKeyChange after it
+	// (changes.go).
+	changeRelays   []*gatewayv1alpha1.APIKey
+	onAPIKeyChange func(*gatewayv1alpha1.APIKey)
+	// ahead is the resource version of each APIKey incarnation a peer's
+	// relayed change brought, until the watch reaches it (changes.go).
+	ahead map[types.UID]relayedVersion
 	// metrics, if set, times the refusals (confirmation.go).
 	metrics *Metrics
 }
@@ -232,6 +239,7 @@ func New(onChange func(keyID string)) *Index {
 		contested: map[string]*claimants{},
 		refused:   map[types.UID]Revocation{},
 		refusedAt: map[types.UID]time.Time{},
+		ahead:     map[types.UID]relayedVersion{},
 		log:       slog.Default(),
 		listed:    closedChannel(),
 		applied:   newApplied(),
@@ -321,8 +329,9 @@ func (ix *Index) change(f func(changed *[]string)) {
 	f(&changed)
 	warnings, log := ix.warnings, ix.log
 	relays, onRevocation := ix.relays, ix.onRevocation
+	changeRelays, onAPIKeyChange := ix.changeRelays, ix.onAPIKeyChange
 	onChange := ix.onChange
-	ix.warnings, ix.relays = nil, nil
+	ix.warnings, ix.relays, ix.changeRelays = nil, nil, nil
 	ix.mu.Unlock()
 	for _, w := range warnings {
 		log.Warn(w.msg, w.args...)
@@ -330,6 +339,11 @@ func (ix *Index) change(f func(changed *[]string)) {
 	if onRevocation != nil {
 		for _, r := range relays {
 			onRevocation(r)
+		}
+	}
+	if onAPIKeyChange != nil {
+		for _, k := range changeRelays {
+			onAPIKeyChange(k)
 		}
 	}
 	for _, f := range onChange {
@@ -340,10 +354,14 @@ func (ix *Index) change(f func(changed *[]string)) {
 }
 
 // setAPIKeyLocked records f unless it is older than what the index holds
-// while listing; it reports whether it did.
+// while listing, or than a version of its incarnation a peer relayed
+// (changes.go); it reports whether it did.
 func (ix *Index) setAPIKeyLocked(f *APIKeyFacts, changed *[]string) bool {
 	old := ix.apiKeys[f.Name]
 	if ix.listing != nil && ix.listing.stale(f, old) {
+		return false
+	}
+	if ix.behindRelayLocked(f) {
 		return false
 	}
 	ix.putAPIKeyLocked(ix.underRefusalLocked(f), old, changed)
@@ -385,6 +403,7 @@ func (ix *Index) deleteAPIKeyAtLocked(name types.NamespacedName, rv uint64, chan
 	if r, ok := ix.refused[old.UID]; ok && rv >= r.ResourceVersion {
 		ix.forgetRefusalLocked(old.UID) // the watch caught up with the relay
 	}
+	delete(ix.ahead, old.UID)
 	delete(ix.apiKeys, name)
 	for _, id := range old.claimedKeyIDs() {
 		ix.claimAPIKeyLocked(id, name, nil, changed)

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+
+	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 )
 
 // Revocations relayed between replicas (gateway/relay).
@@ -164,8 +166,10 @@ func revocationOf(old, f *APIKeyFacts) (Revocation, bool) {
 }
 
 // setWatchedAPIKey is SetAPIKey for a change a watch delivered as it
-// happened: a revocation or deletion it makes is relayed.
-func (ix *Index) setWatchedAPIKey(f *APIKeyFacts) {
+// happened, k being the APIKey f was made of: a revocation or deletion it
+// makes is relayed, and so is a change to what its key may do (changes.go;
+// not without k).
+func (ix *Index) setWatchedAPIKey(f *APIKeyFacts, k *gatewayv1alpha1.APIKey) {
 	ix.change(func(changed *[]string) {
 		old := ix.apiKeys[f.Name]
 		if !ix.setAPIKeyLocked(f, changed) {
@@ -174,6 +178,8 @@ func (ix *Index) setWatchedAPIKey(f *APIKeyFacts) {
 		if r, ok := revocationOf(old, f); ok {
 			ix.relays = append(ix.relays, r)
 			ix.observeRefusalLocked(r, f.RefusalWrittenAt, time.Now())
+		} else if k != nil && ix.onAPIKeyChange != nil && changesWhatItMay(old, f) {
+			ix.changeRelays = append(ix.changeRelays, RelayedAPIKey(k))
 		}
 	})
 }

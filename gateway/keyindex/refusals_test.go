@@ -41,7 +41,7 @@ func TestRelayedRevocationHoldsAgainstOlderEvents(t *testing.T) {
 	// still refused.
 	older := factsAt("uid-1", 15)
 	older.LastUsedAt = now
-	ix.setWatchedAPIKey(older)
+	ix.setWatchedAPIKey(older, nil)
 	if got := ix.Lookup("ABCDEFGH").Usable(now); got != ReasonRevoked {
 		t.Fatalf("an older watch event undid the relayed revocation: %q", got)
 	}
@@ -55,7 +55,7 @@ func TestRelayedRevocationHoldsAgainstOlderEvents(t *testing.T) {
 	// relay.
 	revoked := factsAt("uid-1", 20)
 	revoked.Revoked = true
-	ix.setWatchedAPIKey(revoked)
+	ix.setWatchedAPIKey(revoked, nil)
 	if got := ix.Lookup("ABCDEFGH").Usable(now); got != ReasonRevoked || ix.Refused() != 0 {
 		t.Fatalf("after the watch caught up: %q, %d refusals held", got, ix.Refused())
 	}
@@ -99,13 +99,13 @@ func TestWatchedRevocationsAreRelayedOnce(t *testing.T) {
 	revokedInList.KeyID = "LISTEDKEY"
 	revokedInList.Revoked = true
 	ix.SetAPIKey(*revokedInList)
-	ix.setWatchedAPIKey(factsAt("uid-1", 10))
+	ix.setWatchedAPIKey(factsAt("uid-1", 10), nil)
 	revoked := factsAt("uid-1", 20)
 	revoked.Revoked = true
-	ix.setWatchedAPIKey(revoked)
+	ix.setWatchedAPIKey(revoked, nil)
 	deleting := factsAt("uid-1", 21)
 	deleting.Revoked, deleting.Deleting = true, true
-	ix.setWatchedAPIKey(deleting)
+	ix.setWatchedAPIKey(deleting, nil)
 	ix.deleteWatchedAPIKey(revoked.Name, 22)
 	want := Revocation{Name: revoked.Name, UID: "uid-1", ResourceVersion: 20, Reason: RevocationRevoked}
 	if len(relayed) != 1 || relayed[0] != want {
@@ -113,7 +113,7 @@ func TestWatchedRevocationsAreRelayedOnce(t *testing.T) {
 	}
 
 	// Deleted outright (no finalizer): relayed as deleted.
-	ix.setWatchedAPIKey(factsAt("uid-2", 30))
+	ix.setWatchedAPIKey(factsAt("uid-2", 30), nil)
 	ix.deleteWatchedAPIKey(revoked.Name, 31)
 	if len(relayed) != 2 || relayed[1].Reason != RevocationDeleted || relayed[1].UID != "uid-2" || relayed[1].ResourceVersion != 31 {
 		t.Fatalf("relayed %+v", relayed)
@@ -121,11 +121,11 @@ func TestWatchedRevocationsAreRelayedOnce(t *testing.T) {
 
 	// Refused by a relay first: the watch's own revocation is not relayed
 	// again.
-	ix.setWatchedAPIKey(factsAt("uid-3", 40))
+	ix.setWatchedAPIKey(factsAt("uid-3", 40), nil)
 	ix.Refuse(Revocation{Name: revoked.Name, UID: "uid-3", ResourceVersion: 41, Reason: RevocationRevoked})
 	again := factsAt("uid-3", 41)
 	again.Revoked = true
-	ix.setWatchedAPIKey(again)
+	ix.setWatchedAPIKey(again, nil)
 	if len(relayed) != 2 {
 		t.Fatalf("a relayed revocation was relayed again: %+v", relayed[2:])
 	}

@@ -78,7 +78,7 @@ func (s *apiKeyStore) Update(obj any) error {
 	}
 	if s.wants(k.Namespace) {
 		f := APIKeyFactsOf(k)
-		s.ix.setWatchedAPIKey(&f)
+		s.ix.setWatchedAPIKey(&f, k)
 	}
 	// Noted for keys of namespaces this gateway does not serve too: it
 	// refuses those anyway, and a waiter needs to see the version pass.

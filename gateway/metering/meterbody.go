@@ -134,8 +134,6 @@ func scanRequest(b []byte) (requestFields, error) {
 		if i = skipValue(b, valStart); i < 0 {
 			return requestFields{}, errNotAnObject
 		}
-		val := b[valStart:i]
-
 		if k := meteredKey(key); k >= 0 {
 			name := meteredKeys[k]
 			if decoded := decodeString(key); decoded != name {
@@ -145,32 +143,8 @@ func scanRequest(b []byte) (requestFields, error) {
 				return requestFields{}, fmt.Errorf("the body has the key %q more than once", name)
 			}
 			seen[k] = true
-			switch name {
-			case "model":
-				if len(val) > 0 && val[0] == '"' {
-					f.model = decodeString(val)
-				}
-			case "stream":
-				f.stream = string(val) == "true"
-			case "stream_options":
-				f.streamOptions = [2]int{valStart, i}
-				f.usageOption, f.includeUsage = usageOption(b, valStart)
-			case "n", "best_of":
-				n, named, err := parseCount(val, maxAnswers, false)
-				if err != nil {
-					return requestFields{}, fmt.Errorf("%s must be a whole number from 1 to %d, got %s", name, maxAnswers, truncate(string(val), 32))
-				}
-				if named {
-					f.answers = max(f.answers, n)
-				}
-			default:
-				n, named, err := parseCount(val, maxTokenCount, true)
-				if err != nil {
-					return requestFields{}, fmt.Errorf("%s must be a whole number of tokens, at least 1, got %s", name, truncate(string(val), 32))
-				}
-				if named {
-					f.maxOutput, f.hasMaxOutput = max(f.maxOutput, n), true
-				}
+			if err := f.read(name, b, valStart, i); err != nil {
+				return requestFields{}, err
 			}
 		}
 
@@ -187,6 +161,41 @@ func scanRequest(b []byte) (requestFields, error) {
 		}
 		i = skipSpace(b, i+1)
 	}
+}
+
+// read takes the value of the metered member name, b[start:end] (the
+// stream options' span is kept whole, so that the include_usage option
+// can be added to them).
+func (f *requestFields) read(name string, b []byte, start, end int) error {
+	val := b[start:end]
+	switch name {
+	case "model":
+		if len(val) > 0 && val[0] == '"' {
+			f.model = decodeString(val)
+		}
+	case "stream":
+		f.stream = string(val) == "true"
+	case "stream_options":
+		f.streamOptions = [2]int{start, end}
+		f.usageOption, f.includeUsage = usageOption(b, start)
+	case "n", "best_of":
+		n, named, err := parseCount(val, maxAnswers, false)
+		if err != nil {
+			return fmt.Errorf("%s must be a whole number from 1 to %d, got %s", name, maxAnswers, truncate(string(val), 32))
+		}
+		if named {
+			f.answers = max(f.answers, n)
+		}
+	default:
+		n, named, err := parseCount(val, maxTokenCount, true)
+		if err != nil {
+			return fmt.Errorf("%s must be a whole number of tokens, at least 1, got %s", name, truncate(string(val), 32))
+		}
+		if named {
+			f.maxOutput, f.hasMaxOutput = max(f.maxOutput, n), true
+		}
+	}
+	return nil
 }
 
 // parseCount reads a count (max_tokens, n): null is no value (named

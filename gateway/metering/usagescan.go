@@ -207,7 +207,8 @@ func (s *jsonScanner) reset() {
 func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
 // feed scans b, the next bytes of the document; base is the offset of b[0]
-// in it.
+// in it. It runs for every byte of every answer, so the states' work is in
+// methods small enough to be inlined, bar the rare ones.
 func (s *jsonScanner) feed(b []byte, base int) {
 	for i := 0; i < len(b); i++ {
 		c := b[i]
@@ -215,134 +216,160 @@ func (s *jsonScanner) feed(b []byte, base int) {
 		case jsError:
 			return
 		case jsString:
-			j, end, esc := i, -1, s.esc
+			j, esc, escaped := i, s.esc, false
 			for ; j < len(b); j++ {
-				switch {
-				case esc:
+				if esc {
 					esc = false
-				case b[j] == '\\':
-					esc = true
-					if s.inKey {
-						s.keyLen = -1
-					}
-				case b[j] == '"':
-					end = j
-				}
-				if end >= 0 {
+				} else if b[j] == '"' {
 					break
+				} else if b[j] == '\\' {
+					esc, escaped = true, true
 				}
 			}
 			s.esc = esc
-			if s.inKey {
-				s.appendKey(b[i:j])
-			} else if s.valCtx.ctx == ctxText {
-				s.text += int64(j - i)
-			}
-			if end < 0 {
+			s.stringRead(b[i:j], escaped)
+			if j == len(b) {
 				return
 			}
-			i = end
+			i = j
 			if s.inKey {
-				s.key = keyOther
-				if s.keyLen >= 0 {
-					s.key = lookupKey(s.keyBuf[:s.keyLen])
-				}
-				s.st = jsColon
+				s.key, s.st = s.readKey(), jsColon
 			} else {
 				s.afterValue()
 			}
 		case jsValue, jsValueOrClose:
-			if isJSONSpace(c) {
-				continue
-			}
 			if c == ']' && s.st == jsValueOrClose {
 				s.close(true)
-				continue
+			} else if !isJSONSpace(c) {
+				s.beginValue(c)
 			}
-			s.beginValue(c)
 		case jsKeyOrClose, jsKey:
-			if isJSONSpace(c) {
-				continue
-			}
 			if c == '"' {
-				if s.depth == 1 && s.st == jsKeyOrClose {
-					s.memberStart, s.memberFirst = base+i, true
-				}
-				s.inKey, s.esc, s.keyLen, s.st = true, false, 0, jsString
-				continue
-			}
-			if c == '}' && s.st == jsKeyOrClose {
+				s.startKey(base + i)
+			} else if c == '}' && s.st == jsKeyOrClose {
 				s.close(false)
-				continue
-			}
-			s.st = jsError
-		case jsColon:
-			if isJSONSpace(c) {
-				continue
-			}
-			if c != ':' {
+			} else if !isJSONSpace(c) {
 				s.st = jsError
-				continue
 			}
-			s.st = jsValue
+		case jsColon:
+			if c == ':' {
+				s.st = jsValue
+			} else if !isJSONSpace(c) {
+				s.st = jsError
+			}
 		case jsAfterValue:
-			if isJSONSpace(c) {
-				continue
-			}
-			top := &s.frames[s.depth-1]
-			switch {
-			case c == ',':
-				if top.array {
-					s.st = jsValue
-					continue
-				}
-				s.st = jsKey
-				if s.depth == 1 {
-					if s.wantComma {
-						s.doc.usageNull[1] = base + i + 1
-						s.wantComma = false
-					}
-					s.memberStart, s.memberFirst = base+i, false
-				}
-			case c == '}' && !top.array, c == ']' && top.array:
-				s.close(top.array)
-			default:
+			if array := s.frames[s.depth-1].array; c == ',' {
+				s.comma(array, base+i)
+			} else if c == '}' && !array || c == ']' && array {
+				s.close(array)
+			} else if !isJSONSpace(c) {
 				s.st = jsError
 			}
 		case jsNumber:
-			switch {
-			case '0' <= c && c <= '9':
-				if s.num > (1<<62)/10 {
-					s.numOK = false
-				}
-				s.num = s.num*10 + int64(c-'0')
-			case c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-':
-				s.numOK = false
-			default:
-				if s.numOK && s.valCtx.ctx == ctxCount {
-					s.usage.put(s.valCtx.key, s.num)
-				}
-				s.afterValue()
+			if '0' <= c && c <= '9' {
+				s.digit(c)
+			} else if !s.numberNonDigit(c) {
 				i-- // the delimiter is the next state's
 			}
 		case jsLiteral:
-			if 'a' <= c && c <= 'z' {
-				continue
+			if !s.literalByte(c, base+i) {
+				i--
 			}
-			if s.nullPending {
-				s.nullPending = false
-				s.doc.usageNull = [2]int{s.memberStart, base + i}
-				// The first member has no comma before it: take the one after.
-				s.wantComma = s.memberFirst
-			}
-			s.afterValue()
-			i--
 		case jsDone:
 			if !isJSONSpace(c) {
 				s.st = jsError
 			}
 		}
 	}
+}
+
+// stringRead takes read, the next bytes of the key or string value being
+// read (escaped: with a backslash, which makes a key one the scanner does
+// not look for).
+func (s *jsonScanner) stringRead(read []byte, escaped bool) {
+	if s.inKey {
+		if escaped {
+			s.keyLen = -1
+		}
+		s.appendKey(read)
+	} else if s.valCtx.ctx == ctxText {
+		s.text += int64(len(read))
+	}
+}
+
+// readKey is the key just read, keyOther when it was too long or escaped.
+func (s *jsonScanner) readKey() usageKey {
+	if s.keyLen < 0 {
+		return keyOther
+	}
+	return lookupKey(s.keyBuf[:s.keyLen])
+}
+
+// startKey starts reading a key at offset at, noting where a top-level
+// member starts.
+func (s *jsonScanner) startKey(at int) {
+	if s.depth == 1 && s.st == jsKeyOrClose {
+		s.memberStart, s.memberFirst = at, true
+	}
+	s.inKey, s.esc, s.keyLen, s.st = true, false, 0, jsString
+}
+
+// comma reads the comma, at offset at, after a value in an array or an
+// object. A top-level one ends the span of a "usage":null member that was
+// the object's first, and starts the next member's.
+func (s *jsonScanner) comma(array bool, at int) {
+	if array {
+		s.st = jsValue
+		return
+	}
+	s.st = jsKey
+	if s.depth == 1 {
+		if s.wantComma {
+			s.doc.usageNull[1] = at + 1
+			s.wantComma = false
+		}
+		s.memberStart, s.memberFirst = at, false
+	}
+}
+
+// digit reads a digit of a number.
+func (s *jsonScanner) digit(c byte) {
+	if s.num > (1<<62)/10 {
+		s.numOK = false
+	}
+	s.num = s.num*10 + int64(c-'0')
+}
+
+// numberNonDigit reads c, not a digit, in a number: a fraction or an
+// exponent makes it no count (only a non-negative integer that fits is
+// one); any other byte ends it, and is the next state's (false).
+func (s *jsonScanner) numberNonDigit(c byte) bool {
+	if c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-' {
+		s.numOK = false
+		return true
+	}
+	if s.numOK && s.valCtx.ctx == ctxCount {
+		s.usage.put(s.valCtx.key, s.num)
+	}
+	s.afterValue()
+	return false
+}
+
+// literalByte reads c, at offset at, in true, false or null, reporting
+// false when c ends it (and is the next state's). A top-level
+// "usage":null ends here: its span runs from its member's start.
+func (s *jsonScanner) literalByte(c byte, at int) bool {
+	if 'a' <= c && c <= 'z' {
+		return true
+	}
+	if s.nullPending {
+		s.nullPending = false
+		s.doc.usageNull = [2]int{s.memberStart, at}
+		// The first member has no comma before it: take the one after.
+		s.wantComma = s.memberFirst
+	}
+	s.afterValue()
+	return false
 }
 
 // end finishes the document: a number or literal at the very end of the

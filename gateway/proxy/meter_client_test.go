@@ -70,12 +70,17 @@ func TestMeterOpenAIClientStream(t *testing.T) {
 }
 
 func TestMeterOpenAIClientRetriesRateLimit(t *testing.T) {
+	// Longer than the SDK's own first backoff (0.5 s less up to a quarter
+	// of jitter), so that a retry no sooner than this shows the SDK read
+	// retry-after-ms: a lower bound holds on a loaded machine, where an
+	// upper bound on a short wait does not.
+	const retryAfter = 1500 * time.Millisecond
 	upstream := recordingUpstream(t, "application/json", meteringtest.OpenAIChatJSON)
 	m := newTestMeter(t)
 	m.refuse = func(n int, _ metering.Request) *metering.Refusal {
 		if n == 1 {
-			return metering.RateLimitExceeded("Rate limit of 1 request per minute reached.", 20*time.Millisecond,
-				&metering.RateLimit{Limit: 1, Remaining: 0, Reset: 20 * time.Millisecond}, nil)
+			return metering.RateLimitExceeded("Rate limit of 1 request per minute reached.", retryAfter,
+				&metering.RateLimit{Limit: 1, Remaining: 0, Reset: retryAfter}, nil)
 		}
 		return nil
 	}
@@ -99,9 +104,8 @@ func TestMeterOpenAIClientRetriesRateLimit(t *testing.T) {
 	if n := len(upstream.received()); n != 1 {
 		t.Errorf("upstream received %d requests, want 1", n)
 	}
-	// retry-after-ms, not the SDK's own backoff of half a second or more.
-	if d := time.Since(start); d > 400*time.Millisecond {
-		t.Errorf("retried after %v, want about 20ms", d)
+	if d := time.Since(start); d < retryAfter {
+		t.Errorf("retried after %v, before the %v the 429's retry-after-ms asked for", d, retryAfter)
 	}
 }
 

@@ -3,12 +3,16 @@ package server
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/discovery"
+
+	"github.com/codevector/codevector/gateway/keyindex"
 )
 
 // health is what /readyz and the health metrics report.
@@ -77,44 +81,60 @@ func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// probeAPIServer checks the API server's /readyz every probe interval.
-func (g *Gateway) probeAPIServer(ctx context.Context) {
-	h := g.health
+// apiServerProbe checks the API server's /readyz every interval, for
+// /readyz and the metrics, and replaces the watches when it is back after
+// an outage (watches.go).
+type apiServerProbe struct {
+	client   discovery.DiscoveryInterface
+	interval time.Duration
+	watches  *watches
+	index    *keyindex.Index
+	health   *health
+	log      *slog.Logger
+}
+
+func (g *Gateway) apiServerProbe() *apiServerProbe {
+	return &apiServerProbe{client: g.probe, interval: g.opts.APIServerProbeInterval, watches: g.watches, index: g.index, health: g.health, log: g.log}
+}
+
+// run probes until ctx ends.
+func (p *apiServerProbe) run(ctx context.Context) {
+	h := p.health
 	h.apiReachable.Store(true)
 	for {
 		probeCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		// /readyz, not /version: a restarted API server answers /version
 		// before it serves custom resources again, and watches started
 		// then would only fail and back off.
-		err := g.probe.RESTClient().Get().AbsPath("/readyz").Do(probeCtx).Error()
+		err := p.client.RESTClient().Get().AbsPath("/readyz").Do(probeCtx).Error()
 		cancel()
 		if ctx.Err() != nil {
 			return
 		}
 		switch {
 		case err == nil && !h.apiReachable.Load():
-			g.log.Info("API server reachable again; restarting watches")
-			if err := g.watches.restart(ctx); err != nil {
+			p.log.Info("API server reachable again; restarting watches")
+			if err := p.watches.restart(ctx); err != nil {
 				if ctx.Err() != nil {
 					return
 				}
-				g.log.Warn("Failed to restart watches after the API server came back; retrying", "error", err)
+				p.log.Warn("Failed to restart watches after the API server came back; retrying", "error", err)
 				break
 			}
 			h.apiReachable.Store(true)
 			h.unreachableFrom.Store(0)
-			g.log.Info("Watches restarted; index current again", "keys", g.index.Len())
+			p.log.Info("Watches restarted; index current again", "keys", p.index.Len())
 		case err != nil && h.apiReachable.Load():
 			h.apiReachable.Store(false)
 			h.unreachableFrom.Store(time.Now().UnixNano())
-			g.log.Warn("API server unreachable; serving cached keys (fail-static)", "error", err)
+			p.log.Warn("API server unreachable; serving cached keys (fail-static)", "error", err)
 		}
 		if err == nil && h.apiReachable.Load() {
 			h.heardFromAPIServer()
 		}
 		// While the API server is away, look often: the sooner recovery is
 		// seen, the sooner watches restart and revocations apply again.
-		wait := g.opts.APIServerProbeInterval
+		wait := p.interval
 		if !h.apiReachable.Load() {
 			wait = min(wait, 500*time.Millisecond)
 		}

@@ -7,7 +7,6 @@ import (
 	"net"
 
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	"github.com/codevector/codevector/gateway/mesh"
 	"github.com/codevector/codevector/gateway/peerproofs"
@@ -27,8 +26,8 @@ type peerServices struct {
 // last-use hand-off, the revocation relay and the proof sharing on the
 // listener; the caller registers the counters, then serves. The mesh
 // closes when ctx ends.
-func (g *Gateway) startMesh(ctx context.Context, o PeerOptions) (*peerServices, error) {
-	cred, err := mesh.ReadCredential(ctx, g.client, g.opts.SystemNamespace, g.log)
+func (q *quotaRunner) startMesh(ctx context.Context, o PeerOptions) (*peerServices, error) {
+	cred, err := mesh.ReadCredential(ctx, q.client, q.systemNamespace, q.log)
 	if err != nil {
 		return nil, err
 	}
@@ -38,10 +37,10 @@ func (g *Gateway) startMesh(ctx context.Context, o PeerOptions) (*peerServices, 
 		if err != nil {
 			return nil, fmt.Errorf("--peer-listen %q: %w", o.Listen, err)
 		}
-		if g.opts.PodIP == "" {
+		if q.podIP == "" {
 			return nil, errors.New("--peer-discovery kubernetes needs the pod's IP (the POD_IP environment variable, from the downward API) or --peer-advertise")
 		}
-		advertise = net.JoinHostPort(g.opts.PodIP, port)
+		advertise = net.JoinHostPort(q.podIP, port)
 	}
 	m, err := mesh.New(mesh.Config{
 		Listen:     o.Listen,
@@ -49,22 +48,22 @@ func (g *Gateway) startMesh(ctx context.Context, o PeerOptions) (*peerServices, 
 		Advertise:  advertise,
 		Credential: cred,
 		Peers:      o.Static,
-		Log:        g.log.With("component", "mesh"),
+		Log:        q.log.With("component", "mesh"),
 	})
 	if err != nil {
 		return nil, err
 	}
 	context.AfterFunc(ctx, m.Close)
-	p := &peerServices{mesh: m, relays: g.newRelay(cred), opts: o}
-	g.usage.RegisterHandOff(m.Server())
+	p := &peerServices{mesh: m, relays: q.newRelay(cred), opts: o}
+	q.lastUsed.RegisterHandOff(m.Server())
 	p.relays.Register(m.Server())
 	if !o.DisableProofSharing {
 		p.sharer = peerproofs.New(peerproofs.Config{
-			Proofs:     g.auth.PeerProofs(),
+			Proofs:     q.proofs,
 			Credential: cred,
-			Clock:      g.opts.Clock,
-			Log:        g.log.With("component", "peerproofs"),
-			Registerer: g.metrics,
+			Clock:      q.clock,
+			Log:        q.log.With("component", "peerproofs"),
+			Registerer: q.metrics,
 		})
 		p.sharer.Register(m.Server())
 	}
@@ -73,14 +72,14 @@ func (g *Gateway) startMesh(ctx context.Context, o PeerOptions) (*peerServices, 
 
 // followPeers keeps p's peer list (the ready gateway pods, with kubernetes
 // discovery) and starts the services that call the peers.
-func (g *Gateway) followPeers(ctx context.Context, cfg *rest.Config, p *peerServices) error {
+func (q *quotaRunner) followPeers(ctx context.Context, p *peerServices) error {
 	if p.opts.Discovery == DiscoveryKubernetes {
-		cs, err := kubernetes.NewForConfig(cfg)
+		cs, err := kubernetes.NewForConfig(q.restConfig)
 		if err != nil {
 			return err
 		}
 		_, port, _ := net.SplitHostPort(p.opts.Listen)
-		if err := mesh.WatchPeers(ctx, cs, g.opts.SystemNamespace, p.opts.Selector, port, p.mesh, g.log); err != nil {
+		if err := mesh.WatchPeers(ctx, cs, q.systemNamespace, p.opts.Selector, port, p.mesh, q.log); err != nil {
 			return err
 		}
 	}
@@ -93,6 +92,6 @@ func (g *Gateway) followPeers(ctx context.Context, cfg *rest.Config, p *peerServ
 	go p.relays.Run(ctx, p.mesh.Peers)
 	// A stopping replica hands its last-use times to a peer rather than
 	// writing them during a rollout (gateway/usage/handoff.go).
-	g.usage.HandOffTo(p.mesh.Peers, p.mesh.Credential().ClientTLS())
+	q.lastUsed.HandOffTo(p.mesh.Peers, p.mesh.Credential().ClientTLS())
 	return nil
 }

@@ -4,15 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/codevector/codevector/gateway/auth"
+	"github.com/codevector/codevector/gateway/keyindex"
 	"github.com/codevector/codevector/gateway/mesh"
 	"github.com/codevector/codevector/gateway/policy"
 	"github.com/codevector/codevector/gateway/quota"
 	"github.com/codevector/codevector/gateway/relay"
+	"github.com/codevector/codevector/gateway/usage"
 )
 
 // PeerOptions say how this replica finds the others it shares per-key
@@ -56,19 +63,82 @@ func (o PeerOptions) validate() error {
 	return nil
 }
 
-// startQuota starts the quota engine: at once for a single replica; with
+// quotaRunner starts the quota engine once the keys' first sync is in
+// (budget counters are restored from the indexed usage), closing started
+// then, and stops it when it stops: at once for a single replica; with
 // peers on the peer mesh (startMesh), once the peer credential is read
 // (the manager creates it), then following the peer list. Until then the
 // Meter refuses every request it would count (policy.Engine). With peers
 // it also shares verified-key proofs over the same listener, and learns
-// the peers' before it returns (and the replica reports ready).
-func (g *Gateway) startQuota(ctx context.Context, cfg *rest.Config) error {
-	o := g.opts.Peers
+// the peers' before it closes started (and the replica reports ready).
+type quotaRunner struct {
+	keysSynced <-chan struct{}
+	started    chan<- struct{}
+	// engine is the Meter's: started with the quota engine built here.
+	engine *policy.Engine
+
+	peers           PeerOptions
+	systemNamespace string
+	podIP           string
+	client          client.Client
+	restConfig      *rest.Config // for peer discovery
+	clock           clock.PassiveClock
+	index           *keyindex.Index
+	// registry gets gubernator's metrics under their own names, metrics
+	// the gateway's (codevector_gateway_).
+	registry *prometheus.Registry
+	metrics  prometheus.Registerer
+	// lastUsed hands its times to a peer when it stops, proofs are
+	// shared with the peers, and the relay's heartbeats count as hearing
+	// of changes (health, staleIndexAfter).
+	lastUsed        *usage.Recorder
+	proofs          *auth.PeerProofs
+	health          *health
+	staleIndexAfter time.Duration
+	log             *slog.Logger
+}
+
+func (g *Gateway) newQuotaRunner(keysSynced <-chan struct{}, started chan<- struct{}) *quotaRunner {
+	return &quotaRunner{
+		keysSynced: keysSynced, started: started, engine: g.engine,
+		peers: g.opts.Peers, systemNamespace: g.opts.SystemNamespace, podIP: g.opts.PodIP,
+		client: g.client, restConfig: g.restConfig, clock: g.opts.Clock, index: g.index,
+		registry: g.registry, metrics: g.metrics,
+		lastUsed: g.usage, proofs: g.auth.PeerProofs(), health: g.health, staleIndexAfter: g.opts.StaleIndexAfter,
+		log: g.log,
+	}
+}
+
+func (*quotaRunner) Name() string { return "quota engine" }
+
+func (q *quotaRunner) Start(ctx context.Context) error {
+	select {
+	case <-q.keysSynced:
+	case <-ctx.Done():
+		return nil
+	}
+	if err := q.startEngine(ctx); err != nil {
+		if ctx.Err() != nil {
+			// Stopped while it started (waiting for the peer credential):
+			// not a failure.
+			return nil
+		}
+		return fmt.Errorf("starting: %w", err)
+	}
+	close(q.started)
+	<-ctx.Done()
+	return nil
+}
+
+// startEngine builds the quota engine (on the peer mesh, with peers) and
+// starts the Meter's with it; both close when ctx ends.
+func (q *quotaRunner) startEngine(ctx context.Context) error {
+	o := q.peers
 	qc := quota.Config{
-		Clock:      g.opts.Clock,
-		Checkpoint: policy.Checkpoint(g.index),
-		Log:        g.log.With("component", "quota"),
-		Registerer: g.registry,
+		Clock:      q.clock,
+		Checkpoint: policy.Checkpoint(q.index),
+		Log:        q.log.With("component", "quota"),
+		Registerer: q.registry,
 	}
 	if o.Listener != nil {
 		o.Listen = o.Listener.Addr().String()
@@ -76,7 +146,7 @@ func (g *Gateway) startQuota(ctx context.Context, cfg *rest.Config) error {
 	var peers *peerServices
 	if o.Listen != "" {
 		var err error
-		if peers, err = g.startMesh(ctx, o); err != nil {
+		if peers, err = q.startMesh(ctx, o); err != nil {
 			return err
 		}
 		qc.Mesh = peers.mesh
@@ -91,28 +161,28 @@ func (g *Gateway) startQuota(ctx context.Context, cfg *rest.Config) error {
 	if peers != nil {
 		// Every service is registered (gubernator's by quota.New): serve.
 		peers.mesh.Serve()
-		if err := g.followPeers(ctx, cfg, peers); err != nil {
+		if err := q.followPeers(ctx, peers); err != nil {
 			engine.Close()
 			peers.mesh.Close()
 			return err
 		}
 	}
-	g.engine.Start(engine)
-	g.log.Info("Quota engine started", "peerAddress", engine.Addr(), "discovery", o.Discovery, "staticPeers", o.Static)
+	q.engine.Start(engine)
+	q.log.Info("Quota engine started", "peerAddress", engine.Addr(), "discovery", o.Discovery, "staticPeers", o.Static)
 	return nil
 }
 
 // newRelay relays revocations to and from the peers (gateway/relay), and
 // counts a current peer's messages as hearing of changes (stale.go).
-func (g *Gateway) newRelay(cred *mesh.Credential) *relay.Relay {
-	bound := g.opts.StaleIndexAfter
+func (q *quotaRunner) newRelay(cred *mesh.Credential) *relay.Relay {
+	bound := q.staleIndexAfter
 	return relay.New(relay.Config{
-		Index:             g.index,
+		Index:             q.index,
 		Credential:        cred,
-		Current:           func() bool { return g.health.currentWithAPIServer(bound) },
-		HeardFromPeer:     g.health.heardFromPeer,
+		Current:           func() bool { return q.health.currentWithAPIServer(bound) },
+		HeardFromPeer:     q.health.heardFromPeer,
 		HeartbeatInterval: min(bound/3, 5*time.Second),
-		Log:               g.log.With("component", "relay"),
-		Registerer:        g.metrics,
+		Log:               q.log.With("component", "relay"),
+		Registerer:        q.metrics,
 	})
 }

@@ -2,163 +2,185 @@ package server
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
-	"sync/atomic"
 	"time"
+
+	"k8s.io/utils/clock"
+
+	"github.com/codevector/codevector/gateway/auth"
+	"github.com/codevector/codevector/gateway/keyindex"
+	"github.com/codevector/codevector/gateway/replicas"
+	"github.com/codevector/codevector/gateway/usage"
 )
 
-// Run starts watching, serves on ln until ctx ends, then shuts down
-// gracefully and flushes last-use times and usage before it returns.
+// Run serves on ln until ctx ends, then stops gracefully: it starts the
+// gateway's runners (Gateway.runners) and stops them in reverse order, so
+// last-use times and usage are flushed after the last request is served
+// and before the peer mesh closes. An error from any runner stops them
+// all, and Run returns it.
 func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
-	started := time.Now()
-	// Three lifetimes end, in this order, once ctx ends: serving (HTTP,
-	// drained first, and the watches); the final flushes of last-use times
-	// and usage (5 s at most each, in parallel), which then count every
-	// request served and may hand their times to a peer; and the peer
-	// channel. `codevector gateway` exits when Run returns, so all three
-	// are over by then.
-	peerCtx, stopPeers := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopPeers()
-	flushCtx, endFlushes := context.WithCancel(context.WithoutCancel(ctx))
-	var flushes sync.WaitGroup
-	defer func() { endFlushes(); flushes.Wait() }()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	// Ready once the keys are known and the quota engine counts: a replica
-	// with peers first waits for their shared credential.
-	quotaFailed := make(chan error, 1)
-	// leaseReleased is closed once the replica's Lease is deleted: Run
-	// returns only then, so that a replica stopped in a rollout is never
-	// waited for by a revocation after it has gone.
-	var leaseStarted atomic.Bool
-	leaseReleased := make(chan struct{})
-	defer func() {
-		cancel()
-		if leaseStarted.Load() {
-			<-leaseReleased
-		}
-	}()
-	go g.console.Run(ctx)
-	go func() {
-		if !g.watches.run(ctx) {
-			return
-		}
-		if err := g.startQuota(peerCtx, g.restConfig); err != nil {
-			quotaFailed <- fmt.Errorf("starting the quota engine: %w", err)
-			return
-		}
-		g.awaitAPIKeys(ctx, started)
-		// Not ready before the console knows every sign-out: a replica
-		// that did not could open a session signed out elsewhere.
-		select {
-		case <-g.console.Synced():
-		case <-ctx.Done():
-			return
-		}
-		// Its Lease before traffic: from then on, revocations wait until
-		// this replica refuses the key (gateway/replicas).
-		if !g.startLease(ctx) {
-			return
-		}
-		leaseStarted.Store(true)
-		go func() {
-			defer close(leaseReleased)
-			g.replica.Run(ctx)
-		}()
-		g.health.synced.Store(true)
-		g.log.Info("Watch cache synced; gateway ready", "keys", g.index.Len())
-	}()
-	flushes.Go(func() { g.usage.Run(flushCtx) })
-	flushes.Go(func() { g.spend.Run(flushCtx) })
-	go g.probeAPIServer(ctx)
-	go func() {
-		t := g.opts.Clock.NewTicker(time.Minute)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C():
-				g.auth.Sweep()
-			}
-		}
-	}()
+	return runAll(ctx, g.log, g.runners(ln))
+}
 
-	srv := &http.Server{
-		Handler: g.handler,
-		// Headers must arrive promptly and idle connections are reaped, so
-		// slow or half-open clients cannot pin goroutines (request bodies
-		// have their own deadline on every route, see withBodyDeadline;
-		// and one address holds at most MaxConnsPerClient connections).
-		// There is no ReadTimeout or WriteTimeout: both would cut streamed
-		// completions, which run as long as they run.
+// runners are the gateway's parts in the order they start; they stop in
+// reverse. The three lifetimes of a replica's stop follow from it: first
+// serving (the public listener drains, then the readiness and Lease, the
+// console, the watches; the metrics listener closes), then the final
+// flushes of last-use times and usage (5 s at most each, in parallel),
+// which then count every request served and may hand their times to a
+// peer, and last the peer mesh. `codevector gateway` exits when Run
+// returns, so all three are over by then.
+func (g *Gateway) runners(ln net.Listener) []runner {
+	keysSynced, quotaStarted := make(chan struct{}), make(chan struct{})
+	rs := []runner{
+		g.newQuotaRunner(keysSynced, quotaStarted),
+		&usageRunner{lastUsed: g.usage, spend: g.spend},
+	}
+	if mln := g.opts.MetricsListener; mln != nil {
+		rs = append(rs, &httpRunner{
+			name: "metrics listener", server: g.metricsServer(), listener: mln,
+			log: g.log, listening: "Metrics listening",
+		})
+	}
+	rs = append(rs,
+		&keysRunner{watches: g.watches, synced: keysSynced, probe: g.apiServerProbe()},
+		runnerFunc{name: "console", run: g.console.Run},
+		runnerFunc{name: "auth sweep", run: func(ctx context.Context) { sweepAuth(ctx, g.opts.Clock, g.auth) }},
+		&readinessRunner{
+			quotaStarted: quotaStarted, consoleSynced: g.console.Synced(), index: g.index, listWait: g.opts.ListWait,
+			replica: g.replica, replicaName: g.opts.ReplicaName, health: g.health, log: g.log,
+		},
+	)
+	if g.opts.MaxConnsPerClient > 0 {
+		ln = limitConnsPerClient(ln, g.opts.MaxConnsPerClient, g.connsRefused)
+	}
+	return append(rs, &httpRunner{
+		name: "public listener", server: g.publicServer(), listener: ln, drain: 10 * time.Second,
+		log: g.log, listening: "Gateway listening", attrs: []any{"providers", g.opts.Providers.Names()},
+	})
+}
+
+// publicServer serves the gateway's routes. Headers must arrive promptly
+// and idle connections are reaped, so slow or half-open clients cannot pin
+// goroutines (request bodies have their own deadline on every route, see
+// withBodyDeadline; and one address holds at most MaxConnsPerClient
+// connections). There is no ReadTimeout or WriteTimeout: both would cut
+// streamed completions, which run as long as they run.
+func (g *Gateway) publicServer() *http.Server {
+	return &http.Server{
+		Handler:           g.handler,
 		ReadHeaderTimeout: g.opts.Timeouts.ReadHeader,
 		IdleTimeout:       g.opts.Timeouts.Idle,
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
 	}
-	if g.opts.MaxConnsPerClient > 0 {
-		ln = limitConnsPerClient(ln, g.opts.MaxConnsPerClient, g.connsRefused)
-	}
-	serveDone := make(chan error, 1)
-	go func() { serveDone <- srv.Serve(ln) }()
-	g.log.Info("Gateway listening", "address", ln.Addr().String(), "providers", g.opts.Providers.Names())
-	if mln := g.opts.MetricsListener; mln != nil {
-		metrics := &http.Server{
-			Handler:           g.MetricsHandler(),
-			ReadHeaderTimeout: g.opts.Timeouts.ReadHeader,
-			ReadTimeout:       g.opts.Timeouts.Body,
-			WriteTimeout:      30 * time.Second,
-			IdleTimeout:       g.opts.Timeouts.Idle,
-			MaxHeaderBytes:    8 << 10,
-			ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
-		}
-		go func() {
-			if err := metrics.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				select {
-				case serveDone <- fmt.Errorf("metrics listener: %w", err):
-				default: // the public listener failed first
-				}
-			}
-		}()
-		defer metrics.Close()
-		g.log.Info("Metrics listening", "address", mln.Addr().String())
-	}
+}
 
+// metricsServer serves MetricsHandler; its answers are small, so it has
+// every timeout.
+func (g *Gateway) metricsServer() *http.Server {
+	return &http.Server{
+		Handler:           g.MetricsHandler(),
+		ReadHeaderTimeout: g.opts.Timeouts.ReadHeader,
+		ReadTimeout:       g.opts.Timeouts.Body,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       g.opts.Timeouts.Idle,
+		MaxHeaderBytes:    8 << 10,
+		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+	}
+}
+
+// usageRunner flushes last-use times and spend every interval, and once
+// more, a few seconds at most each and in parallel, when it stops.
+type usageRunner struct {
+	lastUsed *usage.Recorder
+	spend    *usage.SpendRecorder
+}
+
+func (*usageRunner) Name() string { return "usage" }
+
+func (u *usageRunner) Start(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		u.spend.Run(ctx)
+	}()
+	u.lastUsed.Run(ctx)
+	<-done
+	return nil
+}
+
+// sweepAuth drops the authenticator's expired rate-limit state (failure
+// limiter and tarpit) every minute.
+func sweepAuth(ctx context.Context, clk clock.WithTicker, a *auth.Authenticator) {
+	t := clk.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C():
+			a.Sweep()
+		}
+	}
+}
+
+// readinessRunner makes the replica ready once the keys are known and the
+// quota engine counts (a replica with peers first waits for their shared
+// credential), then keeps its Lease until it stops. It returns only once
+// the Lease is deleted, so that a replica stopped in a rollout is never
+// waited for by a revocation after it has gone.
+type readinessRunner struct {
+	quotaStarted  <-chan struct{}
+	consoleSynced <-chan struct{}
+	index         *keyindex.Index
+	listWait      time.Duration
+	replica       *replicas.Publisher
+	replicaName   string
+	health        *health
+	log           *slog.Logger
+}
+
+func (*readinessRunner) Name() string { return "readiness" }
+
+func (r *readinessRunner) Start(ctx context.Context) error {
+	started := time.Now()
 	select {
-	case err := <-serveDone:
-		return fmt.Errorf("serving: %w", err)
-	case err := <-quotaFailed:
-		_ = srv.Close()
-		return err
+	case <-r.quotaStarted:
 	case <-ctx.Done():
+		return nil
 	}
-	shutdownCtx, stop := context.WithTimeout(context.Background(), 10*time.Second)
-	defer stop()
-	err := srv.Shutdown(shutdownCtx)
-	cancel()
-	if errors.Is(err, context.DeadlineExceeded) {
-		// Long streams do not hold up a shutdown forever.
-		return srv.Close()
+	r.awaitAPIKeys(ctx, started)
+	// Not ready before the console knows every sign-out: a replica that
+	// did not could open a session signed out elsewhere.
+	select {
+	case <-r.consoleSynced:
+	case <-ctx.Done():
+		return nil
 	}
-	return err
+	// Its Lease before traffic: from then on, revocations wait until this
+	// replica refuses the key (gateway/replicas).
+	if !r.startLease(ctx) {
+		return nil
+	}
+	r.health.synced.Store(true)
+	r.log.Info("Watch cache synced; gateway ready", "keys", r.index.Len())
+	r.replica.Run(ctx)
+	return nil
 }
 
 // startLease writes this replica's Lease, retrying until it can or ctx
 // ends: a replica that cannot (its Role lacks the leases rule) would take
 // traffic that revocations do not wait for, so it does not report ready.
-func (g *Gateway) startLease(ctx context.Context) bool {
+func (r *readinessRunner) startLease(ctx context.Context) bool {
 	for delay := 100 * time.Millisecond; ; delay = min(2*delay, 5*time.Second) {
-		err := g.replica.Start(ctx)
+		err := r.replica.Start(ctx)
 		if err == nil {
 			return true
 		}
-		g.log.Error("Cannot write this replica's Lease, so it does not report ready: revocations could not wait for it", "replica", g.opts.ReplicaName, "error", err)
+		r.log.Error("Cannot write this replica's Lease, so it does not report ready: revocations could not wait for it", "replica", r.replicaName, "error", err)
 		select {
 		case <-ctx.Done():
 			return false
@@ -176,19 +198,18 @@ func (g *Gateway) startLease(ctx context.Context) bool {
 // for it no longer than this, which keeps a start within 10 s.
 const DefaultListWait = 7 * time.Second
 
-// awaitAPIKeys waits until every APIKey is listed, or until ListWait has
+// awaitAPIKeys waits until every APIKey is listed, or until listWait has
 // passed since started: a replica whose hashes came in later than that (at
 // 100,000 keys, 5-8 s) reports ready at once, since its APIKey list is
 // still 10 s and more away. Real time, not the gateway's clock: it bounds
 // how long the API server takes, not anything a key's lifetime depends on.
-func (g *Gateway) awaitAPIKeys(ctx context.Context, started time.Time) {
-	deadline := started.Add(g.opts.ListWait)
-	t := time.NewTimer(time.Until(deadline))
+func (r *readinessRunner) awaitAPIKeys(ctx context.Context, started time.Time) {
+	t := time.NewTimer(time.Until(started.Add(r.listWait)))
 	defer t.Stop()
 	select {
-	case <-g.index.Listed():
+	case <-r.index.Listed():
 	case <-t.C:
-		g.log.Info("Ready before every APIKey is listed; the rest are read as they are used until the list is in")
+		r.log.Info("Ready before every APIKey is listed; the rest are read as they are used until the list is in")
 	case <-ctx.Done():
 	}
 }

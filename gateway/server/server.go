@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/kubernetes"
@@ -116,11 +117,11 @@ type Gateway struct {
 	auth    *auth.Authenticator
 	usage   *usage.Recorder
 	spend   *usage.SpendRecorder
-	// engine is the meter's quota engine, started by startQuota: until
+	// engine is the meter's quota engine, started by quotaRunner: until
 	// then the meter refuses what it would count (policy.Engine).
 	engine *policy.Engine
 	meter  *policy.Meter
-	// restConfig is kept for the peer discovery started in Run.
+	// restConfig is kept for the peer discovery quotaRunner starts.
 	restConfig *rest.Config
 	registry   *prometheus.Registry
 	// metrics registers the gateway's own series on registry, each named
@@ -135,10 +136,61 @@ type Gateway struct {
 	connsRefused prometheus.Counter
 }
 
-// New builds a gateway against the API server of cfg. Nothing runs until Run.
+// New builds a gateway against the API server of cfg: every part, each
+// with its inputs. Nothing runs until Run.
 func New(cfg *rest.Config, o Options) (*Gateway, error) {
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	g := &Gateway{opts: o, log: o.Logger, registry: prometheus.NewRegistry(), health: &health{}}
+	g.metrics = prometheus.WrapRegistererWithPrefix(gatewayv1alpha1.MetricsNamespace+"_gateway_", g.registry)
+	g.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	scheme := gatewayv1alpha1.NewScheme()
+	cfg = rest.CopyConfig(cfg)
+	if cfg.QPS == 0 {
+		// client-go's default, 5 requests/s, would take 40 s just to open
+		// the watches of 100 namespaces, and would hold last-use writes to
+		// 300 keys a minute.
+		cfg.QPS, cfg.Burst = DefaultQPS, DefaultBurst
+	}
+	g.restConfig = cfg
+	if g.client, err = client.NewWithWatch(cfg, client.Options{Scheme: scheme}); err != nil {
+		return nil, fmt.Errorf("creating API client: %w", err)
+	}
+	if g.probe, err = discovery.NewDiscoveryClientForConfig(cfg); err != nil {
+		return nil, fmt.Errorf("creating API server probe: %w", err)
+	}
+	if err := g.buildKeys(cfg, scheme); err != nil {
+		return nil, err
+	}
+	g.usage = usage.New(g.index, g.client, o.LastUsedInterval, o.Clock, g.log, g.metrics)
+	g.spend = usage.NewSpendRecorder(g.index, g.client, o.LastUsedInterval, o.Clock, g.log, g.metrics)
+	g.engine = policy.NewEngine()
+	g.meter = policy.New(policy.Options{Engine: g.engine, Providers: o.Providers, Spend: g.spend, Clock: o.Clock, Log: g.log, Metrics: policy.NewMetrics(g.metrics),
+		BudgetFailureMode: o.BudgetFailureMode, LimitsFailureMode: o.LimitsFailureMode})
+	g.registerHealthMetrics()
+	g.registerStaleMetrics()
+	g.connsRefused = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "connections_refused_total",
+		Help: "Connections closed on arrival because their client address already held --max-conns-per-client.",
+	})
+	g.metrics.MustRegister(g.connsRefused)
+	if g.console, err = newConsole(cfg, g.index, g.client, o); err != nil {
+		return nil, err
+	}
+	if g.docs, err = docs.New(g.log); err != nil {
+		return nil, err
+	}
+	g.handler = g.routes(g.newProxy())
+	return g, nil
+}
+
+// withDefaults fills in o's defaults and checks what it cannot default.
+func (o Options) withDefaults() (Options, error) {
 	if o.Providers == nil {
-		return nil, errors.New("no providers configured")
+		return o, errors.New("no providers configured")
 	}
 	if o.SystemNamespace == "" {
 		o.SystemNamespace = gatewayv1alpha1.DefaultSystemNamespace
@@ -168,6 +220,9 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	if o.Console.Namespace == "" {
 		o.Console.Namespace = o.SystemNamespace
 	}
+	if o.Console.Logger == nil {
+		o.Console.Logger = o.Logger
+	}
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
 	}
@@ -177,12 +232,15 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 	if o.Console.Clock == nil {
 		o.Console.Clock = o.Clock
 	}
+	if o.ReplicaName == "" {
+		o.ReplicaName = replicas.ReplicaName()
+	}
 	if err := o.Peers.validate(); err != nil {
-		return nil, err
+		return o, err
 	}
 	for _, ns := range o.Namespaces {
 		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
-			return nil, fmt.Errorf("namespace %q to watch is not a namespace name: %s", ns, strings.Join(errs, "; "))
+			return o, fmt.Errorf("namespace %q to watch is not a namespace name: %s", ns, strings.Join(errs, "; "))
 		}
 	}
 	if len(o.Namespaces) > 0 && !slices.Contains(o.Namespaces, o.Console.Namespace) {
@@ -190,90 +248,65 @@ func New(cfg *rest.Config, o Options) (*Gateway, error) {
 		// them from the same cache.
 		o.Namespaces = append(slices.Clone(o.Namespaces), o.Console.Namespace)
 	}
-	g := &Gateway{opts: o, log: o.Logger, registry: prometheus.NewRegistry(), health: &health{}}
-	g.metrics = prometheus.WrapRegistererWithPrefix(gatewayv1alpha1.MetricsNamespace+"_gateway_", g.registry)
-	g.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return o, nil
+}
 
-	scheme := gatewayv1alpha1.NewScheme()
-	cfg = rest.CopyConfig(cfg)
-	if cfg.QPS == 0 {
-		// client-go's default, 5 requests/s, would take 40 s just to open
-		// the watches of 100 namespaces, and would hold last-use writes to
-		// 300 keys a minute.
-		cfg.QPS, cfg.Burst = DefaultQPS, DefaultBurst
-	}
-	var err error
-	if g.client, err = client.NewWithWatch(cfg, client.Options{Scheme: scheme}); err != nil {
-		return nil, fmt.Errorf("creating API client: %w", err)
-	}
-	if g.probe, err = discovery.NewDiscoveryClientForConfig(cfg); err != nil {
-		return nil, fmt.Errorf("creating API server probe: %w", err)
-	}
-
+// buildKeys builds the key index, the watches that feed it, the Lease
+// that publishes how far it has applied them, and the authenticator that
+// reads it (and registers for its changes as it is built).
+func (g *Gateway) buildKeys(cfg *rest.Config, scheme *runtime.Scheme) error {
+	o := g.opts
 	g.index = keyindex.New(nil)
 	g.index.SetLogger(g.log)
 	g.index.SetMetrics(keyindex.NewMetrics(g.metrics))
-	if o.ReplicaName == "" {
-		o.ReplicaName = replicas.ReplicaName()
-		g.opts.ReplicaName = o.ReplicaName
-	}
 	g.replica = replicas.NewPublisher(g.client, o.SystemNamespace, o.ReplicaName, g.index, g.log.With("component", "replica-lease"))
 	authOpts := o.Auth
 	authOpts.Metrics = auth.NewMetrics(g.metrics)
 	g.auth = auth.New(g.index, authOpts)
 	watchClients, err := keyindex.NewClients(cfg, scheme)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	g.watches = newWatches(func() *keyindex.Watch {
 		return keyindex.NewWatch(watchClients, g.index, o.SystemNamespace, o.Namespaces, g.health.watchEvent)
 	})
-	g.usage = usage.New(g.index, g.client, o.LastUsedInterval, o.Clock, g.log, g.metrics)
-	g.restConfig = cfg
-	g.spend = usage.NewSpendRecorder(g.index, g.client, o.LastUsedInterval, o.Clock, g.log, g.metrics)
-	g.engine = policy.NewEngine()
-	g.meter = policy.New(policy.Options{Engine: g.engine, Providers: o.Providers, Spend: g.spend, Clock: o.Clock, Log: g.log, Metrics: policy.NewMetrics(g.metrics),
-		BudgetFailureMode: o.BudgetFailureMode, LimitsFailureMode: o.LimitsFailureMode})
-	g.registerHealthMetrics()
-	g.registerStaleMetrics()
-	g.connsRefused = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "connections_refused_total",
-		Help: "Connections closed on arrival because their client address already held --max-conns-per-client.",
-	})
-	g.metrics.MustRegister(g.connsRefused)
-	if o.Console.Logger == nil {
-		o.Console.Logger = g.log
-	}
-	if o.Console.Kubernetes == nil {
+	return nil
+}
+
+// newConsole builds the console at /api-keys, reading keys from index.
+func newConsole(cfg *rest.Config, index *keyindex.Index, c client.WithWatch, o Options) (*console.Console, error) {
+	co := o.Console
+	if co.Kubernetes == nil {
 		// Sign-outs and create locks are shared with the other replicas
 		// through the API server (console/signouts.go, createlock.go).
-		if o.Console.Kubernetes, err = kubernetes.NewForConfig(cfg); err != nil {
+		var err error
+		if co.Kubernetes, err = kubernetes.NewForConfig(cfg); err != nil {
 			return nil, fmt.Errorf("console: %w", err)
 		}
-		o.Console.SystemNamespace = o.SystemNamespace
+		co.SystemNamespace = o.SystemNamespace
 	}
-	if g.console, err = console.New(g.index, g.client, o.Console); err != nil {
-		return nil, err
-	}
-	if g.docs, err = docs.New(g.log); err != nil {
-		return nil, err
-	}
+	return console.New(index, c, co)
+}
 
-	proxyOpts := o.Proxy
+// newProxy builds the provider proxy, metered by the Meter, and logs the
+// routes each provider enables.
+func (g *Gateway) newProxy() *proxy.Proxy {
+	providers := g.opts.Providers
+	proxyOpts := g.opts.Proxy
 	proxyOpts.Logger = g.log
 	proxyOpts.Metrics = proxy.NewMetrics(g.metrics)
 	proxyOpts.LogAttrs = requestLogAttrs
 	proxyOpts.Meter = g.meter
-	g.handler = g.routes(proxy.New(o.Providers, proxyOpts))
-	for _, name := range o.Providers.Names() {
-		p := o.Providers.Get(name)
+	px := proxy.New(providers, proxyOpts)
+	for _, name := range providers.Names() {
+		p := providers.Get(name)
 		routes := make([]string, len(p.Routes))
 		for i, rt := range p.Routes {
 			routes[i] = rt.String()
 		}
 		g.log.Info("Provider routes enabled", "provider", name, "kind", p.Kind, "baseURL", p.BaseURL.String(), "routes", routes)
 	}
-	return g, nil
+	return px
 }
 
 // Handler is the gateway's whole HTTP surface.

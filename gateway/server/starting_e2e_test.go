@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,5 +113,43 @@ func TestNothingServedUncountedWhileTheGatewayStarts(t *testing.T) {
 	// Counted: the minute's one request is spent.
 	if status, _, body := chat(t, url, key.Reveal()); status != http.StatusTooManyRequests {
 		t.Fatalf("second request of a 1-per-minute key: %d %s, want 429", status, body)
+	}
+}
+
+// A replica stopped while it still waits for the peer credential (the
+// manager has not created it yet) stops cleanly: waiting was not a
+// failure, so Run returns no error.
+func TestStoppedWhileWaitingForThePeerCredential(t *testing.T) {
+	system := env.Namespace(t) // no credential in it
+	up := newUpstream(t, 0)
+	o := server.Options{Providers: providersFor(t, up, up), SystemNamespace: system,
+		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	o.Peers.Listener = testenv.Listener(t)
+	g, err := server.New(env.Config, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := testenv.Listener(t)
+	runCtx, stop := context.WithCancel(context.Background())
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- g.Run(runCtx, ln) }()
+	// Its quota engine waits for the credential (after the keys' first
+	// sync).
+	waiting := `"secret":"` + system + "/" + mesh.PeerSecretName + `"`
+	testenv.Eventually(t, 15*time.Second, func() error {
+		if !strings.Contains(logs.String(), waiting) {
+			return errors.New("the gateway does not wait for the peer credential yet")
+		}
+		return nil
+	})
+	stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("stopped while waiting for the peer credential: Run = %v, want nil", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return 30 s after its context ended")
 	}
 }

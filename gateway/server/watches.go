@@ -76,3 +76,27 @@ func (w *watches) restart(ctx context.Context) error {
 	}
 	return nil
 }
+
+// keysRunner runs the key index's watches, closing synced at their first
+// sync, and the API server probe that replaces them after an outage.
+type keysRunner struct {
+	watches *watches
+	synced  chan<- struct{}
+	probe   *apiServerProbe
+}
+
+func (*keysRunner) Name() string { return "keys" }
+
+func (k *keysRunner) Start(ctx context.Context) error {
+	probed := make(chan struct{})
+	go func() {
+		defer close(probed)
+		k.probe.run(ctx)
+	}()
+	if k.watches.run(ctx) {
+		close(k.synced)
+	}
+	<-ctx.Done()
+	<-probed
+	return nil
+}

@@ -36,6 +36,7 @@ import (
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/console"
+	"github.com/codevector/codevector/gateway/providers"
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/k8sversion"
 	"github.com/codevector/codevector/internal/manager"
@@ -72,21 +73,17 @@ func Run(ctx context.Context, o Options) error {
 
 	// The port first: a busy port should fail in a second, not after the
 	// control plane has started.
-	ln, err := net.Listen("tcp", o.Listen)
+	ln, err := listen(o.Listen, stderr)
 	if err != nil {
-		return busyPortError(o.Listen, err)
+		return err
 	}
 	defer ln.Close()
-	if !isLoopback(ln.Addr()) {
-		fmt.Fprintf(stderr, "WARNING: %s is reachable from other machines, and in dev mode everyone who reaches the console is signed in as %s. "+
-			"It answers only requests addressed to localhost or a loopback address (others get 421), so reach it from elsewhere through an SSH tunnel. Use --listen localhost:PORT unless you mean it.\n", ln.Addr(), console.DevUser)
-	}
 	assets, err := findAssets()
 	if err != nil {
 		return err
 	}
 
-	providers, notes, stopEcho, err := devProviders(o.Getenv)
+	ps, notes, stopEcho, err := devProviders(o.Getenv)
 	if err != nil {
 		return err
 	}
@@ -115,6 +112,32 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 
+	runErr := runManagerAndGateway(ctx, o, sys, ps, ln, notes)
+	stopCluster()
+	if runErr == nil {
+		fmt.Fprintf(stderr, "Stopped. Keys are kept in %s; `make dev` starts again with them.\n", o.StateDir)
+	}
+	return runErr
+}
+
+// listen opens the dev listener on addr, warning on stderr when it is
+// reachable from other machines.
+func listen(addr string, stderr io.Writer) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, busyPortError(addr, err)
+	}
+	if !isLoopback(ln.Addr()) {
+		fmt.Fprintf(stderr, "WARNING: %s is reachable from other machines, and in dev mode everyone who reaches the console is signed in as %s. "+
+			"It answers only requests addressed to localhost or a loopback address (others get 421), so reach it from elsewhere through an SSH tunnel. Use --listen localhost:PORT unless you mean it.\n", ln.Addr(), console.DevUser)
+	}
+	return ln, nil
+}
+
+// runManagerAndGateway runs the manager and the gateway (on ln) against
+// the dev cluster until ctx ends or either stops, printing the banner
+// once the gateway is ready, then stops both.
+func runManagerAndGateway(ctx context.Context, o Options, sys *devIdentities, ps *providers.Providers, ln net.Listener, notes []string) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	mgr, err := manager.New(runCtx, sys.manager, manager.Options{})
@@ -122,7 +145,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	gw, err := server.New(sys.gateway, server.Options{
-		Providers:        providers,
+		Providers:        ps,
 		LastUsedInterval: devLastUsedInterval,
 		Logger:           o.Logger,
 		// One replica, whose Lease a restart (even after SIGKILL) takes
@@ -157,17 +180,13 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 
-	fmt.Fprintln(stderr, "Stopping gateway, manager, kube-apiserver and etcd ...")
+	fmt.Fprintln(o.Stderr, "Stopping gateway, manager, kube-apiserver and etcd ...")
 	cancel()
 	if err := <-gwDone; err != nil && runErr == nil && !errors.Is(err, context.Canceled) {
 		runErr = fmt.Errorf("gateway: %w", err)
 	}
 	if err := <-mgrDone; err != nil && runErr == nil {
 		runErr = fmt.Errorf("manager: %w", err)
-	}
-	stopCluster()
-	if runErr == nil {
-		fmt.Fprintf(stderr, "Stopped. Keys are kept in %s; `make dev` starts again with them.\n", o.StateDir)
 	}
 	return runErr
 }

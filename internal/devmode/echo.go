@@ -198,83 +198,110 @@ func (h *EchoUpstream) chat(w http.ResponseWriter, r *http.Request, legacy bool)
 		return
 	}
 	words, cut := answer(req, limit)
-	text := strings.Join(words, "")
-	finish := "stop"
+	c := chatReply{legacy: legacy, model: req.Model, created: time.Now().Unix(), answers: answers, words: words, finish: "stop"}
 	if cut {
-		finish = "length"
+		c.finish = "length"
 	}
 	completion := int64(answers) * tokens(words)
-	usage := map[string]any{"prompt_tokens": 1, "completion_tokens": completion, "total_tokens": 1 + completion}
-	id := fmt.Sprintf("chatcmpl-echo-%d", h.seq.Add(1))
-	object := "chat.completion"
+	c.usage = map[string]any{"prompt_tokens": 1, "completion_tokens": completion, "total_tokens": 1 + completion}
+	c.id = fmt.Sprintf("chatcmpl-echo-%d", h.seq.Add(1))
 	if legacy {
-		id, object = fmt.Sprintf("cmpl-echo-%d", h.seq.Load()), "text_completion"
+		c.id = fmt.Sprintf("cmpl-echo-%d", h.seq.Load())
 	}
-	created := time.Now().Unix()
 	if !req.Stream {
-		choices := make([]any, answers)
-		for i := range choices {
-			c := map[string]any{"index": i, "finish_reason": finish, "logprobs": nil}
-			if legacy {
-				c["text"] = text
-			} else {
-				c["message"] = map[string]any{"role": "assistant", "content": text, "refusal": nil}
-			}
-			choices[i] = c
-		}
-		writeJSON(w, map[string]any{"id": id, "object": object, "created": created, "model": req.Model, "choices": choices, "usage": usage})
+		writeJSON(w, c.whole())
 		return
 	}
+	c.stream(w, r, req.StreamOptions != nil && req.StreamOptions.IncludeUsage, h.ChunkDelay)
+}
 
-	includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
-	if !legacy {
-		object = "chat.completion.chunk"
+// chatReply is an echo answer, n times over, in the shapes of OpenAI's
+// chat completions or, legacy, its completions.
+type chatReply struct {
+	legacy    bool
+	id, model string
+	created   int64
+	answers   int
+	words     []string
+	finish    string
+	usage     map[string]any
+}
+
+// whole is the reply as one JSON object.
+func (c *chatReply) whole() map[string]any {
+	text := strings.Join(c.words, "")
+	object := "chat.completion"
+	if c.legacy {
+		object = "text_completion"
+	}
+	choices := make([]any, c.answers)
+	for i := range choices {
+		choice := map[string]any{"index": i, "finish_reason": c.finish, "logprobs": nil}
+		if c.legacy {
+			choice["text"] = text
+		} else {
+			choice["message"] = map[string]any{"role": "assistant", "content": text, "refusal": nil}
+		}
+		choices[i] = choice
+	}
+	return map[string]any{"id": c.id, "object": object, "created": c.created, "model": c.model, "choices": choices, "usage": c.usage}
+}
+
+// stream sends the reply as server-sent events, a word per chunk, delay
+// apart; with includeUsage, the usage follows in a last chunk of its own.
+func (c *chatReply) stream(w http.ResponseWriter, r *http.Request, includeUsage bool, delay time.Duration) {
+	object := "chat.completion.chunk"
+	if c.legacy {
+		object = "text_completion"
 	}
 	s := startStream(w)
 	// send writes one chunk; with usage asked for, OpenAI adds
 	// "usage": null to every chunk but the last.
 	send := func(choices []any, u any) bool {
-		chunk := map[string]any{"id": id, "object": object, "created": created, "model": req.Model, "choices": choices}
+		chunk := map[string]any{"id": c.id, "object": object, "created": c.created, "model": c.model, "choices": choices}
 		if includeUsage {
 			chunk["usage"] = u
 		}
 		return s.data("", chunk)
 	}
-	each := func(delta func(i int) map[string]any, finish any) []any {
-		out := make([]any, answers)
-		for i := range out {
-			c := map[string]any{"index": i, "finish_reason": finish}
-			if legacy {
-				c["text"] = delta(i)["content"]
-			} else {
-				c["delta"] = delta(i)
-			}
-			out[i] = c
-		}
-		return out
-	}
-	if !legacy && !send(each(func(int) map[string]any { return map[string]any{"role": "assistant", "content": ""} }, nil), nil) {
+	if !c.legacy && !send(c.chunkChoices(map[string]any{"role": "assistant", "content": ""}, nil), nil) {
 		return
 	}
-	for i, word := range words {
-		if i > 0 && !s.pause(r, h.ChunkDelay) {
+	for i, word := range c.words {
+		if i > 0 && !s.pause(r, delay) {
 			return
 		}
-		if !send(each(func(int) map[string]any { return map[string]any{"content": word} }, nil), nil) {
+		if !send(c.chunkChoices(map[string]any{"content": word}, nil), nil) {
 			return
 		}
 	}
-	end := each(func(int) map[string]any { return map[string]any{} }, finish)
-	if legacy {
-		end = each(func(int) map[string]any { return map[string]any{"content": ""} }, finish)
+	end := c.chunkChoices(map[string]any{}, c.finish)
+	if c.legacy {
+		end = c.chunkChoices(map[string]any{"content": ""}, c.finish)
 	}
 	if !send(end, nil) {
 		return
 	}
-	if includeUsage && !send([]any{}, usage) {
+	if includeUsage && !send([]any{}, c.usage) {
 		return
 	}
 	s.done()
+}
+
+// chunkChoices are a chunk's choices, one per answer, each with delta
+// (its content as text, legacy).
+func (c *chatReply) chunkChoices(delta map[string]any, finish any) []any {
+	out := make([]any, c.answers)
+	for i := range out {
+		choice := map[string]any{"index": i, "finish_reason": finish}
+		if c.legacy {
+			choice["text"] = delta["content"]
+		} else {
+			choice["delta"] = delta
+		}
+		out[i] = choice
+	}
+	return out
 }
 
 func (h *EchoUpstream) messages(w http.ResponseWriter, r *http.Request) {

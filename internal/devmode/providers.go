@@ -1,10 +1,12 @@
 package devmode
 
 import (
+	_ "embed"
 	"fmt"
 	"net"
 	"net/http"
 	"strings"
+	"text/template"
 	"time"
 
 	"github.com/codevector/codevector/gateway/providers"
@@ -13,7 +15,7 @@ import (
 // StandInModels are the models the stand-in providers list, by provider:
 // the models the docs, the CLI's help, the README and the console's hints
 // name (gpt-4o*, gpt-4.1*, claude-sonnet-*, claude-haiku-*), each with a
-// price and a maximum output in devProvidersFile, so that a key limited
+// price and a maximum output in providers.yaml, so that a key limited
 // to them, or with a dollar budget, works in dev mode as it would in
 // production.
 var StandInModels = map[string][]string{
@@ -21,31 +23,24 @@ var StandInModels = map[string][]string{
 	"anthropic": {"claude-sonnet-4-6", "claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1"},
 }
 
-// openaiPricing and anthropicPricing are the pricing: and maxOutputTokens:
-// of dev mode's providers, stand-in or real: list prices in US dollars per
-// million tokens and the models' documented maximum output when this was
-// written. More specific globs first: the first match wins.
-const (
-	openaiPricing = `    pricing:
-      "gpt-4o-mini*": {input: 0.15, output: 0.60}
-      "gpt-4o*": {input: 2.50, output: 10}
-      "gpt-4.1-mini*": {input: 0.40, output: 1.60}
-      "gpt-4.1*": {input: 2, output: 8}
-      "text-embedding-3-small*": {input: 0.02, output: 0}
-    maxOutputTokens:
-      "gpt-4o*": 16384
-      "gpt-4.1*": 32768
-`
-	anthropicPricing = `    pricing:
-      "claude-opus-*": {input: 15, output: 75}
-      "claude-sonnet-*": {input: 3, output: 15}
-      "claude-haiku-*": {input: 1, output: 5}
-    maxOutputTokens:
-      "claude-opus-*": 32000
-      "claude-sonnet-*": 64000
-      "claude-haiku-*": 64000
-`
-)
+// providersFile is dev mode's providers file, a template filled in with
+// devProvider for each provider: the real API when its credential is in
+// the environment, else a stand-in's loopback URL. It is a file of its own
+// so that it reads as the providers file a cluster would have.
+//
+//go:embed providers.yaml
+var providersFile string
+
+var providersTemplate = template.Must(template.New("providers.yaml").Option("missingkey=error").Parse(providersFile))
+
+// devProvider is one provider of dev mode as providers.yaml reads it.
+type devProvider struct {
+	// Real: its credential is in the environment (env), so it goes to
+	// realURL.
+	Real bool
+	// StandIn is the stand-in's base URL when not Real.
+	StandIn string
+}
 
 // devProviders is the providers configuration of dev mode: openai and
 // anthropic, with claude-* models sent to the openai route going to
@@ -61,10 +56,15 @@ func devProviders(getenv func(string) string) (p *providers.Providers, notes []s
 			_ = s.Close()
 		}
 	}
-	standIn := func(kind string) (string, error) {
+	// provider decides where one provider goes and says so in notes.
+	provider := func(kind, shapes, env, realURL, also string) (devProvider, error) {
+		if strings.TrimSpace(getenv(env)) != "" {
+			notes = append(notes, fmt.Sprintf("%-10s %s (%s)%s", kind, realURL, env, also))
+			return devProvider{Real: true}, nil
+		}
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			return "", fmt.Errorf("starting the %s stand-in: %w", kind, err)
+			return devProvider{}, fmt.Errorf("starting the %s stand-in: %w", kind, err)
 		}
 		srv := &http.Server{
 			Handler:           &EchoUpstream{ChunkDelay: 20 * time.Millisecond, Kind: kind, Models: StandInModels[kind]},
@@ -72,43 +72,23 @@ func devProviders(getenv func(string) string) (p *providers.Providers, notes []s
 		}
 		go func() { _ = srv.Serve(ln) }()
 		servers = append(servers, srv)
-		return "http://" + ln.Addr().String(), nil
+		url := "http://" + ln.Addr().String()
+		notes = append(notes, fmt.Sprintf("%-10s DEV STAND-IN at %s: answers \"Echo: <your last message>\" in %s's shapes (streaming too; models %s)%s. Not a model. Set %s for %s.",
+			kind, url, shapes, strings.Join(StandInModels[kind], ", "), also, env, strings.TrimPrefix(realURL, "https://")))
+		return devProvider{StandIn: url}, nil
 	}
-
+	var file struct{ OpenAI, Anthropic devProvider }
+	if file.OpenAI, err = provider("openai", "OpenAI", "OPENAI_API_KEY", "https://api.openai.com", ""); err == nil {
+		file.Anthropic, err = provider("anthropic", "Anthropic", "ANTHROPIC_API_KEY", "https://api.anthropic.com", "; claude-* models on the openai route go there too")
+	}
 	var b strings.Builder
-	b.WriteString("providers:\n  openai:\n")
-	if strings.TrimSpace(getenv("OPENAI_API_KEY")) != "" {
-		b.WriteString("    baseURL: https://api.openai.com\n    credential: {env: OPENAI_API_KEY}\n")
-		notes = append(notes, "openai     https://api.openai.com (OPENAI_API_KEY)")
-	} else {
-		url, err := standIn("openai")
-		if err != nil {
-			return nil, nil, func() {}, err
-		}
-		fmt.Fprintf(&b, "    baseURL: %s\n", url)
-		notes = append(notes, fmt.Sprintf("openai     DEV STAND-IN at %s: answers \"Echo: <your last message>\" in OpenAI's shapes (streaming too; models %s). Not a model. Set OPENAI_API_KEY for api.openai.com.",
-			url, strings.Join(StandInModels["openai"], ", ")))
+	if err == nil {
+		err = providersTemplate.Execute(&b, file)
 	}
-	b.WriteString("    models:\n      \"claude-*\": anthropic\n")
-	b.WriteString(openaiPricing)
-	b.WriteString("  anthropic:\n")
-	if strings.TrimSpace(getenv("ANTHROPIC_API_KEY")) != "" {
-		b.WriteString("    baseURL: https://api.anthropic.com\n")
-		b.WriteString("    credential: {header: x-api-key, format: \"{value}\", env: ANTHROPIC_API_KEY}\n")
-		b.WriteString("    headers: {anthropic-version: \"2023-06-01\"}\n")
-		notes = append(notes, "anthropic  https://api.anthropic.com (ANTHROPIC_API_KEY); claude-* models on the openai route go there too")
-	} else {
-		url, err := standIn("anthropic")
-		if err != nil {
-			stop()
-			return nil, nil, func() {}, err
-		}
-		fmt.Fprintf(&b, "    kind: anthropic\n    baseURL: %s\n", url)
-		notes = append(notes, fmt.Sprintf("anthropic  DEV STAND-IN at %s: answers \"Echo: <your last message>\" in Anthropic's shapes (streaming too; models %s); claude-* models on the openai route go there too. Not a model. Set ANTHROPIC_API_KEY for api.anthropic.com.",
-			url, strings.Join(StandInModels["anthropic"], ", ")))
+	if err == nil {
+		p, err = providers.ParseProviders([]byte(b.String()), getenv)
 	}
-	b.WriteString(anthropicPricing)
-	if p, err = providers.ParseProviders([]byte(b.String()), getenv); err != nil {
+	if err != nil {
 		stop()
 		return nil, nil, func() {}, fmt.Errorf("dev providers: %w", err)
 	}

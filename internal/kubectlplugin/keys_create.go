@@ -263,7 +263,7 @@ func (s *session) receive(ctx context.Context, name string, uid types.UID, priva
 	switch {
 	case errors.As(err, &late):
 		return revealed{}, fmt.Errorf("%w within %v (it is still %s): is the codevector manager running? (kubectl -n %s get pods)", errNotIssued, timeout, late.Phase, gatewayv1alpha1.DefaultSystemNamespace)
-	case errors.Is(err, request.ErrGone), errors.Is(err, request.ErrEnded):
+	case errors.Is(err, request.ErrGone), errors.Is(err, reveal.ErrNotActive):
 		return revealed{}, err
 	case errors.Is(err, reveal.ErrAlreadyRevealed), errors.Is(err, reveal.ErrRevealExpired),
 		errors.Is(err, reveal.ErrSealedToAnother), errors.Is(err, reveal.ErrReplaced):

@@ -25,9 +25,6 @@ var (
 	// ErrGone: the APIKey was deleted (or deleted and created again)
 	// while waiting.
 	ErrGone = errors.New("the key was deleted")
-	// ErrEnded: the APIKey was revoked, expired or failed while waiting:
-	// no key will come.
-	ErrEnded = errors.New("the key can no longer be issued")
 )
 
 // TimeoutError is Await's answer when the controller did not carry out
@@ -58,8 +55,9 @@ const pollInterval = 100 * time.Millisecond
 // not empty, is the APIKey the request was made of: another of the same
 // name is ErrGone.
 //
-// It stops early, with ErrGone or ErrEnded (and the Ready condition's
-// message for a Failed key), when no key will come; after timeout with
+// It stops early when no key will come: with ErrGone, or with
+// reveal.ErrNotActive for a key revoked, expired or failed (and the Ready
+// condition's message for a Failed key); after timeout with
 // ErrTimeout and the phase last seen. Errors the API server may answer
 // while busy are waited out; others are returned as they are.
 func Await(ctx context.Context, c client.Reader, nn types.NamespacedName, uid types.UID, timeout time.Duration, done func(*gatewayv1alpha1.APIKey) bool) (*gatewayv1alpha1.APIKey, error) {
@@ -88,13 +86,13 @@ func Await(ctx context.Context, c client.Reader, nn types.NamespacedName, uid ty
 		case gatewayv1alpha1.PhaseActive:
 			return done == nil || done(k), nil
 		case gatewayv1alpha1.PhaseRevoked, gatewayv1alpha1.PhaseExpired:
-			return false, fmt.Errorf("APIKey %s is %s: %w", nn, k.Status.Phase, ErrEnded)
+			return false, fmt.Errorf("APIKey %s is %s: %w", nn, k.Status.Phase, reveal.ErrNotActive)
 		case gatewayv1alpha1.PhaseFailed:
 			why := ""
 			if cond := meta.FindStatusCondition(k.Status.Conditions, gatewayv1alpha1.ConditionReady); cond != nil {
 				why = " (" + cond.Message + ")"
 			}
-			return false, fmt.Errorf("APIKey %s failed%s: %w", nn, why, ErrEnded)
+			return false, fmt.Errorf("APIKey %s failed%s: %w", nn, why, reveal.ErrNotActive)
 		}
 		return false, nil
 	})

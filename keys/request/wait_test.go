@@ -114,8 +114,8 @@ func TestAwaitGivesUp(t *testing.T) {
 	if err := env.Client.Status().Patch(ctx, k, client.MergeFrom(base)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := request.Await(ctx, env.Client, nn, k.UID, 10*time.Second, nil); !errors.Is(err, request.ErrEnded) {
-		t.Errorf("waiting for a Revoked key: %v, want ErrEnded", err)
+	if _, err := request.Await(ctx, env.Client, nn, k.UID, 10*time.Second, nil); !errors.Is(err, reveal.ErrNotActive) {
+		t.Errorf("waiting for a Revoked key: %v, want reveal.ErrNotActive", err)
 	}
 
 	if err := env.Client.Delete(ctx, k); err != nil {
