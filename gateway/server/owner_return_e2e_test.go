@@ -153,22 +153,12 @@ func TestConcurrencyStaysWithinTwiceItsLimitWhenItsCounterOwnerReturns(t *testin
 	}
 }
 
-// openStream starts a streamed chat with key through gw, from an upstream
-// that waits between chunks, and returns its status; an admitted stream
-// stays open (holding its concurrency slot) until the test ends.
+// openStream starts a long streamed chat with key through gw
+// (postLongStream) and returns its status; an admitted stream stays open,
+// holding its concurrency slot, until the test ends.
 func openStream(t *testing.T, gw *gateway, key keys.Key) int {
 	t.Helper()
-	words := strings.Repeat("word ", 100)
-	req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, gw.URL+"/gateway/openai/v1/chat/completions",
-		strings.NewReader(`{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"`+words+`"}]}`))
-	req.Header.Set("Authorization", "Bearer "+key.Reveal())
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { resp.Body.Close() })
-	return resp.StatusCode
+	return postLongStream(t, gw, key).StatusCode
 }
 
 // podPeer is a replica found by its peers through its Pod, as with

@@ -160,6 +160,17 @@ func chat(t *testing.T, url, key string) (int, http.Header, []byte) {
 // finish, reads its first 3 lines and returns the rest.
 func startLongStream(t *testing.T, gw *gateway, key keys.Key) *bufio.Scanner {
 	t.Helper()
+	lines := bufio.NewScanner(postLongStream(t, gw, key).Body)
+	for i := 0; i < 3 && lines.Scan(); i++ {
+	}
+	return lines
+}
+
+// postLongStream sends startLongStream's request and returns the answer
+// unread; its body is closed when the test ends, so an admitted stream
+// holds its concurrency slot until then.
+func postLongStream(t *testing.T, gw *gateway, key keys.Key) *http.Response {
+	t.Helper()
 	words := strings.Repeat("word ", 100)
 	req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, gw.URL+"/gateway/openai/v1/chat/completions",
 		strings.NewReader(`{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"`+words+`"}]}`))
@@ -170,8 +181,5 @@ func startLongStream(t *testing.T, gw *gateway, key keys.Key) *bufio.Scanner {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { resp.Body.Close() })
-	lines := bufio.NewScanner(resp.Body)
-	for i := 0; i < 3 && lines.Scan(); i++ {
-	}
-	return lines
+	return resp
 }
