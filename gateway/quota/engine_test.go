@@ -406,16 +406,7 @@ func TestCounterResumesOnItsNewOwnerAfterTheOwnerDies(t *testing.T) {
 // while it was out twice (issue 28).
 func TestBudgetOwnerThatLeavesAndReturnsTakesTheInterimCount(t *testing.T) {
 	engines := newCluster(t, 2, Config{Clock: clocktesting.NewFakePassiveClock(testStart)})
-	var c Counter
-	for i := range 100 {
-		c = Counter{Key: fmt.Sprintf("team-a/k%d/budget", i), Limit: 100, Period: Month}
-		if ownerOf(t, engines, c) == 1 {
-			break
-		}
-	}
-	if ownerOf(t, engines, c) != 1 {
-		t.Fatal("no counter of 100 is owned by the second replica")
-	}
+	c := budgetOwnedBy(t, engines, 1)
 	a := engines[0]
 	if d := take(t, a, c, 30); !d.Allowed {
 		t.Fatalf("30 of 100 refused: %+v", d)
@@ -443,16 +434,7 @@ func TestBudgetOwnerThatLeavesAndReturnsTakesTheInterimCount(t *testing.T) {
 // again what was refunded after it).
 func TestBudgetKeepsItsRefundsWhenThePeerListChangesAroundItsOwner(t *testing.T) {
 	engines := newCluster(t, 3, Config{Clock: clocktesting.NewFakePassiveClock(testStart)})
-	var c Counter
-	for i := range 100 {
-		c = Counter{Key: fmt.Sprintf("team-a/k%d/budget", i), Limit: 100, Period: Month}
-		if ownerOf(t, engines, c) == 2 {
-			break
-		}
-	}
-	if ownerOf(t, engines, c) != 2 {
-		t.Fatal("no counter of 100 is owned by the third replica")
-	}
+	c := budgetOwnedBy(t, engines, 2)
 	a, b := engines[0], engines[1]
 	take(t, a, c, 50)
 	settle(t, b, c, -40) // a reservation given back: 10 spent
@@ -464,4 +446,18 @@ func TestBudgetKeepsItsRefundsWhenThePeerListChangesAroundItsOwner(t *testing.T)
 	if d := take(t, a, c, 1); !d.Allowed || d.Remaining != 89 {
 		t.Errorf("after 10 spent and 1 more: %+v, want 89 left", d)
 	}
+}
+
+// budgetOwnedBy is a budget counter of 100 a month whose owner is
+// engines[owner].
+func budgetOwnedBy(t *testing.T, engines []*Engine, owner int) Counter {
+	t.Helper()
+	for i := range 100 {
+		c := Counter{Key: fmt.Sprintf("team-a/k%d/budget", i), Limit: 100, Period: Month}
+		if ownerOf(t, engines, c) == owner {
+			return c
+		}
+	}
+	t.Fatalf("no counter of 100 is owned by replica %d", owner)
+	return Counter{}
 }
