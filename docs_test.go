@@ -46,6 +46,37 @@ func citingFile(path string) bool {
 	return false
 }
 
+// forEachCitingFile calls fn with the path and text of every file in the
+// repository that may cite a doc (citingFile), skipping hidden folders,
+// bin and node_modules.
+func forEachCitingFile(t *testing.T, fn func(path, text string)) {
+	t.Helper()
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			name := d.Name()
+			if path != "." && (strings.HasPrefix(name, ".") || name == "bin" || name == "node_modules") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !citingFile(path) {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		fn(path, string(b))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func designSections(t *testing.T) (numbers, titles map[string]bool) {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("docs", "design.md"))
@@ -71,25 +102,7 @@ func TestDesignCitations(t *testing.T) {
 		}
 	}
 	cited := 0
-	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			name := d.Name()
-			if path != "." && (strings.HasPrefix(name, ".") || name == "bin" || name == "node_modules") {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !citingFile(path) {
-			return nil
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		text := string(b)
+	forEachCitingFile(t, func(path, text string) {
 		if path != "docs_test.go" && strings.Contains(text, oldDesign) {
 			for i, line := range strings.Split(text, "\n") {
 				if strings.Contains(line, oldDesign) {
@@ -116,11 +129,7 @@ func TestDesignCitations(t *testing.T) {
 				t.Errorf("%s cites %q: name the section by number or by its quoted title", path, m[0])
 			}
 		}
-		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if cited == 0 {
 		t.Error("no citation of docs/design.md found: has the citation pattern stopped matching?")
 	}
@@ -163,25 +172,11 @@ func TestBenchmarkCitations(t *testing.T) {
 		return false
 	}
 	named := 0
-	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
+	forEachCitingFile(t, func(path, text string) {
+		if path == "docs_test.go" {
+			return
 		}
-		if d.IsDir() {
-			name := d.Name()
-			if path != "." && (strings.HasPrefix(name, ".") || name == "bin" || name == "node_modules") {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !citingFile(path) || path == "docs_test.go" {
-			return nil
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		joined := commentBreak.ReplaceAllString(string(b), " ")
+		joined := commentBreak.ReplaceAllString(text, " ")
 		for _, m := range benchCitation.FindAllStringSubmatch(joined, -1) {
 			switch {
 			case m[1] != "":
@@ -200,11 +195,7 @@ func TestBenchmarkCitations(t *testing.T) {
 				t.Errorf("%s cites %q: name the section, as docs/benchmarks.md, \"Title\"", path, m[0])
 			}
 		}
-		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if named == 0 {
 		t.Error("no citation of a docs/benchmarks.md section found: has the citation pattern stopped matching?")
 	}
