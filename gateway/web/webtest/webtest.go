@@ -181,6 +181,24 @@ func Eval[T any](t testing.TB, ctx context.Context, expr string) T {
 	return v
 }
 
+// TextOf is the text of the element with id, white space folded as a
+// reader sees it.
+func TextOf(t testing.TB, ctx context.Context, id string) string {
+	t.Helper()
+	return Eval[string](t, ctx, `document.getElementById("`+id+`").textContent.trim().replace(/\s+/g, " ")`)
+}
+
+// ExpectTexts fails the test for each element id in want whose text
+// (TextOf) is not the one given.
+func ExpectTexts(t testing.TB, ctx context.Context, want map[string]string) {
+	t.Helper()
+	for id, w := range want {
+		if got := TextOf(t, ctx, id); got != w {
+			t.Errorf("#%s says %q, want %q", id, got, w)
+		}
+	}
+}
+
 // Do runs steps and fails the test with what it was doing on an error.
 func Do(t testing.TB, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
