@@ -66,15 +66,7 @@ func TestTTLTakesTheCLIsLifetimes(t *testing.T) {
 		}
 		// The controller may still be writing status: update what was
 		// read, again on a conflict, as kubectl edit would.
-		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			fresh := &gatewayv1alpha1.APIKey{}
-			if err := env.Client.Get(ctx, client.ObjectKeyFromObject(got), fresh); err != nil {
-				return err
-			}
-			fresh.Spec.DisplayName = "updated"
-			return env.Client.Update(ctx, fresh)
-		})
-		if err != nil {
+		if err := updateAsRead(ctx, got); err != nil {
 			t.Errorf("ttl: %s: updating the key as read: %v", tc.ttl, err)
 		}
 	}
@@ -148,15 +140,7 @@ func TestExpiresAtTakesTheCLIsDates(t *testing.T) {
 		// An update of the key as read keeps expiresAt as written (the
 		// immutability rule compares the text), and kubectl's own
 		// read-modify-write does too.
-		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			fresh := &gatewayv1alpha1.APIKey{}
-			if err := env.Client.Get(ctx, client.ObjectKeyFromObject(got), fresh); err != nil {
-				return err
-			}
-			fresh.Spec.DisplayName = "updated"
-			return env.Client.Update(ctx, fresh)
-		})
-		if err != nil {
+		if err := updateAsRead(ctx, got); err != nil {
 			t.Errorf("expiresAt: %s: updating the key as read: %v", tc.yaml, err)
 		}
 		kubectl(t, kc, "label", "apikey", tc.name, "-n", ns, "team=a")
@@ -193,4 +177,18 @@ func TestExpiresAtTakesTheCLIsDates(t *testing.T) {
 	if err := env.Client.Create(ctx, appliedKey(guarded, "over", map[string]any{"expiresAt": over}), client.DryRunAll); err == nil || !strings.Contains(err.Error(), "the key must expire within 90d") {
 		t.Errorf("expiresAt %s past maxLifetime 90d: %v", over, err)
 	}
+}
+
+// updateAsRead changes the display name of the APIKey read as got, reading
+// it again on a conflict (the controller may still be writing status), as
+// kubectl edit would: an update must keep what the spec says as written.
+func updateAsRead(ctx context.Context, got *gatewayv1alpha1.APIKey) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		fresh := &gatewayv1alpha1.APIKey{}
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(got), fresh); err != nil {
+			return err
+		}
+		fresh.Spec.DisplayName = "updated"
+		return env.Client.Update(ctx, fresh)
+	})
 }
