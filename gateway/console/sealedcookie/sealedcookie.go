@@ -60,8 +60,14 @@ var (
 )
 
 // encoding is strict: base64 with non-zero padding bits would give a
-// second spelling of the same bytes.
+// second spelling of the same bytes. Strict still skips CR and LF, so Open
+// also checks the length (see canonical).
 var encoding = base64.RawURLEncoding.Strict()
+
+// canonical reports whether s is the one spelling Seal gives of b: the
+// decoder silently skips CR and LF anywhere in its input, and each one
+// makes the input longer than the encoding of what it decoded to.
+func canonical(s string, b []byte) bool { return encoding.EncodedLen(len(b)) == len(s) }
 
 // Codec seals and opens values for one purpose.
 type Codec struct {
@@ -134,7 +140,7 @@ func (c *Codec) Open(s string, v any) error {
 		return ErrInvalid
 	}
 	b, err := encoding.DecodeString(s)
-	if err != nil || len(b) < 1+c.aead.NonceSize()+c.aead.Overhead() || b[0] != version {
+	if err != nil || !canonical(s, b) || len(b) < 1+c.aead.NonceSize()+c.aead.Overhead() || b[0] != version {
 		return ErrInvalid
 	}
 	nonce, sealed := b[1:1+c.aead.NonceSize()], b[1+c.aead.NonceSize():]
