@@ -70,7 +70,7 @@ var runBounds = Bounds{
 	Margin:        time.Second,
 	FlushInterval: flushInterval,
 	// gateway/policy's concurrencyWindow (docs/limits-and-budgets.md).
-	ConcurrencyWindow: 5 * time.Minute,
+	ConcurrencyWindow: 20 * time.Second,
 }
 
 // recorder is the history, appended to by every goroutine of the run.

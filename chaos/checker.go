@@ -35,8 +35,10 @@ type Bounds struct {
 	// Checkpoint).
 	FlushInterval time.Duration
 	// ConcurrencyWindow is how often a key's concurrency counter restarts
-	// (gateway/policy's concurrencyWindow): requests admitted before a
-	// restart stop counting, so up to twice the limit may run across it.
+	// (gateway/policy's concurrencyWindow). Each replica counts its slots
+	// again in every window, so after a counter's owner changed without a
+	// change of peer list (an owner restarted, static peers), every slot
+	// is counted at the new owner within a window.
 	ConcurrencyWindow time.Duration
 }
 
@@ -75,7 +77,7 @@ const (
 	KindRateOverrun   = "rate-limit-overrun" // more requests in a calendar minute than the limit
 	KindTPMOverrun    = "tpm-overrun"        // more tokens billed in a calendar minute than the limit
 	// More of a key's requests at the provider at once than its
-	// concurrency limit (twice it across the counter's window restart).
+	// concurrency limit (twice it just after its counter changed owner).
 	KindConcurrencyOverrun = "concurrency-overrun"
 	KindValidRefused       = "valid-key-refused" // a good key refused outside any fault's recovery window
 	KindKeyLost            = "key-lost"          // an Active key that never works again after the faults

@@ -154,17 +154,15 @@ func replicaFaultDuring(faults []*Record, from, to time.Time, recovery time.Dura
 
 // checkConcurrency: at no moment does the provider hold more of a key's
 // requests than its concurrency limit, outside a replica's fault and its
-// recovery. The counter restarts every Bounds.ConcurrencyWindow (so that
-// slots a dead replica held come back), and requests admitted before the
-// restart then stop counting: at a moment when some in flight began
-// before the restart (or within Margin after it, as the gateway admitted
-// them a moment before the provider saw them), up to that many more may
-// run, at most the limit again. And once the counter may have changed
-// owner in the window (a replica killed, stopped or out of the peer
-// lists), the slots of the requests in flight then are given back to an
-// owner that never counted them: up to the limit again until the window
-// restarts (docs/limits-and-budgets.md). One violation per key: its worst
-// moment.
+// recovery. Each replica counts the slots it holds again in each window of
+// the counter (Bounds.ConcurrencyWindow) and under each new peer list, so
+// neither a restart of the counter nor an owner change lets more in. What
+// it allows: after a counter may have changed owner (a replica killed,
+// stopped or out of the peer lists), the limit again until every replica
+// has counted its slots at the new owner, which with static peers (the
+// list does not change when an owner restarts) is the next window's count,
+// so for the recovery plus a window after the move ends
+// (docs/limits-and-budgets.md). One violation per key: its worst moment.
 func checkConcurrency(rep *Report, name string, k *keyLife, calls []*Record, faults, moves []*Record, b Bounds) {
 	limit := k.maxPolicy.ConcurrentRequests
 	if limit <= 0 || b.ConcurrencyWindow <= 0 {
@@ -176,21 +174,18 @@ func checkConcurrency(rep *Report, name string, k *keyLife, calls []*Record, fau
 		// calls are sorted by start: the moment c began, the calls in
 		// flight are those before it (and c) that have not ended yet.
 		t := c.Start
-		restart := t.Truncate(b.ConcurrencyWindow)
-		var n, old int64
+		var n int64
 		for _, o := range calls[:i+1] {
 			if o.End.After(t) || o == c {
 				n++
-				if o.Start.Before(restart.Add(b.Margin)) {
-					old++
-				}
 			}
 		}
 		rep.WorstConcurrency = max(rep.WorstConcurrency, float64(n)/float64(limit))
-		allowed := limit + min(old, limit)
+		allowed, moved := limit, ""
 		for _, m := range moves {
-			if m.Start.Before(t) && !m.End.Before(restart) {
+			if m.Start.Before(t) && !m.End.Add(b.Recovery+b.ConcurrencyWindow).Before(t) {
 				allowed += limit
+				moved = fmt.Sprintf(" (the counter may have changed owner at %s)", stamp(m.Start))
 				break
 			}
 		}
@@ -199,7 +194,7 @@ func checkConcurrency(rep *Report, name string, k *keyLife, calls []*Record, fau
 		}
 		worstOver = n - allowed
 		worst = &Violation{Kind: KindConcurrencyOverrun, Key: name, Start: t, End: t,
-			Detail: fmt.Sprintf("%d requests at the provider at once, limit %d (%d begun before the counter's restart at %s)", n, limit, old, stamp(restart))}
+			Detail: fmt.Sprintf("%d requests at the provider at once, limit %d%s", n, limit, moved)}
 	}
 	if worst != nil {
 		rep.Violations = append(rep.Violations, *worst)

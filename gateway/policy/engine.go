@@ -11,6 +11,7 @@ import (
 type Counts interface {
 	TakeAll(ctx context.Context, hits ...quota.Hit) (bool, []quota.Decision, error)
 	Settle(ctx context.Context, c quota.Counter, delta int64) (quota.Decision, error)
+	PeerList() (id string, changed <-chan struct{})
 }
 
 // Engine is a Meter's quota engine, an input of New that exists before

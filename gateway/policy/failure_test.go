@@ -35,6 +35,8 @@ func (failingEngine) Settle(context.Context, quota.Counter, int64) (quota.Decisi
 	return quota.Decision{}, errUnreachable
 }
 
+func (failingEngine) PeerList() (string, <-chan struct{}) { return "", nil }
+
 // unreachable is an Engine started on failingEngine.
 func unreachable() *Engine {
 	e := NewEngine()

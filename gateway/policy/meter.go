@@ -30,19 +30,13 @@ import (
 	"github.com/codevector/codevector/gateway/usage"
 )
 
-// concurrencyWindow is how long a concurrency slot can stay counted when
-// the replica holding it dies before giving it back: the counter restarts
-// every window. The price is that, at each restart, requests still in
-// flight stop counting, so up to twice the limit may run for as long as
-// they last. Five minutes covers nearly every completion, stream or not.
-const concurrencyWindow = 5 * time.Minute
-
 // Meter implements metering.Meter.
 type Meter struct {
 	engine    *Engine
 	providers *providers.Providers
 	spend     *usage.SpendRecorder
-	clock     clock.PassiveClock
+	slots     *slots
+	clock     clock.Clock
 	log       *slog.Logger
 	metrics   *Metrics
 	// budgetFailure and limitsFailure are Options.BudgetFailureMode and
@@ -75,7 +69,7 @@ type Options struct {
 	Engine    *Engine
 	Providers *providers.Providers
 	Spend     *usage.SpendRecorder
-	Clock     clock.PassiveClock
+	Clock     clock.Clock
 	Log       *slog.Logger
 	Metrics   *Metrics
 	// BudgetFailureMode applies to keys with a budget when the engine is
@@ -104,8 +98,14 @@ func New(o Options) *Meter {
 		o.Engine = NewEngine()
 	}
 	return &Meter{engine: o.Engine, providers: o.Providers, spend: o.Spend, clock: o.Clock, log: o.Log, metrics: o.Metrics,
+		slots:         newSlots(o.Engine, o.Clock, o.Log, o.Metrics),
 		budgetFailure: o.BudgetFailureMode, limitsFailure: o.LimitsFailureMode}
 }
+
+// Run keeps the concurrency slots of the requests in flight counted as
+// their counters' windows and peer lists change (concurrency.go), until
+// ctx ends.
+func (m *Meter) Run(ctx context.Context) { m.slots.Run(ctx, m.clock) }
 
 // For implements metering.Meter: nil for keys without a policy.
 func (m *Meter) For(r *http.Request) metering.RequestMeter {
@@ -221,7 +221,8 @@ func (rm *requestMeter) Admit(ctx context.Context, req metering.Request) meterin
 	}
 
 	for attempt := 0; ; attempt++ {
-		if err := a.plan(e); err != nil {
+		engine := m.engine.get()
+		if err := a.plan(e, engine, m.clock.Now()); err != nil {
 			return rm.refuse("request_too_large", &metering.Refusal{
 				Status: http.StatusBadRequest, Code: "request_too_large",
 				Message: fmt.Sprintf("This request cannot be counted: %v (%d answers of up to %d tokens, and about %d of prompt). Lower max_tokens or n.", err, a.res.answers, a.res.outputPerAnswer, a.res.input),
@@ -230,7 +231,6 @@ func (rm *requestMeter) Admit(ctx context.Context, req metering.Request) meterin
 		if len(a.hits) == 0 {
 			break
 		}
-		engine := m.engine.get()
 		if engine == nil {
 			return rm.starting()
 		}
@@ -260,6 +260,13 @@ func (rm *requestMeter) Admit(ctx context.Context, req metering.Request) meterin
 func (rm *requestMeter) admit(a *admitted) metering.Admission {
 	rm.m.metrics.admitted(rm.e)
 	a.periodStart, _ = usage.PeriodOf(rm.e.Policy, rm.e.CreatedAt, rm.m.clock.Now())
+	if len(a.iConc) > 0 && a.ds != nil {
+		taken := make([]booking, len(a.iConc))
+		for j, i := range a.iConc {
+			taken[j] = booking{peers: a.peers, start: a.ds[i].PeriodStart}
+		}
+		a.slot = rm.m.slots.hold(a.concurrent, taken)
+	}
 	adm := metering.Admission{Settle: func(u metering.Usage) { rm.settle(a, u) }}
 	if a.res.outputPerAnswer < a.req.MaxOutputTokens {
 		adm.ClampOutputTokens = a.res.outputPerAnswer
@@ -279,12 +286,19 @@ type admitted struct {
 	hits               []quota.Hit
 	ds                 []quota.Decision // nil when nothing was counted
 	// Indexes into hits and ds, -1 for a counter the key does not have.
-	iReq, iTok, iConc, iBudget int
-	periodStart                time.Time
+	iReq, iTok, iBudget int
+	// iConc are the concurrency counter's windows (concurrency.go): the
+	// current one, and the next near its end; none without a limit.
+	iConc       []int
+	concurrent  quota.Counter // the key's concurrency counter, without peer list or window
+	peers       string        // the peer list the concurrency counter was taken under
+	slot        *slot         // the concurrency slot held, nil when none was counted
+	periodStart time.Time
 }
 
-// plan computes the reservation's hits on e's counters.
-func (a *admitted) plan(e *keyindex.Entry) error {
+// plan computes the reservation's hits on e's counters, at now with
+// engine's peer list (engine nil: not started, nothing will be taken).
+func (a *admitted) plan(e *keyindex.Entry, engine Counts, now time.Time) error {
 	tokens, err := a.res.tokens()
 	if err != nil {
 		return err
@@ -310,7 +324,18 @@ func (a *admitted) plan(e *keyindex.Entry) error {
 		a.hits = append(a.hits, quota.Hit{Counter: *ctr, Hits: n})
 		return len(a.hits) - 1
 	}
-	a.iReq, a.iTok, a.iConc, a.iBudget = add(c.requests, 1), add(c.tokens, a.tokens), add(c.concurrent, 1), add(c.budget, a.budgetCost)
+	a.iReq, a.iTok, a.iBudget = add(c.requests, 1), add(c.tokens, a.tokens), add(c.budget, a.budgetCost)
+	a.iConc = a.iConc[:0]
+	if c.concurrent != nil {
+		a.concurrent, a.peers = *c.concurrent, ""
+		if engine != nil {
+			a.peers, _ = engine.PeerList()
+		}
+		for _, w := range concurrencyWindowsAt(now) {
+			ctr := concurrencyCounter(a.concurrent, a.peers, w)
+			a.iConc = append(a.iConc, add(&ctr, 1))
+		}
+	}
 	return nil
 }
 
@@ -420,7 +445,9 @@ func (rm *requestMeter) settle(a *admitted, u metering.Usage) {
 		}
 	}
 	settle(a.iTok, used-a.tokens)
-	settle(a.iConc, -1)
+	if a.slot != nil {
+		m.slots.release(ctx, a.slot)
+	}
 	if b := e.Policy.Budget; b != nil && b.Tokens != nil {
 		settle(a.iBudget, used-a.budgetCost)
 	} else {
@@ -461,9 +488,9 @@ func (rm *requestMeter) refusal(a *admitted) *metering.Refusal {
 			msg += " Lower max_tokens: no minute can fit it."
 		}
 		return metering.RateLimitExceeded(msg, ds[a.iTok].ResetAt.Sub(now), limitOf(a.iReq), limitOf(a.iTok))
-	case a.refused(a.iConc):
+	case slices.ContainsFunc(a.iConc, a.refused):
 		m.metrics.refused(e, "concurrent_requests")
-		return metering.RateLimitExceeded(fmt.Sprintf("This API key is limited to %d requests at a time.", ds[a.iConc].Limit),
+		return metering.RateLimitExceeded(fmt.Sprintf("This API key is limited to %d requests at a time.", a.concurrent.Limit),
 			time.Second, limitOf(a.iReq), limitOf(a.iTok))
 	}
 	m.metrics.refused(e, "unknown")

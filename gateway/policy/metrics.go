@@ -18,6 +18,7 @@ type Metrics struct {
 	spend        *prometheus.CounterVec
 	refusals     *prometheus.CounterVec
 	engineErrors prometheus.Counter
+	rebooked     prometheus.Counter
 }
 
 // NewMetrics registers the policy metrics with reg (nil: unregistered).
@@ -29,6 +30,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		spend:        f.NewCounterVec(prometheus.CounterOpts{Name: "policy_spend_usd_total", Help: "US dollars spent by keys with a dollar budget, priced from the providers file, by namespace and owner (exact per key in each APIKey's status.usage)."}, []string{"namespace", "owner"}),
 		refusals:     f.NewCounterVec(prometheus.CounterOpts{Name: "policy_refusals_total", Help: "Requests refused by a key's policy, by namespace, owner and reason (model_not_allowed, model_not_priced, route_not_metered, invalid_body, request_too_large, requests_per_minute, tokens_per_minute, concurrent_requests, budget_exceeded, budget_unavailable, limits_unavailable)."}, []string{"namespace", "owner", "reason"}),
 		engineErrors: f.NewCounter(prometheus.CounterOpts{Name: "policy_engine_errors_total", Help: "Quota engine calls that failed; the request was then refused or served uncounted, as --budget-failure-mode and --limits-failure-mode say."}),
+		rebooked:     f.NewCounter(prometheus.CounterOpts{Name: "policy_concurrency_slots_rebooked_total", Help: "Concurrency slots of requests in flight counted again: in the next window of their counter, or under a new peer list (the counter's owner may have changed)."}),
 	}
 }
 
@@ -55,6 +57,12 @@ func (m *Metrics) used(e *keyindex.Entry, in, out int64) {
 func (m *Metrics) spent(e *keyindex.Entry, cost gatewayv1alpha1.NanoUSD) {
 	if m != nil && cost > 0 {
 		m.spend.WithLabelValues(e.Name.Namespace, e.Owner).Add(float64(cost) / 1e9)
+	}
+}
+
+func (m *Metrics) slotsRebooked(n int64) {
+	if m != nil {
+		m.rebooked.Add(float64(n))
 	}
 }
 

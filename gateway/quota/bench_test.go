@@ -14,7 +14,7 @@ import (
 // not) e itself. c.Key, if set, prefixes the key.
 func keyOwnedBy(tb testing.TB, e *Engine, local bool, c Counter) Counter {
 	tb.Helper()
-	start, _, err := c.span(e.clock.Now())
+	start, _, err := c.Span(e.clock.Now())
 	if err != nil {
 		tb.Fatal(err)
 	}

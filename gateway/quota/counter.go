@@ -63,9 +63,10 @@ type Decision struct {
 	ResetAt time.Time
 }
 
-// span returns the window or period of c that contains now, as [start, end).
+// Span returns the window or period of c that contains now (or c.At), as
+// [start, end): where a Take at now counts.
 // It is pure so the calendar arithmetic can be tested without gubernator.
-func (c Counter) span(now time.Time) (start, end time.Time, err error) {
+func (c Counter) Span(now time.Time) (start, end time.Time, err error) {
 	if !c.At.IsZero() {
 		now = c.At
 	}

@@ -39,7 +39,7 @@ func TestCounterSpan(t *testing.T) {
 		{"unknown period", Counter{Period: "fortnight"}, now, time.Time{}, time.Time{}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			start, end, err := tc.c.span(tc.now)
+			start, end, err := tc.c.Span(tc.now)
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("err = %v, want error %v", err, tc.wantErr)
 			}

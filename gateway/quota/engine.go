@@ -68,6 +68,7 @@ type Engine struct {
 	stopped   bool             // guarded by peersMu; no SetPeers after Close
 	peers     []guber.PeerInfo // guarded by peersMu; the list last set
 	replicas  atomic.Int32     // replicas in the peer list, this one included
+	peerList  atomic.Pointer[peerList]
 	shadows   *shadowCounts    // nil for a single replica
 	leases    *leaseTable      // nil for a single replica
 	picker    *peerPicker      // gubernator's LocalPicker, which can redial a peer
@@ -99,6 +100,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	e := &Engine{clock: cfg.Clock, log: cfg.Log, advertise: singleReplicaAddress, behavior: guber.Behavior_NO_BATCHING,
 		picker:  newPeerPicker(),
 		redials: redials{last: map[string]time.Time{}, inFlight: map[string]bool{}}}
+	e.peerList.Store(&peerList{changed: make(chan struct{})})
 	e.syncCtx, e.stopSyncs = context.WithCancel(context.Background())
 	if cfg.batchWait > 0 {
 		e.behavior = guber.Behavior_BATCHING
@@ -192,6 +194,10 @@ func (e *Engine) SetPeers(addrs []string) {
 	e.replicas.Store(int32(len(infos)))
 	if !slices.Equal(infos, e.peers) {
 		e.leases.reset()
+		if e.peered {
+			old := e.peerList.Swap(&peerList{id: peerListID(infos), changed: make(chan struct{})})
+			close(old.changed)
+		}
 	}
 	e.peers = infos
 }

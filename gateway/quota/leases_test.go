@@ -16,7 +16,7 @@ import (
 // sees it.
 func ownerOf(t *testing.T, engines []*Engine, c Counter) int {
 	t.Helper()
-	start, _, err := c.span(engines[0].clock.Now())
+	start, _, err := c.Span(engines[0].clock.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func waitForSyncs(engines ...*Engine) {
 
 // leaseOf returns e's lease of c in the current window, or nil.
 func leaseOf(e *Engine, c Counter) *lease {
-	start, _, _ := c.span(e.clock.Now())
+	start, _, _ := c.Span(e.clock.Now())
 	return e.leases.get(leaseKey{key: c.Key, start: start.UnixMilli()})
 }
 

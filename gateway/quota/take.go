@@ -257,7 +257,7 @@ func (c Counter) window(now time.Time) (start, end time.Time, err error) {
 	if c.Limit < 0 {
 		return time.Time{}, time.Time{}, fmt.Errorf("counter %q has a negative limit", c.Key)
 	}
-	return c.span(now)
+	return c.Span(now)
 }
 
 // request builds the gubernator request for c in the window [start, end).

@@ -381,6 +381,42 @@ func TestConcurrentRequestsAcrossReplicas(t *testing.T) {
 	})
 }
 
+// A concurrency limit holds while its requests outlast the counter's
+// windows: each replica counts the slots it holds in the next window
+// before it starts. Before, the counter restarted every 5 minutes and the
+// requests in flight stopped counting, so at each restart up to twice the
+// limit ran.
+func TestConcurrencyHoldsAcrossItsCounterRestarts(t *testing.T) {
+	env.StartManager(t, manager.Options{})
+	up := newUpstream(t, time.Second) // 100 words: a stream outlasts the test
+	clk := testenv.FakeClock(t)
+	const limit = 2
+	k, key := env.IssueKey(t, env.Namespace(t), "concurrency-restarts", func(k *gatewayv1alpha1.APIKey) {
+		k.Spec.Limits = &gatewayv1alpha1.Limits{ConcurrentRequests: ptr.To[int32](limit)}
+	})
+	gw := startGateway(t, server.Options{Providers: providersFor(t, up, up), Clock: clk})
+	waitForPolicy(t, []*gateway{gw}, k)
+	start := stepToNextConcurrencyWindow(clk)
+	for i := range limit {
+		if status := openStream(t, gw, key); status != http.StatusOK {
+			t.Fatalf("stream %d of a limit of %d: %d", i+1, limit, status)
+		}
+	}
+	// Six minutes of windows, the old 5-minute restart included, each
+	// entered once its re-count is done (5 s before it starts).
+	for clk.Now().Before(start.Add(6 * time.Minute)) {
+		next := clk.Now().Truncate(concurrencyWindow).Add(concurrencyWindow)
+		rebooked := counter(t, gw, rebookedMetric)
+		stepTo(clk, next.Add(-4*time.Second))
+		waitForRebooked(t, gw, rebooked+limit)
+		stepTo(clk, next.Add(time.Second))
+		if status := openStream(t, gw, key); status != http.StatusTooManyRequests {
+			t.Fatalf("%s into the streams, a window after the counter restarted: a third stream got %d, want 429 (limit %d)",
+				clk.Now().Sub(start).Round(time.Second), status, limit)
+		}
+	}
+}
+
 func waitForPolicy(t *testing.T, replicas []*gateway, k *gatewayv1alpha1.APIKey) {
 	t.Helper()
 	testenv.Eventually(t, 5*time.Second, func() error {

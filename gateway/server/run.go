@@ -36,6 +36,7 @@ func (g *Gateway) runners(ln net.Listener) []runner {
 	keysSynced, quotaStarted := make(chan struct{}), make(chan struct{})
 	rs := []runner{
 		g.newQuotaRunner(keysSynced, quotaStarted),
+		runnerFunc{name: "concurrency slots", run: g.meter.Run},
 		&usageRunner{lastUsed: g.usage, spend: g.spend},
 	}
 	if mln := g.opts.MetricsListener; mln != nil {
