@@ -68,7 +68,7 @@ type Engine struct {
 	stopped   bool             // guarded by peersMu; no SetPeers after Close
 	peers     []guber.PeerInfo // guarded by peersMu; the list last set
 	replicas  atomic.Int32     // replicas in the peer list, this one included
-	peerList  atomic.Pointer[peerList]
+	peerList  atomic.Pointer[peerList] // its ID, and a channel closed when it changes (peerlist.go)
 	shadows   *shadowCounts   // nil for a single replica
 	leases    *leaseTable     // nil for a single replica
 	picker    *peerPicker     // gubernator's LocalPicker, which can redial a peer
