@@ -64,16 +64,16 @@ type Engine struct {
 	clock     clock.PassiveClock
 	log       *slog.Logger
 	behavior  guber.Behavior
-	peersMu   sync.Mutex       // serializes SetPeers
-	stopped   bool             // guarded by peersMu; no SetPeers after Close
-	peers     []guber.PeerInfo // guarded by peersMu; the list last set
-	replicas  atomic.Int32     // replicas in the peer list, this one included
+	peersMu   sync.Mutex               // serializes SetPeers
+	stopped   bool                     // guarded by peersMu; no SetPeers after Close
+	peers     []guber.PeerInfo         // guarded by peersMu; the list last set
+	replicas  atomic.Int32             // replicas in the peer list, this one included
 	peerList  atomic.Pointer[peerList] // its ID, and a channel closed when it changes (peerlist.go)
-	shadows   *shadowCounts   // nil for a single replica
-	leases    *leaseTable     // nil for a single replica
-	picker    *peerPicker     // gubernator's LocalPicker, which can redial a peer
-	redials   redials         // replacements of unreachable peers' clients (redial.go)
-	sends     sendGenerations // calls to gubernator in flight, for redial
+	shadows   *shadowCounts            // nil for a single replica
+	leases    *leaseTable              // nil for a single replica
+	picker    *peerPicker              // gubernator's LocalPicker, which can redial a peer
+	redials   redials                  // replacements of unreachable peers' clients (redial.go)
+	sends     sendGenerations          // calls to gubernator in flight, for redial
 
 	// Background renewals and give-backs of leases (see startSync); Close
 	// stops them before gubernator.
