@@ -121,10 +121,13 @@
 //     returning owner counted from its old copy before the first floor
 //     came (it does not know it was out: its own list always holds
 //     itself). A floor counts again what was given back (a reservation's
-//     settlement) between its answer and the move. Rate and concurrency
-//     counters get no floors (a minute ends soon; a concurrency count goes
-//     down as slots are given back, so an old answer may hold slots freed
-//     since); theirs stays the old copy until the window ends;
+//     settlement) between its answer and the move. Rate counters get no
+//     floors (a minute ends soon); theirs stays the old copy until the
+//     window ends. Concurrency counters need none: a count goes down as
+//     slots are given back, so an old answer may hold slots freed since,
+//     and instead each replica counts the slots it holds again under the
+//     new peer list, whose ID (PeerList) is in the counter's key
+//     (gateway/policy);
 //   - replicas disagree on the peer list (a new pod is Ready for some and
 //     not yet for others): both may own a counter for that moment;
 //   - replicas' clocks differ: near a period boundary a hit may land in the
