@@ -141,14 +141,13 @@ func (s *slots) book(counts Counts, peers string, now time.Time, only *slot) {
 		key   string
 		start time.Time
 	}
-	missing := map[target]int64{}
-	bases := map[string]quota.Counter{}
+	type shortfall struct {
+		base quota.Counter
+		n    int64
+	}
+	var missing map[target]*shortfall
 	windows := concurrencyWindowsAt(now)
-	s.mu.Lock()
-	for sl := range s.held {
-		if only != nil && sl != only {
-			continue
-		}
+	add := func(sl *slot) {
 		// Windows that have ended count nothing any more.
 		sl.in = slices.DeleteFunc(sl.in, func(b booking) bool { return !now.Before(b.start.Add(concurrencyWindow)) })
 		for _, w := range windows {
@@ -157,16 +156,35 @@ func (s *slots) book(counts Counts, peers string, now time.Time, only *slot) {
 				continue
 			}
 			sl.in = append(sl.in, b)
-			missing[target{sl.base.Key, w}]++
-			bases[sl.base.Key] = sl.base
+			if missing == nil {
+				missing = map[target]*shortfall{}
+			}
+			t := target{sl.base.Key, w}
+			if missing[t] == nil {
+				missing[t] = &shortfall{base: sl.base}
+			}
+			missing[t].n++
+		}
+	}
+	s.mu.Lock()
+	if only != nil {
+		if _, ok := s.held[only]; ok {
+			add(only)
+		}
+	} else {
+		for sl := range s.held {
+			add(sl)
 		}
 	}
 	s.mu.Unlock()
+	if len(missing) == 0 {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), rebookLead)
 	defer cancel()
-	for t, n := range missing {
-		s.settle(ctx, counts, concurrencyCounter(bases[t.key], peers, t.start), n)
-		s.metrics.slotsRebooked(n)
+	for t, m := range missing {
+		s.settle(ctx, counts, concurrencyCounter(m.base, peers, t.start), m.n)
+		s.metrics.slotsRebooked(m.n)
 	}
 }
 
