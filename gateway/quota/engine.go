@@ -128,7 +128,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 			BatchWait:       cfg.batchWait,
 			BatchTimeout:    time.Second,
 		},
-		Store:         &hookStore{checkpoint: cfg.Checkpoint, shadows: e.shadows},
+		Store:         &hookStore{checkpoint: cfg.Checkpoint, shadows: e.shadows, log: cfg.Log},
 		LocalPicker:   e.picker,
 		AdvertiseAddr: e.advertise,
 		Logger:        logrusToSlog(cfg.Log),

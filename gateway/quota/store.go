@@ -2,6 +2,7 @@ package quota
 
 import (
 	"context"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -51,6 +52,7 @@ const floorMetadata = "codevector-floor"
 type hookStore struct {
 	checkpoint Checkpoint
 	shadows    *shadowCounts // nil for a single replica
+	log        *slog.Logger
 }
 
 var _ guber.Store = (*hookStore)(nil)
@@ -88,13 +90,17 @@ func (s *hookStore) Get(_ context.Context, r *guber.RateLimitReq) (*guber.CacheI
 	if r.CreatedAt == nil {
 		return nil, false
 	}
-	spent, ok := s.shadows.lookup(r.UniqueKey)
-	if checkpointed, found := s.checkpointed(r.UniqueKey); found {
-		spent, ok = max(spent, checkpointed), true
-	}
-	if !ok {
+	shadow, fromShadow := s.shadows.lookup(r.UniqueKey)
+	checkpointed, fromCheckpoint := s.checkpointed(r.UniqueKey)
+	if !fromShadow && !fromCheckpoint {
 		return nil, false
 	}
+	spent := max(shadow, checkpointed)
+	// Once per counter this replica takes over (a restart, an owner
+	// change, an eviction): what it resumes from says why a budget holds,
+	// or does not, across one.
+	s.log.Info("Resuming a counter this replica did not hold", "counter", r.UniqueKey, "spent", spent, "limit", r.Limit,
+		"checkpoint", checkpointed, "fromCheckpoint", fromCheckpoint, "peersLastHeard", shadow, "fromPeers", fromShadow)
 	return &guber.CacheItem{
 		Algorithm: guber.Algorithm_TOKEN_BUCKET,
 		Key:       r.HashKey(),
