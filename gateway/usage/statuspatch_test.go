@@ -1,0 +1,85 @@
+package usage
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
+)
+
+// TestConditionalStatusPatch drives the write both recorders share through
+// the API server's answers: a failed test (422) means another replica wrote
+// first and the key is read again; a key that is gone is skipped.
+func TestConditionalStatusPatch(t *testing.T) {
+	failedTest := apierrors.NewInvalid(schema.GroupKind{Group: gatewayv1alpha1.GroupVersion.Group, Kind: "APIKey"}, "laptop", nil)
+	gone := apierrors.NewNotFound(schema.GroupResource{Group: gatewayv1alpha1.GroupVersion.Group, Resource: "apikeys"}, "laptop")
+	for _, tc := range []struct {
+		name        string
+		patchErrs   []error // the answer to each patch in turn; nil after the list
+		getErr      error
+		stop        string // what reread returns
+		wantOutcome string
+		wantErr     func(error) bool // nil: no error
+		wantPatches int
+		wantRereads int
+	}{
+		{name: "written", wantOutcome: "written", wantPatches: 1},
+		{name: "another replica wrote first", patchErrs: []error{failedTest}, wantOutcome: "retried", wantPatches: 2, wantRereads: 1},
+		{name: "gone at the patch", patchErrs: []error{gone}, wantOutcome: "skipped", wantPatches: 1},
+		{name: "gone at the read", patchErrs: []error{failedTest}, getErr: gone, wantOutcome: "skipped", wantPatches: 1},
+		{name: "nothing left to write", patchErrs: []error{failedTest}, stop: "conflict", wantOutcome: "conflict", wantPatches: 1, wantRereads: 1},
+		{name: "kept changing", patchErrs: []error{failedTest, failedTest, failedTest}, wantOutcome: "error", wantErr: func(err error) bool { return errors.Is(err, errKeptChanging) }, wantPatches: 3, wantRereads: 3},
+		{name: "refused", patchErrs: []error{apierrors.NewForbidden(schema.GroupResource{Resource: "apikeys"}, "laptop", nil)}, wantOutcome: "error", wantErr: apierrors.IsForbidden, wantPatches: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			scheme := runtime.NewScheme()
+			_ = gatewayv1alpha1.AddToScheme(scheme)
+			live := &gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "laptop", UID: "uid-1"}}
+			patches := 0
+			c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(live).WithInterceptorFuncs(interceptor.Funcs{
+				SubResourcePatch: func(context.Context, client.Client, string, client.Object, client.Patch, ...client.SubResourcePatchOption) error {
+					patches++
+					if patches <= len(tc.patchErrs) {
+						return tc.patchErrs[patches-1]
+					}
+					return nil
+				},
+				Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+					if tc.getErr != nil {
+						return tc.getErr
+					}
+					return c.Get(ctx, key, obj, opts...)
+				},
+			}).Build()
+			rereads := 0
+			outcome, err := conditionalStatusPatch(context.Background(), c, types.NamespacedName{Namespace: "team", Name: "laptop"}, "lastUsedAt", 3,
+				func() ([]byte, error) { return []byte(`[]`), nil },
+				func(live *gatewayv1alpha1.APIKey) string {
+					rereads++
+					if live.UID != "uid-1" {
+						t.Errorf("reread got %s/%s uid %q, want the live APIKey", live.Namespace, live.Name, live.UID)
+					}
+					return tc.stop
+				})
+			if outcome != tc.wantOutcome {
+				t.Errorf("outcome %q, want %q", outcome, tc.wantOutcome)
+			}
+			if (tc.wantErr == nil) != (err == nil) || err != nil && !tc.wantErr(err) {
+				t.Errorf("unexpected error %v", err)
+			}
+			if patches != tc.wantPatches || rereads != tc.wantRereads {
+				t.Errorf("%d patches and %d rereads, want %d and %d", patches, rereads, tc.wantPatches, tc.wantRereads)
+			}
+		})
+	}
+}
