@@ -196,10 +196,11 @@ func (r *Recorder) write(ctx context.Context, name types.NamespacedName, previou
 		})
 	switch {
 	case outcome == "retried":
-		// This metric does not tell a write after a failed test apart.
+		// last_used_writes_total counts it as written: its "conflict"
+		// means this replica wrote nothing.
 		return "written", nil
 	case errors.Is(err, errKeptChanging):
-		return "conflict", nil
+		return "conflict", nil // other replicas kept writing first
 	}
 	return outcome, err
 }
