@@ -6,13 +6,7 @@ import (
 	"testing"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/fake"
-	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 )
@@ -23,46 +17,44 @@ import (
 func TestConditionalStatusPatch(t *testing.T) {
 	failedTest := apierrors.NewInvalid(schema.GroupKind{Group: gatewayv1alpha1.GroupVersion.Group, Kind: "APIKey"}, "laptop", nil)
 	gone := apierrors.NewNotFound(schema.GroupResource{Group: gatewayv1alpha1.GroupVersion.Group, Resource: "apikeys"}, "laptop")
+	refused := apierrors.NewForbidden(schema.GroupResource{Group: gatewayv1alpha1.GroupVersion.Group, Resource: "apikeys"}, "laptop", nil)
 	for _, tc := range []struct {
-		name        string
-		patchErrs   []error // the answer to each patch in turn; nil after the list
-		getErr      error
-		stop        string // what reread returns
-		wantOutcome string
-		wantErr     func(error) bool // nil: no error
-		wantPatches int
-		wantRereads int
+		name          string
+		patchErrs     []error // the answer to each patch in turn; nil after the list
+		deletedMidway bool    // the APIKey is deleted when its first patch fails
+		stop          string  // what reread returns
+		wantOutcome   string
+		wantErr       func(error) bool // nil: no error
+		wantPatches   int
+		wantRereads   int
 	}{
 		{name: "written", wantOutcome: "written", wantPatches: 1},
 		{name: "another replica wrote first", patchErrs: []error{failedTest}, wantOutcome: "retried", wantPatches: 2, wantRereads: 1},
 		{name: "gone at the patch", patchErrs: []error{gone}, wantOutcome: "skipped", wantPatches: 1},
-		{name: "gone at the read", patchErrs: []error{failedTest}, getErr: gone, wantOutcome: "skipped", wantPatches: 1},
+		{name: "gone at the read", patchErrs: []error{failedTest}, deletedMidway: true, wantOutcome: "skipped", wantPatches: 1},
 		{name: "nothing left to write", patchErrs: []error{failedTest}, stop: "conflict", wantOutcome: "conflict", wantPatches: 1, wantRereads: 1},
-		{name: "kept changing", patchErrs: []error{failedTest, failedTest, failedTest}, wantOutcome: "error", wantErr: func(err error) bool { return errors.Is(err, errKeptChanging) }, wantPatches: 3, wantRereads: 3},
-		{name: "refused", patchErrs: []error{apierrors.NewForbidden(schema.GroupResource{Resource: "apikeys"}, "laptop", nil)}, wantOutcome: "error", wantErr: apierrors.IsForbidden, wantPatches: 1},
+		{name: "kept changing", patchErrs: []error{failedTest, failedTest, failedTest}, wantOutcome: "error",
+			wantErr: func(err error) bool { return errors.Is(err, errKeptChanging) }, wantPatches: 3, wantRereads: 3},
+		{name: "refused", patchErrs: []error{refused}, wantOutcome: "error", wantErr: apierrors.IsForbidden, wantPatches: 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			scheme := runtime.NewScheme()
-			_ = gatewayv1alpha1.AddToScheme(scheme)
-			live := &gatewayv1alpha1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "laptop", UID: "uid-1"}}
-			patches := 0
-			c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(live).WithInterceptorFuncs(interceptor.Funcs{
-				SubResourcePatch: func(context.Context, client.Client, string, client.Object, client.Patch, ...client.SubResourcePatchOption) error {
-					patches++
-					if patches <= len(tc.patchErrs) {
-						return tc.patchErrs[patches-1]
+			ctx := context.Background()
+			var r *Recorder
+			r, e, patches := recorderFor(t, func(n int) error {
+				if n == 1 && tc.deletedMidway {
+					live := &gatewayv1alpha1.APIKey{}
+					live.Namespace, live.Name = "team", "laptop"
+					if err := r.client.Delete(ctx, live); err != nil {
+						t.Fatal(err)
 					}
-					return nil
-				},
-				Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
-					if tc.getErr != nil {
-						return tc.getErr
-					}
-					return c.Get(ctx, key, obj, opts...)
-				},
-			}).Build()
+				}
+				if n <= len(tc.patchErrs) {
+					return tc.patchErrs[n-1]
+				}
+				return nil
+			})
 			rereads := 0
-			outcome, err := conditionalStatusPatch(context.Background(), c, types.NamespacedName{Namespace: "team", Name: "laptop"}, "lastUsedAt", 3,
+			outcome, err := conditionalStatusPatch(ctx, r.client, e.Name, "lastUsedAt", 3,
 				func() ([]byte, error) { return []byte(`[]`), nil },
 				func(live *gatewayv1alpha1.APIKey) string {
 					rereads++
@@ -77,8 +69,8 @@ func TestConditionalStatusPatch(t *testing.T) {
 			if (tc.wantErr == nil) != (err == nil) || err != nil && !tc.wantErr(err) {
 				t.Errorf("unexpected error %v", err)
 			}
-			if patches != tc.wantPatches || rereads != tc.wantRereads {
-				t.Errorf("%d patches and %d rereads, want %d and %d", patches, rereads, tc.wantPatches, tc.wantRereads)
+			if len(*patches) != tc.wantPatches || rereads != tc.wantRereads {
+				t.Errorf("%d patches and %d rereads, want %d and %d", len(*patches), rereads, tc.wantPatches, tc.wantRereads)
 			}
 		})
 	}
