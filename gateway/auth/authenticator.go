@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -98,12 +99,8 @@ func New(index *keyindex.Index, o Options) *Authenticator {
 	defDur(&o.KeyRefill, 10*time.Second)
 	defDur(&o.ClientRefill, 3*time.Second)
 	defDur(&o.RefusalRefill, 100*time.Millisecond)
-	if o.RefusalDelay == 0 {
-		o.RefusalDelay = time.Second
-	}
-	if o.Clock == nil {
-		o.Clock = clock.RealClock{}
-	}
+	o.RefusalDelay = cmp.Or(o.RefusalDelay, time.Second) // negative: no tarpit
+	o.Clock = cmp.Or[clock.WithDelayedExecution](o.Clock, clock.RealClock{})
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(nil)
 	}

@@ -10,6 +10,7 @@
 package console
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -203,41 +204,27 @@ func New(keys Keys, writer client.WithWatch, o Options) (*Console, error) {
 	if keys == nil || writer == nil {
 		return nil, errors.New("console: a key index and a writer are required")
 	}
-	if o.Auth == "" {
-		o.Auth = AuthHeader
-	}
+	o.Auth = cmp.Or(o.Auth, AuthHeader)
 	if _, err := ParseAuthMode(string(o.Auth)); err != nil {
 		return nil, err
 	}
 	if o.Namespace == "" {
 		return nil, errors.New("console: no namespace for console keys")
 	}
-	if o.UserHeader == "" {
-		o.UserHeader = DefaultUserHeader
-	}
+	o.UserHeader = cmp.Or(o.UserHeader, DefaultUserHeader)
 	o.UserHeader = http.CanonicalHeaderKey(strings.TrimSpace(o.UserHeader))
 	o.GroupsHeader = http.CanonicalHeaderKey(strings.TrimSpace(o.GroupsHeader))
 	if o.Auth == AuthHeader && o.GroupsHeader == o.UserHeader {
 		return nil, fmt.Errorf("console: the user header and the groups header are both %s", o.UserHeader)
 	}
-	if o.SystemNamespace == "" {
-		o.SystemNamespace = gatewayv1alpha1.DefaultSystemNamespace
-	}
-	if o.ConfirmTimeout <= 0 {
-		o.ConfirmTimeout = replicas.DefaultConfirmTimeout
-	}
-	if o.Clock == nil {
-		o.Clock = clock.RealClock{}
-	}
-	if o.AdminGroup == "" {
-		o.AdminGroup = gatewayv1alpha1.DefaultAdminGroup
-	}
-	if o.CreateTimeout <= 0 {
-		o.CreateTimeout = DefaultCreateTimeout
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
+	// The timeouts have no flags (only tests set them): zero is the only
+	// value to replace.
+	o.SystemNamespace = cmp.Or(o.SystemNamespace, gatewayv1alpha1.DefaultSystemNamespace)
+	o.ConfirmTimeout = cmp.Or(o.ConfirmTimeout, replicas.DefaultConfirmTimeout)
+	o.Clock = cmp.Or[clock.PassiveClock](o.Clock, clock.RealClock{})
+	o.AdminGroup = cmp.Or(o.AdminGroup, gatewayv1alpha1.DefaultAdminGroup)
+	o.CreateTimeout = cmp.Or(o.CreateTimeout, DefaultCreateTimeout)
+	o.Logger = cmp.Or(o.Logger, slog.Default())
 	randomKey := len(o.CSRFKey) == 0
 	if randomKey {
 		o.CSRFKey = make([]byte, 32)

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -160,18 +161,12 @@ func newOIDCLogin(o OIDCOptions, secret []byte, adminGroup string, now func() ti
 	if !slices.Contains(o.Scopes, oidc.ScopeOpenID) {
 		o.Scopes = append([]string{oidc.ScopeOpenID}, o.Scopes...)
 	}
-	if o.UserClaim == "" {
-		o.UserClaim = DefaultUserClaim
-	}
-	if o.GroupsClaim == "" {
-		o.GroupsClaim = DefaultGroupsClaim
-	}
-	if o.SessionLifetime <= 0 {
+	o.UserClaim = cmp.Or(o.UserClaim, DefaultUserClaim)
+	o.GroupsClaim = cmp.Or(o.GroupsClaim, DefaultGroupsClaim)
+	if o.SessionLifetime <= 0 { // --console-session-lifetime takes any duration
 		o.SessionLifetime = DefaultSessionLifetime
 	}
-	if o.HTTPClient == nil {
-		o.HTTPClient = &http.Client{Timeout: 15 * time.Second}
-	}
+	o.HTTPClient = cmp.Or(o.HTTPClient, &http.Client{Timeout: 15 * time.Second})
 	l := &oidcLogin{opts: o, adminGroup: adminGroup, now: now, log: log, redirect: redirect, secure: secure,
 		sessionCookie: "codevector-session", stateName: "codevector-sign-in"}
 	if secure {

@@ -15,6 +15,7 @@
 package peerproofs
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"slices"
@@ -36,10 +37,10 @@ type Config struct {
 	Proofs     *auth.PeerProofs
 	Credential *mesh.Credential
 	// FetchTimeout bounds Fetch: a replica whose peers do not answer
-	// becomes ready after it anyway and verifies keys itself. Default 3s.
+	// becomes ready after it anyway and verifies keys itself. Zero means 3s.
 	FetchTimeout time.Duration
 	// PushInterval is how long new proofs gather before they are passed
-	// on, in one message per peer. Default 100ms.
+	// on, in one message per peer. Zero means 100ms.
 	PushInterval time.Duration
 	Clock        clock.PassiveClock
 	Log          *slog.Logger
@@ -63,18 +64,10 @@ const maxPending = 4 * maxBatch
 
 // New enables cfg.Proofs under the credential's proof secret.
 func New(cfg Config) *Sharer {
-	if cfg.FetchTimeout <= 0 {
-		cfg.FetchTimeout = 3 * time.Second
-	}
-	if cfg.PushInterval <= 0 {
-		cfg.PushInterval = 100 * time.Millisecond
-	}
-	if cfg.Clock == nil {
-		cfg.Clock = clock.RealClock{}
-	}
-	if cfg.Log == nil {
-		cfg.Log = slog.Default()
-	}
+	cfg.FetchTimeout = cmp.Or(cfg.FetchTimeout, 3*time.Second)
+	cfg.PushInterval = cmp.Or(cfg.PushInterval, 100*time.Millisecond)
+	cfg.Clock = cmp.Or[clock.PassiveClock](cfg.Clock, clock.RealClock{})
+	cfg.Log = cmp.Or(cfg.Log, slog.Default())
 	s := &Sharer{cfg: cfg, conns: mesh.NewConns(cfg.Credential)}
 	s.metrics = newMetrics(cfg.Registerer, cfg.Proofs)
 	cfg.Proofs.Enable(cfg.Credential.DeriveSecret("verified-key proofs"), s.publish)

@@ -10,6 +10,7 @@
 package policy
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -82,18 +83,10 @@ type Options struct {
 
 // New returns a Meter.
 func New(o Options) *Meter {
-	if o.Clock == nil {
-		o.Clock = clock.RealClock{}
-	}
-	if o.Log == nil {
-		o.Log = slog.Default()
-	}
-	if o.BudgetFailureMode == "" {
-		o.BudgetFailureMode = FailClosed
-	}
-	if o.LimitsFailureMode == "" {
-		o.LimitsFailureMode = FailOpen
-	}
+	o.Clock = cmp.Or[clock.PassiveClock](o.Clock, clock.RealClock{})
+	o.Log = cmp.Or(o.Log, slog.Default())
+	o.BudgetFailureMode = cmp.Or(o.BudgetFailureMode, FailClosed)
+	o.LimitsFailureMode = cmp.Or(o.LimitsFailureMode, FailOpen)
 	if o.Engine == nil {
 		o.Engine = NewEngine()
 	}

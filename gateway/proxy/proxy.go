@@ -12,6 +12,7 @@ package proxy
 
 import (
 	"bytes"
+	"cmp"
 	"log/slog"
 	"net"
 	"net/http"
@@ -101,18 +102,16 @@ type route struct {
 // New builds a Proxy for the providers. Providers are fixed for the life of
 // the Proxy; a changed providers file needs a new Proxy (a restart).
 func New(ps *providers.Providers, opts Options) *Proxy {
+	// --max-request-body and --upstream-timeout take any number, so a
+	// negative one means the default too.
 	if opts.MaxRequestBodyBytes <= 0 {
 		opts.MaxRequestBodyBytes = DefaultMaxRequestBodyBytes
 	}
 	if opts.UpstreamHeaderTimeout <= 0 {
 		opts.UpstreamHeaderTimeout = DefaultUpstreamHeaderTimeout
 	}
-	if opts.DialTimeout <= 0 {
-		opts.DialTimeout = DefaultDialTimeout
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
+	opts.DialTimeout = cmp.Or(opts.DialTimeout, DefaultDialTimeout) // no flag: only zero needs a default
+	opts.Logger = cmp.Or(opts.Logger, slog.Default())
 	p := &Proxy{
 		upstreams: make(map[string]*upstream, len(ps.List())),
 		maxBody:   opts.MaxRequestBodyBytes,

@@ -1,6 +1,7 @@
 package quota
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,11 +12,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/codevector/codevector/gateway/mesh"
 	guber "github.com/gubernator-io/gubernator/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"k8s.io/utils/clock"
+
+	"github.com/codevector/codevector/gateway/mesh"
 )
 
 // counterName is gubernator's namespace for all our counters; the key and
@@ -91,12 +93,8 @@ type Engine struct {
 // services on the mesh's server (before the mesh serves) and follows the
 // mesh's peer list; cancel ctx or call Close to stop.
 func New(ctx context.Context, cfg Config) (*Engine, error) {
-	if cfg.Clock == nil {
-		cfg.Clock = clock.RealClock{}
-	}
-	if cfg.Log == nil {
-		cfg.Log = slog.Default()
-	}
+	cfg.Clock = cmp.Or[clock.PassiveClock](cfg.Clock, clock.RealClock{})
+	cfg.Log = cmp.Or(cfg.Log, slog.Default())
 	e := &Engine{clock: cfg.Clock, log: cfg.Log, advertise: singleReplicaAddress, behavior: guber.Behavior_NO_BATCHING,
 		picker:  newPeerPicker(),
 		redials: redials{last: map[string]time.Time{}, inFlight: map[string]bool{}}}

@@ -37,6 +37,7 @@
 package relay
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -91,10 +92,10 @@ type Config struct {
 	// anything.
 	HeardFromPeer func()
 	// HeartbeatInterval is how often a current replica tells its peers so.
-	// Default 5s.
+	// Zero means 5s.
 	HeartbeatInterval time.Duration
 	// SendTimeout bounds one message to one peer, waiting for its
-	// connection included. Default 2s.
+	// connection included. Zero means 2s.
 	SendTimeout time.Duration
 	Log         *slog.Logger
 	Registerer  prometheus.Registerer
@@ -138,15 +139,9 @@ type dedupKey struct {
 // revocation its watches apply is queued for the peers. Nothing is sent
 // until Run.
 func New(cfg Config) *Relay {
-	if cfg.HeartbeatInterval <= 0 {
-		cfg.HeartbeatInterval = 5 * time.Second
-	}
-	if cfg.SendTimeout <= 0 {
-		cfg.SendTimeout = 2 * time.Second
-	}
-	if cfg.Log == nil {
-		cfg.Log = slog.Default()
-	}
+	cfg.HeartbeatInterval = cmp.Or(cfg.HeartbeatInterval, 5*time.Second)
+	cfg.SendTimeout = cmp.Or(cfg.SendTimeout, 2*time.Second)
+	cfg.Log = cmp.Or(cfg.Log, slog.Default())
 	if cfg.Current == nil {
 		cfg.Current = func() bool { return true }
 	}

@@ -5,6 +5,7 @@
 package server
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -192,46 +193,23 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Providers == nil {
 		return o, errors.New("no providers configured")
 	}
-	if o.SystemNamespace == "" {
-		o.SystemNamespace = gatewayv1alpha1.DefaultSystemNamespace
-	}
-	if o.LastUsedInterval <= 0 {
-		o.LastUsedInterval = 30 * time.Second
-	}
-	if o.ListWait <= 0 {
-		o.ListWait = DefaultListWait
-	}
-	if o.APIServerProbeInterval <= 0 {
-		o.APIServerProbeInterval = 5 * time.Second
-	}
-	if o.StaleIndexAfter <= 0 {
-		o.StaleIndexAfter = DefaultStaleIndexAfter
-	}
-	if o.StaleIndex == "" {
-		o.StaleIndex = StaleServe
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
+	// Zero is the only value to replace: the durations with flags take
+	// positive ones only (the others are set by tests), and a negative
+	// MaxConnsPerClient means no cap.
+	o.SystemNamespace = cmp.Or(o.SystemNamespace, gatewayv1alpha1.DefaultSystemNamespace)
+	o.LastUsedInterval = cmp.Or(o.LastUsedInterval, 30*time.Second)
+	o.ListWait = cmp.Or(o.ListWait, DefaultListWait)
+	o.APIServerProbeInterval = cmp.Or(o.APIServerProbeInterval, 5*time.Second)
+	o.StaleIndexAfter = cmp.Or(o.StaleIndexAfter, DefaultStaleIndexAfter)
+	o.StaleIndex = cmp.Or(o.StaleIndex, StaleServe)
+	o.Logger = cmp.Or(o.Logger, slog.Default())
 	o.Timeouts = o.Timeouts.withDefaults()
-	if o.MaxConnsPerClient == 0 {
-		o.MaxConnsPerClient = DefaultMaxConnsPerClient
-	}
-	if o.Console.Namespace == "" {
-		o.Console.Namespace = o.SystemNamespace
-	}
-	if o.Console.Logger == nil {
-		o.Console.Logger = o.Logger
-	}
-	if o.Clock == nil {
-		o.Clock = clock.RealClock{}
-	}
-	if o.Auth.Clock == nil {
-		o.Auth.Clock = o.Clock
-	}
-	if o.Console.Clock == nil {
-		o.Console.Clock = o.Clock
-	}
+	o.MaxConnsPerClient = cmp.Or(o.MaxConnsPerClient, DefaultMaxConnsPerClient)
+	o.Console.Namespace = cmp.Or(o.Console.Namespace, o.SystemNamespace)
+	o.Console.Logger = cmp.Or(o.Console.Logger, o.Logger)
+	o.Clock = cmp.Or[clock.WithTickerAndDelayedExecution](o.Clock, clock.RealClock{})
+	o.Auth.Clock = cmp.Or[clock.WithDelayedExecution](o.Auth.Clock, o.Clock)
+	o.Console.Clock = cmp.Or[clock.PassiveClock](o.Console.Clock, o.Clock)
 	if o.ReplicaName == "" {
 		o.ReplicaName = replicas.ReplicaName()
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"io"
 	"net/http"
 	"time"
@@ -31,15 +32,11 @@ var DefaultTimeouts = Timeouts{ReadHeader: 10 * time.Second, Body: 60 * time.Sec
 const DefaultMaxConnsPerClient = 256
 
 func (t Timeouts) withDefaults() Timeouts {
-	if t.ReadHeader <= 0 {
-		t.ReadHeader = DefaultTimeouts.ReadHeader
-	}
-	if t.Body <= 0 {
-		t.Body = DefaultTimeouts.Body
-	}
-	if t.Idle <= 0 {
-		t.Idle = DefaultTimeouts.Idle
-	}
+	// Zero is the only value to replace: the flags take positive
+	// durations only.
+	t.ReadHeader = cmp.Or(t.ReadHeader, DefaultTimeouts.ReadHeader)
+	t.Body = cmp.Or(t.Body, DefaultTimeouts.Body)
+	t.Idle = cmp.Or(t.Idle, DefaultTimeouts.Idle)
 	return t
 }
 

@@ -3,14 +3,12 @@ package usage
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
@@ -146,37 +144,15 @@ func (r *SpendRecorder) write(ctx context.Context, uid types.UID, p *pendingSpen
 	if e := r.index.Lookup(p.keyID); e != nil && e.UID == uid && e.Policy != nil {
 		stored, budget = e.Policy.Usage, e.Policy.Budget
 	}
-	outcome := "written"
-	for attempt := 0; attempt < 5; attempt++ {
-		patch, err := usagePatch(stored, budget, p)
-		if err != nil {
-			return "error", err
-		}
-		k := &gatewayv1alpha1.APIKey{}
-		k.Namespace, k.Name = p.name.Namespace, p.name.Name
-		err = r.client.Status().Patch(ctx, k, client.RawPatch(types.JSONPatchType, patch))
-		switch {
-		case err == nil:
-			return outcome, nil
-		case apierrors.IsNotFound(err):
-			return "skipped", nil
-		case !writtenFirstByOther(err):
-			return "error", fmt.Errorf("patching status.usage: %w", err)
-		}
-		outcome = "retried"
-		live := &gatewayv1alpha1.APIKey{}
-		if err := r.client.Get(ctx, p.name, live); err != nil {
-			if apierrors.IsNotFound(err) {
-				return "skipped", nil
+	return conditionalStatusPatch(ctx, r.client, p.name, "status.usage", 5,
+		func() ([]byte, error) { return usagePatch(stored, budget, p) },
+		func(live *gatewayv1alpha1.APIKey) string {
+			if live.UID != uid {
+				return "skipped" // deleted and made again under the same name
 			}
-			return "error", err
-		}
-		if live.UID != uid {
-			return "skipped", nil
-		}
-		stored, budget = live.Status.Usage, live.Spec.Budget
-	}
-	return "error", fmt.Errorf("status.usage of %s kept changing under 5 attempts", p.name)
+			stored, budget = live.Status.Usage, live.Spec.Budget
+			return ""
+		})
 }
 
 // usagePatch tests that status.usage is still stored (null when absent)

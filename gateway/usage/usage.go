@@ -7,7 +7,7 @@ package usage
 import (
 	"context"
 	"encoding/json"
-	"fmt"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -15,7 +15,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
@@ -175,44 +174,35 @@ func (r *Recorder) unflushed() []pendingUse {
 // status.previous.lastUsedAt instead, and only while status.previous is
 // still that key.
 func (r *Recorder) write(ctx context.Context, name types.NamespacedName, previousPrefix string, stored, t time.Time) (string, error) {
-	for attempt := 0; attempt < 3; attempt++ {
-		patch, err := conditionalPatch(previousPrefix, stored, t)
-		if err != nil {
-			return "error", err
-		}
-		k := &gatewayv1alpha1.APIKey{}
-		k.Namespace, k.Name = name.Namespace, name.Name
-		err = r.client.Status().Patch(ctx, k, client.RawPatch(types.JSONPatchType, patch))
-		switch {
-		case err == nil:
-			return "written", nil
-		case apierrors.IsNotFound(err):
-			return "skipped", nil
-		case !writtenFirstByOther(err):
-			return "error", fmt.Errorf("patching lastUsedAt: %w", err)
-		}
-		// Someone else wrote first: read what is stored now.
-		live := &gatewayv1alpha1.APIKey{}
-		if err := r.client.Get(ctx, name, live); err != nil {
-			return "error", client.IgnoreNotFound(err)
-		}
-		stored = time.Time{}
-		liveLastUsed := live.Status.LastUsedAt
-		if previousPrefix != "" {
-			p := live.Status.Previous
-			if p == nil || p.Prefix != previousPrefix {
-				return "skipped", nil // its grace period ended meanwhile
+	outcome, err := conditionalStatusPatch(ctx, r.client, name, "lastUsedAt", 3,
+		func() ([]byte, error) { return conditionalPatch(previousPrefix, stored, t) },
+		func(live *gatewayv1alpha1.APIKey) string {
+			liveLastUsed := live.Status.LastUsedAt
+			if previousPrefix != "" {
+				p := live.Status.Previous
+				if p == nil || p.Prefix != previousPrefix {
+					return "skipped" // its grace period ended meanwhile
+				}
+				liveLastUsed = p.LastUsedAt
 			}
-			liveLastUsed = p.LastUsedAt
-		}
-		if liveLastUsed != nil {
-			stored = liveLastUsed.Time
-		}
-		if !stored.Before(t) {
-			return "conflict", nil
-		}
+			stored = time.Time{}
+			if liveLastUsed != nil {
+				stored = liveLastUsed.Time
+			}
+			if !stored.Before(t) {
+				return "conflict"
+			}
+			return ""
+		})
+	switch {
+	case outcome == "retried":
+		// last_used_writes_total counts it as written: its "conflict"
+		// means this replica wrote nothing.
+		return "written", nil
+	case errors.Is(err, errKeptChanging):
+		return "conflict", nil // other replicas kept writing first
 	}
-	return "conflict", nil
+	return outcome, err
 }
 
 // conditionalPatch is a JSON patch that sets lastUsedAt to t only if it is
@@ -234,11 +224,6 @@ func conditionalPatch(previousPrefix string, stored, t time.Time) ([]byte, error
 		map[string]any{"op": "test", "path": path, "value": expect},
 		map[string]any{"op": "add", "path": path, "value": metav1.NewTime(t)})
 	return json.Marshal(ops)
-}
-
-// writtenFirstByOther: a failed `test` comes back as 422 Invalid.
-func writtenFirstByOther(err error) bool {
-	return apierrors.IsInvalid(err) || apierrors.IsConflict(err)
 }
 
 func (r *Recorder) forget(id string) {

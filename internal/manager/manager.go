@@ -5,6 +5,7 @@
 package manager
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"runtime"
@@ -128,32 +129,18 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 }
 
 func (o Options) withDefaults() Options {
-	if o.SystemNamespace == "" {
-		o.SystemNamespace = gatewayv1alpha1.DefaultSystemNamespace
-	}
-	if o.RevealWindow == 0 {
-		o.RevealWindow = DefaultRevealWindow
-	}
-	if o.RevealMode == "" {
-		o.RevealMode = controllers.RevealSealed
-	}
-	if o.Argon2 == (keys.Params{}) {
-		o.Argon2 = keys.DefaultParams
-	}
+	o.SystemNamespace = cmp.Or(o.SystemNamespace, gatewayv1alpha1.DefaultSystemNamespace)
+	o.RevealWindow = cmp.Or(o.RevealWindow, DefaultRevealWindow)
+	o.RevealMode = cmp.Or(o.RevealMode, controllers.RevealSealed)
+	o.Argon2 = cmp.Or(o.Argon2, keys.DefaultParams)
 	if o.MaxConcurrentReconciles == 0 {
 		// More workers than cores: while one key waits on the API server,
 		// another is hashing.
 		o.MaxConcurrentReconciles = 4 * runtime.GOMAXPROCS(0)
 	}
-	if o.MetricsBindAddress == "" {
-		o.MetricsBindAddress = "0"
-	}
-	if o.HealthProbeBindAddress == "" {
-		o.HealthProbeBindAddress = "0"
-	}
-	if o.Clock == nil {
-		o.Clock = clock.RealClock{}
-	}
+	o.MetricsBindAddress = cmp.Or(o.MetricsBindAddress, "0")
+	o.HealthProbeBindAddress = cmp.Or(o.HealthProbeBindAddress, "0")
+	o.Clock = cmp.Or[clock.WithDelayedExecution](o.Clock, clock.RealClock{})
 	return o
 }
 
