@@ -83,7 +83,7 @@ type Options struct {
 
 // New returns a Meter.
 func New(o Options) *Meter {
-	o.Clock = cmp.Or[clock.PassiveClock](o.Clock, clock.RealClock{})
+	o.Clock = cmp.Or[clock.Clock](o.Clock, clock.RealClock{})
 	o.Log = cmp.Or(o.Log, slog.Default())
 	o.BudgetFailureMode = cmp.Or(o.BudgetFailureMode, FailClosed)
 	o.LimitsFailureMode = cmp.Or(o.LimitsFailureMode, FailOpen)

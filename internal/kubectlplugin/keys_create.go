@@ -214,6 +214,10 @@ func (s *session) sealTo(ctx context.Context, key *gatewayv1alpha1.APIKey) (*sea
 			return nil, fmt.Errorf("APIKey %s/%s: %w", s.namespace, key.Name, reveal.ErrAlreadyRevealed)
 		}
 		return nil, fmt.Errorf("APIKey %s/%s: %w", s.namespace, key.Name, reveal.ErrSealedToAnother)
+	case rs != nil && rs.State == gatewayv1alpha1.RevealPending && rs.SecretNamespace != "" && rs.SecretNamespace != key.Namespace:
+		// A rotation the console asked for: revealed in the system
+		// namespace, sealed to the console's request (spec.rotation.revealIn).
+		return nil, fmt.Errorf("APIKey %s/%s: %w; to get a new key here instead, run kubectl apikey rotate %s", s.namespace, key.Name, errRevealedInConsole, key.Name)
 	case key.Status.Phase == gatewayv1alpha1.PhaseActive:
 		return nil, nil // issued in plaintext
 	}

@@ -24,6 +24,9 @@ var (
 	errForbidden    = errors.New("forbidden")
 	errKeyNotFound  = errors.New("not found")
 	errUnauthorized = errors.New("the API server did not accept your credentials")
+	// errRevealedInConsole: the pending reveal is a rotation's that the
+	// console asked for, sealed to that request.
+	errRevealedInConsole = errors.New("its new key was asked for in the console, which shows it once, to whoever rotated it there (it is sealed to that request)")
 )
 
 // explain turns an error from the API server (or from failing to reach it)

@@ -25,6 +25,7 @@ import (
 	"github.com/codevector/codevector/internal/devmode"
 	"github.com/codevector/codevector/internal/manager"
 	"github.com/codevector/codevector/internal/testenv"
+	"github.com/codevector/codevector/keys/request"
 	"github.com/codevector/codevector/keys/reveal"
 )
 
@@ -607,4 +608,62 @@ func TestKeysCLIRotateWhileTheKeyIsInUse(t *testing.T) {
 	if !testenv.KeyLine.MatchString(second) || after.Status.Prefix != second[:12] || after.Status.Previous == nil || after.Status.Previous.Prefix != first[:12] {
 		t.Errorf("after rotate: printed %q..., prefix %s, previous %+v", firstN(second, 12), after.Status.Prefix, after.Status.Previous)
 	}
+}
+
+// The owner runs reveal while a rotation the console asked for waits to be
+// shown there: the new key is sealed to the console's request, so reveal
+// says so and what to do instead, rather than the API server's refusal to
+// read a Secret in the system namespace.
+func TestRevealWhileTheConsoleShowsARotation(t *testing.T) {
+	e := sharedEnv(t)
+	e.StartManager(t, manager.Options{})
+	ns := e.Namespace(t)
+	alice := userKubeconfig(t, e, "alice@example.com", ns, editor, revealer)
+	if _, stderr, err := keysRun(alice, "", "create", "laptop"); err != nil {
+		t.Fatalf("create: %v\n%s", err, stderr)
+	}
+	gateway, err := e.ClientAs("system:serviceaccount:"+gatewayv1alpha1.DefaultSystemNamespace+":codevector-gateway",
+		"system:serviceaccounts", "system:serviceaccounts:"+gatewayv1alpha1.DefaultSystemNamespace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	nn := types.NamespacedName{Namespace: ns, Name: "laptop"}
+	// As the console asks for a rotation (gateway/console).
+	var r request.Rotation
+	live := &gatewayv1alpha1.APIKey{}
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := e.Client.Get(ctx, nn, live); err != nil {
+			return err
+		}
+		if r, err = request.NewRotation(live, time.Now(), time.Hour, testenv.RevealKey().PublicKey(), gatewayv1alpha1.RevealInSystemNamespace); err != nil {
+			return err
+		}
+		return gateway.Patch(ctx, live, r.Patch)
+	})
+	if err != nil {
+		t.Fatalf("the console's rotation: %v", err)
+	}
+	testenv.Eventually(t, 15*time.Second, func() error {
+		k := &gatewayv1alpha1.APIKey{}
+		if err := e.Client.Get(ctx, nn, k); err != nil {
+			return err
+		}
+		if rs := k.Status.Reveal; rs == nil || rs.State != gatewayv1alpha1.RevealPending || rs.SecretNamespace != gatewayv1alpha1.DefaultSystemNamespace {
+			return fmt.Errorf("status.reveal %+v: the rotation's reveal is not written yet", rs)
+		}
+		return nil
+	})
+
+	_, stderr, err := keysRun(alice, "", "reveal", "laptop")
+	if err == nil || !errors.Is(err, errRevealedInConsole) || !strings.Contains(stderr+err.Error(), "run kubectl apikey rotate laptop") {
+		t.Errorf("reveal while the console shows the rotated key: %v\n%s", err, stderr)
+	}
+
+	// The console still shows it, once.
+	_, plain, err := request.Receive(ctx, gateway, nn, live.UID, 15*time.Second, r.Done, testenv.RevealKey())
+	if err != nil {
+		t.Fatalf("the console receiving the rotated key after the owner's reveal: %v", err)
+	}
+	e.Issued(plain)
 }
