@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	testingclock "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 
@@ -293,6 +294,12 @@ func joinReplica(t *testing.T, ctx context.Context, ln net.Listener, peers []str
 // every 200ms unless o says otherwise.
 func startReplica(t *testing.T, ln net.Listener, peers []string, o server.Options) (gw *gateway, stop func()) {
 	t.Helper()
+	return startReplicaWith(t, env.Config, ln, peers, o)
+}
+
+// startReplicaWith is startReplica reaching the API server with cfg.
+func startReplicaWith(t *testing.T, cfg *rest.Config, ln net.Listener, peers []string, o server.Options) (gw *gateway, stop func()) {
+	t.Helper()
 	if o.LastUsedInterval == 0 {
 		o.LastUsedInterval = 200 * time.Millisecond
 	}
@@ -300,7 +307,7 @@ func startReplica(t *testing.T, ln net.Listener, peers []string, o server.Option
 	o.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	o.MetricsListener = nil // one each
 	metrics := withMetricsListener(t, &o)
-	url, g, stop := testenv.RunGateway(t, 15*time.Second, env.Config, o)
+	url, g, stop := testenv.RunGateway(t, 15*time.Second, cfg, o)
 	return &gateway{URL: url, Gateway: g, PeerAddr: ln.Addr().String(), MetricsURL: metrics}, stop
 }
 
