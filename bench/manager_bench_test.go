@@ -33,12 +33,12 @@ func BenchmarkManagerIssueRate(b *testing.B) {
 	n := envInt("BENCH_ISSUE_KEYS", 1000)
 	// The manager's own requests by verb and resource, through a counting
 	// transport on its rest.Config (the benchmark's clients use another).
-	var counter requestCounter
-	testenv.RunManager(b, counter.wrap(env.Config), manager.Options{Argon2: keys.DefaultParams})
+	var counter testenv.RequestCounter
+	testenv.RunManager(b, counter.Wrap(env.Config), manager.Options{Argon2: keys.DefaultParams})
 	ns := env.Namespace(b)
-	req0 := counter.snapshot()
+	req0 := counter.Snapshot()
 	r := issueBurst(b, ns, "rate", n)
-	byKind := perKey(req0, counter.snapshot(), n)
+	byKind := testenv.PerKey(req0, counter.Snapshot(), n)
 	fmt.Printf("manager API requests per key: %s\n", byKind)
 	rate := r.rate()
 	b.ReportMetric(rate, "keys/s")

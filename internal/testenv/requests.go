@@ -1,4 +1,4 @@
-package bench
+package testenv
 
 import (
 	"fmt"
@@ -10,32 +10,29 @@ import (
 	"k8s.io/client-go/rest"
 )
 
-// requestCounter counts the API requests that pass through a rest.Config
+// RequestCounter counts the API requests that pass through a rest.Config
 // by verb and resource ("create secrets", "patch apikeys/status", "list
 // secrets"), so a benchmark can say what each issued key costs, not only
-// how many requests by HTTP method client-go's metric tells.
-type requestCounter struct {
+// how many requests by HTTP method client-go's metric tells. The zero
+// value is ready to use.
+type RequestCounter struct {
 	mu     sync.Mutex
 	counts map[string]int
 }
 
-// wrap returns a copy of cfg whose requests are counted.
-func (c *requestCounter) wrap(cfg *rest.Config) *rest.Config {
+// Wrap returns a copy of cfg whose requests are counted.
+func (c *RequestCounter) Wrap(cfg *rest.Config) *rest.Config {
 	cfg = rest.CopyConfig(cfg)
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
 		return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
-			c.add(requestKind(req))
+			c.add(RequestKind(req))
 			return rt.RoundTrip(req)
 		})
 	})
 	return cfg
 }
 
-type roundTripperFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripperFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
-
-func (c *requestCounter) add(kind string) {
+func (c *RequestCounter) add(kind string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.counts == nil {
@@ -44,8 +41,8 @@ func (c *requestCounter) add(kind string) {
 	c.counts[kind]++
 }
 
-// snapshot is a copy of the counts so far.
-func (c *requestCounter) snapshot() map[string]int {
+// Snapshot is a copy of the counts so far, by RequestKind.
+func (c *RequestCounter) Snapshot() map[string]int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := make(map[string]int, len(c.counts))
@@ -55,9 +52,9 @@ func (c *requestCounter) snapshot() map[string]int {
 	return out
 }
 
-// perKey describes the requests between two snapshots per key, most
-// frequent first: "create secrets 2.00, get apikeys 1.00, ...".
-func perKey(before, after map[string]int, n int) string {
+// PerKey describes the requests between two snapshots per key (n keys),
+// most frequent first: "total 5.00, create secrets 2.00, ...".
+func PerKey(before, after map[string]int, n int) string {
 	type kv struct {
 		kind  string
 		count int
@@ -83,10 +80,10 @@ func perKey(before, after map[string]int, n int) string {
 	return strings.Join(parts, ", ")
 }
 
-// requestKind names a Kubernetes API request by verb and resource, from
+// RequestKind names a Kubernetes API request by verb and resource, from
 // its method and path (/api/v1/namespaces/NS/secrets/NAME,
 // /apis/GROUP/VERSION/namespaces/NS/RESOURCE/NAME/SUBRESOURCE).
-func requestKind(req *http.Request) string {
+func RequestKind(req *http.Request) string {
 	parts := strings.Split(strings.Trim(req.URL.Path, "/"), "/")
 	switch {
 	case len(parts) >= 2 && parts[0] == "api":
