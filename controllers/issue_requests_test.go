@@ -17,7 +17,8 @@ import (
 // that look for an interrupted issue's leftovers (the APIKey from the API
 // server, its hash Secret, its reveal Secrets in two namespaces) are for
 // keys a pass of ours has touched before; every key of a burst used to pay
-// for them, and the issue rate with them (docs/benchmarks.md).
+// for them, and the issue rate with them (docs/benchmarks.md, "How each
+// figure is measured").
 func TestAFreshKeyIsIssuedInFiveRequests(t *testing.T) {
 	var counter testenv.RequestCounter
 	testenv.RunManager(t, counter.Wrap(env.Config), manager.Options{})
