@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -22,9 +23,14 @@ func TestDeletedKeyIsRefusedWhileTheManagerIsDown(t *testing.T) {
 	gw := startGateway(t, server.Options{Providers: providersFor(t, up, up)})
 	ns := env.Namespace(t)
 	k, key := env.IssueKey(t, ns, "deleted")
-	if status, _, body := chat(t, gw.URL, key.Reveal()); status != http.StatusOK {
-		t.Fatalf("key to delete did not work first: %d %s", status, body)
-	}
+	// The gateway started before the key was issued: it works once the
+	// gateway's watch has brought its hash (a moment on a loaded machine).
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if status, _, body := chat(t, gw.URL, key.Reveal()); status != http.StatusOK {
+			return fmt.Errorf("key to delete did not work first: %d %s", status, body)
+		}
+		return nil
+	})
 
 	lines := startLongStream(t, gw, key)
 
