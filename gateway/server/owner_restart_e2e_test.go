@@ -1,21 +1,18 @@
 package server_test
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/http"
 	"testing"
 	"time"
 
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/server"
 	"github.com/codevector/codevector/internal/manager"
-	"github.com/codevector/codevector/internal/testenv"
 )
 
 // A total token budget, spent through one replica, whose counter's owner
@@ -60,16 +57,7 @@ func TestBudgetHoldsWhenItsCounterOwnerRestarts(t *testing.T) {
 	if status != http.StatusTooManyRequests || errorCode(t, body) != "budget_exceeded" {
 		t.Fatalf("after %d requests: %d %s, want 429 budget_exceeded", ok, status, body)
 	}
-	testenv.Eventually(t, 10*time.Second, func() error {
-		live := &gatewayv1alpha1.APIKey{}
-		if err := env.Client.Get(context.Background(), types.NamespacedName{Namespace: k.Namespace, Name: k.Name}, live); err != nil {
-			return err
-		}
-		if u := live.Status.Usage; u == nil || u.Requests != int64(ok) {
-			return fmt.Errorf("status.usage = %+v, want %d requests", u, ok)
-		}
-		return nil
-	})
+	waitForUsage(t, k, ok)
 	restart := func(cfg *rest.Config, o server.Options) {
 		t.Helper()
 		stops[owner]()

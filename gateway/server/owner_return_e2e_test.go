@@ -113,9 +113,7 @@ func TestConcurrencyHoldsWhenItsCounterOwnerReturns(t *testing.T) {
 	up := newUpstream(t, time.Second) // 100 words: a stream outlasts the test
 	clk := testenv.FakeClock(t)
 	const limit = 2
-	k, key := env.IssueKey(t, env.Namespace(t), "owner-returns", func(k *gatewayv1alpha1.APIKey) {
-		k.Spec.Limits = &gatewayv1alpha1.Limits{ConcurrentRequests: ptr.To[int32](limit)}
-	})
+	k, key := issueConcurrencyKey(t, "owner-returns", limit)
 	replicas := podPeeredReplicas(t, server.Options{Providers: providersFor(t, up, up), Clock: clk})
 	waitForPolicy(t, gateways(replicas), k)
 	// The test starts with a 20-second window of the concurrency counter
@@ -171,6 +169,14 @@ func stepTo(clk *testingclock.FakeClock, at time.Time) {
 	if d := at.Sub(clk.Now()); d > 0 {
 		clk.Step(d)
 	}
+}
+
+// issueConcurrencyKey issues a key limited to limit requests at a time.
+func issueConcurrencyKey(t *testing.T, name string, limit int32) (*gatewayv1alpha1.APIKey, keys.Key) {
+	t.Helper()
+	return env.IssueKey(t, env.Namespace(t), name, func(k *gatewayv1alpha1.APIKey) {
+		k.Spec.Limits = &gatewayv1alpha1.Limits{ConcurrentRequests: ptr.To(limit)}
+	})
 }
 
 // waitForRebooked waits until gw has counted at least n concurrency slots

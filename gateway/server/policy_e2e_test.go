@@ -223,16 +223,7 @@ func TestBudgetSurvivesRestartOfAllReplicas(t *testing.T) {
 			t.Fatalf("%d requests passed a budget of %d tokens", ok, budget)
 		}
 		// Every replica has written its share before it stops.
-		testenv.Eventually(t, 10*time.Second, func() error {
-			live := &gatewayv1alpha1.APIKey{}
-			if err := env.Client.Get(context.Background(), types.NamespacedName{Namespace: k.Namespace, Name: k.Name}, live); err != nil {
-				return err
-			}
-			if u := live.Status.Usage; u == nil || u.Requests != int64(ok) {
-				return fmt.Errorf("status.usage = %+v, want %d requests", u, ok)
-			}
-			return nil
-		})
+		waitForUsage(t, k, ok)
 		cancel()
 	}
 
@@ -251,6 +242,21 @@ func TestBudgetSurvivesRestartOfAllReplicas(t *testing.T) {
 	if ok, status, body := ok2, status2, body2; ok != 0 || status != http.StatusTooManyRequests || errorCode(t, body) != "budget_exceeded" {
 		t.Errorf("after a restart of every replica, %d more requests passed, then %d %s; want none", ok, status, body)
 	}
+}
+
+// waitForUsage waits until k's status.usage counts requests requests.
+func waitForUsage(t *testing.T, k *gatewayv1alpha1.APIKey, requests int) {
+	t.Helper()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		live := &gatewayv1alpha1.APIKey{}
+		if err := env.Client.Get(context.Background(), types.NamespacedName{Namespace: k.Namespace, Name: k.Name}, live); err != nil {
+			return err
+		}
+		if u := live.Status.Usage; u == nil || u.Requests != int64(requests) {
+			return fmt.Errorf("status.usage = %+v, want %d requests", u, requests)
+		}
+		return nil
+	})
 }
 
 // peerListeners opens n peer listeners on loopback before any replica
@@ -398,9 +404,7 @@ func TestConcurrencyHoldsAcrossItsCounterRestarts(t *testing.T) {
 	up := newUpstream(t, time.Second) // 100 words: a stream outlasts the test
 	clk := testenv.FakeClock(t)
 	const limit = 2
-	k, key := env.IssueKey(t, env.Namespace(t), "concurrency-restarts", func(k *gatewayv1alpha1.APIKey) {
-		k.Spec.Limits = &gatewayv1alpha1.Limits{ConcurrentRequests: ptr.To[int32](limit)}
-	})
+	k, key := issueConcurrencyKey(t, "concurrency-restarts", limit)
 	gw := startGateway(t, server.Options{Providers: providersFor(t, up, up), Clock: clk})
 	waitForPolicy(t, []*gateway{gw}, k)
 	start := stepToNextConcurrencyWindow(clk)
