@@ -83,6 +83,9 @@ func (r *APIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if !key.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.finalize(ctx, key)
 	}
+	// fresh: this pass put the finalizer on, so no pass of ours has
+	// written a Secret for this key yet (issue skips looking for any).
+	fresh := false
 	if !controllerutil.ContainsFinalizer(key, gatewayv1alpha1.Finalizer) {
 		// The finalizer goes on before any Secret exists, so no hash Secret
 		// can outlive its APIKey.
@@ -91,6 +94,7 @@ func (r *APIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		if err := r.Client.Patch(ctx, key, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
 			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
 		}
+		fresh = true
 	}
 
 	now := r.Clock.Now()
@@ -107,7 +111,7 @@ func (r *APIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	var err error
 	switch s {
 	case stepIssue:
-		err = r.issue(ctx, key, pending)
+		err = r.issue(ctx, key, fresh, pending)
 	case stepMaintain:
 		err = r.maintain(ctx, key, now, pending)
 	case stepRotate:
@@ -119,8 +123,9 @@ func (r *APIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	case stepSettled:
 		err = r.settle(ctx, key)
 	}
-	if errors.Is(err, errStaleCache) {
-		// Not a failure: the next pass sees the newer object.
+	if errors.Is(err, errStaleCache) || errors.Is(err, errLeftovers) {
+		// Not a failure: the next pass sees the newer object, or, with the
+		// finalizer on, discards what it found before issuing.
 		return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil
 	}
 	if err != nil {
@@ -216,7 +221,17 @@ func (r *APIKeyReconciler) patchStatus(ctx context.Context, key *gatewayv1alpha1
 // key nobody has: it is discarded and a fresh key generated. Nothing in the
 // tenant namespace is ever read back: anyone who may create Secrets there
 // could have planted it (docs/design.md, section 6).
-func (r *APIKeyReconciler) issue(ctx context.Context, key *gatewayv1alpha1.APIKey, ev *eventLog) error {
+//
+// fresh says this pass added the finalizer, with a patch conditional on
+// the resourceVersion of the cached copy: that copy was then the API
+// server's (confirmCurrent has nothing to add; the patch's answer is newer
+// still), and since the finalizer goes on before any Secret, no pass of
+// ours has left anything to discard. Skipping both saves four of the nine
+// API requests a new key cost. What a finalizer removed by hand, or an
+// impostor, left under the names we write is found by the creates
+// themselves: they fail as already existing, and the pass is retried the
+// careful way (errLeftovers).
+func (r *APIKeyReconciler) issue(ctx context.Context, key *gatewayv1alpha1.APIKey, fresh bool, ev *eventLog) error {
 	if key.Spec.RevealPublicKey == "" && r.RevealMode != RevealPlain {
 		// No key exists until its owner asks for it: it can only be sealed
 		// to a public key the owner holds the private half of.
@@ -245,22 +260,34 @@ func (r *APIKeyReconciler) issue(ctx context.Context, key *gatewayv1alpha1.APIKe
 			return nil
 		}
 	}
-	// Issuing from a stale copy could discard a key that is already Active
-	// and revealed.
-	if err := r.confirmCurrent(ctx, key); err != nil {
-		return err
-	}
-	if err := r.discardUnissued(ctx, key, ev); err != nil {
-		return err
+	if !fresh {
+		// Issuing from a stale copy could discard a key that is already
+		// Active and revealed.
+		if err := r.confirmCurrent(ctx, key); err != nil {
+			return err
+		}
+		if err := r.discardUnissued(ctx, key, ev); err != nil {
+			return err
+		}
 	}
 	k, err := r.generateUniqueKey(ctx)
 	if err != nil {
 		return err
 	}
 	if err := r.createHashSecret(ctx, key, k, gatewayv1alpha1.HashSecretName(string(key.UID))); err != nil {
+		if fresh && apierrors.IsAlreadyExists(err) {
+			return errLeftovers
+		}
 		return err
 	}
-	reveal, err := r.createRevealSecret(ctx, key, k, key.Spec.RevealPublicKey, gatewayv1alpha1.RevealInKeyNamespace, ev)
+	// On a fresh key a Secret at the reveal name is not yet taken as
+	// somebody else's: the careful pass discards it if it is ours.
+	reveal, err := r.createRevealSecret(ctx, key, k, key.Spec.RevealPublicKey, gatewayv1alpha1.RevealInKeyNamespace, !fresh, ev)
+	if fresh && apierrors.IsAlreadyExists(err) {
+		// The hash Secret just written is discarded with it, as after a
+		// crash between the two writes.
+		return errLeftovers
+	}
 	if err != nil {
 		return err
 	}

@@ -139,6 +139,24 @@ func TestCrashAfterRevealWriteIssuesAFreshKey(t *testing.T) {
 	}
 }
 
+// A reveal Secret of ours without its hash Secret (deleted by hand), on a
+// key whose finalizer is not on yet: the first pass, which does not look
+// for leftovers, finds it in its way and leaves it to the pass after,
+// which discards it like any other; the key is revealed under its usual
+// name, never from the Secret left behind.
+func TestRevealLeftWithoutItsHashIsDiscarded(t *testing.T) {
+	ns := env.Namespace(t)
+	k := create(t, newKey(ns, "reveal-only"))
+	lost, _ := keys.Generate()
+	planted := plantReveal(t, k, lost)
+
+	env.StartManager(t, manager.Options{})
+	checkFreshKey(t, k, lost)
+	if rs, _ := secret(t, ns, gatewayv1alpha1.RevealSecretName(k.Name)); rs.UID == planted.UID {
+		t.Error("the reveal Secret left behind was kept")
+	}
+}
+
 // A reveal Secret planted before issuance, holding a key whose ID is
 // another user's (prefixes are visible to viewers), changes nothing: the
 // controller never reads key material from a tenant namespace.

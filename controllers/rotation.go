@@ -50,7 +50,7 @@ func (r *APIKeyReconciler) rotate(ctx context.Context, key *gatewayv1alpha1.APIK
 	if err := r.createHashSecret(ctx, key, k, hashName); err != nil {
 		return err
 	}
-	reveal, err := r.createRevealSecret(ctx, key, k, rot.RevealPublicKey, rot.RevealIn, ev)
+	reveal, err := r.createRevealSecret(ctx, key, k, rot.RevealPublicKey, rot.RevealIn, true, ev)
 	if err != nil {
 		return err
 	}

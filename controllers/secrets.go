@@ -30,6 +30,11 @@ const apiKeyUIDField = "codevector.apiKeyUID"
 // the pass is retried shortly instead of acting on old data.
 var errStaleCache = errors.New("cached APIKey is stale")
 
+// errLeftovers means a pass that skipped looking for an interrupted
+// issue's Secrets (a fresh key, see issue) found one in its way; the pass
+// is retried, and that one looks.
+var errLeftovers = errors.New("an earlier issue's Secrets are in the way")
+
 // RevealMode says how the controller hands a new key to its owner.
 type RevealMode string
 
@@ -58,7 +63,11 @@ const (
 // under a name derived from the APIKey's UID (no owner reference can cross
 // namespaces: labels name the APIKey instead, and deleteRevealSecrets and
 // the finalizer collect it).
-func (r *APIKeyReconciler) createRevealSecret(ctx context.Context, key *gatewayv1alpha1.APIKey, k keys.Key, pub string, in gatewayv1alpha1.RevealLocation, ev *eventLog) (*corev1.Secret, error) {
+//
+// elsewhereIfTaken: a Secret already at the name is somebody else's, and
+// the reveal goes under a generated name; else the AlreadyExists error is
+// returned for the caller to look first (a fresh key's issue).
+func (r *APIKeyReconciler) createRevealSecret(ctx context.Context, key *gatewayv1alpha1.APIKey, k keys.Key, pub string, in gatewayv1alpha1.RevealLocation, elsewhereIfTaken bool, ev *eventLog) (*corev1.Secret, error) {
 	data := map[string][]byte{}
 	if pub != "" {
 		sealed, err := seal.Seal(pub, key.UID, k)
@@ -87,7 +96,7 @@ func (r *APIKeyReconciler) createRevealSecret(ctx context.Context, key *gatewayv
 		return nil, fmt.Errorf("owning reveal Secret: %w", err)
 	}
 	err := r.Client.Create(ctx, s)
-	if apierrors.IsAlreadyExists(err) {
+	if elsewhereIfTaken && apierrors.IsAlreadyExists(err) {
 		// Our own reveal Secrets were deleted before this (discardUnissued,
 		// discardUnrotated), so the name is held by a Secret someone else
 		// made, which anyone who may create Secrets here can do. It must

@@ -48,8 +48,9 @@ type Options struct {
 const (
 	DefaultRevealWindow = 10 * time.Minute
 	// DefaultQPS and DefaultBurst keep the client's rate limiter from being
-	// what bounds key creation: each new key costs about four writes, and
-	// argon2 alone allows roughly 90 keys/s on two cores.
+	// what bounds key creation: each new key costs five requests (four
+	// writes and an event), and argon2 alone allows roughly 70 keys/s on
+	// two cores.
 	DefaultQPS   = 300
 	DefaultBurst = 600
 )
