@@ -93,7 +93,7 @@ func TestGatewayReplicaKilledUnderLoad(t *testing.T) {
 	a = startReplica(addrA)
 	t.Logf("killed replica ready again %v after SIGKILL", time.Since(killedAt).Round(time.Millisecond))
 	if status := chatStatus("http://"+addrA, key); status != http.StatusOK {
-		t.Errorf("restarted replica: %d for a valid key", status)
+		t.Errorf("restarted replica: %d for a valid key\n%s", status, a.logs)
 	}
 	close(stop)
 	wg.Wait()
