@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"k8s.io/client-go/rest"
-	"k8s.io/utils/ptr"
 
 	gatewayv1alpha1 "github.com/codevector/codevector/api/v1alpha1"
 	"github.com/codevector/codevector/gateway/server"
@@ -28,9 +27,7 @@ func TestBudgetHoldsWhenItsCounterOwnerRestarts(t *testing.T) {
 	up := newUpstream(t, 0)
 	opts := server.Options{Providers: providersFor(t, up, up)}
 	const budget = 300
-	k, key := env.IssueKey(t, env.Namespace(t), "owner-restarts", func(k *gatewayv1alpha1.APIKey) {
-		k.Spec.Budget = &gatewayv1alpha1.Budget{Tokens: ptr.To[int64](budget), Period: gatewayv1alpha1.BudgetTotal}
-	})
+	k, key := issueTokenBudgetKey(t, "owner-restarts", budget, gatewayv1alpha1.BudgetTotal)
 	listeners, peers := peerListeners(t, 2)
 	owner := 0
 	if counterOwner(t, peers, fmt.Sprintf("%s/%s/%s/budget", k.Namespace, k.Name, k.UID), time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)) != peers[0] {

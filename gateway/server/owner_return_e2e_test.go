@@ -39,9 +39,7 @@ func TestBudgetHoldsWhenItsCounterOwnerLeavesAndReturns(t *testing.T) {
 	env.StartManager(t, manager.Options{})
 	up := newUpstream(t, 0)
 	const budget = 600
-	k, key := env.IssueKey(t, env.Namespace(t), "owner-returns", func(k *gatewayv1alpha1.APIKey) {
-		k.Spec.Budget = &gatewayv1alpha1.Budget{Tokens: ptr.To[int64](budget), Period: gatewayv1alpha1.BudgetMonth}
-	})
+	k, key := issueTokenBudgetKey(t, "owner-returns", budget, gatewayv1alpha1.BudgetMonth)
 
 	replicas := podPeeredReplicas(t, server.Options{Providers: providersFor(t, up, up)})
 
@@ -169,6 +167,14 @@ func stepTo(clk *testingclock.FakeClock, at time.Time) {
 	if d := at.Sub(clk.Now()); d > 0 {
 		clk.Step(d)
 	}
+}
+
+// issueTokenBudgetKey issues a key with a budget of tokens per period.
+func issueTokenBudgetKey(t *testing.T, name string, tokens int64, period gatewayv1alpha1.BudgetPeriod) (*gatewayv1alpha1.APIKey, keys.Key) {
+	t.Helper()
+	return env.IssueKey(t, env.Namespace(t), name, func(k *gatewayv1alpha1.APIKey) {
+		k.Spec.Budget = &gatewayv1alpha1.Budget{Tokens: ptr.To(tokens), Period: period}
+	})
 }
 
 // issueConcurrencyKey issues a key limited to limit requests at a time.

@@ -194,9 +194,7 @@ func TestBudgetSurvivesRestartOfAllReplicas(t *testing.T) {
 	up := newUpstream(t, 0)
 	opts := server.Options{Providers: providersFor(t, up, up)}
 	const budget = 200
-	k, key := env.IssueKey(t, env.Namespace(t), "budgeted", func(k *gatewayv1alpha1.APIKey) {
-		k.Spec.Budget = &gatewayv1alpha1.Budget{Tokens: ptr.To[int64](budget), Period: gatewayv1alpha1.BudgetMonth}
-	})
+	k, key := issueTokenBudgetKey(t, "budgeted", budget, gatewayv1alpha1.BudgetMonth)
 
 	spend := func(replicas []*gateway) (ok int, lastStatus int, lastBody string) {
 		for i := range 100 {
@@ -449,9 +447,7 @@ func TestConcurrentFirstRequestsCannotOverrunABudget(t *testing.T) {
 	up := newUpstream(t, 0)
 	replicas := peeredReplicas(t, 3, server.Options{Providers: providersFor(t, up, up)})
 	const budget = 500
-	k, key := env.IssueKey(t, env.Namespace(t), "first-rush", func(k *gatewayv1alpha1.APIKey) {
-		k.Spec.Budget = &gatewayv1alpha1.Budget{Tokens: ptr.To[int64](budget), Period: gatewayv1alpha1.BudgetTotal}
-	})
+	k, key := issueTokenBudgetKey(t, "first-rush", budget, gatewayv1alpha1.BudgetTotal)
 	waitForPolicy(t, replicas, k)
 
 	var mu sync.Mutex
